@@ -1,0 +1,73 @@
+/* Library calls of the cpu backend: "gemm" through OpenBLAS (f32, f64).
+ * Anything else answers FLAGOS_ERR_UNSUPPORTED and the host runs the kernel's
+ * generic body. The contract is in docs/kernel-ir.md:
+ *   bufs [A, B, Y]; ints [batch, M, N, K, transA, transB, strideA, strideB, strideY]
+ *   (batch strides in elements, 0 = the same matrix for every batch);
+ *   floats [alpha, beta]; row-major;
+ *   Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b for each batch b.
+ * beta == 0 ignores Y's old contents (NaN included). */
+#include <limits.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "cpu_internal.h"
+
+static flagos_status_t gemm(cpu_state_t *s, const flagos_libcall_t *c) {
+  if (c->n_bufs != 3 || c->n_ints != 9 || c->n_floats != 2)
+    return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "cpu backend: gemm takes 3 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs, c->n_ints,
+                   c->n_floats);
+  int32_t dt = c->buf_dtypes[0];
+  if ((dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64) || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt)
+    return CPU_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cpu backend: gemm on dtypes %d/%d/%d is not provided", (int)dt,
+                   (int)c->buf_dtypes[1], (int)c->buf_dtypes[2]);
+  const int64_t *v = c->ints;
+  int64_t batch = v[0], M = v[1], N = v[2], K = v[3], sa = v[6], sb = v[7], sy = v[8];
+  int ta = v[4] != 0, tb = v[5] != 0;
+  double alpha = c->floats[0], beta = c->floats[1];
+  if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0 || sy < 0)
+    return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "cpu backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
+                   (long long)batch, (long long)M, (long long)N, (long long)K);
+  if (M > INT_MAX || N > INT_MAX || K > INT_MAX)
+    return CPU_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cpu backend: gemm dims beyond BLAS's 32-bit range");
+  if (batch == 0 || M == 0 || N == 0) return NULL;
+  if (!c->bufs[0] || !c->bufs[1] || !c->bufs[2])
+    return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cpu backend: gemm with a NULL buffer");
+  int m = (int)M, n = (int)N, k = (int)K;
+  /* BLAS wants leading dimensions of at least 1 even when a matrix is empty. */
+  int lda = ta ? m : (k > 0 ? k : 1), ldb = tb ? (k > 0 ? k : 1) : n;
+  enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+  size_t es = dt == FLAGOS_FLOAT32 ? 4 : 8;
+  for (int64_t b = 0; b < batch; b++) {
+    char *A = (char *)c->bufs[0] + (size_t)(b * sa) * es, *B = (char *)c->bufs[1] + (size_t)(b * sb) * es;
+    char *Y = (char *)c->bufs[2] + (size_t)(b * sy) * es;
+    size_t mn = (size_t)M * (size_t)N;
+    if (beta == 0) memset(Y, 0, mn * es); /* so that NaNs in Y's old contents cannot leak */
+    if (k == 0) {
+      if (beta != 0 && beta != 1) {
+        for (size_t i = 0; i < mn; i++) {
+          if (dt == FLAGOS_FLOAT32) ((float *)Y)[i] *= (float)beta;
+          else ((double *)Y)[i] *= beta;
+        }
+      }
+      continue;
+    }
+    if (dt == FLAGOS_FLOAT32)
+      cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, (float)alpha, (const float *)A, lda, (const float *)B, ldb,
+                  (float)beta, (float *)Y, n);
+    else
+      cblas_dgemm(CblasRowMajor, opa, opb, m, n, k, alpha, (const double *)A, lda, (const double *)B, ldb, beta,
+                  (double *)Y, n);
+  }
+  return NULL;
+}
+
+flagos_status_t cpu_library_call(void *state, flagos_bstream_t stream, const flagos_libcall_t *call) {
+  cpu_state_t *s = state;
+  (void)stream;
+  if (!call || !call->name) return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cpu backend: library call without a name");
+  if (strcmp(call->name, "gemm") == 0) return gemm(s, call);
+  return CPU_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cpu backend: no library call '%s'", call->name);
+}

@@ -1,0 +1,109 @@
+/* FlagOS public API: compile models into bundles, open bundles, run them.
+ * Only this header, status.h and backend.h are public. */
+#ifndef FLAGOS_FLAGOS_H
+#define FLAGOS_FLAGOS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flagos/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FLAGOS_VERSION_STRING "0.1.0"
+#define FLAGOS_MAX_RANK 16
+
+typedef struct flagos_bundle_s flagos_bundle_t;
+typedef struct flagos_session_s flagos_session_t;
+
+/* ---- compiling ---- */
+typedef struct flagos_compile_options {
+  const char *targets;      /* comma-separated: "cpu" (default when NULL) */
+  /* Fixes symbolic input dims: "x=1x3x224x224;y=..." (NULL: none). */
+  const char *shapes;
+  int opt_level;            /* C compiler optimisation level, default 2 */
+  const char *cache_dir;    /* kernel cache; NULL: $FLAGOS_CACHE_DIR or ~/.cache/flagos */
+  bool verbose;
+} flagos_compile_options_t;
+
+/* Compiles an ONNX model file into a bundle written to out_path. */
+FLAGOS_API flagos_status_t flagos_compile_file(const char *onnx_path, const char *out_path,
+                                               const flagos_compile_options_t *opts);
+/* Compiles an ONNX model into a bundle held in memory (what `flagos run model.onnx` does). */
+FLAGOS_API flagos_status_t flagos_compile_to_bundle(const char *onnx_path, const flagos_compile_options_t *opts,
+                                                    flagos_bundle_t **out);
+
+/* ---- bundles ---- */
+FLAGOS_API flagos_status_t flagos_bundle_open(const char *path, flagos_bundle_t **out);
+FLAGOS_API void flagos_bundle_close(flagos_bundle_t *b);
+
+typedef enum flagos_value_kind {
+  FLAGOS_VALUE_TENSOR = 0,
+  FLAGOS_VALUE_SEQUENCE = 1,
+  FLAGOS_VALUE_OPTIONAL = 2
+} flagos_value_kind_t;
+
+typedef struct flagos_io_info {
+  const char *name;
+  flagos_value_kind_t kind;
+  flagos_dtype_t dtype;     /* of the tensor (or of the elements) */
+  int rank;                 /* -1 unknown */
+  int64_t dims[FLAGOS_MAX_RANK]; /* -1 for a dim not fixed at compile time */
+  const char *dim_names[FLAGOS_MAX_RANK]; /* symbolic dim names, or NULL */
+} flagos_io_info_t;
+
+FLAGOS_API int flagos_bundle_num_inputs(const flagos_bundle_t *b);
+FLAGOS_API int flagos_bundle_num_outputs(const flagos_bundle_t *b);
+FLAGOS_API flagos_status_t flagos_bundle_input(const flagos_bundle_t *b, int i, flagos_io_info_t *out);
+FLAGOS_API flagos_status_t flagos_bundle_output(const flagos_bundle_t *b, int i, flagos_io_info_t *out);
+
+/* ---- values passed in and out of a run ---- */
+/* A tensor in host memory. For FLAGOS_STRING, data is `char **`. Sub-byte types
+ * are one element per byte. */
+typedef struct flagos_tensor {
+  flagos_dtype_t dtype;
+  int rank;
+  int64_t dims[FLAGOS_MAX_RANK];
+  void *data;
+  size_t nbytes;
+} flagos_tensor_t;
+
+/* A value: a tensor, a sequence of tensors, or an optional (present or not). */
+typedef struct flagos_value {
+  flagos_value_kind_t kind;
+  flagos_tensor_t tensor;          /* TENSOR, and OPTIONAL holding a tensor */
+  int n_items;                     /* SEQUENCE */
+  struct flagos_value *items;      /* SEQUENCE: n_items values; OPTIONAL holding a sequence: 1 */
+  bool present;                    /* OPTIONAL */
+  flagos_dtype_t elem_dtype;       /* SEQUENCE/OPTIONAL: element dtype, also when empty */
+} flagos_value_t;
+
+/* Frees what a value returned by FlagOS owns (its data and items), not the struct. */
+FLAGOS_API void flagos_value_clear(flagos_value_t *v);
+FLAGOS_API int64_t flagos_tensor_numel(const flagos_tensor_t *t);
+
+/* ---- sessions ---- */
+typedef struct flagos_session_options {
+  const char *device;   /* "cpu" (default), "cpu:0", later "cuda:0", "opencl:NVIDIA" */
+  int num_threads;      /* 0: the backend's default */
+} flagos_session_options_t;
+
+FLAGOS_API flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_options_t *opts,
+                                                 flagos_session_t **out);
+FLAGOS_API void flagos_session_destroy(flagos_session_t *s);
+/* Runs the model. inputs are in the bundle's input order (n_inputs of them; an
+ * optional graph input may be given as an OPTIONAL value that is not present).
+ * outputs receives n_outputs values that the caller releases with
+ * flagos_value_clear(). */
+FLAGOS_API flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *inputs, int n_inputs,
+                                              flagos_value_t *outputs, int n_outputs);
+/* Milliseconds the last run took (wall time, inputs uploaded to outputs downloaded). */
+FLAGOS_API double flagos_session_last_run_ms(const flagos_session_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,554 @@
+/* The shared emitter: turns one kernel into statements, in a tree of blocks.
+ *
+ * Expressions become inline C expressions wherever that keeps the semantics;
+ * statements appear only for reductions (a loop), for nodes used more than once
+ * (computed once into a temporary) and for selects whose branches need
+ * statements (an if/else, so the branch not taken is never evaluated — no GNU
+ * statement expressions, so the OpenCL dialect can share this).
+ *
+ * Reductions are hoisted out of loops whose variables they do not use, as far as
+ * is safe: never out of a branch that may not run (select branch, conditional
+ * store), never when they read a buffer the kernel writes (order would change),
+ * and out of a reduction loop only under a guard that the loop runs at least
+ * once. Main loops always run (the kernel returns early when a main extent is
+ * zero), so hoisting out of them needs no guard. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "codegen/cg_internal.h"
+
+void cg_fail(cg_t *g, flagos_code_t code, const char *fmt, ...) {
+  if (g->err) return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  g->err = flagos_status_new(code, "kernel '%s': %s", g->k->name, msg);
+}
+
+const char *cg_fmt(cg_t *g, const char *fmt, ...) {
+  va_list ap, ap2;
+  va_start(ap, fmt);
+  va_copy(ap2, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap2);
+  va_end(ap2);
+  char *s = fl_arena_alloc(g->a, (size_t)(n > 0 ? n : 0) + 1);
+  vsnprintf(s, (size_t)(n > 0 ? n : 0) + 1, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+void cg_line(fl_buf_t *b, int depth, const char *fmt, ...) {
+  for (int i = 0; i < depth; i++) fl_buf_puts(b, "  ");
+  va_list ap;
+  va_start(ap, fmt);
+  fl_buf_vprintf(b, fmt, ap);
+  va_end(ap);
+  fl_buf_putc(b, '\n');
+}
+
+bool cg_dtype_supported(flagos_dtype_t dt) {
+  return dt > FLAGOS_UNDEFINED && dt < FLAGOS_DTYPE_COUNT && dt != FLAGOS_STRING && dt != FLAGOS_COMPLEX64 &&
+         dt != FLAGOS_COMPLEX128;
+}
+
+/* ---- bitsets ---- */
+static uint64_t *bits_new(cg_t *g, int words) { return fl_arena_alloc(g->a, sizeof(uint64_t) * (size_t)(words ? words : 1)); }
+static bool bit_get(const uint64_t *b, int i) { return (b[i >> 6] >> (i & 63)) & 1u; }
+static void bit_set(uint64_t *b, int i) { b[i >> 6] |= 1ull << (i & 63); }
+static void bits_or(uint64_t *d, const uint64_t *s, int words) {
+  for (int i = 0; i < words; i++) d[i] |= s[i];
+}
+
+/* ---- node analysis (pointer-keyed open addressing; entries live in the arena) ---- */
+static size_t hash_ptr(const void *p) {
+  uintptr_t x = (uintptr_t)p;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return (size_t)x;
+}
+
+cg_info_t *cg_info(cg_t *g, const kir_expr_t *e) {
+  if (!g->info_cap) return NULL;
+  size_t m = g->info_cap - 1;
+  for (size_t i = hash_ptr(e) & m;; i = (i + 1) & m) {
+    if (!g->info[i].e) return NULL;
+    if (g->info[i].e == e) return &g->info[i];
+  }
+}
+
+static cg_info_t *info_insert(cg_t *g, const kir_expr_t *e) {
+  if ((g->info_n + 1) * 2 > g->info_cap) {
+    size_t nc = g->info_cap ? g->info_cap * 2 : 256;
+    cg_info_t *old = g->info;
+    size_t oc = g->info_cap;
+    g->info = fl_arena_alloc(g->a, sizeof(*g->info) * nc);
+    g->info_cap = nc;
+    for (size_t i = 0; i < oc; i++) {
+      if (!old[i].e) continue;
+      size_t j = hash_ptr(old[i].e) & (nc - 1);
+      while (g->info[j].e) j = (j + 1) & (nc - 1);
+      g->info[j] = old[i];
+    }
+  }
+  size_t m = g->info_cap - 1, i = hash_ptr(e) & m;
+  while (g->info[i].e) i = (i + 1) & m;
+  g->info[i].e = e;
+  g->info_n++;
+  return &g->info[i];
+}
+
+/* Counts references and computes free variables and loaded buffers, once per node.
+ * The table may grow during the children's analysis, so results are copied into
+ * fresh bitsets first and stored after. */
+static void analyze(cg_t *g, const kir_expr_t *e) {
+  cg_info_t *in = cg_info(g, e);
+  if (in) {
+    in->refs++;
+    return;
+  }
+  if (g->err) return;
+  const kir_kernel_t *k = g->k;
+  uint64_t *vars = bits_new(g, g->nw_var), *loads = bits_new(g, g->nw_buf);
+  if (!cg_dtype_supported(e->dtype)) {
+    cg_fail(g, FLAGOS_ERR_UNSUPPORTED, "dtype %s is not supported by the %s emitter", flagos_dtype_name(e->dtype),
+            g->d->name);
+    return;
+  }
+  in = info_insert(g, e);
+  in->refs = 1;
+  in->vars = vars;
+  in->loads = loads;
+  int nchild = e->n;
+  switch (e->kind) {
+  case KIR_VAR:
+    if (e->var < 0 || e->var >= k->next_var) {
+      cg_fail(g, FLAGOS_ERR_INTERNAL, "variable v%d was not made by kir_new_var", e->var);
+      return;
+    }
+    bit_set(vars, e->var);
+    break;
+  case KIR_SYM:
+    if (e->sym < 0 || e->sym >= k->n_syms) {
+      cg_fail(g, FLAGOS_ERR_INTERNAL, "symbol %d is outside the kernel's %d symbols", e->sym, k->n_syms);
+      return;
+    }
+    break;
+  case KIR_LOAD:
+    if (e->buf < 0 || e->buf >= k->n_bufs) {
+      cg_fail(g, FLAGOS_ERR_INTERNAL, "load from buffer %d of %d", e->buf, k->n_bufs);
+      return;
+    }
+    bit_set(loads, e->buf);
+    break;
+  default: break;
+  }
+  for (int i = 0; i < nchild; i++) {
+    analyze(g, e->a[i]);
+    cg_info_t *c = cg_info(g, e->a[i]);
+    if (!c) return;
+    bits_or(vars, c->vars, g->nw_var);
+    bits_or(loads, c->loads, g->nw_buf);
+  }
+  if (e->kind == KIR_REDUCE) {
+    for (int i = 0; i < e->nr; i++) {
+      analyze(g, e->rext[i]);
+      cg_info_t *c = cg_info(g, e->rext[i]);
+      if (!c) return;
+      bits_or(vars, c->vars, g->nw_var);
+      bits_or(loads, c->loads, g->nw_buf);
+    }
+    for (int i = 0; i < e->nr; i++)
+      if (e->rvars[i] >= 0 && e->rvars[i] < k->next_var) vars[e->rvars[i] >> 6] &= ~(1ull << (e->rvars[i] & 63));
+  }
+}
+
+/* ---- blocks ---- */
+static cg_block_t *blk_new(cg_t *g, cg_block_t *parent, cg_block_kind_t kind) {
+  cg_block_t *b = fl_arena_alloc(g->a, sizeof(*b));
+  b->parent = parent;
+  b->kind = kind;
+  b->depth = parent ? parent->depth + 1 : 1;
+  b->var = -1;
+  return b;
+}
+
+/* Appends a child block's statements to its parent's, wrapped in `open`/"}". */
+static void blk_close(cg_block_t *b, const char *open) {
+  cg_block_t *p = b->parent;
+  if (open) cg_line(&p->buf, p->depth, "%s", open);
+  if (b->buf.len) fl_buf_append(&p->buf, b->buf.data, b->buf.len);
+  if (open) cg_line(&p->buf, p->depth, "}");
+  p->has_loop |= b->has_loop;
+  fl_buf_free(&b->buf);
+}
+
+static const char *memo_find(cg_block_t *b, const kir_expr_t *e) {
+  for (; b; b = b->parent)
+    for (int i = 0; i < b->n_memo; i++)
+      if (b->memo[i].e == e) return b->memo[i].name;
+  return NULL;
+}
+
+static void memo_add(cg_t *g, cg_block_t *b, const kir_expr_t *e, const char *name) {
+  if (b->n_memo == b->cap_memo) {
+    int nc = b->cap_memo ? b->cap_memo * 2 : 8;
+    cg_memo_t *m = fl_arena_alloc(g->a, sizeof(*m) * (size_t)nc);
+    if (b->n_memo) memcpy(m, b->memo, sizeof(*m) * (size_t)b->n_memo);
+    b->memo = m;
+    b->cap_memo = nc;
+  }
+  b->memo[b->n_memo++] = (cg_memo_t){e, name};
+}
+
+/* After a store to `buf`, values computed from loads of it are stale. */
+static void memo_forget_loads(cg_t *g, cg_block_t *b, int buf) {
+  for (; b; b = b->parent) {
+    int j = 0;
+    for (int i = 0; i < b->n_memo; i++) {
+      cg_info_t *in = cg_info(g, b->memo[i].e);
+      if (!in || !bit_get(in->loads, buf)) b->memo[j++] = b->memo[i];
+    }
+    b->n_memo = j;
+  }
+}
+
+static const char *tmp_name(cg_t *g, const char *prefix) { return cg_fmt(g, "%s%d", prefix, g->next_tmp++); }
+
+/* ---- expressions ---- */
+static const char *ex(cg_t *g, const kir_expr_t *e, cg_block_t *b);
+
+static const char *ex_index(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
+  bool saved = g->index_ctx;
+  g->index_ctx = true;
+  const char *t = ex(g, e, b);
+  g->index_ctx = saved;
+  return t;
+}
+
+/* Row-major linear offset of idx into buffer `buf`. */
+static const char *linear(cg_t *g, int buf, kir_expr_t *const *idx, cg_block_t *b) {
+  const kir_buf_t *kb = &g->k->bufs[buf];
+  const char *s = NULL;
+  for (int d = 0; d < kb->rank; d++) {
+    if (kir_is_const(idx[d], 0)) continue;
+    const char *it = ex_index(g, idx[d], b), *st = g->stride[buf][d];
+    const char *term = strcmp(st, "1") == 0 ? it : cg_fmt(g, "%s * %s", it, st);
+    if (st[0] == 'b') g->stride_used[buf][d] = true;
+    s = s ? cg_fmt(g, "%s + %s", s, term) : term;
+  }
+  return s ? s : "0";
+}
+
+static const char *ex_select(cg_t *g, const kir_expr_t *e, cg_block_t *b, bool share) {
+  const char *c = ex(g, e->a[0], b);
+  cg_block_t *bt = blk_new(g, b, CG_LAZY), *bf = blk_new(g, b, CG_LAZY);
+  const char *x = ex(g, e->a[1], bt), *y = ex(g, e->a[2], bf);
+  if (!bt->buf.len && !bf->buf.len) {
+    const char *t = cg_fmt(g, "(%s ? %s : %s)", c, x, y);
+    if (!share) return t;
+    const char *name = tmp_name(g, "t");
+    cg_line(&b->buf, b->depth, "const %s %s = %s;", cg_ctype(g, e->dtype), name, t);
+    memo_add(g, b, e, name);
+    return name;
+  }
+  const char *name = tmp_name(g, "t");
+  cg_line(&b->buf, b->depth, "%s %s;", cg_ctype(g, e->dtype), name);
+  cg_line(&bt->buf, bt->depth, "%s = %s;", name, x);
+  cg_line(&bf->buf, bf->depth, "%s = %s;", name, y);
+  cg_line(&b->buf, b->depth, "if (%s) {", c);
+  blk_close(bt, NULL);
+  cg_line(&b->buf, b->depth, "} else {");
+  blk_close(bf, NULL);
+  cg_line(&b->buf, b->depth, "}");
+  if (share) memo_add(g, b, e, name);
+  return name;
+}
+
+static bool loads_written(cg_t *g, const cg_info_t *in) {
+  for (int i = 0; i < g->k->n_bufs; i++)
+    if (g->k->bufs[i].written && bit_get(in->loads, i)) return true;
+  return false;
+}
+
+#define MAX_GUARDS 32
+
+static const char *ex_reduce(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
+  cg_info_t *in = cg_info(g, e);
+  cg_block_t *t = b;
+  const kir_expr_t *guards[MAX_GUARDS];
+  int ng = 0;
+  if (in && !loads_written(g, in)) {
+    uint64_t *needed = bits_new(g, g->nw_var);
+    bits_or(needed, in->vars, g->nw_var);
+    for (cg_block_t *x = b; x->parent; x = x->parent) {
+      if (x->kind == CG_LAZY || (x->var >= 0 && bit_get(needed, x->var))) break;
+      if (x->kind == CG_RLOOP) {
+        cg_info_t *xi = cg_info(g, x->ext);
+        if (ng == MAX_GUARDS || !xi || loads_written(g, xi)) break;
+        guards[ng++] = x->ext;
+        bits_or(needed, xi->vars, g->nw_var);
+      }
+      t = x->parent;
+    }
+  }
+  const char *T = cg_ctype(g, e->dtype), *acc = tmp_name(g, "r");
+  cg_block_t *host = t;
+  if (ng) {
+    const char *cond = NULL;
+    for (int i = 0; i < ng; i++) {
+      const char *gt = cg_fmt(g, "%s > 0", ex_index(g, guards[i], t));
+      cond = cond ? cg_fmt(g, "%s && %s", cond, gt) : gt;
+    }
+    cg_line(&t->buf, t->depth, "%s %s = %s;", T, acc, cg_reduce_init(g, e->op, e->dtype));
+    cg_line(&t->buf, t->depth, "if (%s) {", cond);
+    host = blk_new(g, t, CG_LAZY);
+  } else {
+    cg_line(&t->buf, t->depth, "%s %s = %s;", T, acc, cg_reduce_init(g, e->op, e->dtype));
+  }
+  cg_block_t **loops = fl_arena_alloc(g->a, sizeof(*loops) * (size_t)e->nr);
+  const char **ext = fl_arena_alloc(g->a, sizeof(*ext) * (size_t)e->nr);
+  cg_block_t *cur = host;
+  for (int i = 0; i < e->nr; i++) {
+    ext[i] = ex_index(g, e->rext[i], cur);
+    loops[i] = blk_new(g, cur, CG_RLOOP);
+    loops[i]->var = e->rvars[i];
+    loops[i]->ext = e->rext[i];
+    cur = loops[i];
+  }
+  const char *x = ex(g, e->a[0], cur);
+  bool simple = cur->buf.len == 0 && !cur->has_loop;
+  cg_line(&cur->buf, cur->depth, "%s = %s;", acc, cg_reduce_step(g, e->op, e->dtype, acc, x));
+  for (int i = e->nr - 1; i >= 0; i--) {
+    cg_block_t *p = loops[i]->parent;
+    if (i == e->nr - 1 && simple && g->d->reduce_pragma) g->d->reduce_pragma(g, e->op, e->dtype, acc, p->depth, &p->buf);
+    int v = e->rvars[i];
+    loops[i]->has_loop = true;
+    blk_close(loops[i], cg_fmt(g, "for (int64_t v%d = 0; v%d < %s; v%d++) {", v, v, ext[i], v));
+  }
+  if (ng) {
+    blk_close(host, NULL);
+    cg_line(&t->buf, t->depth, "}");
+  }
+  memo_add(g, t, e, acc);
+  return acc;
+}
+
+static const char *ex(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
+  if (g->err) return "0";
+  if (g->inline_only && (e->kind == KIR_REDUCE || e->kind == KIR_VAR)) {
+    cg_fail(g, FLAGOS_ERR_INTERNAL, "a buffer dim or loop extent uses a %s",
+            e->kind == KIR_VAR ? "loop variable" : "reduction");
+    return "0";
+  }
+  cg_info_t *in = g->inline_only ? NULL : cg_info(g, e);
+  bool leaf = e->kind == KIR_CONST || e->kind == KIR_VAR || e->kind == KIR_SYM;
+  bool share = in && !leaf && (in->refs > 1 || e->kind == KIR_REDUCE);
+  if (share) {
+    const char *m = memo_find(b, e);
+    if (m) return m;
+  }
+  const char *t;
+  switch (e->kind) {
+  case KIR_CONST: return cg_const(g, e);
+  case KIR_VAR: return cg_fmt(g, "v%d", e->var);
+  case KIR_SYM:
+    if (e->sym < 0 || e->sym >= g->k->n_syms) {
+      cg_fail(g, FLAGOS_ERR_INTERNAL, "symbol %d is outside the kernel's %d symbols", e->sym, g->k->n_syms);
+      return "0";
+    }
+    g->sym_used[e->sym] = true;
+    return cg_fmt(g, "S%d", e->sym);
+  case KIR_LOAD:
+    if (e->buf < 0 || e->buf >= g->k->n_bufs) {
+      cg_fail(g, FLAGOS_ERR_INTERNAL, "load from buffer %d of %d", e->buf, g->k->n_bufs);
+      return "0";
+    }
+    g->buf_loaded[e->buf] = true;
+    t = cg_decode(g, g->k->bufs[e->buf].dtype, cg_fmt(g, "b%d[%s]", e->buf, linear(g, e->buf, e->a, b)));
+    break;
+  case KIR_UNARY: t = cg_unary(g, e, ex(g, e->a[0], b)); break;
+  case KIR_BINARY: {
+    const char *x = ex(g, e->a[0], b);
+    t = cg_binary(g, e, x, ex(g, e->a[1], b));
+    break;
+  }
+  case KIR_SELECT: return ex_select(g, e, b, share);
+  case KIR_CAST: t = cg_cast(g, e->a[0]->dtype, e->dtype, e->sat, ex(g, e->a[0], b)); break;
+  case KIR_BITCAST: t = cg_bitcast(g, e->a[0]->dtype, e->dtype, ex(g, e->a[0], b)); break;
+  case KIR_REDUCE: return ex_reduce(g, e, b);
+  default:
+    cg_fail(g, FLAGOS_ERR_INTERNAL, "unknown expression kind %d", (int)e->kind);
+    return "0";
+  }
+  if (!share) return t;
+  const char *name = tmp_name(g, "t");
+  cg_line(&b->buf, b->depth, "const %s %s = %s;", cg_ctype(g, e->dtype), name, t);
+  memo_add(g, b, e, name);
+  return name;
+}
+
+static void emit_store(cg_t *g, const kir_store_t *s, cg_block_t *p) {
+  const kir_buf_t *kb = &g->k->bufs[s->buf];
+  cg_block_t *b = p;
+  const char *cond = NULL;
+  if (s->cond) {
+    cond = ex(g, s->cond, p);
+    b = blk_new(g, p, CG_LAZY);
+  }
+  const char *v = ex(g, s->value, b);
+  const char *at = linear(g, s->buf, s->idx, b);
+  cg_line(&b->buf, b->depth, "b%d[%s] = %s;", s->buf, at, cg_store_value(g, s->value->dtype, kb->dtype, v));
+  if (s->cond) blk_close(b, cg_fmt(g, "if (%s) {", cond));
+  g->buf_stored[s->buf] = true;
+  memo_forget_loads(g, p, s->buf);
+}
+
+/* ---- kernel ---- */
+/* Per-point cost of an expression DAG, for the parallel threshold: one per node
+ * plus the trip counts of reductions (symbolic extents stay symbolic; extents
+ * that vary per point count as 16). Memoised so shared subtrees cost once. */
+static kir_expr_t *cost(cg_t *g, const kir_expr_t *e) {
+  cg_info_t *in = cg_info(g, e);
+  if (!in) return kir_i64(g->a, 1);
+  if (in->cost) return in->cost;
+  in->cost = kir_i64(g->a, 1); /* guards against revisiting while computing */
+  kir_expr_t *c = kir_i64(g->a, 1);
+  for (int i = 0; i < e->n; i++) c = kir_add(g->a, c, cost(g, e->a[i]));
+  if (e->kind == KIR_REDUCE) {
+    for (int i = 0; i < e->nr; i++) {
+      int64_t v;
+      cg_info_t *ri = cg_info(g, e->rext[i]);
+      bool invariant = ri != NULL;
+      for (int w = 0; ri && w < g->nw_var; w++) invariant = invariant && ri->vars[w] == 0;
+      for (int w = 0; ri && w < g->nw_buf; w++) invariant = invariant && ri->loads[w] == 0;
+      if (kir_eval_int(e->rext[i], NULL, 0, &v)) c = kir_mul(g->a, c, kir_i64(g->a, v > 0 ? v : 0));
+      else if (invariant) c = kir_mul(g->a, c, e->rext[i]);
+      else c = kir_mul(g->a, c, kir_i64(g->a, 16));
+    }
+  }
+  in->cost = c;
+  return c;
+}
+
+static void setup_strides(cg_t *g) {
+  const kir_kernel_t *k = g->k;
+  g->stride = fl_arena_alloc(g->a, sizeof(*g->stride) * (size_t)(k->n_bufs + 1));
+  g->stride_used = fl_arena_alloc(g->a, sizeof(*g->stride_used) * (size_t)(k->n_bufs + 1));
+  for (int i = 0; i < k->n_bufs; i++) {
+    const kir_buf_t *kb = &k->bufs[i];
+    int r = kb->rank;
+    g->stride[i] = fl_arena_alloc(g->a, sizeof(char *) * (size_t)(r + 1));
+    g->stride_used[i] = fl_arena_alloc(g->a, sizeof(bool) * (size_t)(r + 1));
+    kir_expr_t *st = kir_i64(g->a, 1);
+    for (int d = r - 1; d >= 0; d--) {
+      int64_t v;
+      if (kir_eval_int(st, NULL, 0, &v)) g->stride[i][d] = cg_fmt(g, "%lld", (long long)v);
+      else g->stride[i][d] = cg_fmt(g, "b%d_s%d", i, d);
+      if (d > 0) st = kir_mul(g->a, st, kb->dims[d]);
+    }
+  }
+}
+
+/* Declarations of the strides used (recomputed here: dims are symbol expressions). */
+static void emit_stride_decls(cg_t *g, fl_buf_t *out) {
+  const kir_kernel_t *k = g->k;
+  g->inline_only = true;
+  g->index_ctx = true;
+  for (int i = 0; i < k->n_bufs; i++) {
+    const kir_buf_t *kb = &k->bufs[i];
+    kir_expr_t *st = kir_i64(g->a, 1);
+    for (int d = kb->rank - 1; d >= 0; d--) {
+      if (g->stride_used[i][d]) cg_line(out, 1, "const int64_t b%d_s%d = %s;", i, d, ex(g, st, NULL));
+      if (d > 0) st = kir_mul(g->a, st, kb->dims[d]);
+    }
+  }
+}
+
+flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_buf_t *out) {
+  cg_t g0 = {0}, *g = &g0;
+  g->d = d;
+  g->k = k;
+  g->a = fl_arena_create();
+  g->nw_var = (k->next_var + 63) / 64;
+  g->nw_buf = (k->n_bufs + 63) / 64;
+  g->sym_used = fl_arena_alloc(g->a, (size_t)k->n_syms + 1);
+  g->buf_loaded = fl_arena_alloc(g->a, (size_t)k->n_bufs + 1);
+  g->buf_stored = fl_arena_alloc(g->a, (size_t)k->n_bufs + 1);
+  for (int i = 0; i < k->n_bufs; i++)
+    if (!cg_dtype_supported(k->bufs[i].dtype) || !d->stype(k->bufs[i].dtype))
+      cg_fail(g, FLAGOS_ERR_UNSUPPORTED, "buffer %d ('%s') has dtype %s, which the %s emitter cannot hold", i,
+              k->bufs[i].name, flagos_dtype_name(k->bufs[i].dtype), d->name);
+  for (int s = 0; s < k->n_stores && !g->err; s++) {
+    const kir_store_t *st = &k->stores[s];
+    if (st->buf < 0 || st->buf >= k->n_bufs) {
+      cg_fail(g, FLAGOS_ERR_INTERNAL, "store %d to buffer %d of %d", s, st->buf, k->n_bufs);
+      break;
+    }
+    for (int i = 0; i < k->bufs[st->buf].rank; i++) analyze(g, st->idx[i]);
+    analyze(g, st->value);
+    if (st->cond) analyze(g, st->cond);
+  }
+  setup_strides(g);
+
+  /* Extents first: an empty iteration space returns before anything else runs. */
+  fl_buf_t pre = {0}, mid = {0};
+  g->inline_only = true;
+  g->index_ctx = true;
+  for (int i = 0; i < k->rank; i++) cg_line(&pre, 1, "const int64_t E%d = %s;", i, ex(g, k->extents[i], NULL));
+  if (k->rank > 0) {
+    fl_buf_t c = {0};
+    for (int i = 0; i < k->rank; i++) fl_buf_printf(&c, "%sE%d <= 0", i ? " || " : "", i);
+    cg_line(&pre, 1, "if (%s) return;", c.data);
+    fl_buf_free(&c);
+  }
+  g->inline_only = false;
+  g->index_ctx = false;
+
+  cg_block_t *root = blk_new(g, NULL, CG_ROOT), *cur = root;
+  cg_block_t **levels = fl_arena_alloc(g->a, sizeof(*levels) * (size_t)(k->rank + 1));
+  for (int i = 0; i < k->rank; i++) {
+    cur = blk_new(g, cur, CG_LOOP);
+    cur->var = k->vars[i];
+    cur->level = i;
+    levels[i] = cur;
+  }
+  g->levels = levels;
+  g->point = cur;
+  for (int s = 0; s < k->n_stores && !g->err; s++) emit_store(g, &k->stores[s], cur);
+  for (int i = k->rank - 1; i >= 0; i--) {
+    cg_block_t *p = levels[i]->parent;
+    p->pre_len = p->buf.len;
+    d->main_loop(g, levels[i], &p->buf);
+    p->has_loop |= levels[i]->has_loop;
+    fl_buf_free(&levels[i]->buf);
+  }
+  if (g->work_used) {
+    kir_expr_t *w = kir_i64(g->a, 0);
+    for (int s = 0; s < k->n_stores; s++) {
+      w = kir_add(g->a, w, cost(g, k->stores[s].value));
+      if (k->stores[s].cond) w = kir_add(g->a, w, cost(g, k->stores[s].cond));
+    }
+    for (int i = 0; i < k->rank; i++) w = kir_mul(g->a, w, k->extents[i]);
+    g->inline_only = true;
+    g->index_ctx = true;
+    cg_line(&mid, 1, "const int64_t fo_work = %s;", ex(g, w, NULL));
+  }
+  emit_stride_decls(g, &mid);
+  flagos_status_t st = g->err;
+  if (!st) {
+    d->kernel_begin(g, out);
+    if (pre.len) fl_buf_append(out, pre.data, pre.len);
+    if (mid.len) fl_buf_append(out, mid.data, mid.len);
+    if (root->buf.len) fl_buf_append(out, root->buf.data, root->buf.len);
+    d->kernel_end(g, out);
+  }
+  fl_buf_free(&pre);
+  fl_buf_free(&mid);
+  fl_buf_free(&root->buf);
+  fl_arena_destroy(g->a);
+  return st;
+}

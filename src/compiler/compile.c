@@ -1,0 +1,257 @@
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bundle/bundle.h"
+#include "codegen/cgen.h"
+#include "compiler/compiler.h"
+#include "frontend/onnx/onnx_import.h"
+#include "ops/ops.h"
+#include "passes/passes.h"
+
+static const char *const k_known_targets[] = {"cpu"};
+
+flagos_status_t compiler_parse_targets(const char *spec, const char **targets, int max, int *n) {
+  *n = 0;
+  if (!spec || !*spec) spec = "cpu";
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", spec);
+  for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    const char *found = NULL;
+    for (size_t i = 0; i < FL_ARRAY_LEN(k_known_targets); i++)
+      if (strcmp(t, k_known_targets[i]) == 0) found = k_known_targets[i];
+    if (!found) return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "unknown target '%s' (this build supports: cpu)", t);
+    if (*n < max) targets[(*n)++] = found;
+  }
+  return NULL;
+}
+
+/* Everything lowered for one node, kept until the manifest is written. */
+typedef struct lowered {
+  const fir_node_t *node;
+  ops_ctx_t *ctx;
+} lowered_t;
+
+static flagos_status_t lower_node(fl_arena_t *a, const fir_node_t *n, int index, lowered_t *out) {
+  const ops_def_t *d = ops_find(n->op_type, n->domain);
+  if (!d)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "unsupported operator %s (domain '%s', opset %d) at node '%s'", n->op_type,
+                  n->domain[0] ? n->domain : "ai.onnx", n->opset, n->name);
+  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
+  ops_tensor_info_t *o = fl_arena_alloc(a, sizeof(*o) * (size_t)(n->n_outputs + 1));
+  for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
+  ops_ctx_t *c = fl_arena_alloc(a, sizeof(*c));
+  ops_ctx_init(c, a, n, in, o, false);
+  FL_TRY(ops_ctx_infer(c, d));
+  /* The lowering sees the types inference settled on (declared dims filled in). */
+  for (int k = 0; k < n->n_outputs; k++) {
+    const fir_value_t *v = n->outputs[k];
+    if (!v || !o[k].present || v->type->kind != FIR_TYPE_TENSOR || o[k].kind != FIR_TYPE_TENSOR) continue;
+    for (int i = 0; i < o[k].rank && i < v->type->rank; i++)
+      if (o[k].dims[i] < 0 && v->type->dims[i].value >= 0) o[k].dims[i] = v->type->dims[i].value;
+  }
+  c->kernel_prefix = fl_arena_printf(a, "n%d_%s", index, n->op_type);
+  if (!d->lower) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "operator has no lowering");
+  FL_TRY(d->lower(c));
+  out->node = n;
+  out->ctx = c;
+  return NULL;
+}
+
+static char *expr_text(const kir_expr_t *e) {
+  fl_buf_t b = {0};
+  kir_print_expr(&b, e);
+  return fl_buf_take(&b);
+}
+
+static void add_expr(cJSON *obj, const char *key, const kir_expr_t *e) {
+  char *s = expr_text(e);
+  cJSON_AddStringToObject(obj, key, s);
+  free(s);
+}
+
+static const char *bind_kind_name(ops_bind_kind_t k) {
+  return k == OPS_BIND_INPUT ? "in" : k == OPS_BIND_OUTPUT ? "out" : "temp";
+}
+
+static cJSON *node_json(const lowered_t *l, int index) {
+  const ops_ctx_t *c = l->ctx;
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddNumberToObject(j, "index", index);
+  cJSON_AddStringToObject(j, "op", l->node->op_type);
+  cJSON_AddStringToObject(j, "name", l->node->name);
+  cJSON_AddBoolToObject(j, "static", c->is_static);
+  cJSON_AddNumberToObject(j, "n_syms", c->n_syms);
+  cJSON_AddNumberToObject(j, "param_base", c->param_base);
+  cJSON_AddNumberToObject(j, "n_params", c->n_params);
+  cJSON *temps = cJSON_AddArrayToObject(j, "temps");
+  for (int t = 0; t < c->n_temps; t++) {
+    cJSON *tj = cJSON_CreateObject();
+    cJSON_AddStringToObject(tj, "dtype", flagos_dtype_name(c->temps[t].dtype));
+    add_expr(tj, "numel", c->temps[t].numel);
+    cJSON_AddItemToArray(temps, tj);
+  }
+  cJSON *steps = cJSON_AddArrayToObject(j, "steps");
+  for (int s = 0; s < c->n_steps; s++) {
+    const ops_step_t *st = &c->steps[s];
+    const kir_kernel_t *k = st->kernel;
+    cJSON *sj = cJSON_CreateObject();
+    cJSON_AddStringToObject(sj, "kernel", k->name);
+    cJSON *binds = cJSON_AddArrayToObject(sj, "binds");
+    for (int b = 0; b < k->n_bufs; b++) {
+      cJSON *bj = cJSON_CreateArray();
+      cJSON_AddItemToArray(bj, cJSON_CreateString(bind_kind_name(st->binds[b].kind)));
+      cJSON_AddItemToArray(bj, cJSON_CreateNumber(st->binds[b].index));
+      cJSON_AddItemToArray(binds, bj);
+    }
+    kir_expr_t *work = kir_i64(c->arena, 1);
+    for (int r = 0; r < k->rank; r++) work = kir_mul(c->arena, work, k->extents[r]);
+    add_expr(sj, "work", work);
+    if (k->libcall) {
+      const kir_libcall_t *lc = k->libcall;
+      cJSON *lj = cJSON_AddObjectToObject(sj, "libcall");
+      cJSON_AddStringToObject(lj, "name", lc->name);
+      cJSON *lb = cJSON_AddArrayToObject(lj, "bufs");
+      for (int i = 0; i < lc->n_bufs; i++) cJSON_AddItemToArray(lb, cJSON_CreateNumber(lc->bufs[i]));
+      cJSON *li = cJSON_AddArrayToObject(lj, "ints");
+      for (int i = 0; i < lc->n_ints; i++) {
+        char *s = expr_text(lc->ints[i]);
+        cJSON_AddItemToArray(li, cJSON_CreateString(s));
+        free(s);
+      }
+      cJSON *lf = cJSON_AddArrayToObject(lj, "floats");
+      for (int i = 0; i < lc->n_floats; i++) cJSON_AddItemToArray(lf, cJSON_CreateNumber(lc->floats[i]));
+    }
+    cJSON_AddItemToArray(steps, sj);
+  }
+  return j;
+}
+
+/* Numeric initializers go to the weights section (referenced from the FlagIR text
+ * as @w<N>); string initializers stay inline in the text. */
+static void collect_weights(fir_graph_t *g, fl_buf_t *weights, cJSON *arr, int64_t *next_ref) {
+  for (int i = 0; i < g->n_values; i++) {
+    fir_tensor_t *t = g->values[i]->init;
+    if (!t || !t->data || t->dtype == FLAGOS_STRING) continue;
+    fl_buf_align(weights, 64);
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddNumberToObject(w, "ref", (double)*next_ref);
+    cJSON_AddStringToObject(w, "value", g->values[i]->name);
+    cJSON_AddNumberToObject(w, "offset", (double)weights->len);
+    cJSON_AddNumberToObject(w, "nbytes", (double)t->nbytes);
+    cJSON_AddItemToArray(arr, w);
+    fl_buf_append(weights, t->data, t->nbytes);
+    t->ref = (*next_ref)++;
+  }
+}
+
+flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_options_t *opts, void **image, size_t *size) {
+  flagos_compile_options_t dflt = {0};
+  if (!opts) opts = &dflt;
+  const char *targets[8];
+  int n_targets;
+  FL_TRY(compiler_parse_targets(opts->targets, targets, 8, &n_targets));
+  FL_TRY(pass_run_default(m, opts->shapes));
+  FL_TRY(fir_verify(m));
+
+  fir_graph_t *g = m->graph;
+  for (int i = 0; i < g->n_inputs; i++)
+    if (g->inputs[i]->type->kind == FIR_TYPE_TENSOR && g->inputs[i]->type->rank < 0)
+      return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "input '%s' has unknown rank; FlagOS needs ranks at compile time",
+                    g->inputs[i]->name);
+
+  fl_arena_t *a = fl_arena_create();
+  flagos_status_t st = NULL;
+  lowered_t *lw = fl_arena_alloc(a, sizeof(*lw) * (size_t)(g->n_nodes + 1));
+  int n_kernels = 0;
+  for (int i = 0; i < g->n_nodes && !st; i++) {
+    st = lower_node(a, g->nodes[i], i, &lw[i]);
+    if (!st) n_kernels += lw[i].ctx->n_steps;
+  }
+  kir_kernel_t **kernels = fl_arena_alloc(a, sizeof(*kernels) * (size_t)(n_kernels + 1));
+  int kk = 0;
+  for (int i = 0; i < g->n_nodes && !st; i++)
+    for (int s = 0; s < lw[i].ctx->n_steps; s++) kernels[kk++] = lw[i].ctx->steps[s].kernel;
+
+  fl_buf_t csrc = {0}, weights = {0}, irtext = {0};
+  void *so = NULL;
+  size_t so_len = 0;
+  char *manifest = NULL;
+  if (!st) st = cgen_c_emit(kernels, n_kernels, &csrc);
+  if (!st) {
+    const char *cache = opts->cache_dir ? opts->cache_dir : cgen_default_cache_dir();
+    st = cgen_c_compile(csrc.data ? csrc.data : "", csrc.len, opts->opt_level > 0 ? opts->opt_level : 2, cache, &so, &so_len);
+  }
+  if (!st) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "format", FLAGOS_MANIFEST_FORMAT);
+    cJSON_AddStringToObject(root, "flagos_version", FLAGOS_VERSION_STRING);
+    cJSON *tj = cJSON_AddArrayToObject(root, "targets");
+    for (int i = 0; i < n_targets; i++) cJSON_AddItemToArray(tj, cJSON_CreateString(targets[i]));
+    cJSON *kj = cJSON_AddObjectToObject(root, "kernels");
+    cJSON *cpu = cJSON_AddObjectToObject(kj, "cpu");
+    cJSON_AddStringToObject(cpu, "section", "kernels.cpu");
+    cJSON_AddStringToObject(cpu, "format", "elf-so");
+    cJSON *wj = cJSON_AddArrayToObject(root, "weights");
+    int64_t next_ref = 0;
+    collect_weights(g, &weights, wj, &next_ref);
+    cJSON *nj = cJSON_AddArrayToObject(root, "nodes");
+    for (int i = 0; i < g->n_nodes; i++) cJSON_AddItemToArray(nj, node_json(&lw[i], i));
+    manifest = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    fir_print(&irtext, m, false);
+  }
+  if (!st) {
+    bundle_writer_t *w = bundle_writer_create();
+    st = bundle_writer_add(w, "manifest", manifest, strlen(manifest));
+    if (!st) st = bundle_writer_add(w, "flagir", irtext.data, irtext.len);
+    if (!st) st = bundle_writer_add(w, "weights", weights.data, weights.len);
+    if (!st) st = bundle_writer_add(w, "kernels.cpu", so, so_len);
+    if (!st) st = bundle_writer_add(w, "source.cpu", csrc.data, csrc.len);
+    if (!st) st = bundle_writer_to_memory(w, image, size);
+    bundle_writer_destroy(w);
+  }
+  free(manifest);
+  free(so);
+  fl_buf_free(&csrc);
+  fl_buf_free(&weights);
+  fl_buf_free(&irtext);
+  fl_arena_destroy(a);
+  return st;
+}
+
+flagos_status_t flagos_compile_file(const char *onnx_path, const char *out_path, const flagos_compile_options_t *opts) {
+  fir_model_t *m;
+  FL_TRY(onnx_import_file(onnx_path, &m));
+  void *img = NULL;
+  size_t n = 0;
+  flagos_status_t st = compiler_build_bundle(m, opts, &img, &n);
+  fir_model_destroy(m);
+  if (!st) {
+    bundle_writer_t *w = NULL;
+    (void)w;
+    st = fl_write_file(out_path, img, n);
+  }
+  free(img);
+  return st;
+}
+
+/* In-memory compile for `flagos run model.onnx`: the bundle never touches disk. */
+#include "runtime/runtime.h"
+flagos_status_t flagos_compile_to_bundle(const char *onnx_path, const flagos_compile_options_t *opts, flagos_bundle_t **out) {
+  fir_model_t *m;
+  FL_TRY(onnx_import_file(onnx_path, &m));
+  void *img = NULL;
+  size_t n = 0;
+  flagos_status_t st = compiler_build_bundle(m, opts, &img, &n);
+  fir_model_destroy(m);
+  if (st) return st;
+  bundle_file_t *f;
+  st = bundle_file_from_memory(img, n, true, &f);
+  if (st) {
+    free(img);
+    return st;
+  }
+  return rt_bundle_from_file(f, out);
+}

@@ -1,0 +1,86 @@
+/* Shape and type inference: every operator's own shape rule, run at compile time
+ * on what is known (static dims, constant values). */
+#include <stdio.h>
+#include <string.h>
+
+#include "ops/ops.h"
+#include "passes/passes.h"
+
+static void print_dims(char *buf, size_t n, int rank, const int64_t *dims) {
+  size_t o = 0;
+  o += (size_t)snprintf(buf + o, n - o, "[");
+  for (int i = 0; i < rank && o < n; i++)
+    o += (size_t)snprintf(buf + o, n - o, i ? ",%lld" : "%lld", (long long)dims[i]);
+  if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+/* The type an output gets: the inferred one, completed by what the model declared. */
+static flagos_status_t merge_output_type(fir_model_t *m, const fir_node_t *n, fir_value_t *v, const ops_tensor_info_t *t) {
+  const fir_type_t *decl = v->type;
+  if (t->kind == FIR_TYPE_SEQUENCE || t->kind == FIR_TYPE_OPTIONAL) {
+    if (decl->kind == t->kind) return NULL;
+    fir_type_t *ty = fir_type_unknown(m);
+    ty->kind = t->kind;
+    ty->elem = fir_type_tensor(m, t->dtype, -1, NULL);
+    v->type = ty;
+    return NULL;
+  }
+  if (decl->kind == FIR_TYPE_TENSOR && decl->dtype != FLAGOS_UNDEFINED && decl->dtype != t->dtype)
+    return FL_ERR(FLAGOS_ERR_SHAPE, "%s node '%s': output '%s' is inferred as %s but the model declares %s", n->op_type,
+                  n->name, v->name, flagos_dtype_name(t->dtype), flagos_dtype_name(decl->dtype));
+  fir_type_t *ty = fir_type_tensor(m, t->dtype, t->rank, t->dims);
+  if (decl->kind == FIR_TYPE_TENSOR && decl->rank == t->rank && t->rank >= 0) {
+    for (int i = 0; i < t->rank; i++) {
+      const fir_dim_t *dd = &decl->dims[i];
+      if (t->dims[i] < 0) {
+        ty->dims[i] = *dd; /* keeps the declared static value or symbol name */
+      } else if (dd->value >= 0 && dd->value != t->dims[i]) {
+        char a[256], b[256];
+        int64_t dv[OPS_MAX_RANK];
+        for (int j = 0; j < decl->rank && j < OPS_MAX_RANK; j++) dv[j] = decl->dims[j].value;
+        print_dims(a, sizeof a, t->rank, t->dims);
+        print_dims(b, sizeof b, decl->rank, dv);
+        return FL_ERR(FLAGOS_ERR_SHAPE, "%s node '%s': output '%s' is inferred as shape %s but the model declares %s",
+                      n->op_type, n->name, v->name, a, b);
+      }
+    }
+  }
+  v->type = ty;
+  return NULL;
+}
+
+flagos_status_t pass_infer_node(fir_model_t *m, fir_node_t *n) {
+  const ops_def_t *d = ops_find(n->op_type, n->domain);
+  if (!d)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "unsupported operator %s (domain '%s', opset %d) at node '%s'", n->op_type,
+                  n->domain[0] ? n->domain : "ai.onnx", n->opset, n->name);
+  fl_arena_t *a = fl_arena_create();
+  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
+  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
+  for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
+  ops_ctx_t *c = fl_arena_alloc(a, sizeof(*c));
+  ops_ctx_init(c, a, n, in, out, false);
+  flagos_status_t st = ops_ctx_infer(c, d);
+  for (int k = 0; !st && k < n->n_outputs; k++) {
+    if (!n->outputs[k]) continue;
+    if (!out[k].present) {
+      st = FL_ERR(FLAGOS_ERR_UNSUPPORTED, "%s node '%s': output %d ('%s') is not produced by this implementation",
+                  n->op_type, n->name, k, n->outputs[k]->name);
+      break;
+    }
+    if (out[k].kind == FIR_TYPE_TENSOR && out[k].rank < 0) {
+      st = FL_ERR(FLAGOS_ERR_UNSUPPORTED, "%s node '%s': the rank of output '%s' cannot be known before run time",
+                  n->op_type, n->name, n->outputs[k]->name);
+      break;
+    }
+    st = merge_output_type(m, n, n->outputs[k], &out[k]);
+  }
+  fl_arena_destroy(a);
+  return st;
+}
+
+flagos_status_t pass_infer_types(fir_model_t *m) {
+  fir_graph_t *g = m->graph;
+  for (int i = 0; i < g->n_nodes; i++) FL_TRY(pass_infer_node(m, g->nodes[i]));
+  return NULL;
+}

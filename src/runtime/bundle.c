@@ -1,0 +1,217 @@
+/* Opening a bundle: checks it, parses its manifest and FlagIR, and points the
+ * initializers at the weights section (no copy: the file is mapped). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/runtime.h"
+
+#define MANIFEST_FORMAT 1
+
+static flagos_status_t bad(const char *what) {
+  return FL_ERR(FLAGOS_ERR_CORRUPT, "bundle manifest is malformed: %s", what);
+}
+
+static flagos_status_t parse_expr(fl_arena_t *a, const cJSON *j, kir_expr_t **out) {
+  if (!cJSON_IsString(j)) return bad("expected an expression string");
+  return kir_parse_int_expr(a, j->valuestring, out);
+}
+
+static flagos_status_t parse_node(flagos_bundle_t *b, const cJSON *nj, rt_node_t *rn) {
+  fl_arena_t *a = b->arena;
+  const cJSON *idx = cJSON_GetObjectItem(nj, "index");
+  fir_graph_t *g = b->model->graph;
+  if (!cJSON_IsNumber(idx) || idx->valueint < 0 || idx->valueint >= g->n_nodes) return bad("node index out of range");
+  rn->node = g->nodes[idx->valueint];
+  const cJSON *op = cJSON_GetObjectItem(nj, "op");
+  if (!cJSON_IsString(op) || strcmp(op->valuestring, rn->node->op_type) != 0)
+    return bad("node operator does not match the FlagIR");
+  rn->def = ops_find(rn->node->op_type, rn->node->domain);
+  if (!rn->def)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "bundle uses operator %s, which this FlagOS runtime does not know",
+                  rn->node->op_type);
+  rn->is_static = cJSON_IsTrue(cJSON_GetObjectItem(nj, "static"));
+  const cJSON *ns = cJSON_GetObjectItem(nj, "n_syms"), *pb = cJSON_GetObjectItem(nj, "param_base"),
+              *np = cJSON_GetObjectItem(nj, "n_params");
+  if (!cJSON_IsNumber(ns) || !cJSON_IsNumber(pb) || !cJSON_IsNumber(np)) return bad("node symbol counts missing");
+  rn->n_syms = ns->valueint;
+  rn->param_base = pb->valueint;
+  rn->n_params = np->valueint;
+  if (rn->n_syms < 0 || rn->n_syms > 1 << 20 || rn->n_params < 0 || rn->n_params > OPS_MAX_PARAMS) return bad("symbol counts");
+  const cJSON *temps = cJSON_GetObjectItem(nj, "temps");
+  rn->n_temps = cJSON_GetArraySize(temps);
+  rn->temp_dtype = fl_arena_alloc(a, sizeof(*rn->temp_dtype) * (size_t)(rn->n_temps + 1));
+  rn->temp_numel = fl_arena_alloc(a, sizeof(*rn->temp_numel) * (size_t)(rn->n_temps + 1));
+  for (int t = 0; t < rn->n_temps; t++) {
+    const cJSON *tj = cJSON_GetArrayItem(temps, t), *dt = cJSON_GetObjectItem(tj, "dtype");
+    if (!cJSON_IsString(dt)) return bad("temp dtype");
+    rn->temp_dtype[t] = flagos_dtype_from_name(dt->valuestring);
+    FL_TRY(parse_expr(a, cJSON_GetObjectItem(tj, "numel"), &rn->temp_numel[t]));
+  }
+  const cJSON *steps = cJSON_GetObjectItem(nj, "steps");
+  rn->n_steps = cJSON_GetArraySize(steps);
+  rn->steps = fl_arena_alloc(a, sizeof(*rn->steps) * (size_t)(rn->n_steps + 1));
+  for (int s = 0; s < rn->n_steps; s++) {
+    const cJSON *sj = cJSON_GetArrayItem(steps, s);
+    rt_step_t *st = &rn->steps[s];
+    const cJSON *k = cJSON_GetObjectItem(sj, "kernel");
+    if (!cJSON_IsString(k)) return bad("step kernel name");
+    st->kernel = fl_arena_strdup(a, k->valuestring);
+    const cJSON *binds = cJSON_GetObjectItem(sj, "binds");
+    st->n_binds = cJSON_GetArraySize(binds);
+    st->binds = fl_arena_alloc(a, sizeof(*st->binds) * (size_t)(st->n_binds + 1));
+    for (int i = 0; i < st->n_binds; i++) {
+      const cJSON *bj = cJSON_GetArrayItem(binds, i);
+      const cJSON *kind = cJSON_GetArrayItem(bj, 0), *ix = cJSON_GetArrayItem(bj, 1);
+      if (!cJSON_IsString(kind) || !cJSON_IsNumber(ix) || ix->valueint < 0) return bad("step binding");
+      const char *kn = kind->valuestring;
+      st->binds[i].index = ix->valueint;
+      if (strcmp(kn, "in") == 0) {
+        st->binds[i].kind = OPS_BIND_INPUT;
+        if (ix->valueint >= rn->node->n_inputs || !rn->node->inputs[ix->valueint]) return bad("binding to a missing input");
+      } else if (strcmp(kn, "out") == 0) {
+        st->binds[i].kind = OPS_BIND_OUTPUT;
+        if (ix->valueint >= rn->node->n_outputs) return bad("binding to a missing output");
+      } else if (strcmp(kn, "temp") == 0) {
+        st->binds[i].kind = OPS_BIND_TEMP;
+        if (ix->valueint >= rn->n_temps) return bad("binding to a missing temp");
+      } else {
+        return bad("binding kind");
+      }
+    }
+    FL_TRY(parse_expr(a, cJSON_GetObjectItem(sj, "work"), &st->work));
+    const cJSON *lc = cJSON_GetObjectItem(sj, "libcall");
+    if (lc) {
+      const cJSON *name = cJSON_GetObjectItem(lc, "name"), *lb = cJSON_GetObjectItem(lc, "bufs"),
+                  *li = cJSON_GetObjectItem(lc, "ints"), *lf = cJSON_GetObjectItem(lc, "floats");
+      if (!cJSON_IsString(name)) return bad("library call name");
+      st->lc_name = fl_arena_strdup(a, name->valuestring);
+      st->lc_n_bufs = cJSON_GetArraySize(lb);
+      st->lc_bufs = fl_arena_alloc(a, sizeof(int) * (size_t)(st->lc_n_bufs + 1));
+      for (int i = 0; i < st->lc_n_bufs; i++) {
+        const cJSON *x = cJSON_GetArrayItem(lb, i);
+        if (!cJSON_IsNumber(x) || x->valueint < 0 || x->valueint >= st->n_binds) return bad("library call buffer");
+        st->lc_bufs[i] = x->valueint;
+      }
+      st->lc_n_ints = cJSON_GetArraySize(li);
+      st->lc_ints = fl_arena_alloc(a, sizeof(*st->lc_ints) * (size_t)(st->lc_n_ints + 1));
+      for (int i = 0; i < st->lc_n_ints; i++) FL_TRY(parse_expr(a, cJSON_GetArrayItem(li, i), &st->lc_ints[i]));
+      st->lc_n_floats = cJSON_GetArraySize(lf);
+      st->lc_floats = fl_arena_alloc(a, sizeof(double) * (size_t)(st->lc_n_floats + 1));
+      for (int i = 0; i < st->lc_n_floats; i++) st->lc_floats[i] = cJSON_GetArrayItem(lf, i)->valuedouble;
+    }
+  }
+  return NULL;
+}
+
+static flagos_status_t load(flagos_bundle_t *b) {
+  size_t mlen, irlen, wlen;
+  const char *mtext = bundle_file_section(b->file, "manifest", &mlen);
+  const char *irtext = bundle_file_section(b->file, "flagir", &irlen);
+  const unsigned char *weights = bundle_file_section(b->file, "weights", &wlen);
+  if (!mtext) return FL_ERR(FLAGOS_ERR_CORRUPT, "bundle has no 'manifest' section");
+  if (!irtext) return FL_ERR(FLAGOS_ERR_CORRUPT, "bundle has no 'flagir' section");
+  b->code_cpu = bundle_file_section(b->file, "kernels.cpu", &b->code_cpu_len);
+  FL_TRY(fir_parse(irtext, irlen, &b->model));
+  cJSON *root = cJSON_ParseWithLength(mtext, mlen);
+  if (!root) return bad("not valid JSON");
+  flagos_status_t st = NULL;
+  const cJSON *fmt = cJSON_GetObjectItem(root, "format");
+  if (!cJSON_IsNumber(fmt)) st = bad("no format number");
+  else if (fmt->valueint > MANIFEST_FORMAT)
+    st = FL_ERR(FLAGOS_ERR_CORRUPT, "bundle manifest format %d is newer than this FlagOS supports (%d)", fmt->valueint,
+                MANIFEST_FORMAT);
+  /* Point initializers that the text refers to (@w<N>) at the mapped weights. */
+  const cJSON *wj = cJSON_GetObjectItem(root, "weights");
+  int nw = cJSON_GetArraySize(wj);
+  fir_graph_t *g = b->model->graph;
+  for (int i = 0; !st && i < g->n_values; i++) {
+    fir_tensor_t *t = g->values[i]->init;
+    if (!t || t->ref < 0) continue;
+    if (t->ref >= nw) {
+      st = FL_ERR(FLAGOS_ERR_CORRUPT, "initializer '%s' refers to weight %lld, but the manifest lists %d", g->values[i]->name,
+                  (long long)t->ref, nw);
+      break;
+    }
+    const cJSON *w = cJSON_GetArrayItem(wj, (int)t->ref);
+    double off = cJSON_GetNumberValue(cJSON_GetObjectItem(w, "offset"));
+    double nb = cJSON_GetNumberValue(cJSON_GetObjectItem(w, "nbytes"));
+    if (!(off >= 0 && nb >= 0 && off + nb <= (double)wlen) || (size_t)nb != t->nbytes)
+      st = FL_ERR(FLAGOS_ERR_CORRUPT, "weight of initializer '%s' lies outside the weights section", g->values[i]->name);
+    else
+      t->data = (void *)(weights + (size_t)off);
+  }
+  const cJSON *nodes = cJSON_GetObjectItem(root, "nodes");
+  if (!st) {
+    b->n_nodes = cJSON_GetArraySize(nodes);
+    if (b->n_nodes != g->n_nodes) st = bad("node count differs from the FlagIR");
+  }
+  if (!st) b->nodes = fl_arena_alloc(b->arena, sizeof(*b->nodes) * (size_t)(b->n_nodes + 1));
+  for (int i = 0; !st && i < b->n_nodes; i++) st = parse_node(b, cJSON_GetArrayItem(nodes, i), &b->nodes[i]);
+  cJSON_Delete(root);
+  return st;
+}
+
+flagos_status_t rt_bundle_from_file(bundle_file_t *f, flagos_bundle_t **out) {
+  flagos_bundle_t *b = calloc(1, sizeof(*b));
+  if (!b) {
+    bundle_file_close(f);
+    return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+  b->file = f;
+  b->arena = fl_arena_create();
+  flagos_status_t st = load(b);
+  if (st) {
+    flagos_bundle_close(b);
+    return st;
+  }
+  *out = b;
+  return NULL;
+}
+
+flagos_status_t flagos_bundle_open(const char *path, flagos_bundle_t **out) {
+  bundle_file_t *f;
+  FL_TRY(bundle_file_open(path, &f));
+  return flagos_status_wrap(rt_bundle_from_file(f, out), "%s", path);
+}
+
+void flagos_bundle_close(flagos_bundle_t *b) {
+  if (!b) return;
+  fir_model_destroy(b->model);
+  fl_arena_destroy(b->arena);
+  bundle_file_close(b->file);
+  free(b);
+}
+
+int flagos_bundle_num_inputs(const flagos_bundle_t *b) { return b->model->graph->n_inputs; }
+int flagos_bundle_num_outputs(const flagos_bundle_t *b) { return b->model->graph->n_outputs; }
+
+static flagos_status_t io_info(const fir_value_t *v, flagos_io_info_t *out) {
+  memset(out, 0, sizeof(*out));
+  out->name = v->name;
+  const fir_type_t *t = v->type;
+  out->kind = t->kind == FIR_TYPE_SEQUENCE ? FLAGOS_VALUE_SEQUENCE
+              : t->kind == FIR_TYPE_OPTIONAL ? FLAGOS_VALUE_OPTIONAL
+                                             : FLAGOS_VALUE_TENSOR;
+  if (t->kind != FIR_TYPE_TENSOR && t->elem) t = t->elem;
+  if (t->kind == FIR_TYPE_OPTIONAL && t->elem) t = t->elem; /* optional<sequence<...>> */
+  if (t->kind == FIR_TYPE_SEQUENCE && t->elem) t = t->elem;
+  out->dtype = t->dtype;
+  out->rank = t->rank > FLAGOS_MAX_RANK ? FLAGOS_MAX_RANK : t->rank;
+  for (int i = 0; i < out->rank; i++) {
+    out->dims[i] = t->dims[i].value;
+    out->dim_names[i] = t->dims[i].sym;
+  }
+  return NULL;
+}
+
+flagos_status_t flagos_bundle_input(const flagos_bundle_t *b, int i, flagos_io_info_t *out) {
+  if (i < 0 || i >= b->model->graph->n_inputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "no input %d", i);
+  return io_info(b->model->graph->inputs[i], out);
+}
+
+flagos_status_t flagos_bundle_output(const flagos_bundle_t *b, int i, flagos_io_info_t *out) {
+  if (i < 0 || i >= b->model->graph->n_outputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "no output %d", i);
+  return io_info(b->model->graph->outputs[i], out);
+}

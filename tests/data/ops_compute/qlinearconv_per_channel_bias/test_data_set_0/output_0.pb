@@ -1,0 +1,1 @@
+JK|~{x}solrvtknosqmlpvrrqqvvzxz‚sw|ƒ}v„n||p~x‡~Š†€‡|wyz}{x{y|yyw€{w{{~€}{~€

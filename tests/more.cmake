@@ -1,0 +1,23 @@
+# ONNX conformance through the flagos command line, against the expected-failures
+# list of the cpu target: a test not listed must pass, a listed test must fail.
+set(CONF_LIST ${CMAKE_CURRENT_SOURCE_DIR}/conformance)
+add_test(NAME conformance_node_cpu
+  COMMAND $<TARGET_FILE:flagos_cli> conformance ${FLAGOS_CONFORMANCE_DIR}/onnx-node --target cpu
+          --expected-failures ${CONF_LIST}/onnx-node.cpu.expected-failures
+          --report ${CMAKE_BINARY_DIR}/conformance-node-cpu.json)
+add_test(NAME conformance_simple_cpu
+  COMMAND $<TARGET_FILE:flagos_cli> conformance ${FLAGOS_CONFORMANCE_DIR}/onnx-simple --target cpu
+          --expected-failures ${CONF_LIST}/onnx-simple.cpu.expected-failures
+          --report ${CMAKE_BINARY_DIR}/conformance-simple-cpu.json)
+set_tests_properties(conformance_node_cpu conformance_simple_cpu PROPERTIES
+  LABELS "conformance" TIMEOUT 3600 RUN_SERIAL TRUE
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+# Under the sanitizers, a sample of the suite (all 1,802 tests take too long there):
+# the tests of the most used operators.
+add_test(NAME conformance_sample_cpu
+  COMMAND $<TARGET_FILE:flagos_cli> conformance ${FLAGOS_CONFORMANCE_DIR}/onnx-node --target cpu
+          --filter _add --filter _relu --filter _matmul --filter _reshape --filter _transpose
+          --filter _reduce_sum --filter _softmax --filter _conv --filter _gather --filter _slice --filter _cast
+          --expected-failures ${CONF_LIST}/onnx-node.cpu.expected-failures)
+set_tests_properties(conformance_sample_cpu PROPERTIES LABELS "conformance-sample" TIMEOUT 3600 RUN_SERIAL TRUE
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")

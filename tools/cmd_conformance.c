@@ -1,0 +1,380 @@
+/* flagos conformance: runs ONNX's backend node tests, each in its own process so a
+ * crash or a hang is a reported failure, compares with ONNX's published outputs,
+ * and checks the result against a list of expected failures. */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "conformance.h"
+#include "io/value_io.h"
+#include "runtime/runtime.h"
+
+static const char k_help[] =
+    "usage: flagos conformance DIR [options]\n"
+    "\n"
+    "Runs every ONNX backend test folder under DIR (each holds model.onnx and\n"
+    "test_data_set_N/{input,output}_K.pb): compiles the model for the target, runs\n"
+    "every data set and compares each output with ONNX's (rtol 1e-3, atol 1e-7 for\n"
+    "floats; exact for integers, booleans and strings; NaN where and only where the\n"
+    "reference has NaN; dtype and shape must match). Prints one line per failure\n"
+    "and a summary 'N passed, N failed'.\n"
+    "\n"
+    "options:\n"
+    "  --target T                  target to compile for and run on (default: cpu)\n"
+    "  --report FILE               write a JSON report of every test\n"
+    "  --filter S                  only tests whose name contains S ('=NAME' for an\n"
+    "                              exact name); repeatable\n"
+    "  --expected-failures FILE    tests listed there (one per line: NAME reason)\n"
+    "                              must fail; exit status is 0 only if every other\n"
+    "                              test passes and every listed test fails\n"
+    "  -j, --jobs N                tests run in parallel (default: number of CPUs)\n"
+    "  --timeout SEC               per-test limit (default 300)\n"
+    "  --rtol X, --atol X          tolerances (defaults 1e-3 and 1e-7)\n"
+    "  -v, --verbose               print every test's result\n"
+    "  -h, --help                  this help\n"
+    "\n"
+    "Exit status: 0 when the run matches expectations, 1 otherwise, 2 on bad usage.\n";
+
+typedef struct {
+  char *name;
+  int status; /* 0 pending, 1 pass, 2 fail */
+  char reason[600];
+  double ms;
+  bool expected_fail;
+  char *expected_reason;
+} test_t;
+
+typedef struct {
+  const char *dir, *target;
+  double rtol, atol;
+} conf_opts_t;
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static bool is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Runs one test in this (child) process; writes "P" or "F<reason>" to fd. */
+static void run_one(const conf_opts_t *o, const char *name, int fd) {
+  char path[4096], why[600] = "";
+  bool pass = false;
+  flagos_bundle_t *b = NULL;
+  flagos_session_t *s = NULL;
+  snprintf(path, sizeof path, "%s/%s/model.onnx", o->dir, name);
+  flagos_compile_options_t co = {.targets = o->target};
+  flagos_status_t st = flagos_compile_to_bundle(path, &co, &b);
+  flagos_session_options_t so = {.device = o->target};
+  if (!st) st = flagos_session_create(b, &so, &s);
+  int n_sets = 0;
+  if (!st) {
+    fir_graph_t *g = b->model->graph;
+    int ni = g->n_inputs, no = g->n_outputs;
+    for (int set = 0; !st; set++) {
+      char sd[3800];
+      snprintf(sd, sizeof sd, "%s/%s/test_data_set_%d", o->dir, name, set);
+      if (!is_dir(sd)) break;
+      n_sets++;
+      flagos_value_t *vin = calloc((size_t)ni + 1, sizeof(*vin)), *vout = calloc((size_t)no + 1, sizeof(*vout)),
+                     *vref = calloc((size_t)no + 1, sizeof(*vref));
+      for (int k = 0; k < ni && !st; k++) {
+        snprintf(path, sizeof path, "%s/input_%d.pb", sd, k);
+        st = io_load_value(path, g->inputs[k]->type, &vin[k]);
+      }
+      if (!st) st = flagos_session_run(s, vin, ni, vout, no);
+      for (int k = 0; k < no && !st; k++) {
+        snprintf(path, sizeof path, "%s/output_%d.pb", sd, k);
+        st = io_load_value(path, g->outputs[k]->type, &vref[k]);
+        char w[500];
+        if (!st && !conf_compare(&vout[k], &vref[k], o->rtol, o->atol, w, sizeof w) && !why[0])
+          snprintf(why, sizeof why, "data set %d, output '%s': %s", set, g->outputs[k]->name, w);
+      }
+      for (int k = 0; k < ni; k++) flagos_value_clear(&vin[k]);
+      for (int k = 0; k < no; k++) {
+        flagos_value_clear(&vout[k]);
+        flagos_value_clear(&vref[k]);
+      }
+      free(vin);
+      free(vout);
+      free(vref);
+    }
+  }
+  if (st) {
+    snprintf(why, sizeof why, "%s", flagos_status_message(st));
+    flagos_status_free(st);
+  } else if (!why[0]) {
+    if (n_sets == 0) snprintf(why, sizeof why, "no test_data_set_0 folder");
+    else pass = true;
+  }
+  flagos_session_destroy(s);
+  flagos_bundle_close(b);
+  char msg[700];
+  int n = snprintf(msg, sizeof msg, "%c%s", pass ? 'P' : 'F', pass ? "" : why);
+  for (int i = 0; i < n; i++)
+    if (msg[i] == '\n') msg[i] = ' ';
+  ssize_t w = write(fd, msg, (size_t)(n < (int)sizeof msg ? n : (int)sizeof msg - 1));
+  (void)w;
+}
+
+typedef struct {
+  pid_t pid;
+  int fd;
+  int test;
+  double start;
+  char buf[700];
+  size_t len;
+} slot_t;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void finish(slot_t *sl, test_t *t, int wstatus, bool timed_out, double timeout) {
+  t->ms = (now_s() - sl->start) * 1e3;
+  if (timed_out) {
+    t->status = 2;
+    snprintf(t->reason, sizeof t->reason, "timed out after %.0f s", timeout);
+  } else if (sl->len > 0 && sl->buf[0] == 'P') {
+    t->status = 1;
+  } else if (sl->len > 0) {
+    t->status = 2;
+    snprintf(t->reason, sizeof t->reason, "%.*s", (int)sl->len - 1, sl->buf + 1);
+  } else {
+    t->status = 2;
+    if (WIFSIGNALED(wstatus)) snprintf(t->reason, sizeof t->reason, "crashed (signal %d: %s)", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)));
+    else snprintf(t->reason, sizeof t->reason, "exited with status %d without a result", WEXITSTATUS(wstatus));
+  }
+}
+
+static int load_expected(const char *path, test_t *tests, int n) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "flagos conformance: error: cannot open expected-failures file '%s': %s\n", path, strerror(errno));
+    return -1;
+  }
+  char line[2048];
+  int unknown = 0;
+  while (fgets(line, sizeof line, f)) {
+    char *p = line;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '#' || *p == '\n' || !*p) continue;
+    char *end = p;
+    while (*end && *end != ' ' && *end != '\t' && *end != '\n') end++;
+    char save = *end;
+    *end = 0;
+    char *reason = save ? end + 1 : end;
+    while (*reason == ' ' || *reason == '\t') reason++;
+    reason[strcspn(reason, "\n")] = 0;
+    bool found = false;
+    for (int i = 0; i < n; i++)
+      if (strcmp(tests[i].name, p) == 0) {
+        tests[i].expected_fail = true;
+        tests[i].expected_reason = strdup(reason);
+        found = true;
+      }
+    (void)found;
+    unknown += !found;
+  }
+  fclose(f);
+  return unknown;
+}
+
+int cmd_conformance(int argc, char **argv) {
+  conf_opts_t o = {NULL, "cpu", 1e-3, 1e-7};
+  const char *report = NULL, *expected = NULL;
+  const char *filters[64];
+  int n_filters = 0, jobs = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  double timeout = 300;
+  bool verbose = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    if (cli_is_help(a)) {
+      fputs(k_help, stdout);
+      return 0;
+    } else if (strncmp(a, "--target", 8) == 0) {
+      if (!(o.target = cli_value("conformance", argc, argv, &i))) return 2;
+    } else if (strncmp(a, "--report", 8) == 0) {
+      if (!(report = cli_value("conformance", argc, argv, &i))) return 2;
+    } else if (strncmp(a, "--filter", 8) == 0) {
+      if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
+      if (n_filters < 64) filters[n_filters++] = v;
+    } else if (strncmp(a, "--expected-failures", 19) == 0) {
+      if (!(expected = cli_value("conformance", argc, argv, &i))) return 2;
+    } else if (strcmp(a, "-j") == 0 || strncmp(a, "--jobs", 6) == 0) {
+      if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
+      jobs = atoi(v);
+    } else if (strncmp(a, "--timeout", 9) == 0) {
+      if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
+      timeout = atof(v);
+    } else if (strncmp(a, "--rtol", 6) == 0) {
+      if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
+      o.rtol = atof(v);
+    } else if (strncmp(a, "--atol", 6) == 0) {
+      if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
+      o.atol = atof(v);
+    } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+      verbose = true;
+    } else if (a[0] == '-') {
+      fprintf(stderr, "flagos conformance: error: unknown option '%s' (see --help)\n", a);
+      return 2;
+    } else if (!o.dir) {
+      o.dir = a;
+    } else {
+      fprintf(stderr, "flagos conformance: error: unexpected argument '%s'\n", a);
+      return 2;
+    }
+  }
+  if (!o.dir) {
+    fputs(k_help, stderr);
+    return 2;
+  }
+  if (jobs < 1) jobs = 1;
+  if (timeout <= 0) timeout = 300;
+  DIR *d = opendir(o.dir);
+  if (!d) {
+    fprintf(stderr, "flagos conformance: error: cannot open '%s': %s\n", o.dir, strerror(errno));
+    return 1;
+  }
+  int cap = 256, n = 0;
+  char **names = malloc(sizeof(char *) * (size_t)cap);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s/model.onnx", o.dir, e->d_name);
+    if (access(p, R_OK) != 0) continue;
+    bool keep = n_filters == 0;
+    for (int f = 0; f < n_filters && !keep; f++)
+      keep = filters[f][0] == '=' ? strcmp(e->d_name, filters[f] + 1) == 0 : strstr(e->d_name, filters[f]) != NULL;
+    if (!keep) continue;
+    if (n == cap) names = realloc(names, sizeof(char *) * (size_t)(cap *= 2));
+    names[n++] = strdup(e->d_name);
+  }
+  closedir(d);
+  qsort(names, (size_t)n, sizeof(char *), cmp_names);
+  test_t *tests = calloc((size_t)n + 1, sizeof(*tests));
+  for (int i = 0; i < n; i++) tests[i].name = names[i];
+  free(names);
+  int unknown_expected = 0;
+  if (expected && (unknown_expected = load_expected(expected, tests, n)) < 0) return 1;
+
+  fflush(stdout);
+  slot_t *slots = calloc((size_t)jobs, sizeof(*slots));
+  for (int j = 0; j < jobs; j++) slots[j].pid = 0;
+  int next = 0, running = 0, done = 0;
+  while (done < n) {
+    while (running < jobs && next < n) {
+      int j = 0;
+      while (slots[j].pid) j++;
+      int p[2];
+      if (pipe(p) != 0) {
+        perror("flagos conformance: pipe");
+        return 1;
+      }
+      pid_t pid = fork();
+      if (pid == 0) {
+        close(p[0]);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+          dup2(devnull, 1);
+          dup2(devnull, 2);
+        }
+        run_one(&o, tests[next].name, p[1]);
+        _exit(0);
+      }
+      close(p[1]);
+      fcntl(p[0], F_SETFL, O_NONBLOCK);
+      slots[j] = (slot_t){pid, p[0], next, now_s(), "", 0};
+      next++;
+      running++;
+    }
+    bool progressed = false;
+    for (int j = 0; j < jobs; j++) {
+      slot_t *sl = &slots[j];
+      if (!sl->pid) continue;
+      ssize_t r;
+      while ((r = read(sl->fd, sl->buf + sl->len, sizeof sl->buf - 1 - sl->len)) > 0) sl->len += (size_t)r;
+      int ws = 0;
+      bool timed_out = now_s() - sl->start > timeout;
+      if (timed_out) {
+        kill(sl->pid, SIGKILL);
+        waitpid(sl->pid, &ws, 0);
+      } else if (waitpid(sl->pid, &ws, WNOHANG) == 0) {
+        continue;
+      }
+      while ((r = read(sl->fd, sl->buf + sl->len, sizeof sl->buf - 1 - sl->len)) > 0) sl->len += (size_t)r;
+      close(sl->fd);
+      test_t *t = &tests[sl->test];
+      finish(sl, t, ws, timed_out, timeout);
+      if (verbose || (t->status == 2 && !t->expected_fail) || (t->status == 1 && t->expected_fail)) {
+        if (t->status == 1)
+          printf("%s %s%s\n", t->expected_fail ? "UNEXPECTED PASS" : "PASS", t->name,
+                 t->expected_fail ? " (remove it from the expected-failures list)" : "");
+        else
+          printf("%s %s: %s\n", t->expected_fail ? "xfail" : "FAIL", t->name, t->reason);
+        fflush(stdout);
+      }
+      sl->pid = 0;
+      running--;
+      done++;
+      progressed = true;
+    }
+    if (!progressed) usleep(2000);
+  }
+  free(slots);
+
+  int passed = 0, failed = 0, unexpected_fail = 0, unexpected_pass = 0;
+  for (int i = 0; i < n; i++) {
+    if (tests[i].status == 1) passed++;
+    else failed++;
+    if (tests[i].status == 2 && !tests[i].expected_fail) unexpected_fail++;
+    if (tests[i].status == 1 && tests[i].expected_fail) unexpected_pass++;
+  }
+  if (report) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "target", o.target);
+    cJSON_AddStringToObject(root, "suite", o.dir);
+    cJSON_AddNumberToObject(root, "total", n);
+    cJSON_AddNumberToObject(root, "passed", passed);
+    cJSON_AddNumberToObject(root, "failed", failed);
+    cJSON *arr = cJSON_AddArrayToObject(root, "tests");
+    for (int i = 0; i < n; i++) {
+      cJSON *t = cJSON_CreateObject();
+      cJSON_AddStringToObject(t, "name", tests[i].name);
+      cJSON_AddStringToObject(t, "result", tests[i].status == 1 ? "pass" : "fail");
+      if (tests[i].status != 1) cJSON_AddStringToObject(t, "reason", tests[i].reason);
+      cJSON_AddNumberToObject(t, "ms", (double)(int64_t)tests[i].ms);
+      if (tests[i].expected_fail) cJSON_AddBoolToObject(t, "expected_failure", true);
+      cJSON_AddItemToArray(arr, t);
+    }
+    char *txt = cJSON_Print(root);
+    flagos_status_t st = fl_write_file(report, txt, strlen(txt));
+    free(txt);
+    cJSON_Delete(root);
+    if (st) return cli_fail("conformance", st);
+  }
+  if (expected)
+    printf("expected failures: %d listed, %d failed unexpectedly, %d passed unexpectedly%s\n", failed - unexpected_fail,
+           unexpected_fail, unexpected_pass, unknown_expected ? " (some listed names are not in this run)" : "");
+  printf("%d passed, %d failed\n", passed, failed);
+  for (int i = 0; i < n; i++) {
+    free(tests[i].name);
+    free(tests[i].expected_reason);
+  }
+  free(tests);
+  if (expected) return unexpected_fail || unexpected_pass ? 1 : 0;
+  return failed ? 1 : 0;
+}
