@@ -18,6 +18,7 @@ void fl_buf_reserve(fl_buf_t *b, size_t extra) {
   }
   b->data = d;
   b->cap = cap;
+  b->data[b->len] = 0; /* a taken buffer is a string even when nothing was appended */
 }
 
 void fl_buf_append(fl_buf_t *b, const void *p, size_t n) {

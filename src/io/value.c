@@ -15,9 +15,10 @@ int64_t flagos_tensor_numel(const flagos_tensor_t *t) {
 
 static void tensor_clear(flagos_tensor_t *t) {
   if (t->dtype == FLAGOS_STRING && t->data) {
-    /* nbytes, not the dims, says how many pointers were allocated: a value
-     * cleared halfway through construction may not have filled them all. */
-    size_t n = t->nbytes / sizeof(char *);
+    /* nbytes says how many pointers were allocated (FlagOS allocates them zeroed
+     * before filling, so a half-built value clears safely); the dims are the
+     * fallback for values built by callers who left nbytes at 0. */
+    size_t n = t->nbytes ? t->nbytes / sizeof(char *) : (size_t)flagos_tensor_numel(t);
     for (size_t i = 0; i < n; i++) free(((char **)t->data)[i]);
   }
   free(t->data);

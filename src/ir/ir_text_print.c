@@ -337,7 +337,9 @@ static void put_node(printer_t *p, const fir_node_t *n, int indent) {
     else fl_buf_putc(b, '_');
   }
   if (n->n_outputs > 0) fl_buf_puts(b, " = ");
-  if (n->domain && n->domain[0]) {
+  /* "ai.onnx" is the default domain under its long name; fir_node_create (and
+   * so the parser) stores it as "", so it is printed as "" too. */
+  if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0) {
     put_word(b, n->domain);
     fl_buf_puts(b, "::");
   }

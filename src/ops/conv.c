@@ -222,5 +222,6 @@ const ops_def_t ops_family_conv[] = {
     {"ConvTranspose", "", 0, ops_cv_transpose_infer, ops_cv_transpose_lower, ops_cv_transpose_flops},
     {"DeformConv", "", 0, ops_cv_deform_infer, ops_cv_deform_lower, NULL},
     {"Col2Im", "", (1u << 1) | (1u << 2), ops_cv_col2im_infer, ops_cv_col2im_lower, NULL},
+    {"CausalConvWithState", "", 0, ops_cv_causal_infer, ops_cv_causal_lower, NULL},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };

@@ -102,17 +102,14 @@ static void twiddle(ops_ctx_t *c, kir_expr_t *a, kir_expr_t *b, kir_expr_t *n, k
   *sn = kir_un(AR, KIR_SIN, ang);
 }
 
-static flagos_status_t dft_lower(ops_ctx_t *c) {
+/* The terms of one output bin for transform index t: the real and imaginary
+ * parts of x[t] * exp(-+ 2 pi i k t / n) (irfft: only the real part, weighted). */
+static void dft_terms(ops_ctx_t *c, kir_kernel_t *kk, int bx, kir_expr_t *const *v, kir_expr_t *t, kir_expr_t **yr,
+                      kir_expr_t **yi) {
   const flagos_dtype_t F = FLAGOS_FLOAT64;
   int r = c->in[0].rank;
   bool inverse = fir_attr_int(c->node, "inverse", 0) != 0, onesided = fir_attr_int(c->node, "onesided", 0) != 0;
-  bool complex_in = c->in[0].dims[r - 1] == 2;
-  kir_expr_t *v[OPS_MAX_RANK];
-  kir_kernel_t *kk = ops_out_kernel(c, 0, "dft", v);
-  int bx = ops_buf_in(c, kk, 0);
   kir_expr_t *axis = ops_param(c, 0), *n = ops_param(c, 1);
-  int tv = kir_new_var(kk);
-  kir_expr_t *t = kir_var(AR, tv);
   kir_expr_t *k = kir_i64(AR, 0);
   kir_expr_t *xi[OPS_MAX_RANK];
   for (int d = 0; d < r - 1; d++) {
@@ -122,44 +119,47 @@ static flagos_status_t dft_lower(ops_ctx_t *c) {
   }
   xi[r - 1] = kir_i64(AR, 0);
   kir_expr_t *re = kir_cast(AR, F, kir_load(kk, bx, xi)), *im = ops_fc(c, F, 0.0);
-  if (complex_in) {
+  if (c->in[0].dims[r - 1] == 2) {
     xi[r - 1] = kir_i64(AR, 1);
     im = kir_cast(AR, F, kir_load(kk, bx, xi));
   }
   kir_expr_t *cs, *sn;
   twiddle(c, k, t, n, &cs, &sn);
-  kir_expr_t *ext = ops_param(c, 2);
-  kir_expr_t *y;
   if (inverse && onesided) {
-    /* irfft: the Hermitian half spectrum, bins other than 0 and n/2 count twice. */
+    /* irfft: the Hermitian half spectrum; bins other than 0 and n/2 count twice. */
     kir_expr_t *single = kir_bin(AR, KIR_OR, kir_bin(AR, KIR_EQ, t, kir_i64(AR, 0)),
                                  kir_bin(AR, KIR_EQ, kir_mul(AR, t, kir_i64(AR, 2)), n));
     kir_expr_t *wgt = kir_select(AR, single, ops_fc(c, F, 1.0), ops_fc(c, F, 2.0));
-    kir_expr_t *body = ops_fmul(c, wgt, ops_fsub(c, ops_fmul(c, re, cs), ops_fmul(c, im, sn)));
-    y = ops_fdiv(c, kir_reduce(AR, KIR_RSUM, 1, &tv, &ext, body), ops_itof(c, F, n));
-  } else {
-    /* forward: (re + i im)(cos - i sin); inverse: (re + i im)(cos + i sin) / n */
-    kir_expr_t *yr, *yi;
-    if (!inverse) {
-      yr = ops_fadd(c, ops_fmul(c, re, cs), ops_fmul(c, im, sn));
-      yi = ops_fsub(c, ops_fmul(c, im, cs), ops_fmul(c, re, sn));
-    } else {
-      yr = ops_fsub(c, ops_fmul(c, re, cs), ops_fmul(c, im, sn));
-      yi = ops_fadd(c, ops_fmul(c, im, cs), ops_fmul(c, re, sn));
-    }
-    kir_expr_t *sr = kir_reduce(AR, KIR_RSUM, 1, &tv, &ext, yr);
-    int tv2 = kir_new_var(kk);
-    /* The imaginary part sums over its own variable: one reduction per expression. */
-    kir_expr_t *sub[OPS_MAX_RANK];
-    (void)sub;
-    kir_expr_t *si = kir_reduce(AR, KIR_RSUM, 1, &tv, &ext, yi);
-    (void)tv2;
-    if (inverse) {
-      sr = ops_fdiv(c, sr, ops_itof(c, F, n));
-      si = ops_fdiv(c, si, ops_itof(c, F, n));
-    }
-    y = kir_select(AR, kir_bin(AR, KIR_EQ, v[r - 1], kir_i64(AR, 0)), sr, si);
+    *yr = ops_fmul(c, wgt, ops_fsub(c, ops_fmul(c, re, cs), ops_fmul(c, im, sn)));
+    *yi = NULL;
+  } else if (!inverse) { /* (re + i im)(cos - i sin) */
+    *yr = ops_fadd(c, ops_fmul(c, re, cs), ops_fmul(c, im, sn));
+    *yi = ops_fsub(c, ops_fmul(c, im, cs), ops_fmul(c, re, sn));
+  } else { /* (re + i im)(cos + i sin) */
+    *yr = ops_fsub(c, ops_fmul(c, re, cs), ops_fmul(c, im, sn));
+    *yi = ops_fadd(c, ops_fmul(c, im, cs), ops_fmul(c, re, sn));
   }
+}
+
+static flagos_status_t dft_lower(ops_ctx_t *c) {
+  const flagos_dtype_t F = FLAGOS_FLOAT64;
+  int r = c->in[0].rank;
+  bool inverse = fir_attr_int(c->node, "inverse", 0) != 0;
+  kir_expr_t *v[OPS_MAX_RANK];
+  kir_kernel_t *kk = ops_out_kernel(c, 0, "dft", v);
+  int bx = ops_buf_in(c, kk, 0);
+  kir_expr_t *n = ops_param(c, 1), *ext = ops_param(c, 2);
+  /* Each reduction binds its own variable, so the two parts are built twice. */
+  int tr = kir_new_var(kk), ti = kir_new_var(kk);
+  kir_expr_t *yr, *yi, *unused;
+  dft_terms(c, kk, bx, v, kir_var(AR, tr), &yr, &unused);
+  kir_expr_t *y = kir_reduce(AR, KIR_RSUM, 1, &tr, &ext, yr);
+  if (unused) {
+    dft_terms(c, kk, bx, v, kir_var(AR, ti), &unused, &yi);
+    kir_expr_t *si = kir_reduce(AR, KIR_RSUM, 1, &ti, &ext, yi);
+    y = kir_select(AR, kir_bin(AR, KIR_EQ, v[r - 1], kir_i64(AR, 0)), y, si);
+  }
+  if (inverse) y = ops_fdiv(c, y, ops_itof(c, F, n));
   kir_store(kk, 0, v, kir_cast(AR, c->out[0].dtype, y), NULL);
   return NULL;
 }
@@ -209,16 +209,10 @@ static flagos_status_t stft_infer(ops_ctx_t *c) {
   return NULL;
 }
 
-static flagos_status_t stft_lower(ops_ctx_t *c) {
+static void stft_terms(ops_ctx_t *c, kir_kernel_t *kk, int bx, int bw, kir_expr_t *const *v, kir_expr_t *t,
+                       kir_expr_t **yr, kir_expr_t **yi) {
   const flagos_dtype_t F = FLAGOS_FLOAT64;
-  bool complex_in = c->in[0].dims[2] == 2;
-  kir_expr_t *v[4];
-  kir_kernel_t *kk = ops_out_kernel(c, 0, "stft", v);
-  int bx = ops_buf_in(c, kk, 0);
-  int bw = ops_has_in(c, 2) ? ops_buf_in(c, kk, 2) : -1;
   kir_expr_t *step = ops_param(c, 0), *n = ops_param(c, 1);
-  int tv = kir_new_var(kk);
-  kir_expr_t *t = kir_var(AR, tv);
   kir_expr_t *pos = kir_add(AR, kir_mul(AR, v[1], step), t);
   kir_expr_t *inside = kir_bin(AR, KIR_LT, pos, ops_in_dim(c, 0, 1));
   kir_expr_t *xi[3] = {v[0], pos, kir_i64(AR, 0)};
@@ -229,15 +223,27 @@ static flagos_status_t stft_lower(ops_ctx_t *c) {
   }
   kir_expr_t *zero = ops_fc(c, F, 0.0);
   kir_expr_t *re = kir_select(AR, inside, ops_fmul(c, w, kir_cast(AR, F, kir_load(kk, bx, xi))), zero), *im = zero;
-  if (complex_in) {
+  if (c->in[0].dims[2] == 2) {
     xi[2] = kir_i64(AR, 1);
     im = kir_select(AR, inside, ops_fmul(c, w, kir_cast(AR, F, kir_load(kk, bx, xi))), zero);
   }
   kir_expr_t *cs, *sn;
   twiddle(c, v[2], t, n, &cs, &sn);
-  kir_expr_t *yr = ops_fadd(c, ops_fmul(c, re, cs), ops_fmul(c, im, sn));
-  kir_expr_t *yi = ops_fsub(c, ops_fmul(c, im, cs), ops_fmul(c, re, sn));
-  kir_expr_t *sr = kir_reduce(AR, KIR_RSUM, 1, &tv, &n, yr), *si = kir_reduce(AR, KIR_RSUM, 1, &tv, &n, yi);
+  *yr = ops_fadd(c, ops_fmul(c, re, cs), ops_fmul(c, im, sn));
+  *yi = ops_fsub(c, ops_fmul(c, im, cs), ops_fmul(c, re, sn));
+}
+
+static flagos_status_t stft_lower(ops_ctx_t *c) {
+  kir_expr_t *v[4];
+  kir_kernel_t *kk = ops_out_kernel(c, 0, "stft", v);
+  int bx = ops_buf_in(c, kk, 0);
+  int bw = ops_has_in(c, 2) ? ops_buf_in(c, kk, 2) : -1;
+  kir_expr_t *n = ops_param(c, 1);
+  int tr = kir_new_var(kk), ti = kir_new_var(kk);
+  kir_expr_t *yr, *yi, *unused;
+  stft_terms(c, kk, bx, bw, v, kir_var(AR, tr), &yr, &unused);
+  stft_terms(c, kk, bx, bw, v, kir_var(AR, ti), &unused, &yi);
+  kir_expr_t *sr = kir_reduce(AR, KIR_RSUM, 1, &tr, &n, yr), *si = kir_reduce(AR, KIR_RSUM, 1, &ti, &n, yi);
   kir_expr_t *y = kir_select(AR, kir_bin(AR, KIR_EQ, v[3], kir_i64(AR, 0)), sr, si);
   kir_store(kk, 0, v, kir_cast(AR, c->out[0].dtype, y), NULL);
   return NULL;

@@ -33,6 +33,7 @@ struct flagos_session_s {
   int *uses;                  /* consumers per value id (main graph) */
   bool *is_output;
   double last_ms;
+  bool trace; /* FLAGOS_TRACE set: print each node as it runs */
 };
 
 static double now_ms(void) {
@@ -75,6 +76,7 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
   if (!s) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
   s->b = b;
   s->be = be;
+  s->trace = getenv("FLAGOS_TRACE") != NULL;
   s->device = dev;
   flagos_status_t st = NULL;
   if (b->n_nodes > 0) st = be->api->module_load(be->state, dev, b->code_cpu, b->code_cpu_len, &s->module);
@@ -244,6 +246,11 @@ static flagos_status_t run_node(run_state_t *r, int ni) {
   }
   int64_t *syms = fl_arena_alloc(a, sizeof(int64_t) * (size_t)(c->n_syms + 1));
   ops_ctx_fill_syms(c, syms);
+  if (s->trace) {
+    fprintf(stderr, "flagos trace: node %d %s '%s'%s, syms [", ni, n->op_type, n->name, rn->is_static ? " static" : "");
+    for (int i = 0; i < c->n_syms; i++) fprintf(stderr, "%s%lld", i ? " " : "", (long long)syms[i]);
+    fprintf(stderr, "]\n");
+  }
   /* outputs */
   for (int k = 0; k < n->n_outputs; k++) {
     fir_value_t *v = n->outputs[k];

@@ -1,0 +1,1148 @@
+/* The C code generator and the cpu backend plugin, end to end: kernels built by
+ * hand with the kernel IR builder, emitted as C, compiled (through the kernel
+ * cache), loaded by the cpu plugin and run. Expected values are hand-computed or
+ * come from NumPy/ml_dtypes/ONNX's reference (the tables below were produced with
+ * ml_dtypes 0.6 and onnx.numpy_helper.saturate_cast / to_float8e8m0). */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codegen/cgen.h"
+#include "flagos/backend.h"
+#include "kernel/kir.h"
+
+/* ---- reference tables (Python: numpy, ml_dtypes, onnx.numpy_helper) ----
+ * cast_in: f32 inputs (bits). exp_*: the cast of each input, as stored bits.
+ * Float -> int: truncate toward zero (NaN -> 0, +-inf -> the int64 limits), then
+ * wrap to the target width. e8m0: ONNX Cast's default round_mode "up", sign ignored.
+ * dec_*: every code of a format decoded to f32 (bits). */
+#define CAST_N 47
+static const uint32_t cast_in[CAST_N] = {
+    0x00000000u, 0x80000000u, 0x3f800000u, 0xbf800000u, 0x3dcccccdu, 0xbe99999au, 0x3f000000u, 0x3fc00000u,
+    0x40200000u, 0x40400000u, 0x40a00000u, 0x40c00000u, 0x40e00000u, 0x42c80000u, 0x43700000u, 0x43770000u,
+    0x43780000u, 0x43e00000u, 0x43e08000u, 0x43e60000u, 0x43e80000u, 0x43fa0000u, 0x47600000u, 0x476fff00u,
+    0x47700000u, 0x477fe000u, 0x477ff000u, 0x49742400u, 0xc9742400u, 0x33d6bf95u, 0x3b449ba6u, 0x3b000000u,
+    0x3a800000u, 0x37000000u, 0xb6800000u, 0x3f400000u, 0x3fa00000u, 0xc0f00000u, 0x41100000u, 0xc1100000u,
+    0x41700000u, 0x4348b333u, 0xc0600000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00000u
+};
+static const uint16_t exp_f16[CAST_N] = {
+    0x0000, 0x8000, 0x3c00, 0xbc00, 0x2e66, 0xb4cd, 0x3800, 0x3e00, 0x4100, 0x4200, 0x4500, 0x4600, 0x4700, 0x5640,
+    0x5b80, 0x5bb8, 0x5bc0, 0x5f00, 0x5f04, 0x5f30, 0x5f40, 0x5fd0, 0x7b00, 0x7b80, 0x7b80, 0x7bff, 0x7c00, 0x7c00,
+    0xfc00, 0x0002, 0x1a25, 0x1800, 0x1400, 0x0080, 0x8040, 0x3a00, 0x3d00, 0xc780, 0x4880, 0xc880, 0x4b80, 0x5a46,
+    0xc300, 0x7c00, 0xfc00, 0x7e00, 0xfe00
+};
+static const uint16_t exp_bf16[CAST_N] = {
+    0x0000, 0x8000, 0x3f80, 0xbf80, 0x3dcd, 0xbe9a, 0x3f00, 0x3fc0, 0x4020, 0x4040, 0x40a0, 0x40c0, 0x40e0, 0x42c8,
+    0x4370, 0x4377, 0x4378, 0x43e0, 0x43e0, 0x43e6, 0x43e8, 0x43fa, 0x4760, 0x4770, 0x4770, 0x4780, 0x4780, 0x4974,
+    0xc974, 0x33d7, 0x3b45, 0x3b00, 0x3a80, 0x3700, 0xb680, 0x3f40, 0x3fa0, 0xc0f0, 0x4110, 0xc110, 0x4170, 0x4349,
+    0xc060, 0x7f80, 0xff80, 0x7fc0, 0xffc0
+};
+static const uint8_t exp_e4m3fn_sat[CAST_N] = {
+    0x00, 0x80, 0x38, 0xb8, 0x1d, 0xaa, 0x30, 0x3c, 0x42, 0x44, 0x4a, 0x4c, 0x4e, 0x6c, 0x77, 0x77, 0x78, 0x7e,
+    0x7e, 0x7e, 0x7e, 0x7e, 0x7e, 0x7e, 0x7e, 0x7e, 0x7e, 0x7e, 0xfe, 0x00, 0x02, 0x01, 0x00, 0x00, 0x80, 0x34,
+    0x3a, 0xcf, 0x51, 0xd1, 0x57, 0x75, 0xc6, 0x7e, 0xfe, 0x7f, 0xff
+};
+static const uint8_t exp_e4m3fn_nosat[CAST_N] = {
+    0x00, 0x80, 0x38, 0xb8, 0x1d, 0xaa, 0x30, 0x3c, 0x42, 0x44, 0x4a, 0x4c, 0x4e, 0x6c, 0x77, 0x77, 0x78, 0x7e,
+    0x7e, 0x7e, 0x7e, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0xff, 0x00, 0x02, 0x01, 0x00, 0x00, 0x80, 0x34,
+    0x3a, 0xcf, 0x51, 0xd1, 0x57, 0x75, 0xc6, 0x7f, 0xff, 0x7f, 0xff
+};
+static const uint8_t exp_e4m3fnuz_sat[CAST_N] = {
+    0x00, 0x00, 0x40, 0xc0, 0x25, 0xb2, 0x38, 0x44, 0x4a, 0x4c, 0x52, 0x54, 0x56, 0x74, 0x7f, 0x7f, 0x7f, 0x7f,
+    0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0xff, 0x00, 0x03, 0x02, 0x01, 0x00, 0x00, 0x3c,
+    0x42, 0xd7, 0x59, 0xd9, 0x5f, 0x7d, 0xce, 0x7f, 0xff, 0x80, 0x80
+};
+static const uint8_t exp_e4m3fnuz_nosat[CAST_N] = {
+    0x00, 0x00, 0x40, 0xc0, 0x25, 0xb2, 0x38, 0x44, 0x4a, 0x4c, 0x52, 0x54, 0x56, 0x74, 0x7f, 0x7f, 0x80, 0x80,
+    0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x03, 0x02, 0x01, 0x00, 0x00, 0x3c,
+    0x42, 0xd7, 0x59, 0xd9, 0x5f, 0x7d, 0xce, 0x80, 0x80, 0x80, 0x80
+};
+static const uint8_t exp_e5m2_sat[CAST_N] = {
+    0x00, 0x80, 0x3c, 0xbc, 0x2e, 0xb5, 0x38, 0x3e, 0x41, 0x42, 0x45, 0x46, 0x47, 0x56, 0x5c, 0x5c, 0x5c, 0x5f,
+    0x5f, 0x5f, 0x5f, 0x60, 0x7b, 0x7b, 0x7b, 0x7b, 0x7b, 0x7b, 0xfb, 0x00, 0x1a, 0x18, 0x14, 0x00, 0x80, 0x3a,
+    0x3d, 0xc8, 0x48, 0xc8, 0x4c, 0x5a, 0xc3, 0x7b, 0xfb, 0x7e, 0xfe
+};
+static const uint8_t exp_e5m2_nosat[CAST_N] = {
+    0x00, 0x80, 0x3c, 0xbc, 0x2e, 0xb5, 0x38, 0x3e, 0x41, 0x42, 0x45, 0x46, 0x47, 0x56, 0x5c, 0x5c, 0x5c, 0x5f,
+    0x5f, 0x5f, 0x5f, 0x60, 0x7b, 0x7b, 0x7c, 0x7c, 0x7c, 0x7c, 0xfc, 0x00, 0x1a, 0x18, 0x14, 0x00, 0x80, 0x3a,
+    0x3d, 0xc8, 0x48, 0xc8, 0x4c, 0x5a, 0xc3, 0x7c, 0xfc, 0x7e, 0xfe
+};
+static const uint8_t exp_e5m2fnuz_sat[CAST_N] = {
+    0x00, 0x00, 0x40, 0xc0, 0x32, 0xb9, 0x3c, 0x42, 0x45, 0x46, 0x49, 0x4a, 0x4b, 0x5a, 0x60, 0x60, 0x60, 0x63,
+    0x63, 0x63, 0x63, 0x64, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0xff, 0x00, 0x1e, 0x1c, 0x18, 0x01, 0x00, 0x3e,
+    0x41, 0xcc, 0x4c, 0xcc, 0x50, 0x5e, 0xc7, 0x7f, 0xff, 0x80, 0x80
+};
+static const uint8_t exp_e5m2fnuz_nosat[CAST_N] = {
+    0x00, 0x00, 0x40, 0xc0, 0x32, 0xb9, 0x3c, 0x42, 0x45, 0x46, 0x49, 0x4a, 0x4b, 0x5a, 0x60, 0x60, 0x60, 0x63,
+    0x63, 0x63, 0x63, 0x64, 0x7f, 0x7f, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x1e, 0x1c, 0x18, 0x01, 0x00, 0x3e,
+    0x41, 0xcc, 0x4c, 0xcc, 0x50, 0x5e, 0xc7, 0x80, 0x80, 0x80, 0x80
+};
+static const uint8_t exp_f4e2m1[CAST_N] = {
+    0x00, 0x08, 0x02, 0x0a, 0x00, 0x09, 0x01, 0x03, 0x04, 0x05, 0x06, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07,
+    0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x07, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x02,
+    0x02, 0x0f, 0x07, 0x0f, 0x07, 0x07, 0x0e, 0x07, 0x0f, 0x08, 0x00
+};
+static const uint8_t exp_e8m0_sat[CAST_N] = {
+    0x00, 0x00, 0x7f, 0x7f, 0x7c, 0x7e, 0x7e, 0x80, 0x81, 0x81, 0x82, 0x82, 0x82, 0x86, 0x87, 0x87, 0x87, 0x88,
+    0x88, 0x88, 0x88, 0x88, 0x8f, 0x8f, 0x8f, 0x8f, 0x8f, 0x93, 0x93, 0x68, 0x77, 0x76, 0x75, 0x6e, 0x6d, 0x7f,
+    0x80, 0x82, 0x83, 0x83, 0x83, 0x87, 0x81, 0xff, 0xff, 0xff, 0xff
+};
+static const uint8_t exp_e8m0_nosat[CAST_N] = {
+    0x00, 0x00, 0x7f, 0x7f, 0x7c, 0x7e, 0x7e, 0x80, 0x81, 0x81, 0x82, 0x82, 0x82, 0x86, 0x87, 0x87, 0x87, 0x88,
+    0x88, 0x88, 0x88, 0x88, 0x8f, 0x8f, 0x8f, 0x8f, 0x8f, 0x93, 0x93, 0x68, 0x77, 0x76, 0x75, 0x6e, 0x6d, 0x7f,
+    0x80, 0x82, 0x83, 0x83, 0x83, 0x87, 0x81, 0xff, 0xff, 0xff, 0xff
+};
+static const int8_t exp_i4[CAST_N] = {
+    0, 0, 1, -1, 0, 0, 0, 1, 2, 3, 5, 6, 7, 4, 0, 7, -8, 0, 1, -4, 0, 4, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, -7, -7, 7, -1, -8, -3, -1, 0, 0, 0
+};
+static const uint8_t exp_u4[CAST_N] = {
+    0, 0, 1, 15, 0, 0, 0, 1, 2, 3, 5, 6, 7, 4, 0, 7, 8, 0, 1, 12, 0, 4, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 9, 9, 7, 15, 8, 13, 15, 0, 0, 0
+};
+static const int8_t exp_i2[CAST_N] = {
+    0, 0, 1, -1, 0, 0, 0, 1, -2, -1, 1, -2, -1, 0, 0, -1, 0, 0, 1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, -1, -1, 0, 1, -1, 0, 0, 0
+};
+static const uint8_t exp_u2[CAST_N] = {
+    0, 0, 1, 3, 0, 0, 0, 1, 2, 3, 1, 2, 3, 0, 0, 3, 0, 0, 1, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    1, 1, 3, 3, 0, 1, 3, 0, 0, 0
+};
+static const int8_t exp_i8[CAST_N] = {
+    0, 0, 1, -1, 0, 0, 0, 1, 2, 3, 5, 6, 7, 100, -16, -9, -8, -64, -63, -52, -48, -12, 0, -1, 0, -32, -16, 64, -64,
+    0, 0, 0, 0, 0, 0, 0, 1, -7, 9, -9, 15, -56, -3, -1, 0, 0, 0
+};
+static const int32_t exp_i32[CAST_N] = {
+    0, 0, 1, -1, 0, 0, 0, 1, 2, 3, 5, 6, 7, 100, 240, 247, 248, 448, 449, 460, 464, 500, 57344, 61439, 61440, 65504,
+    65520, 1000000, -1000000, 0, 0, 0, 0, 0, 0, 0, 1, -7, 9, -9, 15, 200, -3, -1, 0, 0, 0
+};
+static const double d2h_in[5] = {1.0004882812509095, 1.00048828125, 65519.99999, 1e-08, -2.980232834815979e-08};
+static const uint16_t exp_d2h[5] = {0x3c01, 0x3c00, 0x7bff, 0x0000, 0x8001};
+static const uint32_t dec_e4m3fn[256] = {
+    0x00000000u, 0x3b000000u, 0x3b800000u, 0x3bc00000u, 0x3c000000u, 0x3c200000u, 0x3c400000u, 0x3c600000u,
+    0x3c800000u, 0x3c900000u, 0x3ca00000u, 0x3cb00000u, 0x3cc00000u, 0x3cd00000u, 0x3ce00000u, 0x3cf00000u,
+    0x3d000000u, 0x3d100000u, 0x3d200000u, 0x3d300000u, 0x3d400000u, 0x3d500000u, 0x3d600000u, 0x3d700000u,
+    0x3d800000u, 0x3d900000u, 0x3da00000u, 0x3db00000u, 0x3dc00000u, 0x3dd00000u, 0x3de00000u, 0x3df00000u,
+    0x3e000000u, 0x3e100000u, 0x3e200000u, 0x3e300000u, 0x3e400000u, 0x3e500000u, 0x3e600000u, 0x3e700000u,
+    0x3e800000u, 0x3e900000u, 0x3ea00000u, 0x3eb00000u, 0x3ec00000u, 0x3ed00000u, 0x3ee00000u, 0x3ef00000u,
+    0x3f000000u, 0x3f100000u, 0x3f200000u, 0x3f300000u, 0x3f400000u, 0x3f500000u, 0x3f600000u, 0x3f700000u,
+    0x3f800000u, 0x3f900000u, 0x3fa00000u, 0x3fb00000u, 0x3fc00000u, 0x3fd00000u, 0x3fe00000u, 0x3ff00000u,
+    0x40000000u, 0x40100000u, 0x40200000u, 0x40300000u, 0x40400000u, 0x40500000u, 0x40600000u, 0x40700000u,
+    0x40800000u, 0x40900000u, 0x40a00000u, 0x40b00000u, 0x40c00000u, 0x40d00000u, 0x40e00000u, 0x40f00000u,
+    0x41000000u, 0x41100000u, 0x41200000u, 0x41300000u, 0x41400000u, 0x41500000u, 0x41600000u, 0x41700000u,
+    0x41800000u, 0x41900000u, 0x41a00000u, 0x41b00000u, 0x41c00000u, 0x41d00000u, 0x41e00000u, 0x41f00000u,
+    0x42000000u, 0x42100000u, 0x42200000u, 0x42300000u, 0x42400000u, 0x42500000u, 0x42600000u, 0x42700000u,
+    0x42800000u, 0x42900000u, 0x42a00000u, 0x42b00000u, 0x42c00000u, 0x42d00000u, 0x42e00000u, 0x42f00000u,
+    0x43000000u, 0x43100000u, 0x43200000u, 0x43300000u, 0x43400000u, 0x43500000u, 0x43600000u, 0x43700000u,
+    0x43800000u, 0x43900000u, 0x43a00000u, 0x43b00000u, 0x43c00000u, 0x43d00000u, 0x43e00000u, 0x7fc00000u,
+    0x80000000u, 0xbb000000u, 0xbb800000u, 0xbbc00000u, 0xbc000000u, 0xbc200000u, 0xbc400000u, 0xbc600000u,
+    0xbc800000u, 0xbc900000u, 0xbca00000u, 0xbcb00000u, 0xbcc00000u, 0xbcd00000u, 0xbce00000u, 0xbcf00000u,
+    0xbd000000u, 0xbd100000u, 0xbd200000u, 0xbd300000u, 0xbd400000u, 0xbd500000u, 0xbd600000u, 0xbd700000u,
+    0xbd800000u, 0xbd900000u, 0xbda00000u, 0xbdb00000u, 0xbdc00000u, 0xbdd00000u, 0xbde00000u, 0xbdf00000u,
+    0xbe000000u, 0xbe100000u, 0xbe200000u, 0xbe300000u, 0xbe400000u, 0xbe500000u, 0xbe600000u, 0xbe700000u,
+    0xbe800000u, 0xbe900000u, 0xbea00000u, 0xbeb00000u, 0xbec00000u, 0xbed00000u, 0xbee00000u, 0xbef00000u,
+    0xbf000000u, 0xbf100000u, 0xbf200000u, 0xbf300000u, 0xbf400000u, 0xbf500000u, 0xbf600000u, 0xbf700000u,
+    0xbf800000u, 0xbf900000u, 0xbfa00000u, 0xbfb00000u, 0xbfc00000u, 0xbfd00000u, 0xbfe00000u, 0xbff00000u,
+    0xc0000000u, 0xc0100000u, 0xc0200000u, 0xc0300000u, 0xc0400000u, 0xc0500000u, 0xc0600000u, 0xc0700000u,
+    0xc0800000u, 0xc0900000u, 0xc0a00000u, 0xc0b00000u, 0xc0c00000u, 0xc0d00000u, 0xc0e00000u, 0xc0f00000u,
+    0xc1000000u, 0xc1100000u, 0xc1200000u, 0xc1300000u, 0xc1400000u, 0xc1500000u, 0xc1600000u, 0xc1700000u,
+    0xc1800000u, 0xc1900000u, 0xc1a00000u, 0xc1b00000u, 0xc1c00000u, 0xc1d00000u, 0xc1e00000u, 0xc1f00000u,
+    0xc2000000u, 0xc2100000u, 0xc2200000u, 0xc2300000u, 0xc2400000u, 0xc2500000u, 0xc2600000u, 0xc2700000u,
+    0xc2800000u, 0xc2900000u, 0xc2a00000u, 0xc2b00000u, 0xc2c00000u, 0xc2d00000u, 0xc2e00000u, 0xc2f00000u,
+    0xc3000000u, 0xc3100000u, 0xc3200000u, 0xc3300000u, 0xc3400000u, 0xc3500000u, 0xc3600000u, 0xc3700000u,
+    0xc3800000u, 0xc3900000u, 0xc3a00000u, 0xc3b00000u, 0xc3c00000u, 0xc3d00000u, 0xc3e00000u, 0xffc00000u
+};
+static const uint32_t dec_e4m3fnuz[256] = {
+    0x00000000u, 0x3a800000u, 0x3b000000u, 0x3b400000u, 0x3b800000u, 0x3ba00000u, 0x3bc00000u, 0x3be00000u,
+    0x3c000000u, 0x3c100000u, 0x3c200000u, 0x3c300000u, 0x3c400000u, 0x3c500000u, 0x3c600000u, 0x3c700000u,
+    0x3c800000u, 0x3c900000u, 0x3ca00000u, 0x3cb00000u, 0x3cc00000u, 0x3cd00000u, 0x3ce00000u, 0x3cf00000u,
+    0x3d000000u, 0x3d100000u, 0x3d200000u, 0x3d300000u, 0x3d400000u, 0x3d500000u, 0x3d600000u, 0x3d700000u,
+    0x3d800000u, 0x3d900000u, 0x3da00000u, 0x3db00000u, 0x3dc00000u, 0x3dd00000u, 0x3de00000u, 0x3df00000u,
+    0x3e000000u, 0x3e100000u, 0x3e200000u, 0x3e300000u, 0x3e400000u, 0x3e500000u, 0x3e600000u, 0x3e700000u,
+    0x3e800000u, 0x3e900000u, 0x3ea00000u, 0x3eb00000u, 0x3ec00000u, 0x3ed00000u, 0x3ee00000u, 0x3ef00000u,
+    0x3f000000u, 0x3f100000u, 0x3f200000u, 0x3f300000u, 0x3f400000u, 0x3f500000u, 0x3f600000u, 0x3f700000u,
+    0x3f800000u, 0x3f900000u, 0x3fa00000u, 0x3fb00000u, 0x3fc00000u, 0x3fd00000u, 0x3fe00000u, 0x3ff00000u,
+    0x40000000u, 0x40100000u, 0x40200000u, 0x40300000u, 0x40400000u, 0x40500000u, 0x40600000u, 0x40700000u,
+    0x40800000u, 0x40900000u, 0x40a00000u, 0x40b00000u, 0x40c00000u, 0x40d00000u, 0x40e00000u, 0x40f00000u,
+    0x41000000u, 0x41100000u, 0x41200000u, 0x41300000u, 0x41400000u, 0x41500000u, 0x41600000u, 0x41700000u,
+    0x41800000u, 0x41900000u, 0x41a00000u, 0x41b00000u, 0x41c00000u, 0x41d00000u, 0x41e00000u, 0x41f00000u,
+    0x42000000u, 0x42100000u, 0x42200000u, 0x42300000u, 0x42400000u, 0x42500000u, 0x42600000u, 0x42700000u,
+    0x42800000u, 0x42900000u, 0x42a00000u, 0x42b00000u, 0x42c00000u, 0x42d00000u, 0x42e00000u, 0x42f00000u,
+    0x43000000u, 0x43100000u, 0x43200000u, 0x43300000u, 0x43400000u, 0x43500000u, 0x43600000u, 0x43700000u,
+    0xffc00000u, 0xba800000u, 0xbb000000u, 0xbb400000u, 0xbb800000u, 0xbba00000u, 0xbbc00000u, 0xbbe00000u,
+    0xbc000000u, 0xbc100000u, 0xbc200000u, 0xbc300000u, 0xbc400000u, 0xbc500000u, 0xbc600000u, 0xbc700000u,
+    0xbc800000u, 0xbc900000u, 0xbca00000u, 0xbcb00000u, 0xbcc00000u, 0xbcd00000u, 0xbce00000u, 0xbcf00000u,
+    0xbd000000u, 0xbd100000u, 0xbd200000u, 0xbd300000u, 0xbd400000u, 0xbd500000u, 0xbd600000u, 0xbd700000u,
+    0xbd800000u, 0xbd900000u, 0xbda00000u, 0xbdb00000u, 0xbdc00000u, 0xbdd00000u, 0xbde00000u, 0xbdf00000u,
+    0xbe000000u, 0xbe100000u, 0xbe200000u, 0xbe300000u, 0xbe400000u, 0xbe500000u, 0xbe600000u, 0xbe700000u,
+    0xbe800000u, 0xbe900000u, 0xbea00000u, 0xbeb00000u, 0xbec00000u, 0xbed00000u, 0xbee00000u, 0xbef00000u,
+    0xbf000000u, 0xbf100000u, 0xbf200000u, 0xbf300000u, 0xbf400000u, 0xbf500000u, 0xbf600000u, 0xbf700000u,
+    0xbf800000u, 0xbf900000u, 0xbfa00000u, 0xbfb00000u, 0xbfc00000u, 0xbfd00000u, 0xbfe00000u, 0xbff00000u,
+    0xc0000000u, 0xc0100000u, 0xc0200000u, 0xc0300000u, 0xc0400000u, 0xc0500000u, 0xc0600000u, 0xc0700000u,
+    0xc0800000u, 0xc0900000u, 0xc0a00000u, 0xc0b00000u, 0xc0c00000u, 0xc0d00000u, 0xc0e00000u, 0xc0f00000u,
+    0xc1000000u, 0xc1100000u, 0xc1200000u, 0xc1300000u, 0xc1400000u, 0xc1500000u, 0xc1600000u, 0xc1700000u,
+    0xc1800000u, 0xc1900000u, 0xc1a00000u, 0xc1b00000u, 0xc1c00000u, 0xc1d00000u, 0xc1e00000u, 0xc1f00000u,
+    0xc2000000u, 0xc2100000u, 0xc2200000u, 0xc2300000u, 0xc2400000u, 0xc2500000u, 0xc2600000u, 0xc2700000u,
+    0xc2800000u, 0xc2900000u, 0xc2a00000u, 0xc2b00000u, 0xc2c00000u, 0xc2d00000u, 0xc2e00000u, 0xc2f00000u,
+    0xc3000000u, 0xc3100000u, 0xc3200000u, 0xc3300000u, 0xc3400000u, 0xc3500000u, 0xc3600000u, 0xc3700000u
+};
+static const uint32_t dec_e5m2[256] = {
+    0x00000000u, 0x37800000u, 0x38000000u, 0x38400000u, 0x38800000u, 0x38a00000u, 0x38c00000u, 0x38e00000u,
+    0x39000000u, 0x39200000u, 0x39400000u, 0x39600000u, 0x39800000u, 0x39a00000u, 0x39c00000u, 0x39e00000u,
+    0x3a000000u, 0x3a200000u, 0x3a400000u, 0x3a600000u, 0x3a800000u, 0x3aa00000u, 0x3ac00000u, 0x3ae00000u,
+    0x3b000000u, 0x3b200000u, 0x3b400000u, 0x3b600000u, 0x3b800000u, 0x3ba00000u, 0x3bc00000u, 0x3be00000u,
+    0x3c000000u, 0x3c200000u, 0x3c400000u, 0x3c600000u, 0x3c800000u, 0x3ca00000u, 0x3cc00000u, 0x3ce00000u,
+    0x3d000000u, 0x3d200000u, 0x3d400000u, 0x3d600000u, 0x3d800000u, 0x3da00000u, 0x3dc00000u, 0x3de00000u,
+    0x3e000000u, 0x3e200000u, 0x3e400000u, 0x3e600000u, 0x3e800000u, 0x3ea00000u, 0x3ec00000u, 0x3ee00000u,
+    0x3f000000u, 0x3f200000u, 0x3f400000u, 0x3f600000u, 0x3f800000u, 0x3fa00000u, 0x3fc00000u, 0x3fe00000u,
+    0x40000000u, 0x40200000u, 0x40400000u, 0x40600000u, 0x40800000u, 0x40a00000u, 0x40c00000u, 0x40e00000u,
+    0x41000000u, 0x41200000u, 0x41400000u, 0x41600000u, 0x41800000u, 0x41a00000u, 0x41c00000u, 0x41e00000u,
+    0x42000000u, 0x42200000u, 0x42400000u, 0x42600000u, 0x42800000u, 0x42a00000u, 0x42c00000u, 0x42e00000u,
+    0x43000000u, 0x43200000u, 0x43400000u, 0x43600000u, 0x43800000u, 0x43a00000u, 0x43c00000u, 0x43e00000u,
+    0x44000000u, 0x44200000u, 0x44400000u, 0x44600000u, 0x44800000u, 0x44a00000u, 0x44c00000u, 0x44e00000u,
+    0x45000000u, 0x45200000u, 0x45400000u, 0x45600000u, 0x45800000u, 0x45a00000u, 0x45c00000u, 0x45e00000u,
+    0x46000000u, 0x46200000u, 0x46400000u, 0x46600000u, 0x46800000u, 0x46a00000u, 0x46c00000u, 0x46e00000u,
+    0x47000000u, 0x47200000u, 0x47400000u, 0x47600000u, 0x7f800000u, 0x7fc00000u, 0x7fc00000u, 0x7fc00000u,
+    0x80000000u, 0xb7800000u, 0xb8000000u, 0xb8400000u, 0xb8800000u, 0xb8a00000u, 0xb8c00000u, 0xb8e00000u,
+    0xb9000000u, 0xb9200000u, 0xb9400000u, 0xb9600000u, 0xb9800000u, 0xb9a00000u, 0xb9c00000u, 0xb9e00000u,
+    0xba000000u, 0xba200000u, 0xba400000u, 0xba600000u, 0xba800000u, 0xbaa00000u, 0xbac00000u, 0xbae00000u,
+    0xbb000000u, 0xbb200000u, 0xbb400000u, 0xbb600000u, 0xbb800000u, 0xbba00000u, 0xbbc00000u, 0xbbe00000u,
+    0xbc000000u, 0xbc200000u, 0xbc400000u, 0xbc600000u, 0xbc800000u, 0xbca00000u, 0xbcc00000u, 0xbce00000u,
+    0xbd000000u, 0xbd200000u, 0xbd400000u, 0xbd600000u, 0xbd800000u, 0xbda00000u, 0xbdc00000u, 0xbde00000u,
+    0xbe000000u, 0xbe200000u, 0xbe400000u, 0xbe600000u, 0xbe800000u, 0xbea00000u, 0xbec00000u, 0xbee00000u,
+    0xbf000000u, 0xbf200000u, 0xbf400000u, 0xbf600000u, 0xbf800000u, 0xbfa00000u, 0xbfc00000u, 0xbfe00000u,
+    0xc0000000u, 0xc0200000u, 0xc0400000u, 0xc0600000u, 0xc0800000u, 0xc0a00000u, 0xc0c00000u, 0xc0e00000u,
+    0xc1000000u, 0xc1200000u, 0xc1400000u, 0xc1600000u, 0xc1800000u, 0xc1a00000u, 0xc1c00000u, 0xc1e00000u,
+    0xc2000000u, 0xc2200000u, 0xc2400000u, 0xc2600000u, 0xc2800000u, 0xc2a00000u, 0xc2c00000u, 0xc2e00000u,
+    0xc3000000u, 0xc3200000u, 0xc3400000u, 0xc3600000u, 0xc3800000u, 0xc3a00000u, 0xc3c00000u, 0xc3e00000u,
+    0xc4000000u, 0xc4200000u, 0xc4400000u, 0xc4600000u, 0xc4800000u, 0xc4a00000u, 0xc4c00000u, 0xc4e00000u,
+    0xc5000000u, 0xc5200000u, 0xc5400000u, 0xc5600000u, 0xc5800000u, 0xc5a00000u, 0xc5c00000u, 0xc5e00000u,
+    0xc6000000u, 0xc6200000u, 0xc6400000u, 0xc6600000u, 0xc6800000u, 0xc6a00000u, 0xc6c00000u, 0xc6e00000u,
+    0xc7000000u, 0xc7200000u, 0xc7400000u, 0xc7600000u, 0xff800000u, 0xffc00000u, 0xffc00000u, 0xffc00000u
+};
+static const uint32_t dec_e5m2fnuz[256] = {
+    0x00000000u, 0x37000000u, 0x37800000u, 0x37c00000u, 0x38000000u, 0x38200000u, 0x38400000u, 0x38600000u,
+    0x38800000u, 0x38a00000u, 0x38c00000u, 0x38e00000u, 0x39000000u, 0x39200000u, 0x39400000u, 0x39600000u,
+    0x39800000u, 0x39a00000u, 0x39c00000u, 0x39e00000u, 0x3a000000u, 0x3a200000u, 0x3a400000u, 0x3a600000u,
+    0x3a800000u, 0x3aa00000u, 0x3ac00000u, 0x3ae00000u, 0x3b000000u, 0x3b200000u, 0x3b400000u, 0x3b600000u,
+    0x3b800000u, 0x3ba00000u, 0x3bc00000u, 0x3be00000u, 0x3c000000u, 0x3c200000u, 0x3c400000u, 0x3c600000u,
+    0x3c800000u, 0x3ca00000u, 0x3cc00000u, 0x3ce00000u, 0x3d000000u, 0x3d200000u, 0x3d400000u, 0x3d600000u,
+    0x3d800000u, 0x3da00000u, 0x3dc00000u, 0x3de00000u, 0x3e000000u, 0x3e200000u, 0x3e400000u, 0x3e600000u,
+    0x3e800000u, 0x3ea00000u, 0x3ec00000u, 0x3ee00000u, 0x3f000000u, 0x3f200000u, 0x3f400000u, 0x3f600000u,
+    0x3f800000u, 0x3fa00000u, 0x3fc00000u, 0x3fe00000u, 0x40000000u, 0x40200000u, 0x40400000u, 0x40600000u,
+    0x40800000u, 0x40a00000u, 0x40c00000u, 0x40e00000u, 0x41000000u, 0x41200000u, 0x41400000u, 0x41600000u,
+    0x41800000u, 0x41a00000u, 0x41c00000u, 0x41e00000u, 0x42000000u, 0x42200000u, 0x42400000u, 0x42600000u,
+    0x42800000u, 0x42a00000u, 0x42c00000u, 0x42e00000u, 0x43000000u, 0x43200000u, 0x43400000u, 0x43600000u,
+    0x43800000u, 0x43a00000u, 0x43c00000u, 0x43e00000u, 0x44000000u, 0x44200000u, 0x44400000u, 0x44600000u,
+    0x44800000u, 0x44a00000u, 0x44c00000u, 0x44e00000u, 0x45000000u, 0x45200000u, 0x45400000u, 0x45600000u,
+    0x45800000u, 0x45a00000u, 0x45c00000u, 0x45e00000u, 0x46000000u, 0x46200000u, 0x46400000u, 0x46600000u,
+    0x46800000u, 0x46a00000u, 0x46c00000u, 0x46e00000u, 0x47000000u, 0x47200000u, 0x47400000u, 0x47600000u,
+    0xffc00000u, 0xb7000000u, 0xb7800000u, 0xb7c00000u, 0xb8000000u, 0xb8200000u, 0xb8400000u, 0xb8600000u,
+    0xb8800000u, 0xb8a00000u, 0xb8c00000u, 0xb8e00000u, 0xb9000000u, 0xb9200000u, 0xb9400000u, 0xb9600000u,
+    0xb9800000u, 0xb9a00000u, 0xb9c00000u, 0xb9e00000u, 0xba000000u, 0xba200000u, 0xba400000u, 0xba600000u,
+    0xba800000u, 0xbaa00000u, 0xbac00000u, 0xbae00000u, 0xbb000000u, 0xbb200000u, 0xbb400000u, 0xbb600000u,
+    0xbb800000u, 0xbba00000u, 0xbbc00000u, 0xbbe00000u, 0xbc000000u, 0xbc200000u, 0xbc400000u, 0xbc600000u,
+    0xbc800000u, 0xbca00000u, 0xbcc00000u, 0xbce00000u, 0xbd000000u, 0xbd200000u, 0xbd400000u, 0xbd600000u,
+    0xbd800000u, 0xbda00000u, 0xbdc00000u, 0xbde00000u, 0xbe000000u, 0xbe200000u, 0xbe400000u, 0xbe600000u,
+    0xbe800000u, 0xbea00000u, 0xbec00000u, 0xbee00000u, 0xbf000000u, 0xbf200000u, 0xbf400000u, 0xbf600000u,
+    0xbf800000u, 0xbfa00000u, 0xbfc00000u, 0xbfe00000u, 0xc0000000u, 0xc0200000u, 0xc0400000u, 0xc0600000u,
+    0xc0800000u, 0xc0a00000u, 0xc0c00000u, 0xc0e00000u, 0xc1000000u, 0xc1200000u, 0xc1400000u, 0xc1600000u,
+    0xc1800000u, 0xc1a00000u, 0xc1c00000u, 0xc1e00000u, 0xc2000000u, 0xc2200000u, 0xc2400000u, 0xc2600000u,
+    0xc2800000u, 0xc2a00000u, 0xc2c00000u, 0xc2e00000u, 0xc3000000u, 0xc3200000u, 0xc3400000u, 0xc3600000u,
+    0xc3800000u, 0xc3a00000u, 0xc3c00000u, 0xc3e00000u, 0xc4000000u, 0xc4200000u, 0xc4400000u, 0xc4600000u,
+    0xc4800000u, 0xc4a00000u, 0xc4c00000u, 0xc4e00000u, 0xc5000000u, 0xc5200000u, 0xc5400000u, 0xc5600000u,
+    0xc5800000u, 0xc5a00000u, 0xc5c00000u, 0xc5e00000u, 0xc6000000u, 0xc6200000u, 0xc6400000u, 0xc6600000u,
+    0xc6800000u, 0xc6a00000u, 0xc6c00000u, 0xc6e00000u, 0xc7000000u, 0xc7200000u, 0xc7400000u, 0xc7600000u
+};
+static const uint32_t dec_e8m0[256] = {
+    0x00400000u, 0x00800000u, 0x01000000u, 0x01800000u, 0x02000000u, 0x02800000u, 0x03000000u, 0x03800000u,
+    0x04000000u, 0x04800000u, 0x05000000u, 0x05800000u, 0x06000000u, 0x06800000u, 0x07000000u, 0x07800000u,
+    0x08000000u, 0x08800000u, 0x09000000u, 0x09800000u, 0x0a000000u, 0x0a800000u, 0x0b000000u, 0x0b800000u,
+    0x0c000000u, 0x0c800000u, 0x0d000000u, 0x0d800000u, 0x0e000000u, 0x0e800000u, 0x0f000000u, 0x0f800000u,
+    0x10000000u, 0x10800000u, 0x11000000u, 0x11800000u, 0x12000000u, 0x12800000u, 0x13000000u, 0x13800000u,
+    0x14000000u, 0x14800000u, 0x15000000u, 0x15800000u, 0x16000000u, 0x16800000u, 0x17000000u, 0x17800000u,
+    0x18000000u, 0x18800000u, 0x19000000u, 0x19800000u, 0x1a000000u, 0x1a800000u, 0x1b000000u, 0x1b800000u,
+    0x1c000000u, 0x1c800000u, 0x1d000000u, 0x1d800000u, 0x1e000000u, 0x1e800000u, 0x1f000000u, 0x1f800000u,
+    0x20000000u, 0x20800000u, 0x21000000u, 0x21800000u, 0x22000000u, 0x22800000u, 0x23000000u, 0x23800000u,
+    0x24000000u, 0x24800000u, 0x25000000u, 0x25800000u, 0x26000000u, 0x26800000u, 0x27000000u, 0x27800000u,
+    0x28000000u, 0x28800000u, 0x29000000u, 0x29800000u, 0x2a000000u, 0x2a800000u, 0x2b000000u, 0x2b800000u,
+    0x2c000000u, 0x2c800000u, 0x2d000000u, 0x2d800000u, 0x2e000000u, 0x2e800000u, 0x2f000000u, 0x2f800000u,
+    0x30000000u, 0x30800000u, 0x31000000u, 0x31800000u, 0x32000000u, 0x32800000u, 0x33000000u, 0x33800000u,
+    0x34000000u, 0x34800000u, 0x35000000u, 0x35800000u, 0x36000000u, 0x36800000u, 0x37000000u, 0x37800000u,
+    0x38000000u, 0x38800000u, 0x39000000u, 0x39800000u, 0x3a000000u, 0x3a800000u, 0x3b000000u, 0x3b800000u,
+    0x3c000000u, 0x3c800000u, 0x3d000000u, 0x3d800000u, 0x3e000000u, 0x3e800000u, 0x3f000000u, 0x3f800000u,
+    0x40000000u, 0x40800000u, 0x41000000u, 0x41800000u, 0x42000000u, 0x42800000u, 0x43000000u, 0x43800000u,
+    0x44000000u, 0x44800000u, 0x45000000u, 0x45800000u, 0x46000000u, 0x46800000u, 0x47000000u, 0x47800000u,
+    0x48000000u, 0x48800000u, 0x49000000u, 0x49800000u, 0x4a000000u, 0x4a800000u, 0x4b000000u, 0x4b800000u,
+    0x4c000000u, 0x4c800000u, 0x4d000000u, 0x4d800000u, 0x4e000000u, 0x4e800000u, 0x4f000000u, 0x4f800000u,
+    0x50000000u, 0x50800000u, 0x51000000u, 0x51800000u, 0x52000000u, 0x52800000u, 0x53000000u, 0x53800000u,
+    0x54000000u, 0x54800000u, 0x55000000u, 0x55800000u, 0x56000000u, 0x56800000u, 0x57000000u, 0x57800000u,
+    0x58000000u, 0x58800000u, 0x59000000u, 0x59800000u, 0x5a000000u, 0x5a800000u, 0x5b000000u, 0x5b800000u,
+    0x5c000000u, 0x5c800000u, 0x5d000000u, 0x5d800000u, 0x5e000000u, 0x5e800000u, 0x5f000000u, 0x5f800000u,
+    0x60000000u, 0x60800000u, 0x61000000u, 0x61800000u, 0x62000000u, 0x62800000u, 0x63000000u, 0x63800000u,
+    0x64000000u, 0x64800000u, 0x65000000u, 0x65800000u, 0x66000000u, 0x66800000u, 0x67000000u, 0x67800000u,
+    0x68000000u, 0x68800000u, 0x69000000u, 0x69800000u, 0x6a000000u, 0x6a800000u, 0x6b000000u, 0x6b800000u,
+    0x6c000000u, 0x6c800000u, 0x6d000000u, 0x6d800000u, 0x6e000000u, 0x6e800000u, 0x6f000000u, 0x6f800000u,
+    0x70000000u, 0x70800000u, 0x71000000u, 0x71800000u, 0x72000000u, 0x72800000u, 0x73000000u, 0x73800000u,
+    0x74000000u, 0x74800000u, 0x75000000u, 0x75800000u, 0x76000000u, 0x76800000u, 0x77000000u, 0x77800000u,
+    0x78000000u, 0x78800000u, 0x79000000u, 0x79800000u, 0x7a000000u, 0x7a800000u, 0x7b000000u, 0x7b800000u,
+    0x7c000000u, 0x7c800000u, 0x7d000000u, 0x7d800000u, 0x7e000000u, 0x7e800000u, 0x7f000000u, 0x7fc00000u
+};
+static const uint32_t dec_f4e2m1[16] = {
+    0x00000000u, 0x3f000000u, 0x3f800000u, 0x3fc00000u, 0x40000000u, 0x40400000u, 0x40800000u, 0x40c00000u,
+    0x80000000u, 0xbf000000u, 0xbf800000u, 0xbfc00000u, 0xc0000000u, 0xc0400000u, 0xc0800000u, 0xc0c00000u
+};
+
+static int g_fails;
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      g_fails++;                                                                                   \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                         \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fputc('\n', stderr);                                                                         \
+    }                                                                                              \
+  } while (0)
+#define CHECK_OK(expr)                                                                             \
+  do {                                                                                             \
+    flagos_status_t st_ = (expr);                                                                  \
+    CHECK(st_ == NULL, "%s: %s", #expr, flagos_status_message(st_));                               \
+    flagos_status_free(st_);                                                                       \
+  } while (0)
+
+static fl_arena_t *A;
+static kir_kernel_t *g_kernels[64];
+static int g_nk;
+static const flagos_backend_t *be;
+static void *bst;
+static flagos_bmodule_t mod;
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+static float f32_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* ---- building kernels ---- */
+static kir_expr_t *S(int i) { return kir_sym(A, i); }
+static kir_expr_t *I(int64_t v) { return kir_i64(A, v); }
+static kir_expr_t *F(double v) { return kir_const(A, FLAGOS_FLOAT32, v); }
+static kir_expr_t *bin(kir_op_t op, kir_expr_t *x, kir_expr_t *y) { return kir_bin(A, op, x, y); }
+
+static kir_kernel_t *K(const char *name, int n_syms) {
+  kir_kernel_t *k = kir_kernel_create(A, name);
+  k->n_syms = n_syms;
+  g_kernels[g_nk++] = k;
+  return k;
+}
+/* Buffer with dims given as expressions. */
+static int B(kir_kernel_t *k, flagos_dtype_t dt, int rank, ...) {
+  kir_expr_t *d[8];
+  va_list ap;
+  va_start(ap, rank);
+  for (int i = 0; i < rank; i++) d[i] = va_arg(ap, kir_expr_t *);
+  va_end(ap);
+  return kir_add_buf(k, "buf", dt, rank, d);
+}
+static kir_expr_t *L1(kir_kernel_t *k, int b, kir_expr_t *i) { return kir_load(k, b, &i); }
+static void St1(kir_kernel_t *k, int b, kir_expr_t *i, kir_expr_t *v, kir_expr_t *c) { kir_store(k, b, &i, v, c); }
+/* 1-d space over extent e; returns the loop variable. */
+static kir_expr_t *space1(kir_kernel_t *k, kir_expr_t *e) {
+  kir_expr_t *v;
+  kir_set_space(k, 1, &e, &v);
+  return v;
+}
+
+static void build_kernels(void) {
+  kir_expr_t *v[2];
+  /* y[i,j] = x[i,j] + b[j], symbolic M, N */
+  kir_kernel_t *k = K("t_bcast_add", 2);
+  int x = B(k, FLAGOS_FLOAT32, 2, S(0), S(1)), b = B(k, FLAGOS_FLOAT32, 1, S(1)), y = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
+  kir_expr_t *ext[2] = {S(0), S(1)};
+  kir_set_space(k, 2, ext, v);
+  kir_store(k, y, v, bin(KIR_ADD, kir_load(k, x, v), L1(k, b, v[1])), NULL);
+
+  /* per row of x[M,K]: sum, max, min */
+  k = K("t_row_reduce", 2);
+  x = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
+  int s = B(k, FLAGOS_FLOAT32, 1, S(0)), mx = B(k, FLAGOS_FLOAT32, 1, S(0)), mn = B(k, FLAGOS_FLOAT32, 1, S(0));
+  kir_expr_t *i = space1(k, S(0));
+  int r = kir_new_var(k);
+  kir_expr_t *ix[2] = {i, kir_var(A, r)}, *K1 = S(1);
+  kir_expr_t *row = kir_load(k, x, ix);
+  St1(k, s, i, kir_reduce(A, KIR_RSUM, 1, &r, &K1, row), NULL);
+  St1(k, mx, i, kir_reduce(A, KIR_RMAX, 1, &r, &K1, row), NULL);
+  St1(k, mn, i, kir_reduce(A, KIR_RMIN, 1, &r, &K1, row), NULL);
+
+  /* elementwise min/max */
+  k = K("t_minmax2", 1);
+  int a2 = B(k, FLAGOS_FLOAT32, 1, S(0)), b2 = B(k, FLAGOS_FLOAT32, 1, S(0));
+  int c2 = B(k, FLAGOS_FLOAT32, 1, S(0)), d2 = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  St1(k, c2, i, bin(KIR_MIN, L1(k, a2, i), L1(k, b2, i)), NULL);
+  St1(k, d2, i, bin(KIR_MAX, L1(k, a2, i), L1(k, b2, i)), NULL);
+
+  /* y[N,M] = transpose(x[M,N]) */
+  k = K("t_transpose", 2);
+  x = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
+  y = B(k, FLAGOS_FLOAT32, 2, S(1), S(0));
+  kir_expr_t *ext2[2] = {S(1), S(0)};
+  kir_set_space(k, 2, ext2, v);
+  kir_expr_t *xv[2] = {v[1], v[0]};
+  kir_store(k, y, v, kir_load(k, x, xv), NULL);
+
+  /* y[i] = 0 <= idx[i] < D ? data[idx[i]] : -1 (out-of-range indices are never read) */
+  k = K("t_gather", 2);
+  int idx = B(k, FLAGOS_INT64, 1, S(0)), data = B(k, FLAGOS_FLOAT32, 1, S(1));
+  y = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  kir_expr_t *j = L1(k, idx, i);
+  kir_expr_t *ok = bin(KIR_AND, bin(KIR_GE, j, I(0)), bin(KIR_LT, j, S(1)));
+  St1(k, y, i, kir_select(A, ok, L1(k, data, j), F(-1)), NULL);
+
+  /* y[i] = ok[i] ? sum_k data[off[i] + k] : -2 (rows not ok have wild offsets) */
+  k = K("t_reduce_in_select", 3);
+  int okb = B(k, FLAGOS_BOOL, 1, S(0)), off = B(k, FLAGOS_INT64, 1, S(0)), dat = B(k, FLAGOS_FLOAT32, 1, S(2));
+  y = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  r = kir_new_var(k);
+  kir_expr_t *K2 = S(1);
+  kir_expr_t *sum = kir_reduce(A, KIR_RSUM, 1, &r, &K2, L1(k, dat, bin(KIR_ADD, L1(k, off, i), kir_var(A, r))));
+  St1(k, y, i, kir_select(A, L1(k, okb, i), sum, F(-2)), NULL);
+
+  /* rank 0: s = x * 2 + sum(v) */
+  k = K("t_scalar", 1);
+  x = B(k, FLAGOS_FLOAT32, 0);
+  int vb = B(k, FLAGOS_FLOAT32, 1, S(0));
+  s = B(k, FLAGOS_FLOAT32, 0);
+  kir_set_space(k, 0, NULL, NULL);
+  r = kir_new_var(k);
+  kir_expr_t *K3 = S(0);
+  kir_store(k, s, NULL, bin(KIR_ADD, bin(KIR_MUL, kir_load(k, x, NULL), F(2)),
+                            kir_reduce(A, KIR_RSUM, 1, &r, &K3, L1(k, vb, kir_var(A, r)))), NULL);
+
+  /* zero-size spaces: nothing may be touched */
+  k = K("t_zero2d", 2);
+  x = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
+  y = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
+  kir_expr_t *ext3[2] = {S(0), S(1)};
+  kir_set_space(k, 2, ext3, v);
+  kir_store(k, y, v, bin(KIR_ADD, kir_load(k, x, v), F(1)), NULL);
+  k = K("t_zero_red", 2); /* z[i] = sum_{k<N} x[i,k] + sum_{k<N} x[0,k] (the second is hoisted) */
+  x = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
+  int z = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  int r1 = kir_new_var(k), r2 = kir_new_var(k);
+  kir_expr_t *N1 = S(1), *xa[2] = {i, kir_var(A, r1)}, *xb[2] = {I(0), kir_var(A, r2)};
+  St1(k, z, i, bin(KIR_ADD, kir_reduce(A, KIR_RSUM, 1, &r1, &N1, kir_load(k, x, xa)),
+                   kir_reduce(A, KIR_RSUM, 1, &r2, &N1, kir_load(k, x, xb))), NULL);
+
+  /* casts from f32 to every narrow type, saturating and not */
+  static const flagos_dtype_t cast_dt[] = {
+      FLAGOS_FLOAT16, FLAGOS_BFLOAT16, FLAGOS_FLOAT8E4M3FN, FLAGOS_FLOAT8E4M3FN, FLAGOS_FLOAT8E4M3FNUZ,
+      FLAGOS_FLOAT8E4M3FNUZ, FLAGOS_FLOAT8E5M2, FLAGOS_FLOAT8E5M2, FLAGOS_FLOAT8E5M2FNUZ, FLAGOS_FLOAT8E5M2FNUZ,
+      FLAGOS_FLOAT4E2M1, FLAGOS_FLOAT8E8M0, FLAGOS_FLOAT8E8M0, FLAGOS_INT4, FLAGOS_UINT4, FLAGOS_INT2, FLAGOS_UINT2,
+      FLAGOS_INT8, FLAGOS_INT32};
+  static const bool cast_sat[] = {1, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1};
+  k = K("t_casts", 1);
+  x = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  kir_expr_t *xi = L1(k, x, i);
+  for (size_t c = 0; c < FL_ARRAY_LEN(cast_dt); c++)
+    St1(k, B(k, cast_dt[c], 1, S(0)), i, kir_cast_sat(A, cast_dt[c], xi, cast_sat[c]), NULL);
+  St1(k, B(k, FLAGOS_FLOAT8E4M3FN, 1, S(0)), i, xi, NULL); /* implicit conversion on store: saturates */
+  St1(k, B(k, FLAGOS_FLOAT16, 1, S(0)), i, xi, NULL);
+
+  k = K("t_d2h", 0); /* f64 -> f16 in one rounding */
+  x = B(k, FLAGOS_FLOAT64, 1, I(5));
+  y = B(k, FLAGOS_FLOAT16, 1, I(5));
+  i = space1(k, I(5));
+  St1(k, y, i, kir_cast(A, FLAGOS_FLOAT16, L1(k, x, i)), NULL);
+
+  k = K("t_i32_to_i4", 1);
+  x = B(k, FLAGOS_INT32, 1, S(0));
+  y = B(k, FLAGOS_INT4, 1, S(0));
+  int yu = B(k, FLAGOS_UINT4, 1, S(0));
+  i = space1(k, S(0));
+  St1(k, y, i, L1(k, x, i), NULL);
+  St1(k, yu, i, L1(k, x, i), NULL);
+
+  /* decode every code to f32, and store it back in its own type */
+  static const flagos_dtype_t dec_dt[] = {FLAGOS_FLOAT8E4M3FN, FLAGOS_FLOAT8E4M3FNUZ, FLAGOS_FLOAT8E5M2,
+                                          FLAGOS_FLOAT8E5M2FNUZ, FLAGOS_FLOAT8E8M0, FLAGOS_FLOAT4E2M1};
+  for (int f = 0; f < 6; f++) {
+    char name[32];
+    snprintf(name, sizeof name, "t_decode%d", f);
+    k = K(name, 1);
+    x = B(k, dec_dt[f], 1, S(0));
+    y = B(k, FLAGOS_FLOAT32, 1, S(0));
+    int rt = B(k, dec_dt[f], 1, S(0));
+    i = space1(k, S(0));
+    St1(k, y, i, kir_cast(A, FLAGOS_FLOAT32, L1(k, x, i)), NULL);
+    St1(k, rt, i, L1(k, x, i), NULL);
+  }
+
+  /* integer division: trunc (DIV/MOD) and floor (FLOORDIV/FLOORMOD), i32 and i8 */
+  static const flagos_dtype_t div_dt[] = {FLAGOS_INT32, FLAGOS_INT8, FLAGOS_FLOAT32};
+  static const char *const div_name[] = {"t_div_i32", "t_div_i8", "t_div_f32"};
+  for (int t = 0; t < 3; t++) {
+    k = K(div_name[t], 1);
+    int da = B(k, div_dt[t], 1, S(0)), db = B(k, div_dt[t], 1, S(0));
+    i = space1(k, S(0));
+    kir_expr_t *p = L1(k, da, i), *q = L1(k, db, i);
+    static const kir_op_t ops[] = {KIR_DIV, KIR_MOD, KIR_FLOORDIV, KIR_FLOORMOD};
+    for (int o = 0; o < 4; o++) St1(k, B(k, div_dt[t], 1, S(0)), i, bin(ops[o], p, q), NULL);
+  }
+
+  k = K("t_round", 1);
+  x = B(k, FLAGOS_FLOAT32, 1, S(0));
+  y = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  St1(k, y, i, kir_un(A, KIR_ROUND, L1(k, x, i)), NULL);
+
+  /* conditional store: y[i] = 10 x[i] where x[i] > 0, untouched elsewhere */
+  k = K("t_cond_store", 1);
+  x = B(k, FLAGOS_FLOAT32, 1, S(0));
+  y = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  kir_expr_t *xc = L1(k, x, i);
+  St1(k, y, i, bin(KIR_MUL, xc, F(10)), bin(KIR_GT, xc, F(0)));
+
+  /* serial: y[i] = (i > 0 ? y[i-1] : 0) + x[i], which needs the order */
+  k = K("t_serial", 1);
+  k->serial = true;
+  x = B(k, FLAGOS_FLOAT64, 1, S(0));
+  y = B(k, FLAGOS_FLOAT64, 1, S(0));
+  i = space1(k, S(0));
+  kir_expr_t *prev = kir_select(A, bin(KIR_GT, i, I(0)), L1(k, y, kir_sub(A, i, I(1))), kir_const(A, FLAGOS_FLOAT64, 0));
+  St1(k, y, i, bin(KIR_ADD, prev, L1(k, x, i)), NULL);
+
+  /* integer odds and ends */
+  k = K("t_int_misc", 1);
+  int pa = B(k, FLAGOS_INT32, 1, S(0)), pb = B(k, FLAGOS_INT32, 1, S(0)), ua = B(k, FLAGOS_UINT8, 1, S(0));
+  int ub = B(k, FLAGOS_UINT8, 1, S(0)), fx = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  kir_expr_t *lpa = L1(k, pa, i), *lua = L1(k, ua, i), *lub = L1(k, ub, i), *lfx = L1(k, fx, i);
+  St1(k, B(k, FLAGOS_INT32, 1, S(0)), i, bin(KIR_POW, lpa, L1(k, pb, i)), NULL);
+  St1(k, B(k, FLAGOS_UINT8, 1, S(0)), i, bin(KIR_SHL, lua, lub), NULL);
+  St1(k, B(k, FLAGOS_UINT8, 1, S(0)), i, bin(KIR_SHR, lua, lub), NULL);
+  St1(k, B(k, FLAGOS_INT32, 1, S(0)), i, kir_bitcast(A, FLAGOS_INT32, lfx), NULL);
+  St1(k, B(k, FLAGOS_FLOAT32, 1, S(0)), i, kir_bitcast(A, FLAGOS_FLOAT32, lpa), NULL);
+  St1(k, B(k, FLAGOS_BOOL, 1, S(0)), i, kir_cast(A, FLAGOS_BOOL, lfx), NULL);
+  St1(k, B(k, FLAGOS_UINT8, 1, S(0)), i, bin(KIR_ADD, lua, lub), NULL);
+  St1(k, B(k, FLAGOS_INT32, 1, S(0)), i, kir_un(A, KIR_ABS, lpa), NULL);
+
+  /* softmax over rows: the max and the sum are hoisted out of the column loop */
+  k = K("t_softmax", 2);
+  x = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
+  y = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
+  kir_expr_t *ext4[2] = {S(0), S(1)};
+  kir_set_space(k, 2, ext4, v);
+  int jm = kir_new_var(k), js = kir_new_var(k);
+  kir_expr_t *N2 = S(1), *im[2] = {v[0], kir_var(A, jm)}, *is[2] = {v[0], kir_var(A, js)};
+  kir_expr_t *m = kir_reduce(A, KIR_RMAX, 1, &jm, &N2, kir_load(k, x, im));
+  kir_expr_t *den = kir_reduce(A, KIR_RSUM, 1, &js, &N2, kir_un(A, KIR_EXP, bin(KIR_SUB, kir_load(k, x, is), m)));
+  kir_store(k, y, v, bin(KIR_DIV, kir_un(A, KIR_EXP, bin(KIR_SUB, kir_load(k, x, v), m)), den), NULL);
+
+  /* a shared chain: 60 doublings, each node used twice (exponential without sharing) */
+  k = K("t_chain", 1);
+  x = B(k, FLAGOS_FLOAT64, 1, S(0));
+  y = B(k, FLAGOS_FLOAT64, 1, S(0));
+  i = space1(k, S(0));
+  kir_expr_t *c = L1(k, x, i);
+  for (int t = 0; t < 60; t++) c = bin(KIR_ADD, c, c);
+  St1(k, y, i, c, NULL);
+
+  /* program order: the second store reads what the first wrote (same load node) */
+  k = K("t_store_order", 1);
+  y = B(k, FLAGOS_FLOAT32, 1, S(0));
+  z = B(k, FLAGOS_FLOAT32, 1, S(0));
+  i = space1(k, S(0));
+  kir_expr_t *ly = L1(k, y, i);
+  St1(k, y, i, bin(KIR_ADD, ly, F(1)), NULL);
+  St1(k, z, i, bin(KIR_MUL, ly, F(2)), NULL);
+}
+
+/* ---- running ---- */
+static void run(const char *name, void **bufs, int nb, const int64_t *syms, int ns) {
+  flagos_bkernel_t kk = NULL;
+  CHECK_OK(be->kernel_get(bst, mod, name, &kk));
+  if (!kk) return;
+  flagos_launch_t la = {bufs, nb, syms, ns, 0};
+  CHECK_OK(be->launch(bst, NULL, kk, &la));
+}
+
+static bool same_f(float a, float b) { return (isnan(a) && isnan(b)) || bits_of(a) == bits_of(b); }
+
+static void test_bcast_reduce_transpose(void) {
+  for (int pass = 0; pass < 2; pass++) { /* small, then big enough to run on several threads */
+    int64_t M = pass ? 300 : 3, N = pass ? 200 : 5, syms[2] = {M, N};
+    float *x = malloc(sizeof(float) * (size_t)(M * N)), *b = malloc(sizeof(float) * (size_t)N);
+    float *y = malloc(sizeof(float) * (size_t)(M * N));
+    for (int64_t i = 0; i < M * N; i++) x[i] = (float)i, y[i] = NAN;
+    for (int64_t j = 0; j < N; j++) b[j] = 0.5f * (float)j;
+    void *bufs[3] = {x, b, y};
+    run("t_bcast_add", bufs, 3, syms, 2);
+    int bad = 0;
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) bad += y[i * N + j] != (float)(i * N + j) + 0.5f * (float)j;
+    CHECK(bad == 0, "broadcast add %lldx%lld: %d wrong", (long long)M, (long long)N, bad);
+    free(x), free(b), free(y);
+  }
+  /* rows: plain, NaN inside, NaN first, -inf, NaN last */
+  float x[15] = {1, 2, 3, 1, NAN, 3, NAN, -1, 5, -INFINITY, 2, 7, 4, 5, NAN};
+  float s[5], mx[5], mn[5];
+  void *bufs[4] = {x, s, mx, mn};
+  int64_t syms[2] = {5, 3};
+  run("t_row_reduce", bufs, 4, syms, 2);
+  CHECK(s[0] == 6 && mx[0] == 3 && mn[0] == 1, "row 0: %g %g %g", s[0], mx[0], mn[0]);
+  for (int r = 1; r < 5; r++) {
+    if (r == 3) continue;
+    CHECK(isnan(s[r]) && isnan(mx[r]) && isnan(mn[r]), "row %d with a NaN: %g %g %g", r, s[r], mx[r], mn[r]);
+  }
+  CHECK(s[3] == -INFINITY && mx[3] == 7 && mn[3] == -INFINITY, "row 3: %g %g %g", s[3], mx[3], mn[3]);
+  int64_t empty[2] = {2, 0}; /* reductions over nothing give the identity */
+  run("t_row_reduce", bufs, 4, empty, 2);
+  CHECK(s[0] == 0 && mx[1] == -INFINITY && mn[1] == INFINITY, "empty rows: %g %g %g", s[0], mx[1], mn[1]);
+
+  float a[4] = {1, NAN, 3, NAN}, b[4] = {2, 1, NAN, NAN}, c[4], d[4];
+  void *mb[4] = {a, b, c, d};
+  int64_t n4 = 4;
+  run("t_minmax2", mb, 4, &n4, 1);
+  CHECK(c[0] == 1 && d[0] == 2, "min/max %g %g", c[0], d[0]);
+  for (int i = 1; i < 4; i++) CHECK(isnan(c[i]) && isnan(d[i]), "min/max with NaN at %d: %g %g", i, c[i], d[i]);
+
+  float tx[12], ty[12];
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 4; j++) tx[i * 4 + j] = (float)(10 * i + j);
+  void *tb[2] = {tx, ty};
+  int64_t tsyms[2] = {3, 4};
+  run("t_transpose", tb, 2, tsyms, 2);
+  int bad = 0;
+  for (int j = 0; j < 4; j++)
+    for (int i = 0; i < 3; i++) bad += ty[j * 3 + i] != (float)(10 * i + j);
+  CHECK(bad == 0, "transpose: %d wrong", bad);
+}
+
+static void test_lazy_and_shapes(void) {
+  int64_t idx[6] = {0, 3, -1, 4, (int64_t)1 << 40, -((int64_t)1 << 40)};
+  float data[4] = {10, 11, 12, 13}, y[6];
+  void *gb[3] = {idx, data, y};
+  int64_t gs[2] = {6, 4};
+  run("t_gather", gb, 3, gs, 2);
+  float ge[6] = {10, 13, -1, -1, -1, -1};
+  CHECK(memcmp(y, ge, sizeof ge) == 0, "guarded gather: %g %g %g %g %g %g", y[0], y[1], y[2], y[3], y[4], y[5]);
+
+  uint8_t ok[4] = {1, 0, 1, 0};
+  int64_t off[4] = {0, (int64_t)1 << 40, 3, -((int64_t)1 << 40)};
+  float dat[6] = {1, 2, 3, 4, 5, 6}, ys[4];
+  void *sb[4] = {ok, off, dat, ys};
+  int64_t ss[3] = {4, 3, 6};
+  run("t_reduce_in_select", sb, 4, ss, 3);
+  CHECK(ys[0] == 6 && ys[1] == -2 && ys[2] == 15 && ys[3] == -2, "reduce in select: %g %g %g %g", ys[0], ys[1], ys[2], ys[3]);
+
+  float x0 = 1.5f, v[4] = {1, 2, 3, 4}, s0 = 0;
+  void *cb[3] = {&x0, v, &s0};
+  int64_t K = 4;
+  run("t_scalar", cb, 3, &K, 1);
+  CHECK(s0 == 13, "rank-0 kernel: %g", s0);
+  K = 0;
+  run("t_scalar", cb, 3, &K, 1);
+  CHECK(s0 == 3, "rank-0 kernel, empty sum: %g", s0);
+
+  void *nul[3] = {NULL, NULL, NULL}; /* zero-size: buffers are never touched */
+  int64_t z1[2] = {0, 5}, z2[2] = {5, 0}, z3[2] = {3, 0};
+  run("t_zero2d", nul, 2, z1, 2);
+  run("t_zero2d", nul, 2, z2, 2);
+  run("t_zero_red", nul, 2, z1, 2);
+  float zr[3] = {NAN, NAN, NAN};
+  void *zb[2] = {NULL, zr};
+  run("t_zero_red", zb, 2, z3, 2);
+  CHECK(zr[0] == 0 && zr[1] == 0 && zr[2] == 0, "sums over an empty axis: %g %g %g", zr[0], zr[1], zr[2]);
+}
+
+static void test_casts(void) {
+  enum { NOUT = 21 };
+  uint8_t out[NOUT][CAST_N * 4];
+  float x[CAST_N];
+  for (int i = 0; i < CAST_N; i++) x[i] = f32_of(cast_in[i]);
+  void *bufs[NOUT + 1] = {x};
+  for (int c = 0; c < NOUT; c++) memset(out[c], 0xab, sizeof out[c]), bufs[c + 1] = out[c];
+  int64_t n = CAST_N;
+  run("t_casts", bufs, NOUT + 1, &n, 1);
+  const uint8_t *e8[] = {exp_e4m3fn_sat, exp_e4m3fn_nosat, exp_e4m3fnuz_sat, exp_e4m3fnuz_nosat,
+                         exp_e5m2_sat, exp_e5m2_nosat, exp_e5m2fnuz_sat, exp_e5m2fnuz_nosat, exp_f4e2m1};
+  const char *names[] = {"e4m3fn sat", "e4m3fn nosat", "e4m3fnuz sat", "e4m3fnuz nosat", "e5m2 sat",
+                         "e5m2 nosat", "e5m2fnuz sat", "e5m2fnuz nosat", "f4e2m1"};
+  for (int i = 0; i < CAST_N; i++) {
+    uint16_t h, bf;
+    memcpy(&h, out[0] + 2 * i, 2);
+    memcpy(&bf, out[1] + 2 * i, 2);
+    CHECK(h == exp_f16[i], "f16(%g) = %04x, want %04x", x[i], h, exp_f16[i]);
+    CHECK(bf == exp_bf16[i], "bf16(%g) = %04x, want %04x", x[i], bf, exp_bf16[i]);
+    for (int f = 0; f < 9; f++)
+      CHECK(out[2 + f][i] == e8[f][i], "%s(%g) = %02x, want %02x", names[f], x[i], out[2 + f][i], e8[f][i]);
+    /* e8m0 saturating of +-inf follows ONNX's table (the largest value), not its reference code (NaN) */
+    uint8_t want = isinf(x[i]) ? 0xfe : exp_e8m0_sat[i];
+    CHECK(out[11][i] == want, "e8m0 sat(%g) = %02x, want %02x", x[i], out[11][i], want);
+    CHECK(out[12][i] == exp_e8m0_nosat[i], "e8m0(%g) = %02x, want %02x", x[i], out[12][i], exp_e8m0_nosat[i]);
+    CHECK((int8_t)out[13][i] == exp_i4[i], "i4(%g) = %d, want %d", x[i], (int8_t)out[13][i], exp_i4[i]);
+    CHECK(out[14][i] == exp_u4[i], "u4(%g) = %d, want %d", x[i], out[14][i], exp_u4[i]);
+    CHECK((int8_t)out[15][i] == exp_i2[i], "i2(%g) = %d, want %d", x[i], (int8_t)out[15][i], exp_i2[i]);
+    CHECK(out[16][i] == exp_u2[i], "u2(%g) = %d, want %d", x[i], out[16][i], exp_u2[i]);
+    CHECK((int8_t)out[17][i] == exp_i8[i], "i8(%g) = %d, want %d", x[i], (int8_t)out[17][i], exp_i8[i]);
+    int32_t i32;
+    memcpy(&i32, out[18] + 4 * i, 4);
+    CHECK(i32 == exp_i32[i], "i32(%g) = %d, want %d", x[i], i32, exp_i32[i]);
+    CHECK(out[19][i] == exp_e4m3fn_sat[i], "store f32 -> e4m3fn (%g) = %02x, want %02x", x[i], out[19][i], exp_e4m3fn_sat[i]);
+    memcpy(&h, out[20] + 2 * i, 2);
+    CHECK(h == exp_f16[i], "store f32 -> f16 (%g) = %04x, want %04x", x[i], h, exp_f16[i]);
+  }
+  /* e8m0 where ONNX's reference code rounds f32 subnormals up to 2^-126 even when
+   * they are at most 2^-127 (which e8m0 holds): here they round up exactly. */
+  static const uint32_t sp[5] = {0x00400000u, 0x00400001u, 0x00000001u, 0x7f400000u, 0x7f000000u};
+  static const uint8_t want_sat[5] = {0x00, 0x01, 0x00, 0xfe, 0xfe}, want_nosat[5] = {0x00, 0x01, 0x00, 0xff, 0xfe};
+  for (int i = 0; i < 5; i++) x[i] = f32_of(sp[i]);
+  n = 5;
+  run("t_casts", bufs, NOUT + 1, &n, 1);
+  for (int i = 0; i < 5; i++)
+    CHECK(out[11][i] == want_sat[i] && out[12][i] == want_nosat[i], "e8m0(%a) = %02x/%02x, want %02x/%02x",
+          (double)x[i], out[11][i], out[12][i], want_sat[i], want_nosat[i]);
+
+  uint16_t h5[5];
+  void *db[2] = {(void *)d2h_in, h5};
+  run("t_d2h", db, 2, NULL, 0);
+  for (int i = 0; i < 5; i++) CHECK(h5[i] == exp_d2h[i], "f64 -> f16 (%a) = %04x, want %04x", d2h_in[i], h5[i], exp_d2h[i]);
+
+  int32_t xi[9] = {-9, -8, -1, 0, 7, 8, 15, 16, 100};
+  int8_t wi4[9] = {7, -8, -1, 0, 7, -8, -1, 0, 4}, y4[9];
+  uint8_t wu4[9] = {7, 8, 15, 0, 7, 8, 15, 0, 4}, yu4[9];
+  void *ib[3] = {xi, y4, yu4};
+  int64_t n9 = 9;
+  run("t_i32_to_i4", ib, 3, &n9, 1);
+  CHECK(memcmp(y4, wi4, 9) == 0 && memcmp(yu4, wu4, 9) == 0, "int32 -> int4/uint4 wrap");
+
+  const uint32_t *dec[6] = {dec_e4m3fn, dec_e4m3fnuz, dec_e5m2, dec_e5m2fnuz, dec_e8m0, dec_f4e2m1};
+  for (int f = 0; f < 6; f++) {
+    int64_t nc = f == 5 ? 16 : 256;
+    uint8_t codes[256], rt[256];
+    float y[256];
+    for (int c = 0; c < nc; c++) codes[c] = (uint8_t)c;
+    void *b[3] = {codes, y, rt};
+    char name[32];
+    snprintf(name, sizeof name, "t_decode%d", f);
+    run(name, b, 3, &nc, 1);
+    for (int c = 0; c < nc; c++) {
+      float want = f32_of(dec[f][c]);
+      CHECK(same_f(y[c], want), "%s: code %02x decodes to %g, want %g", name, c, y[c], want);
+      if (!isnan(want)) CHECK(rt[c] == c, "%s: code %02x stores back as %02x", name, c, rt[c]);
+      else CHECK(isnan(f32_of(dec[f][rt[c]])), "%s: NaN code %02x stores back as %02x", name, c, rt[c]);
+    }
+  }
+}
+
+static void test_arith(void) {
+  int32_t a[10] = {7, -7, 7, -7, 5, INT32_MIN, 0, -1, 9, -9}, b[10] = {2, 2, -2, -2, 0, -1, 3, 5, 3, 3}, o[4][10];
+  /* trunc: DIV/MOD; floor: FLOORDIV/FLOORMOD; x/0 = 0 and x%0 = 0; INT_MIN/-1 wraps */
+  int32_t w[4][10] = {{3, -3, -3, 3, 0, INT32_MIN, 0, 0, 3, -3},
+                      {1, -1, 1, -1, 0, 0, 0, -1, 0, 0},
+                      {3, -4, -4, 3, 0, INT32_MIN, 0, -1, 3, -3},
+                      {1, 1, -1, -1, 0, 0, 0, 4, 0, 0}};
+  void *ib[6] = {a, b, o[0], o[1], o[2], o[3]};
+  int64_t n = 10;
+  run("t_div_i32", ib, 6, &n, 1);
+  for (int k = 0; k < 4; k++)
+    for (int i = 0; i < 10; i++) CHECK(o[k][i] == w[k][i], "i32 op %d: %d, %d -> %d, want %d", k, a[i], b[i], o[k][i], w[k][i]);
+  int8_t a8[3] = {-128, -7, 100}, b8[3] = {-1, 2, 0}, o8[4][3];
+  int8_t w8[4][3] = {{-128, -3, 0}, {0, -1, 0}, {-128, -4, 0}, {0, 1, 0}};
+  void *b8b[6] = {a8, b8, o8[0], o8[1], o8[2], o8[3]};
+  n = 3;
+  run("t_div_i8", b8b, 6, &n, 1);
+  for (int k = 0; k < 4; k++)
+    for (int i = 0; i < 3; i++) CHECK(o8[k][i] == w8[k][i], "i8 op %d: %d, %d -> %d, want %d", k, a8[i], b8[i], o8[k][i], w8[k][i]);
+  float fa[4] = {-7.5f, 7.5f, -7.5f, 5}, fb[4] = {2, -2, -2, 0}, fo[4][4];
+  float fw[4][4] = {{-3.75f, -3.75f, 3.75f, INFINITY}, {-1.5f, 1.5f, -1.5f, NAN}, {-4, -4, 3, INFINITY}, {0.5f, -0.5f, -1.5f, NAN}};
+  void *fbb[6] = {fa, fb, fo[0], fo[1], fo[2], fo[3]};
+  n = 4;
+  run("t_div_f32", fbb, 6, &n, 1);
+  for (int k = 0; k < 4; k++)
+    for (int i = 0; i < 4; i++) CHECK(same_f(fo[k][i], fw[k][i]), "f32 op %d: %g, %g -> %g, want %g", k, fa[i], fb[i], fo[k][i], fw[k][i]);
+
+  float rx[10] = {-2.5f, -1.5f, -0.5f, 0.5f, 1.5f, 2.5f, 3.5f, 0.49999997f, 2.4f, -2.6f}, ry[10];
+  float rw[10] = {-2, -2, -0.0f, 0, 2, 2, 4, 0, 2, -3};
+  void *rb[2] = {rx, ry};
+  n = 10;
+  run("t_round", rb, 2, &n, 1);
+  for (int i = 0; i < 10; i++) CHECK(same_f(ry[i], rw[i]), "round(%g) = %g, want %g", rx[i], ry[i], rw[i]);
+
+  float cx[5] = {1, -1, 0, 2.5f, NAN}, cy[5] = {-7, -7, -7, -7, -7}, cw[5] = {10, -7, -7, 25, -7};
+  void *cb[2] = {cx, cy};
+  n = 5;
+  run("t_cond_store", cb, 2, &n, 1);
+  CHECK(memcmp(cy, cw, sizeof cw) == 0, "conditional store: %g %g %g %g %g", cy[0], cy[1], cy[2], cy[3], cy[4]);
+
+  n = 100000; /* large enough that a parallel loop would break the chain */
+  double *sx = malloc(sizeof(double) * (size_t)n), *sy = calloc((size_t)n, sizeof(double));
+  for (int64_t i = 0; i < n; i++) sx[i] = 1;
+  void *sb[2] = {sx, sy};
+  run("t_serial", sb, 2, &n, 1);
+  int bad = 0;
+  for (int64_t i = 0; i < n; i++) bad += sy[i] != (double)(i + 1);
+  CHECK(bad == 0, "serial prefix sum: %d wrong", bad);
+  free(sx), free(sy);
+
+  int32_t pa[8] = {2, -3, 2, 1, -1, 3, 2, INT32_MIN}, pb[8] = {10, 3, -1, -5, -3, 0, 31, 1};
+  uint8_t ua[8] = {1, 1, 255, 3, 128, 128, 255, 200}, ub[8] = {7, 8, 1, 200, 7, 8, 4, 100};
+  float fx[8] = {1, f32_of(0x40490fdbu), -0.0f, f32_of(0x7fc00000u), 0.5f, -2, f32_of(1u), INFINITY};
+  int32_t pw[8] = {1024, -27, 0, 1, -1, 1, INT32_MIN, INT32_MIN}, pow_o[8], bci[8], abs_o[8];
+  uint8_t shl_w[8] = {128, 0, 254, 0, 0, 0, 240, 0}, shr_w[8] = {0, 0, 127, 0, 1, 0, 15, 0};
+  uint8_t add_w[8] = {8, 9, 0, 203, 135, 136, 3, 44}, bool_w[8] = {1, 1, 0, 1, 1, 1, 1, 1};
+  int32_t bci_w[8] = {0x3f800000, 0x40490fdb, INT32_MIN, 0x7fc00000, 0x3f000000, (int32_t)0xc0000000u, 1, 0x7f800000};
+  int32_t abs_w[8] = {2, 3, 2, 1, 1, 3, 2, INT32_MIN};
+  uint8_t shl_o[8], shr_o[8], bool_o[8], add_o[8];
+  float bcf[8];
+  void *mb[13] = {pa, pb, ua, ub, fx, pow_o, shl_o, shr_o, bci, bcf, bool_o, add_o, abs_o};
+  n = 8;
+  run("t_int_misc", mb, 13, &n, 1);
+  for (int i = 0; i < 8; i++) {
+    CHECK(pow_o[i] == pw[i], "pow(%d, %d) = %d, want %d", pa[i], pb[i], pow_o[i], pw[i]);
+    CHECK(shl_o[i] == shl_w[i] && shr_o[i] == shr_w[i], "u8 %d <</>> %d = %d/%d, want %d/%d", ua[i], ub[i], shl_o[i],
+          shr_o[i], shl_w[i], shr_w[i]);
+    CHECK(bci[i] == bci_w[i], "bitcast f32 %g -> %08x, want %08x", fx[i], (unsigned)bci[i], (unsigned)bci_w[i]);
+    CHECK(bits_of(bcf[i]) == (uint32_t)pa[i], "bitcast i32 %d -> %08x", pa[i], bits_of(bcf[i]));
+    CHECK(bool_o[i] == bool_w[i], "bool(%g) = %d", fx[i], bool_o[i]);
+    CHECK(add_o[i] == add_w[i], "u8 %d + %d = %d, want %d", ua[i], ub[i], add_o[i], add_w[i]);
+    CHECK(abs_o[i] == abs_w[i], "abs(%d) = %d", pa[i], abs_o[i]);
+  }
+
+  float smx[15] = {1, 2, 3, 4, 5, -1, 0, 1, 1000, 1000, 88, -88, 0, 3, 3}, smy[15];
+  void *smb[2] = {smx, smy};
+  int64_t sms[2] = {3, 5};
+  run("t_softmax", smb, 2, sms, 2);
+  for (int r = 0; r < 3; r++) {
+    double m = -INFINITY, den = 0;
+    for (int j = 0; j < 5; j++) m = fmax(m, smx[r * 5 + j]);
+    for (int j = 0; j < 5; j++) den += exp(smx[r * 5 + j] - m);
+    for (int j = 0; j < 5; j++) {
+      double want = exp(smx[r * 5 + j] - m) / den;
+      CHECK(fabs(smy[r * 5 + j] - want) <= 1e-6 + 1e-5 * want, "softmax[%d,%d] = %g, want %g", r, j, smy[r * 5 + j], want);
+    }
+  }
+
+  double chx[2] = {1, -3}, chy[2];
+  void *chb[2] = {chx, chy};
+  n = 2;
+  run("t_chain", chb, 2, &n, 1);
+  CHECK(chy[0] == ldexp(1, 60) && chy[1] == -3 * ldexp(1, 60), "shared chain: %g %g", chy[0], chy[1]);
+
+  float soy[2] = {1, 2}, soz[2];
+  void *sob[2] = {soy, soz};
+  run("t_store_order", sob, 2, &n, 1);
+  CHECK(soy[0] == 2 && soy[1] == 3 && soz[0] == 4 && soz[1] == 6, "store order: y %g %g z %g %g", soy[0], soy[1], soz[0], soz[1]);
+}
+
+/* ---- gemm through the plugin against a naive triple loop ---- */
+static void naive_gemm(bool f64, const int64_t *v, const double *fl, const void *A_, const void *B_, void *Y_) {
+  int64_t batch = v[0], M = v[1], N = v[2], K = v[3];
+  for (int64_t b = 0; b < batch; b++)
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double acc = 0;
+        for (int64_t k = 0; k < K; k++) {
+          int64_t ai = b * v[6] + (v[4] ? k * M + i : i * K + k), bi = b * v[7] + (v[5] ? j * K + k : k * N + j);
+          acc += f64 ? ((const double *)A_)[ai] * ((const double *)B_)[bi]
+                     : (double)((const float *)A_)[ai] * ((const float *)B_)[bi];
+        }
+        int64_t yi = b * v[8] + i * N + j;
+        double old = f64 ? ((double *)Y_)[yi] : ((float *)Y_)[yi];
+        double r = fl[0] * acc + (fl[1] == 0 ? 0 : fl[1] * old);
+        if (f64) ((double *)Y_)[yi] = r;
+        else ((float *)Y_)[yi] = (float)r;
+      }
+}
+
+static void test_gemm(void) {
+  static const int64_t cases[][9] = {
+      {1, 3, 4, 5, 0, 0, 0, 0, 0},    {1, 3, 4, 5, 1, 0, 0, 0, 0},   {1, 3, 4, 5, 0, 1, 0, 0, 0},
+      {1, 3, 4, 5, 1, 1, 0, 0, 0},    {2, 3, 4, 5, 0, 0, 15, 0, 12}, {3, 2, 2, 3, 1, 1, 6, 6, 4},
+      {1, 4, 3, 0, 0, 0, 0, 0, 0},    {1, 0, 3, 2, 0, 0, 0, 0, 0},   {2, 17, 9, 33, 1, 0, 561, 297, 153}};
+  for (size_t c = 0; c < FL_ARRAY_LEN(cases); c++)
+    for (int f64 = 0; f64 < 2; f64++)
+      for (int bz = 0; bz < 2; bz++) {
+        const int64_t *v = cases[c];
+        double fl[2] = {0.5, bz ? 0.0 : 2.0};
+        size_t es = f64 ? 8 : 4, na = 4000, ny = 400;
+        char *a = calloc(na, es), *b = calloc(na, es), *y = calloc(ny, es), *yw = calloc(ny, es);
+        for (size_t i = 0; i < na; i++) {
+          double av = (double)((int)(i * 7 % 11) - 5), bv = (double)((int)(i * 5 % 13) - 6);
+          if (f64) ((double *)a)[i] = av, ((double *)b)[i] = bv;
+          else ((float *)a)[i] = (float)av, ((float *)b)[i] = (float)bv;
+        }
+        for (size_t i = 0; i < ny; i++) {
+          double yv = bz ? NAN : (double)(i % 5);
+          if (f64) ((double *)y)[i] = ((double *)yw)[i] = yv;
+          else ((float *)y)[i] = ((float *)yw)[i] = (float)yv;
+        }
+        naive_gemm(f64, v, fl, a, b, yw);
+        void *bufs[3] = {a, b, y};
+        int32_t dts[3];
+        for (int i = 0; i < 3; i++) dts[i] = f64 ? FLAGOS_FLOAT64 : FLAGOS_FLOAT32;
+        flagos_libcall_t call = {"gemm", bufs, dts, 3, v, 9, fl, 2};
+        CHECK_OK(be->library_call(bst, NULL, &call));
+        int64_t rows = v[0] > 1 ? (v[0] - 1) * v[8] + v[1] * v[2] : v[1] * v[2];
+        int bad = 0;
+        for (int64_t i = 0; i < rows; i++) {
+          double g = f64 ? ((double *)y)[i] : ((float *)y)[i], w = f64 ? ((double *)yw)[i] : ((float *)yw)[i];
+          bad += !(g == w || (isnan(g) && isnan(w)));
+        }
+        CHECK(bad == 0, "gemm case %zu (%s, beta %g): %d of %lld wrong", c, f64 ? "f64" : "f32", fl[1], bad, (long long)rows);
+        free(a), free(b), free(y), free(yw);
+      }
+  float one = 1;
+  void *bufs[3] = {&one, &one, &one};
+  int32_t dts[3] = {FLAGOS_FLOAT16, FLAGOS_FLOAT16, FLAGOS_FLOAT16};
+  int64_t v[9] = {1, 1, 1, 1, 0, 0, 0, 0, 0};
+  double fl[2] = {1, 0};
+  flagos_libcall_t call = {"gemm", bufs, dts, 3, v, 9, fl, 2};
+  flagos_status_t st = be->library_call(bst, NULL, &call);
+  CHECK(flagos_status_code(st) == FLAGOS_ERR_UNSUPPORTED, "gemm on f16: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  call.name = "conv";
+  st = be->library_call(bst, NULL, &call);
+  CHECK(flagos_status_code(st) == FLAGOS_ERR_UNSUPPORTED, "unknown library call: %s", flagos_status_message(st));
+  flagos_status_free(st);
+}
+
+static int count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
+static void test_plugin(const void *so, size_t so_len) {
+  flagos_device_info_t di;
+  CHECK(be->device_count(bst) == 1, "one device");
+  CHECK_OK(be->device_info(bst, 0, &di));
+  CHECK(di.name[0] && di.vendor[0] && di.memory_bytes > 0 && di.compute_units >= 1 && di.host_visible == 1 &&
+            di.kind == FLAGOS_DEVICE_CPU, "device info: '%s' '%s' %llu bytes %d units", di.name, di.vendor,
+        (unsigned long long)di.memory_bytes, di.compute_units);
+  flagos_status_t st = be->device_info(bst, 1, &di);
+  CHECK(st != NULL, "device 1 does not exist");
+  flagos_status_free(st);
+  flagos_devptr_t p0 = NULL, p1 = NULL;
+  CHECK_OK(be->mem_alloc(bst, 0, 0, &p0));
+  CHECK_OK(be->mem_alloc(bst, 0, 100, &p1));
+  CHECK(p0 && p1 && ((uintptr_t)p0 % 64) == 0 && ((uintptr_t)p1 % 64) == 0, "64-byte aligned allocations");
+  char msg[6] = "hello", back[6] = {0};
+  CHECK_OK(be->copy_h2d(bst, NULL, p1, 10, msg, 6));
+  CHECK_OK(be->copy_d2d(bst, NULL, p1, 40, p1, 10, 6));
+  CHECK_OK(be->copy_d2h(bst, NULL, back, p1, 40, 6));
+  CHECK(strcmp(back, "hello") == 0, "copies");
+  be->mem_free(bst, 0, p0);
+  be->mem_free(bst, 0, p1);
+  flagos_bstream_t s;
+  flagos_bevent_t e0, e1;
+  CHECK_OK(be->stream_create(bst, 0, &s));
+  CHECK_OK(be->event_create(bst, 0, &e0));
+  CHECK_OK(be->event_create(bst, 0, &e1));
+  double ms = -1;
+  st = be->event_elapsed_ms(bst, e0, e1, &ms);
+  CHECK(st != NULL, "elapsed time of unrecorded events is an error");
+  flagos_status_free(st);
+  CHECK_OK(be->event_record(bst, e0, s));
+  usleep(2000);
+  CHECK_OK(be->event_record(bst, e1, s));
+  CHECK_OK(be->stream_wait_event(bst, s, e1));
+  CHECK_OK(be->event_sync(bst, e1));
+  CHECK_OK(be->stream_sync(bst, s));
+  CHECK_OK(be->event_elapsed_ms(bst, e0, e1, &ms));
+  CHECK(ms >= 1.5 && ms < 1000, "elapsed %g ms across a 2 ms sleep", ms);
+  be->event_destroy(bst, e0);
+  be->event_destroy(bst, e1);
+  be->stream_destroy(bst, s);
+
+  /* identical bytes loaded twice are two modules; many loads and unloads leak nothing */
+  flagos_bmodule_t m2 = NULL;
+  CHECK_OK(be->module_load(bst, 0, so, so_len, &m2));
+  flagos_bkernel_t k1 = NULL, k2 = NULL;
+  CHECK_OK(be->kernel_get(bst, mod, "t_round", &k1));
+  if (m2) CHECK_OK(be->kernel_get(bst, m2, "t_round", &k2));
+  CHECK(k1 && k2 && k1 != k2, "two loads of the same bytes are separate modules");
+  if (m2) be->module_unload(bst, m2);
+  int fds = count_fds();
+  for (int i = 0; i < 30; i++) {
+    flagos_bmodule_t m = NULL;
+    CHECK_OK(be->module_load(bst, 0, so, so_len, &m));
+    flagos_bkernel_t k = NULL;
+    if (m) CHECK_OK(be->kernel_get(bst, m, "t_store_order", &k));
+    if (k) {
+      float y = 1, z = 0;
+      void *b[2] = {&y, &z};
+      int64_t one = 1;
+      flagos_launch_t la = {b, 2, &one, 1, 1};
+      CHECK_OK(be->launch(bst, NULL, k, &la));
+      CHECK(y == 2 && z == 4, "kernel of reloaded module %d", i);
+    }
+    if (m) be->module_unload(bst, m);
+  }
+  CHECK(count_fds() == fds, "file descriptors leak across loads (%d -> %d)", fds, count_fds());
+  flagos_bkernel_t none = NULL;
+  st = be->kernel_get(bst, mod, "no_such_kernel", &none);
+  CHECK(flagos_status_code(st) == FLAGOS_ERR_NOT_FOUND && strstr(flagos_status_message(st), "no_such_kernel"),
+        "missing kernel: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  flagos_bmodule_t bad = NULL;
+  st = be->module_load(bst, 0, "not an elf file at all, not an elf file at all, not an elf file at all", 70, &bad);
+  CHECK(st != NULL && bad == NULL, "garbage module refused");
+  flagos_status_free(st);
+}
+
+/* ---- emission errors ---- */
+static void test_emit_errors(void) {
+  fl_buf_t b = {0};
+  kir_kernel_t *k = kir_kernel_create(A, "bad name");
+  flagos_status_t st = cgen_c_emit(&k, 1, &b);
+  CHECK(flagos_status_code(st) == FLAGOS_ERR_INVALID_ARGUMENT, "a kernel name with a blank: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  kir_kernel_t *two[2] = {kir_kernel_create(A, "same"), kir_kernel_create(A, "same")};
+  st = cgen_c_emit(two, 2, &b);
+  CHECK(st && strstr(flagos_status_message(st), "same"), "duplicate names: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  k = kir_kernel_create(A, "strings");
+  kir_expr_t *n1 = I(1), *v;
+  int sb = kir_add_buf(k, "s", FLAGOS_STRING, 1, &n1);
+  kir_set_space(k, 1, &n1, &v);
+  kir_store(k, sb, &v, kir_load(k, sb, &v), NULL);
+  st = cgen_c_emit(&k, 1, &b);
+  CHECK(flagos_status_code(st) == FLAGOS_ERR_UNSUPPORTED && strstr(flagos_status_message(st), "str"),
+        "string buffers: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  fl_buf_free(&b);
+}
+
+static void rm_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char p[4096];
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    struct stat s;
+    if (lstat(p, &s) == 0 && S_ISDIR(s.st_mode)) rm_tree(p);
+    else unlink(p);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+static int count_suffix(const char *dir, const char *suffix) {
+  int n = 0;
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    size_t l = strlen(e->d_name), s = strlen(suffix);
+    n += l > s && strcmp(e->d_name + l - s, suffix) == 0;
+  }
+  closedir(d);
+  return n;
+}
+
+int main(void) {
+  double t_start = now();
+  A = fl_arena_create();
+  build_kernels();
+  fl_buf_t src = {0};
+  CHECK_OK(cgen_c_emit(g_kernels, g_nk, &src));
+  if (!src.data) return 1;
+  /* The serial kernel has no OpenMP pragma. */
+  const char *ser = strstr(src.data, "void t_serial(");
+  const char *ser_end = ser ? strstr(ser, "\n}\n") : NULL;
+  CHECK(ser && ser_end, "t_serial emitted");
+  if (ser && ser_end) CHECK(!memmem(ser, (size_t)(ser_end - ser), "#pragma", 7), "serial kernel has a pragma");
+
+  char cache[] = "/tmp/flagos-test-cgen-XXXXXX";
+  if (!mkdtemp(cache)) return 1;
+  /* The emitted code is warning-free. */
+  char path[512], cmd[4096];
+  snprintf(path, sizeof path, "%s/check.c", cache);
+  FILE *f = fopen(path, "w");
+  fwrite(src.data, 1, src.len, f);
+  fclose(f);
+  const char *cc = getenv("CC");
+  snprintf(cmd, sizeof cmd, "%s -std=gnu17 -O2 -fopenmp -Wall -Wextra -Werror -c '%s' -o '%s.o' 2>'%s.log'",
+           cc && *cc ? cc : "cc", path, path, path);
+  int rc = system(cmd);
+  CHECK(rc == 0, "generated code does not compile with -Wall -Wextra -Werror (see %s.log)", path);
+  if (rc != 0) {
+    snprintf(cmd, sizeof cmd, "head -30 '%s.log' >&2", path);
+    if (system(cmd)) {}
+  }
+
+  void *so = NULL, *so2 = NULL;
+  size_t so_len = 0, so2_len = 0;
+  double t0 = now();
+  CHECK_OK(cgen_c_compile(src.data, src.len, 2, cache, &so, &so_len));
+  double t1 = now();
+  CHECK_OK(cgen_c_compile(src.data, src.len, 2, cache, &so2, &so2_len));
+  double t2 = now();
+  char cdir[4200];
+  snprintf(cdir, sizeof cdir, "%s/c", cache);
+  CHECK(count_suffix(cdir, ".so") == 1, "one cached object after two compiles of one source (%d)", count_suffix(cdir, ".so"));
+  CHECK(so && so2 && so_len == so2_len && memcmp(so, so2, so_len) == 0, "the cache hit returns the same object");
+  CHECK(t2 - t1 < 0.05 && t2 - t1 < (t1 - t0) / 4, "cache hit takes %.3f s (compile took %.3f s)", t2 - t1, t1 - t0);
+  free(so2);
+  so2 = NULL;
+  CHECK_OK(cgen_c_compile(src.data, src.len, 1, cache, &so2, &so2_len));
+  CHECK(count_suffix(cdir, ".so") == 2, "another opt level is another cache entry");
+  free(so2);
+  const char *broken = "void f(void) { undeclared_thing_42 = 1; }\n";
+  flagos_status_t st = cgen_c_compile(broken, strlen(broken), 2, cache, &so2, &so2_len);
+  CHECK(flagos_status_code(st) == FLAGOS_ERR_BACKEND && strstr(flagos_status_message(st), "undeclared_thing_42"),
+        "compile error carries the diagnostic: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  CHECK(count_suffix(cdir, ".tmp.c") == 0 && count_suffix(cdir, ".tmp.so") == 0, "no temporary files left");
+
+  void *lib = dlopen(FLAGOS_BINARY_DIR "/backends/libflagos_backend_cpu.so", RTLD_NOW | RTLD_LOCAL);
+  CHECK(lib, "cannot load the cpu plugin: %s", dlerror());
+  flagos_backend_entry_fn entry = lib ? (flagos_backend_entry_fn)dlsym(lib, FLAGOS_BACKEND_ENTRY_SYMBOL) : NULL;
+  be = entry ? entry(FLAGOS_BACKEND_ABI_VERSION) : NULL;
+  CHECK(be && !strcmp(be->name, "cpu") && !strcmp(be->code_format, "elf-so") && be->struct_size == sizeof(*be), "plugin table");
+  CHECK(!entry || entry(FLAGOS_BACKEND_ABI_VERSION + 1) == NULL, "other ABI versions are refused");
+  if (be && so) {
+    flagos_host_t host = {FLAGOS_BACKEND_ABI_VERSION, flagos_status_new, cache};
+    CHECK_OK(be->init(&host, &bst));
+    CHECK_OK(be->module_load(bst, 0, so, so_len, &mod));
+    if (mod) {
+      test_bcast_reduce_transpose();
+      test_lazy_and_shapes();
+      test_casts();
+      test_arith();
+      test_plugin(so, so_len);
+      be->module_unload(bst, mod);
+    }
+    test_gemm();
+    be->shutdown(bst);
+  }
+  test_emit_errors();
+  free(so);
+  fl_buf_free(&src);
+  fl_arena_destroy(A);
+  rm_tree(cache);
+  fprintf(stderr, "test_codegen_c: %d kernels, compile %.2f s, total %.2f s, %d failures\n", g_nk, t1 - t0,
+          now() - t_start, g_fails);
+  return g_fails ? 1 : 0;
+}
