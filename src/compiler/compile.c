@@ -33,7 +33,7 @@ typedef struct lowered {
   ops_ctx_t *ctx;
 } lowered_t;
 
-static flagos_status_t lower_node(fl_arena_t *a, const fir_node_t *n, int index, lowered_t *out) {
+static flagos_status_t lower_node(fl_arena_t *a, const fir_node_t *n, const char *prefix, int index, lowered_t *out) {
   const ops_def_t *d = ops_find(n->op_type, n->domain);
   if (!d)
     return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "unsupported operator %s (domain '%s', opset %d) at node '%s'", n->op_type,
@@ -51,7 +51,7 @@ static flagos_status_t lower_node(fl_arena_t *a, const fir_node_t *n, int index,
     for (int i = 0; i < o[k].rank && i < v->type->rank; i++)
       if (o[k].dims[i] < 0 && v->type->dims[i].value >= 0) o[k].dims[i] = v->type->dims[i].value;
   }
-  c->kernel_prefix = fl_arena_printf(a, "n%d_%s", index, n->op_type);
+  c->kernel_prefix = fl_arena_printf(a, "%sn%d_%s", prefix, index, n->op_type);
   if (!d->lower) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "operator has no lowering");
   FL_TRY(d->lower(c));
   out->node = n;
@@ -131,6 +131,10 @@ static cJSON *node_json(const lowered_t *l, int index) {
 /* Numeric initializers go to the weights section (referenced from the FlagIR text
  * as @w<N>); string initializers stay inline in the text. */
 static void collect_weights(fir_graph_t *g, fl_buf_t *weights, cJSON *arr, int64_t *next_ref) {
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int at = 0; at < g->nodes[i]->n_attrs; at++)
+      if (g->nodes[i]->attrs[at].kind == FIR_ATTR_GRAPH && g->nodes[i]->attrs[at].g)
+        collect_weights(g->nodes[i]->attrs[at].g, weights, arr, next_ref);
   for (int i = 0; i < g->n_values; i++) {
     fir_tensor_t *t = g->values[i]->init;
     if (!t || !t->data || t->dtype == FLAGOS_STRING) continue;
@@ -144,6 +148,70 @@ static void collect_weights(fir_graph_t *g, fl_buf_t *weights, cJSON *arr, int64
     fl_buf_append(weights, t->data, t->nbytes);
     t->ref = (*next_ref)++;
   }
+}
+
+typedef struct graph_compile {
+  fl_arena_t *a;
+  kir_kernel_t **kernels;
+  int n_kernels, cap_kernels;
+} graph_compile_t;
+
+/* A node runs in the runtime when its operator says so or when it passes
+ * sequences/optionals through (Identity). */
+static bool is_host_node(const fir_node_t *n, const ops_def_t *d) {
+  if (d && d->host) return true;
+  for (int k = 0; k < n->n_inputs; k++)
+    if (n->inputs[k] && n->inputs[k]->type->kind != FIR_TYPE_TENSOR) return true;
+  for (int k = 0; k < n->n_outputs; k++)
+    if (n->outputs[k] && n->outputs[k]->type->kind != FIR_TYPE_TENSOR) return true;
+  return false;
+}
+
+/* Compiles the nodes of g (and, recursively, of their subgraphs) into manifest
+ * entries appended to `out`; kernels are collected in gc. Kernel names carry the
+ * path of subgraphs so every kernel of the bundle has its own name. */
+static flagos_status_t compile_graph(graph_compile_t *gc, fir_graph_t *g, const char *prefix, cJSON *out) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    fir_node_t *n = g->nodes[i];
+    const ops_def_t *d = ops_find(n->op_type, n->domain);
+    if (is_host_node(n, d)) {
+      if (!d || (!d->host && strcmp(n->op_type, "Identity") != 0))
+        return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "%s node '%s': sequences and optionals are not supported as its inputs or outputs",
+                      n->op_type, n->name);
+      cJSON *j = cJSON_CreateObject();
+      cJSON_AddNumberToObject(j, "index", i);
+      cJSON_AddStringToObject(j, "op", n->op_type);
+      cJSON_AddStringToObject(j, "name", n->name);
+      cJSON_AddBoolToObject(j, "host", true);
+      cJSON *subs = cJSON_AddArrayToObject(j, "subgraphs");
+      cJSON_AddItemToArray(out, j);
+      for (int at = 0; at < n->n_attrs; at++) {
+        if (n->attrs[at].kind != FIR_ATTR_GRAPH || !n->attrs[at].g) continue;
+        cJSON *sj = cJSON_CreateObject();
+        cJSON_AddStringToObject(sj, "attr", n->attrs[at].name);
+        cJSON *sn = cJSON_AddArrayToObject(sj, "nodes");
+        cJSON_AddItemToArray(subs, sj);
+        char *sp = fl_arena_printf(gc->a, "%sn%dg%d_", prefix, i, at);
+        FL_TRY(flagos_status_wrap(compile_graph(gc, n->attrs[at].g, sp, sn), "in subgraph '%s' of %s node '%s'",
+                                  n->attrs[at].name, n->op_type, n->name));
+      }
+      continue;
+    }
+    lowered_t lw;
+    FL_TRY(lower_node(gc->a, n, prefix, i, &lw));
+    cJSON_AddItemToArray(out, node_json(&lw, i));
+    for (int s = 0; s < lw.ctx->n_steps; s++) {
+      if (gc->n_kernels == gc->cap_kernels) {
+        int nc = gc->cap_kernels ? gc->cap_kernels * 2 : 64;
+        kir_kernel_t **nk = fl_arena_alloc(gc->a, sizeof(*nk) * (size_t)nc);
+        if (gc->n_kernels) memcpy(nk, gc->kernels, sizeof(*nk) * (size_t)gc->n_kernels);
+        gc->kernels = nk;
+        gc->cap_kernels = nc;
+      }
+      gc->kernels[gc->n_kernels++] = lw.ctx->steps[s].kernel;
+    }
+  }
+  return NULL;
 }
 
 flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_options_t *opts, void **image, size_t *size) {
@@ -162,18 +230,11 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
                     g->inputs[i]->name);
 
   fl_arena_t *a = fl_arena_create();
-  flagos_status_t st = NULL;
-  lowered_t *lw = fl_arena_alloc(a, sizeof(*lw) * (size_t)(g->n_nodes + 1));
-  int n_kernels = 0;
-  for (int i = 0; i < g->n_nodes && !st; i++) {
-    st = lower_node(a, g->nodes[i], i, &lw[i]);
-    if (!st) n_kernels += lw[i].ctx->n_steps;
-  }
-  kir_kernel_t **kernels = fl_arena_alloc(a, sizeof(*kernels) * (size_t)(n_kernels + 1));
-  int kk = 0;
-  for (int i = 0; i < g->n_nodes && !st; i++)
-    for (int s = 0; s < lw[i].ctx->n_steps; s++) kernels[kk++] = lw[i].ctx->steps[s].kernel;
-
+  graph_compile_t gc = {a, NULL, 0, 0};
+  cJSON *nj = cJSON_CreateArray();
+  flagos_status_t st = compile_graph(&gc, g, "", nj);
+  kir_kernel_t **kernels = gc.kernels;
+  int n_kernels = gc.n_kernels;
   fl_buf_t csrc = {0}, weights = {0}, irtext = {0};
   void *so = NULL;
   size_t so_len = 0;
@@ -196,8 +257,8 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
     cJSON *wj = cJSON_AddArrayToObject(root, "weights");
     int64_t next_ref = 0;
     collect_weights(g, &weights, wj, &next_ref);
-    cJSON *nj = cJSON_AddArrayToObject(root, "nodes");
-    for (int i = 0; i < g->n_nodes; i++) cJSON_AddItemToArray(nj, node_json(&lw[i], i));
+    cJSON_AddItemToObject(root, "nodes", nj);
+    nj = NULL;
     manifest = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     fir_print(&irtext, m, false);
@@ -212,6 +273,7 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
     if (!st) st = bundle_writer_to_memory(w, image, size);
     bundle_writer_destroy(w);
   }
+  cJSON_Delete(nj);
   free(manifest);
   free(so);
   fl_buf_free(&csrc);

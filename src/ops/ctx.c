@@ -42,7 +42,12 @@ void ops_info_from_value(ops_tensor_info_t *t, const fir_value_t *v) {
     }
     t->numel = n;
   } else if ((ty->kind == FIR_TYPE_SEQUENCE || ty->kind == FIR_TYPE_OPTIONAL) && ty->elem) {
-    t->dtype = ty->elem->dtype;
+    const fir_type_t *e = ty->elem;
+    t->elem_kind = e->kind;
+    if (e->kind == FIR_TYPE_SEQUENCE && e->elem) e = e->elem; /* optional<sequence<tensor>> */
+    t->dtype = e->dtype;
+    t->rank = e->kind == FIR_TYPE_TENSOR && e->rank <= OPS_MAX_RANK ? e->rank : -1;
+    for (int i = 0; i < t->rank; i++) t->dims[i] = e->dims[i].value;
   }
   if (v->init && v->init->data) {
     t->value = v->init->data;

@@ -22,9 +22,12 @@
 #define OPS_MAX_RANK 16
 #define OPS_MAX_PARAMS 1024
 
+/* For a SEQUENCE or OPTIONAL, dtype/rank/dims describe the element tensor (rank -1
+ * when unknown); elem_kind says whether an OPTIONAL holds a tensor or a sequence. */
 typedef struct ops_tensor_info {
   bool present;          /* false for an omitted optional input/output */
   fir_type_kind_t kind;  /* TENSOR, SEQUENCE, OPTIONAL */
+  fir_type_kind_t elem_kind;
   flagos_dtype_t dtype;
   int rank;              /* -1 unknown (compile time only) */
   int64_t dims[OPS_MAX_RANK]; /* -1 unknown (compile time only) */
@@ -88,6 +91,10 @@ typedef struct ops_def {
   flagos_status_t (*infer)(ops_ctx_t *c);
   flagos_status_t (*lower)(ops_ctx_t *c);
   double (*flops)(const ops_ctx_t *c); /* useful FLOPs; NULL means one per output element */
+  /* Runs in the runtime itself instead of as kernels (control flow, sequences,
+   * optionals): lower is NULL and src/runtime/host_ops.c implements it once for
+   * every backend through the plugin ABI's copies. */
+  bool host;
 } ops_def_t;
 
 /* ---- registry ----

@@ -18,10 +18,17 @@ static void print_dims(char *buf, size_t n, int rank, const int64_t *dims) {
 static flagos_status_t merge_output_type(fir_model_t *m, const fir_node_t *n, fir_value_t *v, const ops_tensor_info_t *t) {
   const fir_type_t *decl = v->type;
   if (t->kind == FIR_TYPE_SEQUENCE || t->kind == FIR_TYPE_OPTIONAL) {
-    if (decl->kind == t->kind) return NULL;
+    if (decl->kind == t->kind && decl->elem && decl->elem->kind != FIR_TYPE_UNKNOWN) return NULL;
     fir_type_t *ty = fir_type_unknown(m);
     ty->kind = t->kind;
-    ty->elem = fir_type_tensor(m, t->dtype, -1, NULL);
+    fir_type_t *e = fir_type_tensor(m, t->dtype, t->rank, t->rank > 0 ? t->dims : NULL);
+    if (t->kind == FIR_TYPE_OPTIONAL && t->elem_kind == FIR_TYPE_SEQUENCE) {
+      fir_type_t *sq = fir_type_unknown(m);
+      sq->kind = FIR_TYPE_SEQUENCE;
+      sq->elem = e;
+      e = sq;
+    }
+    ty->elem = e;
     v->type = ty;
     return NULL;
   }
@@ -50,6 +57,13 @@ static flagos_status_t merge_output_type(fir_model_t *m, const fir_node_t *n, fi
 }
 
 flagos_status_t pass_infer_node(fir_model_t *m, fir_node_t *n) {
+  FL_TRY(pass_infer_subgraphs(m, n));
+  /* Identity passes sequences and optionals through unchanged (the runtime copies them). */
+  if (strcmp(n->op_type, "Identity") == 0 && !n->domain[0] && n->n_inputs == 1 && n->inputs[0] && n->n_outputs == 1 &&
+      n->outputs[0] && n->inputs[0]->type->kind != FIR_TYPE_TENSOR) {
+    n->outputs[0]->type = fir_type_clone(m, n->inputs[0]->type);
+    return NULL;
+  }
   const ops_def_t *d = ops_find(n->op_type, n->domain);
   if (!d)
     return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "unsupported operator %s (domain '%s', opset %d) at node '%s'", n->op_type,
@@ -68,7 +82,7 @@ flagos_status_t pass_infer_node(fir_model_t *m, fir_node_t *n) {
                   n->op_type, n->name, k, n->outputs[k]->name);
       break;
     }
-    if (out[k].kind == FIR_TYPE_TENSOR && out[k].rank < 0) {
+    if (out[k].kind == FIR_TYPE_TENSOR && out[k].rank < 0 && !d->host) {
       st = FL_ERR(FLAGOS_ERR_UNSUPPORTED, "%s node '%s': the rank of output '%s' cannot be known before run time",
                   n->op_type, n->name, n->outputs[k]->name);
       break;

@@ -18,6 +18,9 @@ flagos_status_t pass_fold_shapes(fir_model_t *m, bool *changed);
 flagos_status_t pass_dce(fir_model_t *m);
 /* Infers one node (used by passes that change a node and by tests). */
 flagos_status_t pass_infer_node(fir_model_t *m, fir_node_t *n);
+/* Infers the nodes of n's subgraphs (If branches, Loop/Scan bodies), whose outer
+ * values are already typed; called by pass_infer_node before n itself. */
+flagos_status_t pass_infer_subgraphs(fir_model_t *m, fir_node_t *n);
 /* The standard pipeline: constants, shapes, inference, folding, DCE. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 

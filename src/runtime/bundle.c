@@ -18,10 +18,52 @@ static flagos_status_t parse_expr(fl_arena_t *a, const cJSON *j, kir_expr_t **ou
   return kir_parse_int_expr(a, j->valuestring, out);
 }
 
-static flagos_status_t parse_node(flagos_bundle_t *b, const cJSON *nj, rt_node_t *rn) {
+static flagos_status_t parse_plan(flagos_bundle_t *b, fir_graph_t *g, const cJSON *nodes, rt_plan_t *p);
+
+static int add_kernel_name(flagos_bundle_t *b, const char *name) {
+  if (b->n_kernels == b->cap_kernels) {
+    int nc = b->cap_kernels ? b->cap_kernels * 2 : 64;
+    const char **nk = fl_arena_alloc(b->arena, sizeof(*nk) * (size_t)nc);
+    if (b->n_kernels) memcpy(nk, b->kernel_names, sizeof(*nk) * (size_t)b->n_kernels);
+    b->kernel_names = nk;
+    b->cap_kernels = nc;
+  }
+  b->kernel_names[b->n_kernels] = name;
+  return b->n_kernels++;
+}
+
+/* Values of graph `owner` that nodes of subgraph g (or deeper) read. */
+static void collect_captures(const fir_graph_t *g, const fir_graph_t *owner, fir_value_t **out, int *n, int max) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const fir_node_t *x = g->nodes[i];
+    for (int k = 0; k < x->n_inputs; k++) {
+      fir_value_t *v = x->inputs[k];
+      if (!v || v->graph != owner) continue;
+      bool dup = false;
+      for (int j = 0; j < *n; j++) dup = dup || out[j] == v;
+      if (!dup && *n < max) out[(*n)++] = v;
+    }
+    for (int a = 0; a < x->n_attrs; a++)
+      if (x->attrs[a].kind == FIR_ATTR_GRAPH && x->attrs[a].g) collect_captures(x->attrs[a].g, owner, out, n, max);
+  }
+  for (int k = 0; k < g->n_outputs; k++) {
+    fir_value_t *v = g->outputs[k];
+    if (v->graph != owner) continue;
+    bool dup = false;
+    for (int j = 0; j < *n; j++) dup = dup || out[j] == v;
+    if (!dup && *n < max) out[(*n)++] = v;
+  }
+}
+
+const rt_plan_t *rt_node_subplan(const rt_node_t *rn, const char *attr) {
+  for (int i = 0; i < rn->n_sub; i++)
+    if (strcmp(rn->sub_attr[i], attr) == 0) return rn->sub[i];
+  return NULL;
+}
+
+static flagos_status_t parse_node(flagos_bundle_t *b, fir_graph_t *g, const cJSON *nj, rt_node_t *rn) {
   fl_arena_t *a = b->arena;
   const cJSON *idx = cJSON_GetObjectItem(nj, "index");
-  fir_graph_t *g = b->model->graph;
   if (!cJSON_IsNumber(idx) || idx->valueint < 0 || idx->valueint >= g->n_nodes) return bad("node index out of range");
   rn->node = g->nodes[idx->valueint];
   const cJSON *op = cJSON_GetObjectItem(nj, "op");
@@ -31,6 +73,30 @@ static flagos_status_t parse_node(flagos_bundle_t *b, const cJSON *nj, rt_node_t
   if (!rn->def)
     return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "bundle uses operator %s, which this FlagOS runtime does not know",
                   rn->node->op_type);
+  if (cJSON_IsTrue(cJSON_GetObjectItem(nj, "host"))) {
+    rn->host = true;
+    const cJSON *subs = cJSON_GetObjectItem(nj, "subgraphs");
+    rn->n_sub = cJSON_GetArraySize(subs);
+    rn->sub_attr = fl_arena_alloc(a, sizeof(*rn->sub_attr) * (size_t)(rn->n_sub + 1));
+    rn->sub = fl_arena_alloc(a, sizeof(*rn->sub) * (size_t)(rn->n_sub + 1));
+    for (int i = 0; i < rn->n_sub; i++) {
+      const cJSON *sj = cJSON_GetArrayItem(subs, i), *an = cJSON_GetObjectItem(sj, "attr");
+      if (!cJSON_IsString(an)) return bad("subgraph attribute name");
+      const fir_attr_t *at = fir_node_attr(rn->node, an->valuestring);
+      if (!at || at->kind != FIR_ATTR_GRAPH || !at->g) return bad("subgraph attribute missing from the FlagIR");
+      rn->sub_attr[i] = fl_arena_strdup(a, an->valuestring);
+      rn->sub[i] = fl_arena_alloc(a, sizeof(rt_plan_t));
+      FL_TRY(parse_plan(b, at->g, cJSON_GetObjectItem(sj, "nodes"), rn->sub[i]));
+    }
+    fir_value_t *caps[1024];
+    int nc = 0;
+    for (int at = 0; at < rn->node->n_attrs; at++)
+      if (rn->node->attrs[at].kind == FIR_ATTR_GRAPH && rn->node->attrs[at].g)
+        collect_captures(rn->node->attrs[at].g, g, caps, &nc, 1024);
+    rn->n_captures = nc;
+    rn->captures = fl_arena_memdup(a, caps, sizeof(*caps) * (size_t)(nc ? nc : 1));
+    return NULL;
+  }
   rn->is_static = cJSON_IsTrue(cJSON_GetObjectItem(nj, "static"));
   const cJSON *ns = cJSON_GetObjectItem(nj, "n_syms"), *pb = cJSON_GetObjectItem(nj, "param_base"),
               *np = cJSON_GetObjectItem(nj, "n_params");
@@ -58,6 +124,7 @@ static flagos_status_t parse_node(flagos_bundle_t *b, const cJSON *nj, rt_node_t
     const cJSON *k = cJSON_GetObjectItem(sj, "kernel");
     if (!cJSON_IsString(k)) return bad("step kernel name");
     st->kernel = fl_arena_strdup(a, k->valuestring);
+    st->kid = add_kernel_name(b, st->kernel);
     const cJSON *binds = cJSON_GetObjectItem(sj, "binds");
     st->n_binds = cJSON_GetArraySize(binds);
     st->binds = fl_arena_alloc(a, sizeof(*st->binds) * (size_t)(st->n_binds + 1));
@@ -105,6 +172,48 @@ static flagos_status_t parse_node(flagos_bundle_t *b, const cJSON *nj, rt_node_t
   return NULL;
 }
 
+static flagos_status_t parse_plan(flagos_bundle_t *b, fir_graph_t *g, const cJSON *nodes, rt_plan_t *p) {
+  p->graph = g;
+  p->n_nodes = cJSON_GetArraySize(nodes);
+  if (!cJSON_IsArray(nodes) || p->n_nodes != g->n_nodes) return bad("node count differs from the FlagIR");
+  p->nodes = fl_arena_alloc(b->arena, sizeof(*p->nodes) * (size_t)(p->n_nodes + 1));
+  for (int i = 0; i < p->n_nodes; i++) FL_TRY(parse_node(b, g, cJSON_GetArrayItem(nodes, i), &p->nodes[i]));
+  p->uses = fl_arena_alloc(b->arena, sizeof(int) * (size_t)(g->n_values + 1));
+  p->is_output = fl_arena_alloc(b->arena, sizeof(bool) * (size_t)(g->n_values + 1));
+  for (int i = 0; i < p->n_nodes; i++) {
+    const rt_node_t *rn = &p->nodes[i];
+    for (int k = 0; k < rn->node->n_inputs; k++)
+      if (rn->node->inputs[k] && rn->node->inputs[k]->graph == g) p->uses[rn->node->inputs[k]->id]++;
+    for (int k = 0; k < rn->n_captures; k++) p->uses[rn->captures[k]->id]++;
+  }
+  for (int i = 0; i < g->n_outputs; i++)
+    if (g->outputs[i]->graph == g) p->is_output[g->outputs[i]->id] = true;
+  return NULL;
+}
+
+/* Points initializers that the text refers to (@w<N>) at the mapped weights, in g and its subgraphs. */
+static flagos_status_t bind_weights(fir_graph_t *g, const cJSON *wj, const unsigned char *weights, size_t wlen) {
+  int nw = cJSON_GetArraySize(wj);
+  for (int i = 0; i < g->n_nodes; i++)
+    for (int a = 0; a < g->nodes[i]->n_attrs; a++)
+      if (g->nodes[i]->attrs[a].kind == FIR_ATTR_GRAPH && g->nodes[i]->attrs[a].g)
+        FL_TRY(bind_weights(g->nodes[i]->attrs[a].g, wj, weights, wlen));
+  for (int i = 0; i < g->n_values; i++) {
+    fir_tensor_t *t = g->values[i]->init;
+    if (!t || t->ref < 0) continue;
+    if (t->ref >= nw)
+      return FL_ERR(FLAGOS_ERR_CORRUPT, "initializer '%s' refers to weight %lld, but the manifest lists %d",
+                    g->values[i]->name, (long long)t->ref, nw);
+    const cJSON *w = cJSON_GetArrayItem(wj, (int)t->ref);
+    double off = cJSON_GetNumberValue(cJSON_GetObjectItem(w, "offset"));
+    double nb = cJSON_GetNumberValue(cJSON_GetObjectItem(w, "nbytes"));
+    if (!(off >= 0 && nb >= 0 && off + nb <= (double)wlen) || (size_t)nb != t->nbytes)
+      return FL_ERR(FLAGOS_ERR_CORRUPT, "weight of initializer '%s' lies outside the weights section", g->values[i]->name);
+    t->data = (void *)(weights + (size_t)off);
+  }
+  return NULL;
+}
+
 static flagos_status_t load(flagos_bundle_t *b) {
   size_t mlen, irlen, wlen;
   const char *mtext = bundle_file_section(b->file, "manifest", &mlen);
@@ -122,33 +231,8 @@ static flagos_status_t load(flagos_bundle_t *b) {
   else if (fmt->valueint > MANIFEST_FORMAT)
     st = FL_ERR(FLAGOS_ERR_CORRUPT, "bundle manifest format %d is newer than this FlagOS supports (%d)", fmt->valueint,
                 MANIFEST_FORMAT);
-  /* Point initializers that the text refers to (@w<N>) at the mapped weights. */
-  const cJSON *wj = cJSON_GetObjectItem(root, "weights");
-  int nw = cJSON_GetArraySize(wj);
-  fir_graph_t *g = b->model->graph;
-  for (int i = 0; !st && i < g->n_values; i++) {
-    fir_tensor_t *t = g->values[i]->init;
-    if (!t || t->ref < 0) continue;
-    if (t->ref >= nw) {
-      st = FL_ERR(FLAGOS_ERR_CORRUPT, "initializer '%s' refers to weight %lld, but the manifest lists %d", g->values[i]->name,
-                  (long long)t->ref, nw);
-      break;
-    }
-    const cJSON *w = cJSON_GetArrayItem(wj, (int)t->ref);
-    double off = cJSON_GetNumberValue(cJSON_GetObjectItem(w, "offset"));
-    double nb = cJSON_GetNumberValue(cJSON_GetObjectItem(w, "nbytes"));
-    if (!(off >= 0 && nb >= 0 && off + nb <= (double)wlen) || (size_t)nb != t->nbytes)
-      st = FL_ERR(FLAGOS_ERR_CORRUPT, "weight of initializer '%s' lies outside the weights section", g->values[i]->name);
-    else
-      t->data = (void *)(weights + (size_t)off);
-  }
-  const cJSON *nodes = cJSON_GetObjectItem(root, "nodes");
-  if (!st) {
-    b->n_nodes = cJSON_GetArraySize(nodes);
-    if (b->n_nodes != g->n_nodes) st = bad("node count differs from the FlagIR");
-  }
-  if (!st) b->nodes = fl_arena_alloc(b->arena, sizeof(*b->nodes) * (size_t)(b->n_nodes + 1));
-  for (int i = 0; !st && i < b->n_nodes; i++) st = parse_node(b, cJSON_GetArrayItem(nodes, i), &b->nodes[i]);
+  if (!st) st = bind_weights(b->model->graph, cJSON_GetObjectItem(root, "weights"), weights, wlen);
+  if (!st) st = parse_plan(b, b->model->graph, cJSON_GetObjectItem(root, "nodes"), &b->main);
   cJSON_Delete(root);
   return st;
 }

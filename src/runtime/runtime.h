@@ -9,8 +9,11 @@
 #include "kernel/kir.h"
 #include "ops/ops.h"
 
+typedef struct rt_plan rt_plan_t;
+
 typedef struct rt_step {
   const char *kernel;
+  int kid; /* index into the bundle's kernel list (the session resolves each once) */
   int n_binds;
   ops_bind_t *binds;
   kir_expr_t *work;
@@ -33,14 +36,33 @@ typedef struct rt_node {
   kir_expr_t **temp_numel;
   int n_steps;
   rt_step_t *steps;
+  bool host;              /* executed by the runtime (src/runtime/host_ops.c) */
+  int n_sub;              /* subgraph plans, by attribute name */
+  const char **sub_attr;
+  rt_plan_t **sub;
+  int n_captures;         /* values of this node's graph read inside its subgraphs */
+  fir_value_t **captures;
 } rt_node_t;
+
+/* The nodes of one graph (the main graph or a subgraph), with use counts. */
+struct rt_plan {
+  fir_graph_t *graph;
+  int n_nodes;
+  rt_node_t *nodes;
+  int *uses;       /* per value id of graph: consumers (inputs and captures) */
+  bool *is_output; /* per value id: a graph output, kept to the end */
+};
+
+/* The plan of subgraph attribute `attr` of node rn, or NULL. */
+const rt_plan_t *rt_node_subplan(const rt_node_t *rn, const char *attr);
 
 struct flagos_bundle_s {
   bundle_file_t *file;
   fir_model_t *model;
   fl_arena_t *arena;
-  int n_nodes;
-  rt_node_t *nodes;
+  rt_plan_t main;
+  int n_kernels, cap_kernels;
+  const char **kernel_names;
   const void *code_cpu;
   size_t code_cpu_len;
 };
