@@ -21,3 +21,8 @@ add_test(NAME conformance_sample_cpu
           --expected-failures ${CONF_LIST}/onnx-node.cpu.expected-failures)
 set_tests_properties(conformance_sample_cpu PROPERTIES LABELS "conformance-sample" TIMEOUT 3600 RUN_SERIAL TRUE
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+
+# The command line as a user meets it (errors included).
+add_test(NAME cli COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_cli.sh $<TARGET_FILE:flagos_cli> ${PROJECT_SOURCE_DIR}
+         ${CMAKE_CURRENT_BINARY_DIR}/cli-work)
+set_tests_properties(cli PROPERTIES LABELS "unit" ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")

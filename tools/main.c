@@ -57,6 +57,6 @@ int main(int argc, char **argv) {
     printf("flagos %s\n", FLAGOS_VERSION_STRING);
     return 0;
   }
-  fprintf(stderr, "flagos: unknown command '%s'\n\n%s", c, k_usage);
+  fprintf(stderr, "flagos: error: unknown command '%s' (see 'flagos --help')\n", c);
   return 2;
 }
