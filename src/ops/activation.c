@@ -153,14 +153,13 @@ ACT(softsign) {
 
 ACT(gelu) {
   BEGIN;
-  kir_expr_t *inner;
   if (strcmp(fir_attr_string(c->node, "approximate", "none"), "tanh") == 0) {
+    /* 0.5 x (1 + tanh(u)) = x * sigmoid(2u): no cancellation for negative x. */
     kir_expr_t *x3 = B(t, KIR_MUL, B(t, KIR_MUL, x, x), x);
-    kir_expr_t *arg = B(t, KIR_MUL, K(t, sqrt(2.0 / M_PI)), B(t, KIR_ADD, x, B(t, KIR_MUL, K(t, 0.044715), x3)));
-    inner = U(t, KIR_TANH, arg);
-  } else {
-    inner = U(t, KIR_ERF, B(t, KIR_MUL, x, K(t, M_SQRT1_2)));
+    kir_expr_t *u = B(t, KIR_MUL, K(t, sqrt(2.0 / M_PI)), B(t, KIR_ADD, x, B(t, KIR_MUL, K(t, 0.044715), x3)));
+    RETURN(B(t, KIR_MUL, x, sigmoid(t, B(t, KIR_MUL, K(t, 2.0), u))));
   }
+  kir_expr_t *inner = U(t, KIR_ERF, B(t, KIR_MUL, x, K(t, M_SQRT1_2)));
   RETURN(B(t, KIR_MUL, B(t, KIR_MUL, K(t, 0.5), x), B(t, KIR_ADD, K(t, 1.0), inner)));
 }
 
@@ -256,23 +255,23 @@ static double flops_4(const ops_ctx_t *c) { return flops_per_elem(c, 4.0); }
 static double flops_8(const ops_ctx_t *c) { return flops_per_elem(c, 8.0); }
 
 const ops_def_t ops_family_activation[] = {
-    {"Relu", "", 0, infer_relu, lower_relu, NULL},
-    {"LeakyRelu", "", 0, infer_float_act, lower_leaky_relu, NULL},
-    {"Elu", "", 0, infer_float_act, lower_elu, flops_4},
-    {"Selu", "", 0, infer_float_act, lower_selu, flops_4},
-    {"Celu", "", 0, infer_float_act, lower_celu, flops_4},
-    {"Sigmoid", "", 0, infer_float_act, lower_sigmoid, flops_4},
-    {"HardSigmoid", "", 0, infer_float_act, lower_hard_sigmoid, flops_4},
-    {"HardSwish", "", 0, infer_float_act, lower_hard_swish, flops_4},
-    {"Softplus", "", 0, infer_float_act, lower_softplus, flops_4},
-    {"Softsign", "", 0, infer_float_act, lower_softsign, flops_4},
-    {"Gelu", "", 0, infer_gelu, lower_gelu, flops_8},
-    {"Mish", "", 0, infer_float_act, lower_mish, flops_8},
-    {"Swish", "", 0, infer_float_act, lower_swish, flops_4},
-    {"ThresholdedRelu", "", 0, infer_float_act, lower_thresholded_relu, NULL},
-    {"Shrink", "", 0, infer_shrink, lower_shrink, NULL},
-    {"PRelu", "", 0, infer_prelu, lower_prelu, NULL},
-    {"Clip", "", 0, infer_clip, lower_clip, NULL},
-    {"Tanh", "", 0, infer_float_act, lower_tanh, flops_4},
-    {NULL, NULL, 0, NULL, NULL, NULL},
+    OPS_EW_DEF("Relu", infer_relu, lower_relu, NULL),
+    OPS_EW_DEF("LeakyRelu", infer_float_act, lower_leaky_relu, NULL),
+    OPS_EW_DEF("Elu", infer_float_act, lower_elu, flops_4),
+    OPS_EW_DEF("Selu", infer_float_act, lower_selu, flops_4),
+    OPS_EW_DEF("Celu", infer_float_act, lower_celu, flops_4),
+    OPS_EW_DEF("Sigmoid", infer_float_act, lower_sigmoid, flops_4),
+    OPS_EW_DEF("HardSigmoid", infer_float_act, lower_hard_sigmoid, flops_4),
+    OPS_EW_DEF("HardSwish", infer_float_act, lower_hard_swish, flops_4),
+    OPS_EW_DEF("Softplus", infer_float_act, lower_softplus, flops_4),
+    OPS_EW_DEF("Softsign", infer_float_act, lower_softsign, flops_4),
+    OPS_EW_DEF("Gelu", infer_gelu, lower_gelu, flops_8),
+    OPS_EW_DEF("Mish", infer_float_act, lower_mish, flops_8),
+    OPS_EW_DEF("Swish", infer_float_act, lower_swish, flops_4),
+    OPS_EW_DEF("ThresholdedRelu", infer_float_act, lower_thresholded_relu, NULL),
+    OPS_EW_DEF("Shrink", infer_shrink, lower_shrink, NULL),
+    OPS_EW_DEF("PRelu", infer_prelu, lower_prelu, NULL),
+    OPS_EW_DEF("Clip", infer_clip, lower_clip, NULL),
+    OPS_EW_DEF("Tanh", infer_float_act, lower_tanh, flops_4),
+    OPS_EW_END,
 };

@@ -200,8 +200,8 @@ static flagos_status_t lower_bitcast(ops_ctx_t *c) {
 static double flops_none(const ops_ctx_t *c) { return 0.0; }
 
 const ops_def_t ops_family_cast[] = {
-    {"Cast", "", 0, infer_cast, lower_cast_common, flops_none},
-    {"CastLike", "", 0, infer_castlike, lower_cast_common, flops_none},
-    {"BitCast", "", 0, infer_bitcast, lower_bitcast, flops_none},
-    {NULL, NULL, 0, NULL, NULL, NULL},
+    OPS_EW_DEF("Cast", infer_cast, lower_cast_common, flops_none),
+    OPS_EW_DEF("CastLike", infer_castlike, lower_cast_common, flops_none),
+    OPS_EW_DEF("BitCast", infer_bitcast, lower_bitcast, flops_none),
+    OPS_EW_END,
 };

@@ -22,6 +22,8 @@ flagos_status_t ops_ew_check_count(ops_ctx_t *c, int lo, int hi) {
 flagos_status_t ops_ew_check_in(ops_ctx_t *c, int k, uint64_t allowed) {
   if (!ops_has_in(c, k)) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "input %d is required but missing", k);
   const ops_tensor_info_t *t = &c->in[k];
+  if (t->kind == FIR_TYPE_UNKNOWN)
+    return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "input %d has no known type (nothing inferred or declared it)", k);
   if (t->kind != FIR_TYPE_TENSOR) return ops_err(c, FLAGOS_ERR_SHAPE, "input %d is not a tensor", k);
   if (t->rank < 0) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "input %d has unknown rank", k);
   if (!ops_dt_in(t->dtype, allowed)) {
@@ -282,23 +284,23 @@ static double flops_variadic(const ops_ctx_t *c) {
   return n * (c->n_in > 1 ? c->n_in - 1 : 1);
 }
 
-#define OPS_EW_ENTRY(name) {#name, "", 0, ops_ew_infer_##name, ops_ew_lower_##name, NULL},
+#define OPS_EW_ENTRY(name) OPS_EW_DEF(#name, ops_ew_infer_##name, ops_ew_lower_##name, NULL),
 
 const ops_def_t ops_family_elementwise[] = {
-    {"Add", "", 0, infer_arith, lower_add, NULL},
-    {"Sub", "", 0, infer_arith, lower_sub, NULL},
-    {"Mul", "", 0, infer_arith, lower_mul, NULL},
-    {"Div", "", 0, infer_arith, lower_div, NULL},
-    {"Mod", "", 0, infer_mod, lower_mod, NULL},
-    {"Pow", "", 0, infer_pow, lower_pow, NULL},
-    {"Min", "", 0, infer_variadic, lower_min, flops_variadic},
-    {"Max", "", 0, infer_variadic, lower_max, flops_variadic},
-    {"Sum", "", 0, infer_variadic, lower_sum, flops_variadic},
-    {"Mean", "", 0, infer_mean, lower_mean, flops_variadic},
-    {"BitShift", "", 0, infer_bitshift, lower_bitshift, NULL},
-    {"BitwiseAnd", "", 0, infer_bitwise, lower_bitand, NULL},
-    {"BitwiseOr", "", 0, infer_bitwise, lower_bitor, NULL},
-    {"BitwiseXor", "", 0, infer_bitwise, lower_bitxor, NULL},
+    OPS_EW_DEF("Add", infer_arith, lower_add, NULL),
+    OPS_EW_DEF("Sub", infer_arith, lower_sub, NULL),
+    OPS_EW_DEF("Mul", infer_arith, lower_mul, NULL),
+    OPS_EW_DEF("Div", infer_arith, lower_div, NULL),
+    OPS_EW_DEF("Mod", infer_mod, lower_mod, NULL),
+    OPS_EW_DEF("Pow", infer_pow, lower_pow, NULL),
+    OPS_EW_DEF("Min", infer_variadic, lower_min, flops_variadic),
+    OPS_EW_DEF("Max", infer_variadic, lower_max, flops_variadic),
+    OPS_EW_DEF("Sum", infer_variadic, lower_sum, flops_variadic),
+    OPS_EW_DEF("Mean", infer_mean, lower_mean, flops_variadic),
+    OPS_EW_DEF("BitShift", infer_bitshift, lower_bitshift, NULL),
+    OPS_EW_DEF("BitwiseAnd", infer_bitwise, lower_bitand, NULL),
+    OPS_EW_DEF("BitwiseOr", infer_bitwise, lower_bitor, NULL),
+    OPS_EW_DEF("BitwiseXor", infer_bitwise, lower_bitxor, NULL),
     OPS_EW_UNARY_LIST(OPS_EW_ENTRY)
-    {NULL, NULL, 0, NULL, NULL, NULL},
+    OPS_EW_END,
 };

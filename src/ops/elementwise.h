@@ -22,6 +22,12 @@
   (OPS_DT_NUMERIC | OPS_DT_BOOL | OPS_DT_F8 | OPS_DT(FLAGOS_FLOAT4E2M1) | OPS_DT(FLAGOS_FLOAT8E8M0) |                \
    OPS_DT(FLAGOS_INT4) | OPS_DT(FLAGOS_UINT4) | OPS_DT(FLAGOS_INT2) | OPS_DT(FLAGOS_UINT2))
 
+/* A family table entry of the default domain; designated so fields added to
+ * ops_def_t later start out zero. */
+#define OPS_EW_DEF(name, infer_fn, lower_fn, flops_fn)                                                              \
+  { .op_type = (name), .domain = "", .infer = (infer_fn), .lower = (lower_fn), .flops = (flops_fn) }
+#define OPS_EW_END { .op_type = NULL }
+
 static inline bool ops_dt_in(flagos_dtype_t dt, uint64_t set) {
   return (unsigned)dt < 64 && (set & OPS_DT(dt)) != 0;
 }

@@ -13,10 +13,11 @@
  * many:
  *   rank[b,c,i] = #{ j : box j is visited before box i }         O(N^2)
  *   ord[b,c,r]  = the box whose rank is r                          O(N^2)
- *   pos[b,c,r]  = place of ord[r] among the kept boxes of (b,c), or -1:
- *                 a serial kernel, each visit reading the earlier ones  O(N^2)
- *   cnt[b,c], off[b,c] = kept boxes per (b,c) and their running total
- *   out[off + pos] = (b, c, ord[r]) where pos >= 0
+ *   kept[b,c,:], cnt[b,c] = the boxes kept so far and their number: a serial
+ *                 kernel visits ord[0..N) in turn and tests each against the
+ *                 boxes kept before it                             O(N * kept)
+ *   off[b,c]    = kept boxes of every (b, c) before this one
+ *   out[off + q] = (b, c, kept[b,c,q]) for q < cnt[b,c]
  * Host and kernels compute IoU with the same operations in the same type (f32
  * for f16/f32 boxes, f64 for f64), so they agree on every comparison. */
 #include <math.h>
@@ -42,9 +43,7 @@ static flagos_status_t check_scalar_in(ops_ctx_t *c, int k, const char *what, ui
 
 /* ---- the host pass that counts kept boxes ---- */
 typedef struct nms_host {
-  const ops_ctx_t *c;
   bool f64, center;
-  int64_t n_boxes, n_classes;
   double iou_thr;
 } nms_host_t;
 
@@ -98,7 +97,7 @@ static int item_cmp(const void *pa, const void *pb) {
 static flagos_status_t host_count(const ops_ctx_t *c, bool center, int64_t *count) {
   const ops_tensor_info_t *bx = &c->in[IN_BOXES];
   int64_t B = bx->dims[0], N = bx->dims[1], C = c->in[IN_SCORES].dims[1];
-  nms_host_t h = {.c = c, .f64 = bx->dtype == FLAGOS_FLOAT64, .center = center, .n_boxes = N, .n_classes = C};
+  nms_host_t h = {.f64 = bx->dtype == FLAGOS_FLOAT64, .center = center};
   int64_t max_out = scalar_given(c, IN_MAX) ? ops_in_int(c, IN_MAX, 0) : 0;
   h.iou_thr = scalar_given(c, IN_IOU) ? rd(&h, ops_in_float(c, IN_IOU, 0)) : 0.0;
   bool has_st = scalar_given(c, IN_SCORE_THR);
@@ -260,7 +259,7 @@ static flagos_status_t lower_nms(ops_ctx_t *c) {
   L.N = ops_in_dim(c, IN_BOXES, 1);
   L.C = ops_in_dim(c, IN_SCORES, 1);
   kir_expr_t *bcn[3] = {L.B, L.C, L.N}, *v[3], *idx[3];
-  kir_expr_t *zero = kir_i64(a, 0), *minus1 = kir_i64(a, -1);
+  kir_expr_t *zero = kir_i64(a, 0);
 
   /* rank: boxes visited before box v[2] */
   int trank = ops_temp(c, FLAGOS_INT64, 3, bcn), tb;
@@ -287,56 +286,50 @@ static flagos_status_t lower_nms(ops_ctx_t *c) {
   kir_expr_t *hit = kir_bin(a, KIR_EQ, kir_load(k, rb, idx), v[2]);
   kir_store(k, tb, v, kir_reduce(a, KIR_RSUM, 1, &jv, &L.N, kir_select(a, hit, j, zero)), NULL);
 
-  /* pos: the greedy pass, in visiting order */
-  int tpos = ops_temp(c, FLAGOS_INT64, 3, bcn);
-  k = temp_kernel(&L, tpos, "greedy", v, &tb);
+  /* cnt[b,c] = 0: the running count of kept boxes */
+  kir_expr_t *bc[2] = {L.B, L.C};
+  int tcnt = ops_temp(c, FLAGOS_INT64, 2, bc);
+  k = temp_kernel(&L, tcnt, "init", v, &tb);
+  kir_store(k, tb, v, zero, NULL);
+
+  /* The greedy pass, in visiting order: box i = ord[r] is kept when it passes the
+   * score test, there is room, and none of the n boxes kept so far overlaps it;
+   * kept boxes are appended to kept[b,c,:]. Each visit reads what earlier visits
+   * stored, so the kernel is serial; a visit costs O(kept), not O(N). */
+  int tkept = ops_temp(c, FLAGOS_INT64, 3, bcn);
+  k = ops_kernel(c, "greedy");
+  kir_set_space(k, 3, bcn, v);
   k->serial = true;
-  int ob = ops_buf_temp(c, k, tord), bb = ops_buf_in(c, k, IN_BOXES);
-  sb = ops_buf_in(c, k, IN_SCORES);
+  int cb = ops_buf_temp(c, k, tcnt), kb = ops_buf_temp(c, k, tkept);
+  int ob = ops_buf_temp(c, k, tord), bb = ops_buf_in(c, k, IN_BOXES), sb2 = ops_buf_in(c, k, IN_SCORES);
   kir_expr_t *max_out = scalar_in(&L, k, IN_MAX, FLAGOS_INT64, zero);
   kir_expr_t *thr = scalar_in(&L, k, IN_IOU, L.cd, kir_const(a, L.cd, 0.0));
   kir_expr_t *i = kir_load(k, ob, v);
   idx[2] = i;
-  kir_expr_t *s = kir_cast(a, L.cd, kir_load(k, sb, idx));
+  kir_expr_t *s = kir_cast(a, L.cd, kir_load(k, sb2, idx));
   kir_expr_t *cand = kir_un(a, KIR_NOT, kir_un(a, KIR_ISNAN, s));
   if (scalar_given(c, IN_SCORE_THR)) {
     kir_expr_t *st = scalar_in(&L, k, IN_SCORE_THR, L.cd, kir_const(a, L.cd, -INFINITY));
     cand = kir_bin(a, KIR_AND, cand, kir_bin(a, KIR_GT, s, st));
   }
-  int qv = kir_new_var(k);
-  kir_expr_t *q = kir_var(a, qv), *qidx[3] = {v[0], v[1], q};
-  kir_expr_t *q_kept = kir_bin(a, KIR_GE, kir_load(k, tb, qidx), zero);
-  kir_expr_t *n_before = kir_reduce(a, KIR_RSUM, 1, &qv, &v[2], kir_cast(a, FLAGOS_INT64, q_kept));
+  kir_expr_t *n_kept = kir_load(k, cb, v);
   kir_expr_t *bi[4], *bq[4];
   load_box(&L, k, bb, v[0], i, bi);
-  int pv = kir_new_var(k);
-  kir_expr_t *p = kir_var(a, pv), *pidx[3] = {v[0], v[1], p};
-  load_box(&L, k, bb, v[0], kir_load(k, ob, pidx), bq);
-  kir_expr_t *p_kept = kir_bin(a, KIR_GE, kir_load(k, tb, pidx), zero);
-  kir_expr_t *suppressed =
-      kir_reduce(a, KIR_RANY, 1, &pv, &v[2], kir_select(a, p_kept, suppress(&L, bq, bi, thr), kir_bool(a, false)));
-  kir_expr_t *room = kir_bin(a, KIR_LT, n_before, max_out);
+  int qv = kir_new_var(k);
+  kir_expr_t *qidx[3] = {v[0], v[1], kir_var(a, qv)};
+  load_box(&L, k, bb, v[0], kir_load(k, kb, qidx), bq);
+  kir_expr_t *suppressed = kir_reduce(a, KIR_RANY, 1, &qv, &n_kept, suppress(&L, bq, bi, thr));
+  kir_expr_t *room = kir_bin(a, KIR_LT, n_kept, max_out);
   kir_expr_t *keep = kir_select(a, cand, kir_select(a, room, kir_un(a, KIR_NOT, suppressed), kir_bool(a, false)),
                                 kir_bool(a, false));
-  kir_store(k, tb, v, kir_select(a, keep, n_before, minus1), NULL);
-
-  /* cnt: kept boxes per (b, c) */
-  kir_expr_t *bc[2] = {L.B, L.C};
-  int tcnt = ops_temp(c, FLAGOS_INT64, 2, bc);
-  k = temp_kernel(&L, tcnt, "count", v, &tb);
-  int pb = ops_buf_temp(c, k, tpos);
-  jv = kir_new_var(k);
-  idx[0] = v[0];
-  idx[1] = v[1];
-  idx[2] = kir_var(a, jv);
-  kir_store(k, tb, v,
-            kir_reduce(a, KIR_RSUM, 1, &jv, &L.N, kir_cast(a, FLAGOS_INT64, kir_bin(a, KIR_GE, kir_load(k, pb, idx), zero))),
-            NULL);
+  kir_expr_t *at[3] = {v[0], v[1], n_kept};
+  kir_store(k, kb, at, i, keep);
+  kir_store(k, cb, v, kir_add(a, n_kept, kir_cast(a, FLAGOS_INT64, keep)), NULL);
 
   /* off: kept boxes of every (b', c') that comes before (b, c) */
   int toff = ops_temp(c, FLAGOS_INT64, 2, bc);
   k = temp_kernel(&L, toff, "offset", v, &tb);
-  int cb = ops_buf_temp(c, k, tcnt);
+  cb = ops_buf_temp(c, k, tcnt);
   jv = kir_new_var(k);
   j = kir_var(a, jv);
   kir_expr_t *bc_total = kir_mul(a, L.B, L.C), *flat = kir_add(a, kir_mul(a, v[0], L.C), v[1]);
@@ -345,17 +338,17 @@ static flagos_status_t lower_nms(ops_ctx_t *c) {
             kir_reduce(a, KIR_RSUM, 1, &jv, &bc_total, kir_select(a, kir_bin(a, KIR_LT, j, flat), kir_load(k, cb, cidx), zero)),
             NULL);
 
-  /* rows of the output */
+  /* rows of the output: out[off[b,c] + q] = (b, c, kept[b,c,q]) for q < cnt[b,c] */
   k = ops_kernel(c, "write");
   kir_set_space(k, 3, bcn, v);
   int yb = ops_buf_out(c, k, 0);
-  pb = ops_buf_temp(c, k, tpos);
-  ob = ops_buf_temp(c, k, tord);
+  cb = ops_buf_temp(c, k, tcnt);
+  kb = ops_buf_temp(c, k, tkept);
   int fb = ops_buf_temp(c, k, toff);
-  kir_expr_t *pos = kir_load(k, pb, v);
-  kir_expr_t *row = kir_add(a, kir_load(k, fb, v), pos);
-  kir_expr_t *ok = kir_bin(a, KIR_AND, kir_bin(a, KIR_GE, pos, zero), kir_bin(a, KIR_LT, row, ops_out_dim(c, 0, 0)));
-  kir_expr_t *vals[3] = {v[0], v[1], kir_load(k, ob, v)};
+  kir_expr_t *row = kir_add(a, kir_load(k, fb, v), v[2]);
+  kir_expr_t *ok = kir_bin(a, KIR_AND, kir_bin(a, KIR_LT, v[2], kir_load(k, cb, v)),
+                           kir_bin(a, KIR_LT, row, ops_out_dim(c, 0, 0)));
+  kir_expr_t *vals[3] = {v[0], v[1], kir_load(k, kb, v)};
   for (int col = 0; col < 3; col++) {
     kir_expr_t *yidx[2] = {row, kir_i64(a, col)};
     kir_store(k, yb, yidx, vals[col], ok);

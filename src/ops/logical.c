@@ -48,15 +48,15 @@ static kir_expr_t *ew_where(ops_ctx_t *c, kir_expr_t *const *x) { return kir_sel
 static flagos_status_t lower_where(ops_ctx_t *c) { return ops_ew_lower_map(c, ew_where); }
 
 const ops_def_t ops_family_logical[] = {
-    {"Equal", "", 0, infer_compare, lower_equal, NULL},
-    {"Less", "", 0, infer_compare, lower_less, NULL},
-    {"Greater", "", 0, infer_compare, lower_greater, NULL},
-    {"LessOrEqual", "", 0, infer_compare, lower_less_equal, NULL},
-    {"GreaterOrEqual", "", 0, infer_compare, lower_greater_equal, NULL},
-    {"And", "", 0, infer_logic, lower_and, NULL},
-    {"Or", "", 0, infer_logic, lower_or, NULL},
-    {"Xor", "", 0, infer_logic, lower_xor, NULL},
-    {"Not", "", 0, infer_not, lower_not, NULL},
-    {"Where", "", 0, infer_where, lower_where, NULL},
-    {NULL, NULL, 0, NULL, NULL, NULL},
+    OPS_EW_DEF("Equal", infer_compare, lower_equal, NULL),
+    OPS_EW_DEF("Less", infer_compare, lower_less, NULL),
+    OPS_EW_DEF("Greater", infer_compare, lower_greater, NULL),
+    OPS_EW_DEF("LessOrEqual", infer_compare, lower_less_equal, NULL),
+    OPS_EW_DEF("GreaterOrEqual", infer_compare, lower_greater_equal, NULL),
+    OPS_EW_DEF("And", infer_logic, lower_and, NULL),
+    OPS_EW_DEF("Or", infer_logic, lower_or, NULL),
+    OPS_EW_DEF("Xor", infer_logic, lower_xor, NULL),
+    OPS_EW_DEF("Not", infer_not, lower_not, NULL),
+    OPS_EW_DEF("Where", infer_where, lower_where, NULL),
+    OPS_EW_END,
 };

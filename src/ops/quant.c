@@ -119,7 +119,7 @@ static flagos_status_t infer_quantize(ops_ctx_t *c) {
   int64_t prec = fir_attr_int(c->node, "precision", 0);
   if (prec && !ops_dt_in((flagos_dtype_t)prec, OPS_DT_FLOATS))
     return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "precision %lld is not a float type FlagOS computes in", (long long)prec);
-  flagos_dtype_t out;
+  flagos_dtype_t out = FLAGOS_UINT8;
   FL_TRY(quant_out_dtype(c, &out));
   qgran_t g;
   FL_TRY(granularity(c, &g));
@@ -267,8 +267,8 @@ static double flops_2(const ops_ctx_t *c) { return c->out[0].numel > 0 ? 2.0 * (
 static double flops_dyn(const ops_ctx_t *c) { return c->out[0].numel > 0 ? 4.0 * (double)c->out[0].numel : 0.0; }
 
 const ops_def_t ops_family_quant[] = {
-    {"QuantizeLinear", "", 0, infer_quantize, lower_quantize, flops_2},
-    {"DequantizeLinear", "", 0, infer_dequantize, lower_dequantize, flops_2},
-    {"DynamicQuantizeLinear", "", 0, infer_dynamic_quantize, lower_dynamic_quantize, flops_dyn},
-    {NULL, NULL, 0, NULL, NULL, NULL},
+    OPS_EW_DEF("QuantizeLinear", infer_quantize, lower_quantize, flops_2),
+    OPS_EW_DEF("DequantizeLinear", infer_dequantize, lower_dequantize, flops_2),
+    OPS_EW_DEF("DynamicQuantizeLinear", infer_dynamic_quantize, lower_dynamic_quantize, flops_dyn),
+    OPS_EW_END,
 };

@@ -126,7 +126,9 @@ static flagos_status_t infer_random(ops_ctx_t *c) {
 /* ---- RandomUniformLike / RandomNormalLike (shape of the input) ---- */
 static flagos_status_t infer_random_like(ops_ctx_t *c) {
   FL_TRY(ops_ew_check_count(c, 1, 1));
-  FL_TRY(ops_ew_check_in(c, 0, OPS_DT_ANY));
+  /* Only the input's shape is used, so any element type will do (strings too). */
+  if (!ops_has_in(c, 0) || c->in[0].kind != FIR_TYPE_TENSOR || c->in[0].rank < 0)
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "input 0 must be a tensor of known rank");
   flagos_dtype_t in = c->in[0].dtype, dt;
   FL_TRY(out_dtype(c, ops_dt_in(in, RND_FLOATS) ? in : FLAGOS_UNDEFINED, RND_FLOATS, &dt));
   ops_set_out(c, 0, dt, c->in[0].rank, c->in[0].dims);

@@ -293,11 +293,13 @@ static kir_expr_t *gate_rec(ops_ctx_t *c, step_t *st, int gate, kir_expr_t *slot
   return sum;
 }
 
-static kir_kernel_t *state_kernel(ops_ctx_t *c, const char *name, kir_expr_t *D, kir_expr_t *B, kir_expr_t *H,
-                                  kir_expr_t **v) {
+/* A kernel over (batch, hidden unit) for direction d: v[0] is the constant d,
+ * so the direction's activations and time order fold into the kernel. */
+static kir_kernel_t *state_kernel(ops_ctx_t *c, const char *name, int d, kir_expr_t *B, kir_expr_t *H, kir_expr_t **v) {
   kir_kernel_t *k = ops_kernel(c, name);
-  kir_expr_t *ext[3] = {D, B, H};
-  kir_set_space(k, 3, ext, v);
+  kir_expr_t *ext[2] = {B, H};
+  kir_set_space(k, 2, ext, v + 1);
+  v[0] = kir_i64(AR, d);
   return k;
 }
 
@@ -319,7 +321,8 @@ static flagos_status_t rnn_lower(ops_ctx_t *c) {
 
   /* slot 0: the initial states */
   {
-    kir_kernel_t *k = state_kernel(c, "init", D, B, H, v);
+    kir_kernel_t *k = ops_kernel(c, "init");
+    kir_set_space(k, 3, sd + 1, v);
     int bh = ops_buf_temp(c, k, th);
     kir_expr_t *z = kir_const(AR, dt, 0.0);
     kir_expr_t *si[4] = {kir_i64(AR, 0), v[0], v[1], v[2]};
@@ -336,14 +339,16 @@ static flagos_status_t rnn_lower(ops_ctx_t *c) {
     }
   }
 
-  for (int64_t s = 0; s < S; s++) {
+  for (int64_t step = 0; step < S * g.dirs; step++) {
+    int64_t s = step / g.dirs;
+    int dir = (int)(step % g.dirs);
     kir_expr_t *slot = kir_i64(AR, s), *next = kir_i64(AR, s + 1);
     step_t st = {.g = &g, .F = F, .bc = -1, .bp = -1, .bb = -1};
-    char name[32];
+    char name[64];
     if (tr >= 0) {
       /* GRU: r (.) H_prev for every unit, before the candidate state. */
-      snprintf(name, sizeof name, "reset%lld", (long long)s);
-      kir_kernel_t *k = state_kernel(c, name, D, B, H, v);
+      snprintf(name, sizeof name, "reset%lld_%d", (long long)s, dir);
+      kir_kernel_t *k = state_kernel(c, name, dir, B, H, v);
       int bout = ops_buf_temp(c, k, tr);
       st.bh = ops_buf_temp(c, k, th);
       st.bx = ops_buf_in(c, k, IN_X), st.bw = ops_buf_in(c, k, IN_W), st.br = ops_buf_in(c, k, IN_R);
@@ -354,8 +359,8 @@ static flagos_status_t rnn_lower(ops_ctx_t *c) {
       kir_expr_t *hp = ld(&st, st.bh, slot, v[0], v[1], v[2]);
       kir_store(k, bout, v, kir_cast(AR, dt, ops_fmul(c, r, hp)), NULL);
     }
-    snprintf(name, sizeof name, "step%lld", (long long)s);
-    kir_kernel_t *k = state_kernel(c, name, D, B, H, v);
+    snprintf(name, sizeof name, "step%lld_%d", (long long)s, dir);
+    kir_kernel_t *k = state_kernel(c, name, dir, B, H, v);
     st.bh = ops_buf_temp(c, k, th);
     st.bc = tc >= 0 ? ops_buf_temp(c, k, tc) : -1;
     int brh = tr >= 0 ? ops_buf_temp(c, k, tr) : -1;

@@ -103,12 +103,17 @@ static flagos_status_t infer_squeeze(ops_ctx_t *c) {
   int64_t d[OPS_MAX_RANK];
   int r = 0;
   if (!ax->present) {
-    for (int i = 0; i < x->rank; i++) {
-      if (x->dims[i] < 0)
-        return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
-                       "Squeeze without axes on a dimension of unknown size (%d) leaves the output rank unknown", i);
+    /* Without axes the output rank depends on which dims are 1. A dim unknown at
+     * compile time is taken to stay (FlagOS needs static ranks); run time checks
+     * the guess against the rank the graph was compiled with. */
+    for (int i = 0; i < x->rank; i++)
       if (x->dims[i] != 1) d[r++] = x->dims[i];
-    }
+    const fir_value_t *ov = c->node->n_outputs > 0 ? c->node->outputs[0] : NULL;
+    if (c->runtime && ov && ov->type->kind == FIR_TYPE_TENSOR && ov->type->rank >= 0 && ov->type->rank != r)
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
+                     "Squeeze without axes gives rank %d at run time, but a dimension unknown at compile time was "
+                     "assumed not to be 1 (compiled rank %d); give the axes explicitly",
+                     r, ov->type->rank);
     ops_set_out(c, 0, x->dtype, r, d);
     return NULL;
   }

@@ -266,7 +266,7 @@ static int crd_mode(const ops_ctx_t *c) {
 }
 
 flagos_status_t ops_sh_infer_depth_to_space(ops_ctx_t *c) {
-  int64_t b;
+  int64_t b = 0;
   FL_TRY(block_size(c, &b));
   if (crd_mode(c) < 0) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "mode must be DCR or CRD");
   const int64_t *x = c->in[0].dims;
@@ -280,7 +280,7 @@ flagos_status_t ops_sh_infer_depth_to_space(ops_ctx_t *c) {
 
 flagos_status_t ops_sh_lower_depth_to_space(ops_ctx_t *c) {
   fl_arena_t *a = c->arena;
-  int64_t bs;
+  int64_t bs = 0;
   FL_TRY(block_size(c, &bs));
   kir_expr_t *v[4], *b = kir_i64(a, bs);
   kir_kernel_t *k = ops_out_kernel(c, 0, "d2s", v);
@@ -295,7 +295,7 @@ flagos_status_t ops_sh_lower_depth_to_space(ops_ctx_t *c) {
 }
 
 flagos_status_t ops_sh_infer_space_to_depth(ops_ctx_t *c) {
-  int64_t b;
+  int64_t b = 0;
   FL_TRY(block_size(c, &b));
   const int64_t *x = c->in[0].dims;
   for (int i = 2; i < 4; i++)
@@ -309,7 +309,7 @@ flagos_status_t ops_sh_infer_space_to_depth(ops_ctx_t *c) {
 
 flagos_status_t ops_sh_lower_space_to_depth(ops_ctx_t *c) {
   fl_arena_t *a = c->arena;
-  int64_t bs;
+  int64_t bs = 0;
   FL_TRY(block_size(c, &bs));
   kir_expr_t *v[4], *b = kir_i64(a, bs), *cin = ops_in_dim(c, 0, 1);
   kir_kernel_t *k = ops_out_kernel(c, 0, "s2d", v);

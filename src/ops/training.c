@@ -1,5 +1,5 @@
 /* Training family (domain ai.onnx.preview.training): the optimizer update rules
- * Adagrad, Adam and Momentum.
+ * Adagrad, Adam and Momentum here, Gradient in training_grad.c.
  *
  * Inputs are R (learning rate, scalar), T (update count, int64 scalar), then n
  * groups of tensors laid out by kind: X_1..X_n, G_1..G_n, then the state tensors
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ops/elementwise.h"
+#include "ops/training_internal.h"
 
 typedef enum { OPT_ADAGRAD, OPT_ADAM, OPT_MOMENTUM } opt_kind_t;
 
@@ -169,5 +170,7 @@ const ops_def_t ops_family_training[] = {
     OPT_ENTRY("Adam"),
     OPT_ENTRY("Momentum"),
 #undef OPT_ENTRY
+    {.op_type = "Gradient", .domain = "ai.onnx.preview.training", .infer = ops_tr_grad_infer,
+     .lower = ops_tr_grad_lower},
     {.op_type = NULL},
 };

@@ -14,6 +14,14 @@ flagos_status_t pass_apply_shapes(fir_model_t *m, const char *spec);
 flagos_status_t pass_infer_types(fir_model_t *m);
 /* Replaces Shape and Size of statically shaped tensors by constants. */
 flagos_status_t pass_fold_shapes(fir_model_t *m, bool *changed);
+/* Inference and constant folding in one walk (fold.c): infers each node, then
+ * replaces it by initializers when its value is known at compile time: Shape/Size
+ * of a static tensor, or any operator with a lowering whose inputs are all
+ * constants (evaluated by the kernel IR interpreter with the compiled kernels'
+ * exact semantics; random operators, subgraphs and outputs over 1M elements are
+ * left alone). Nodes inside subgraphs are not folded. Fails only where
+ * inference fails. */
+flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed);
 /* Removes nodes none of whose outputs is used by a node or a graph output. */
 flagos_status_t pass_dce(fir_model_t *m);
 /* Infers one node (used by passes that change a node and by tests). */
@@ -21,7 +29,8 @@ flagos_status_t pass_infer_node(fir_model_t *m, fir_node_t *n);
 /* Infers the nodes of n's subgraphs (If branches, Loop/Scan bodies), whose outer
  * values are already typed; called by pass_infer_node before n itself. */
 flagos_status_t pass_infer_subgraphs(fir_model_t *m, fir_node_t *n);
-/* The standard pipeline: constants, shapes, inference, folding, DCE. */
+/* The standard pipeline: --shape overrides, Constant nodes, inference with
+ * constant folding (pass_fold_constants), DCE. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 
 #endif

@@ -574,6 +574,7 @@ static void build_kernels(void) {
 
 /* ---- running ---- */
 static void run(const char *name, void **bufs, int nb, const int64_t *syms, int ns) {
+  if (getenv("CG_TRACE")) fprintf(stderr, "run %s\n", name);
   flagos_bkernel_t kk = NULL;
   CHECK_OK(be->kernel_get(bst, mod, name, &kk));
   if (!kk) return;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/cgen.h"
 #include "frontend/onnx/onnx_import.h"
 #include "ops/ops.h"
 #include "passes/passes.h"
@@ -557,6 +558,21 @@ static bool run_node(fir_node_t *n, ibuf_t **vals, int mode, char *err, size_t e
     snprintf(err, errlen, "symbol layouts differ between compile time (%d) and run time (%d)", cc.n_syms, rc.n_syms);
     fl_arena_destroy(a);
     return false;
+  }
+  if (getenv("FLAGOS_OPS_TEST_C") && cc.n_steps) {
+    /* Debugging aid: the C the cpu backend's emitter makes of these kernels. */
+    kir_kernel_t *ks[64];
+    int nk = cc.n_steps < 64 ? cc.n_steps : 64;
+    for (int s = 0; s < nk; s++) ks[s] = cc.steps[s].kernel;
+    fl_buf_t src = {0};
+    flagos_status_t es = cgen_c_emit(ks, nk, &src);
+    if (es) {
+      printf("emit: %s\n", flagos_status_message(es));
+      flagos_status_free(es);
+    } else {
+      printf("%s\n", src.data ? src.data : "");
+    }
+    fl_buf_free(&src);
   }
   int64_t *syms = calloc((size_t)(rc.n_syms + 1), sizeof(int64_t));
   ops_ctx_fill_syms(&rc, syms);
