@@ -52,6 +52,18 @@ static void *open_fd_path(int fd, char *path, size_t cap) {
   return NULL;
 }
 
+/* OpenMP worker threads outlive the parallel regions that started them and idle
+ * (spinning, then sleeping) inside the OpenMP runtime. A module's runtime comes
+ * in as its dependency, so unloading the last module would unmap the runtime
+ * under those threads; once a module has brought it in, it stays. */
+static void pin_openmp_runtime(void) {
+  static const char *const names[] = {"libgomp.so.1", "libomp.so.5", "libomp.so", "libiomp5.so"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    void *h = dlopen(names[i], RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    if (h) dlclose(h);
+  }
+}
+
 static flagos_status_t load_via_file(cpu_state_t *s, const void *code, size_t size, void **handle) {
   char path[4200];
   snprintf(path, sizeof path, "%s/flagos-module-XXXXXX", s->cache_dir);
@@ -104,6 +116,7 @@ flagos_status_t cpu_module_load(void *state, int device, const void *code, size_
       return st;
     }
   }
+  pin_openmp_runtime();
   *out = m;
   return NULL;
 }

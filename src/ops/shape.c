@@ -170,17 +170,17 @@ static flagos_status_t infer_unsqueeze(ops_ctx_t *c) {
 static flagos_status_t infer_dropout(ops_ctx_t *c) {
   FL_TRY(ops_sh_need_tensor(c, 0, "data"));
   const ops_tensor_info_t *x = &c->in[0];
-  if (c->opset >= 12 && ops_has_in(c, 2)) {
-    const ops_tensor_info_t *t = &c->in[2];
-    if (t->numel != 1 && t->numel >= 0)
-      return ops_err(c, FLAGOS_ERR_SHAPE, "training_mode must hold one value, has %lld", (long long)t->numel);
-    if (t->value && ops_in_int(c, 2, 0)) {
-      bool ratio_zero = false;
-      if (!ops_has_in(c, 1)) ratio_zero = false; /* the default ratio is 0.5 */
-      else if (c->in[1].value) ratio_zero = ops_in_float(c, 1, 0) == 0.0;
-      else
-        return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "training-mode Dropout with a non-constant ratio is not supported");
-      if (!ratio_zero) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "training-mode Dropout (random masks) is not supported");
+  if (c->opset >= 12) {
+    for (int k = 1; k <= 2; k++)
+      if (ops_has_in(c, k) && c->in[k].numel != 1 && c->in[k].numel >= 0)
+        return ops_err(c, FLAGOS_ERR_SHAPE, "%s must hold one value, has %lld", k == 1 ? "ratio" : "training_mode",
+                       (long long)c->in[k].numel);
+    if (ops_has_in(c, 2) && c->in[2].value && ops_in_int(c, 2, 0)) {
+      /* Training mode with ratio 0 is still the identity; anything else needs random masks. */
+      if (ops_has_in(c, 1) && !c->in[1].value)
+        return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "training-mode Dropout with an unknown ratio is not supported");
+      double ratio = ops_has_in(c, 1) ? ops_in_float(c, 1, 0) : 0.5;
+      if (ratio != 0.0) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "training-mode Dropout (random masks) is not supported");
     }
   }
   ops_set_out(c, 0, x->dtype, x->rank, x->dims);
