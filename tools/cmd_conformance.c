@@ -195,7 +195,7 @@ static int load_expected(const char *path, test_t *tests, int n) {
 int cmd_conformance(int argc, char **argv) {
   conf_opts_t o = {NULL, "cpu", 1e-3, 1e-7};
   const char *report = NULL, *expected = NULL;
-  const char *filters[64];
+  const char **filters = calloc((size_t)argc + 1, sizeof(char *));
   int n_filters = 0, jobs = (int)sysconf(_SC_NPROCESSORS_ONLN);
   double timeout = 300;
   bool verbose = false;
@@ -210,7 +210,7 @@ int cmd_conformance(int argc, char **argv) {
       if (!(report = cli_value("conformance", argc, argv, &i))) return 2;
     } else if (strncmp(a, "--filter", 8) == 0) {
       if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
-      if (n_filters < 64) filters[n_filters++] = v;
+      filters[n_filters++] = v;
     } else if (strncmp(a, "--expected-failures", 19) == 0) {
       if (!(expected = cli_value("conformance", argc, argv, &i))) return 2;
     } else if (strcmp(a, "-j") == 0 || strncmp(a, "--jobs", 6) == 0) {
@@ -375,6 +375,7 @@ int cmd_conformance(int argc, char **argv) {
     free(tests[i].expected_reason);
   }
   free(tests);
+  free(filters);
   if (expected) return unexpected_fail || unexpected_pass ? 1 : 0;
   return failed ? 1 : 0;
 }

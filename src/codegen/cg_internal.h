@@ -71,6 +71,12 @@ typedef struct cg_dialect {
   /* Line(s) placed before the innermost loop of a reduction whose body is a
    * plain expression (C: an OpenMP simd reduction); may write nothing. */
   void (*reduce_pragma)(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out);
+  /* Optional: line(s) placed before the outermost loop of a reduction that runs
+   * at function level (outside every main loop), to share it among threads when
+   * `work` (C text) is large; `simd` says that loop is also the innermost one and
+   * its body a plain expression. Returns false when it wrote nothing. */
+  bool (*reduce_parallel)(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, bool simd, const char *work,
+                          int depth, fl_buf_t *out);
 } cg_dialect_t;
 
 struct cg {

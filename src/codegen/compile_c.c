@@ -30,7 +30,9 @@ extern char **environ;
  * 128 + signal. */
 static flagos_status_t run_capture(char *const *argv, fl_buf_t *out, int *exit_code) {
   int fds[2];
-  if (pipe(fds) != 0) return FL_ERR(FLAGOS_ERR_IO, "cannot create a pipe: %s", strerror(errno));
+  /* Close-on-exec, so that programs other threads spawn meanwhile do not hold the
+   * write end open (and delay our end-of-file); dup2 in the child clears it. */
+  if (pipe2(fds, O_CLOEXEC) != 0) return FL_ERR(FLAGOS_ERR_IO, "cannot create a pipe: %s", strerror(errno));
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -147,10 +149,10 @@ static flagos_status_t cc_get(cc_info_t *dst) {
   flagos_status_t st = g_cc.err ? flagos_status_new(flagos_status_code(g_cc.err), "%s", flagos_status_message(g_cc.err)) : NULL;
   *dst = g_cc;
   dst->err = NULL;
-  pthread_mutex_unlock(&g_cc_lock);
   /* argv points into the copy's own storage. */
   for (int i = 1; i < dst->argc; i++) dst->argv[i] = dst->words + (g_cc.argv[i] - g_cc.words);
   dst->argv[0] = dst->path;
+  pthread_mutex_unlock(&g_cc_lock);
   return st;
 }
 
@@ -249,12 +251,15 @@ flagos_status_t cgen_c_compile(const char *src, size_t len, int opt_level, const
   FL_TRY(cc_get(&cc));
   if (opt_level < 0) opt_level = 0;
   if (opt_level > 3) opt_level = 3;
-  /* No -march=native: the bundle must run on other x86-64 machines. */
+  /* No -march=native: the bundle must run on other x86-64 machines. Neither flag
+   * below changes a result: no errno from math functions, and FP operations are
+   * not assumed to trap (FlagOS never unmasks FP exceptions), which lets GCC turn
+   * selects into vector blends. */
   char olevel[8];
   snprintf(olevel, sizeof olevel, "-O%d", opt_level);
   char *flags[2 * CG_MAX_ARGS];
   int nflags = 0;
-  const char *base[] = {olevel, "-fPIC", "-shared", "-fopenmp", "-std=gnu17", "-fno-math-errno", "-pipe"};
+  const char *base[] = {olevel, "-fPIC", "-shared", "-fopenmp", "-std=gnu17", "-fno-math-errno", "-fno-trapping-math", "-pipe"};
   for (size_t i = 0; i < FL_ARRAY_LEN(base); i++) flags[nflags++] = (char *)base[i];
   char extra[1024] = "";
   const char *ex = getenv("FLAGOS_CC_FLAGS");

@@ -110,21 +110,35 @@ static void c_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   cg_line(out, depth, "}");
 }
 
-static void c_reduce_pragma(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out) {
-  FL_UNUSED(g);
+/* The OpenMP reduction operator for a kernel-IR reduction, or NULL (float
+ * min/max: OpenMP's combiners would drop NaNs). */
+static const char *omp_reduction_op(kir_op_t op, flagos_dtype_t dt) {
   flagos_dtype_t c = kir_compute_dtype(dt);
   bool fl = c == FLAGOS_FLOAT32 || c == FLAGOS_FLOAT64, bl = c == FLAGOS_BOOL;
-  const char *r = NULL;
   switch (op) {
-  case KIR_RSUM: r = bl ? "|" : "+"; break;
-  case KIR_RPROD: r = bl ? "&" : "*"; break;
-  case KIR_RANY: r = "|"; break;
-  case KIR_RALL: r = "&"; break;
-  /* OpenMP's min/max combiners would drop NaNs: float min/max stay scalar. */
-  case KIR_RMIN: r = fl ? NULL : bl ? "&" : "min"; break;
-  case KIR_RMAX: r = fl ? NULL : bl ? "|" : "max"; break;
-  default: break;
+  case KIR_RSUM: return bl ? "|" : "+";
+  case KIR_RPROD: return bl ? "&" : "*";
+  case KIR_RANY: return "|";
+  case KIR_RALL: return "&";
+  case KIR_RMIN: return fl ? NULL : bl ? "&" : "min";
+  case KIR_RMAX: return fl ? NULL : bl ? "|" : "max";
+  default: return NULL;
   }
+}
+
+static bool c_reduce_parallel(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, bool simd, const char *work,
+                              int depth, fl_buf_t *out) {
+  FL_UNUSED(g);
+  const char *r = omp_reduction_op(op, dt);
+  if (!r) return false;
+  cg_line(out, depth, "#pragma omp parallel for%s reduction(%s:%s) if(parallel: (%s) >= %d)", simd ? " simd" : "", r,
+          acc, work, CG_C_PARALLEL_MIN_WORK);
+  return true;
+}
+
+static void c_reduce_pragma(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out) {
+  FL_UNUSED(g);
+  const char *r = omp_reduction_op(op, dt);
   if (r) cg_line(out, depth, "#pragma omp simd reduction(%s:%s)", r, acc);
 }
 
@@ -138,6 +152,7 @@ const cg_dialect_t cg_dialect_c = {
     .kernel_end = c_kernel_end,
     .main_loop = c_main_loop,
     .reduce_pragma = c_reduce_pragma,
+    .reduce_parallel = c_reduce_parallel,
 };
 
 static bool is_identifier(const char *s) {

@@ -274,6 +274,42 @@ static bool loads_written(cg_t *g, const cg_info_t *in) {
   return false;
 }
 
+/* Per-point cost of an expression DAG, for the parallel threshold: one per node
+ * plus the trip counts of reductions (symbolic extents stay symbolic; extents
+ * that vary per point count as 16). Memoised so shared subtrees cost once. */
+static kir_expr_t *cost(cg_t *g, const kir_expr_t *e) {
+  cg_info_t *in = cg_info(g, e);
+  if (!in) return kir_i64(g->a, 1);
+  if (in->cost) return in->cost;
+  in->cost = kir_i64(g->a, 1); /* guards against revisiting while computing */
+  kir_expr_t *c = kir_i64(g->a, 1);
+  for (int i = 0; i < e->n; i++) c = kir_add(g->a, c, cost(g, e->a[i]));
+  if (e->kind == KIR_REDUCE) {
+    for (int i = 0; i < e->nr; i++) {
+      int64_t v;
+      cg_info_t *ri = cg_info(g, e->rext[i]);
+      bool invariant = ri != NULL;
+      for (int w = 0; ri && w < g->nw_var; w++) invariant = invariant && ri->vars[w] == 0;
+      for (int w = 0; ri && w < g->nw_buf; w++) invariant = invariant && ri->loads[w] == 0;
+      if (kir_eval_int(e->rext[i], NULL, 0, &v)) c = kir_mul(g->a, c, kir_i64(g->a, v > 0 ? v : 0));
+      else if (invariant) c = kir_mul(g->a, c, e->rext[i]);
+      else c = kir_mul(g->a, c, kir_i64(g->a, 16));
+    }
+  }
+  in->cost = c;
+  return c;
+}
+
+/* C text of an int64 expression over symbols and constants (no statements). */
+static const char *inline_text(cg_t *g, const kir_expr_t *e) {
+  bool io = g->inline_only, ic = g->index_ctx;
+  g->inline_only = g->index_ctx = true;
+  const char *t = ex(g, e, NULL);
+  g->inline_only = io;
+  g->index_ctx = ic;
+  return t;
+}
+
 #define MAX_GUARDS 32
 
 static const char *ex_reduce(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
@@ -322,9 +358,14 @@ static const char *ex_reduce(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
   const char *x = ex(g, e->a[0], cur);
   bool simple = cur->buf.len == 0 && !cur->has_loop;
   cg_line(&cur->buf, cur->depth, "%s = %s;", acc, cg_reduce_step(g, e->op, e->dtype, acc, x));
+  /* At function level no thread team is running yet: the reduction itself may use one. */
+  const char *work = t->kind == CG_ROOT && !g->k->serial && g->d->reduce_parallel ? inline_text(g, cost(g, e)) : NULL;
   for (int i = e->nr - 1; i >= 0; i--) {
     cg_block_t *p = loops[i]->parent;
-    if (i == e->nr - 1 && simple && g->d->reduce_pragma) g->d->reduce_pragma(g, e->op, e->dtype, acc, p->depth, &p->buf);
+    bool simd = i == e->nr - 1 && simple;
+    if (!(i == 0 && work && g->d->reduce_parallel(g, e->op, e->dtype, acc, simd, work, p->depth, &p->buf)) && simd &&
+        g->d->reduce_pragma)
+      g->d->reduce_pragma(g, e->op, e->dtype, acc, p->depth, &p->buf);
     int v = e->rvars[i];
     loops[i]->has_loop = true;
     blk_close(loops[i], cg_fmt(g, "for (int64_t v%d = 0; v%d < %s; v%d++) {", v, v, ext[i], v));
@@ -408,32 +449,6 @@ static void emit_store(cg_t *g, const kir_store_t *s, cg_block_t *p) {
 }
 
 /* ---- kernel ---- */
-/* Per-point cost of an expression DAG, for the parallel threshold: one per node
- * plus the trip counts of reductions (symbolic extents stay symbolic; extents
- * that vary per point count as 16). Memoised so shared subtrees cost once. */
-static kir_expr_t *cost(cg_t *g, const kir_expr_t *e) {
-  cg_info_t *in = cg_info(g, e);
-  if (!in) return kir_i64(g->a, 1);
-  if (in->cost) return in->cost;
-  in->cost = kir_i64(g->a, 1); /* guards against revisiting while computing */
-  kir_expr_t *c = kir_i64(g->a, 1);
-  for (int i = 0; i < e->n; i++) c = kir_add(g->a, c, cost(g, e->a[i]));
-  if (e->kind == KIR_REDUCE) {
-    for (int i = 0; i < e->nr; i++) {
-      int64_t v;
-      cg_info_t *ri = cg_info(g, e->rext[i]);
-      bool invariant = ri != NULL;
-      for (int w = 0; ri && w < g->nw_var; w++) invariant = invariant && ri->vars[w] == 0;
-      for (int w = 0; ri && w < g->nw_buf; w++) invariant = invariant && ri->loads[w] == 0;
-      if (kir_eval_int(e->rext[i], NULL, 0, &v)) c = kir_mul(g->a, c, kir_i64(g->a, v > 0 ? v : 0));
-      else if (invariant) c = kir_mul(g->a, c, e->rext[i]);
-      else c = kir_mul(g->a, c, kir_i64(g->a, 16));
-    }
-  }
-  in->cost = c;
-  return c;
-}
-
 static void setup_strides(cg_t *g) {
   const kir_kernel_t *k = g->k;
   g->stride = fl_arena_alloc(g->a, sizeof(*g->stride) * (size_t)(k->n_bufs + 1));
@@ -491,6 +506,25 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
     for (int i = 0; i < k->bufs[st->buf].rank; i++) analyze(g, st->idx[i]);
     analyze(g, st->value);
     if (st->cond) analyze(g, st->cond);
+  }
+  /* Stores may use only the kernel's loop variables (reduction variables are bound
+   * inside their reductions); anything else is a lowering bug, reported here
+   * rather than as an undeclared identifier from the C compiler. */
+  uint64_t *loop_vars = bits_new(g, g->nw_var);
+  for (int i = 0; i < k->rank; i++)
+    if (k->vars[i] >= 0 && k->vars[i] < k->next_var) bit_set(loop_vars, k->vars[i]);
+  for (int s = 0; s < k->n_stores && !g->err; s++) {
+    const kir_store_t *st = &k->stores[s];
+    const kir_expr_t *roots[2] = {st->value, st->cond};
+    for (int r = 0; r < 2 + k->bufs[st->buf].rank && !g->err; r++) {
+      const kir_expr_t *e = r < 2 ? roots[r] : st->idx[r - 2];
+      cg_info_t *in = e ? cg_info(g, e) : NULL;
+      for (int v = 0; in && v < k->next_var; v++)
+        if (bit_get(in->vars, v) && !bit_get(loop_vars, v)) {
+          cg_fail(g, FLAGOS_ERR_INTERNAL, "store %d uses variable v%d outside the loop that binds it", s, v);
+          break;
+        }
+    }
   }
   setup_strides(g);
 

@@ -8,6 +8,7 @@
 #include "compiler/compiler.h"
 #include "frontend/onnx/onnx_import.h"
 #include "ops/ops.h"
+#include "ops/ops_string.h"
 #include "passes/passes.h"
 
 static const char *const k_known_targets[] = {"cpu"};
@@ -156,10 +157,12 @@ typedef struct graph_compile {
   int n_kernels, cap_kernels;
 } graph_compile_t;
 
-/* A node runs in the runtime when its operator says so or when it passes
- * sequences/optionals through (Identity). */
+/* A node runs in the runtime when its operator says so, when it passes
+ * sequences/optionals through (Identity), or when it touches a string tensor
+ * (kernel IR cannot hold strings). */
 static bool is_host_node(const fir_node_t *n, const ops_def_t *d) {
   if (d && d->host) return true;
+  if (ops_str_node_has_strings(n)) return true;
   for (int k = 0; k < n->n_inputs; k++)
     if (n->inputs[k] && n->inputs[k]->type->kind != FIR_TYPE_TENSOR) return true;
   for (int k = 0; k < n->n_outputs; k++)
@@ -175,9 +178,15 @@ static flagos_status_t compile_graph(graph_compile_t *gc, fir_graph_t *g, const 
     fir_node_t *n = g->nodes[i];
     const ops_def_t *d = ops_find(n->op_type, n->domain);
     if (is_host_node(n, d)) {
-      if (!d || (!d->host && strcmp(n->op_type, "Identity") != 0))
+      if (!d || (!d->host && strcmp(n->op_type, "Identity") != 0 && !ops_str_runtime_runs(n))) {
+        if (ops_str_node_has_strings(n))
+          return FL_ERR(FLAGOS_ERR_UNSUPPORTED,
+                        "%s node '%s': string tensors are not supported by this operator (the runtime runs strings through "
+                        "the string operators, Equal, Cast, CastLike, LabelEncoder and the sequence operators)",
+                        n->op_type, n->name);
         return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "%s node '%s': sequences and optionals are not supported as its inputs or outputs",
                       n->op_type, n->name);
+      }
       cJSON *j = cJSON_CreateObject();
       cJSON_AddNumberToObject(j, "index", i);
       cJSON_AddStringToObject(j, "op", n->op_type);

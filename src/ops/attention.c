@@ -18,7 +18,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "ops/attention_internal.h"
+#include "ops/ops.h"
 
 #define AR (c->arena)
 
@@ -225,7 +225,6 @@ static flagos_status_t attn_lower(ops_ctx_t *c) {
   a.ct = a.dt == FLAGOS_FLOAT64 ? FLAGOS_FLOAT64 : FLAGOS_FLOAT32;
   int64_t spa = fir_attr_int(c->node, "softmax_precision", 0);
   a.sp = spa ? (flagos_dtype_t)spa : a.dt;
-  if (strcmp(c->node->op_type, "FlexAttention") == 0) a.sp = a.ct; /* its softmax always runs in float32/float64 */
   flagos_dtype_t sct = a.sp == FLAGOS_FLOAT64 ? FLAGOS_FLOAT64 : FLAGOS_FLOAT32;
   for (int i = 0; i < A_NPARAMS; i++) a.prm[i] = ops_param(c, i);
   const fir_attr_t *sa = fir_node_attr(c->node, "scale");
@@ -360,17 +359,6 @@ static flagos_status_t attn_lower(ops_ctx_t *c) {
   return NULL;
 }
 
-/* FlexAttention (ai.onnx.preview): unmasked attention with an optional scale and
- * GQA; its score_mod / prob_mod subgraphs are not lowered yet. */
-static flagos_status_t flex_infer(ops_ctx_t *c) {
-  for (int i = 0; i < c->node->n_attrs; i++)
-    if (c->node->attrs[i].kind == FIR_ATTR_GRAPH)
-      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the '%s' subgraph is not supported", c->node->attrs[i].name);
-  if (c->n_in != 3 || c->in[0].rank != 4)
-    return ops_err(c, FLAGOS_ERR_SHAPE, "expects 4-D Q, K and V");
-  return attn_infer(c);
-}
-
 /* ---- RotaryEmbedding ----
  * params: 0 head size, 1 rotary dim / 2. */
 
@@ -474,7 +462,5 @@ static flagos_status_t rope_lower(ops_ctx_t *c) {
 const ops_def_t ops_family_attention[] = {
     {"Attention", "", 0, attn_infer, attn_lower, attn_flops},
     {"RotaryEmbedding", "", 0, rope_infer, rope_lower, NULL},
-    {"LinearAttention", "", 0, ops_at_linear_infer, ops_at_linear_lower, NULL},
-    {"FlexAttention", "ai.onnx.preview", 0, flex_infer, attn_lower, attn_flops},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };

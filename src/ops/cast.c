@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ops/elementwise.h"
+#include "ops/ops_string.h"
 
 static bool is_subbyte_int(flagos_dtype_t dt) {
   return dt == FLAGOS_INT4 || dt == FLAGOS_UINT4 || dt == FLAGOS_INT2 || dt == FLAGOS_UINT2;
@@ -112,6 +113,9 @@ static flagos_status_t check_target(ops_ctx_t *c, int64_t to) {
 
 static flagos_status_t infer_cast(ops_ctx_t *c) {
   FL_TRY(ops_ew_check_count(c, 1, 1));
+  const fir_attr_t *to = fir_node_attr(c->node, "to");
+  if (to && (to->i == FLAGOS_STRING || ops_str_any_input(c))) /* run by the runtime (host_strings.c) */
+    return ops_str_infer_cast(c, (flagos_dtype_t)to->i);
   FL_TRY(ops_ew_check_in(c, 0, OPS_DT_ANY));
   const fir_attr_t *at = fir_node_attr(c->node, "to");
   if (!at) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "attribute 'to' is missing");
@@ -122,6 +126,7 @@ static flagos_status_t infer_cast(ops_ctx_t *c) {
 
 static flagos_status_t infer_castlike(ops_ctx_t *c) {
   FL_TRY(ops_ew_check_count(c, 2, 2));
+  if (ops_str_any_input(c)) return ops_str_infer_cast(c, c->in[1].dtype); /* run by the runtime (host_strings.c) */
   FL_TRY(ops_ew_check_in(c, 0, OPS_DT_ANY));
   FL_TRY(ops_ew_check_in(c, 1, OPS_DT_ANY));
   FL_TRY(check_cast_attrs(c));

@@ -49,15 +49,16 @@ flagos_status_t ops_cv_infer_common(ops_ctx_t *c, int ix, int iw, flagos_dtype_t
   return NULL;
 }
 
-double ops_cv_flops(const ops_ctx_t *c) {
-  /* Inputs: X is 0, W is 0 or 3 (QLinearConv). */
-  int iw = c->in[1].rank == c->in[0].rank ? 1 : 3;
+static double conv_flops_w(const ops_ctx_t *c, int iw) {
   const ops_tensor_info_t *W = &c->in[iw];
   if (c->out[0].numel < 0) return 0;
   double f = 2.0 * (double)c->out[0].numel;
   for (int i = 1; i < W->rank; i++) f *= W->dims[i] > 0 ? (double)W->dims[i] : 1.0;
   return f;
 }
+
+double ops_cv_flops(const ops_ctx_t *c) { return conv_flops_w(c, 1); }
+static double qlconv_flops(const ops_ctx_t *c) { return conv_flops_w(c, 3); }
 
 kir_expr_t *ops_cv_sum(ops_ctx_t *c, kir_kernel_t *kk, kir_expr_t *const *v, int ix, int iw, kir_expr_t *xzp,
                        kir_expr_t *wzp, flagos_dtype_t acc) {
@@ -218,10 +219,9 @@ static flagos_status_t qlconv_lower(ops_ctx_t *c) {
 const ops_def_t ops_family_conv[] = {
     {"Conv", "", 0, conv_infer, conv_lower, ops_cv_flops},
     {"ConvInteger", "", 0, convint_infer, convint_lower, ops_cv_flops},
-    {"QLinearConv", "", 0, qlconv_infer, qlconv_lower, ops_cv_flops},
+    {"QLinearConv", "", 0, qlconv_infer, qlconv_lower, qlconv_flops},
     {"ConvTranspose", "", 0, ops_cv_transpose_infer, ops_cv_transpose_lower, ops_cv_transpose_flops},
     {"DeformConv", "", 0, ops_cv_deform_infer, ops_cv_deform_lower, NULL},
     {"Col2Im", "", (1u << 1) | (1u << 2), ops_cv_col2im_infer, ops_cv_col2im_lower, NULL},
-    {"CausalConvWithState", "", 0, ops_cv_causal_infer, ops_cv_causal_lower, NULL},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };

@@ -25,10 +25,6 @@ double ops_cv_transpose_flops(const ops_ctx_t *c);
 flagos_status_t ops_cv_col2im_infer(ops_ctx_t *c);
 flagos_status_t ops_cv_col2im_lower(ops_ctx_t *c);
 
-/* conv_causal.c */
-flagos_status_t ops_cv_causal_infer(ops_ctx_t *c);
-flagos_status_t ops_cv_causal_lower(ops_ctx_t *c);
-
 /* conv_deform.c */
 flagos_status_t ops_cv_deform_infer(ops_ctx_t *c);
 flagos_status_t ops_cv_deform_lower(ops_ctx_t *c);

@@ -14,10 +14,6 @@
 
 #define AR (c->arena)
 
-flagos_status_t ops_roialign_infer(ops_ctx_t *c);
-flagos_status_t ops_roialign_lower(ops_ctx_t *c);
-double ops_roialign_flops(const ops_ctx_t *c);
-
 enum { GS_NEAREST, GS_LINEAR, GS_CUBIC };
 enum { GS_ZEROS, GS_BORDER, GS_REFLECTION };
 

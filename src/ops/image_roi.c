@@ -10,10 +10,6 @@
 
 #define AR (c->arena)
 
-flagos_status_t ops_roialign_infer(ops_ctx_t *c);
-flagos_status_t ops_roialign_lower(ops_ctx_t *c);
-double ops_roialign_flops(const ops_ctx_t *c);
-
 flagos_status_t ops_roialign_infer(ops_ctx_t *c) {
   FL_TRY(ops_ew_check_count(c, 3, 3));
   FL_TRY(ops_ew_check_in(c, 0, OPS_DT_FLOATS));

@@ -236,7 +236,7 @@ const ops_def_t ops_family_linalg[] = {
     {"MatMul", "", 0, matmul_infer, matmul_lower, ops_la_matmul_flops},
     {"Gemm", "", 0, gemm_infer, gemm_lower, gemm_flops},
     {"MatMulInteger", "", 0, ops_la_matmulint_infer, ops_la_matmulint_lower, ops_la_matmul_flops},
-    {"QLinearMatMul", "", 0, ops_la_qlmatmul_infer, ops_la_qlmatmul_lower, NULL},
+    {"QLinearMatMul", "", 0, ops_la_qlmatmul_infer, ops_la_qlmatmul_lower, ops_la_matmul_flops},
     {"Einsum", "", 0, ops_la_einsum_infer, ops_la_einsum_lower, ops_la_einsum_flops},
     {"Det", "", 0, ops_la_det_infer, ops_la_det_lower, NULL},
     {NULL, NULL, 0, NULL, NULL, NULL},

@@ -1,9 +1,11 @@
 /* Comparisons, boolean logic and Where, with NumPy broadcasting. Comparisons yield
  * bool tensors; NaN compares unequal and unordered as in IEEE 754. */
 #include "ops/elementwise.h"
+#include "ops/ops_string.h"
 
 static flagos_status_t infer_compare(ops_ctx_t *c) {
   FL_TRY(ops_ew_check_count(c, 2, 2));
+  if (ops_str_any_input(c)) return ops_str_infer_equal(c); /* run by the runtime (host_strings.c) */
   return ops_ew_infer_bcast(c, 0, 2, OPS_DT_NUMERIC | OPS_DT_BOOL, true, FLAGOS_BOOL);
 }
 

@@ -12,10 +12,6 @@
 
 #define AR (c->arena)
 
-flagos_status_t ops_linattn_infer(ops_ctx_t *c);
-flagos_status_t ops_linattn_lower(ops_ctx_t *c);
-double ops_linattn_flops(const ops_ctx_t *c);
-
 /* ---- SwiGLU: Y = A * sigmoid(alpha * A) * B ---- */
 
 static flagos_status_t swiglu_infer(ops_ctx_t *c) {

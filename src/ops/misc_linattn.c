@@ -14,10 +14,6 @@
 
 #define AR (c->arena)
 
-flagos_status_t ops_linattn_infer(ops_ctx_t *c);
-flagos_status_t ops_linattn_lower(ops_ctx_t *c);
-double ops_linattn_flops(const ops_ctx_t *c);
-
 enum { LA_Q, LA_K, LA_V, LA_PAST, LA_DECAY, LA_BETA };
 
 typedef struct la_cfg {

@@ -53,4 +53,16 @@ static inline bool ops_has_out(const ops_ctx_t *c, int k) {
   return k < c->node->n_outputs && c->node->outputs[k] != NULL;
 }
 
+/* Operators defined in one file of a family and listed in the family table of another. */
+flagos_status_t ops_roialign_infer(ops_ctx_t *c);
+flagos_status_t ops_roialign_lower(ops_ctx_t *c);
+double ops_roialign_flops(const ops_ctx_t *c);
+flagos_status_t ops_window_infer(ops_ctx_t *c);
+flagos_status_t ops_window_lower(ops_ctx_t *c);
+flagos_status_t ops_melweight_infer(ops_ctx_t *c);
+flagos_status_t ops_melweight_lower(ops_ctx_t *c);
+flagos_status_t ops_linattn_infer(ops_ctx_t *c);
+flagos_status_t ops_linattn_lower(ops_ctx_t *c);
+double ops_linattn_flops(const ops_ctx_t *c);
+
 #endif

@@ -2,15 +2,17 @@
  * here, TreeEnsemble in ml_tree.c; this file holds the family table and the
  * helpers for attribute lists (ml_internal.h).
  *
- * String tensors cannot live in kernels yet, so LabelEncoder maps numbers to
- * numbers only (int64/int32/int16/float/double keys and values); string keys or
- * values are refused with FLAGOS_ERR_UNSUPPORTED. */
+ * String tensors cannot live in kernels, so the lowering here maps numbers to
+ * numbers only (int64/int32/int16/float/double keys and values); a LabelEncoder
+ * with string keys or values is typed by ops_str_infer_label_encoder() and run
+ * by the runtime (src/runtime/host_strings.c). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ops/elementwise.h"
 #include "ops/ml_internal.h"
+#include "ops/ops_string.h"
 #include "ops/shape_util.h"
 
 /* ---- helpers ---- */
@@ -232,8 +234,8 @@ static flagos_status_t le_read(const ops_ctx_t *c, le_map_t *m) {
 
 static flagos_status_t infer_label_encoder(ops_ctx_t *c) {
   FL_TRY(ops_ew_check_count(c, 1, 1));
-  if (ops_has_in(c, 0) && c->in[0].dtype == FLAGOS_STRING)
-    return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "string inputs cannot be mapped in kernels yet");
+  /* String maps run in the runtime (src/runtime/host_strings.c); the compiler routes them there. */
+  if (ops_str_label_encoder_uses_strings(c)) return ops_str_infer_label_encoder(c);
   FL_TRY(ops_ew_check_in(c, 0, LE_TYPES));
   le_map_t m;
   FL_TRY(le_read(c, &m));

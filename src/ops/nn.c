@@ -16,10 +16,14 @@ static bool out_wanted(const ops_ctx_t *c, int k) { return k < c->n_out && c->no
 
 static flagos_status_t loss_reduction(const ops_ctx_t *c, loss_red_t *out) {
   const char *r = fir_attr_string(c->node, "reduction", "mean");
-  if (strcmp(r, "none") == 0) *out = LOSS_NONE;
-  else if (strcmp(r, "sum") == 0) *out = LOSS_SUM;
-  else if (strcmp(r, "mean") == 0) *out = LOSS_MEAN;
-  else return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "attribute 'reduction' must be none, sum or mean, is '%s'", r);
+  if (strcmp(r, "none") == 0)
+    *out = LOSS_NONE;
+  else if (strcmp(r, "sum") == 0)
+    *out = LOSS_SUM;
+  else if (strcmp(r, "mean") == 0)
+    *out = LOSS_MEAN;
+  else
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "attribute 'reduction' must be none, sum or mean, is '%s'", r);
   return NULL;
 }
 
@@ -33,7 +37,8 @@ static flagos_status_t loss_infer(ops_ctx_t *c, bool sce) {
   if (!flagos_dtype_is_float(x->dtype))
     return ops_err(c, FLAGOS_ERR_SHAPE, "input '%s' must be float, is %s", in_name, flagos_dtype_name(x->dtype));
   if (t->dtype != FLAGOS_INT32 && t->dtype != FLAGOS_INT64)
-    return ops_err(c, FLAGOS_ERR_SHAPE, "input '%s' must be int32 or int64, is %s", t_name, flagos_dtype_name(t->dtype));
+    return ops_err(c, FLAGOS_ERR_SHAPE, "input '%s' must be int32 or int64, is %s", t_name,
+                   flagos_dtype_name(t->dtype));
   if (x->rank < 2) return ops_err(c, FLAGOS_ERR_SHAPE, "input '%s' must have rank >= 2 (N, C, ...)", in_name);
   if (t->rank != x->rank - 1)
     return ops_err(c, FLAGOS_ERR_SHAPE, "input '%s' must have rank %d, has %d", t_name, x->rank - 1, t->rank);
@@ -53,8 +58,10 @@ static flagos_status_t loss_infer(ops_ctx_t *c, bool sce) {
   }
   loss_red_t red;
   FL_TRY(loss_reduction(c, &red));
-  if (red == LOSS_NONE) ops_set_out(c, 0, x->dtype, t->rank, t->dims);
-  else ops_set_out(c, 0, x->dtype, 0, NULL);
+  if (red == LOSS_NONE)
+    ops_set_out(c, 0, x->dtype, t->rank, t->dims);
+  else
+    ops_set_out(c, 0, x->dtype, 0, NULL);
   if (sce && out_wanted(c, 1)) ops_set_out(c, 1, x->dtype, x->rank, x->dims);
   return NULL;
 }
@@ -64,8 +71,8 @@ static flagos_status_t sce_infer(ops_ctx_t *c) { return loss_infer(c, true); }
 
 /* Per-kernel view of the buffers the loss terms read. */
 typedef struct loss_bufs {
-  int x, t, w;       /* w = -1 without weights */
-  int lse;           /* SCE: temp buffer of log-sum-exp per position, else -1 */
+  int x, t, w; /* w = -1 without weights */
+  int lse; /* SCE: temp buffer of log-sum-exp per position, else -1 */
   flagos_dtype_t acc;
 } loss_bufs_t;
 
@@ -76,7 +83,8 @@ static kir_expr_t *logp_at(ops_ctx_t *c, kir_kernel_t *k, const loss_bufs_t *b, 
   kir_expr_t *xi[OPS_MAX_RANK];
   xi[0] = pos[0];
   xi[1] = cls;
-  for (int i = 2; i < xr; i++) xi[i] = pos[i - 1];
+  for (int i = 2; i < xr; i++)
+    xi[i] = pos[i - 1];
   kir_expr_t *lp = ops_red_load(c, k, b->x, xi, b->acc);
   if (b->lse >= 0) {
     xi[1] = kir_i64(c->arena, 0);
@@ -128,7 +136,8 @@ static flagos_status_t loss_lower(ops_ctx_t *c, bool sce) {
     int mb = ops_buf_temp(c, k, tmax);
     ops_red_space(c, k, xb, v, flag, &s);
     kir_expr_t *m = kir_load(k, mb, v);
-    kir_expr_t *sum = ops_red_reduce(c, KIR_RSUM, &s, kir_un(a, KIR_EXP, kir_bin(a, KIR_SUB, ops_red_load(c, k, xb, s.idx, acc), m)));
+    kir_expr_t *sum =
+        ops_red_reduce(c, KIR_RSUM, &s, kir_un(a, KIR_EXP, kir_bin(a, KIR_SUB, ops_red_load(c, k, xb, s.idx, acc), m)));
     kir_store(k, tb, v, kir_bin(a, KIR_ADD, m, kir_un(a, KIR_LOG, sum)), NULL);
     if (out_wanted(c, 1)) {
       k = ops_out_kernel(c, 1, "log_prob", v);

@@ -34,7 +34,8 @@ static flagos_status_t softmax_infer(ops_ctx_t *c) {
   }
   FL_TRY(ops_axis(c, fir_attr_int(c->node, "axis", modern ? -1 : 1), r, &axis));
   uint64_t mask = 0;
-  for (int i = axis; i < (modern ? axis + 1 : r); i++) mask |= 1ull << i;
+  for (int i = axis; i < (modern ? axis + 1 : r); i++)
+    mask |= 1ull << i;
   c->n_params = 1;
   c->params[0] = (int64_t)mask;
   ops_set_out(c, 0, c->in[0].dtype, r, c->in[0].dims);
@@ -120,7 +121,8 @@ static flagos_status_t lpnorm_infer(ops_ctx_t *c) {
   if (r == 0) return ops_err(c, FLAGOS_ERR_SHAPE, "input 'input' must have rank >= 1");
   FL_TRY(ops_axis(c, fir_attr_int(c->node, "axis", -1), r, &axis));
   int64_t p = fir_attr_int(c->node, "p", 2);
-  if (p != 1 && p != 2) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "attribute 'p' must be 1 or 2, is %lld", (long long)p);
+  if (p != 1 && p != 2)
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "attribute 'p' must be 1 or 2, is %lld", (long long)p);
   c->n_params = 1;
   c->params[0] = axis;
   ops_set_out(c, 0, c->in[0].dtype, r, c->in[0].dims);
@@ -150,7 +152,8 @@ static flagos_status_t lpnorm_lower(ops_ctx_t *c) {
   tb = ops_buf_temp(c, k, t);
   ops_red_keep_idx(c, r, flag, v, ki);
   kir_expr_t *nv = kir_load(k, tb, ki), *zero = ops_red_fconst(c, acc, 0);
-  kir_store(k, 0, v, kir_select(a, kir_bin(a, KIR_EQ, nv, zero), zero, kir_bin(a, KIR_DIV, ops_red_load(c, k, xb, v, acc), nv)),
+  kir_store(k, 0, v,
+            kir_select(a, kir_bin(a, KIR_EQ, nv, zero), zero, kir_bin(a, KIR_DIV, ops_red_load(c, k, xb, v, acc), nv)),
             NULL);
   return NULL;
 }
@@ -194,8 +197,9 @@ static flagos_status_t mvn_lower(ops_ctx_t *c) {
   kir_expr_t *mean = kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, x), cnt);
   kir_expr_t *ex2 = kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, kir_bin(a, KIR_MUL, x, x)), cnt);
   kir_store(k, tb, v, mean, NULL);
-  kir_store(k, sb, v, kir_bin(a, KIR_ADD, kir_un(a, KIR_SQRT, kir_bin(a, KIR_SUB, ex2, kir_bin(a, KIR_MUL, mean, mean))),
-                              ops_red_fconst(c, acc, 1e-9)),
+  kir_store(k, sb, v,
+            kir_bin(a, KIR_ADD, kir_un(a, KIR_SQRT, kir_bin(a, KIR_SUB, ex2, kir_bin(a, KIR_MUL, mean, mean))),
+                    ops_red_fconst(c, acc, 1e-9)),
             NULL);
 
   k = ops_out_kernel(c, 0, "scale", v);
@@ -231,8 +235,10 @@ static flagos_status_t lrn_lower(ops_ctx_t *c) {
   int rv = kir_new_var(k);
   /* Window [c - floor((size-1)/2), c + ceil((size-1)/2)], clipped to the channels. */
   kir_expr_t *ch = kir_add(a, kir_sub(a, v[1], kir_i64(a, (size - 1) / 2)), kir_var(a, rv));
-  for (int i = 0; i < r; i++) idx[i] = i == 1 ? ch : v[i];
-  kir_expr_t *ok = kir_bin(a, KIR_AND, kir_bin(a, KIR_GE, ch, kir_i64(a, 0)), kir_bin(a, KIR_LT, ch, ops_in_dim(c, 0, 1)));
+  for (int i = 0; i < r; i++)
+    idx[i] = i == 1 ? ch : v[i];
+  kir_expr_t *ok =
+      kir_bin(a, KIR_AND, kir_bin(a, KIR_GE, ch, kir_i64(a, 0)), kir_bin(a, KIR_LT, ch, ops_in_dim(c, 0, 1)));
   kir_expr_t *xw = ops_red_load(c, k, xb, idx, acc);
   kir_expr_t *sq = kir_select(a, ok, kir_bin(a, KIR_MUL, xw, xw), ops_red_fconst(c, acc, 0));
   kir_expr_t *ext = kir_i64(a, size);

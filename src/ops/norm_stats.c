@@ -59,7 +59,8 @@ static void mean_invstd(ops_ctx_t *c, kir_expr_t *const *flag, int tm, int ti, i
   ops_red_space(c, k, xb, v, flag, &s);
   kir_expr_t *d = ops_red_load(c, k, xb, s.idx, acc);
   if (centred) d = kir_bin(a, KIR_SUB, d, kir_load(k, ops_buf_temp(c, k, tm), v));
-  kir_expr_t *var = kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, kir_bin(a, KIR_MUL, d, d)), kir_cast(a, acc, s.count));
+  kir_expr_t *var =
+      kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, kir_bin(a, KIR_MUL, d, d)), kir_cast(a, acc, s.count));
   kir_expr_t *inv = kir_bin(a, KIR_DIV, ops_red_fconst(c, acc, 1),
                             kir_un(a, KIR_SQRT, kir_bin(a, KIR_ADD, var, ops_red_fconst(c, acc, eps))));
   kir_store(k, tb, v, inv, NULL);
@@ -82,7 +83,8 @@ flagos_status_t ops_norm_layer_infer(ops_ctx_t *c) {
   c->params[0] = axis;
   ops_set_out(c, 0, x->dtype, x->rank, x->dims);
   int64_t kd[OPS_MAX_RANK];
-  for (int i = 0; i < x->rank; i++) kd[i] = i < axis ? x->dims[i] : 1;
+  for (int i = 0; i < x->rank; i++)
+    kd[i] = i < axis ? x->dims[i] : 1;
   flagos_dtype_t sdt = fir_attr_int(c->node, "stash_type", 1) == 1 ? FLAGOS_FLOAT32 : x->dtype;
   for (int o = 1; o <= 2; o++)
     if (out_wanted(c, o)) ops_set_out(c, o, sdt, x->rank, kd);
@@ -95,7 +97,8 @@ flagos_status_t ops_norm_layer_lower(ops_ctx_t *c) {
   flagos_dtype_t acc = stats_dtype(c->in[0].dtype);
   kir_expr_t *flag[OPS_MAX_RANK], *kd[OPS_MAX_RANK], *v[OPS_MAX_RANK], *ki[OPS_MAX_RANK];
   uint64_t mask = 0;
-  for (int i = axis; i < r; i++) mask |= 1ull << i;
+  for (int i = axis; i < r; i++)
+    mask |= 1ull << i;
   ops_red_flags_mask(c, r, mask, flag);
   ops_red_keep_dims(c, 0, flag, kd);
   int tm = ops_temp(c, acc, r, kd), ti = ops_temp(c, acc, r, kd);
@@ -109,7 +112,8 @@ flagos_status_t ops_norm_layer_lower(ops_ctx_t *c) {
   kir_expr_t *y = kir_bin(a, KIR_MUL, kir_bin(a, KIR_SUB, ops_red_load(c, k, xb, v, acc), kir_load(k, mb, ki)),
                           kir_load(k, ib, ki));
   y = kir_bin(a, KIR_MUL, y, kir_cast(a, acc, ops_load_bcast(c, k, sb, 1, r, v)));
-  if (ops_has_in(c, 2)) y = kir_bin(a, KIR_ADD, y, kir_cast(a, acc, ops_load_bcast(c, k, ops_buf_in(c, k, 2), 2, r, v)));
+  if (ops_has_in(c, 2))
+    y = kir_bin(a, KIR_ADD, y, kir_cast(a, acc, ops_load_bcast(c, k, ops_buf_in(c, k, 2), 2, r, v)));
   kir_store(k, 0, v, y, NULL);
   return NULL;
 }
@@ -133,7 +137,8 @@ flagos_status_t ops_norm_rms_lower(ops_ctx_t *c) {
   flagos_dtype_t acc = stats_dtype(c->in[0].dtype);
   kir_expr_t *flag[OPS_MAX_RANK], *kd[OPS_MAX_RANK], *v[OPS_MAX_RANK], *ki[OPS_MAX_RANK];
   uint64_t mask = 0;
-  for (int i = axis; i < r; i++) mask |= 1ull << i;
+  for (int i = axis; i < r; i++)
+    mask |= 1ull << i;
   ops_red_flags_mask(c, r, mask, flag);
   ops_red_keep_dims(c, 0, flag, kd);
   int ti = ops_temp(c, acc, r, kd);
@@ -189,7 +194,8 @@ flagos_status_t ops_norm_instance_lower(ops_ctx_t *c) {
   flagos_dtype_t acc = stats_dtype(c->in[0].dtype);
   kir_expr_t *flag[OPS_MAX_RANK], *kd[OPS_MAX_RANK];
   uint64_t mask = 0;
-  for (int i = 2; i < r; i++) mask |= 1ull << i;
+  for (int i = 2; i < r; i++)
+    mask |= 1ull << i;
   ops_red_flags_mask(c, r, mask, flag);
   ops_red_keep_dims(c, 0, flag, kd);
   int tm = ops_temp(c, acc, r, kd), ti = ops_temp(c, acc, r, kd);
@@ -207,7 +213,8 @@ flagos_status_t ops_norm_batch_infer(ops_ctx_t *c) {
   const ops_tensor_info_t *x = &c->in[0];
   if (x->rank < 2) return ops_err(c, FLAGOS_ERR_SHAPE, "input 'X' must have rank >= 2 (N, C, ...)");
   static const char *const names[] = {"X", "scale", "B", "input_mean", "input_var"};
-  for (int k = 1; k < 5; k++) FL_TRY(need_channel_vec(c, k, names[k], x->dims[1]));
+  for (int k = 1; k < 5; k++)
+    FL_TRY(need_channel_vec(c, k, names[k], x->dims[1]));
   bool training = c->opset >= 14 && fir_attr_int(c->node, "training_mode", 0) != 0;
   if (c->opset < 14 && c->opset >= 7 && out_wanted(c, 1))
     return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "training outputs of BatchNormalization before opset 14");
@@ -234,7 +241,8 @@ flagos_status_t ops_norm_batch_lower(ops_ctx_t *c) {
     int xb = ops_buf_in(c, k, 0), sb = ops_buf_in(c, k, 1), bb = ops_buf_in(c, k, 2);
     int mb = ops_buf_in(c, k, 3), vb = ops_buf_in(c, k, 4);
     kir_expr_t *ch = v[1];
-    kir_expr_t *inv = kir_un(a, KIR_SQRT, kir_bin(a, KIR_ADD, ops_red_load(c, k, vb, &ch, acc), ops_red_fconst(c, acc, eps)));
+    kir_expr_t *inv =
+        kir_un(a, KIR_SQRT, kir_bin(a, KIR_ADD, ops_red_load(c, k, vb, &ch, acc), ops_red_fconst(c, acc, eps)));
     kir_expr_t *y = kir_bin(a, KIR_SUB, ops_red_load(c, k, xb, v, acc), ops_red_load(c, k, mb, &ch, acc));
     y = kir_bin(a, KIR_DIV, kir_bin(a, KIR_MUL, y, ops_red_load(c, k, sb, &ch, acc)), inv);
     kir_store(k, 0, v, kir_bin(a, KIR_ADD, y, ops_red_load(c, k, bb, &ch, acc)), NULL);
@@ -253,16 +261,19 @@ flagos_status_t ops_norm_batch_lower(ops_ctx_t *c) {
     kir_kernel_t *k = ops_out_kernel(c, o, o == 1 ? "running_mean" : "running_var", v);
     int ib = ops_buf_in(c, k, o == 1 ? 3 : 4), mb = ops_buf_temp(c, k, tm), xb = ops_buf_in(c, k, 0);
     kir_expr_t *outer[OPS_MAX_RANK];
-    for (int i = 0; i < r; i++) outer[i] = i == 1 ? v[0] : kir_i64(a, 0);
+    for (int i = 0; i < r; i++)
+      outer[i] = i == 1 ? v[0] : kir_i64(a, 0);
     kir_expr_t *batch = kir_load(k, mb, outer);
     if (o == 2) {
       ops_red_space_t s;
       ops_red_space(c, k, xb, outer, flag, &s);
       kir_expr_t *d = kir_bin(a, KIR_SUB, ops_red_load(c, k, xb, s.idx, acc), batch);
-      batch = kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, kir_bin(a, KIR_MUL, d, d)), kir_cast(a, acc, s.count));
+      batch =
+          kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, kir_bin(a, KIR_MUL, d, d)), kir_cast(a, acc, s.count));
     }
-    kir_expr_t *y = kir_bin(a, KIR_ADD, kir_bin(a, KIR_MUL, ops_red_load(c, k, ib, v, acc), ops_red_fconst(c, acc, mom)),
-                            kir_bin(a, KIR_MUL, batch, ops_red_fconst(c, acc, 1 - mom)));
+    kir_expr_t *y =
+        kir_bin(a, KIR_ADD, kir_bin(a, KIR_MUL, ops_red_load(c, k, ib, v, acc), ops_red_fconst(c, acc, mom)),
+                kir_bin(a, KIR_MUL, batch, ops_red_fconst(c, acc, 1 - mom)));
     kir_store(k, 0, v, y, NULL);
   }
   return NULL;

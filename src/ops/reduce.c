@@ -12,16 +12,31 @@
 #include "ops/reduce_common.h"
 
 typedef enum red_kind {
-  RED_SUM, RED_MEAN, RED_MAX, RED_MIN, RED_PROD, RED_L1, RED_L2, RED_LOGSUM, RED_LOGSUMEXP, RED_SUMSQUARE
+  RED_SUM,
+  RED_MEAN,
+  RED_MAX,
+  RED_MIN,
+  RED_PROD,
+  RED_L1,
+  RED_L2,
+  RED_LOGSUM,
+  RED_LOGSUMEXP,
+  RED_SUMSQUARE
 } red_kind_t;
 
 static red_kind_t red_kind_of(const char *op) {
   static const struct {
     const char *name;
     red_kind_t kind;
-  } map[] = {{"ReduceSum", RED_SUM},       {"ReduceMean", RED_MEAN},           {"ReduceMax", RED_MAX},
-             {"ReduceMin", RED_MIN},       {"ReduceProd", RED_PROD},           {"ReduceL1", RED_L1},
-             {"ReduceL2", RED_L2},         {"ReduceLogSum", RED_LOGSUM},       {"ReduceLogSumExp", RED_LOGSUMEXP},
+  } map[] = {{"ReduceSum", RED_SUM},
+             {"ReduceMean", RED_MEAN},
+             {"ReduceMax", RED_MAX},
+             {"ReduceMin", RED_MIN},
+             {"ReduceProd", RED_PROD},
+             {"ReduceL1", RED_L1},
+             {"ReduceL2", RED_L2},
+             {"ReduceLogSum", RED_LOGSUM},
+             {"ReduceLogSumExp", RED_LOGSUMEXP},
              {"ReduceSumSquare", RED_SUMSQUARE}};
   for (size_t i = 0; i < FL_ARRAY_LEN(map); i++)
     if (strcmp(map[i].name, op) == 0) return map[i].kind;
@@ -81,9 +96,12 @@ static flagos_status_t reduce_infer(ops_ctx_t *c) {
   if (known && n_axes == 0 && !noop) mask = r ? (r >= 64 ? ~0ull : (1ull << r) - 1) : 0;
 
   int orank;
-  if (keep) orank = r;
-  else if (known) orank = r - __builtin_popcountll(mask);
-  else if (n_axes >= 0) orank = n_axes == 0 ? (noop ? r : 0) : r - (int)n_axes;
+  if (keep)
+    orank = r;
+  else if (known)
+    orank = r - __builtin_popcountll(mask);
+  else if (n_axes >= 0)
+    orank = n_axes == 0 ? (noop ? r : 0) : r - (int)n_axes;
   else
     return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
                    "keepdims=0 with 'axes' of unknown length leaves the output rank unknown");
@@ -104,7 +122,8 @@ static flagos_status_t reduce_infer(ops_ctx_t *c) {
     od[j++] = red ? 1 : x->dims[i];
   }
   if (!known && !keep)
-    for (int i = 0; i < orank; i++) od[i] = -1;
+    for (int i = 0; i < orank; i++)
+      od[i] = -1;
   ops_set_out(c, 0, x->dtype, orank, od);
   return NULL;
 }
@@ -144,7 +163,8 @@ static flagos_status_t reduce_lower(ops_ctx_t *c) {
   if (kind == RED_LOGSUMEXP) {
     /* The row max goes to a temp first: inside the sum it would be recomputed per element. */
     kir_expr_t *od[OPS_MAX_RANK];
-    for (int i = 0; i < c->out[0].rank; i++) od[i] = ops_out_dim(c, 0, i);
+    for (int i = 0; i < c->out[0].rank; i++)
+      od[i] = ops_out_dim(c, 0, i);
     tmax = ops_temp(c, acc, c->out[0].rank, od);
     int tb;
     kir_kernel_t *k = ops_red_temp_kernel(c, tmax, "rowmax", v, &tb);
@@ -163,9 +183,7 @@ static flagos_status_t reduce_lower(ops_ctx_t *c) {
   kir_expr_t *x = ops_red_load(c, k, xb, s.idx, acc), *y = NULL;
   switch (kind) {
   case RED_SUM: y = ops_red_reduce(c, KIR_RSUM, &s, x); break;
-  case RED_MEAN:
-    y = kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, x), kir_cast(a, acc, s.count));
-    break;
+  case RED_MEAN: y = kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, x), kir_cast(a, acc, s.count)); break;
   case RED_MAX: y = ops_red_reduce(c, acc == FLAGOS_BOOL ? KIR_RANY : KIR_RMAX, &s, x); break;
   case RED_MIN: y = ops_red_reduce(c, acc == FLAGOS_BOOL ? KIR_RALL : KIR_RMIN, &s, x); break;
   case RED_PROD: y = ops_red_reduce(c, KIR_RPROD, &s, x); break;
@@ -262,7 +280,8 @@ static flagos_status_t arg_lower(ops_ctx_t *c, bool is_max) {
 static flagos_status_t argmax_lower(ops_ctx_t *c) { return arg_lower(c, true); }
 static flagos_status_t argmin_lower(ops_ctx_t *c) { return arg_lower(c, false); }
 
-#define REDUCE(name) {name, "", 2, reduce_infer, reduce_lower, ops_red_flops_in0}
+#define REDUCE(name)                                                                                                   \
+  { name, "", 2, reduce_infer, reduce_lower, ops_red_flops_in0 }
 const ops_def_t ops_family_reduce[] = {
     REDUCE("ReduceSum"),
     REDUCE("ReduceMean"),

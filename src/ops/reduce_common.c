@@ -51,24 +51,31 @@ kir_expr_t *ops_red_reduce(ops_ctx_t *c, kir_op_t op, const ops_red_space_t *s, 
 }
 
 void ops_red_flags_mask(ops_ctx_t *c, int rank, uint64_t mask, kir_expr_t **flag) {
-  for (int i = 0; i < rank; i++) flag[i] = kir_i64(c->arena, (mask >> i) & 1 ? 1 : 0);
+  for (int i = 0; i < rank; i++)
+    flag[i] = kir_i64(c->arena, (mask >> i) & 1 ? 1 : 0);
 }
 
 void ops_red_keep_dims(ops_ctx_t *c, int in, kir_expr_t *const *flag, kir_expr_t **dims) {
   fl_arena_t *a = c->arena;
   for (int i = 0; i < c->in[in].rank; i++) {
-    if (kir_is_const(flag[i], 0)) dims[i] = ops_in_dim(c, in, i);
-    else if (kir_is_const(flag[i], 1)) dims[i] = kir_i64(a, 1);
-    else dims[i] = kir_select(a, kir_bin(a, KIR_NE, flag[i], kir_i64(a, 0)), kir_i64(a, 1), ops_in_dim(c, in, i));
+    if (kir_is_const(flag[i], 0))
+      dims[i] = ops_in_dim(c, in, i);
+    else if (kir_is_const(flag[i], 1))
+      dims[i] = kir_i64(a, 1);
+    else
+      dims[i] = kir_select(a, kir_bin(a, KIR_NE, flag[i], kir_i64(a, 0)), kir_i64(a, 1), ops_in_dim(c, in, i));
   }
 }
 
 void ops_red_keep_idx(ops_ctx_t *c, int rank, kir_expr_t *const *flag, kir_expr_t *const *vars, kir_expr_t **idx) {
   fl_arena_t *a = c->arena;
   for (int i = 0; i < rank; i++) {
-    if (kir_is_const(flag[i], 0)) idx[i] = vars[i];
-    else if (kir_is_const(flag[i], 1)) idx[i] = kir_i64(a, 0);
-    else idx[i] = kir_select(a, kir_bin(a, KIR_NE, flag[i], kir_i64(a, 0)), kir_i64(a, 0), vars[i]);
+    if (kir_is_const(flag[i], 0))
+      idx[i] = vars[i];
+    else if (kir_is_const(flag[i], 1))
+      idx[i] = kir_i64(a, 0);
+    else
+      idx[i] = kir_select(a, kir_bin(a, KIR_NE, flag[i], kir_i64(a, 0)), kir_i64(a, 0), vars[i]);
   }
 }
 
@@ -80,7 +87,9 @@ kir_kernel_t *ops_red_temp_kernel(ops_ctx_t *c, int t, const char *suffix, kir_e
   return k;
 }
 
-kir_expr_t *ops_red_eq(ops_ctx_t *c, kir_expr_t *x, int64_t v) { return kir_bin(c->arena, KIR_EQ, x, kir_i64(c->arena, v)); }
+kir_expr_t *ops_red_eq(ops_ctx_t *c, kir_expr_t *x, int64_t v) {
+  return kir_bin(c->arena, KIR_EQ, x, kir_i64(c->arena, v));
+}
 
 void ops_red_unflatten(ops_ctx_t *c, kir_expr_t *flat, int rank, kir_expr_t *const *dims, kir_expr_t **idx) {
   fl_arena_t *a = c->arena;

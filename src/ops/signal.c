@@ -21,11 +21,6 @@
 
 #define AR (c->arena)
 
-flagos_status_t ops_window_infer(ops_ctx_t *c);
-flagos_status_t ops_window_lower(ops_ctx_t *c);
-flagos_status_t ops_melweight_infer(ops_ctx_t *c);
-flagos_status_t ops_melweight_lower(ops_ctx_t *c);
-
 /* ---- DFT ---- */
 
 static int dft_axis_input(const ops_ctx_t *c) { return c->opset >= 20 ? 2 : -1; }

@@ -9,11 +9,6 @@
 
 #define AR (c->arena)
 
-flagos_status_t ops_window_infer(ops_ctx_t *c);
-flagos_status_t ops_window_lower(ops_ctx_t *c);
-flagos_status_t ops_melweight_infer(ops_ctx_t *c);
-flagos_status_t ops_melweight_lower(ops_ctx_t *c);
-
 static flagos_status_t out_dtype(ops_ctx_t *c, flagos_dtype_t *dt) {
   int64_t od = fir_attr_int(c->node, "output_datatype", FLAGOS_FLOAT32);
   if (od < 0 || od >= 64 || !ops_dt_in((flagos_dtype_t)od, OPS_DT_NUMERIC))

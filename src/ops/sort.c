@@ -13,7 +13,8 @@
 static flagos_status_t topk_infer(ops_ctx_t *c) {
   if (c->n_in < 1 || !ops_has_in(c, 0)) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "missing input 'X'");
   const ops_tensor_info_t *x = &c->in[0];
-  if (x->rank < 1) return ops_err(c, x->rank < 0 ? FLAGOS_ERR_UNSUPPORTED : FLAGOS_ERR_SHAPE, "input 'X' must have known rank >= 1");
+  if (x->rank < 1)
+    return ops_err(c, x->rank < 0 ? FLAGOS_ERR_UNSUPPORTED : FLAGOS_ERR_SHAPE, "input 'X' must have known rank >= 1");
   if (!flagos_dtype_is_float(x->dtype) && !flagos_dtype_is_int(x->dtype))
     return ops_err(c, FLAGOS_ERR_SHAPE, "input 'X' has unsupported dtype %s", flagos_dtype_name(x->dtype));
   int axis;
@@ -31,10 +32,11 @@ static flagos_status_t topk_infer(ops_ctx_t *c) {
     if (k->value) kval = ops_in_int(c, 1, 0);
   }
   if (kval != -1 && (kval < 0 || (x->dims[axis] >= 0 && kval > x->dims[axis])))
-    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "K = %lld is out of range for axis %d of length %lld", (long long)kval,
-                   axis, (long long)x->dims[axis]);
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "K = %lld is out of range for axis %d of length %lld",
+                   (long long)kval, axis, (long long)x->dims[axis]);
   int64_t od[OPS_MAX_RANK];
-  for (int i = 0; i < x->rank; i++) od[i] = i == axis ? kval : x->dims[i];
+  for (int i = 0; i < x->rank; i++)
+    od[i] = i == axis ? kval : x->dims[i];
   ops_set_out(c, 0, x->dtype, x->rank, od);
   if (c->n_out > 1 && c->node->outputs[1]) ops_set_out(c, 1, FLAGOS_INT64, x->rank, od);
   c->n_params = 2;
@@ -60,7 +62,8 @@ static flagos_status_t topk_lower(ops_ctx_t *c) {
   int xb = ops_buf_in(c, k, 0);
   int jv = kir_new_var(k);
   kir_expr_t *j = kir_var(a, jv);
-  for (int i = 0; i < r; i++) idx[i] = i == axis ? j : v[i];
+  for (int i = 0; i < r; i++)
+    idx[i] = i == axis ? j : v[i];
   kir_expr_t *xi = kir_load(k, xb, v), *xj = kir_load(k, xb, idx);
   kir_expr_t *before = kir_bin(a, KIR_OR, kir_bin(a, largest ? KIR_GT : KIR_LT, xj, xi),
                                kir_bin(a, KIR_AND, kir_bin(a, KIR_EQ, xj, xi), kir_bin(a, KIR_LT, j, v[axis])));
@@ -72,7 +75,8 @@ static flagos_status_t topk_lower(ops_ctx_t *c) {
   int rb = ops_buf_temp(c, k, trank);
   jv = kir_new_var(k);
   j = kir_var(a, jv);
-  for (int i = 0; i < r; i++) idx[i] = i == axis ? j : v[i];
+  for (int i = 0; i < r; i++)
+    idx[i] = i == axis ? j : v[i];
   kir_expr_t *hit = kir_bin(a, KIR_EQ, kir_load(k, rb, idx), v[axis]);
   kir_store(k, tb, v, kir_reduce(a, KIR_RSUM, 1, &jv, &n, kir_select(a, hit, j, kir_i64(a, 0))), NULL);
 
@@ -80,7 +84,8 @@ static flagos_status_t topk_lower(ops_ctx_t *c) {
   xb = ops_buf_in(c, k, 0);
   int ib = ops_buf_temp(c, k, tidx);
   kir_expr_t *src = kir_load(k, ib, v);
-  for (int i = 0; i < r; i++) idx[i] = i == axis ? src : v[i];
+  for (int i = 0; i < r; i++)
+    idx[i] = i == axis ? src : v[i];
   kir_store(k, 0, v, kir_load(k, xb, idx), NULL);
   if (c->out[1].present) kir_store(k, ops_buf_out(c, k, 1), v, src, NULL);
   return NULL;

@@ -42,7 +42,8 @@ static flagos_status_t uniq_shape(ops_ctx_t *c, uniq_shape_t *u) {
   u->inner = 1;
   for (int i = 0; i < x->rank; i++)
     if (i != u->axis) u->m *= x->dims[i];
-  for (int i = u->axis + 1; i < x->rank; i++) u->inner *= x->dims[i];
+  for (int i = u->axis + 1; i < x->rank; i++)
+    u->inner *= x->dims[i];
   return NULL;
 }
 
@@ -81,7 +82,8 @@ flagos_status_t ops_sort_unique_infer(ops_ctx_t *c) {
   }
   int64_t yd[OPS_MAX_RANK];
   if (u.has_axis) {
-    for (int i = 0; i < x->rank; i++) yd[i] = i == u.axis ? count : x->dims[i];
+    for (int i = 0; i < x->rank; i++)
+      yd[i] = i == u.axis ? count : x->dims[i];
     ops_set_out(c, 0, x->dtype, x->rank, yd);
   } else {
     ops_set_out(c, 0, x->dtype, 1, &count);
@@ -97,9 +99,9 @@ typedef struct uniq_low {
   ops_ctx_t *c;
   uniq_shape_t u;
   int r;
-  kir_expr_t *n, *m;          /* item count and elements per item */
+  kir_expr_t *n, *m; /* item count and elements per item */
   kir_expr_t *odims[OPS_MAX_RANK]; /* dims of X without the axis */
-  bool slices;                /* items have more than one element */
+  bool slices; /* items have more than one element */
 } uniq_low_t;
 
 /* Index of element k of item i (k unused without slices). */
@@ -107,13 +109,15 @@ static void item_index(const uniq_low_t *L, kir_expr_t *i, kir_expr_t *k, kir_ex
   ops_ctx_t *c = L->c;
   if (!L->u.has_axis) {
     kir_expr_t *d[OPS_MAX_RANK];
-    for (int q = 0; q < L->r; q++) d[q] = ops_in_dim(c, 0, q);
+    for (int q = 0; q < L->r; q++)
+      d[q] = ops_in_dim(c, 0, q);
     ops_red_unflatten(c, i, L->r, d, idx);
     return;
   }
   kir_expr_t *o[OPS_MAX_RANK];
   if (L->r > 1) ops_red_unflatten(c, k, L->r - 1, L->odims, o);
-  for (int q = 0, p = 0; q < L->r; q++) idx[q] = q == L->u.axis ? i : o[p++];
+  for (int q = 0, p = 0; q < L->r; q++)
+    idx[q] = q == L->u.axis ? i : o[p++];
 }
 
 static kir_expr_t *elem(const uniq_low_t *L, kir_kernel_t *k, int xb, kir_expr_t *i, kir_expr_t *e) {
@@ -158,7 +162,8 @@ flagos_status_t ops_sort_unique_lower(ops_ctx_t *c) {
     L.slices = L.r > 1;
   } else {
     L.n = kir_i64(a, 1);
-    for (int q = 0; q < L.r; q++) L.n = kir_mul(a, L.n, ops_in_dim(c, 0, q));
+    for (int q = 0; q < L.r; q++)
+      L.n = kir_mul(a, L.n, ops_in_dim(c, 0, q));
   }
   kir_expr_t *v[OPS_MAX_RANK], *ucount = ops_out_dim(c, 0, L.u.has_axis ? L.u.axis : 0);
 
@@ -177,7 +182,8 @@ flagos_status_t ops_sort_unique_lower(ops_ctx_t *c) {
   j = kir_var(a, jv);
   kir_expr_t *j_first = kir_bin(a, KIR_EQ, kir_load(k, fb, &j), j);
   kir_expr_t *before = sorted ? item_less(&L, k, xb, j, v[0]) : kir_bin(a, KIR_LT, j, kir_load(k, fb, v));
-  kir_expr_t *pos = kir_reduce(a, KIR_RSUM, 1, &jv, &L.n, kir_cast(a, FLAGOS_INT64, kir_bin(a, KIR_AND, j_first, before)));
+  kir_expr_t *pos =
+      kir_reduce(a, KIR_RSUM, 1, &jv, &L.n, kir_cast(a, FLAGOS_INT64, kir_bin(a, KIR_AND, j_first, before)));
   kir_store(k, tb, v, pos, NULL);
   if (out_wanted(c, 2)) kir_store(k, ops_buf_out(c, k, 2), v, pos, NULL);
 
@@ -187,14 +193,16 @@ flagos_status_t ops_sort_unique_lower(ops_ctx_t *c) {
   int pb = ops_buf_temp(c, k, tpos);
   int iv = kir_new_var(k);
   kir_expr_t *i = kir_var(a, iv);
-  kir_expr_t *hit = kir_bin(a, KIR_AND, kir_bin(a, KIR_EQ, kir_load(k, fb, &i), i), kir_bin(a, KIR_EQ, kir_load(k, pb, &i), v[0]));
+  kir_expr_t *hit =
+      kir_bin(a, KIR_AND, kir_bin(a, KIR_EQ, kir_load(k, fb, &i), i), kir_bin(a, KIR_EQ, kir_load(k, pb, &i), v[0]));
   kir_expr_t *sel = kir_reduce(a, KIR_RSUM, 1, &iv, &L.n, kir_select(a, hit, i, kir_i64(a, 0)));
   kir_store(k, tb, v, sel, NULL);
   if (out_wanted(c, 1)) kir_store(k, ops_buf_out(c, k, 1), v, sel, NULL);
   if (out_wanted(c, 3)) {
     int cv = kir_new_var(k);
     kir_expr_t *ci = kir_var(a, cv);
-    kir_expr_t *cnt = kir_reduce(a, KIR_RSUM, 1, &cv, &L.n, kir_cast(a, FLAGOS_INT64, kir_bin(a, KIR_EQ, kir_load(k, pb, &ci), v[0])));
+    kir_expr_t *cnt = kir_reduce(a, KIR_RSUM, 1, &cv, &L.n,
+                                 kir_cast(a, FLAGOS_INT64, kir_bin(a, KIR_EQ, kir_load(k, pb, &ci), v[0])));
     kir_store(k, ops_buf_out(c, k, 3), v, cnt, NULL);
   }
 
@@ -203,7 +211,8 @@ flagos_status_t ops_sort_unique_lower(ops_ctx_t *c) {
   int sb = ops_buf_temp(c, k, tsel);
   kir_expr_t *idx[OPS_MAX_RANK];
   if (L.u.has_axis) {
-    for (int q = 0; q < L.r; q++) idx[q] = q == L.u.axis ? kir_load(k, sb, &v[q]) : v[q];
+    for (int q = 0; q < L.r; q++)
+      idx[q] = q == L.u.axis ? kir_load(k, sb, &v[q]) : v[q];
   } else {
     item_index(&L, kir_load(k, sb, v), NULL, idx);
   }

@@ -29,6 +29,8 @@ flagos_status_t pass_infer_node(fir_model_t *m, fir_node_t *n);
 /* Infers the nodes of n's subgraphs (If branches, Loop/Scan bodies), whose outer
  * values are already typed; called by pass_infer_node before n itself. */
 flagos_status_t pass_infer_subgraphs(fir_model_t *m, fir_node_t *n);
+/* Replaces each If whose condition is a constant by the chosen branch's nodes. */
+flagos_status_t pass_inline_constant_ifs(fir_model_t *m, bool *changed);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
  * constant folding (pass_fold_constants), DCE. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);

@@ -21,8 +21,26 @@ rt_val_t *rt_lookup(rt_frame_t *f, const fir_value_t *v) {
   return f ? &f->vals[v->id] : NULL;
 }
 
+/* String tensors are host arrays of malloc'ed strings on every backend (kernels
+ * never see them): they are allocated, copied and freed here, not by the plugin. */
+static bool is_strings(const rt_val_t *v) { return v->kind == FLAGOS_VALUE_TENSOR && v->dtype == FLAGOS_STRING; }
+
+static char *dup_str(const char *s) {
+  if (!s) s = "";
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
 void rt_val_release(rt_exec_t *x, rt_val_t *v) {
-  if (v->owned && v->ptr) x->api->mem_free(x->bst, x->device, v->ptr);
+  if (v->owned && v->ptr && is_strings(v)) {
+    char **s = v->ptr;
+    for (size_t i = 0; i < v->nbytes / sizeof(char *); i++) free(s[i]);
+    free(s);
+  } else if (v->owned && v->ptr) {
+    x->api->mem_free(x->bst, x->device, v->ptr);
+  }
   for (int i = 0; i < v->n_items; i++) rt_val_release(x, &v->items[i]);
   free(v->items);
   memset(v, 0, sizeof(*v));
@@ -40,9 +58,30 @@ flagos_status_t rt_val_alloc_tensor(rt_exec_t *x, rt_val_t *v, flagos_dtype_t dt
   }
   size_t n = (size_t)rt_numel(rank, dims) * flagos_dtype_size(dt);
   v->nbytes = n;
-  FL_TRY(x->api->mem_alloc(x->bst, x->device, n ? n : 1, &v->ptr));
+  if (dt == FLAGOS_STRING) {
+    v->ptr = calloc(n ? n : 1, 1); /* NULL entries until the operator fills them */
+    if (!v->ptr) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate a string tensor of %zu bytes", n);
+  } else {
+    FL_TRY(x->api->mem_alloc(x->bst, x->device, n ? n : 1, &v->ptr));
+  }
   v->owned = true;
   return NULL;
+}
+
+flagos_status_t rt_str_set(rt_val_t *v, int64_t i, const char *s, size_t len) {
+  char **a = v->ptr;
+  char *d = malloc(len + 1);
+  if (!d) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate a string of %zu bytes", len);
+  if (len) memcpy(d, s, len);
+  d[len] = 0;
+  free(a[i]);
+  a[i] = d;
+  return NULL;
+}
+
+const char *rt_str_get(const rt_val_t *v, int64_t i) {
+  const char *s = ((char *const *)v->ptr)[i];
+  return s ? s : "";
 }
 
 flagos_status_t rt_val_copy(rt_exec_t *x, const rt_val_t *src, rt_val_t *dst) {
@@ -51,7 +90,7 @@ flagos_status_t rt_val_copy(rt_exec_t *x, const rt_val_t *src, rt_val_t *dst) {
   if (src->kind == FLAGOS_VALUE_TENSOR) {
     FL_TRY(rt_val_alloc_tensor(x, dst, src->dtype, src->rank, src->dims));
     if (src->dtype == FLAGOS_STRING)
-      return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "string tensors cannot be copied on a device");
+      return rt_copy_chunks(x, FLAGOS_STRING, dst->ptr, 0, dst->nbytes, src->ptr, 0, dst->nbytes, dst->nbytes, 1);
     if (dst->nbytes) FL_TRY(x->api->copy_d2d(x->bst, NULL, dst->ptr, 0, src->ptr, 0, dst->nbytes));
     return NULL;
   }
@@ -90,6 +129,7 @@ flagos_status_t rt_val_take(rt_exec_t *x, rt_val_t *src, rt_val_t *dst) {
 
 flagos_status_t rt_read(rt_exec_t *x, const rt_val_t *v, void *dst, size_t bytes) {
   if (bytes > v->nbytes) return FL_ERR(FLAGOS_ERR_INTERNAL, "read of %zu bytes from a %zu-byte tensor", bytes, v->nbytes);
+  if (is_strings(v)) return FL_ERR(FLAGOS_ERR_INTERNAL, "string tensors are read element by element (rt_str_get)");
   if (!bytes) return NULL;
   return x->api->copy_d2h(x->bst, NULL, dst, v->ptr, 0, bytes);
 }
@@ -109,13 +149,30 @@ flagos_status_t rt_read_int(rt_exec_t *x, const rt_val_t *v, int64_t *out) {
 flagos_status_t rt_val_from_host(rt_exec_t *x, rt_val_t *v, flagos_dtype_t dt, int rank, const int64_t *dims,
                                  const void *data) {
   FL_TRY(rt_val_alloc_tensor(x, v, dt, rank, dims));
+  if (dt == FLAGOS_STRING)
+    return rt_copy_chunks(x, FLAGOS_STRING, v->ptr, 0, v->nbytes, (flagos_devptr_t)data, 0, v->nbytes, v->nbytes, 1);
   if (v->nbytes) FL_TRY(x->api->copy_h2d(x->bst, NULL, v->ptr, 0, data, v->nbytes));
   return NULL;
 }
 
-flagos_status_t rt_copy_chunks(rt_exec_t *x, flagos_devptr_t dst, size_t dst_off, size_t dst_stride, flagos_devptr_t src,
-                               size_t src_off, size_t src_stride, size_t chunk, int64_t count) {
+flagos_status_t rt_copy_chunks(rt_exec_t *x, flagos_dtype_t dt, flagos_devptr_t dst, size_t dst_off, size_t dst_stride,
+                               flagos_devptr_t src, size_t src_off, size_t src_stride, size_t chunk, int64_t count) {
   if (!chunk) return NULL;
+  if (dt == FLAGOS_STRING) {
+    /* Offsets count bytes of the pointer arrays; each string is duplicated. */
+    char **d = dst;
+    char *const *s = src;
+    size_t es = sizeof(char *);
+    for (int64_t i = 0; i < count; i++)
+      for (size_t j = 0; j < chunk / es; j++) {
+        size_t di = (dst_off + (size_t)i * dst_stride) / es + j, si = (src_off + (size_t)i * src_stride) / es + j;
+        char *c = dup_str(s[si]);
+        if (!c) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory copying strings");
+        free(d[di]);
+        d[di] = c;
+      }
+    return NULL;
+  }
   if (dst_stride == chunk && src_stride == chunk)
     return x->api->copy_d2d(x->bst, NULL, dst, dst_off, src, src_off, chunk * (size_t)count);
   for (int64_t i = 0; i < count; i++)
@@ -133,16 +190,14 @@ flagos_status_t rt_frame_init(rt_exec_t *x, const rt_plan_t *p, rt_frame_t *pare
     fir_value_t *v = g->values[i];
     if (!v->init) continue;
     rt_val_t *rv = &f->vals[i];
-    if (v->init->dtype == FLAGOS_STRING)
-      return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "string initializer '%s' is not supported on a device", v->name);
-    if (x->host_visible) {
+    if (x->host_visible || v->init->dtype == FLAGOS_STRING) { /* strings are host arrays everywhere */
       rv->present = true;
       rv->kind = FLAGOS_VALUE_TENSOR;
       rv->dtype = v->init->dtype;
       rv->rank = v->init->rank;
       memcpy(rv->dims, v->init->dims, sizeof(int64_t) * (size_t)v->init->rank);
       rv->ptr = v->init->data;
-      rv->nbytes = v->init->nbytes;
+      rv->nbytes = v->init->dtype == FLAGOS_STRING ? (size_t)v->init->numel * sizeof(char *) : v->init->nbytes;
     } else {
       FL_TRY(rt_val_from_host(x, rv, v->init->dtype, v->init->rank, v->init->dims, v->init->data));
     }

@@ -6,7 +6,9 @@
 #include "runtime/runtime.h"
 
 /* A runtime value: a tensor in device memory, a sequence of tensors, or an
- * optional holding a tensor or a sequence (items[0]) or nothing. */
+ * optional holding a tensor or a sequence (items[0]) or nothing. A string tensor
+ * is never in device memory: ptr is a host array of `char *` (each malloc'ed and
+ * NUL-terminated when owned; nbytes counts the pointers' bytes). */
 typedef struct rt_val {
   bool present;
   flagos_value_kind_t kind;
@@ -54,14 +56,20 @@ flagos_status_t rt_val_take(rt_exec_t *x, rt_val_t *src, rt_val_t *dst);
 flagos_status_t rt_read(rt_exec_t *x, const rt_val_t *v, void *dst, size_t bytes);
 /* Reads element 0 of an integer or bool tensor. */
 flagos_status_t rt_read_int(rt_exec_t *x, const rt_val_t *v, int64_t *out);
-/* A tensor made from host data (copied to the device). */
+/* A tensor made from host data (copied to the device; strings are duplicated). */
 flagos_status_t rt_val_from_host(rt_exec_t *x, rt_val_t *v, flagos_dtype_t dt, int rank, const int64_t *dims,
                                  const void *data);
-/* Copies `count` chunks of `chunk` bytes: dst[dst_off + i*dst_stride] <- src[src_off + i*src_stride]. */
-flagos_status_t rt_copy_chunks(rt_exec_t *x, flagos_devptr_t dst, size_t dst_off, size_t dst_stride, flagos_devptr_t src,
-                               size_t src_off, size_t src_stride, size_t chunk, int64_t count);
+/* Copies `count` chunks of `chunk` bytes: dst[dst_off + i*dst_stride] <- src[src_off + i*src_stride]. For
+ * dt == FLAGOS_STRING the bytes are those of the pointer arrays and the strings are duplicated. */
+flagos_status_t rt_copy_chunks(rt_exec_t *x, flagos_dtype_t dt, flagos_devptr_t dst, size_t dst_off, size_t dst_stride,
+                               flagos_devptr_t src, size_t src_off, size_t src_stride, size_t chunk, int64_t count);
+/* Element i of a string tensor ("" for an entry not yet filled), and setting it to a copy of s[0..len). */
+const char *rt_str_get(const rt_val_t *v, int64_t i);
+flagos_status_t rt_str_set(rt_val_t *v, int64_t i, const char *s, size_t len);
 
 /* Executes a host operator (control flow, sequences, optionals). */
 flagos_status_t rt_host_op(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn);
+/* Executes a node on string tensors (src/runtime/host_strings*.c): the nodes ops_str_runtime_runs() accepts. */
+flagos_status_t rt_host_strings(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn);
 
 #endif

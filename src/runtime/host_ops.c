@@ -1,9 +1,11 @@
 /* Operators the runtime executes itself, once for every backend: control flow
  * (If, Loop, Scan, SequenceMap run their subgraphs' plans), sequences and
- * optionals. Tensor data only moves through the plugin ABI's copies. */
+ * optionals; nodes on string tensors go to host_strings.c. Tensor data only
+ * moves through the plugin ABI's copies. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/ops_string.h"
 #include "runtime/exec.h"
 
 #define ERR(...) FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, __VA_ARGS__)
@@ -126,7 +128,7 @@ static flagos_status_t take_slice(rt_exec_t *x, const rt_val_t *src, int axis, i
     if (i != axis) dims[r++] = src->dims[i];
   FL_TRY(rt_val_alloc_tensor(x, dst, src->dtype, r, dims));
   around_axis(src, axis, &outer, &len, &inner);
-  return rt_copy_chunks(x, dst->ptr, 0, inner, src->ptr, (size_t)index * inner, (size_t)len * inner, inner, outer);
+  return rt_copy_chunks(x, src->dtype, dst->ptr, 0, inner, src->ptr, (size_t)index * inner, (size_t)len * inner, inner, outer);
 }
 
 /* Stacks `n` same-shaped tensors along a new axis `axis`; order[i] is where item i goes. */
@@ -146,7 +148,7 @@ static flagos_status_t stack(rt_exec_t *x, rt_val_t *items, int n, int axis, con
         items[i].dtype != dt)
       return FL_ERR(FLAGOS_ERR_SHAPE, "cannot stack tensors of different shapes or dtypes");
     int p = order ? order[i] : i;
-    FL_TRY(rt_copy_chunks(x, out->ptr, (size_t)p * inner, (size_t)n * inner, items[i].ptr, 0, inner, inner, outer));
+    FL_TRY(rt_copy_chunks(x, dt, out->ptr, (size_t)p * inner, (size_t)n * inner, items[i].ptr, 0, inner, inner, outer));
   }
   return NULL;
 }
@@ -458,7 +460,7 @@ static flagos_status_t op_sequence(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
       size_t row = (size_t)rt_numel(r - (int)ax - 1, dims + ax + 1) * flagos_dtype_size(out.dtype);
       for (int i = 0; i < a->n_items && !st; i++) {
         size_t chunk = (size_t)a->items[i].dims[ax] * row;
-        st = rt_copy_chunks(x, out.ptr, (size_t)at * row, (size_t)total * row, a->items[i].ptr, 0, chunk, chunk, outer);
+        st = rt_copy_chunks(x, out.dtype, out.ptr, (size_t)at * row, (size_t)total * row, a->items[i].ptr, 0, chunk, chunk, outer);
         at += a->items[i].dims[ax];
       }
     }
@@ -503,7 +505,7 @@ static flagos_status_t op_sequence(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
       rt_val_t item;
       st = rt_val_alloc_tensor(x, &item, a->dtype, r, dims);
       if (!st)
-        st = rt_copy_chunks(x, item.ptr, 0, (size_t)sizes[i] * inner, a->ptr, (size_t)at * inner, (size_t)len * inner,
+        st = rt_copy_chunks(x, a->dtype, item.ptr, 0, (size_t)sizes[i] * inner, a->ptr, (size_t)at * inner, (size_t)len * inner,
                             (size_t)sizes[i] * inner, outer);
       if (!st) st = seq_append(&out, &item);
       else rt_val_release(x, &item);
@@ -543,6 +545,7 @@ static flagos_status_t op_sequence(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
 
 flagos_status_t rt_host_op(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn) {
   const char *op = rn->node->op_type;
+  if (ops_str_runtime_runs(rn->node)) return rt_host_strings(x, f, rn);
   if (strcmp(op, "If") == 0) return op_if(x, f, rn);
   if (strcmp(op, "Loop") == 0) return op_loop(x, f, rn);
   if (strcmp(op, "Scan") == 0) return op_scan(x, f, rn);

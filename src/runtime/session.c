@@ -113,7 +113,17 @@ static flagos_status_t check_tensor(const char *name, const fir_type_t *t, const
     dims_str(gv, sizeof gv, x->rank, x->dims, NULL);
     return FL_ERR(FLAGOS_ERR_SHAPE, "input '%s': expected shape %s, got %s", name, e, gv);
   }
-  if (x->dtype == FLAGOS_STRING) return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "input '%s': string tensors are not supported yet", name);
+  if (x->dtype == FLAGOS_STRING) {
+    /* char ** of numel strings; nbytes may be left 0 by callers (the dims say how many). */
+    int64_t n = rt_numel(x->rank, x->dims);
+    if ((n && !x->data) || (x->nbytes && x->nbytes < (size_t)n * sizeof(char *)))
+      return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "input '%s': a string tensor of %lld elements needs as many char pointers",
+                    name, (long long)n);
+    for (int64_t i = 0; i < n; i++)
+      if (!((char *const *)x->data)[i])
+        return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "input '%s': string element %lld is NULL", name, (long long)i);
+    return NULL;
+  }
   if (x->nbytes < (size_t)rt_numel(x->rank, x->dims) * flagos_dtype_size(x->dtype) || (!x->data && x->nbytes))
     return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "input '%s': buffer of %zu bytes is smaller than its shape needs", name,
                   x->nbytes);
@@ -131,7 +141,7 @@ static flagos_status_t import_value(rt_exec_t *x, const char *name, const fir_ty
                     t->kind == FIR_TYPE_SEQUENCE ? "sequence" : "optional");
     if (t) FL_TRY(check_tensor(name, t, &in->tensor));
     const flagos_tensor_t *tt = &in->tensor;
-    if (x->host_visible) {
+    if (x->host_visible || tt->dtype == FLAGOS_STRING) { /* strings stay host arrays on every backend */
       rv->present = true;
       rv->kind = FLAGOS_VALUE_TENSOR;
       rv->dtype = tt->dtype;
@@ -178,9 +188,19 @@ static flagos_status_t export_value(rt_exec_t *x, const rt_val_t *rv, flagos_val
     t->rank = rv->rank;
     memcpy(t->dims, rv->dims, sizeof(int64_t) * (size_t)rv->rank);
     size_t n = (size_t)rt_numel(rv->rank, rv->dims) * flagos_dtype_size(rv->dtype);
-    t->data = malloc(n ? n : 1);
+    t->data = rv->dtype == FLAGOS_STRING ? calloc(n ? n : 1, 1) : malloc(n ? n : 1);
     if (!t->data) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes for an output", n);
     t->nbytes = n;
+    if (rv->dtype == FLAGOS_STRING) { /* each string malloc'ed, as flagos_value_clear() frees them */
+      char **d = t->data;
+      for (size_t i = 0; i < n / sizeof(char *); i++) {
+        const char *src = rt_str_get(rv, (int64_t)i);
+        size_t l = strlen(src) + 1;
+        if (!(d[i] = malloc(l))) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate an output string");
+        memcpy(d[i], src, l);
+      }
+      return NULL;
+    }
     if (n) FL_TRY(x->api->copy_d2h(x->bst, NULL, t->data, rv->ptr, 0, n));
     return NULL;
   }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -430,6 +431,22 @@ static void build_kernels(void) {
   kir_store(k, s, NULL, bin(KIR_ADD, bin(KIR_MUL, kir_load(k, x, NULL), F(2)),
                             kir_reduce(A, KIR_RSUM, 1, &r, &K3, L1(k, vb, kir_var(A, r)))), NULL);
 
+  /* rank 0 over a large extent: function-level reductions run on several threads */
+  k = K("t_big_reduce", 1);
+  int xf = B(k, FLAGOS_FLOAT32, 1, S(0)), xq = B(k, FLAGOS_INT32, 1, S(0));
+  kir_set_space(k, 0, NULL, NULL);
+  static const kir_op_t big_ops[] = {KIR_RSUM, KIR_RMAX, KIR_RSUM, KIR_RMAX, KIR_RANY};
+  for (int o = 0; o < 5; o++) {
+    int rv = kir_new_var(k);
+    kir_expr_t *KB = S(0), *rvx = kir_var(A, rv), *body;
+    if (o < 2) body = L1(k, xf, rvx);
+    else if (o == 2) body = kir_cast(A, FLAGOS_INT64, L1(k, xq, rvx));
+    else if (o == 3) body = L1(k, xq, rvx);
+    else body = bin(KIR_LT, L1(k, xq, rvx), kir_const_int(A, FLAGOS_INT32, 0));
+    kir_expr_t *red = kir_reduce(A, big_ops[o], 1, &rv, &KB, body);
+    kir_store(k, B(k, red->dtype, 0), NULL, red, NULL);
+  }
+
   /* zero-size spaces: nothing may be touched */
   k = K("t_zero2d", 2);
   x = B(k, FLAGOS_FLOAT32, 2, S(0), S(1));
@@ -658,6 +675,25 @@ static void test_lazy_and_shapes(void) {
   K = 0;
   run("t_scalar", cb, 3, &K, 1);
   CHECK(s0 == 3, "rank-0 kernel, empty sum: %g", s0);
+
+  int64_t big = 1 << 20;
+  float *bx = malloc(sizeof(float) * (size_t)big);
+  int32_t *bq = malloc(sizeof(int32_t) * (size_t)big);
+  for (int64_t i = 0; i < big; i++) bx[i] = 1, bq[i] = (int32_t)i;
+  bx[777777] = 5;
+  float bs = 0, bm = 0;
+  int64_t bsi = 0;
+  int32_t bmi = 0;
+  uint8_t bany = 7;
+  void *bb[7] = {bx, bq, &bs, &bm, &bsi, &bmi, &bany};
+  run("t_big_reduce", bb, 7, &big, 1);
+  CHECK(bs == (float)(big + 4) && bm == 5 && bsi == big * (big - 1) / 2 && bmi == big - 1 && bany == 0,
+        "large rank-0 reductions: %g %g %lld %d %d", bs, bm, (long long)bsi, bmi, bany);
+  bx[123] = NAN;
+  bq[99] = -1;
+  run("t_big_reduce", bb, 7, &big, 1);
+  CHECK(isnan(bs) && isnan(bm) && bany == 1, "large reductions with a NaN: %g %g, any %d", bs, bm, bany);
+  free(bx), free(bq);
 
   void *nul[3] = {NULL, NULL, NULL}; /* zero-size: buffers are never touched */
   int64_t z1[2] = {0, 5}, z2[2] = {5, 0}, z3[2] = {3, 0};
@@ -1029,6 +1065,13 @@ static void test_emit_errors(void) {
   CHECK(flagos_status_code(st) == FLAGOS_ERR_UNSUPPORTED && strstr(flagos_status_message(st), "str"),
         "string buffers: %s", flagos_status_message(st));
   flagos_status_free(st);
+  k = kir_kernel_create(A, "unbound"); /* stores a reduction variable outside its reduction */
+  int fb = kir_add_buf(k, "y", FLAGOS_INT64, 1, &n1);
+  kir_set_space(k, 1, &n1, &v);
+  kir_store(k, fb, &v, kir_var(A, kir_new_var(k)), NULL);
+  st = cgen_c_emit(&k, 1, &b);
+  CHECK(st && strstr(flagos_status_message(st), "outside the loop"), "unbound variable: %s", flagos_status_message(st));
+  flagos_status_free(st);
   fl_buf_free(&b);
 }
 
@@ -1117,7 +1160,35 @@ int main(void) {
   CHECK(flagos_status_code(st) == FLAGOS_ERR_BACKEND && strstr(flagos_status_message(st), "undeclared_thing_42"),
         "compile error carries the diagnostic: %s", flagos_status_message(st));
   flagos_status_free(st);
+  /* Several processes compiling one new source at once: all succeed, one entry. */
+  const char *shared_src = "int fo_shared(int x) { return 3 * x; }\n";
+  int n_before = count_suffix(cdir, ".so");
+  pid_t kids[3];
+  for (int i = 0; i < 3; i++) {
+    kids[i] = fork();
+    if (kids[i] == 0) {
+      void *o = NULL;
+      size_t ol = 0;
+      flagos_status_t cs = cgen_c_compile(shared_src, strlen(shared_src), 2, cache, &o, &ol);
+      _exit(cs == NULL && o && ol > 0 ? 0 : 1);
+    }
+  }
+  for (int i = 0; i < 3; i++) {
+    int ws = 0;
+    waitpid(kids[i], &ws, 0);
+    CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "concurrent compile %d failed", i);
+  }
+  CHECK(count_suffix(cdir, ".so") == n_before + 1, "concurrent compiles of one source leave one entry");
   CHECK(count_suffix(cdir, ".tmp.c") == 0 && count_suffix(cdir, ".tmp.so") == 0, "no temporary files left");
+  char *old_cc = getenv("CC") ? strdup(getenv("CC")) : NULL;
+  setenv("CC", "/nonexistent/flagos-cc", 1);
+  st = cgen_c_compile(tiny, strlen(tiny), 3, cache, &so2, &so2_len);
+  CHECK(flagos_status_code(st) == FLAGOS_ERR_NOT_FOUND && strstr(flagos_status_message(st), "flagos-cc"),
+        "a missing compiler: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  if (old_cc) setenv("CC", old_cc, 1);
+  else unsetenv("CC");
+  free(old_cc);
 
   void *lib = dlopen(FLAGOS_BINARY_DIR "/backends/libflagos_backend_cpu.so", RTLD_NOW | RTLD_LOCAL);
   CHECK(lib, "cannot load the cpu plugin: %s", dlerror());

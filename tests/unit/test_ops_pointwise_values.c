@@ -130,7 +130,7 @@ static int run_case(const tcase_t *tc) {
   fir_value_t *ins[3], *outs[3];
   for (int k = 0; k < tc->n_in; k++) {
     const tval_t *tv = &tc->in[k];
-    char name[8];
+    char name[16];
     snprintf(name, sizeof name, "i%d", k);
     ins[k] = fir_value_create(g, name, fir_type_tensor(m, tv->dt, tv->rank, tv->dims));
     fir_tensor_t *t = fir_tensor_create(m, tv->dt, tv->rank, tv->dims);
@@ -138,7 +138,7 @@ static int run_case(const tcase_t *tc) {
     ins[k]->init = t;
   }
   for (int k = 0; k < tc->n_out; k++) {
-    char name[8];
+    char name[16];
     snprintf(name, sizeof name, "o%d", k);
     outs[k] = fir_value_create(g, name, fir_type_unknown(m));
   }
