@@ -70,8 +70,8 @@ static void info_from_buf(ops_tensor_info_t *t, const ibuf_t *b, bool with_value
 /* Runs one node; vals is indexed by value id of the top graph. */
 static bool run_node(fir_node_t *n, ibuf_t **vals, int mode, char *err, size_t errlen) {
   const ops_def_t *d = ops_find(n->op_type, n->domain);
-  if (!d) {
-    snprintf(err, errlen, "no operator %s", n->op_type);
+  if (!d || !d->lower) {
+    snprintf(err, errlen, "%s %s", d ? "host operator (no kernels)" : "no operator", n->op_type);
     return false;
   }
   if (n->n_inputs > 16 || n->n_outputs > 8) {
