@@ -145,6 +145,9 @@ static flagos_status_t conv_infer(ops_ctx_t *c) {
 }
 
 static flagos_status_t conv_lower(ops_ctx_t *c) {
+  bool used;
+  FL_TRY(ops_cv_lower_gemm(c, &used));
+  if (used) return NULL;
   kir_expr_t *v[OPS_MAX_RANK];
   kir_kernel_t *kk = ops_out_kernel(c, 0, "conv", v);
   flagos_dtype_t dt = c->out[0].dtype;

@@ -17,6 +17,8 @@ kir_expr_t *ops_cv_sum(ops_ctx_t *c, kir_kernel_t *kk, kir_expr_t *const *v, int
 kir_expr_t *ops_cv_load_param(ops_ctx_t *c, kir_kernel_t *kk, int k, kir_expr_t *i);
 flagos_status_t ops_cv_check_bias(ops_ctx_t *c, int k, int iw);
 double ops_cv_flops(const ops_ctx_t *c);
+/* Conv as im2col + GEMM (conv_gemm.c); *used is false when the generic lowering must serve. */
+flagos_status_t ops_cv_lower_gemm(ops_ctx_t *c, bool *used);
 
 /* conv_transpose.c */
 flagos_status_t ops_cv_transpose_infer(ops_ctx_t *c);

@@ -91,7 +91,7 @@ static flagos_status_t flex_infer(ops_ctx_t *c) {
     if (!ops_has_in(c, k) || c->in[k].kind != FIR_TYPE_TENSOR)
       return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "input %d (Q, K, V) must be a tensor", k);
   const ops_tensor_info_t *Q = &c->in[0], *K = &c->in[1], *V = &c->in[2];
-  flagos_dtype_t dt = Q->dtype, sp;
+  flagos_dtype_t dt = Q->dtype, sp = FLAGOS_FLOAT32;
   if (!flagos_dtype_is_float(dt)) return ops_err(c, FLAGOS_ERR_SHAPE, "Q must be floating point, got %s", flagos_dtype_name(dt));
   if (K->dtype != dt || V->dtype != dt) return ops_err(c, FLAGOS_ERR_SHAPE, "Q, K and V must share one dtype");
   if (Q->rank != 4 || K->rank != 4 || V->rank != 4)
@@ -125,7 +125,7 @@ static flagos_status_t flex_infer(ops_ctx_t *c) {
     if (strcmp(at->name, "score_mod") != 0 && strcmp(at->name, "prob_mod") != 0)
       return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "unknown subgraph attribute '%s'", at->name);
     flex_elem_t fe = {.fn = elem_dummy, .c = c, .sp = sp, .dummy = kir_const(AR, sp, 0.0)};
-    kir_expr_t *idx[4], *dims[4], *res;
+    kir_expr_t *idx[4], *dims[4], *res = NULL;
     int map[4] = {F_B, F_HQ, F_L, F_S};
     for (int d = 0; d < 4; d++) {
       idx[d] = kir_var(AR, d);
@@ -228,7 +228,7 @@ static flagos_status_t flex_lower(ops_ctx_t *c) {
     f.bq = ops_buf_in(c, kk, 0);
     f.bk = ops_buf_in(c, kk, 1);
     flex_scores_t fs = {.fe = {.fn = elem_scores_dot, .c = c, .kk = kk, .sp = f.sp}, .f = &f, .kk = kk};
-    kir_expr_t *t;
+    kir_expr_t *t = NULL;
     FL_TRY(apply_mod(c, "score_mod", &fs.fe, tdims, v, &t));
     kir_store(kk, bT, v, t, NULL);
   }
@@ -256,7 +256,7 @@ static flagos_status_t flex_lower(ops_ctx_t *c) {
     bM = ops_buf_temp(c, kk, tM);
     bZ = ops_buf_temp(c, kk, tZ);
     flex_elem_t fe = {.fn = elem_probs, .c = c, .kk = kk, .buf = bT, .sp = f.sp, .bm = bM, .bz = bZ};
-    kir_expr_t *p;
+    kir_expr_t *p = NULL;
     FL_TRY(apply_mod(c, "prob_mod", &fe, tdims, v, &p));
     kir_store(kk, bP, v, p, NULL);
   }

@@ -3,8 +3,8 @@
  * Each subgraph value is described once (dtype, rank, dims as int64 expressions
  * with no loop variable: constants where shapes are static, the caller's symbols
  * otherwise) and its element at an index is built on demand from its producer's
- * rule: pointwise operators combine their inputs' elements at the broadcast
- * index; Shape, Gather, Range, Reshape, Unsqueeze, Squeeze, Expand, Concat,
+ * rule: pointwise operators (extra2_subgraph_pw.c) combine their inputs'
+ * elements at the broadcast index; Shape, Gather, Range, Reshape, Unsqueeze, Squeeze, Expand, Concat,
  * Transpose, Slice and ConstantOfShape remap the index; constants become
  * literals (a select over the flat index for short tensors). Values that decide
  * shapes (Reshape's shape, Range's bounds, axes) must fold to loop-free
@@ -14,37 +14,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ops/extra2_subgraph.h"
+#include "ops/extra2_subgraph_int.h"
 
 #define SG_MAX_TABLE 256    /* longest non-uniform constant tensor turned into a select */
 #define SG_BUDGET 200000    /* element rules evaluated before the subgraph counts as too large */
-
-typedef struct sg_val {
-  const fir_value_t *v;
-  flagos_dtype_t dt;
-  int rank;
-  kir_expr_t *dims[OPS_MAX_RANK];
-} sg_val_t;
-
-typedef struct sg_memo {
-  const fir_value_t *v;
-  kir_expr_t *idx[OPS_MAX_RANK];
-  kir_expr_t *e;
-} sg_memo_t;
-
-typedef struct sg {
-  ops_ctx_t *c;
-  fl_arena_t *a;
-  const fir_graph_t *g;
-  const char *what;
-  int n_in;
-  const ops_sg_input_t *ins;
-  sg_val_t *vals;
-  int n_vals, cap_vals;
-  sg_memo_t *memo;
-  int n_memo, cap_memo;
-  long budget;
-} sg_t;
 
 /* A constant's data whatever holds it: an initializer, a Constant node's attribute. */
 typedef struct sg_const {
@@ -55,9 +28,7 @@ typedef struct sg_const {
   const void *data;
 } sg_const_t;
 
-static flagos_status_t sg_err(sg_t *s, const fir_node_t *n, flagos_code_t code, const char *fmt, ...)
-    FLAGOS_PRINTF(4, 5);
-static flagos_status_t sg_err(sg_t *s, const fir_node_t *n, flagos_code_t code, const char *fmt, ...) {
+flagos_status_t ops_sg_err(sg_t *s, const fir_node_t *n, flagos_code_t code, const char *fmt, ...) {
   char msg[768];
   va_list ap;
   va_start(ap, fmt);
@@ -66,12 +37,6 @@ static flagos_status_t sg_err(sg_t *s, const fir_node_t *n, flagos_code_t code, 
   if (!n) return ops_err(s->c, code, "in subgraph '%s': %s", s->what, msg);
   return ops_err(s->c, code, "in subgraph '%s', %s node '%s': %s", s->what, n->op_type, n->name, msg);
 }
-
-#define UNSUP(n, ...) sg_err(s, n, FLAGOS_ERR_UNSUPPORTED, __VA_ARGS__)
-#define BAD(n, ...) sg_err(s, n, FLAGOS_ERR_SHAPE, __VA_ARGS__)
-
-static flagos_status_t val_info(sg_t *s, const fir_value_t *v, const sg_val_t **out);
-static flagos_status_t val_elem(sg_t *s, const fir_value_t *v, kir_expr_t *const *idx, kir_expr_t **out);
 
 /* ---- small helpers ---- */
 
@@ -101,7 +66,7 @@ static kir_expr_t *zero_of(fl_arena_t *a, flagos_dtype_t dt) {
 }
 
 /* Index of a broadcast operand of rank r inside an index space of rank `rank`. */
-static kir_expr_t **bcast_idx(sg_t *s, const sg_val_t *in, int rank, kir_expr_t *const *idx) {
+kir_expr_t **ops_sg_bcast_idx(sg_t *s, const sg_val_t *in, int rank, kir_expr_t *const *idx) {
   kir_expr_t **o = fl_arena_alloc(s->a, sizeof(*o) * (size_t)(in->rank + 1));
   int off = rank - in->rank;
   for (int j = 0; j < in->rank; j++) {
@@ -114,7 +79,7 @@ static kir_expr_t **bcast_idx(sg_t *s, const sg_val_t *in, int rank, kir_expr_t 
 }
 
 /* Broadcasts dims (numpy rules); a pair neither constant nor 1 takes the larger. */
-static flagos_status_t bcast_dims(sg_t *s, const fir_node_t *n, sg_val_t *o, int rank, const kir_expr_t *const *dims) {
+flagos_status_t ops_sg_bcast_dims(sg_t *s, const fir_node_t *n, sg_val_t *o, int rank, const kir_expr_t *const *dims) {
   int r = o->rank > rank ? o->rank : rank;
   kir_expr_t *res[OPS_MAX_RANK];
   for (int i = 0; i < r; i++) {
@@ -212,12 +177,12 @@ static flagos_status_t constant_node(sg_t *s, const fir_node_t *n, sg_const_t *k
 
 /* Element i of a 0-D or 1-D integer value, as an int64 expression with no loop variable. */
 static flagos_status_t int_at(sg_t *s, const fir_node_t *n, const fir_value_t *v, int64_t i, kir_expr_t **out) {
-  const sg_val_t *vi;
-  FL_TRY(val_info(s, v, &vi));
+  const sg_val_t *vi = NULL;
+  FL_TRY(ops_sg_val_info(s, v, &vi));
   if (!flagos_dtype_is_int(vi->dt)) return BAD(n, "input '%s' must be an integer tensor", v->name);
   if (vi->rank > 1) return BAD(n, "input '%s' must be 0-D or 1-D", v->name);
   kir_expr_t *ix = kir_i64(s->a, i), *e;
-  FL_TRY(val_elem(s, v, &ix, &e));
+  FL_TRY(ops_sg_val_elem(s, v, &ix, &e));
   e = kir_cast(s->a, FLAGOS_INT64, e);
   if (!pure(e)) return UNSUP(n, "input '%s' depends on tensor data, not only on shapes", v->name);
   *out = e;
@@ -225,7 +190,7 @@ static flagos_status_t int_at(sg_t *s, const fir_node_t *n, const fir_value_t *v
 }
 
 static flagos_status_t int_const(sg_t *s, const fir_node_t *n, const fir_value_t *v, int64_t i, int64_t *out) {
-  kir_expr_t *e;
+  kir_expr_t *e = NULL;
   FL_TRY(int_at(s, n, v, i, &e));
   if (e->kind != KIR_CONST) return UNSUP(n, "input '%s' must be known when the model is compiled", v->name);
   *out = e->ci;
@@ -234,8 +199,8 @@ static flagos_status_t int_const(sg_t *s, const fir_node_t *n, const fir_value_t
 
 /* Number of entries of a 1-D value (must be a constant: it decides a rank). */
 static flagos_status_t int_len(sg_t *s, const fir_node_t *n, const fir_value_t *v, int64_t *len) {
-  const sg_val_t *vi;
-  FL_TRY(val_info(s, v, &vi));
+  const sg_val_t *vi = NULL;
+  FL_TRY(ops_sg_val_info(s, v, &vi));
   if (vi->rank == 0) return *len = 1, NULL;
   if (vi->rank != 1 || vi->dims[0]->kind != KIR_CONST)
     return UNSUP(n, "the length of input '%s' must be known when the model is compiled", v->name);
@@ -249,7 +214,7 @@ static flagos_status_t axes_of(sg_t *s, const fir_node_t *n, int k, int since, i
   *n_axes = -1;
   if (n->opset >= since) {
     if (k >= n->n_inputs || !n->inputs[k]) return NULL;
-    int64_t len;
+    int64_t len = 0;
     FL_TRY(int_len(s, n, n->inputs[k], &len));
     for (int64_t i = 0; i < len; i++) FL_TRY(int_const(s, n, n->inputs[k], i, &axes[i]));
     *n_axes = (int)len;
@@ -270,110 +235,7 @@ static flagos_status_t norm_axis(sg_t *s, const fir_node_t *n, int64_t ax, int r
   return NULL;
 }
 
-/* ---- operator classes ---- */
-
-typedef struct sg_op {
-  const char *name;
-  kir_op_t op;
-} sg_op_t;
-
-static const sg_op_t k_binary[] = {
-    {"Add", KIR_ADD},       {"Sub", KIR_SUB},         {"Mul", KIR_MUL},           {"Div", KIR_DIV},
-    {"Pow", KIR_POW},       {"Mod", KIR_MOD},         {"Max", KIR_MAX},           {"Min", KIR_MIN},
-    {"Sum", KIR_ADD},       {"And", KIR_AND},         {"Or", KIR_OR},             {"Xor", KIR_XOR},
-    {"BitwiseAnd", KIR_BITAND}, {"BitwiseOr", KIR_BITOR}, {"BitwiseXor", KIR_BITXOR},
-    {"Equal", KIR_EQ},      {"Less", KIR_LT},         {"LessOrEqual", KIR_LE},    {"Greater", KIR_GT},
-    {"GreaterOrEqual", KIR_GE},
-};
-
-static const sg_op_t k_unary[] = {
-    {"Neg", KIR_NEG},     {"Abs", KIR_ABS},     {"Exp", KIR_EXP},     {"Log", KIR_LOG},     {"Sqrt", KIR_SQRT},
-    {"Sin", KIR_SIN},     {"Cos", KIR_COS},     {"Tan", KIR_TAN},     {"Asin", KIR_ASIN},   {"Acos", KIR_ACOS},
-    {"Atan", KIR_ATAN},   {"Sinh", KIR_SINH},   {"Cosh", KIR_COSH},   {"Tanh", KIR_TANH},   {"Asinh", KIR_ASINH},
-    {"Acosh", KIR_ACOSH}, {"Atanh", KIR_ATANH}, {"Erf", KIR_ERF},     {"Floor", KIR_FLOOR}, {"Ceil", KIR_CEIL},
-    {"Round", KIR_ROUND}, {"Sign", KIR_SIGN},   {"IsNaN", KIR_ISNAN}, {"Not", KIR_NOT},     {"BitwiseNot", KIR_BITNOT},
-};
-
-/* Pointwise operators without a single kernel op. */
-static const char *const k_pointwise_other[] = {"Identity", "Cast",     "CastLike", "Where", "Clip",     "Reciprocal",
-                                                "Sigmoid",  "Relu",     "LeakyRelu", "Softplus", "IsInf"};
-
-static const sg_op_t *find_op(const sg_op_t *t, size_t n, const char *name) {
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(t[i].name, name) == 0) return &t[i];
-  return NULL;
-}
-
-static bool is_pointwise(const char *op) {
-  if (find_op(k_binary, FL_ARRAY_LEN(k_binary), op) || find_op(k_unary, FL_ARRAY_LEN(k_unary), op)) return true;
-  for (size_t i = 0; i < FL_ARRAY_LEN(k_pointwise_other); i++)
-    if (strcmp(k_pointwise_other[i], op) == 0) return true;
-  return false;
-}
-
-static bool float_only(kir_op_t op) {
-  return op >= KIR_EXP && op <= KIR_EXPM1 && op != KIR_SIGN && op != KIR_FLOOR && op != KIR_CEIL && op != KIR_ROUND;
-}
-
-/* Inputs that take part in the broadcast of a pointwise node. */
-static int bcast_inputs(const fir_node_t *n) {
-  if (strcmp(n->op_type, "Clip") == 0 || strcmp(n->op_type, "CastLike") == 0) return 1;
-  return n->n_inputs;
-}
-
 /* ---- describing values ---- */
-
-static flagos_status_t pointwise_info(sg_t *s, const fir_node_t *n, sg_val_t *o) {
-  const char *op = n->op_type;
-  const sg_val_t *in[8];
-  int ni = n->n_inputs;
-  if (ni < 1 || ni > 8) return BAD(n, "expects 1 to 8 inputs, got %d", ni);
-  for (int k = 0; k < ni; k++) {
-    in[k] = NULL;
-    if (n->inputs[k]) FL_TRY(val_info(s, n->inputs[k], &in[k]));
-  }
-  if (!in[0]) return BAD(n, "input 0 is missing");
-  o->rank = 0;
-  for (int k = 0; k < bcast_inputs(n); k++)
-    if (in[k]) FL_TRY(bcast_dims(s, n, o, in[k]->rank, (const kir_expr_t *const *)in[k]->dims));
-  o->dt = in[0]->dt;
-  const sg_op_t *b = find_op(k_binary, FL_ARRAY_LEN(k_binary), op);
-  const sg_op_t *u = find_op(k_unary, FL_ARRAY_LEN(k_unary), op);
-  if (b) {
-    for (int k = 1; k < ni; k++)
-      if (in[k] && in[k]->dt != in[0]->dt && b->op != KIR_POW)
-        return BAD(n, "inputs have different dtypes (%s and %s)", flagos_dtype_name(in[0]->dt), flagos_dtype_name(in[k]->dt));
-    if ((b->op == KIR_AND || b->op == KIR_OR || b->op == KIR_XOR) && in[0]->dt != FLAGOS_BOOL)
-      return BAD(n, "expects bool inputs");
-    if (kir_op_is_compare(b->op)) o->dt = FLAGOS_BOOL;
-  } else if (u) {
-    if (u->op == KIR_NOT && in[0]->dt != FLAGOS_BOOL) return BAD(n, "expects a bool input");
-    if (float_only(u->op) && !flagos_dtype_is_float(in[0]->dt)) return BAD(n, "expects a floating-point input");
-    if (u->op == KIR_ISNAN) o->dt = FLAGOS_BOOL;
-  } else if (strcmp(op, "Cast") == 0) {
-    o->dt = (flagos_dtype_t)fir_attr_int(n, "to", FLAGOS_UNDEFINED);
-  } else if (strcmp(op, "CastLike") == 0) {
-    if (ni < 2 || !in[1]) return BAD(n, "expects 2 inputs");
-    o->dt = in[1]->dt;
-  } else if (strcmp(op, "Where") == 0) {
-    if (ni != 3 || !in[1] || !in[2]) return BAD(n, "expects 3 inputs");
-    if (in[0]->dt != FLAGOS_BOOL) return BAD(n, "condition must be bool");
-    if (in[1]->dt != in[2]->dt) return BAD(n, "X and Y have different dtypes");
-    o->dt = in[1]->dt;
-  } else if (strcmp(op, "IsInf") == 0) {
-    if (!flagos_dtype_is_float(in[0]->dt)) return BAD(n, "expects a floating-point input");
-    o->dt = FLAGOS_BOOL;
-  } else if (strcmp(op, "Clip") == 0) {
-    for (int k = 1; k < ni; k++)
-      if (in[k] && (in[k]->dt != in[0]->dt || in[k]->rank != 0)) return BAD(n, "min and max must be scalars of X's dtype");
-  } else if (strcmp(op, "Identity") != 0 && !flagos_dtype_is_float(in[0]->dt)) {
-    return BAD(n, "expects a floating-point input");
-  }
-  if (o->dt == FLAGOS_STRING || o->dt == FLAGOS_UNDEFINED || o->dt >= FLAGOS_DTYPE_COUNT || in[0]->dt == FLAGOS_STRING)
-    return UNSUP(n, "string or undefined dtypes cannot be inlined");
-  return NULL;
-}
-
 static flagos_status_t shape_start_end(sg_t *s, const fir_node_t *n, int r, int64_t *start, int64_t *len) {
   int64_t st = n->opset >= 15 ? fir_attr_int(n, "start", 0) : 0, en = n->opset >= 15 ? fir_attr_int(n, "end", r) : r;
   if (st < 0) st += r;
@@ -398,7 +260,7 @@ static flagos_status_t slice_params(sg_t *s, const fir_node_t *n, const sg_val_t
   memset(p, 0, sizeof(*p));
   if (n->opset >= 10) {
     if (n->n_inputs < 3) return BAD(n, "expects data, starts and ends");
-    int64_t l;
+    int64_t l = 0;
     FL_TRY(int_len(s, n, n->inputs[1], &l));
     cnt = (int)l;
     for (int i = 0; i < cnt; i++) {
@@ -422,7 +284,7 @@ static flagos_status_t slice_params(sg_t *s, const fir_node_t *n, const sg_val_t
     }
   }
   for (int i = 0; i < cnt; i++) {
-    int a;
+    int a = 0;
     FL_TRY(norm_axis(s, n, ax[i], x->rank, &a));
     if (x->dims[a]->kind != KIR_CONST) return UNSUP(n, "sliced axis %d must have a size known at compile time", a);
     if (sp[i] == 0) return BAD(n, "step 0");
@@ -447,7 +309,7 @@ static flagos_status_t slice_params(sg_t *s, const fir_node_t *n, const sg_val_t
 
 /* Reshape's output dims. */
 static flagos_status_t reshape_dims(sg_t *s, const fir_node_t *n, const sg_val_t *x, sg_val_t *o) {
-  int64_t len;
+  int64_t len = 0;
   kir_expr_t *ent[OPS_MAX_RANK];
   if (n->opset >= 5) {
     if (n->n_inputs < 2 || !n->inputs[1]) return BAD(n, "expects a shape input");
@@ -485,7 +347,7 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
   if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
     return UNSUP(n, "operators of domain '%s' cannot be inlined", n->domain);
   if (k != 0) return UNSUP(n, "only the first output of this operator can be inlined");
-  if (is_pointwise(op)) return pointwise_info(s, n, o);
+  if (ops_sg_is_pointwise(op)) return ops_sg_pointwise_info(s, n, o);
   if (strcmp(op, "Constant") == 0) {
     sg_const_t c;
     FL_TRY(constant_node(s, n, &c));
@@ -495,23 +357,23 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
     return NULL;
   }
   const sg_val_t *x = NULL;
-  if (n->n_inputs > 0 && n->inputs[0]) FL_TRY(val_info(s, n->inputs[0], &x));
+  if (n->n_inputs > 0 && n->inputs[0]) FL_TRY(ops_sg_val_info(s, n->inputs[0], &x));
   if (!x && strcmp(op, "Range") != 0) return BAD(n, "input 0 is missing");
   if (strcmp(op, "Shape") == 0 || strcmp(op, "Size") == 0) {
     o->dt = FLAGOS_INT64;
     if (op[1] == 'i') return o->rank = 0, NULL;
-    int64_t st, len;
+    int64_t st = 0, len = 0;
     FL_TRY(shape_start_end(s, n, x->rank, &st, &len));
     o->rank = 1;
     o->dims[0] = kir_i64(s->a, len);
     return NULL;
   }
   if (strcmp(op, "Gather") == 0) {
-    const sg_val_t *ix;
+    const sg_val_t *ix = NULL;
     if (n->n_inputs < 2 || !n->inputs[1]) return BAD(n, "expects indices");
-    FL_TRY(val_info(s, n->inputs[1], &ix));
+    FL_TRY(ops_sg_val_info(s, n->inputs[1], &ix));
     if (!flagos_dtype_is_int(ix->dt)) return BAD(n, "indices must be integers");
-    int ax;
+    int ax = 0;
     FL_TRY(norm_axis(s, n, fir_attr_int(n, "axis", 0), x->rank, &ax));
     if (x->rank - 1 + ix->rank > OPS_MAX_RANK) return BAD(n, "output rank too large");
     o->dt = x->dt;
@@ -526,12 +388,12 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
     if (n->n_inputs != 3) return BAD(n, "expects start, limit and delta");
     for (int i = 0; i < 3; i++) {
       if (!n->inputs[i]) return BAD(n, "input %d is missing", i);
-      FL_TRY(val_info(s, n->inputs[i], &in[i]));
+      FL_TRY(ops_sg_val_info(s, n->inputs[i], &in[i]));
       if (in[i]->rank != 0 || in[i]->dt != in[0]->dt) return BAD(n, "start, limit and delta must be scalars of one dtype");
     }
     kir_expr_t *v[3], *zero = kir_i64(s->a, 0), *cnt;
     for (int i = 0; i < 3; i++) {
-      FL_TRY(val_elem(s, n->inputs[i], NULL, &v[i]));
+      FL_TRY(ops_sg_val_elem(s, n->inputs[i], NULL, &v[i]));
       if (!pure(v[i])) return UNSUP(n, "start, limit and delta must not depend on tensor data");
     }
     if (flagos_dtype_is_float(in[0]->dt)) {
@@ -553,7 +415,7 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
   if (strcmp(op, "Reshape") == 0) return reshape_dims(s, n, x, o);
   if (strcmp(op, "Unsqueeze") == 0 || strcmp(op, "Squeeze") == 0) {
     int64_t axes[OPS_MAX_RANK];
-    int na;
+    int na = -1;
     FL_TRY(axes_of(s, n, 1, 13, axes, &na));
     bool un = op[0] == 'U';
     bool mark[OPS_MAX_RANK] = {false};
@@ -561,7 +423,7 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
     if (un && na < 1) return BAD(n, "needs axes");
     if (orank > OPS_MAX_RANK) return BAD(n, "output rank too large");
     for (int i = 0; i < na; i++) {
-      int a;
+      int a = 0;
       FL_TRY(norm_axis(s, n, axes[i], orank, &a));
       if (mark[a]) return BAD(n, "axis %d given twice", a);
       mark[a] = true;
@@ -580,24 +442,24 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
     return NULL;
   }
   if (strcmp(op, "Expand") == 0) {
-    int64_t len;
+    int64_t len = 0;
     kir_expr_t *sh[OPS_MAX_RANK];
     if (n->n_inputs < 2 || !n->inputs[1]) return BAD(n, "expects a shape input");
     FL_TRY(int_len(s, n, n->inputs[1], &len));
     for (int64_t i = 0; i < len; i++) FL_TRY(int_at(s, n, n->inputs[1], i, &sh[i]));
     o->rank = x->rank;
     memcpy(o->dims, x->dims, sizeof(x->dims[0]) * (size_t)x->rank);
-    return bcast_dims(s, n, o, (int)len, (const kir_expr_t *const *)sh);
+    return ops_sg_bcast_dims(s, n, o, (int)len, (const kir_expr_t *const *)sh);
   }
   if (strcmp(op, "Concat") == 0) {
-    int ax;
+    int ax = 0;
     FL_TRY(norm_axis(s, n, fir_attr_int(n, "axis", 0), x->rank, &ax));
     o->rank = x->rank;
     memcpy(o->dims, x->dims, sizeof(x->dims[0]) * (size_t)x->rank);
     for (int i = 1; i < n->n_inputs; i++) {
-      const sg_val_t *y;
+      const sg_val_t *y = NULL;
       if (!n->inputs[i]) return BAD(n, "input %d is missing", i);
-      FL_TRY(val_info(s, n->inputs[i], &y));
+      FL_TRY(ops_sg_val_info(s, n->inputs[i], &y));
       if (y->rank != x->rank || y->dt != x->dt) return BAD(n, "inputs differ in rank or dtype");
       o->dims[ax] = kir_add(s->a, o->dims[ax], y->dims[ax]);
     }
@@ -623,7 +485,7 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
     return NULL;
   }
   if (strcmp(op, "ConstantOfShape") == 0) {
-    int64_t len;
+    int64_t len = 0;
     FL_TRY(int_len(s, n, n->inputs[0], &len));
     const fir_attr_t *va = fir_node_attr(n, "value");
     o->dt = va && va->kind == FIR_ATTR_TENSOR && va->t ? va->t->dtype : FLAGOS_FLOAT32;
@@ -635,7 +497,7 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
   return UNSUP(n, "this operator cannot be inlined into a kernel expression");
 }
 
-static flagos_status_t val_info(sg_t *s, const fir_value_t *v, const sg_val_t **out) {
+flagos_status_t ops_sg_val_info(sg_t *s, const fir_value_t *v, const sg_val_t **out) {
   for (int i = 0; i < s->n_vals; i++)
     if (s->vals[i].v == v) return *out = &s->vals[i], NULL;
   sg_val_t o;
@@ -674,113 +536,11 @@ static flagos_status_t val_info(sg_t *s, const fir_value_t *v, const sg_val_t **
 }
 
 /* ---- elements ---- */
-
-static kir_expr_t *int_divmod(sg_t *s, kir_op_t op, kir_expr_t *x, kir_expr_t *y) {
-  /* A zero divisor (and MIN / -1) would trap; the data is the user's. */
-  fl_arena_t *a = s->a;
-  flagos_dtype_t dt = x->dtype;
-  kir_expr_t *zero = kir_const_int(a, dt, 0), *r = kir_bin(a, op, x, y);
-  if (flagos_dtype_is_signed(dt)) {
-    kir_expr_t *m1 = op == KIR_DIV || op == KIR_FLOORDIV ? kir_bin(a, KIR_SUB, zero, x) : zero;
-    r = kir_select(a, kir_bin(a, KIR_EQ, y, kir_const_int(a, dt, -1)), m1, r);
-  }
-  return kir_select(a, kir_bin(a, KIR_EQ, y, zero), zero, r);
-}
-
-static kir_expr_t *apply_binary(sg_t *s, const fir_node_t *n, kir_op_t op, kir_expr_t *x, kir_expr_t *y) {
-  fl_arena_t *a = s->a;
-  flagos_dtype_t dt = x->dtype;
-  bool isint = flagos_dtype_is_int(dt);
-  if (op == KIR_POW) {
-    if (isint) {
-      kir_expr_t *p = kir_bin(a, KIR_POW, kir_cast(a, FLAGOS_FLOAT64, x), kir_cast(a, FLAGOS_FLOAT64, y));
-      return kir_cast(a, dt, p);
-    }
-    return kir_bin(a, KIR_POW, x, kir_cast(a, dt, y));
-  }
-  if (op == KIR_DIV && isint) return int_divmod(s, KIR_DIV, x, y);
-  if (op == KIR_MOD) {
-    bool fmod = fir_attr_int(n, "fmod", 0) != 0;
-    if (isint) return int_divmod(s, fmod ? KIR_MOD : KIR_FLOORMOD, x, y);
-    kir_expr_t *r = kir_bin(a, KIR_MOD, x, y);
-    if (fmod) return r;
-    kir_expr_t *z = kir_const(a, dt, 0.0);
-    kir_expr_t *fix = kir_bin(a, KIR_AND, kir_bin(a, KIR_NE, r, z),
-                              kir_bin(a, KIR_NE, kir_bin(a, KIR_LT, r, z), kir_bin(a, KIR_LT, y, z)));
-    return kir_select(a, fix, kir_bin(a, KIR_ADD, r, y), r);
-  }
-  return kir_bin(a, op, x, y);
-}
-
-static flagos_status_t pointwise_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o, kir_expr_t *const *idx,
-                                      kir_expr_t **out) {
-  fl_arena_t *a = s->a;
-  const char *op = n->op_type;
-  kir_expr_t *x[8] = {NULL};
-  for (int k = 0; k < n->n_inputs && k < 8; k++) {
-    if (!n->inputs[k]) continue;
-    if (strcmp(op, "CastLike") == 0 && k == 1) continue;
-    const sg_val_t *vi;
-    FL_TRY(val_info(s, n->inputs[k], &vi));
-    FL_TRY(val_elem(s, n->inputs[k], bcast_idx(s, vi, o->rank, idx), &x[k]));
-  }
-  const sg_op_t *b = find_op(k_binary, FL_ARRAY_LEN(k_binary), op);
-  const sg_op_t *u = find_op(k_unary, FL_ARRAY_LEN(k_unary), op);
-  kir_expr_t *e = x[0];
-  flagos_dtype_t dt = x[0]->dtype;
-  if (b) {
-    if (n->n_inputs < 2 && !(b->op == KIR_MAX || b->op == KIR_MIN || b->op == KIR_ADD))
-      return BAD(n, "expects 2 inputs");
-    for (int k = 1; k < n->n_inputs; k++)
-      if (x[k]) e = apply_binary(s, n, b->op, e, x[k]);
-  } else if (u) {
-    if (u->op == KIR_ABS && !flagos_dtype_is_signed(dt) && !flagos_dtype_is_float(dt)) e = x[0];
-    else e = kir_un(a, u->op, x[0]);
-  } else if (strcmp(op, "Identity") == 0) {
-    e = x[0];
-  } else if (strcmp(op, "Cast") == 0 || strcmp(op, "CastLike") == 0) {
-    bool sat = fir_attr_int(n, "saturate", 1) != 0;
-    e = kir_cast_sat(a, o->dt, x[0], sat);
-  } else if (strcmp(op, "Where") == 0) {
-    e = kir_select(a, x[0], x[1], x[2]);
-  } else if (strcmp(op, "Clip") == 0) {
-    kir_expr_t *lo = x[1], *hi = n->n_inputs > 2 ? x[2] : NULL;
-    if (n->opset < 11) {
-      const fir_attr_t *mn = fir_node_attr(n, "min"), *mx = fir_node_attr(n, "max");
-      lo = mn ? kir_const(a, dt, mn->f) : NULL;
-      hi = mx ? kir_const(a, dt, mx->f) : NULL;
-    }
-    if (lo) e = kir_bin(a, KIR_MAX, e, lo);
-    if (hi) e = kir_bin(a, KIR_MIN, e, hi);
-  } else if (strcmp(op, "Reciprocal") == 0) {
-    e = kir_bin(a, KIR_DIV, kir_const(a, dt, 1.0), x[0]);
-  } else if (strcmp(op, "Sigmoid") == 0) {
-    kir_expr_t *one = kir_const(a, dt, 1.0);
-    e = kir_bin(a, KIR_DIV, one, kir_bin(a, KIR_ADD, one, kir_un(a, KIR_EXP, kir_un(a, KIR_NEG, x[0]))));
-  } else if (strcmp(op, "Relu") == 0) {
-    e = kir_bin(a, KIR_MAX, x[0], kir_const(a, dt, 0.0));
-  } else if (strcmp(op, "LeakyRelu") == 0) {
-    kir_expr_t *al = kir_const(a, dt, fir_attr_float(n, "alpha", 0.01f));
-    e = kir_select(a, kir_bin(a, KIR_LT, x[0], kir_const(a, dt, 0.0)), kir_bin(a, KIR_MUL, al, x[0]), x[0]);
-  } else if (strcmp(op, "Softplus") == 0) {
-    e = kir_un(a, KIR_LOG1P, kir_un(a, KIR_EXP, x[0]));
-  } else if (strcmp(op, "IsInf") == 0) {
-    bool pos = fir_attr_int(n, "detect_positive", 1) != 0, neg = fir_attr_int(n, "detect_negative", 1) != 0;
-    e = kir_bool(a, false);
-    if (pos) e = kir_bin(a, KIR_OR, e, kir_un(a, KIR_ISINF_POS, x[0]));
-    if (neg) e = kir_bin(a, KIR_OR, e, kir_un(a, KIR_ISINF_NEG, x[0]));
-  } else {
-    return UNSUP(n, "no element rule");
-  }
-  *out = e;
-  return NULL;
-}
-
 static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o, kir_expr_t *const *idx,
                                  kir_expr_t **out) {
   fl_arena_t *a = s->a;
   const char *op = n->op_type;
-  if (is_pointwise(op)) return pointwise_elem(s, n, o, idx, out);
+  if (ops_sg_is_pointwise(op)) return ops_sg_pointwise_elem(s, n, o, idx, out);
   if (strcmp(op, "Constant") == 0) {
     sg_const_t c;
     bool ok;
@@ -790,10 +550,10 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
   }
   const fir_value_t *xv = n->n_inputs > 0 ? n->inputs[0] : NULL;
   const sg_val_t *x = NULL;
-  if (xv) FL_TRY(val_info(s, xv, &x));
+  if (xv) FL_TRY(ops_sg_val_info(s, xv, &x));
   kir_expr_t *ix[OPS_MAX_RANK];
   if (strcmp(op, "Shape") == 0) {
-    int64_t st, len;
+    int64_t st = 0, len = 0;
     FL_TRY(shape_start_end(s, n, x->rank, &st, &len));
     kir_expr_t *e = len > 0 ? x->dims[st + len - 1] : kir_i64(a, 0);
     for (int64_t j = len - 2; j >= 0; j--) e = kir_select(a, kir_bin(a, KIR_EQ, idx[0], kir_i64(a, j)), x->dims[st + j], e);
@@ -801,12 +561,12 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
   }
   if (strcmp(op, "Size") == 0) return *out = numel_of(s, x), NULL;
   if (strcmp(op, "Gather") == 0) {
-    const sg_val_t *iv;
-    FL_TRY(val_info(s, n->inputs[1], &iv));
-    int ax;
+    const sg_val_t *iv = NULL;
+    FL_TRY(ops_sg_val_info(s, n->inputs[1], &iv));
+    int ax = 0;
     FL_TRY(norm_axis(s, n, fir_attr_int(n, "axis", 0), x->rank, &ax));
-    kir_expr_t *ii;
-    FL_TRY(val_elem(s, n->inputs[1], idx + ax, &ii));
+    kir_expr_t *ii = NULL;
+    FL_TRY(ops_sg_val_elem(s, n->inputs[1], idx + ax, &ii));
     ii = kir_cast(a, FLAGOS_INT64, ii);
     kir_expr_t *d = x->dims[ax];
     ii = kir_select(a, kir_bin(a, KIR_LT, ii, kir_i64(a, 0)), kir_add(a, ii, d), ii);
@@ -814,8 +574,8 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
     for (int i = 0; i < ax; i++) ix[r++] = idx[i];
     ix[r++] = ii;
     for (int i = ax + 1; i < x->rank; i++) ix[r++] = idx[i - 1 + iv->rank];
-    kir_expr_t *e;
-    FL_TRY(val_elem(s, xv, ix, &e));
+    kir_expr_t *e = NULL;
+    FL_TRY(ops_sg_val_elem(s, xv, ix, &e));
     if (ii->kind != KIR_CONST) {
       /* An index from data may be out of range: give 0 rather than read outside. */
       kir_expr_t *in = kir_bin(a, KIR_AND, kir_bin(a, KIR_GE, ii, kir_i64(a, 0)), kir_bin(a, KIR_LT, ii, d));
@@ -824,9 +584,9 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
     return *out = e, NULL;
   }
   if (strcmp(op, "Range") == 0) {
-    kir_expr_t *st, *dl;
-    FL_TRY(val_elem(s, n->inputs[0], NULL, &st));
-    FL_TRY(val_elem(s, n->inputs[2], NULL, &dl));
+    kir_expr_t *st = NULL, *dl = NULL;
+    FL_TRY(ops_sg_val_elem(s, n->inputs[0], NULL, &st));
+    FL_TRY(ops_sg_val_elem(s, n->inputs[2], NULL, &dl));
     return *out = kir_bin(a, KIR_ADD, st, kir_bin(a, KIR_MUL, kir_cast(a, o->dt, idx[0]), dl)), NULL;
   }
   if (strcmp(op, "Reshape") == 0) {
@@ -844,17 +604,17 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
     } else {
       unflatten(s, flat_index(s, o->rank, o->dims, idx), x->rank, x->dims, ix);
     }
-    return val_elem(s, xv, ix, out);
+    return ops_sg_val_elem(s, xv, ix, out);
   }
   if (strcmp(op, "Unsqueeze") == 0 || strcmp(op, "Squeeze") == 0) {
     /* Walk both shapes: dims of x appear in order in o, 1s are added or dropped. */
     int64_t axes[OPS_MAX_RANK];
-    int na;
+    int na = -1;
     FL_TRY(axes_of(s, n, 1, 13, axes, &na));
     bool un = op[0] == 'U', mark[OPS_MAX_RANK] = {false};
     int big = un ? o->rank : x->rank;
     for (int i = 0; i < na; i++) {
-      int ax;
+      int ax = 0;
       FL_TRY(norm_axis(s, n, axes[i], big, &ax));
       mark[ax] = true;
     }
@@ -867,21 +627,21 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
         ix[i] = mark[i] ? kir_i64(a, 0) : idx[j++];
       }
     }
-    return val_elem(s, xv, ix, out);
+    return ops_sg_val_elem(s, xv, ix, out);
   }
-  if (strcmp(op, "Expand") == 0) return val_elem(s, xv, bcast_idx(s, x, o->rank, idx), out);
+  if (strcmp(op, "Expand") == 0) return ops_sg_val_elem(s, xv, ops_sg_bcast_idx(s, x, o->rank, idx), out);
   if (strcmp(op, "Concat") == 0) {
-    int ax;
+    int ax = 0;
     FL_TRY(norm_axis(s, n, fir_attr_int(n, "axis", 0), x->rank, &ax));
-    kir_expr_t *offs[64], *parts[64];
+    kir_expr_t *offs[64] = {NULL}, *parts[64] = {NULL};
     int np = n->n_inputs;
-    if (np > 64) return UNSUP(n, "more than 64 inputs");
+    if (np < 1 || np > 64) return UNSUP(n, "Concat of %d inputs", np);
     kir_expr_t *off = kir_i64(a, 0);
     for (int i = 0; i < np; i++) {
-      const sg_val_t *y;
-      FL_TRY(val_info(s, n->inputs[i], &y));
+      const sg_val_t *y = NULL;
+      FL_TRY(ops_sg_val_info(s, n->inputs[i], &y));
       for (int d = 0; d < o->rank; d++) ix[d] = d == ax ? kir_sub(a, idx[d], off) : idx[d];
-      FL_TRY(val_elem(s, n->inputs[i], ix, &parts[i]));
+      FL_TRY(ops_sg_val_elem(s, n->inputs[i], ix, &parts[i]));
       offs[i] = off;
       off = kir_add(a, off, y->dims[ax]);
     }
@@ -893,14 +653,14 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
     const int64_t *perm;
     int np = fir_attr_ints(n, "perm", &perm);
     for (int i = 0; i < x->rank; i++) ix[np >= 0 ? perm[i] : x->rank - 1 - i] = idx[i];
-    return val_elem(s, xv, ix, out);
+    return ops_sg_val_elem(s, xv, ix, out);
   }
   if (strcmp(op, "Slice") == 0) {
     sg_slice_t p;
     FL_TRY(slice_params(s, n, x, &p));
     for (int i = 0; i < x->rank; i++)
       ix[i] = p.sliced[i] ? kir_add(a, kir_i64(a, p.start[i]), kir_mul(a, idx[i], kir_i64(a, p.step[i]))) : idx[i];
-    return val_elem(s, xv, ix, out);
+    return ops_sg_val_elem(s, xv, ix, out);
   }
   if (strcmp(op, "ConstantOfShape") == 0) {
     const fir_attr_t *va = fir_node_attr(n, "value");
@@ -911,9 +671,9 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
   return UNSUP(n, "this operator cannot be inlined into a kernel expression");
 }
 
-static flagos_status_t val_elem(sg_t *s, const fir_value_t *v, kir_expr_t *const *idx, kir_expr_t **out) {
-  const sg_val_t *vi;
-  FL_TRY(val_info(s, v, &vi));
+flagos_status_t ops_sg_val_elem(sg_t *s, const fir_value_t *v, kir_expr_t *const *idx, kir_expr_t **out) {
+  const sg_val_t *vi = NULL;
+  FL_TRY(ops_sg_val_info(s, v, &vi));
   for (int i = 0; i < s->n_memo; i++) {
     const sg_memo_t *m = &s->memo[i];
     if (m->v != v) continue;
@@ -963,13 +723,13 @@ flagos_status_t ops_sg_inline(ops_ctx_t *c, const fir_graph_t *g, const char *wh
   if (out < 0 || out >= g->n_outputs)
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "subgraph '%s' has no output %d", what, out);
   const fir_value_t *ov = g->outputs[out];
-  const sg_val_t *oi;
-  FL_TRY(val_info(&s, ov, &oi));
+  const sg_val_t *oi = NULL;
+  FL_TRY(ops_sg_val_info(&s, ov, &oi));
   if (oi->rank > rank)
     return ops_err(c, FLAGOS_ERR_SHAPE, "subgraph '%s': output '%s' has rank %d, more than %d", what, ov->name, oi->rank,
                    rank);
-  kir_expr_t *e;
-  FL_TRY(val_elem(&s, ov, bcast_idx(&s, oi, rank, idx), &e));
+  kir_expr_t *e = NULL;
+  FL_TRY(ops_sg_val_elem(&s, ov, ops_sg_bcast_idx(&s, oi, rank, idx), &e));
   if (e->dtype != want) {
     if (e->dtype == FLAGOS_BOOL || want == FLAGOS_BOOL)
       return ops_err(c, FLAGOS_ERR_SHAPE, "subgraph '%s': output '%s' is %s, expected %s", what, ov->name,

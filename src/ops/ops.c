@@ -173,6 +173,13 @@ int ops_buf_temp(ops_ctx_t *c, kir_kernel_t *kk, int t) {
   return add_bound_buf(c, kk, OPS_BIND_TEMP, t, name, tp->dtype, tp->rank, tp->dims);
 }
 
+int ops_buf_view(ops_ctx_t *c, kir_kernel_t *kk, ops_bind_kind_t kind, int k, int rank, kir_expr_t *const *dims) {
+  flagos_dtype_t dt = kind == OPS_BIND_INPUT ? c->in[k].dtype : kind == OPS_BIND_OUTPUT ? c->out[k].dtype : c->temps[k].dtype;
+  char name[16];
+  snprintf(name, sizeof name, "%s%d", kind == OPS_BIND_INPUT ? "in" : kind == OPS_BIND_OUTPUT ? "out" : "t", k);
+  return add_bound_buf(c, kk, kind, k, name, dt, rank, (kir_expr_t **)dims);
+}
+
 kir_expr_t *ops_in_dim(ops_ctx_t *c, int k, int d) {
   const ops_tensor_info_t *t = &c->in[k];
   if (t->dims[d] >= 0) return kir_i64(c->arena, t->dims[d]);

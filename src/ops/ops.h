@@ -124,6 +124,9 @@ kir_kernel_t *ops_kernel(ops_ctx_t *c, const char *suffix);
 int ops_buf_in(ops_ctx_t *c, kir_kernel_t *kk, int k);
 int ops_buf_out(ops_ctx_t *c, kir_kernel_t *kk, int k);
 int ops_buf_temp(ops_ctx_t *c, kir_kernel_t *kk, int t);
+/* Binds a node input/output/temp under another row-major shape of the same number
+ * of elements (a view: im2col matrices, flattened batches...). */
+int ops_buf_view(ops_ctx_t *c, kir_kernel_t *kk, ops_bind_kind_t kind, int k, int rank, kir_expr_t *const *dims);
 /* Declares a temporary buffer of rank dims; returns its index. */
 int ops_temp(ops_ctx_t *c, flagos_dtype_t dt, int rank, kir_expr_t *const *dims);
 kir_expr_t *ops_temp_dim(ops_ctx_t *c, int t, int d);

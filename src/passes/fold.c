@@ -257,14 +257,27 @@ done:
 
 flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed) {
   fir_graph_t *g = m->graph;
-  bool *dead = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_nodes + 1));
   bool *graph_input = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_values + 1));
   for (int i = 0; i < g->n_inputs; i++)
     if (g->inputs[i]->graph == g && g->inputs[i]->id >= 0 && g->inputs[i]->id < g->n_values)
       graph_input[g->inputs[i]->id] = true;
+  /* Folded nodes are remembered by pointer: inlining an If renumbers the nodes. */
+  int n_dead = 0, cap_dead = 16;
+  fir_node_t **dead = fl_arena_alloc(m->arena, sizeof(*dead) * (size_t)cap_dead);
   *changed = false;
   for (int i = 0; i < g->n_nodes; i++) {
     fir_node_t *n = g->nodes[i];
+    /* An If whose condition just became a constant is replaced by its branch here,
+     * before anything downstream needs the shapes the branch computes. */
+    if (pass_is_constant_if(n)) {
+      bool inlined;
+      FL_TRY(pass_inline_if_at(g, i, &inlined));
+      if (inlined) {
+        *changed = true;
+        i--;
+        continue;
+      }
+    }
     FL_TRY(pass_infer_node(m, n));
     bool folded = fold_shape_size(m, n);
     if (!folded) {
@@ -273,11 +286,20 @@ flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed) {
       else if (why) folded = fold_eval(m, n);
     }
     if (folded) {
-      dead[i] = true;
+      if (n_dead == cap_dead) {
+        fir_node_t **nd = fl_arena_alloc(m->arena, sizeof(*nd) * (size_t)(cap_dead *= 2));
+        memcpy(nd, dead, sizeof(*nd) * (size_t)n_dead);
+        dead = nd;
+      }
+      dead[n_dead++] = n;
       *changed = true;
     }
   }
-  if (*changed) fir_graph_remove_nodes(g, dead);
+  if (n_dead) {
+    bool *mark = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_nodes + 1));
+    for (int i = 0; i < n_dead; i++) mark[dead[i]->id] = true;
+    fir_graph_remove_nodes(g, mark);
+  }
   return NULL;
 }
 

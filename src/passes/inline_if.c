@@ -28,6 +28,7 @@ static void reparent(fir_node_t *n, fir_graph_t *g) {
 }
 
 static flagos_status_t inline_one(fir_graph_t *g, int idx) {
+  /* caller checked: an If whose condition input is a constant */
   fir_model_t *m = g->model;
   fir_node_t *n = g->nodes[idx];
   const fir_tensor_t *c = n->inputs[0]->init;
@@ -61,6 +62,21 @@ static flagos_status_t inline_one(fir_graph_t *g, int idx) {
   g->n_nodes = k;
   g->cap_nodes = k;
   b->n_nodes = 0; /* the branch no longer owns them */
+  return NULL;
+}
+
+bool pass_is_constant_if(const fir_node_t *n) {
+  if (strcmp(n->op_type, "If") != 0 || n->domain[0] || n->n_inputs < 1 || !n->inputs[0]) return false;
+  const fir_tensor_t *c = n->inputs[0]->init;
+  return c && c->data && c->numel >= 1;
+}
+
+flagos_status_t pass_inline_if_at(fir_graph_t *g, int idx, bool *inlined) {
+  fir_node_t *n = g->nodes[idx];
+  *inlined = false;
+  if (!pass_is_constant_if(n)) return NULL;
+  FL_TRY(inline_one(g, idx));
+  *inlined = idx >= g->n_nodes || g->nodes[idx] != n;
   return NULL;
 }
 

@@ -29,6 +29,10 @@ flagos_status_t pass_infer_node(fir_model_t *m, fir_node_t *n);
 /* Infers the nodes of n's subgraphs (If branches, Loop/Scan bodies), whose outer
  * values are already typed; called by pass_infer_node before n itself. */
 flagos_status_t pass_infer_subgraphs(fir_model_t *m, fir_node_t *n);
+/* True for an If node whose condition is a constant. */
+bool pass_is_constant_if(const fir_node_t *n);
+/* Replaces the If at g->nodes[idx] by its chosen branch's nodes (node ids renumbered). */
+flagos_status_t pass_inline_if_at(fir_graph_t *g, int idx, bool *inlined);
 /* Replaces each If whose condition is a constant by the chosen branch's nodes. */
 flagos_status_t pass_inline_constant_ifs(fir_model_t *m, bool *changed);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with

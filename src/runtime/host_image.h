@@ -19,7 +19,7 @@ typedef struct rt_image {
 /* Decoders of the formats FlagOS parses itself (host_image_fmt.c). */
 flagos_status_t rt_image_bmp(const uint8_t *p, size_t n, rt_image_t *img);
 flagos_status_t rt_image_pnm(const uint8_t *p, size_t n, rt_image_t *img);
-/* Allocates img->px for h x w x ch, refusing sizes that overflow or exceed `n_limit` pixels. */
+/* Allocates img->px for h x w x ch, refusing empty images and more than 2 GiB. */
 flagos_status_t rt_image_alloc(rt_image_t *img, int64_t h, int64_t w, int ch);
 
 #endif

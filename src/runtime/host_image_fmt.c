@@ -1,7 +1,7 @@
 /* The image formats simple enough to parse here: BMP and PNM (P1-P6). Both follow
  * what Pillow (ONNX's reference decoder) produces: palettes expanded to RGB,
- * channels of fewer than 8 bits scaled by v * 255 / max (truncated), PNM values
- * clamped to maxval and scaled the same way. Every read is bounds-checked: the
+ * BMP channels of fewer than 8 bits scaled by v * 255 / max (truncated), PNM
+ * values clamped to maxval and scaled by v * 255 / maxval rounded half to even. Every read is bounds-checked: the
  * bytes are the user's. */
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +148,13 @@ static bool pnm_number(pnm_rd_t *r, int digits, uint32_t *out) {
   return k > 0;
 }
 
+static uint8_t pnm_scale(uint32_t v, uint32_t maxv) {
+  if (v > maxv) v = maxv;
+  uint64_t num = (uint64_t)v * 255, q = num / maxv, r = num % maxv;
+  if (2 * r > maxv || (2 * r == maxv && (q & 1))) q++;
+  return (uint8_t)q;
+}
+
 flagos_status_t rt_image_pnm(const uint8_t *p, size_t n, rt_image_t *img) {
   if (n < 3 || p[0] != 'P' || p[1] < '1' || p[1] > '6') return BAD("not a PNM file");
   int kind = p[1] - '0';
@@ -176,14 +183,14 @@ flagos_status_t rt_image_pnm(const uint8_t *p, size_t n, rt_image_t *img) {
     for (size_t i = 0; !st && i < count; i++) {
       const uint8_t *q = p + r.at + i * bytes;
       uint32_t v = bytes == 2 ? (uint32_t)q[0] << 8 | q[1] : q[0];
-      img->px[i] = (uint8_t)((uint64_t)(v > maxv ? maxv : v) * 255 / maxv);
+      img->px[i] = pnm_scale(v, maxv);
     }
   } else {
     for (size_t i = 0; !st && i < count; i++) {
       uint32_t v;
       if (!pnm_number(&r, bitmap ? 1 : 0, &v)) st = BAD("PNM pixel data is truncated or malformed");
       else if (bitmap) img->px[i] = v ? 0 : 255;
-      else img->px[i] = (uint8_t)((uint64_t)(v > maxv ? maxv : v) * 255 / maxv);
+      else img->px[i] = pnm_scale(v, maxv);
     }
   }
   if (st) {

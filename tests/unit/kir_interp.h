@@ -402,20 +402,31 @@ static bool run_kernel(const kir_kernel_t *k, ibuf_t **bufs, const int64_t *syms
   in.bufs = bufs;
   in.syms = syms;
   in.n_syms = n_syms;
+  /* A kernel may view a tensor under another shape of the same element count
+   * (ops_buf_view): the interpreter then addresses it with the kernel's dims. */
+  static ibuf_t views[64];
+  static ibuf_t *view_ptrs[64];
+  if (k->n_bufs > 64) {
+    snprintf(err, errlen, "kernel %s has more than 64 buffers", k->name);
+    return false;
+  }
   for (int b = 0; b < k->n_bufs; b++) {
+    views[b] = *bufs[b];
+    views[b].rank = k->bufs[b].rank;
+    int64_t numel = 1;
     for (int d = 0; d < k->bufs[b].rank; d++) {
-      int64_t v = eval_i(&in, k->bufs[b].dims[d]);
-      if (v != bufs[b]->dims[d]) {
-        snprintf(err, errlen, "kernel %s buffer %s dim %d is %lld, bound tensor has %lld", k->name, k->bufs[b].name, d,
-                 (long long)v, (long long)bufs[b]->dims[d]);
-        return false;
-      }
+      views[b].dims[d] = eval_i(&in, k->bufs[b].dims[d]);
+      numel *= views[b].dims[d];
     }
-    if (k->bufs[b].rank != bufs[b]->rank || k->bufs[b].dtype != bufs[b]->dt) {
-      snprintf(err, errlen, "kernel %s buffer %s rank/dtype differ from the bound tensor", k->name, k->bufs[b].name);
+    if (numel != bufs[b]->numel || k->bufs[b].dtype != bufs[b]->dt) {
+      snprintf(err, errlen, "kernel %s buffer %s: %lld elements of %s, bound tensor has %lld of %s", k->name,
+               k->bufs[b].name, (long long)numel, flagos_dtype_name(k->bufs[b].dtype), (long long)bufs[b]->numel,
+               flagos_dtype_name(bufs[b]->dt));
       return false;
     }
+    view_ptrs[b] = &views[b];
   }
+  in.bufs = view_ptrs;
   if (use_lib && k->libcall && strcmp(k->libcall->name, "gemm") == 0) {
     run_gemm(&in, k->libcall);
   } else {
@@ -433,7 +444,7 @@ static bool run_kernel(const kir_kernel_t *k, ibuf_t **bufs, const int64_t *syms
       for (int s = 0; s < k->n_stores && !in.err[0]; s++) {
         const kir_store_t *st = &k->stores[s];
         if (st->cond && !eval_i(&in, st->cond)) continue;
-        ibuf_t *b = bufs[st->buf];
+        ibuf_t *b = in.bufs[st->buf];
         int64_t flat = 0;
         for (int d = 0; d < b->rank; d++) {
           int64_t ix = eval_i(&in, st->idx[d]);

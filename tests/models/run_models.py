@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""The model suite: exports each architecture of models.py from PyTorch to ONNX
+(random weights, static shapes, opset 17, TorchScript exporter), runs it through
+FlagOS (`flagos compile` then `flagos run`, on the cpu) and through ONNX Runtime
+on the same inputs, and compares every output: floats within rtol 1e-3 /
+atol 1e-4, integers exactly. The ONNX files, inputs and outputs are written
+under WORK_DIR/<model>/; nothing is committed.
+
+  run_models.py --flagos BUILD/flagos --work-dir DIR [MODEL ...] [--json FILE]
+
+With no MODEL, runs them all. Prints one line per model (max absolute and
+relative error per output, compile and run time) and exits non-zero if any
+model failed.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+RTOL, ATOL = 1e-3, 1e-4
+OPSET = 17
+
+
+def export(case, path):
+    import torch
+    args = tuple(torch.from_numpy(v) for v in case.inputs.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # tracer warnings about Python control flow
+        torch.onnx.export(case.module, args, path, opset_version=OPSET,
+                          input_names=list(case.inputs), output_names=case.outputs,
+                          dynamic_axes=case.dynamic_axes or None, do_constant_folding=True,
+                          dynamo=False)
+    import onnx
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+
+
+def run_ort(path, inputs, outputs):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    # The reference runs the graph as exported: no ORT rewrites (fusions) between.
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return dict(zip(outputs, sess.run(outputs, inputs)))
+
+
+def run_flagos(flagos, model_dir, path, case, env):
+    bundle = os.path.join(model_dir, "model.flagos")
+    cache = os.path.join(model_dir, "kernel-cache")
+    shutil.rmtree(cache, ignore_errors=True)      # cold compile: the time is honest
+    cmd = [flagos, "compile", path, "-o", bundle, "--target", "cpu", "--cache-dir", cache]
+    for name, dims in case.shapes.items():
+        cmd += ["--shape", f"{name}={dims}"]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    t_compile = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"flagos compile failed (exit {p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
+    in_dir, out_dir = os.path.join(model_dir, "inputs"), os.path.join(model_dir, "flagos-out")
+    os.makedirs(in_dir, exist_ok=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cmd = [flagos, "run", bundle, "--output-dir", out_dir]
+    for name, value in case.inputs.items():
+        f = os.path.join(in_dir, name + ".npy")
+        np.save(f, value)
+        cmd += ["--input", f"{name}={f}"]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    t_run = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"flagos run failed (exit {p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
+    got = {n: np.load(os.path.join(out_dir, n + ".npy")) for n in case.outputs}
+    return got, t_compile, t_run
+
+
+def compare(name, got, ref):
+    """Returns (ok, message, max_abs, max_rel)."""
+    if got.shape != ref.shape:
+        return False, f"{name}: shape {got.shape} != reference {ref.shape}", None, None
+    if got.dtype != ref.dtype:
+        return False, f"{name}: dtype {got.dtype} != reference {ref.dtype}", None, None
+    if not np.issubdtype(ref.dtype, np.floating):
+        bad = int(np.count_nonzero(got != ref))
+        return bad == 0, f"{name}: {bad} of {ref.size} elements differ (exact)", 0.0 if bad == 0 else None, None
+    if ref.size == 0:
+        return True, f"{name}: empty", 0.0, 0.0
+    g, r = got.astype(np.float64), ref.astype(np.float64)
+    nan_ok = np.array_equal(np.isnan(g), np.isnan(r))
+    fin = np.isfinite(r) & np.isfinite(g)
+    inf_ok = np.array_equal(g[~fin & ~np.isnan(r)], r[~fin & ~np.isnan(r)])
+    err = np.abs(g[fin] - r[fin])
+    max_abs = float(err.max()) if err.size else 0.0
+    max_rel = float((err / np.maximum(np.abs(r[fin]), np.finfo(np.float32).tiny)).max()) if err.size else 0.0
+    bad = int(np.count_nonzero(err > ATOL + RTOL * np.abs(r[fin])))
+    ok = nan_ok and inf_ok and bad == 0
+    msg = f"{name}: max abs {max_abs:.3g}, max rel {max_rel:.3g}"
+    if bad:
+        msg += f", {bad} of {ref.size} outside rtol {RTOL:g}/atol {ATOL:g}"
+    if not nan_ok or not inf_ok:
+        msg += ", NaN/Inf positions differ"
+    return ok, msg, max_abs, max_rel
+
+
+def run_one(key, builder, flagos, work, env):
+    model_dir = os.path.join(work, key)
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, "model.onnx")
+    res = {"model": key, "ok": False}
+    try:
+        case = builder(seed=7)
+        t0 = time.perf_counter()
+        export(case, path)
+        res["export_s"] = time.perf_counter() - t0
+        ref = run_ort(path, case.inputs, case.outputs)
+        got, res["compile_s"], res["run_s"] = run_flagos(flagos, model_dir, path, case, env)
+        msgs, ok = [], True
+        res["outputs"] = {}
+        for n in case.outputs:
+            o, m, a, r = compare(n, got[n], ref[n])
+            ok &= o
+            msgs.append(m)
+            res["outputs"][n] = {"ok": o, "max_abs": a, "max_rel": r, "shape": list(ref[n].shape)}
+        res["ok"], res["detail"] = ok, "; ".join(msgs)
+    except Exception as e:     # one model's failure must not hide the others' results
+        res["detail"] = f"{type(e).__name__}: {e}"
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*", help="models to run (default: all)")
+    ap.add_argument("--flagos", required=True, help="the flagos command line binary")
+    ap.add_argument("--work-dir", required=True, help="where the exported models and outputs go")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+
+    import torch
+    from models import MODELS
+    torch.set_num_threads(1)
+    names = a.models or list(MODELS)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    env = dict(os.environ)
+    results = []
+    for n in names:
+        r = run_one(n, MODELS[n], os.path.abspath(a.flagos), os.path.abspath(a.work_dir), env)
+        t = (f" (export {r['export_s']:.1f}s, compile {r['compile_s']:.1f}s, run {r['run_s']:.2f}s)"
+             if "run_s" in r else "")
+        print(f"{'PASS' if r['ok'] else 'FAIL'} {n}{t}: {r['detail']}", flush=True)
+        results.append(r)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+    passed = sum(r["ok"] for r in results)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
