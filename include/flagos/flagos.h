@@ -96,8 +96,17 @@ FLAGOS_API flagos_status_t flagos_session_create(flagos_bundle_t *b, const flago
 FLAGOS_API void flagos_session_destroy(flagos_session_t *s);
 /* Runs the model. inputs are in the bundle's input order (n_inputs of them; an
  * optional graph input may be given as an OPTIONAL value that is not present).
- * outputs receives n_outputs values that the caller releases with
- * flagos_value_clear(). */
+ * Input memory stays the caller's and is only read.
+ *
+ * outputs holds n_outputs values, each either zeroed or a caller-owned buffer:
+ * - zeroed (data NULL): FlagOS allocates the output, which the caller releases
+ *   with flagos_value_clear();
+ * - kind FLAGOS_VALUE_TENSOR with data set: FlagOS writes the tensor there. nbytes
+ *   is the buffer's capacity, dtype may be FLAGOS_UNDEFINED or must match; on
+ *   return dtype, rank and dims describe the output. The buffer stays the
+ *   caller's (do not pass it to flagos_value_clear). A buffer too small is an
+ *   error naming the output and the bytes it needs.
+ * On error, outputs FlagOS allocated are released again. */
 FLAGOS_API flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *inputs, int n_inputs,
                                               flagos_value_t *outputs, int n_outputs);
 /* Milliseconds the last run took (wall time, inputs uploaded to outputs downloaded). */

@@ -92,7 +92,8 @@ static flagos_status_t flex_infer(ops_ctx_t *c) {
       return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "input %d (Q, K, V) must be a tensor", k);
   const ops_tensor_info_t *Q = &c->in[0], *K = &c->in[1], *V = &c->in[2];
   flagos_dtype_t dt = Q->dtype, sp = FLAGOS_FLOAT32;
-  if (!flagos_dtype_is_float(dt)) return ops_err(c, FLAGOS_ERR_SHAPE, "Q must be floating point, got %s", flagos_dtype_name(dt));
+  if (!flagos_dtype_is_float(dt))
+    return ops_err(c, FLAGOS_ERR_SHAPE, "Q must be floating point, got %s", flagos_dtype_name(dt));
   if (K->dtype != dt || V->dtype != dt) return ops_err(c, FLAGOS_ERR_SHAPE, "Q, K and V must share one dtype");
   if (Q->rank != 4 || K->rank != 4 || V->rank != 4)
     return ops_err(c, FLAGOS_ERR_SHAPE, "Q, K and V must be 4-D (got ranks %d, %d, %d)", Q->rank, K->rank, V->rank);
@@ -109,13 +110,15 @@ static flagos_status_t flex_infer(ops_ctx_t *c) {
 #define KNOWN_NE(x, y) ((x) >= 0 && (y) >= 0 && (x) != (y))
   if (KNOWN_NE(K->dims[0], p[F_B]) || KNOWN_NE(V->dims[0], p[F_B]))
     return ops_err(c, FLAGOS_ERR_SHAPE, "Q, K and V differ in batch size");
-  if (KNOWN_NE(K->dims[3], p[F_E])) return ops_err(c, FLAGOS_ERR_SHAPE, "K's head size %lld differs from Q's %lld", (long long)K->dims[3], (long long)p[F_E]);
+  if (KNOWN_NE(K->dims[3], p[F_E]))
+    return ops_err(c, FLAGOS_ERR_SHAPE, "K's head size %lld differs from Q's %lld", (long long)K->dims[3],
+                   (long long)p[F_E]);
   if (KNOWN_NE(V->dims[1], p[F_HKV]) || KNOWN_NE(V->dims[2], p[F_S]))
     return ops_err(c, FLAGOS_ERR_SHAPE, "K and V differ in heads or sequence length");
 #undef KNOWN_NE
   if (p[F_HQ] >= 0 && p[F_HKV] > 0 && p[F_HQ] % p[F_HKV] != 0)
-    return ops_err(c, FLAGOS_ERR_SHAPE, "q_num_heads (%lld) must be a multiple of kv_num_heads (%lld)", (long long)p[F_HQ],
-                   (long long)p[F_HKV]);
+    return ops_err(c, FLAGOS_ERR_SHAPE, "q_num_heads (%lld) must be a multiple of kv_num_heads (%lld)",
+                   (long long)p[F_HQ], (long long)p[F_HKV]);
   if (p[F_HKV] == 0) return ops_err(c, FLAGOS_ERR_SHAPE, "K has no heads");
   /* Translate the modifiers now, on placeholder scores, so that an operator the
    * translator cannot inline fails at compile time with its name. */
@@ -146,9 +149,9 @@ typedef struct flex {
   ops_ctx_t *c;
   flagos_dtype_t dt, ct, sp, spc; /* input, its compute type, softmax precision, its compute type */
   kir_expr_t *prm[F_NPARAMS];
-  kir_expr_t *sq;   /* sqrt(scale) in the input type, as ct */
-  kir_expr_t *rep;  /* Hq / Hkv */
-  int bq, bk;       /* buffers in the scores kernel */
+  kir_expr_t *sq;  /* sqrt(scale) in the input type, as ct */
+  kir_expr_t *rep; /* Hq / Hkv */
+  int bq, bk;      /* buffers in the scores kernel */
 } flex_t;
 
 /* sqrt(scale), computed as the function body does: in float32, then cast to the input type. */
@@ -168,7 +171,9 @@ static kir_expr_t *sqrt_scale(flex_t *f) {
   return kir_cast(AR, f->ct, kir_cast(AR, f->dt, s));
 }
 
-static kir_expr_t *rnd(flex_t *f, kir_expr_t *x) { return kir_cast(f->c->arena, f->ct, kir_cast(f->c->arena, f->dt, x)); }
+static kir_expr_t *rnd(flex_t *f, kir_expr_t *x) {
+  return kir_cast(f->c->arena, f->ct, kir_cast(f->c->arena, f->dt, x));
+}
 
 typedef struct flex_scores {
   flex_elem_t fe;
@@ -238,7 +243,8 @@ static flagos_status_t flex_lower(ops_ctx_t *c) {
     bT = ops_buf_temp(c, kk, tT);
     int sv = kir_new_var(kk);
     kir_expr_t *ti[4] = {v[0], v[1], v[2], kir_var(AR, sv)};
-    kir_store(kk, bM, v, kir_reduce(AR, KIR_RMAX, 1, &sv, &f.prm[F_S], kir_cast(AR, f.spc, kir_load(kk, bT, ti))), NULL);
+    kir_store(kk, bM, v, kir_reduce(AR, KIR_RMAX, 1, &sv, &f.prm[F_S], kir_cast(AR, f.spc, kir_load(kk, bT, ti))),
+              NULL);
   }
   {
     kir_kernel_t *kk = temp_kernel(c, "rowsum", tZ, &bZ, v);
@@ -246,7 +252,8 @@ static flagos_status_t flex_lower(ops_ctx_t *c) {
     bM = ops_buf_temp(c, kk, tM);
     int sv = kir_new_var(kk);
     kir_expr_t *ti[4] = {v[0], v[1], v[2], kir_var(AR, sv)};
-    kir_expr_t *e = kir_un(AR, KIR_EXP, kir_bin(AR, KIR_SUB, kir_cast(AR, f.spc, kir_load(kk, bT, ti)), kir_load(kk, bM, v)));
+    kir_expr_t *e =
+        kir_un(AR, KIR_EXP, kir_bin(AR, KIR_SUB, kir_cast(AR, f.spc, kir_load(kk, bT, ti)), kir_load(kk, bM, v)));
     kir_store(kk, bZ, v, kir_reduce(AR, KIR_RSUM, 1, &sv, &f.prm[F_S], e), NULL);
   }
   /* P = prob_mod(softmax(T)), into its own buffer: a modifier may read T at other positions. */

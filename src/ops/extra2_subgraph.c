@@ -4,11 +4,11 @@
  * with no loop variable: constants where shapes are static, the caller's symbols
  * otherwise) and its element at an index is built on demand from its producer's
  * rule: pointwise operators (extra2_subgraph_pw.c) combine their inputs'
- * elements at the broadcast index; Shape, Gather, Range, Reshape, Unsqueeze, Squeeze, Expand, Concat,
- * Transpose, Slice and ConstantOfShape remap the index; constants become
- * literals (a select over the flat index for short tensors). Values that decide
- * shapes (Reshape's shape, Range's bounds, axes) must fold to loop-free
- * expressions, and those that decide ranks to constants. */
+ * elements at the broadcast index; Shape, Gather, Range, Reshape, Unsqueeze,
+ * Squeeze, Expand, Concat, Transpose, Slice and ConstantOfShape remap the index;
+ * constants become literals (a select over the flat index for short tensors).
+ * Values that decide shapes (Reshape's shape, Range's bounds, axes) must fold to
+ * loop-free expressions, and those that decide ranks to constants. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,8 +16,8 @@
 
 #include "ops/extra2_subgraph_int.h"
 
-#define SG_MAX_TABLE 256    /* longest non-uniform constant tensor turned into a select */
-#define SG_BUDGET 200000    /* element rules evaluated before the subgraph counts as too large */
+#define SG_MAX_TABLE 256 /* longest non-uniform constant tensor turned into a select */
+#define SG_BUDGET 20000  /* element rules evaluated before the subgraph counts as too large */
 
 /* A constant's data whatever holds it: an initializer, a Constant node's attribute. */
 typedef struct sg_const {
@@ -71,9 +71,12 @@ kir_expr_t **ops_sg_bcast_idx(sg_t *s, const sg_val_t *in, int rank, kir_expr_t 
   int off = rank - in->rank;
   for (int j = 0; j < in->rank; j++) {
     kir_expr_t *d = in->dims[j];
-    if (is_one(d)) o[j] = kir_i64(s->a, 0);
-    else if (d->kind == KIR_CONST) o[j] = idx[off + j];
-    else o[j] = kir_select(s->a, kir_bin(s->a, KIR_EQ, d, kir_i64(s->a, 1)), kir_i64(s->a, 0), idx[off + j]);
+    if (is_one(d))
+      o[j] = kir_i64(s->a, 0);
+    else if (d->kind == KIR_CONST)
+      o[j] = idx[off + j];
+    else
+      o[j] = kir_select(s->a, kir_bin(s->a, KIR_EQ, d, kir_i64(s->a, 1)), kir_i64(s->a, 0), idx[off + j]);
   }
   return o;
 }
@@ -86,11 +89,14 @@ flagos_status_t ops_sg_bcast_dims(sg_t *s, const fir_node_t *n, sg_val_t *o, int
     int ja = i - (r - o->rank), jb = i - (r - rank);
     kir_expr_t *x = ja >= 0 ? o->dims[ja] : kir_i64(s->a, 1);
     kir_expr_t *y = jb >= 0 ? (kir_expr_t *)dims[jb] : kir_i64(s->a, 1);
-    if (is_one(x)) res[i] = y;
-    else if (is_one(y) || same_dim(x, y)) res[i] = x;
+    if (is_one(x))
+      res[i] = y;
+    else if (is_one(y) || same_dim(x, y))
+      res[i] = x;
     else if (x->kind == KIR_CONST && y->kind == KIR_CONST)
       return BAD(n, "cannot broadcast dimension %d: %lld against %lld", i, (long long)x->ci, (long long)y->ci);
-    else res[i] = kir_bin(s->a, KIR_MAX, x, y);
+    else
+      res[i] = kir_bin(s->a, KIR_MAX, x, y);
   }
   o->rank = r;
   memcpy(o->dims, res, sizeof(res[0]) * (size_t)r);
@@ -163,7 +169,8 @@ static flagos_status_t constant_node(sg_t *s, const fir_node_t *n, sg_const_t *k
       bool f = at->name[6] == 'f';
       int64_t *d = fl_arena_alloc(s->a, sizeof(int64_t));
       d[0] = at->n;
-      *k = (sg_const_t){f ? FLAGOS_FLOAT32 : FLAGOS_INT64, 1, d, at->n, f ? (const void *)at->floats : (const void *)at->ints};
+      *k = (sg_const_t){f ? FLAGOS_FLOAT32 : FLAGOS_INT64, 1, d, at->n,
+                        f ? (const void *)at->floats : (const void *)at->ints};
     } else {
       continue;
     }
@@ -389,7 +396,8 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
     for (int i = 0; i < 3; i++) {
       if (!n->inputs[i]) return BAD(n, "input %d is missing", i);
       FL_TRY(ops_sg_val_info(s, n->inputs[i], &in[i]));
-      if (in[i]->rank != 0 || in[i]->dt != in[0]->dt) return BAD(n, "start, limit and delta must be scalars of one dtype");
+      if (in[i]->rank != 0 || in[i]->dt != in[0]->dt)
+        return BAD(n, "start, limit and delta must be scalars of one dtype");
     }
     kir_expr_t *v[3], *zero = kir_i64(s->a, 0), *cnt;
     for (int i = 0; i < 3; i++) {
@@ -435,9 +443,12 @@ static flagos_status_t node_info(sg_t *s, const fir_node_t *n, int k, sg_val_t *
       }
     o->rank = 0;
     for (int i = 0, j = 0; i < orank; i++) {
-      if (un) o->dims[o->rank++] = mark[i] ? kir_i64(s->a, 1) : x->dims[j++];
-      else if (!mark[i]) o->dims[o->rank++] = x->dims[i];
-      else if (x->dims[i]->kind == KIR_CONST && x->dims[i]->ci != 1) return BAD(n, "axis %d has size %lld, not 1", i, (long long)x->dims[i]->ci);
+      if (un)
+        o->dims[o->rank++] = mark[i] ? kir_i64(s->a, 1) : x->dims[j++];
+      else if (!mark[i])
+        o->dims[o->rank++] = x->dims[i];
+      else if (x->dims[i]->kind == KIR_CONST && x->dims[i]->ci != 1)
+        return BAD(n, "axis %d has size %lld, not 1", i, (long long)x->dims[i]->ci);
     }
     return NULL;
   }
@@ -556,7 +567,8 @@ static flagos_status_t node_elem(sg_t *s, const fir_node_t *n, const sg_val_t *o
     int64_t st = 0, len = 0;
     FL_TRY(shape_start_end(s, n, x->rank, &st, &len));
     kir_expr_t *e = len > 0 ? x->dims[st + len - 1] : kir_i64(a, 0);
-    for (int64_t j = len - 2; j >= 0; j--) e = kir_select(a, kir_bin(a, KIR_EQ, idx[0], kir_i64(a, j)), x->dims[st + j], e);
+    for (int64_t j = len - 2; j >= 0; j--)
+      e = kir_select(a, kir_bin(a, KIR_EQ, idx[0], kir_i64(a, j)), x->dims[st + j], e);
     return *out = e, NULL;
   }
   if (strcmp(op, "Size") == 0) return *out = numel_of(s, x), NULL;
@@ -693,7 +705,9 @@ flagos_status_t ops_sg_val_elem(sg_t *s, const fir_value_t *v, kir_expr_t *const
     bool ok;
     const_of_tensor(v->init, &c);
     e = const_elem(s, &c, idx, &ok);
-    if (!ok) return UNSUP(NULL, "constant '%s' of %lld elements indexed by position is too large", v->name, (long long)c.numel);
+    if (!ok)
+      return UNSUP(NULL, "constant '%s' of %lld elements indexed by position is too large", v->name,
+                   (long long)c.numel);
   } else {
     FL_TRY(node_elem(s, v->producer, vi, idx, &e));
   }
@@ -719,15 +733,16 @@ flagos_status_t ops_sg_inline(ops_ctx_t *c, const fir_graph_t *g, const char *wh
                               int out, int rank, kir_expr_t *const *idx, flagos_dtype_t want, kir_expr_t **res) {
   sg_t s = {.c = c, .a = c->arena, .g = g, .what = what, .n_in = n_in, .ins = ins, .budget = SG_BUDGET};
   if (g->n_inputs != n_in)
-    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "subgraph '%s' takes %d inputs, expected %d", what, g->n_inputs, n_in);
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "subgraph '%s' takes %d inputs, expected %d", what, g->n_inputs,
+                   n_in);
   if (out < 0 || out >= g->n_outputs)
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "subgraph '%s' has no output %d", what, out);
   const fir_value_t *ov = g->outputs[out];
   const sg_val_t *oi = NULL;
   FL_TRY(ops_sg_val_info(&s, ov, &oi));
   if (oi->rank > rank)
-    return ops_err(c, FLAGOS_ERR_SHAPE, "subgraph '%s': output '%s' has rank %d, more than %d", what, ov->name, oi->rank,
-                   rank);
+    return ops_err(c, FLAGOS_ERR_SHAPE, "subgraph '%s': output '%s' has rank %d, more than %d", what, ov->name,
+                   oi->rank, rank);
   kir_expr_t *e = NULL;
   FL_TRY(ops_sg_val_elem(&s, ov, ops_sg_bcast_idx(&s, oi, rank, idx), &e));
   if (e->dtype != want) {

@@ -16,11 +16,25 @@ typedef struct sg_op {
 } sg_op_t;
 
 static const sg_op_t k_binary[] = {
-    {"Add", KIR_ADD},       {"Sub", KIR_SUB},         {"Mul", KIR_MUL},           {"Div", KIR_DIV},
-    {"Pow", KIR_POW},       {"Mod", KIR_MOD},         {"Max", KIR_MAX},           {"Min", KIR_MIN},
-    {"Sum", KIR_ADD},       {"And", KIR_AND},         {"Or", KIR_OR},             {"Xor", KIR_XOR},
-    {"BitwiseAnd", KIR_BITAND}, {"BitwiseOr", KIR_BITOR}, {"BitwiseXor", KIR_BITXOR},
-    {"Equal", KIR_EQ},      {"Less", KIR_LT},         {"LessOrEqual", KIR_LE},    {"Greater", KIR_GT},
+    {"Add", KIR_ADD},
+    {"Sub", KIR_SUB},
+    {"Mul", KIR_MUL},
+    {"Div", KIR_DIV},
+    {"Pow", KIR_POW},
+    {"Mod", KIR_MOD},
+    {"Max", KIR_MAX},
+    {"Min", KIR_MIN},
+    {"Sum", KIR_ADD},
+    {"And", KIR_AND},
+    {"Or", KIR_OR},
+    {"Xor", KIR_XOR},
+    {"BitwiseAnd", KIR_BITAND},
+    {"BitwiseOr", KIR_BITOR},
+    {"BitwiseXor", KIR_BITXOR},
+    {"Equal", KIR_EQ},
+    {"Less", KIR_LT},
+    {"LessOrEqual", KIR_LE},
+    {"Greater", KIR_GT},
     {"GreaterOrEqual", KIR_GE},
 };
 
@@ -33,8 +47,8 @@ static const sg_op_t k_unary[] = {
 };
 
 /* Pointwise operators without a single kernel op. */
-static const char *const k_pointwise_other[] = {"Identity", "Cast",     "CastLike", "Where", "Clip",     "Reciprocal",
-                                                "Sigmoid",  "Relu",     "LeakyRelu", "Softplus", "IsInf"};
+static const char *const k_pointwise_other[] = {"Identity", "Cast", "CastLike",  "Where",    "Clip", "Reciprocal",
+                                                "Sigmoid",  "Relu", "LeakyRelu", "Softplus", "IsInf"};
 
 static const sg_op_t *find_op(const sg_op_t *t, size_t n, const char *name) {
   for (size_t i = 0; i < n; i++)
@@ -59,7 +73,6 @@ static int bcast_inputs(const fir_node_t *n) {
   return n->n_inputs;
 }
 
-
 flagos_status_t ops_sg_pointwise_info(sg_t *s, const fir_node_t *n, sg_val_t *o) {
   const char *op = n->op_type;
   const sg_val_t *in[8];
@@ -79,7 +92,8 @@ flagos_status_t ops_sg_pointwise_info(sg_t *s, const fir_node_t *n, sg_val_t *o)
   if (b) {
     for (int k = 1; k < ni; k++)
       if (in[k] && in[k]->dt != in[0]->dt && b->op != KIR_POW)
-        return BAD(n, "inputs have different dtypes (%s and %s)", flagos_dtype_name(in[0]->dt), flagos_dtype_name(in[k]->dt));
+        return BAD(n, "inputs have different dtypes (%s and %s)", flagos_dtype_name(in[0]->dt),
+                   flagos_dtype_name(in[k]->dt));
     if ((b->op == KIR_AND || b->op == KIR_OR || b->op == KIR_XOR) && in[0]->dt != FLAGOS_BOOL)
       return BAD(n, "expects bool inputs");
     if (kir_op_is_compare(b->op)) o->dt = FLAGOS_BOOL;
@@ -102,7 +116,8 @@ flagos_status_t ops_sg_pointwise_info(sg_t *s, const fir_node_t *n, sg_val_t *o)
     o->dt = FLAGOS_BOOL;
   } else if (strcmp(op, "Clip") == 0) {
     for (int k = 1; k < ni; k++)
-      if (in[k] && (in[k]->dt != in[0]->dt || in[k]->rank != 0)) return BAD(n, "min and max must be scalars of X's dtype");
+      if (in[k] && (in[k]->dt != in[0]->dt || in[k]->rank != 0))
+        return BAD(n, "min and max must be scalars of X's dtype");
   } else if (strcmp(op, "Identity") != 0 && !flagos_dtype_is_float(in[0]->dt)) {
     return BAD(n, "expects a floating-point input");
   }
@@ -110,7 +125,6 @@ flagos_status_t ops_sg_pointwise_info(sg_t *s, const fir_node_t *n, sg_val_t *o)
     return UNSUP(n, "string or undefined dtypes cannot be inlined");
   return NULL;
 }
-
 
 static kir_expr_t *int_divmod(sg_t *s, kir_op_t op, kir_expr_t *x, kir_expr_t *y) {
   /* A zero divisor (and MIN / -1) would trap; the data is the user's. */
@@ -171,8 +185,10 @@ flagos_status_t ops_sg_pointwise_elem(sg_t *s, const fir_node_t *n, const sg_val
     for (int k = 1; k < n->n_inputs; k++)
       if (x[k]) e = apply_binary(s, n, b->op, e, x[k]);
   } else if (u) {
-    if (u->op == KIR_ABS && !flagos_dtype_is_signed(dt) && !flagos_dtype_is_float(dt)) e = x[0];
-    else e = kir_un(a, u->op, x[0]);
+    if (u->op == KIR_ABS && !flagos_dtype_is_signed(dt) && !flagos_dtype_is_float(dt))
+      e = x[0];
+    else
+      e = kir_un(a, u->op, x[0]);
   } else if (strcmp(op, "Identity") == 0) {
     e = x[0];
   } else if (strcmp(op, "Cast") == 0 || strcmp(op, "CastLike") == 0) {

@@ -77,10 +77,14 @@ static flagos_status_t tfidf_plan(ops_ctx_t *c, tfidf_t *t) {
   memset(t, 0, sizeof(*t));
   const char *mode = fir_attr_string(n, "mode", NULL);
   if (!mode) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "missing required attribute 'mode'");
-  if (strcmp(mode, "TF") == 0) t->mode = MODE_TF;
-  else if (strcmp(mode, "IDF") == 0) t->mode = MODE_IDF;
-  else if (strcmp(mode, "TFIDF") == 0) t->mode = MODE_TFIDF;
-  else return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "mode '%s' is not TF, IDF or TFIDF", mode);
+  if (strcmp(mode, "TF") == 0)
+    t->mode = MODE_TF;
+  else if (strcmp(mode, "IDF") == 0)
+    t->mode = MODE_IDF;
+  else if (strcmp(mode, "TFIDF") == 0)
+    t->mode = MODE_TFIDF;
+  else
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "mode '%s' is not TF, IDF or TFIDF", mode);
   t->min_n = fir_attr_int(n, "min_gram_length", -1);
   t->max_n = fir_attr_int(n, "max_gram_length", -1);
   t->skip = fir_attr_int(n, "max_skip_count", -1);
@@ -105,13 +109,15 @@ static flagos_status_t tfidf_plan(ops_ctx_t *c, tfidf_t *t) {
     if (indexes[i] + 1 > t->O) t->O = indexes[i] + 1;
   }
   if (t->n_w > 0 && t->n_w < t->O)
-    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "weights has %d entries for %lld output columns", t->n_w, (long long)t->O);
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "weights has %d entries for %lld output columns", t->n_w,
+                   (long long)t->O);
   /* Enumerate the pool's n-grams, numbered over every length, keeping those in range. */
   int64_t total = 0;
   for (int i = 0; i < nc; i++) {
     int64_t st = counts[i], en = i + 1 < nc ? counts[i + 1] : np;
     if (st < 0 || en < st || en > np)
-      return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "ngram_counts[%d] = %lld is out of order or range", i, (long long)st);
+      return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "ngram_counts[%d] = %lld is out of order or range", i,
+                     (long long)st);
     total += (en - st) / (i + 1);
   }
   gram_t *g = fl_arena_alloc(c->arena, sizeof(*g) * (size_t)(total + 1));
@@ -158,7 +164,8 @@ flagos_status_t ops_x2_tfidf_infer(ops_ctx_t *c) {
     return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "string input X needs string tensors, which kernels do not support yet");
   if (X->dtype != FLAGOS_INT32 && X->dtype != FLAGOS_INT64)
     return ops_err(c, FLAGOS_ERR_SHAPE, "X must be int32 or int64, got %s", flagos_dtype_name(X->dtype));
-  if (X->rank != 1 && X->rank != 2) return ops_err(c, FLAGOS_ERR_SHAPE, "X must be [C] or [B, C], got rank %d", X->rank);
+  if (X->rank != 1 && X->rank != 2)
+    return ops_err(c, FLAGOS_ERR_SHAPE, "X must be [C] or [B, C], got rank %d", X->rank);
   tfidf_t t;
   FL_TRY(tfidf_plan(c, &t));
   c->n_params = 0;
@@ -231,14 +238,15 @@ flagos_status_t ops_x2_tfidf_lower(ops_ctx_t *c) {
     kir_expr_t *pos = kir_add(a, st, kir_mul(a, d, i)), *pi = kir_add(a, off, i);
     kir_expr_t *xi[2] = {b, pos};
     kir_expr_t *x = kir_cast(a, FLAGOS_INT64, kir_load(kk, bx, r == 2 ? xi : xi + 1));
-    kir_expr_t *item_ok = kir_select(a, kir_bin(a, KIR_GE, i, len), kir_bool(a, true),
-                                     kir_bin(a, KIR_EQ, x, kir_load(kk, bp, &pi)));
+    kir_expr_t *item_ok =
+        kir_select(a, kir_bin(a, KIR_GE, i, len), kir_bool(a, true), kir_bin(a, KIR_EQ, x, kir_load(kk, bp, &pi)));
     kir_expr_t *lmax = kir_i64(a, t.max_len);
     kir_expr_t *match = kir_reduce(a, KIR_RALL, 1, &iv, &lmax, item_ok);
     /* The whole n-gram inside the row; unigrams only at d = 1. */
     kir_expr_t *last = kir_add(a, st, kir_mul(a, d, kir_sub(a, len, one)));
-    kir_expr_t *fits = kir_bin(a, KIR_AND, kir_bin(a, KIR_LT, last, C),
-                               kir_bin(a, KIR_OR, kir_bin(a, KIR_EQ, kir_var(a, dv), zero), kir_bin(a, KIR_GT, len, one)));
+    kir_expr_t *fits =
+        kir_bin(a, KIR_AND, kir_bin(a, KIR_LT, last, C),
+                kir_bin(a, KIR_OR, kir_bin(a, KIR_EQ, kir_var(a, dv), zero), kir_bin(a, KIR_GT, len, one)));
     /* SELECT is lazy: nothing is loaded for a q past the column's n-grams. */
     kir_expr_t *body =
         kir_select(a, kir_bin(a, KIR_LT, q, ncol), kir_select(a, fits, kir_select(a, match, one, zero), zero), zero);
@@ -249,8 +257,10 @@ flagos_status_t ops_x2_tfidf_lower(ops_ctx_t *c) {
   kir_expr_t *y = kir_cast(a, FLAGOS_FLOAT32, cnt);
   kir_expr_t *w = tw >= 0 ? kir_load(kk, ops_buf_temp(c, kk, tw), &col) : kir_const(a, FLAGOS_FLOAT32, 1.0);
   kir_expr_t *f0 = kir_const(a, FLAGOS_FLOAT32, 0.0);
-  if (t.mode == MODE_IDF) y = kir_select(a, kir_bin(a, KIR_GT, cnt, zero), w, f0);
-  else if (t.mode == MODE_TFIDF && tw >= 0) y = kir_bin(a, KIR_MUL, w, y);
+  if (t.mode == MODE_IDF)
+    y = kir_select(a, kir_bin(a, KIR_GT, cnt, zero), w, f0);
+  else if (t.mode == MODE_TFIDF && tw >= 0)
+    y = kir_bin(a, KIR_MUL, w, y);
   kir_store(kk, 0, v, y, NULL);
   return NULL;
 }

@@ -11,16 +11,20 @@
 #include "ops/ops.h"
 
 static flagos_status_t image_decoder_infer(ops_ctx_t *c) {
-  if (c->n_in != 1 || !ops_has_in(c, 0)) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "expects one input, encoded_stream");
+  if (c->n_in != 1 || !ops_has_in(c, 0))
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "expects one input, encoded_stream");
   const ops_tensor_info_t *x = &c->in[0];
   if (x->kind != FIR_TYPE_TENSOR || x->dtype != FLAGOS_UINT8)
     return ops_err(c, FLAGOS_ERR_SHAPE, "encoded_stream must be a uint8 tensor, got %s", flagos_dtype_name(x->dtype));
   if (x->rank != 1) return ops_err(c, FLAGOS_ERR_SHAPE, "encoded_stream must be 1-D, got rank %d", x->rank);
   const char *fmt = fir_attr_string(c->node, "pixel_format", "RGB");
   int64_t ch;
-  if (strcmp(fmt, "RGB") == 0 || strcmp(fmt, "BGR") == 0) ch = 3;
-  else if (strcmp(fmt, "Grayscale") == 0) ch = 1;
-  else return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "pixel_format '%s' is not RGB, BGR or Grayscale", fmt);
+  if (strcmp(fmt, "RGB") == 0 || strcmp(fmt, "BGR") == 0)
+    ch = 3;
+  else if (strcmp(fmt, "Grayscale") == 0)
+    ch = 1;
+  else
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "pixel_format '%s' is not RGB, BGR or Grayscale", fmt);
   int64_t dims[3] = {-1, -1, ch};
   c->n_params = 0;
   ops_set_out(c, 0, FLAGOS_UINT8, 3, dims);

@@ -193,7 +193,10 @@ static tsize_t tiff_read(thandle_t h, tdata_t buf, tsize_t len) {
   return (tsize_t)k;
 }
 
-static tsize_t tiff_write(thandle_t h, tdata_t buf, tsize_t len) { (void)h, (void)buf, (void)len; return -1; }
+static tsize_t tiff_write(thandle_t h, tdata_t buf, tsize_t len) {
+  (void)h, (void)buf, (void)len;
+  return -1;
+}
 
 static toff_t tiff_seek(thandle_t h, toff_t off, int whence) {
   tiff_src_t *s = h;
@@ -202,9 +205,15 @@ static toff_t tiff_seek(thandle_t h, toff_t off, int whence) {
   return s->at;
 }
 
-static int tiff_close(thandle_t h) { (void)h; return 0; }
+static int tiff_close(thandle_t h) {
+  (void)h;
+  return 0;
+}
 static toff_t tiff_size(thandle_t h) { return ((tiff_src_t *)h)->n; }
-static int tiff_map(thandle_t h, tdata_t *base, toff_t *size) { (void)h, (void)base, (void)size; return 0; }
+static int tiff_map(thandle_t h, tdata_t *base, toff_t *size) {
+  (void)h, (void)base, (void)size;
+  return 0;
+}
 static void tiff_unmap(thandle_t h, tdata_t base, toff_t size) { (void)h, (void)base, (void)size; }
 
 static int tiff_error(TIFF *t, void *user, const char *module, const char *fmt, va_list ap) {
@@ -380,11 +389,13 @@ done:
 
 /* ---- dispatch ---- */
 
-static bool starts(const uint8_t *p, size_t n, const void *sig, size_t len) { return n >= len && memcmp(p, sig, len) == 0; }
+static bool starts(const uint8_t *p, size_t n, const void *sig, size_t len) {
+  return n >= len && memcmp(p, sig, len) == 0;
+}
 
 static inline flagos_status_t missing(const char *fmt) {
-  return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "this build of FlagOS has no %s decoder (its library was not found at build time)",
-                fmt);
+  return FL_ERR(FLAGOS_ERR_UNSUPPORTED,
+                "this build of FlagOS has no %s decoder (its library was not found at build time)", fmt);
 }
 
 static flagos_status_t decode_any(const uint8_t *p, size_t n, rt_image_t *img) {
@@ -427,15 +438,15 @@ static flagos_status_t decode_any(const uint8_t *p, size_t n, rt_image_t *img) {
   if (starts(p, n, "BM", 2)) return rt_image_bmp(p, n, img);
   if (n >= 2 && p[0] == 'P' && p[1] >= '1' && p[1] <= '6') return rt_image_pnm(p, n, img);
   return FL_ERR(FLAGOS_ERR_UNSUPPORTED,
-                "the encoded stream is not a JPEG, PNG, TIFF, WebP, JPEG 2000, BMP or PNM image (first bytes %02x %02x %02x %02x)",
+                "the encoded stream is not a JPEG, PNG, TIFF, WebP, JPEG 2000, BMP or PNM image (first bytes %02x %02x "
+                "%02x %02x)",
                 n > 0 ? p[0] : 0, n > 1 ? p[1] : 0, n > 2 ? p[2] : 0, n > 3 ? p[3] : 0);
 }
 
 /* The pixel_format the node asks for, made from a gray or RGB picture. */
 static flagos_status_t convert(const rt_image_t *img, const char *fmt, uint8_t **out, int *ch) {
   bool gray = strcmp(fmt, "Grayscale") == 0, bgr = strcmp(fmt, "BGR") == 0;
-  if (!gray && !bgr && strcmp(fmt, "RGB") != 0)
-    return BAD("pixel_format '%s' is not RGB, BGR or Grayscale", fmt);
+  if (!gray && !bgr && strcmp(fmt, "RGB") != 0) return BAD("pixel_format '%s' is not RGB, BGR or Grayscale", fmt);
   *ch = gray ? 1 : 3;
   size_t np = (size_t)(img->h * img->w);
   uint8_t *o = malloc(np * (size_t)*ch);
@@ -443,8 +454,10 @@ static flagos_status_t convert(const rt_image_t *img, const char *fmt, uint8_t *
   const uint8_t *s = img->px;
   for (size_t i = 0; i < np; i++) {
     if (img->ch == 1) {
-      if (gray) o[i] = s[i];
-      else o[3 * i] = o[3 * i + 1] = o[3 * i + 2] = s[i];
+      if (gray)
+        o[i] = s[i];
+      else
+        o[3 * i] = o[3 * i + 1] = o[3 * i + 2] = s[i];
     } else if (gray) {
       const uint8_t *q = s + 3 * i;
       o[i] = (uint8_t)(((uint32_t)q[0] * 19595u + (uint32_t)q[1] * 38470u + (uint32_t)q[2] * 7471u + 0x8000u) >> 16);

@@ -18,7 +18,8 @@ flagos_status_t rt_image_alloc(rt_image_t *img, int64_t h, int64_t w, int ch) {
   img->w = w;
   img->ch = ch;
   img->px = malloc((size_t)(h * w * ch));
-  if (!img->px) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate a %lld x %lld image", (long long)h, (long long)w);
+  if (!img->px)
+    return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate a %lld x %lld image", (long long)h, (long long)w);
   return NULL;
 }
 
@@ -95,7 +96,8 @@ flagos_status_t rt_image_bmp(const uint8_t *p, size_t n, rt_image_t *img) {
   if (off > n || (n - off) / stride < (size_t)h) {
     free(img->px);
     img->px = NULL;
-    return BAD("BMP pixel data is truncated (%zu bytes for %lld rows of %zu)", n - (off > n ? n : off), (long long)h, stride);
+    return BAD("BMP pixel data is truncated (%zu bytes for %lld rows of %zu)", n - (off > n ? n : off), (long long)h,
+               stride);
   }
   for (int64_t y = 0; y < h; y++) {
     const uint8_t *row = p + off + (size_t)(top_down ? y : h - 1 - y) * stride;
@@ -176,8 +178,7 @@ flagos_status_t rt_image_pnm(const uint8_t *p, size_t n, rt_image_t *img) {
     size_t stride = (w + 7) / 8;
     if ((n - r.at) / stride < h) st = BAD("PNM pixel data is truncated");
     for (size_t y = 0; !st && y < h; y++)
-      for (size_t x = 0; x < w; x++)
-        img->px[y * w + x] = (p[r.at + y * stride + x / 8] >> (7 - x % 8)) & 1 ? 0 : 255;
+      for (size_t x = 0; x < w; x++) img->px[y * w + x] = (p[r.at + y * stride + x / 8] >> (7 - x % 8)) & 1 ? 0 : 255;
   } else if (!plain) {
     if ((n - r.at) / bytes < count) st = BAD("PNM pixel data is truncated");
     for (size_t i = 0; !st && i < count; i++) {
@@ -188,9 +189,12 @@ flagos_status_t rt_image_pnm(const uint8_t *p, size_t n, rt_image_t *img) {
   } else {
     for (size_t i = 0; !st && i < count; i++) {
       uint32_t v;
-      if (!pnm_number(&r, bitmap ? 1 : 0, &v)) st = BAD("PNM pixel data is truncated or malformed");
-      else if (bitmap) img->px[i] = v ? 0 : 255;
-      else img->px[i] = pnm_scale(v, maxv);
+      if (!pnm_number(&r, bitmap ? 1 : 0, &v))
+        st = BAD("PNM pixel data is truncated or malformed");
+      else if (bitmap)
+        img->px[i] = v ? 0 : 255;
+      else
+        img->px[i] = pnm_scale(v, maxv);
     }
   }
   if (st) {

@@ -227,6 +227,25 @@ static flagos_status_t export_value(rt_exec_t *x, const rt_val_t *rv, flagos_val
   return NULL;
 }
 
+/* Writes a tensor output into a buffer the caller supplied. */
+static flagos_status_t export_into(rt_exec_t *x, const rt_val_t *rv, const char *name, flagos_value_t *out) {
+  flagos_tensor_t *t = &out->tensor;
+  if (rv->kind != FLAGOS_VALUE_TENSOR || rv->dtype == FLAGOS_STRING)
+    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "output '%s': caller-owned buffers hold numeric tensors only", name);
+  if (t->dtype != FLAGOS_UNDEFINED && t->dtype != rv->dtype)
+    return FL_ERR(FLAGOS_ERR_SHAPE, "output '%s' is %s, the caller's buffer is declared %s", name,
+                  flagos_dtype_name(rv->dtype), flagos_dtype_name(t->dtype));
+  size_t n = (size_t)rt_numel(rv->rank, rv->dims) * flagos_dtype_size(rv->dtype);
+  if (t->nbytes < n)
+    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "output '%s' needs %zu bytes, the caller's buffer has %zu", name, n,
+                  t->nbytes);
+  if (n) FL_TRY(x->api->copy_d2h(x->bst, NULL, t->data, rv->ptr, 0, n));
+  t->dtype = rv->dtype;
+  t->rank = rv->rank;
+  memcpy(t->dims, rv->dims, sizeof(int64_t) * (size_t)rv->rank);
+  return NULL;
+}
+
 flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *inputs, int n_inputs,
                                    flagos_value_t *outputs, int n_outputs) {
   double t0 = now_ms();
@@ -247,6 +266,11 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
     rv->pinned = true;
   }
   if (!st) st = rt_exec_graph(x, &f);
+  /* A tensor output whose data the caller set is written there; the others are allocated. */
+  bool *caller = calloc((size_t)n_outputs + 1, sizeof(bool));
+  if (!caller && !st) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  for (int i = 0; i < n_outputs && caller; i++)
+    caller[i] = outputs[i].kind == FLAGOS_VALUE_TENSOR && outputs[i].tensor.data != NULL;
   int exported = 0;
   for (int i = 0; i < n_outputs && !st; i++) {
     rt_val_t *rv = rt_lookup(&f, g->outputs[i]);
@@ -254,11 +278,13 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
       st = FL_ERR(FLAGOS_ERR_INTERNAL, "output '%s' was not computed", g->outputs[i]->name);
       break;
     }
-    st = export_value(x, rv, &outputs[i]);
+    st = caller[i] ? export_into(x, rv, g->outputs[i]->name, &outputs[i]) : export_value(x, rv, &outputs[i]);
     exported++;
   }
   if (st)
-    for (int i = 0; i < exported; i++) flagos_value_clear(&outputs[i]);
+    for (int i = 0; i < exported; i++)
+      if (!caller[i]) flagos_value_clear(&outputs[i]);
+  free(caller);
   rt_frame_free(x, &f);
   s->last_ms = now_ms() - t0;
   return st;
