@@ -132,13 +132,13 @@ def compare(name, got, ref):
     return ok, msg, max_abs, max_rel
 
 
-def run_one(key, builder, flagos, work, env):
+def run_one(key, builder, flagos, work, env, seed):
     model_dir = os.path.join(work, key)
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, "model.onnx")
     res = {"model": key, "ok": False}
     try:
-        case = builder(seed=7)
+        case = builder(seed=seed)
         t0 = time.perf_counter()
         export(case, path)
         res["export_s"] = time.perf_counter() - t0
@@ -163,6 +163,7 @@ def main():
     ap.add_argument("--flagos", required=True, help="the flagos command line binary")
     ap.add_argument("--work-dir", required=True, help="where the exported models and outputs go")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--seed", type=int, default=7, help="seed of the weights and inputs (default 7)")
     a = ap.parse_args()
 
     import torch
@@ -175,7 +176,7 @@ def main():
     env = dict(os.environ)
     results = []
     for n in names:
-        r = run_one(n, MODELS[n], os.path.abspath(a.flagos), os.path.abspath(a.work_dir), env)
+        r = run_one(n, MODELS[n], os.path.abspath(a.flagos), os.path.abspath(a.work_dir), env, a.seed)
         t = (f" (export {r['export_s']:.1f}s, compile {r['compile_s']:.1f}s, run {r['run_s']:.2f}s)"
              if "run_s" in r else "")
         print(f"{'PASS' if r['ok'] else 'FAIL'} {n}{t}: {r['detail']}", flush=True)
