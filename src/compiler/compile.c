@@ -11,19 +11,17 @@
 #include "ops/ops_string.h"
 #include "passes/passes.h"
 
-static const char *const k_known_targets[] = {"cpu"};
-
 flagos_status_t compiler_parse_targets(const char *spec, const char **targets, int max, int *n) {
   *n = 0;
   if (!spec || !*spec) spec = "cpu";
   char buf[256];
   snprintf(buf, sizeof buf, "%s", spec);
   for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    const char *found = NULL;
-    for (size_t i = 0; i < FL_ARRAY_LEN(k_known_targets); i++)
-      if (strcmp(t, k_known_targets[i]) == 0) found = k_known_targets[i];
-    if (!found) return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "unknown target '%s' (this build supports: cpu)", t);
-    if (*n < max) targets[(*n)++] = found;
+    const compiler_target_t *found = compiler_find_target(t);
+    if (!found) return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "unknown target '%s' (this build supports: %s)", t, compiler_target_names());
+    bool dup = false;
+    for (int i = 0; i < *n; i++) dup = dup || strcmp(targets[i], found->name) == 0;
+    if (!dup && *n < max) targets[(*n)++] = found->name;
   }
   return NULL;
 }
@@ -244,14 +242,13 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
   flagos_status_t st = compile_graph(&gc, g, "", nj);
   kir_kernel_t **kernels = gc.kernels;
   int n_kernels = gc.n_kernels;
-  fl_buf_t csrc = {0}, weights = {0}, irtext = {0};
-  void *so = NULL;
-  size_t so_len = 0;
+  fl_buf_t src[8] = {{0}}, weights = {0}, irtext = {0};
+  void *code[8] = {0};
+  size_t code_len[8] = {0};
   char *manifest = NULL;
-  if (!st) st = cgen_c_emit(kernels, n_kernels, &csrc);
-  if (!st) {
-    const char *cache = opts->cache_dir ? opts->cache_dir : cgen_default_cache_dir();
-    st = cgen_c_compile(csrc.data ? csrc.data : "", csrc.len, opts->opt_level > 0 ? opts->opt_level : 2, cache, &so, &so_len);
+  for (int t = 0; t < n_targets && !st; t++) {
+    st = compiler_find_target(targets[t])->build(kernels, n_kernels, opts, &src[t], &code[t], &code_len[t]);
+    if (st) st = flagos_status_wrap(st, "target %s", targets[t]);
   }
   if (!st) {
     cJSON *root = cJSON_CreateObject();
@@ -260,9 +257,13 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
     cJSON *tj = cJSON_AddArrayToObject(root, "targets");
     for (int i = 0; i < n_targets; i++) cJSON_AddItemToArray(tj, cJSON_CreateString(targets[i]));
     cJSON *kj = cJSON_AddObjectToObject(root, "kernels");
-    cJSON *cpu = cJSON_AddObjectToObject(kj, "cpu");
-    cJSON_AddStringToObject(cpu, "section", "kernels.cpu");
-    cJSON_AddStringToObject(cpu, "format", "elf-so");
+    for (int i = 0; i < n_targets; i++) {
+      cJSON *tk = cJSON_AddObjectToObject(kj, targets[i]);
+      char sec[64];
+      snprintf(sec, sizeof sec, "kernels.%s", targets[i]);
+      cJSON_AddStringToObject(tk, "section", sec);
+      cJSON_AddStringToObject(tk, "format", compiler_find_target(targets[i])->code_format);
+    }
     cJSON *wj = cJSON_AddArrayToObject(root, "weights");
     int64_t next_ref = 0;
     collect_weights(g, &weights, wj, &next_ref);
@@ -277,15 +278,22 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
     st = bundle_writer_add(w, "manifest", manifest, strlen(manifest));
     if (!st) st = bundle_writer_add(w, "flagir", irtext.data, irtext.len);
     if (!st) st = bundle_writer_add(w, "weights", weights.data, weights.len);
-    if (!st) st = bundle_writer_add(w, "kernels.cpu", so, so_len);
-    if (!st) st = bundle_writer_add(w, "source.cpu", csrc.data, csrc.len);
+    for (int t = 0; t < n_targets && !st; t++) {
+      char sec[64];
+      snprintf(sec, sizeof sec, "kernels.%s", targets[t]);
+      st = bundle_writer_add(w, sec, code[t], code_len[t]);
+      snprintf(sec, sizeof sec, "source.%s", targets[t]);
+      if (!st && src[t].len) st = bundle_writer_add(w, sec, src[t].data, src[t].len);
+    }
     if (!st) st = bundle_writer_to_memory(w, image, size);
     bundle_writer_destroy(w);
   }
   cJSON_Delete(nj);
   free(manifest);
-  free(so);
-  fl_buf_free(&csrc);
+  for (int t = 0; t < 8; t++) {
+    free(code[t]);
+    fl_buf_free(&src[t]);
+  }
   fl_buf_free(&weights);
   fl_buf_free(&irtext);
   fl_arena_destroy(a);

@@ -8,6 +8,21 @@
 
 #define FLAGOS_MANIFEST_FORMAT 1
 
+#include "kernel/kir.h"
+
+/* A code target (targets.c). build emits the kernels' source into src (may stay
+ * empty) and returns the code blob (malloc'ed) for the backend's module_load. */
+typedef struct compiler_target {
+  const char *name;        /* "cpu"; also the backend plugin's name */
+  const char *code_format; /* what the plugin's module_load takes: "elf-so" ... */
+  flagos_status_t (*build)(kir_kernel_t *const *k, int n, const flagos_compile_options_t *o, fl_buf_t *src, void **code,
+                           size_t *len);
+} compiler_target_t;
+
+const compiler_target_t *compiler_find_target(const char *name);
+/* "cpu, ..." for messages. */
+const char *compiler_target_names(void);
+
 /* Compiles an imported model into a bundle image in memory (malloc'ed). */
 flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_options_t *opts, void **image, size_t *size);
 /* Parses "cpu", "cpu,cuda" into a list; error names an unknown target. */

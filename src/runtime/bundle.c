@@ -221,7 +221,6 @@ static flagos_status_t load(flagos_bundle_t *b) {
   const unsigned char *weights = bundle_file_section(b->file, "weights", &wlen);
   if (!mtext) return FL_ERR(FLAGOS_ERR_CORRUPT, "bundle has no 'manifest' section");
   if (!irtext) return FL_ERR(FLAGOS_ERR_CORRUPT, "bundle has no 'flagir' section");
-  b->code_cpu = bundle_file_section(b->file, "kernels.cpu", &b->code_cpu_len);
   FL_TRY(fir_parse(irtext, irlen, &b->model));
   cJSON *root = cJSON_ParseWithLength(mtext, mlen);
   if (!root) return bad("not valid JSON");
@@ -231,6 +230,26 @@ static flagos_status_t load(flagos_bundle_t *b) {
   else if (fmt->valueint > MANIFEST_FORMAT)
     st = FL_ERR(FLAGOS_ERR_CORRUPT, "bundle manifest format %d is newer than this FlagOS supports (%d)", fmt->valueint,
                 MANIFEST_FORMAT);
+  const cJSON *kj = cJSON_GetObjectItem(root, "kernels"), *kt;
+  cJSON_ArrayForEach(kt, kj) {
+    if (st || b->n_code == 8) break;
+    const cJSON *sec = cJSON_GetObjectItem(kt, "section"), *fmt2 = cJSON_GetObjectItem(kt, "format");
+    if (!cJSON_IsString(sec) || !cJSON_IsString(fmt2) || !kt->string) {
+      st = bad("kernels entry");
+      break;
+    }
+    size_t n = 0;
+    const void *data = bundle_file_section(b->file, sec->valuestring, &n);
+    if (!data) {
+      st = FL_ERR(FLAGOS_ERR_CORRUPT, "bundle has no '%s' section, which its manifest lists", sec->valuestring);
+      break;
+    }
+    b->code[b->n_code].target = fl_arena_strdup(b->arena, kt->string);
+    b->code[b->n_code].format = fl_arena_strdup(b->arena, fmt2->valuestring);
+    b->code[b->n_code].data = data;
+    b->code[b->n_code].size = n;
+    b->n_code++;
+  }
   if (!st) st = bind_weights(b->model->graph, cJSON_GetObjectItem(root, "weights"), weights, wlen);
   if (!st) st = parse_plan(b, b->model->graph, cJSON_GetObjectItem(root, "nodes"), &b->main);
   cJSON_Delete(root);

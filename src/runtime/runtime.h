@@ -63,8 +63,12 @@ struct flagos_bundle_s {
   rt_plan_t main;
   int n_kernels, cap_kernels;
   const char **kernel_names;
-  const void *code_cpu;
-  size_t code_cpu_len;
+  int n_code;        /* compiled kernels, one blob per target (manifest "kernels") */
+  struct {
+    const char *target, *format;
+    const void *data;
+    size_t size;
+  } code[8];
 };
 
 /* Takes ownership of f (closed on failure too). */

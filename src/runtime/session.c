@@ -43,13 +43,23 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
   char name[64];
   int dev;
   FL_TRY(parse_device(opts ? opts->device : NULL, name, sizeof name, &dev));
-  if (strcmp(name, "cpu") != 0)
-    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "device '%s': this bundle carries kernels for: cpu", name);
+  int code = -1;
+  char have[256] = "";
+  for (int i = 0; i < b->n_code; i++) {
+    if (strcmp(b->code[i].target, name) == 0) code = i;
+    size_t l = strlen(have);
+    snprintf(have + l, sizeof have - l, "%s%s", l ? ", " : "", b->code[i].target);
+  }
+  if (code < 0)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "device '%s': this bundle carries kernels for: %s (compile with --target %s)",
+                  name, have[0] ? have : "no target", name);
   rt_backend_t *be;
   FL_TRY(rt_backend_get(name, &be));
   int nd = be->api->device_count(be->state);
   if (dev >= nd) return FL_ERR(FLAGOS_ERR_NOT_FOUND, "device %s:%d does not exist (%d device(s))", name, dev, nd);
-  if (!b->code_cpu && b->n_kernels > 0) return FL_ERR(FLAGOS_ERR_CORRUPT, "bundle has no 'kernels.cpu' section");
+  if (strcmp(be->api->code_format, b->code[code].format) != 0)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "backend '%s' loads %s code, the bundle's %s kernels are %s", name,
+                  be->api->code_format, name, b->code[code].format);
   flagos_device_info_t info;
   memset(&info, 0, sizeof info);
   FL_TRY(be->api->device_info(be->state, dev, &info));
@@ -66,7 +76,7 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
   flagos_status_t st = NULL;
   s->x.kernels = calloc((size_t)b->n_kernels + 1, sizeof(flagos_bkernel_t));
   if (!s->x.kernels) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
-  if (!st && b->n_kernels > 0) st = be->api->module_load(be->state, dev, b->code_cpu, b->code_cpu_len, &s->module);
+  if (!st && b->n_kernels > 0) st = be->api->module_load(be->state, dev, b->code[code].data, b->code[code].size, &s->module);
   for (int i = 0; !st && i < b->n_kernels; i++)
     st = be->api->kernel_get(be->state, s->module, b->kernel_names[i], &s->x.kernels[i]);
   if (st) {
