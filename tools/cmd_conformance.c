@@ -213,8 +213,9 @@ int cmd_conformance(int argc, char **argv) {
       filters[n_filters++] = v;
     } else if (strncmp(a, "--expected-failures", 19) == 0) {
       if (!(expected = cli_value("conformance", argc, argv, &i))) return 2;
-    } else if (strcmp(a, "-j") == 0 || strncmp(a, "--jobs", 6) == 0) {
-      if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
+    } else if (strcmp(a, "-j") == 0 || strncmp(a, "--jobs", 6) == 0 || (a[0] == '-' && a[1] == 'j' && a[2] >= '0' && a[2] <= '9')) {
+      if (a[1] == 'j' && a[2]) v = a + 2;
+      else if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
       jobs = atoi(v);
     } else if (strncmp(a, "--timeout", 9) == 0) {
       if (!(v = cli_value("conformance", argc, argv, &i))) return 2;

@@ -7,6 +7,7 @@
 
 #include "ops/ops_string.h"
 #include "runtime/exec.h"
+#include "runtime/host_image.h"
 
 #define ERR(...) FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, __VA_ARGS__)
 
@@ -550,5 +551,6 @@ flagos_status_t rt_host_op(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn) {
   if (strcmp(op, "Loop") == 0) return op_loop(x, f, rn);
   if (strcmp(op, "Scan") == 0) return op_scan(x, f, rn);
   if (strcmp(op, "SequenceMap") == 0) return op_sequence_map(x, f, rn);
+  if (strcmp(op, "ImageDecoder") == 0) return rt_host_image_decode(x, f, rn);
   return op_sequence(x, f, rn);
 }

@@ -164,10 +164,28 @@ def main():
     ap.add_argument("--work-dir", required=True, help="where the exported models and outputs go")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--seed", type=int, default=7, help="seed of the weights and inputs (default 7)")
+    ap.add_argument("--check-list", action="store_true",
+                    help="only check that MODELS names exactly the models of models.py")
     a = ap.parse_args()
 
-    import torch
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import torch
+        import torchvision  # noqa: F401
+    except ImportError as e:
+        print(f"error: the model suite needs {e.name}: python3 -m pip install -r "
+              f"{os.path.join(HERE, 'requirements.txt')} (scripts/setup.sh does)", file=sys.stderr)
+        return 2
     from models import MODELS
+    if a.check_list:
+        extra, missing = set(a.models) - set(MODELS), set(MODELS) - set(a.models)
+        if extra or missing:
+            print(f"error: tests/models/models.cmake's list and models.py differ: not in models.py: "
+                  f"{sorted(extra)}, not in models.cmake: {sorted(missing)}", file=sys.stderr)
+            return 1
+        print(f"models.cmake lists the {len(MODELS)} models of models.py")
+        return 0
     torch.set_num_threads(1)
     names = a.models or list(MODELS)
     unknown = [n for n in names if n not in MODELS]
