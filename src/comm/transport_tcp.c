@@ -73,11 +73,13 @@ static void decode(const unsigned char *h, fcx_desc_t *d, uint64_t *bytes) {
 static void desc_str(const fcx_desc_t *d, uint64_t bytes, char *buf, size_t n) {
   bool red = d->coll == FCX_COLL_ALLREDUCE || d->coll == FCX_COLL_REDUCE || d->coll == FCX_COLL_REDUCE_SCATTER;
   bool rooted = d->coll == FCX_COLL_BROADCAST || d->coll == FCX_COLL_REDUCE;
-  snprintf(buf, n, "%s(count %llu, %s%s%s%s%.0d%s, %s, call #%u; %llu bytes)", fcx_coll_name(d->coll),
-           (unsigned long long)d->count, flagcx_datatype_name((flagcx_datatype_t)d->dtype), red ? ", " : "",
-           red ? flagcx_red_op_name((flagcx_red_op_t)d->op) : "", rooted ? ", root " : "", rooted ? d->root : 0,
-           rooted && d->root == 0 ? "0" : "", flagcx_algo_name((flagcx_algo_t)d->algo), d->seq,
-           (unsigned long long)bytes);
+  char extra[48] = "";
+  if (red && rooted) snprintf(extra, sizeof extra, ", %s, root %d", flagcx_red_op_name((flagcx_red_op_t)d->op), d->root);
+  else if (red) snprintf(extra, sizeof extra, ", %s", flagcx_red_op_name((flagcx_red_op_t)d->op));
+  else if (rooted) snprintf(extra, sizeof extra, ", root %d", d->root);
+  snprintf(buf, n, "%s(count %llu, %s%s; %s algorithm, call #%u, %llu bytes)", fcx_coll_name(d->coll),
+           (unsigned long long)d->count, flagcx_datatype_name((flagcx_datatype_t)d->dtype), extra,
+           flagcx_algo_name((flagcx_algo_t)d->algo), d->seq, (unsigned long long)bytes);
 }
 
 static flagcx_result_t check_header(tcp_tp_t *t, fcx_xop_t *op, fcx_err_t *err) {

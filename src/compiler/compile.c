@@ -204,7 +204,7 @@ static flagos_status_t compile_graph(graph_compile_t *gc, fir_graph_t *g, const 
       }
       continue;
     }
-    lowered_t lw;
+    lowered_t lw = {0};
     FL_TRY(lower_node(gc->a, n, prefix, i, &lw));
     cJSON_AddItemToArray(out, node_json(&lw, i));
     for (int s = 0; s < lw.ctx->n_steps; s++) {

@@ -57,7 +57,7 @@ static flagos_status_t graph_constants(fir_model_t *m, fir_graph_t *g) {
         for (int j = 0; j < n->attrs[a].n; j++) FL_TRY(graph_constants(m, n->attrs[a].graphs[j]));
     }
     if (strcmp(n->op_type, "Constant") != 0 || n->domain[0] || n->n_outputs != 1 || !n->outputs[0]) continue;
-    fir_tensor_t *t;
+    fir_tensor_t *t = NULL;
     FL_TRY(constant_value(m, n, &t));
     fir_value_t *v = n->outputs[0];
     t->name = v->name;

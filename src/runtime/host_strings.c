@@ -102,7 +102,7 @@ static flagos_status_t op_concat_or_equal(rt_exec_t *x, rt_frame_t *f, const fir
   rt_val_t *a = rt_hs_in(f, n, 0), *b = rt_hs_in(f, n, 1);
   FL_TRY(rt_hs_need(a, true, "input 0"));
   FL_TRY(rt_hs_need(b, true, "input 1"));
-  int r;
+  int r = 0;
   int64_t dims[OPS_MAX_RANK];
   FL_TRY(bcast_shape(a, b, &r, dims));
   int64_t cnt = rt_numel(r, dims);

@@ -168,15 +168,13 @@ def main():
                     help="only check that MODELS names exactly the models of models.py")
     a = ap.parse_args()
 
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-        import torch
-        import torchvision  # noqa: F401
-    except ImportError as e:
-        print(f"error: the model suite needs {e.name}: python3 -m pip install -r "
+    import importlib.util
+    missing = [m for m in ("torch", "torchvision", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"error: the model suite needs {', '.join(missing)}: python3 -m pip install -r "
               f"{os.path.join(HERE, 'requirements.txt')} (scripts/setup.sh does)", file=sys.stderr)
         return 2
+    import torch
     from models import MODELS
     if a.check_list:
         extra, missing = set(a.models) - set(MODELS), set(MODELS) - set(a.models)
