@@ -192,10 +192,9 @@ static int load_expected(const char *path, test_t *tests, int n) {
   return unknown;
 }
 
-int cmd_conformance(int argc, char **argv) {
+static int conformance_main(int argc, char **argv, const char **filters) {
   conf_opts_t o = {NULL, "cpu", 1e-3, 1e-7};
   const char *report = NULL, *expected = NULL;
-  const char **filters = calloc((size_t)argc + 1, sizeof(char *));
   int n_filters = 0, jobs = (int)sysconf(_SC_NPROCESSORS_ONLN);
   double timeout = 300;
   bool verbose = false;
@@ -376,7 +375,15 @@ int cmd_conformance(int argc, char **argv) {
     free(tests[i].expected_reason);
   }
   free(tests);
-  free(filters);
   if (expected) return unexpected_fail || unexpected_pass ? 1 : 0;
   return failed ? 1 : 0;
+}
+
+int cmd_conformance(int argc, char **argv) {
+  /* --filter may be given any number of times: room for one per argument. */
+  const char **filters = calloc((size_t)argc + 1, sizeof(char *));
+  if (!filters) return 1;
+  int rc = conformance_main(argc, argv, filters);
+  free(filters);
+  return rc;
 }
