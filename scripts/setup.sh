@@ -31,5 +31,13 @@ if [ "${FLAGOS_SKIP_PIP:-0}" != 1 ]; then
     python3 -m pip install -q "${py_missing[@]}" 2>/dev/null \
       || python3 -m pip install -q --break-system-packages "${py_missing[@]}"
   fi
+  # The model suite exports from PyTorch and compares with ONNX Runtime. PyPI's torch
+  # brings CUDA wheels (about 3 GB to download, 5 GB installed); only PyPI is reachable here.
+  req="$(dirname "$0")/../tests/models/requirements.txt"
+  if ! python3 -c "import torch, torchvision, onnx, onnxruntime" 2>/dev/null; then
+    echo "setup: pip installing the model suite's references (torch: ~3 GB download)"
+    python3 -m pip install -q --no-cache-dir -r "$req" 2>/dev/null \
+      || python3 -m pip install -q --no-cache-dir --break-system-packages -r "$req"
+  fi
 fi
 echo "setup: done"

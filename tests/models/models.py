@@ -26,6 +26,8 @@ class Case:
     # operators the exported graph must hold (subgraphs included), so that a
     # change of exporter cannot silently stop testing what the model is here for
     ops: tuple = ()
+    # inputs of other sizes, run on a second bundle compiled without --shape
+    unbound_inputs: list = field(default_factory=list)
 
 
 def _randomize_norms(module, gen):
@@ -96,10 +98,13 @@ def resnet(seed, batch=1):
 
 def resnet_dynamic_batch(seed):
     """The same ResNet exported with a symbolic batch dimension, compiled by
-    `flagos compile --shape` for batch 3."""
+    `flagos compile --shape` for batch 3, and compiled with the batch left
+    symbolic and run at batches 1 and 2."""
     case = resnet(seed, batch=3)
     case.dynamic_axes = {"x": {0: "N"}, "logits": {0: "N"}}
     case.shapes = {"x": "3x3x32x32"}
+    rng = np.random.default_rng(seed + 1)
+    case.unbound_inputs = [{"x": rng.standard_normal((b, 3, 32, 32), dtype=np.float32)} for b in (1, 2)]
     return case
 
 
@@ -472,6 +477,7 @@ class TinyDetector(nn.Module):
 
 
 def detection(seed):
+    import torchvision  # noqa: F401  (importing it while tracing records a call into it)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     m = _finish(TinyDetector(), seed)

@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
 """The model suite: exports each architecture of models.py from PyTorch to ONNX
-(random weights, static shapes, opset 17, TorchScript exporter), runs it through
-FlagOS (`flagos compile` then `flagos run`, on the cpu) and through ONNX Runtime
-on the same inputs, and compares every output: floats within rtol 1e-3 /
-atol 1e-4, integers exactly. The ONNX files, inputs and outputs are written
-under WORK_DIR/<model>/; nothing is committed.
+(random weights, opset 17, TorchScript exporter, static shapes except for the
+one model that tests `flagos compile --shape`), runs it through FlagOS
+(`flagos compile` then `flagos run`, on the cpu) and through ONNX Runtime (no
+graph optimizations) on the same inputs, and compares every output: floats
+within rtol 1e-3 / atol 1e-4, integers exactly. The ONNX files, inputs and
+outputs are written under WORK_DIR/<model>/; nothing is committed.
 
   run_models.py --flagos BUILD/flagos --work-dir DIR [MODEL ...] [--json FILE]
+                [--seed N] [--opset N]
 
 With no MODEL, runs them all. Prints one line per model (max absolute and
-relative error per output, compile and run time) and exits non-zero if any
-model failed.
+relative error per output; export, compile and run time) and exits non-zero if
+any model failed. The JSON file holds the same per model, with the operators of
+its exported graph.
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,6 +54,7 @@ def export(case, path):
         io = {v.name: v for v in list(model.graph.input) + list(model.graph.output)}
         if name in io and not any(d.dim_param for d in io[name].type.tensor_type.shape.dim):
             raise RuntimeError(f"{name} was exported without a symbolic dimension")
+    return sorted(graph_ops(model.graph))
 
 
 def graph_ops(graph):
@@ -72,33 +77,38 @@ def run_ort(path, inputs, outputs):
     return dict(zip(outputs, sess.run(outputs, inputs)))
 
 
-def run_flagos(flagos, model_dir, path, case, env):
-    bundle = os.path.join(model_dir, "model.flagos")
-    cache = os.path.join(model_dir, "kernel-cache")
+def flagos_compile(flagos, model_dir, path, shapes, env, tag="model"):
+    bundle = os.path.join(model_dir, tag + ".flagos")
+    cache = os.path.join(model_dir, tag + "-kernel-cache")
     shutil.rmtree(cache, ignore_errors=True)      # cold compile: the time is honest
     cmd = [flagos, "compile", path, "-o", bundle, "--target", "cpu", "--cache-dir", cache]
-    for name, dims in case.shapes.items():
+    for name, dims in shapes.items():
         cmd += ["--shape", f"{name}={dims}"]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    t_compile = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"flagos compile failed (exit {p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
-    in_dir, out_dir = os.path.join(model_dir, "inputs"), os.path.join(model_dir, "flagos-out")
+    return bundle, time.perf_counter() - t0
+
+
+def flagos_run(flagos, model_dir, bundle, inputs, outputs, env, tag="model"):
+    in_dir, out_dir = os.path.join(model_dir, tag + "-inputs"), os.path.join(model_dir, tag + "-flagos-out")
     os.makedirs(in_dir, exist_ok=True)
     shutil.rmtree(out_dir, ignore_errors=True)
     cmd = [flagos, "run", bundle, "--output-dir", out_dir]
-    for name, value in case.inputs.items():
+    for name, value in inputs.items():
         f = os.path.join(in_dir, name + ".npy")
         np.save(f, value)
         cmd += ["--input", f"{name}={f}"]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    t_run = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"flagos run failed (exit {p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
-    got = {n: np.load(os.path.join(out_dir, n + ".npy")) for n in case.outputs}
-    return got, t_compile, t_run
+    t_run = time.perf_counter() - t0
+    # The process's wall time includes loading the bundle; flagos reports the run itself.
+    m = re.search(r"run time: ([0-9.]+) ms", p.stdout)
+    t_exec = float(m.group(1)) / 1000 if m else None
+    return {n: np.load(os.path.join(out_dir, n + ".npy")) for n in outputs}, t_run, t_exec
 
 
 def compare(name, got, ref):
@@ -140,17 +150,28 @@ def run_one(key, builder, flagos, work, env, seed):
     try:
         case = builder(seed=seed)
         t0 = time.perf_counter()
-        export(case, path)
+        res["onnx_ops"] = export(case, path)
         res["export_s"] = time.perf_counter() - t0
         ref = run_ort(path, case.inputs, case.outputs)
-        got, res["compile_s"], res["run_s"] = run_flagos(flagos, model_dir, path, case, env)
+        bundle, res["compile_s"] = flagos_compile(flagos, model_dir, path, case.shapes, env)
+        got, res["run_s"], res["exec_s"] = flagos_run(flagos, model_dir, bundle, case.inputs, case.outputs, env)
+        runs = [("", got, ref)]
+        if case.unbound_inputs:
+            # The same model compiled with its symbolic dimensions left open, run
+            # at other sizes.
+            bundle, _ = flagos_compile(flagos, model_dir, path, {}, env, tag="unbound")
+            for i, inputs in enumerate(case.unbound_inputs):
+                got, _, _ = flagos_run(flagos, model_dir, bundle, inputs, case.outputs, env, tag=f"unbound{i}")
+                shape = "x".join(map(str, next(iter(inputs.values())).shape))
+                runs.append((f"unbound bundle, {shape}: ", got, run_ort(path, inputs, case.outputs)))
         msgs, ok = [], True
         res["outputs"] = {}
-        for n in case.outputs:
-            o, m, a, r = compare(n, got[n], ref[n])
-            ok &= o
-            msgs.append(m)
-            res["outputs"][n] = {"ok": o, "max_abs": a, "max_rel": r, "shape": list(ref[n].shape)}
+        for prefix, got, ref in runs:
+            for n in case.outputs:
+                o, m, a, r = compare(n, got[n], ref[n])
+                ok &= o
+                msgs.append(prefix + m)
+                res["outputs"][prefix + n] = {"ok": o, "max_abs": a, "max_rel": r, "shape": list(ref[n].shape)}
         res["ok"], res["detail"] = ok, "; ".join(msgs)
     except Exception as e:     # one model's failure must not hide the others' results
         res["detail"] = f"{type(e).__name__}: {e}"
@@ -158,12 +179,14 @@ def run_one(key, builder, flagos, work, env, seed):
 
 
 def main():
+    global OPSET
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", help="models to run (default: all)")
     ap.add_argument("--flagos", required=True, help="the flagos command line binary")
     ap.add_argument("--work-dir", required=True, help="where the exported models and outputs go")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--seed", type=int, default=7, help="seed of the weights and inputs (default 7)")
+    ap.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset to export to (default {OPSET})")
     ap.add_argument("--check-list", action="store_true",
                     help="only check that MODELS names exactly the models of models.py")
     a = ap.parse_args()
@@ -174,6 +197,7 @@ def main():
         print(f"error: the model suite needs {', '.join(missing)}: python3 -m pip install -r "
               f"{os.path.join(HERE, 'requirements.txt')} (scripts/setup.sh does)", file=sys.stderr)
         return 2
+    OPSET = a.opset
     import torch
     from models import MODELS
     if a.check_list:
@@ -193,8 +217,10 @@ def main():
     results = []
     for n in names:
         r = run_one(n, MODELS[n], os.path.abspath(a.flagos), os.path.abspath(a.work_dir), env, a.seed)
-        t = (f" (export {r['export_s']:.1f}s, compile {r['compile_s']:.1f}s, run {r['run_s']:.2f}s)"
-             if "run_s" in r else "")
+        t = ""
+        if "run_s" in r:
+            execs = f", of which executing {r['exec_s'] * 1000:.1f}ms" if r["exec_s"] is not None else ""
+            t = f" (export {r['export_s']:.1f}s, compile {r['compile_s']:.1f}s, run {r['run_s']:.2f}s{execs})"
         print(f"{'PASS' if r['ok'] else 'FAIL'} {n}{t}: {r['detail']}", flush=True)
         results.append(r)
     if a.json:
