@@ -29,3 +29,8 @@ set_tests_properties(cli PROPERTIES LABELS "unit" ENVIRONMENT "FLAGOS_PLUGIN_PAT
 
 # Real architectures exported from PyTorch at test time, compared with ONNX Runtime (tests/models/README.md).
 include(${CMAKE_CURRENT_LIST_DIR}/models/models.cmake)
+
+# Operators without ONNX node tests, checked against ONNX Runtime on random inputs.
+add_test(NAME ops_vs_onnxruntime
+  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/ops/test_vs_ort.py $<TARGET_FILE:flagos_cli> ${CMAKE_CURRENT_BINARY_DIR}/ops-vs-ort)
+set_tests_properties(ops_vs_onnxruntime PROPERTIES LABELS "unit" ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
