@@ -81,10 +81,35 @@ static flagos_status_t infer_loop(ops_ctx_t *c) {
   return NULL;
 }
 
+/* Scan 8: a leading batch axis on every input and output, scan inputs scanned
+ * along axis 1, an optional sequence_lens first input. */
+static flagos_status_t infer_scan8(ops_ctx_t *c, const fir_graph_t *body) {
+  int m = (int)fir_attr_int(c->node, "num_scan_inputs", -1);
+  int ns = c->n_in - 1 - m;
+  if (m < 1 || ns < 0 || body->n_inputs != ns + m || body->n_outputs != c->n_out)
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "inputs, outputs and body do not agree (num_scan_inputs %d)", m);
+  const ops_tensor_info_t *s0 = &c->in[1 + ns];
+  int64_t batch = s0->rank >= 2 ? s0->dims[0] : -1, len = s0->rank >= 2 ? s0->dims[1] : -1;
+  for (int k = 0; k < c->n_out; k++) {
+    set_from_type(c, k, body->outputs[k]->type);
+    ops_tensor_info_t *o = &c->out[k];
+    int extra = k < ns ? 1 : 2;
+    if (o->rank < 0 || o->rank + extra > OPS_MAX_RANK) {
+      o->rank = -1;
+      continue;
+    }
+    for (int i = o->rank - 1; i >= 0; i--) o->dims[i + extra] = o->dims[i];
+    o->dims[0] = batch;
+    if (extra == 2) o->dims[1] = len;
+    o->rank += extra;
+  }
+  return NULL;
+}
+
 static flagos_status_t infer_scan(ops_ctx_t *c) {
   const fir_graph_t *body = graph_attr(c, "body");
   if (!body) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "needs a body subgraph");
-  if (c->opset < 9) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "Scan before opset 9 (with sequence_lens) is not supported");
+  if (c->opset < 9) return infer_scan8(c, body);
   int m = (int)fir_attr_int(c->node, "num_scan_inputs", -1);
   int n_state = c->n_in - m;
   if (m < 1 || n_state < 0 || body->n_inputs != c->n_in || body->n_outputs != c->n_out)

@@ -30,6 +30,19 @@ static void type_body_inputs(fir_model_t *m, fir_node_t *n, fir_graph_t *g) {
     if (g->n_inputs > 1 && untyped(g->inputs[1]->type)) g->inputs[1]->type = fir_type_tensor(m, FLAGOS_BOOL, 0, NULL);
     for (int j = 2; j < g->n_inputs && j < n->n_inputs; j++)
       if (untyped(g->inputs[j]->type) && n->inputs[j]) g->inputs[j]->type = relaxed(m, n->inputs[j]->type);
+  } else if (strcmp(op, "Scan") == 0 && n->opset < 9) {
+    /* Scan 8: states drop the batch axis, scan slices drop batch and sequence axes. */
+    int ns = n->n_inputs - 1 - (int)fir_attr_int(n, "num_scan_inputs", 0);
+    for (int j = 0; j < g->n_inputs && 1 + j < n->n_inputs; j++) {
+      if (!untyped(g->inputs[j]->type) || !n->inputs[1 + j]) continue;
+      const fir_type_t *t = n->inputs[1 + j]->type;
+      int drop = j < ns ? 1 : 2;
+      if (t->kind != FIR_TYPE_TENSOR || t->rank < drop) continue;
+      int64_t dims[64];
+      int r = 0;
+      for (int d = drop; d < t->rank && r < 64; d++) dims[r++] = t->dims[d].value;
+      g->inputs[j]->type = fir_type_tensor(m, t->dtype, r, dims);
+    }
   } else if (strcmp(op, "Scan") == 0) {
     int ns = n->n_inputs - (int)fir_attr_int(n, "num_scan_inputs", 0);
     const int64_t *axes;

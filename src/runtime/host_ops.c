@@ -251,43 +251,23 @@ static flagos_status_t op_loop(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn)
   return st;
 }
 
-static flagos_status_t op_scan(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn) {
-  const fir_node_t *n = rn->node;
-  const rt_plan_t *p = rt_node_subplan(rn, "body");
-  if (!p) return FL_ERR(FLAGOS_ERR_CORRUPT, "Scan node has no compiled body");
+/* The scan loop shared by Scan 9+ and Scan 8: runs body plan p over T steps with
+ * ns state values and m scan inputs sliced along axes[j] (reversed where in_rev[j]);
+ * results receives the ns final states and the nk scan outputs stacked along
+ * out_axes[j] (-1: 0; negative counted from the end) in reverse where out_rev[j]. */
+static flagos_status_t scan_core(rt_exec_t *x, rt_frame_t *f, const rt_plan_t *p, rt_val_t *const *state_in, int ns,
+                                 rt_val_t *const *scan_in, int m, const int *axes, const bool *in_rev, int nk,
+                                 const int64_t *out_axes, const bool *out_rev, int64_t T, rt_val_t *results) {
   const fir_graph_t *g = p->graph;
-  int m = (int)fir_attr_int(n, "num_scan_inputs", 0), ns = n->n_inputs - m, nk = n->n_outputs - ns;
-  const int64_t *in_ax, *in_dir, *out_ax, *out_dir;
-  int n_in_ax = fir_attr_ints(n, "scan_input_axes", &in_ax), n_in_dir = fir_attr_ints(n, "scan_input_directions", &in_dir);
-  int n_out_ax = fir_attr_ints(n, "scan_output_axes", &out_ax),
-      n_out_dir = fir_attr_ints(n, "scan_output_directions", &out_dir);
-  int64_t T = -1;
-  int axes[64];
-  if (m > 64 || nk > 64) return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "Scan with more than 64 scan inputs or outputs");
-  for (int j = 0; j < m; j++) {
-    rt_val_t *v = in_val(f, n, ns + j);
-    FL_TRY(need(v, FLAGOS_VALUE_TENSOR, "scan input"));
-    int64_t a = n_in_ax > j ? in_ax[j] : 0;
-    if (a < 0) a += v->rank;
-    if (a < 0 || a >= v->rank) return ERR("scan input axis %lld is out of range", (long long)a);
-    axes[j] = (int)a;
-    if (T >= 0 && v->dims[a] != T) return FL_ERR(FLAGOS_ERR_SHAPE, "scan inputs differ in length (%lld vs %lld)", (long long)T, (long long)v->dims[a]);
-    T = v->dims[a];
-  }
   rt_val_t *state = calloc((size_t)ns + 1, sizeof(rt_val_t)), *outs = calloc((size_t)g->n_outputs + 1, sizeof(rt_val_t));
   rt_val_t *slices = calloc((size_t)m + 1, sizeof(rt_val_t)), *scans = calloc((size_t)nk + 1, sizeof(rt_val_t));
   rt_val_t **ins = calloc((size_t)(ns + m) + 1, sizeof(rt_val_t *));
   flagos_status_t st = NULL;
-  for (int j = 0; j < ns && !st; j++) {
-    rt_val_t *iv = in_val(f, n, j);
-    st = iv ? rt_val_copy(x, iv, &state[j]) : ERR("state input %d is missing", j);
-  }
-  for (int j = 0; j < nk; j++) scans[j] = empty_seq(FLAGOS_UNDEFINED);
+  if (!state || !outs || !slices || !scans || !ins) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  for (int j = 0; j < ns && !st; j++) st = rt_val_copy(x, state_in[j], &state[j]);
+  for (int j = 0; j < nk && scans; j++) scans[j] = empty_seq(FLAGOS_UNDEFINED);
   for (int64_t t = 0; t < T && !st; t++) {
-    for (int j = 0; j < m && !st; j++) {
-      int64_t idx = n_in_dir > j && in_dir[j] ? T - 1 - t : t;
-      st = take_slice(x, in_val(f, n, ns + j), axes[j], idx, &slices[j]);
-    }
+    for (int j = 0; j < m && !st; j++) st = take_slice(x, scan_in[j], axes[j], in_rev[j] ? T - 1 - t : t, &slices[j]);
     for (int j = 0; j < ns; j++) ins[j] = &state[j];
     for (int j = 0; j < m; j++) ins[ns + j] = &slices[j];
     if (!st) st = run_sub(x, f, p, ins, ns + m, outs);
@@ -300,7 +280,10 @@ static flagos_status_t op_scan(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn)
     release_all(x, outs, g->n_outputs);
     release_all(x, slices, m);
   }
-  for (int j = 0; j < ns && !st; j++) set_out(x, f, n, j, &state[j]);
+  for (int j = 0; j < ns && !st; j++) {
+    results[j] = state[j];
+    memset(&state[j], 0, sizeof(rt_val_t));
+  }
   for (int j = 0; j < nk && !st; j++) {
     flagos_dtype_t dt;
     int rank;
@@ -312,29 +295,158 @@ static flagos_status_t op_scan(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn)
     } else {
       static_item_shape(g, ns + j, &dt, &rank, dims);
     }
-    int64_t a = n_out_ax > j ? out_ax[j] : 0;
+    int64_t a = out_axes[j];
     if (a < 0) a += rank + 1;
     if (a < 0 || a > rank) {
-      st = ERR("scan output axis %lld is out of range", (long long)a);
+      st = ERR("scan output axis %lld is out of range", (long long)out_axes[j]);
       break;
     }
     int *order = calloc((size_t)scans[j].n_items + 1, sizeof(int));
-    for (int i = 0; i < scans[j].n_items; i++) order[i] = n_out_dir > j && out_dir[j] ? scans[j].n_items - 1 - i : i;
-    rt_val_t out;
-    memset(&out, 0, sizeof out);
-    st = stack(x, scans[j].items, scans[j].n_items, (int)a, order, dt, rank, dims, &out);
+    if (!order) {
+      st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+      break;
+    }
+    for (int i = 0; i < scans[j].n_items; i++) order[i] = out_rev[j] ? scans[j].n_items - 1 - i : i;
+    st = stack(x, scans[j].items, scans[j].n_items, (int)a, order, dt, rank, dims, &results[ns + j]);
     free(order);
-    if (!st) set_out(x, f, n, ns + j, &out);
-    else rt_val_release(x, &out);
   }
-  release_all(x, state, ns);
-  release_all(x, slices, m);
-  release_all(x, scans, nk);
+  if (state) release_all(x, state, ns);
+  if (slices) release_all(x, slices, m);
+  if (scans) release_all(x, scans, nk);
   free(state);
   free(outs);
   free(slices);
   free(scans);
   free(ins);
+  return st;
+}
+
+/* Scan 9 and later: scan axes and directions per input and output, no batch axis. */
+static flagos_status_t op_scan(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn) {
+  const fir_node_t *n = rn->node;
+  const rt_plan_t *p = rt_node_subplan(rn, "body");
+  if (!p) return FL_ERR(FLAGOS_ERR_CORRUPT, "Scan node has no compiled body");
+  int m = (int)fir_attr_int(n, "num_scan_inputs", 0), ns = n->n_inputs - m, nk = n->n_outputs - ns;
+  if (m < 1 || ns < 0 || nk < 0 || m > 64 || nk > 64 || ns > 64)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "Scan with %d scan inputs and %d outputs is not supported", m, nk);
+  const int64_t *in_ax, *in_dir, *out_ax, *out_dir;
+  int n_in_ax = fir_attr_ints(n, "scan_input_axes", &in_ax), n_in_dir = fir_attr_ints(n, "scan_input_directions", &in_dir);
+  int n_out_ax = fir_attr_ints(n, "scan_output_axes", &out_ax),
+      n_out_dir = fir_attr_ints(n, "scan_output_directions", &out_dir);
+  int64_t T = -1, oax[64];
+  int axes[64];
+  bool irev[64], orev[64];
+  rt_val_t *sin[64], *xin[64];
+  for (int j = 0; j < ns; j++)
+    if (!(sin[j] = in_val(f, n, j))) return ERR("state input %d is missing", j);
+  for (int j = 0; j < m; j++) {
+    rt_val_t *v = xin[j] = in_val(f, n, ns + j);
+    FL_TRY(need(v, FLAGOS_VALUE_TENSOR, "scan input"));
+    int64_t a = n_in_ax > j ? in_ax[j] : 0;
+    if (a < 0) a += v->rank;
+    if (a < 0 || a >= v->rank) return ERR("scan input axis %lld is out of range", (long long)a);
+    axes[j] = (int)a;
+    irev[j] = n_in_dir > j && in_dir[j];
+    if (T >= 0 && v->dims[a] != T)
+      return FL_ERR(FLAGOS_ERR_SHAPE, "scan inputs differ in length (%lld vs %lld)", (long long)T, (long long)v->dims[a]);
+    T = v->dims[a];
+  }
+  for (int j = 0; j < nk; j++) {
+    oax[j] = n_out_ax > j ? out_ax[j] : 0;
+    orev[j] = n_out_dir > j && out_dir[j];
+  }
+  rt_val_t res[128];
+  memset(res, 0, sizeof res);
+  flagos_status_t st = scan_core(x, f, p, sin, ns, xin, m, axes, irev, nk, oax, orev, T, res);
+  for (int j = 0; j < ns + nk; j++) {
+    if (!st) set_out(x, f, n, j, &res[j]);
+    else rt_val_release(x, &res[j]);
+  }
+  return st;
+}
+
+/* Scan 8: every input and output has a leading batch axis; scan inputs are scanned
+ * along axis 1; the optional first input gives each batch element's length. Runs
+ * the scan once per batch element and stacks the results along the batch axis. */
+static flagos_status_t op_scan8(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn) {
+  const fir_node_t *n = rn->node;
+  const rt_plan_t *p = rt_node_subplan(rn, "body");
+  if (!p) return FL_ERR(FLAGOS_ERR_CORRUPT, "Scan node has no compiled body");
+  int m = (int)fir_attr_int(n, "num_scan_inputs", 0), ns = n->n_inputs - 1 - m, nk = n->n_outputs - ns;
+  if (m < 1 || ns < 0 || nk < 0 || m > 64 || nk > 64 || ns > 64)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "Scan with %d scan inputs and %d outputs is not supported", m, nk);
+  const int64_t *dir;
+  int n_dir = fir_attr_ints(n, "directions", &dir);
+  rt_val_t *lens = in_val(f, n, 0), *sin[64], *xin[64];
+  for (int j = 0; j < ns; j++)
+    if (!(sin[j] = in_val(f, n, 1 + j))) return ERR("state input %d is missing", j);
+  int64_t B = -1, T = -1;
+  for (int j = 0; j < m; j++) {
+    rt_val_t *v = xin[j] = in_val(f, n, 1 + ns + j);
+    FL_TRY(need(v, FLAGOS_VALUE_TENSOR, "scan input"));
+    if (v->rank < 2) return FL_ERR(FLAGOS_ERR_SHAPE, "Scan 8 inputs need a batch and a sequence axis");
+    if ((B >= 0 && v->dims[0] != B) || (T >= 0 && v->dims[1] != T))
+      return FL_ERR(FLAGOS_ERR_SHAPE, "scan inputs differ in batch or sequence length");
+    B = v->dims[0];
+    T = v->dims[1];
+  }
+  int64_t len[4096];
+  if (B > 4096) return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "Scan 8 with a batch over 4096");
+  for (int64_t b = 0; b < B; b++) len[b] = T;
+  if (lens) {
+    if (rt_numel(lens->rank, lens->dims) != B) return FL_ERR(FLAGOS_ERR_SHAPE, "sequence_lens must hold one length per batch element");
+    int64_t raw[4096];
+    FL_TRY(rt_read(x, lens, raw, (size_t)B * flagos_dtype_size(lens->dtype)));
+    for (int64_t b = 0; b < B; b++) {
+      len[b] = fl_load_as_int64(lens->dtype, raw, (size_t)b);
+      if (len[b] != T)
+        return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "Scan 8 with sequence_lens shorter than the sequence axis (padding)");
+    }
+  }
+  int axes[64];
+  bool irev[64], orev[64];
+  int64_t oax[64];
+  for (int j = 0; j < m; j++) {
+    axes[j] = 0; /* the sequence axis once the batch axis is sliced away */
+    irev[j] = n_dir > j && dir[j];
+  }
+  for (int j = 0; j < nk; j++) {
+    oax[j] = 0;
+    orev[j] = false;
+  }
+  rt_val_t (*per)[128] = calloc((size_t)(B > 0 ? B : 1), sizeof(*per));
+  rt_val_t sb[64], xb[64];
+  memset(sb, 0, sizeof sb);
+  memset(xb, 0, sizeof xb);
+  flagos_status_t st = per ? NULL : FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  for (int64_t b = 0; b < B && !st; b++) {
+    rt_val_t *sp[64], *xp[64];
+    for (int j = 0; j < ns && !st; j++) {
+      st = take_slice(x, sin[j], 0, b, &sb[j]);
+      sp[j] = &sb[j];
+    }
+    for (int j = 0; j < m && !st; j++) {
+      st = take_slice(x, xin[j], 0, b, &xb[j]);
+      xp[j] = &xb[j];
+    }
+    if (!st) st = scan_core(x, f, p, sp, ns, xp, m, axes, irev, nk, oax, orev, len[b], per[b]);
+    release_all(x, sb, ns);
+    release_all(x, xb, m);
+  }
+  rt_val_t *items = st ? NULL : calloc((size_t)(B > 0 ? B : 1), sizeof(rt_val_t));
+  if (!st && !items) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  if (!st && B < 1) st = FL_ERR(FLAGOS_ERR_UNSUPPORTED, "Scan 8 with an empty batch");
+  for (int j = 0; j < ns + nk && !st; j++) {
+    rt_val_t out;
+    memset(&out, 0, sizeof out);
+    for (int64_t b = 0; b < B; b++) items[b] = per[b][j]; /* views: per[] keeps ownership */
+    st = stack(x, items, (int)B, 0, NULL, items[0].dtype, items[0].rank, items[0].dims, &out);
+    if (!st) set_out(x, f, n, j, &out);
+    else rt_val_release(x, &out);
+  }
+  free(items);
+  for (int64_t b = 0; per && b < B; b++) release_all(x, per[b], ns + nk);
+  free(per);
   return st;
 }
 
@@ -549,7 +661,7 @@ flagos_status_t rt_host_op(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn) {
   if (ops_str_runtime_runs(rn->node)) return rt_host_strings(x, f, rn);
   if (strcmp(op, "If") == 0) return op_if(x, f, rn);
   if (strcmp(op, "Loop") == 0) return op_loop(x, f, rn);
-  if (strcmp(op, "Scan") == 0) return op_scan(x, f, rn);
+  if (strcmp(op, "Scan") == 0) return rn->node->opset < 9 ? op_scan8(x, f, rn) : op_scan(x, f, rn);
   if (strcmp(op, "SequenceMap") == 0) return op_sequence_map(x, f, rn);
   if (strcmp(op, "ImageDecoder") == 0) return rt_host_image_decode(x, f, rn);
   return op_sequence(x, f, rn);
