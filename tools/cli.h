@@ -12,6 +12,8 @@ int cmd_run(int argc, char **argv);
 int cmd_ir(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_conformance(int argc, char **argv);
+int cmd_profile(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "flagos <cmd>: <message>" to stderr, frees st, returns exit code 1. */
 int cli_fail(const char *cmd, flagos_status_t st);

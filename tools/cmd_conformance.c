@@ -30,10 +30,15 @@ static const char k_help[] =
     "and a summary 'N passed, N failed'.\n"
     "\n"
     "options:\n"
-    "  --target T                  target to compile for and run on (default: cpu)\n"
+    "  --target T                  target to compile for and run on (default: cpu);\n"
+    "                              T:DEVICE also picks the device (opencl:1,\n"
+    "                              opencl:NVIDIA)\n"
+    "  --device D                  device to run on (default: the target)\n"
     "  --report FILE               write a JSON report of every test\n"
     "  --filter S                  only tests whose name contains S ('=NAME' for an\n"
     "                              exact name); repeatable\n"
+    "  --shard K/N                 only every N-th test (by name) from the K-th on,\n"
+    "                              K in 0..N-1: a sample spread over all operators\n"
     "  --expected-failures FILE    tests listed there (one per line: NAME reason)\n"
     "                              must fail; exit status is 0 only if every other\n"
     "                              test passes and every listed test fails\n"
@@ -55,7 +60,7 @@ typedef struct {
 } test_t;
 
 typedef struct {
-  const char *dir, *target;
+  const char *dir, *target, *device;
   double rtol, atol;
 } conf_opts_t;
 
@@ -73,9 +78,11 @@ static void run_one(const conf_opts_t *o, const char *name, int fd) {
   flagos_bundle_t *b = NULL;
   flagos_session_t *s = NULL;
   snprintf(path, sizeof path, "%s/%s/model.onnx", o->dir, name);
-  flagos_compile_options_t co = {.targets = o->target};
+  char target[64]; /* "opencl:1" compiles for opencl */
+  snprintf(target, sizeof target, "%.*s", (int)strcspn(o->target, ":"), o->target);
+  flagos_compile_options_t co = {.targets = target};
   flagos_status_t st = flagos_compile_to_bundle(path, &co, &b);
-  flagos_session_options_t so = {.device = o->target};
+  flagos_session_options_t so = {.device = o->device ? o->device : o->target};
   if (!st) st = flagos_session_create(b, &so, &s);
   int n_sets = 0;
   if (!st) {
@@ -193,11 +200,12 @@ static int load_expected(const char *path, test_t *tests, int n) {
 }
 
 static int conformance_main(int argc, char **argv, const char **filters) {
-  conf_opts_t o = {NULL, "cpu", 1e-3, 1e-7};
+  conf_opts_t o = {NULL, "cpu", NULL, 1e-3, 1e-7};
   const char *report = NULL, *expected = NULL;
   int n_filters = 0, jobs = (int)sysconf(_SC_NPROCESSORS_ONLN);
   double timeout = 300;
   bool verbose = false;
+  int shard_k = 0, shard_n = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
     if (cli_is_help(a)) {
@@ -205,6 +213,8 @@ static int conformance_main(int argc, char **argv, const char **filters) {
       return 0;
     } else if (strncmp(a, "--target", 8) == 0) {
       if (!(o.target = cli_value("conformance", argc, argv, &i))) return 2;
+    } else if (strncmp(a, "--device", 8) == 0) {
+      if (!(o.device = cli_value("conformance", argc, argv, &i))) return 2;
     } else if (strncmp(a, "--report", 8) == 0) {
       if (!(report = cli_value("conformance", argc, argv, &i))) return 2;
     } else if (strncmp(a, "--filter", 8) == 0) {
@@ -216,6 +226,12 @@ static int conformance_main(int argc, char **argv, const char **filters) {
       if (a[1] == 'j' && a[2]) v = a + 2;
       else if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
       jobs = atoi(v);
+    } else if (strncmp(a, "--shard", 7) == 0) {
+      if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
+      if (sscanf(v, "%d/%d", &shard_k, &shard_n) != 2 || shard_n < 1 || shard_k < 0 || shard_k >= shard_n) {
+        fprintf(stderr, "flagos conformance: error: bad --shard '%s' (expected K/N with 0 <= K < N)\n", v);
+        return 2;
+      }
     } else if (strncmp(a, "--timeout", 9) == 0) {
       if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
       timeout = atof(v);
@@ -265,6 +281,14 @@ static int conformance_main(int argc, char **argv, const char **filters) {
   }
   closedir(d);
   qsort(names, (size_t)n, sizeof(char *), cmp_names);
+  if (shard_n > 1) {
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+      if (i % shard_n == shard_k) names[kept++] = names[i];
+      else free(names[i]);
+    }
+    n = kept;
+  }
   test_t *tests = calloc((size_t)n + 1, sizeof(*tests));
   for (int i = 0; i < n; i++) tests[i].name = names[i];
   free(names);

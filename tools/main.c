@@ -15,6 +15,8 @@ static const char k_usage[] =
     "  ir           print a model as FlagIR text, or check FlagIR text\n"
     "  devices      list backend plugins and their devices\n"
     "  conformance  run ONNX's backend node tests and compare with ONNX's outputs\n"
+    "  profile      run a model with the profiler: EAF, bandwidth, power, Chrome trace\n"
+    "  bench        run a benchmark suite on each target: tables and a plot of EAF and EAF/W\n"
     "  version      print the version\n"
     "\n"
     "Run 'flagos <command> --help' for a command's options.\n";
@@ -53,6 +55,8 @@ int main(int argc, char **argv) {
   if (strcmp(c, "ir") == 0) return cmd_ir(argc - 1, argv + 1);
   if (strcmp(c, "devices") == 0) return cmd_devices(argc - 1, argv + 1);
   if (strcmp(c, "conformance") == 0) return cmd_conformance(argc - 1, argv + 1);
+  if (strcmp(c, "profile") == 0) return cmd_profile(argc - 1, argv + 1);
+  if (strcmp(c, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
   if (strcmp(c, "version") == 0 || strcmp(c, "--version") == 0) {
     printf("flagos %s\n", FLAGOS_VERSION_STRING);
     return 0;

@@ -248,6 +248,7 @@ static const flagos_backend_t k_cpu_backend = {
     .kernel_get = cpu_kernel_get,
     .launch = cpu_launch,
     .library_call = cpu_library_call,
+    .device_power = cpu_device_power,
 };
 
 __attribute__((visibility("default"))) const flagos_backend_t *flagos_backend_entry(uint32_t abi_version) {

@@ -80,6 +80,24 @@ typedef struct flagos_libcall {
   int n_floats;
 } flagos_libcall_t;
 
+/* ---- added for profiling (issue 7) ----
+ * What a backend's optional device_power reports. The host zeroes it
+ * before the call. A plugin that can measure sets has_energy and energy_uj, a
+ * cumulative counter the host samples before and after a measurement (NVML's
+ * total energy, RAPL's package counters); it keeps the counter monotonic
+ * across the hardware counter's wrap-around when it can (energy_range_uj 0),
+ * otherwise energy_range_uj says where it wraps. declared_watts is the power
+ * the plugin declares for the device under load (board power limit, TDP),
+ * used, marked as estimated, when nothing is measured. */
+typedef struct flagos_power_info {
+  double declared_watts;     /* 0: unknown */
+  int has_energy;
+  uint64_t energy_uj;
+  uint64_t energy_range_uj;  /* 0: does not wrap */
+  char energy_source[32];    /* "rapl", "nvml" */
+  char declared_source[64];  /* where declared_watts comes from, for reports */
+} flagos_power_info_t;
+
 typedef struct flagos_backend {
   uint32_t abi_version;  /* FLAGOS_BACKEND_ABI_VERSION */
   uint32_t struct_size;  /* sizeof(flagos_backend_t) as the plugin was built */
@@ -125,7 +143,18 @@ typedef struct flagos_backend {
    * FLAGOS_ERR_UNSUPPORTED when it does not provide that call or those dtypes,
    * and the host then launches the kernel's generic body instead. */
   flagos_status_t (*library_call)(void *state, flagos_bstream_t s, const flagos_libcall_t *call);
+
+  /* ---- added for profiling (issue 7); read only when struct_size covers it,
+   * so plugins built before it still load (FLAGOS_BACKEND_HAS) ---- */
+  /* Optional (may be NULL): the device's power, for EAF per watt (docs/eaf.md). */
+  flagos_status_t (*device_power)(void *state, int device, flagos_power_info_t *out);
 } flagos_backend_t;
+
+/* True when the plugin's table has member `field` and sets it. */
+#define FLAGOS_BACKEND_HAS(api, field)                                                                          \
+  ((api)->struct_size >= offsetof(flagos_backend_t, field) + sizeof((api)->field) && (api)->field != NULL)
+/* The table size of ABI 1 before device_power was added: the smallest a host accepts. */
+#define FLAGOS_BACKEND_MIN_STRUCT_SIZE offsetof(flagos_backend_t, device_power)
 
 typedef const flagos_backend_t *(*flagos_backend_entry_fn)(uint32_t abi_version);
 #define FLAGOS_BACKEND_ENTRY_SYMBOL "flagos_backend_entry"

@@ -129,7 +129,9 @@ typedef struct flagcx_comm *flagcx_comm_t;
 #define FLAGCX_UNIQUE_ID_BYTES 128
 /* Made by flagcx_get_unique_id on one process and passed to every rank (by MPI,
  * a file, a pipe...). It holds the address of a bootstrap service run by the
- * process that made it, which must stay alive until all ranks have initialised. */
+ * process that made it, which must stay alive until all ranks have initialised.
+ * One id serves one communicator. All ranks must run the same FlagCX version on
+ * hosts of the same byte order. */
 typedef struct flagcx_unique_id {
   char internal[FLAGCX_UNIQUE_ID_BYTES];
 } flagcx_unique_id_t;

@@ -112,6 +112,63 @@ FLAGOS_API flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_
 /* Milliseconds the last run took (wall time, inputs uploaded to outputs downloaded). */
 FLAGOS_API double flagos_session_last_run_ms(const flagos_session_t *s);
 
+/* ---- profiling (added for issue 7; docs/profiling.md, docs/eaf.md) ---- */
+/* Starts (enable true) or stops recording a profile of this session's runs:
+ * kernel and copy events timed by the device's own events, host overhead spans,
+ * device memory in use, and each node's useful FLOPs and bytes. Off by default;
+ * a session that never enables it pays nothing. Stopping keeps what was
+ * recorded until flagos_session_profile_reset() or the session's destruction. */
+FLAGOS_API flagos_status_t flagos_session_enable_profiling(flagos_session_t *s, bool enable);
+/* Forgets what was recorded (recording goes on if enabled). */
+FLAGOS_API void flagos_session_profile_reset(flagos_session_t *s);
+
+typedef struct flagos_profile_summary {
+  char device[64];          /* "cpu:0" */
+  char device_name[128];    /* the plugin's device name */
+  int runs;                 /* completed runs recorded */
+  double wall_ms;           /* their wall time (flagos_session_last_run_ms), summed */
+  double kernel_ms;         /* device time inside kernel events, summed */
+  double copy_ms;           /* device time inside copies, summed */
+  double host_ms;           /* host time preparing nodes (shape rules, allocation, symbols), summed */
+  double flops;             /* useful FLOPs executed, summed over the runs */
+  double kernel_bytes;      /* bytes the nodes read and wrote (inputs + outputs), summed */
+  double copy_bytes;        /* bytes copied, all directions, summed */
+  double copy_bytes_h2d, copy_bytes_d2h, copy_bytes_d2d;
+  uint64_t peak_mem_bytes;  /* most device memory the runtime held at once during the runs */
+  int64_t kernel_events, copy_events;
+} flagos_profile_summary_t;
+FLAGOS_API flagos_status_t flagos_session_profile_summary(const flagos_session_t *s, flagos_profile_summary_t *out);
+
+/* Per kernel group (a node today; a fused group when fusion lands), summed over the runs. */
+typedef struct flagos_profile_node {
+  const char *group;        /* kernel group name (valid while the session lives) */
+  const char *op;           /* operator of the (first) ONNX node it covers */
+  const char *onnx_name;    /* name of the (first) ONNX node it covers */
+  int64_t calls;
+  double device_ms;
+  double flops;
+  double bytes;
+} flagos_profile_node_t;
+/* Fills up to max entries, slowest first; returns how many groups there are. */
+FLAGOS_API int flagos_session_profile_nodes(const flagos_session_t *s, flagos_profile_node_t *out, int max);
+
+/* Writes the recorded profiles of n sessions as one Chrome trace-event JSON file
+ * (chrome://tracing, Perfetto): one process per device and one thread per
+ * stream, "X" events for kernels and copies, "C" counters for device memory, and
+ * a host process with the runtime's own spans. */
+FLAGOS_API flagos_status_t flagos_profile_write_trace(const char *path, flagos_session_t *const *sessions, int n);
+
+/* Power of the session's device, for EAF per watt. */
+typedef struct flagos_device_power {
+  bool measured;            /* energy_j is a live cumulative counter (RAPL, NVML) */
+  double energy_j;          /* cumulative energy, when measured */
+  double energy_range_j;    /* where the counter wraps (0: never) */
+  double declared_watts;    /* the plugin's declared power under load; 0 unknown */
+  char energy_source[32];   /* "rapl", "nvml" */
+  char declared_source[64]; /* where declared_watts comes from */
+} flagos_device_power_t;
+FLAGOS_API flagos_status_t flagos_session_power(const flagos_session_t *s, flagos_device_power_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -147,6 +147,8 @@ struct flagcx_comm {
   bool check_calls; /* NCCL path: verify call descriptors over the host transport first */
   fcx_err_t err;
   flagcx_result_t broken; /* first fatal error, FLAGCX_SUCCESS while healthy */
+  bool peers_told;        /* post_abort already sent */
+  char broken_msg[FCX_ERR_MSG - 128]; /* the first fatal error's message */
   bool finalized;
   atomic_int aborting;
   int wake[2]; /* pipe that wakes a call blocked in poll() when abort starts */
@@ -209,8 +211,9 @@ void fcx_op_set(fcx_xop_t *op, const fcx_desc_t *d, int peer, int send, const vo
 
 /* ---- stage.c: device buffers through host staging ---- */
 flagcx_result_t fcx_staged_coll(flagcx_comm_t c, const fcx_cargs_t *a, flagcx_stream_t stream);
-/* Send and receive operations of a group on device buffers (whole-buffer staging). */
-flagcx_result_t fcx_staged_p2p_batch(flagcx_comm_t c, fcx_cargs_t *ops, int nops, flagcx_stream_t stream);
+/* Sends and receives that progress together (one call, or a group's). Staged
+ * communicators copy device buffers whole and cut messages by the staging chunk. */
+flagcx_result_t fcx_p2p_batch(flagcx_comm_t c, const fcx_cargs_t *ops, int nops, flagcx_stream_t stream);
 
 /* ---- nccl.c: all-CUDA communicators ---- */
 bool fcx_nccl_available(void);
@@ -218,9 +221,13 @@ flagcx_result_t fcx_nccl_init(flagcx_comm_t c);
 /* Whether NCCL can serve this call (types NCCL lacks go through staging). */
 bool fcx_nccl_supports(const fcx_cargs_t *a);
 flagcx_result_t fcx_nccl_coll(flagcx_comm_t c, const fcx_cargs_t *a, flagcx_stream_t stream);
+/* Watches a call's completion (the group end does this for grouped calls). */
+void fcx_nccl_track(flagcx_comm_t c, flagcx_stream_t stream, const fcx_cargs_t *a);
 flagcx_result_t fcx_nccl_group_start(fcx_err_t *err);
 flagcx_result_t fcx_nccl_group_end(fcx_err_t *err);
 flagcx_result_t fcx_nccl_check(flagcx_comm_t c); /* watchdog's verdict */
+/* Waits until every tracked NCCL call completed (or failed, or the timeout passed). */
+flagcx_result_t fcx_nccl_quiesce(flagcx_comm_t c);
 void fcx_nccl_destroy(flagcx_comm_t c, bool abort);
 
 /* ---- bootstrap.c ---- */

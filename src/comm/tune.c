@@ -135,13 +135,14 @@ flagcx_result_t fcx_tune_load(fcx_tune_t *t, const char *path, int nranks, const
   fclose(f);
   text[len] = 0;
   cJSON *root = cJSON_Parse(text);
+  const char *bad_at = root ? NULL : cJSON_GetErrorPtr();
+  long err_off = bad_at && bad_at >= text && bad_at <= text + len ? (long)(bad_at - text) : -1;
   free(text);
   flagcx_result_t r = FLAGCX_SUCCESS;
   const cJSON *tables = root ? cJSON_GetObjectItemCaseSensitive(root, "tables") : NULL;
   const cJSON *fmt = root ? cJSON_GetObjectItemCaseSensitive(root, "format") : NULL;
   if (!root) {
-    r = fcx_seterr(err, FLAGCX_ERR_INVALID_ARGUMENT, "tuning file %s is not valid JSON (near byte %ld)", path,
-                   (long)(cJSON_GetErrorPtr() ? strlen(cJSON_GetErrorPtr()) : 0));
+    r = fcx_seterr(err, FLAGCX_ERR_INVALID_ARGUMENT, "tuning file %s is not valid JSON (near byte %ld)", path, err_off);
   } else if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, "flagcx-tune") != 0 || !cJSON_IsArray(tables)) {
     r = fcx_seterr(err, FLAGCX_ERR_INVALID_ARGUMENT,
                    "tuning file %s: expected {\"format\": \"flagcx-tune\", \"tables\": [...]}", path);

@@ -81,9 +81,14 @@ static cJSON *node_json(const lowered_t *l, int index) {
   cJSON_AddStringToObject(j, "op", l->node->op_type);
   cJSON_AddStringToObject(j, "name", l->node->name);
   cJSON_AddBoolToObject(j, "static", c->is_static);
+  cJSON_AddStringToObject(j, "group", c->kernel_prefix);
   cJSON_AddNumberToObject(j, "n_syms", c->n_syms);
   cJSON_AddNumberToObject(j, "param_base", c->param_base);
   cJSON_AddNumberToObject(j, "n_params", c->n_params);
+  /* Useful FLOPs (docs/eaf.md) when compile time knows every dim; otherwise the
+   * runtime's profiler computes them on the concrete shapes after inference. */
+  double flops = ops_node_flops(ops_find(l->node->op_type, l->node->domain), c);
+  if (flops >= 0) cJSON_AddNumberToObject(j, "flops", flops);
   cJSON *temps = cJSON_AddArrayToObject(j, "temps");
   for (int t = 0; t < c->n_temps; t++) {
     cJSON *tj = cJSON_CreateObject();
@@ -221,6 +226,23 @@ static flagos_status_t compile_graph(graph_compile_t *gc, fir_graph_t *g, const 
   return NULL;
 }
 
+/* The model's useful FLOPs per run: the sum over the main graph's nodes. It is
+ * complete only when every node's count was known at compile time and no node
+ * runs subgraphs (a Loop's trip count is data); the profiler counts exactly. */
+static void model_flops(cJSON *root, const cJSON *nodes) {
+  double total = 0;
+  bool complete = true;
+  const cJSON *n;
+  cJSON_ArrayForEach(n, nodes) {
+    const cJSON *f = cJSON_GetObjectItem(n, "flops");
+    if (cJSON_IsNumber(f)) total += f->valuedouble;
+    else if (!cJSON_IsTrue(cJSON_GetObjectItem(n, "host"))) complete = false;
+    if (cJSON_GetArraySize(cJSON_GetObjectItem(n, "subgraphs")) > 0) complete = false;
+  }
+  cJSON_AddNumberToObject(root, "flops", total);
+  cJSON_AddBoolToObject(root, "flops_complete", complete);
+}
+
 flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_options_t *opts, void **image, size_t *size) {
   flagos_compile_options_t dflt = {0};
   if (!opts) opts = &dflt;
@@ -267,6 +289,7 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
     cJSON *wj = cJSON_AddArrayToObject(root, "weights");
     int64_t next_ref = 0;
     collect_weights(g, &weights, wj, &next_ref);
+    model_flops(root, nj);
     cJSON_AddItemToObject(root, "nodes", nj);
     nj = NULL;
     manifest = cJSON_PrintUnformatted(root);

@@ -119,7 +119,10 @@ static double attn_flops(const ops_ctx_t *c) {
   const int64_t *p = c->params;
   for (int i = 0; i < A_NPARAMS; i++)
     if (p[i] < 0) return 0;
-  return 2.0 * (double)(p[A_B] * p[A_HQ] * p[A_SQ] * p[A_T]) * (double)(p[A_DH] + p[A_DV]);
+  /* docs/eaf.md: Q.K^T and P.V (2 per multiply-add) and the softmax (5 per score);
+   * masks, scale and softcap are not counted. */
+  double scores = (double)p[A_B] * (double)p[A_HQ] * (double)p[A_SQ] * (double)p[A_T];
+  return scores * (2.0 * (double)(p[A_DH] + p[A_DV]) + 5.0);
 }
 
 typedef struct attn {

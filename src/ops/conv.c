@@ -49,11 +49,16 @@ flagos_status_t ops_cv_infer_common(ops_ctx_t *c, int ix, int iw, flagos_dtype_t
   return NULL;
 }
 
+/* docs/eaf.md: 2 * N * Cout * prod(out spatial) * (Cin / group) * prod(kernel),
+ * i.e. 2 * |Y| * prod(W dims but the first); the bias add is not counted. */
 static double conv_flops_w(const ops_ctx_t *c, int iw) {
   const ops_tensor_info_t *W = &c->in[iw];
   if (c->out[0].numel < 0) return 0;
   double f = 2.0 * (double)c->out[0].numel;
-  for (int i = 1; i < W->rank; i++) f *= W->dims[i] > 0 ? (double)W->dims[i] : 1.0;
+  for (int i = 1; i < W->rank; i++) {
+    if (W->dims[i] < 0) return 0;
+    f *= (double)W->dims[i];
+  }
   return f;
 }
 
@@ -75,7 +80,7 @@ kir_expr_t *ops_cv_sum(ops_ctx_t *c, kir_kernel_t *kk, kir_expr_t *const *v, int
   kir_expr_t *Mg = kir_bin(AR, KIR_DIV, ops_in_dim(c, iw, 0), kir_i64(AR, group));
   kir_expr_t *gi = group == 1 ? kir_i64(AR, 0) : kir_bin(AR, KIR_DIV, v[1], Mg);
   int rv[OPS_MAX_RANK];
-  kir_expr_t *rext[OPS_MAX_RANK], *rk[OPS_MAX_RANK];
+  kir_expr_t *rext[OPS_MAX_RANK] = {0}, *rk[OPS_MAX_RANK] = {0}; /* nd >= 0: rk[0] is always set */
   for (int i = 0; i < nd + 1; i++) {
     rv[i] = kir_new_var(kk);
     rk[i] = kir_var(AR, rv[i]);
@@ -224,7 +229,8 @@ const ops_def_t ops_family_conv[] = {
     {"ConvInteger", "", 0, convint_infer, convint_lower, ops_cv_flops},
     {"QLinearConv", "", 0, qlconv_infer, qlconv_lower, qlconv_flops},
     {"ConvTranspose", "", 0, ops_cv_transpose_infer, ops_cv_transpose_lower, ops_cv_transpose_flops},
-    {"DeformConv", "", 0, ops_cv_deform_infer, ops_cv_deform_lower, NULL},
+    /* the convolution's count; the bilinear sampling of each tap is not counted */
+    {"DeformConv", "", 0, ops_cv_deform_infer, ops_cv_deform_lower, ops_cv_flops},
     {"Col2Im", "", (1u << 1) | (1u << 2), ops_cv_col2im_infer, ops_cv_col2im_lower, NULL},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };

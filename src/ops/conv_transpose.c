@@ -108,7 +108,7 @@ flagos_status_t ops_cv_transpose_lower(ops_ctx_t *c) {
   kir_expr_t *gi = group == 1 ? kir_i64(AR, 0) : kir_bin(AR, KIR_DIV, v[1], Mg);
   kir_expr_t *ml = group == 1 ? v[1] : kir_bin(AR, KIR_MOD, v[1], Mg);
   int rv[OPS_MAX_RANK];
-  kir_expr_t *rext[OPS_MAX_RANK], *rk[OPS_MAX_RANK];
+  kir_expr_t *rext[OPS_MAX_RANK] = {0}, *rk[OPS_MAX_RANK] = {0}; /* nd >= 0: rk[0] is always set */
   for (int i = 0; i < nd + 1; i++) {
     rv[i] = kir_new_var(kk);
     rk[i] = kir_var(AR, rv[i]);

@@ -251,17 +251,37 @@ static flagos_status_t lrn_lower(ops_ctx_t *c) {
   return NULL;
 }
 
+/* FLOPs per element of X (docs/eaf.md): each elementary operation counts one,
+ * a transcendental too; per-row work (a reciprocal square root per row) is not
+ * counted. Standardising costs 5: mean (1), x - mean (1), square (1), sum (1),
+ * times 1/sigma (1); an affine scale and bias add 1 each. */
+static double per_x(const ops_ctx_t *c, double per) { return c->in[0].numel < 0 ? 0 : per * (double)c->in[0].numel; }
+/* max, x - max, exp, sum, divide (LogSoftmax: log of the sum, subtract) */
+static double softmax_flops(const ops_ctx_t *c) { return per_x(c, 5); }
+/* |x| or x^2, sum, divide */
+static double lpnorm_flops(const ops_ctx_t *c) { return per_x(c, 3); }
+static double mvn_flops(const ops_ctx_t *c) { return per_x(c, 5); }
+/* window sum of squares (2 per tap), then scale, add bias, pow, divide */
+static double lrn_flops(const ops_ctx_t *c) { return per_x(c, 2.0 * (double)fir_attr_int(c->node, "size", 1) + 4); }
+static double layer_flops(const ops_ctx_t *c) { return per_x(c, ops_has_in(c, 2) ? 7 : 6); }
+/* x^2, sum, times 1/rms, times scale */
+static double rms_flops(const ops_ctx_t *c) { return per_x(c, 4); }
+static double group_flops(const ops_ctx_t *c) { return per_x(c, 7); }
+/* (x - mean) * (1/sigma) * scale + bias with the statistics given; training mode
+ * computes them too (mean 1, square 1, sum 1). */
+static double batch_flops(const ops_ctx_t *c) { return per_x(c, fir_attr_int(c->node, "training_mode", 0) ? 7 : 4); }
+
 const ops_def_t ops_family_norm[] = {
-    {"Softmax", "", 0, softmax_infer, softmax_lower, ops_red_flops_in0},
-    {"LogSoftmax", "", 0, softmax_infer, logsoftmax_lower, ops_red_flops_in0},
+    {"Softmax", "", 0, softmax_infer, softmax_lower, softmax_flops},
+    {"LogSoftmax", "", 0, softmax_infer, logsoftmax_lower, softmax_flops},
     {"Hardmax", "", 0, softmax_infer, hardmax_lower, ops_red_flops_in0},
-    {"LpNormalization", "", 0, lpnorm_infer, lpnorm_lower, ops_red_flops_in0},
-    {"MeanVarianceNormalization", "", 0, mvn_infer, mvn_lower, ops_red_flops_in0},
-    {"LRN", "", 0, lrn_infer, lrn_lower, ops_red_flops_in0},
-    {"LayerNormalization", "", 0, ops_norm_layer_infer, ops_norm_layer_lower, ops_red_flops_in0},
-    {"RMSNormalization", "", 0, ops_norm_rms_infer, ops_norm_rms_lower, ops_red_flops_in0},
-    {"GroupNormalization", "", 0, ops_norm_group_infer, ops_norm_group_lower, ops_red_flops_in0},
-    {"InstanceNormalization", "", 0, ops_norm_instance_infer, ops_norm_instance_lower, ops_red_flops_in0},
-    {"BatchNormalization", "", 0, ops_norm_batch_infer, ops_norm_batch_lower, ops_red_flops_in0},
+    {"LpNormalization", "", 0, lpnorm_infer, lpnorm_lower, lpnorm_flops},
+    {"MeanVarianceNormalization", "", 0, mvn_infer, mvn_lower, mvn_flops},
+    {"LRN", "", 0, lrn_infer, lrn_lower, lrn_flops},
+    {"LayerNormalization", "", 0, ops_norm_layer_infer, ops_norm_layer_lower, layer_flops},
+    {"RMSNormalization", "", 0, ops_norm_rms_infer, ops_norm_rms_lower, rms_flops},
+    {"GroupNormalization", "", 0, ops_norm_group_infer, ops_norm_group_lower, group_flops},
+    {"InstanceNormalization", "", 0, ops_norm_instance_infer, ops_norm_instance_lower, group_flops},
+    {"BatchNormalization", "", 0, ops_norm_batch_infer, ops_norm_batch_lower, batch_flops},
     {NULL, NULL, 0, NULL, NULL, NULL},
 };

@@ -152,4 +152,13 @@ flagos_status_t ops_ctx_infer(ops_ctx_t *c, const ops_def_t *d);
 void ops_ctx_fill_syms(const ops_ctx_t *c, int64_t *syms);
 /* Describes value v's type as an ops_tensor_info_t (value data from a constant initializer, if any). */
 void ops_info_from_value(ops_tensor_info_t *t, const fir_value_t *v);
+
+/* ---- FLOP accounting (added for profiling and EAF, issue 7; docs/eaf.md) ----
+ * Useful FLOPs of the node c describes, after ops_ctx_infer: d->flops(c), or one
+ * per element of its tensor outputs when d->flops is NULL; 0 for host operators.
+ * Returns -1 when c does not know every dim it needs (compile time, dynamic
+ * shapes): the runtime then computes it on the concrete shapes. */
+double ops_node_flops(const ops_def_t *d, const ops_ctx_t *c);
+/* Bytes the node reads and writes: its tensor inputs plus outputs (-1 unknown). */
+double ops_node_bytes(const ops_ctx_t *c);
 #endif

@@ -73,8 +73,12 @@ static flagos_status_t parse_node(flagos_bundle_t *b, fir_graph_t *g, const cJSO
   if (!rn->def)
     return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "bundle uses operator %s, which this FlagOS runtime does not know",
                   rn->node->op_type);
+  const cJSON *fl = cJSON_GetObjectItem(nj, "flops"), *grp = cJSON_GetObjectItem(nj, "group");
+  rn->flops = cJSON_IsNumber(fl) && fl->valuedouble >= 0 ? fl->valuedouble : -1;
+  rn->group = cJSON_IsString(grp) ? fl_arena_strdup(a, grp->valuestring) : rn->node->op_type;
   if (cJSON_IsTrue(cJSON_GetObjectItem(nj, "host"))) {
     rn->host = true;
+    rn->flops = 0;
     const cJSON *subs = cJSON_GetObjectItem(nj, "subgraphs");
     rn->n_sub = cJSON_GetArraySize(subs);
     rn->sub_attr = fl_arena_alloc(a, sizeof(*rn->sub_attr) * (size_t)(rn->n_sub + 1));

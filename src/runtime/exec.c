@@ -214,6 +214,7 @@ void rt_frame_free(rt_exec_t *x, rt_frame_t *f) {
 }
 
 static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn, int ni) {
+  double prof_t0 = x->prof ? rt_prof_now_us() : 0;
   fir_node_t *n = rn->node;
   fl_arena_t *a = fl_arena_create();
   flagos_status_t st = NULL;
@@ -302,6 +303,8 @@ static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
     size_t nb = (size_t)ne * flagos_dtype_size(rn->temp_dtype[t]);
     st = x->api->mem_alloc(x->bst, x->device, nb ? nb : 1, &temps[t]);
   }
+  if (x->prof && !st) st = rt_prof_node_begin(x->prof, rn, prof_t0);
+  const char *library = NULL; /* for the profile: the library call that ran, if one did */
   for (int k = 0; k < rn->n_steps && !st; k++) {
     const rt_step_t *sp = &rn->steps[k];
     flagos_devptr_t *bufs = fl_arena_alloc(a, sizeof(*bufs) * (size_t)(sp->n_binds + 1));
@@ -336,9 +339,14 @@ static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
       if (ok) {
         flagos_libcall_t call = {sp->lc_name, lb, ld, sp->lc_n_bufs, ints, sp->lc_n_ints, sp->lc_floats, sp->lc_n_floats};
         flagos_status_t ls = x->api->library_call(x->bst, NULL, &call);
-        if (!ls) by_library = true;
-        else if (flagos_status_code(ls) == FLAGOS_ERR_UNSUPPORTED) flagos_status_free(ls);
-        else st = ls;
+        if (!ls) {
+          by_library = true;
+          library = sp->lc_name;
+        } else if (flagos_status_code(ls) == FLAGOS_ERR_UNSUPPORTED) {
+          flagos_status_free(ls);
+        } else {
+          st = ls;
+        }
       }
     }
     if (st || by_library) continue;
@@ -347,6 +355,7 @@ static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
     flagos_launch_t la = {bufs, sp->n_binds, syms, c->n_syms, work};
     st = x->api->launch(x->bst, NULL, x->kernels[sp->kid], &la);
   }
+  if (x->prof && !st) st = rt_prof_node_end(x->prof, rn, c, library);
 done:
   if (temps)
     for (int t = 0; t < rn->n_temps; t++)
@@ -374,7 +383,9 @@ flagos_status_t rt_exec_graph(rt_exec_t *x, rt_frame_t *f) {
     flagos_status_t st;
     if (rn->host) {
       if (x->trace) fprintf(stderr, "flagos trace: node %d %s '%s' (runtime)\n", i, rn->node->op_type, rn->node->name);
+      double prof_t0 = x->prof ? rt_prof_now_us() : 0;
       st = rt_host_op(x, f, rn);
+      if (x->prof) rt_prof_host_span(x->prof, "host operator", rn, prof_t0);
       for (int k = 0; !st && k < rn->node->n_outputs; k++) {
         fir_value_t *v = rn->node->outputs[k];
         if (!v) continue;

@@ -3,6 +3,7 @@
 #ifndef FLAGOS_EXEC_H
 #define FLAGOS_EXEC_H
 
+#include "runtime/profile.h"
 #include "runtime/runtime.h"
 
 /* A runtime value: a tensor in device memory, a sequence of tensors, or an
@@ -37,6 +38,9 @@ typedef struct rt_exec {
   bool host_visible;
   flagos_bkernel_t *kernels; /* by kernel id */
   bool trace;
+  /* Non-NULL while the session profiles (src/runtime/profile.h); api and bst are
+   * then the profiler's forwarding table and the profiler itself. */
+  struct rt_prof *prof;
 } rt_exec_t;
 
 rt_val_t *rt_lookup(rt_frame_t *f, const fir_value_t *v);

@@ -56,7 +56,7 @@ static flagos_status_t load_plugin(const char *name, rt_backend_t *out) {
       return FL_ERR(FLAGOS_ERR_BACKEND, "'%s' is not a FlagOS backend (no %s)", path, FLAGOS_BACKEND_ENTRY_SYMBOL);
     }
     const flagos_backend_t *api = entry(FLAGOS_BACKEND_ABI_VERSION);
-    if (!api || api->abi_version != FLAGOS_BACKEND_ABI_VERSION || api->struct_size < sizeof(flagos_backend_t)) {
+    if (!api || api->abi_version != FLAGOS_BACKEND_ABI_VERSION || api->struct_size < FLAGOS_BACKEND_MIN_STRUCT_SIZE) {
       dlclose(h);
       return FL_ERR(FLAGOS_ERR_BACKEND, "backend plugin '%s' does not provide ABI version %u", path,
                     FLAGOS_BACKEND_ABI_VERSION);

@@ -42,6 +42,9 @@ typedef struct rt_node {
   rt_plan_t **sub;
   int n_captures;         /* values of this node's graph read inside its subgraphs */
   fir_value_t **captures;
+  /* profiling (src/runtime/profile.c) */
+  const char *group;      /* the kernel group this node runs as (manifest "group"), for traces */
+  double flops;           /* useful FLOPs per execution from the manifest; < 0: computed at run time */
 } rt_node_t;
 
 /* The nodes of one graph (the main graph or a subgraph), with use counts. */

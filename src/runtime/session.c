@@ -14,6 +14,7 @@ struct flagos_session_s {
   rt_exec_t x;
   flagos_bmodule_t module;
   double last_ms;
+  rt_prof_t *prof; /* created by the first flagos_session_enable_profiling; x.prof is set while it records */
 };
 
 static double now_ms(void) {
@@ -22,15 +23,22 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static flagos_status_t parse_device(const char *spec, char *name, size_t n, int *index) {
+/* NAME, NAME:INDEX or NAME:FILTER. A suffix that does not start with a digit
+ * (or '-') is a name filter, matched against the devices' names and vendors
+ * (`opencl:NVIDIA`, `opencl:pthread`); *filter then points into spec. */
+static flagos_status_t parse_device(const char *spec, char *name, size_t n, int *index, const char **filter) {
   *index = 0;
+  *filter = NULL;
   if (!spec || !*spec) spec = "cpu";
   const char *colon = strchr(spec, ':');
   size_t l = colon ? (size_t)(colon - spec) : strlen(spec);
-  if (l == 0 || l >= n) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "bad device '%s' (expected NAME or NAME:INDEX)", spec);
+  if (l == 0 || l >= n)
+    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "bad device '%s' (expected NAME, NAME:INDEX or NAME:DEVICE-NAME)", spec);
   memcpy(name, spec, l);
   name[l] = 0;
-  if (colon) {
+  if (colon && colon[1] && !(colon[1] >= '0' && colon[1] <= '9') && colon[1] != '-') {
+    *filter = colon + 1;
+  } else if (colon) {
     char *end;
     long v = strtol(colon + 1, &end, 10);
     if (*end || end == colon + 1 || v < 0) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "bad device index in '%s'", spec);
@@ -39,10 +47,34 @@ static flagos_status_t parse_device(const char *spec, char *name, size_t n, int 
   return NULL;
 }
 
+/* The first device of `be` whose name or vendor contains `filter` (any case). */
+static flagos_status_t find_device(rt_backend_t *be, const char *name, const char *filter, int nd, int *dev) {
+  char seen[512] = "";
+  for (int i = 0; i < nd; i++) {
+    flagos_device_info_t info;
+    memset(&info, 0, sizeof info);
+    flagos_status_t st = be->api->device_info(be->state, i, &info);
+    if (st) {
+      flagos_status_free(st);
+      continue;
+    }
+    info.name[sizeof info.name - 1] = info.vendor[sizeof info.vendor - 1] = 0;
+    if (strcasestr(info.name, filter) || strcasestr(info.vendor, filter)) {
+      *dev = i;
+      return NULL;
+    }
+    size_t l = strlen(seen);
+    snprintf(seen + l, sizeof seen - l, "%s%s:%d '%s'", l ? ", " : "", name, i, info.name);
+  }
+  return FL_ERR(FLAGOS_ERR_NOT_FOUND, "no %s device's name or vendor contains '%s' (devices: %s)", name, filter,
+                seen[0] ? seen : "none");
+}
+
 flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_options_t *opts, flagos_session_t **out) {
   char name[64];
   int dev;
-  FL_TRY(parse_device(opts ? opts->device : NULL, name, sizeof name, &dev));
+  const char *filter;
+  FL_TRY(parse_device(opts ? opts->device : NULL, name, sizeof name, &dev, &filter));
   int code = -1;
   char have[256] = "";
   for (int i = 0; i < b->n_code; i++) {
@@ -56,6 +88,7 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
   rt_backend_t *be;
   FL_TRY(rt_backend_get(name, &be));
   int nd = be->api->device_count(be->state);
+  if (filter) FL_TRY(find_device(be, name, filter, nd, &dev));
   if (dev >= nd) return FL_ERR(FLAGOS_ERR_NOT_FOUND, "device %s:%d does not exist (%d device(s))", name, dev, nd);
   if (strcmp(be->api->code_format, b->code[code].format) != 0)
     return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "backend '%s' loads %s code, the bundle's %s kernels are %s", name,
@@ -90,6 +123,7 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
 void flagos_session_destroy(flagos_session_t *s) {
   if (!s) return;
   if (s->module) s->be->api->module_unload(s->be->state, s->module);
+  rt_prof_destroy(s->prof);
   free(s->x.kernels);
   free(s);
 }
@@ -268,14 +302,18 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
   if (n_outputs && !outputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "outputs is NULL");
   rt_exec_t *x = &s->x;
   rt_frame_t f = {0};
-  flagos_status_t st = rt_frame_init(x, &s->b->main, NULL, &f);
+  flagos_status_t st = x->prof ? rt_prof_run_begin(x->prof) : NULL;
+  double prof_t0 = x->prof ? rt_prof_now_us() : 0;
+  if (!st) st = rt_frame_init(x, &s->b->main, NULL, &f);
   for (int i = 0; i < n_inputs && !st; i++) {
     rt_val_t *rv = &f.vals[g->inputs[i]->id];
     rt_val_release(x, rv); /* an input with a default (initializer) is overridden */
     st = import_value(x, g->inputs[i]->name, g->inputs[i]->type, &inputs[i], rv);
     rv->pinned = true;
   }
+  if (x->prof) rt_prof_host_span(x->prof, "import inputs", NULL, prof_t0);
   if (!st) st = rt_exec_graph(x, &f);
+  if (x->prof) prof_t0 = rt_prof_now_us();
   /* A tensor output whose data the caller set is written there; the others are allocated. */
   bool *caller = calloc((size_t)n_outputs + 1, sizeof(bool));
   if (!caller && !st) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
@@ -297,5 +335,40 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
   free(caller);
   rt_frame_free(x, &f);
   s->last_ms = now_ms() - t0;
+  if (x->prof) {
+    rt_prof_host_span(x->prof, "export outputs", NULL, prof_t0);
+    flagos_status_t ps = rt_prof_run_end(x->prof, st == NULL, s->last_ms);
+    if (!st) st = ps;
+    else flagos_status_free(ps);
+  }
   return st;
+}
+
+/* ---- profiling (src/runtime/profile.c, profile_report.c) ---- */
+rt_prof_t *rt_session_profiler(const flagos_session_t *s) { return s->prof; }
+
+flagos_status_t flagos_session_enable_profiling(flagos_session_t *s, bool enable) {
+  if (!s) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "session is NULL");
+  if (enable && !s->prof) FL_TRY(rt_prof_create(s->be, s->x.device, &s->prof));
+  /* The executor calls the backend through the profiler's forwarders only while it records. */
+  s->x.prof = enable ? s->prof : NULL;
+  s->x.api = enable ? rt_prof_api(s->prof) : s->be->api;
+  s->x.bst = enable ? (void *)s->prof : s->be->state;
+  return NULL;
+}
+
+flagos_status_t flagos_session_power(const flagos_session_t *s, flagos_device_power_t *out) {
+  if (!s || !out) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "session or output is NULL");
+  memset(out, 0, sizeof(*out));
+  if (!FLAGOS_BACKEND_HAS(s->be->api, device_power)) return NULL;
+  flagos_power_info_t pi;
+  memset(&pi, 0, sizeof pi);
+  FL_TRY(s->be->api->device_power(s->be->state, s->x.device, &pi));
+  out->measured = pi.has_energy != 0;
+  out->energy_j = (double)pi.energy_uj / 1e6;
+  out->energy_range_j = (double)pi.energy_range_uj / 1e6;
+  out->declared_watts = pi.declared_watts;
+  snprintf(out->energy_source, sizeof out->energy_source, "%s", pi.has_energy ? pi.energy_source : "");
+  snprintf(out->declared_source, sizeof out->declared_source, "%s", pi.declared_source);
+  return NULL;
 }

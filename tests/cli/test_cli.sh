@@ -42,7 +42,7 @@ expect_ok() {
   fi
 }
 
-for cmd in compile run ir devices conformance; do
+for cmd in compile run ir devices conformance profile bench; do
   checks=$((checks + 1))
   if ! "$flagos" "$cmd" --help | grep -q "^usage: flagos $cmd"; then
     echo "FAIL --help of $cmd"; fails=$((fails + 1))

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The full ONNX node-test run on the opencl target: every test compiled for opencl
+# and run on an OpenCL device (the first one, or the one given: `opencl:1`,
+# `opencl:NVIDIA`, `opencl:pthread`), checked against the opencl expected-failures
+# list. CI runs a sample of it (tests/more.cmake); this is the whole suite. On a
+# 2-core machine through PoCL it takes about half an hour with cold caches (PoCL
+# compiles every kernel; FlagOS's and PoCL's caches make a second run quick).
+# Extra arguments go to `flagos conformance` (-j, --filter, -v, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${FLAGOS_BUILD_DIR:-build}
+device=${1:-opencl}
+shift || true
+export FLAGOS_PLUGIN_PATH=$build/backends
+exec "$build/flagos" conformance ../shared/conformance/onnx-node --target opencl --device "$device" \
+  --expected-failures tests/conformance/onnx-node.opencl.expected-failures \
+  --report "$build/conformance-node-opencl.json" "$@"

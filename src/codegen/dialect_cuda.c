@@ -1,0 +1,202 @@
+/* The CUDA C dialect: one `extern "C" __global__` function per kernel, taking
+ * its buffers and symbols as individual kernel parameters (docs/kernel-ir.md,
+ * "The CUDA kernel ABI"). One thread per point: the main loops become one
+ * grid-stride loop over the flattened iteration space whose index is decomposed
+ * into the loop variables; a level's hoisted statements are then evaluated per
+ * point, which is correct (they depend only on outer variables) if not minimal.
+ * Serial and rank-0 kernels run in one thread. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/cg_internal.h"
+#include "codegen/cgen.h"
+
+#include "codegen/prelude_c.inc"
+#include "codegen/prelude_cuda.inc"
+
+/* Threads per block the plugin launches; kernels declare it as their bound so
+ * that the compiler budgets registers for it. */
+#define CG_CUDA_BLOCK 256
+/* Kernel parameters are limited to 32764 bytes (CUDA 12.1+ on Volta and newer):
+ * 8 bytes per buffer pointer and per symbol. */
+#define CG_CUDA_MAX_PARAMS 4095
+
+static const char *cuda_ctype(flagos_dtype_t dt) {
+  switch (dt) {
+  case FLAGOS_FLOAT32: return "float";
+  case FLAGOS_FLOAT64: return "double";
+  case FLAGOS_INT8: return "int8_t";
+  case FLAGOS_UINT8: return "uint8_t";
+  case FLAGOS_INT16: return "int16_t";
+  case FLAGOS_UINT16: return "uint16_t";
+  case FLAGOS_INT32: return "int32_t";
+  case FLAGOS_UINT32: return "uint32_t";
+  case FLAGOS_INT64: return "int64_t";
+  case FLAGOS_UINT64: return "uint64_t";
+  case FLAGOS_BOOL: return "int";
+  default: return NULL;
+  }
+}
+
+static const char *cuda_stype(flagos_dtype_t dt) {
+  switch (dt) {
+  case FLAGOS_FLOAT16:
+  case FLAGOS_BFLOAT16: return "uint16_t";
+  case FLAGOS_FLOAT8E4M3FN:
+  case FLAGOS_FLOAT8E4M3FNUZ:
+  case FLAGOS_FLOAT8E5M2:
+  case FLAGOS_FLOAT8E5M2FNUZ:
+  case FLAGOS_FLOAT4E2M1:
+  case FLAGOS_FLOAT8E8M0:
+  case FLAGOS_UINT4:
+  case FLAGOS_UINT2:
+  case FLAGOS_BOOL: return "uint8_t";
+  case FLAGOS_INT4:
+  case FLAGOS_INT2: return "int8_t";
+  default: return cuda_ctype(dt);
+  }
+}
+
+static bool one_thread(const kir_kernel_t *k) { return k->serial || k->rank == 0; }
+
+static void cuda_kernel_begin(cg_t *g, fl_buf_t *out) {
+  const kir_kernel_t *k = g->k;
+  /* The plugin reads the bound back (CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK):
+   * a bound of 1 makes it launch a single thread. */
+  fl_buf_printf(out, "extern \"C\" __global__ void __launch_bounds__(%d) %s(", one_thread(k) ? 1 : CG_CUDA_BLOCK,
+                k->name);
+  for (int i = 0; i < k->n_bufs; i++) {
+    const char *sep = i ? ", " : "";
+    if (!g->buf_loaded[i] && !g->buf_stored[i]) {
+      fl_buf_printf(out, "%sconst void *fo_b%d", sep, i);
+      continue;
+    }
+    const char *t = cuda_stype(k->bufs[i].dtype), *c = g->buf_stored[i] ? "" : "const ";
+    fl_buf_printf(out, "%s%s%s *__restrict__ b%d", sep, c, t, i);
+  }
+  for (int i = 0; i < k->n_syms; i++)
+    fl_buf_printf(out, "%sint64_t %sS%d", i || k->n_bufs ? ", " : "", g->sym_used[i] ? "" : "fo_", i);
+  fl_buf_puts(out, ") {\n");
+  for (int i = 0; i < k->n_bufs; i++) {
+    if (!g->buf_loaded[i] && !g->buf_stored[i]) continue;
+    fl_buf_printf(out, "  /* b%d: %s */\n", i, flagos_dtype_name(k->bufs[i].dtype));
+  }
+  if (one_thread(k)) cg_line(out, 1, "if (blockIdx.x != 0 || threadIdx.x != 0) return;");
+}
+
+static void cuda_kernel_end(cg_t *g, fl_buf_t *out) {
+  FL_UNUSED(g);
+  fl_buf_puts(out, "}\n\n");
+}
+
+/* The flat index's decomposition into the loop variables, last fastest, in
+ * integer type T (32-bit when the space is small: 64-bit division is slow). */
+static void decompose(cg_t *g, const char *T, int depth, fl_buf_t *out) {
+  int rank = g->k->rank;
+  cg_line(out, depth, "%s fo_q = (%s)fo_i;", T, T);
+  for (int l = rank - 1; l > 0; l--) {
+    cg_line(out, depth, "v%d = (int64_t)(fo_q %% (%s)E%d);", g->levels[l]->var, T, l);
+    cg_line(out, depth, "fo_q /= (%s)E%d;", T, l);
+  }
+  cg_line(out, depth, "v%d = (int64_t)fo_q;", g->levels[0]->var);
+}
+
+static void cuda_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
+  const kir_kernel_t *k = g->k;
+  int lv = blk->level, depth = blk->parent->depth, rank = k->rank, v = blk->var;
+  if (k->serial) {
+    cg_line(out, depth, "for (int64_t v%d = 0; v%d < E%d; v%d++) {", v, v, lv, v);
+  } else if (lv > 0) {
+    cg_line(out, depth, "{");
+  } else {
+    const char *n = "E0";
+    for (int l = 1; l < rank; l++) n = cg_fmt(g, "%s * E%d", n, l);
+    cg_line(out, depth, "const int64_t fo_n = %s;", n);
+    cg_line(out, depth, "const int64_t fo_step = (int64_t)gridDim.x * blockDim.x;");
+    cg_line(out, depth, "for (int64_t fo_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; fo_i < fo_n; fo_i += fo_step) {");
+    if (rank == 1) {
+      cg_line(out, depth + 1, "const int64_t v%d = fo_i;", v);
+    } else {
+      const char *vars = cg_fmt(g, "v%d", g->levels[0]->var);
+      for (int l = 1; l < rank; l++) vars = cg_fmt(g, "%s, v%d", vars, g->levels[l]->var);
+      cg_line(out, depth + 1, "int64_t %s;", vars);
+      cg_line(out, depth + 1, "if (fo_n <= 2147483647) {");
+      decompose(g, "uint32_t", depth + 2, out);
+      cg_line(out, depth + 1, "} else {");
+      decompose(g, "int64_t", depth + 2, out);
+      cg_line(out, depth + 1, "}");
+    }
+  }
+  if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+  cg_line(out, depth, "}");
+}
+
+static const cg_dialect_t cg_dialect_cuda = {
+    .name = "CUDA C",
+    .prelude = cg_cuda_head,
+    .ctype = cuda_ctype,
+    .stype = cuda_stype,
+    .f32_math_suffix = "f",
+    .kernel_begin = cuda_kernel_begin,
+    .kernel_end = cuda_kernel_end,
+    .main_loop = cuda_main_loop,
+    .reduce_pragma = NULL,
+    .reduce_parallel = NULL,
+};
+
+static bool is_identifier(const char *s) {
+  if (!s || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_')) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
+  return true;
+}
+
+static int cmp_name(const void *a, const void *b) {
+  return strcmp((*(kir_kernel_t *const *)a)->name, (*(kir_kernel_t *const *)b)->name);
+}
+
+/* The C prelude's helpers as device functions: one definition of every
+ * conversion for both targets. */
+static void put_device_prelude(fl_buf_t *out) {
+  static const char from[] = "static inline ", to[] = "static __device__ __forceinline__ ";
+  const char *p = cg_c_prelude;
+  for (const char *q; (q = strstr(p, from)); p = q + sizeof from - 1) {
+    fl_buf_append(out, p, (size_t)(q - p));
+    fl_buf_puts(out, to);
+  }
+  fl_buf_puts(out, p);
+}
+
+flagos_status_t cgen_cuda_emit(kir_kernel_t *const *kernels, int n, fl_buf_t *out) {
+  if (n < 0 || (n > 0 && !kernels)) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "cgen_cuda_emit: bad kernel list");
+  for (int i = 0; i < n; i++) {
+    const kir_kernel_t *k = kernels[i];
+    const char *nm = k->name;
+    if (!is_identifier(nm)) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "kernel name '%s' is not a C identifier", nm ? nm : "");
+    if (strncmp(nm, "fo_", 3) == 0)
+      return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "kernel name '%s' uses the prefix reserved for helpers (fo_)", nm);
+    if (k->n_bufs + k->n_syms > CG_CUDA_MAX_PARAMS)
+      return FL_ERR(FLAGOS_ERR_UNSUPPORTED,
+                    "kernel '%s': %d buffers and %d symbols exceed the %d kernel parameters CUDA can pass", nm,
+                    k->n_bufs, k->n_syms, CG_CUDA_MAX_PARAMS);
+  }
+  if (n > 1) {
+    kir_kernel_t **sorted = malloc(sizeof(*sorted) * (size_t)n);
+    if (!sorted) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+    memcpy(sorted, kernels, sizeof(*sorted) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(*sorted), cmp_name);
+    for (int i = 1; i < n; i++)
+      if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0) {
+        flagos_status_t st = FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "two kernels are named '%s'", sorted[i]->name);
+        free(sorted);
+        return st;
+      }
+    free(sorted);
+  }
+  fl_buf_puts(out, "/* Generated by FlagOS (CUDA C dialect). */\n");
+  fl_buf_puts(out, cg_dialect_cuda.prelude);
+  put_device_prelude(out);
+  fl_buf_putc(out, '\n');
+  for (int i = 0; i < n; i++) FL_TRY(cg_emit_kernel(&cg_dialect_cuda, kernels[i], out));
+  return NULL;
+}

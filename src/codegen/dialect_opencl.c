@@ -1,0 +1,260 @@
+/* The OpenCL C dialect: one __kernel per kernel,
+ *     __kernel void <name>(__global T *b0, ..., __global const long *fo_syms)
+ * taking every kernel buffer in order (used or not) and then the symbol array.
+ *
+ * One work-item per point: the main loop levels become one loop over the
+ * linear point index, striding by the global size (so any NDRange covers the
+ * space; the host launches about `work` work-items), with the loop variables
+ * recovered by division. Statements that the base hoisted to an outer level run
+ * once per point, which is correct but repeats the work of a row (softmax's max
+ * and sum): work-group reductions are the next step. Serial kernels, and rank-0
+ * kernels (one point), declare reqd_work_group_size(1,1,1) and run on work-item
+ * 0 only, with the main levels as plain nested loops; the host reads that
+ * attribute back (CL_KERNEL_COMPILE_WORK_GROUP_SIZE) and launches one item.
+ *
+ * A program whose kernels hold f64 data starts with "//! requires cl_khr_fp64",
+ * which the opencl backend checks against the device before building. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/cg_internal.h"
+#include "codegen/cgen.h"
+
+#include "codegen/prelude_opencl.inc"
+
+static const char *ocl_ctype(flagos_dtype_t dt) {
+  switch (dt) {
+  case FLAGOS_FLOAT32: return "float";
+  case FLAGOS_FLOAT64: return "double";
+  case FLAGOS_INT8: return "int8_t";
+  case FLAGOS_UINT8: return "uint8_t";
+  case FLAGOS_INT16: return "int16_t";
+  case FLAGOS_UINT16: return "uint16_t";
+  case FLAGOS_INT32: return "int32_t";
+  case FLAGOS_UINT32: return "uint32_t";
+  case FLAGOS_INT64: return "int64_t";
+  case FLAGOS_UINT64: return "uint64_t";
+  case FLAGOS_BOOL: return "int";
+  default: return NULL;
+  }
+}
+
+static const char *ocl_stype(flagos_dtype_t dt) {
+  switch (dt) {
+  case FLAGOS_FLOAT16:
+  case FLAGOS_BFLOAT16: return "uint16_t";
+  case FLAGOS_FLOAT8E4M3FN:
+  case FLAGOS_FLOAT8E4M3FNUZ:
+  case FLAGOS_FLOAT8E5M2:
+  case FLAGOS_FLOAT8E5M2FNUZ:
+  case FLAGOS_FLOAT4E2M1:
+  case FLAGOS_FLOAT8E8M0:
+  case FLAGOS_UINT4:
+  case FLAGOS_UINT2:
+  case FLAGOS_BOOL: return "uint8_t";
+  case FLAGOS_INT4:
+  case FLAGOS_INT2: return "int8_t";
+  default: return ocl_ctype(dt);
+  }
+}
+
+/* Bytes of statements main level `level` (-1: the function body) holds before
+ * its nested level, as far as emission has got when level `cur` is being wrapped:
+ * levels are wrapped innermost first, and a block's pre_len is set just before its
+ * nested level is appended to it. These statements are hoisted reductions. */
+static size_t level_pre(cg_t *g, int level, int cur) {
+  cg_block_t *b = level < 0 ? g->levels[0]->parent : g->levels[level];
+  return level + 1 >= cur ? b->pre_len : b->buf.len;
+}
+
+/* One work-item runs the whole kernel: serial and rank-0 kernels, and kernels
+ * with a reduction hoisted to function level, which every work-item would
+ * otherwise repeat (n points times an O(n) reduction). */
+static bool single_item(cg_t *g, int cur) {
+  const kir_kernel_t *k = g->k;
+  return k->serial || k->rank == 0 || level_pre(g, -1, cur) > 0;
+}
+
+/* The main levels 0..split(g) are spread over work-items; the deeper ones are
+ * loops inside each. The split is the outermost level holding a hoisted
+ * reduction (softmax's row max and sum): a work-item per row computes them once,
+ * where a work-item per point would repeat them for every point of the row. */
+static int split_level(cg_t *g, int cur) {
+  for (int l = 0; l < g->k->rank - 1; l++)
+    if (level_pre(g, l, cur) > 0) return l;
+  return g->k->rank - 1;
+}
+
+static void put_comment_name(fl_buf_t *b, const char *s) {
+  for (int i = 0; s && s[i] && i < 48; i++) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-' || c == ':';
+    fl_buf_putc(b, ok ? c : '?');
+  }
+}
+
+static void ocl_kernel_begin(cg_t *g, fl_buf_t *out) {
+  const kir_kernel_t *k = g->k;
+  fl_buf_printf(out, "__kernel %svoid %s(",
+                single_item(g, 0) ? "__attribute__((reqd_work_group_size(1, 1, 1))) " : "", k->name);
+  for (int i = 0; i < k->n_bufs; i++) {
+    const char *c = g->buf_stored[i] ? "" : "const ";
+    fl_buf_printf(out, "\n    __global %s%s *restrict b%d, /* ", c, ocl_stype(k->bufs[i].dtype), i);
+    put_comment_name(out, k->bufs[i].name);
+    fl_buf_printf(out, " %s%s */", flagos_dtype_name(k->bufs[i].dtype),
+                  g->buf_loaded[i] || g->buf_stored[i] ? "" : ", unused");
+  }
+  fl_buf_puts(out, "\n    __global const int64_t *restrict fo_syms) {\n");
+  if (single_item(g, 0)) cg_line(out, 1, "if (get_global_id(0) != 0) return;");
+  for (int i = 0; i < k->n_syms; i++)
+    if (g->sym_used[i]) cg_line(out, 1, "const int64_t S%d = fo_syms[%d];", i, i);
+}
+
+static void ocl_kernel_end(cg_t *g, fl_buf_t *out) {
+  FL_UNUSED(g);
+  fl_buf_puts(out, "}\n\n");
+}
+
+static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
+  int lv = blk->level, depth = blk->parent->depth;
+  int split = single_item(g, lv) ? -1 : split_level(g, lv);
+  if (lv > split) { /* a loop inside the work-item */
+    int v = blk->var;
+    cg_line(out, depth, "for (int64_t v%d = 0; v%d < E%d; v%d++) {", v, v, lv, v);
+    if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+    cg_line(out, depth, "}");
+    return;
+  }
+  if (lv > 0) { /* its variable was recovered at level 0 */
+    cg_line(out, depth, "{");
+    if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+    cg_line(out, depth, "}");
+    return;
+  }
+  fl_buf_t n = {0};
+  for (int i = 0; i <= split; i++) fl_buf_printf(&n, "%sE%d", i ? " * " : "", i);
+  cg_line(out, depth, "const int64_t fo_n = %s;", n.data ? n.data : "1");
+  fl_buf_free(&n);
+  cg_line(out, depth, "for (int64_t fo_p = (int64_t)get_global_id(0); fo_p < fo_n; fo_p += (int64_t)get_global_size(0)) {");
+  if (split == 0) {
+    cg_line(out, depth + 1, "const int64_t v%d = fo_p;", g->levels[0]->var);
+  } else {
+    cg_line(out, depth + 1, "int64_t fo_q = fo_p;");
+    for (int i = split; i > 0; i--) {
+      cg_line(out, depth + 1, "const int64_t v%d = fo_q %% E%d;", g->levels[i]->var, i);
+      cg_line(out, depth + 1, "fo_q /= E%d;", i);
+    }
+    cg_line(out, depth + 1, "const int64_t v%d = fo_q;", g->levels[0]->var);
+  }
+  if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+  cg_line(out, depth, "}");
+}
+
+static const cg_dialect_t cg_dialect_opencl = {
+    .name = "OpenCL C",
+    .prelude = cg_opencl_prelude,
+    .ctype = ocl_ctype,
+    .stype = ocl_stype,
+    .f32_math_suffix = "", /* OpenCL's math built-ins are overloaded */
+    .kernel_begin = ocl_kernel_begin,
+    .kernel_end = ocl_kernel_end,
+    .main_loop = ocl_main_loop,
+    .reduce_pragma = NULL,
+    .reduce_parallel = NULL,
+};
+
+/* ---- does a kernel compute in f64? (a DAG walk with a visited set) ---- */
+typedef struct {
+  const kir_expr_t **slot;
+  size_t cap, n;
+} seen_t;
+
+static bool seen_add(seen_t *s, const kir_expr_t *e) {
+  if ((s->n + 1) * 2 > s->cap) {
+    size_t nc = s->cap ? s->cap * 2 : 256;
+    const kir_expr_t **ns = calloc(nc, sizeof(*ns));
+    if (!ns) return false; /* out of memory: stop walking (the answer errs on "no f64") */
+    for (size_t i = 0; i < s->cap; i++) {
+      if (!s->slot[i]) continue;
+      size_t j = ((uintptr_t)s->slot[i] >> 4) & (nc - 1);
+      while (ns[j]) j = (j + 1) & (nc - 1);
+      ns[j] = s->slot[i];
+    }
+    free(s->slot);
+    s->slot = ns;
+    s->cap = nc;
+  }
+  size_t j = ((uintptr_t)e >> 4) & (s->cap - 1);
+  for (; s->slot[j]; j = (j + 1) & (s->cap - 1))
+    if (s->slot[j] == e) return false;
+  s->slot[j] = e;
+  s->n++;
+  return true;
+}
+
+static bool expr_uses_f64(seen_t *s, const kir_expr_t *e) {
+  if (!e || !seen_add(s, e)) return false;
+  if (e->dtype == FLAGOS_FLOAT64) return true;
+  for (int i = 0; i < e->n; i++)
+    if (expr_uses_f64(s, e->a[i])) return true;
+  if (e->kind == KIR_REDUCE)
+    for (int i = 0; i < e->nr; i++)
+      if (expr_uses_f64(s, e->rext[i])) return true;
+  return false;
+}
+
+static bool kernel_uses_f64(const kir_kernel_t *k) {
+  for (int i = 0; i < k->n_bufs; i++)
+    if (k->bufs[i].dtype == FLAGOS_FLOAT64) return true;
+  seen_t s = {0};
+  bool f64 = false;
+  for (int i = 0; i < k->n_stores && !f64; i++) {
+    const kir_store_t *st = &k->stores[i];
+    f64 = expr_uses_f64(&s, st->value) || expr_uses_f64(&s, st->cond);
+  }
+  free(s.slot);
+  return f64;
+}
+
+static bool is_identifier(const char *s) {
+  if (!s || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_')) return false;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_')) return false;
+  return true;
+}
+
+static int cmp_name(const void *a, const void *b) {
+  return strcmp((*(kir_kernel_t *const *)a)->name, (*(kir_kernel_t *const *)b)->name);
+}
+
+flagos_status_t cgen_opencl_emit(kir_kernel_t *const *kernels, int n, fl_buf_t *out) {
+  if (n < 0 || (n > 0 && !kernels)) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "cgen_opencl_emit: bad kernel list");
+  bool f64 = false;
+  for (int i = 0; i < n; i++) {
+    const char *nm = kernels[i]->name;
+    if (!is_identifier(nm)) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "kernel name '%s' is not a C identifier", nm ? nm : "");
+    if (strncmp(nm, "fo_", 3) == 0)
+      return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "kernel name '%s' uses the prefix reserved for helpers (fo_)", nm);
+    f64 = f64 || kernel_uses_f64(kernels[i]);
+  }
+  if (n > 1) {
+    kir_kernel_t **sorted = malloc(sizeof(*sorted) * (size_t)n);
+    if (!sorted) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+    memcpy(sorted, kernels, sizeof(*sorted) * (size_t)n);
+    qsort(sorted, (size_t)n, sizeof(*sorted), cmp_name);
+    for (int i = 1; i < n; i++)
+      if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0) {
+        flagos_status_t st = FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "two kernels are named '%s'", sorted[i]->name);
+        free(sorted);
+        return st;
+      }
+    free(sorted);
+  }
+  fl_buf_puts(out, "/* Generated by FlagOS (OpenCL C dialect). */\n");
+  if (f64) fl_buf_puts(out, "//! requires cl_khr_fp64\n");
+  fl_buf_puts(out, cg_dialect_opencl.prelude);
+  fl_buf_putc(out, '\n');
+  for (int i = 0; i < n; i++) FL_TRY(cg_emit_kernel(&cg_dialect_opencl, kernels[i], out));
+  return NULL;
+}
