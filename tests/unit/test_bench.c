@@ -152,12 +152,13 @@ int main(void) {
   CHECK(svg && strstr(svg, "EAF (GFLOP/s)") && strstr(svg, "EAF per watt"), "bench.svg lacks its panel titles");
   free(svg);
 
-  /* --compare: an old run 3x faster on matmul_f32_512 is a regression; 3x slower is not */
+  /* --compare: an old run far faster on matmul_f32_512 is a regression; one far slower is not.
+   * The old medians are extremes (1 ns, 1e9 ms) so that load on the machine running the
+   * test cannot turn the comparison around: this checks --compare's logic, not a speed. */
   for (int slower = 0; slower < 2; slower++) {
     cJSON *old = cJSON_Duplicate(res_root, 1);
     cJSON *r = (cJSON *)result_of(cJSON_GetObjectItem(old, "results"), "matmul_f32_512");
-    double med = num(r, "median_ms");
-    cJSON_SetNumberValue(cJSON_GetObjectItem(r, "median_ms"), slower ? med * 3 : med / 3);
+    cJSON_SetNumberValue(cJSON_GetObjectItem(r, "median_ms"), slower ? 1e9 : 1e-6);
     cJSON_SetNumberValue(cJSON_GetObjectItem(r, "spread_pct"), 0);
     char old_path[600], out2[600];
     snprintf(old_path, sizeof old_path, "%s/old-%d.json", out, slower);
@@ -175,7 +176,6 @@ int main(void) {
              "-o '%s' > '%s.log' 2>&1",
              FLAGOS_BINARY_DIR, suite, old_path, out2, out2);
     rc = run(cmd);
-    /* a 3x change is far outside any noise; the threshold is 10% or the spread */
     CHECK(rc == (slower ? 0 : 3), "compare against a %s old run: exit %d", slower ? "slower" : "faster", rc);
     snprintf(path, sizeof path, "%s/bench.json", out2);
     cJSON *cmp = load_json(path);
