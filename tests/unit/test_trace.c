@@ -399,8 +399,14 @@ static void test_trace(const char *device, int S) {
           run_ms[r]);
   }
   double med = median(ratio, runs);
+#if defined(__SANITIZE_ADDRESS__)
+  /* Instrumented host code inflates the runtime's own overhead, so the kernels' share
+   * of a run says nothing here; the optimised build checks it. */
+  if (med < 0.9) printf("note: %s: kernels %.1f%% of the run under AddressSanitizer (share not checked)\n", device, 100 * med);
+#else
   CHECK(med >= 0.9, "%s: kernel events sum to %.1f%% of the measured run time (median run), expected >= 90%%", device,
         100 * med);
+#endif
   printf("trace on %s: %d kernel events, %.3f ms of kernels in %.3f ms of runs (%.1f%%; median run %.1f%%)\n", device, nk,
          kernel_us / 1e3, wall_ms, 100 * kernel_us / 1e3 / wall_ms, 100 * med);
   /* the trace's sum and the API's agree */
