@@ -140,12 +140,23 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   if (split == 0) {
     cg_line(out, depth + 1, "const int64_t v%d = fo_p;", g->levels[0]->var);
   } else {
-    cg_line(out, depth + 1, "int64_t fo_q = fo_p;");
-    for (int i = split; i > 0; i--) {
-      cg_line(out, depth + 1, "const int64_t v%d = fo_q %% E%d;", g->levels[i]->var, i);
-      cg_line(out, depth + 1, "fo_q /= E%d;", i);
+    /* 64-bit division is slow on GPUs (emulated): spaces below 2^32 points
+     * (the same branch for every work-item) divide in 32 bits */
+    fl_buf_t decl = {0};
+    for (int i = 0; i <= split; i++) fl_buf_printf(&decl, "%sv%d", i ? ", " : "", g->levels[i]->var);
+    cg_line(out, depth + 1, "int64_t %s;", decl.data ? decl.data : "fo_unused");
+    fl_buf_free(&decl);
+    for (int wide = 0; wide < 2; wide++) {
+      const char *T = wide ? "int64_t" : "uint32_t";
+      cg_line(out, depth + 1, wide ? "} else {" : "if (fo_n <= (int64_t)UINT32_MAX) {");
+      cg_line(out, depth + 2, "%s fo_q = (%s)fo_p;", T, T);
+      for (int i = split; i > 0; i--) {
+        cg_line(out, depth + 2, "v%d = fo_q %% (%s)E%d;", g->levels[i]->var, T, i);
+        cg_line(out, depth + 2, "fo_q /= (%s)E%d;", T, i);
+      }
+      cg_line(out, depth + 2, "v%d = fo_q;", g->levels[0]->var);
     }
-    cg_line(out, depth + 1, "const int64_t v%d = fo_q;", g->levels[0]->var);
+    cg_line(out, depth + 1, "}");
   }
   if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
   cg_line(out, depth, "}");
