@@ -1,6 +1,6 @@
-/* Reference values for casts between f32 and the narrow types, shared by tests.
- * The same tables as tests/unit/test_codegen_c.c (which checks the C emitter
- * against them): produced with NumPy, ml_dtypes 0.6 and onnx.numpy_helper
+/* Reference values for casts between f32 and the narrow types, shared by the C
+ * emitter's test (test_codegen_c.c) and the kernel IR interpreter's
+ * (test_kir_interp.c): produced with NumPy, ml_dtypes 0.6 and onnx.numpy_helper
  * (saturate_cast, to_float8e8m0).
  * cast_in: f32 inputs (bits). exp_*: the cast of each input, as stored bits.
  * Float -> int: truncate toward zero (NaN -> 0, +-inf -> the int64 limits), then
