@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "bundle/bundle.h"
-#include "codegen/cgen.h"
 #include "compiler/compiler.h"
 #include "frontend/onnx/onnx_import.h"
 #include "ops/ops.h"
@@ -331,8 +330,6 @@ flagos_status_t flagos_compile_file(const char *onnx_path, const char *out_path,
   flagos_status_t st = compiler_build_bundle(m, opts, &img, &n);
   fir_model_destroy(m);
   if (!st) {
-    bundle_writer_t *w = NULL;
-    (void)w;
     st = fl_write_file(out_path, img, n);
   }
   free(img);

@@ -59,14 +59,6 @@ flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec) {
    * what a folded node makes static is seen by the nodes after it. */
   bool changed;
   FL_TRY(pass_fold_constants(m, &changed));
-  /* An If whose condition folded to a constant is replaced by its branch, whose
-   * nodes then fold in their turn; a few rounds reach a fixed point. */
-  for (int round = 0; round < 8; round++) {
-    bool inlined;
-    FL_TRY(pass_inline_constant_ifs(m, &inlined));
-    if (!inlined) break;
-    FL_TRY(pass_fold_constants(m, &changed));
-  }
   FL_TRY(pass_dce(m));
   return NULL;
 }

@@ -302,13 +302,3 @@ flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed) {
   }
   return NULL;
 }
-
-flagos_status_t pass_fold_shapes(fir_model_t *m, bool *changed) {
-  fir_graph_t *g = m->graph;
-  bool *dead = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_nodes + 1));
-  *changed = false;
-  for (int i = 0; i < g->n_nodes; i++)
-    if (fold_shape_size(m, g->nodes[i])) dead[i] = *changed = true;
-  if (*changed) fir_graph_remove_nodes(g, dead);
-  return NULL;
-}

@@ -79,20 +79,3 @@ flagos_status_t pass_inline_if_at(fir_graph_t *g, int idx, bool *inlined) {
   *inlined = idx >= g->n_nodes || g->nodes[idx] != n;
   return NULL;
 }
-
-flagos_status_t pass_inline_constant_ifs(fir_model_t *m, bool *changed) {
-  fir_graph_t *g = m->graph;
-  *changed = false;
-  for (int i = 0; i < g->n_nodes; i++) {
-    fir_node_t *n = g->nodes[i];
-    if (strcmp(n->op_type, "If") != 0 || n->domain[0] || n->n_inputs < 1 || !n->inputs[0]) continue;
-    const fir_tensor_t *c = n->inputs[0]->init;
-    if (!c || !c->data || c->numel < 1) continue;
-    FL_TRY(inline_one(g, i));
-    if (i >= g->n_nodes || g->nodes[i] != n) {
-      *changed = true;
-      i--; /* the inlined branch may itself hold constant Ifs */
-    }
-  }
-  return NULL;
-}

@@ -12,8 +12,6 @@ flagos_status_t pass_apply_shapes(fir_model_t *m, const char *spec);
 /* Infers every value's type with the operators' shape rules. Fails on unsupported
  * operators with op type, domain, opset and node name. */
 flagos_status_t pass_infer_types(fir_model_t *m);
-/* Replaces Shape and Size of statically shaped tensors by constants. */
-flagos_status_t pass_fold_shapes(fir_model_t *m, bool *changed);
 /* Inference and constant folding in one walk (fold.c): infers each node, then
  * replaces it by initializers when its value is known at compile time: Shape/Size
  * of a static tensor, or any operator with a lowering whose inputs are all
@@ -33,8 +31,6 @@ flagos_status_t pass_infer_subgraphs(fir_model_t *m, fir_node_t *n);
 bool pass_is_constant_if(const fir_node_t *n);
 /* Replaces the If at g->nodes[idx] by its chosen branch's nodes (node ids renumbered). */
 flagos_status_t pass_inline_if_at(fir_graph_t *g, int idx, bool *inlined);
-/* Replaces each If whose condition is a constant by the chosen branch's nodes. */
-flagos_status_t pass_inline_constant_ifs(fir_model_t *m, bool *changed);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
  * constant folding (pass_fold_constants), DCE. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
