@@ -25,54 +25,8 @@ elapsed() { echo $(($(date +%s) - t_start)); }
 say() { echo "[$(elapsed)s] $*" | tee -a "$out/summary.txt"; }
 : >"$out/summary.txt"
 
-# ---- the machine ----
-{
-  echo "== nvidia-smi"; nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv 2>&1
-  echo "== os"; head -2 /etc/os-release
-  echo "== tools"
-  for t in cc gcc cmake ninja pkg-config pkgconf protoc-c nvcc python3; do
-    printf '%-10s %s\n' "$t" "$(command -v $t || echo MISSING)"
-  done
-  cmake --version | head -1
-  echo "== packages the system has"
-  for p in libprotobuf-c1 libprotobuf-c-dev protobuf-c-compiler libcjson1 libcjson-dev libonnx-dev zlib1g zlib1g-dev \
-           libopenblas0-pthread libopenblas-pthread-dev libgfortran5 pkgconf; do
-    printf '%-26s %s\n' "$p" "$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || echo -)"
-  done
-  echo "== headers"; ls /usr/include/zlib.h /usr/include/cjson/cJSON.h /usr/include/protobuf-c/protobuf-c.h \
-    /usr/include/onnx/onnx.proto 2>&1
-} >"$out/env.txt" 2>&1
-say "GPU: $(nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader 2>/dev/null | head -1)"
-
-# ---- Debian packages into a prefix ----
-pre=$repo/.debs/root
-rm -rf "$pre"
-mkdir -p "$pre/bin"
-have_zlib=0
-[ -f /usr/include/zlib.h ] && have_zlib=1
-n=0
-for f in "$repo"/.debs/*.deb; do
-  [ -e "$f" ] || continue
-  case "$(basename "$f")" in zlib1g*) [ $have_zlib = 1 ] && continue ;; esac
-  dpkg -x "$f" "$pre" && n=$((n + 1))
-done
-say "unpacked $n Debian packages into $pre (system zlib headers: $have_zlib)"
-lib=$pre/usr/lib/x86_64-linux-gnu
-find "$pre" -name '*.pc' -exec sed -i -e "s|=/usr/|=$pre/usr/|g" -e "s|=/usr\$|=$pre/usr|" {} +
-export PKG_CONFIG_PATH=$lib/pkgconfig:$lib/openblas-pthread/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
-export LD_LIBRARY_PATH=$lib:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export LIBRARY_PATH=$lib:$lib/openblas-pthread${LIBRARY_PATH:+:$LIBRARY_PATH}
-pkgcfg=$(command -v pkg-config || true)
-if [ -z "$pkgcfg" ]; then
-  printf '#!/bin/sh\nexec %s "$@"\n' "$pre/usr/bin/pkgconf" >"$pre/bin/pkg-config"
-  chmod +x "$pre/bin/pkg-config"
-  pkgcfg=$pre/bin/pkg-config
-fi
-protoc=$(command -v protoc-c || echo "$pre/usr/bin/protoc-c")
-proto=/usr/include/onnx/onnx.proto
-[ -f $proto ] || proto=$pre/usr/include/onnx/onnx.proto
-cmake_args=(-DPKG_CONFIG_EXECUTABLE="$pkgcfg" -DPROTOC_C="$protoc" -DONNX_PROTO="$proto")
-[ $have_zlib = 1 ] || cmake_args+=(-DZLIB_ROOT="$pre/usr")
+# ---- the machine, and Debian packages into a prefix ----
+. "$repo/scripts/gpu/prefix.sh"
 
 # ---- conformance data ----
 conf=$repo/../shared/conformance
