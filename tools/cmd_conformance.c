@@ -1,5 +1,6 @@
-/* flagos conformance: runs ONNX's backend node tests, each in its own process so a
- * crash or a hang is a reported failure, compares with ONNX's published outputs,
+/* flagos conformance: runs ONNX's backend node tests in worker processes (a
+ * failure is always confirmed in a process of its own) so a crash or a hang is a
+ * reported failure, compares with ONNX's published outputs,
  * and checks the result against a list of expected failures. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -43,6 +44,10 @@ static const char k_help[] =
     "                              must fail; exit status is 0 only if every other\n"
     "                              test passes and every listed test fails\n"
     "  -j, --jobs N                tests run in parallel (default: number of CPUs)\n"
+    "  --batch N                   tests run one after another in one worker\n"
+    "                              process (default 16; 1: a process per test).\n"
+    "                              A test that fails or crashes in a batch is run\n"
+    "                              again alone, and only that result counts\n"
     "  --timeout SEC               per-test limit (default 300)\n"
     "  --rtol X, --atol X          tolerances (defaults 1e-3 and 1e-7)\n"
     "  -v, --verbose               print every test's result\n"
@@ -57,6 +62,7 @@ typedef struct {
   double ms;
   bool expected_fail;
   char *expected_reason;
+  bool reported; /* its line printed and counted */
 } test_t;
 
 typedef struct {
@@ -126,20 +132,28 @@ static void run_one(const conf_opts_t *o, const char *name, int fd) {
   }
   flagos_session_destroy(s);
   flagos_bundle_close(b);
+  /* One line per test: 'P' or 'F' and the reason. */
   char msg[700];
-  int n = snprintf(msg, sizeof msg, "%c%s", pass ? 'P' : 'F', pass ? "" : why);
+  int n = snprintf(msg, sizeof msg - 1, "%c%s", pass ? 'P' : 'F', pass ? "" : why);
+  if (n > (int)sizeof msg - 2) n = (int)sizeof msg - 2;
   for (int i = 0; i < n; i++)
     if (msg[i] == '\n') msg[i] = ' ';
-  ssize_t w = write(fd, msg, (size_t)(n < (int)sizeof msg ? n : (int)sizeof msg - 1));
+  msg[n++] = '\n';
+  ssize_t w = write(fd, msg, (size_t)n);
   (void)w;
 }
 
+/* A worker process runs a batch of tests one after another (so that a device
+ * runtime's start-up, e.g. PoCL's kernel library, is paid once per batch), each
+ * reporting one line. A test that fails or crashes inside a batch is run again
+ * alone, so every failure reported is a failure in a process of its own; tests
+ * of a batch that never started are queued again. */
 typedef struct {
   pid_t pid;
   int fd;
-  int test;
-  double start;
-  char buf[700];
+  int *batch, n_batch, done; /* test indices; how many reported */
+  double start;              /* when the current test started */
+  char buf[2048];
   size_t len;
 } slot_t;
 
@@ -149,21 +163,13 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void finish(slot_t *sl, test_t *t, int wstatus, bool timed_out, double timeout) {
-  t->ms = (now_s() - sl->start) * 1e3;
-  if (timed_out) {
-    t->status = 2;
-    snprintf(t->reason, sizeof t->reason, "timed out after %.0f s", timeout);
-  } else if (sl->len > 0 && sl->buf[0] == 'P') {
-    t->status = 1;
-  } else if (sl->len > 0) {
-    t->status = 2;
-    snprintf(t->reason, sizeof t->reason, "%.*s", (int)sl->len - 1, sl->buf + 1);
-  } else {
-    t->status = 2;
-    if (WIFSIGNALED(wstatus)) snprintf(t->reason, sizeof t->reason, "crashed (signal %d: %s)", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)));
-    else snprintf(t->reason, sizeof t->reason, "exited with status %d without a result", WEXITSTATUS(wstatus));
-  }
+/* The reason a worker ended without reporting its current test. */
+static void died(test_t *t, int wstatus, bool timed_out, double timeout) {
+  t->status = 2;
+  if (timed_out) snprintf(t->reason, sizeof t->reason, "timed out after %.0f s", timeout);
+  else if (WIFSIGNALED(wstatus))
+    snprintf(t->reason, sizeof t->reason, "crashed (signal %d: %s)", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)));
+  else snprintf(t->reason, sizeof t->reason, "exited with status %d without a result", WEXITSTATUS(wstatus));
 }
 
 static int load_expected(const char *path, test_t *tests, int n) {
@@ -204,6 +210,7 @@ static int conformance_main(int argc, char **argv, const char **filters) {
   const char *report = NULL, *expected = NULL;
   int n_filters = 0, jobs = (int)sysconf(_SC_NPROCESSORS_ONLN);
   double timeout = 300;
+  int batch = 16;
   bool verbose = false;
   int shard_k = 0, shard_n = 1;
   for (int i = 1; i < argc; i++) {
@@ -230,6 +237,13 @@ static int conformance_main(int argc, char **argv, const char **filters) {
       if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
       if (sscanf(v, "%d/%d", &shard_k, &shard_n) != 2 || shard_n < 1 || shard_k < 0 || shard_k >= shard_n) {
         fprintf(stderr, "flagos conformance: error: bad --shard '%s' (expected K/N with 0 <= K < N)\n", v);
+        return 2;
+      }
+    } else if (strncmp(a, "--batch", 7) == 0) {
+      if (!(v = cli_value("conformance", argc, argv, &i))) return 2;
+      batch = atoi(v);
+      if (batch < 1) {
+        fprintf(stderr, "flagos conformance: error: bad --batch '%s' (expected a count >= 1)\n", v);
         return 2;
       }
     } else if (strncmp(a, "--timeout", 9) == 0) {
@@ -296,18 +310,34 @@ static int conformance_main(int argc, char **argv, const char **filters) {
   if (expected && (unknown_expected = load_expected(expected, tests, n)) < 0) return 1;
 
   fflush(stdout);
+  if (batch < 1) batch = 1;
+  /* queue: tests to run in batches; solo: tests to run (again) one per process. */
+  int *queue = malloc(sizeof(int) * (size_t)(n + 1)), *solo = malloc(sizeof(int) * (size_t)(n + 1));
+  int q_head = 0, q_len = n, s_head = 0, s_len = 0;
+  for (int i = 0; i < n; i++) queue[i] = i;
   slot_t *slots = calloc((size_t)jobs, sizeof(*slots));
-  for (int j = 0; j < jobs; j++) slots[j].pid = 0;
-  int next = 0, running = 0, done = 0;
+  for (int j = 0; j < jobs; j++) slots[j].batch = malloc(sizeof(int) * (size_t)batch);
+  int running = 0, done = 0;
   while (done < n) {
-    while (running < jobs && next < n) {
+    while (running < jobs && (s_head < s_len || q_head < q_len)) {
       int j = 0;
       while (slots[j].pid) j++;
+      slot_t *sl = &slots[j];
+      sl->n_batch = 0;
+      if (s_head < s_len) {
+        sl->batch[sl->n_batch++] = solo[s_head++];
+      } else {
+        /* Batches shrink towards the end so that the last ones spread over every job. */
+        int want = (q_len - q_head + jobs - 1) / jobs;
+        if (want > batch) want = batch;
+        while (sl->n_batch < want) sl->batch[sl->n_batch++] = queue[q_head++];
+      }
       int p[2];
       if (pipe(p) != 0) {
         perror("flagos conformance: pipe");
         return 1;
       }
+      fflush(stdout);
       pid_t pid = fork();
       if (pid == 0) {
         close(p[0]);
@@ -316,13 +346,16 @@ static int conformance_main(int argc, char **argv, const char **filters) {
           dup2(devnull, 1);
           dup2(devnull, 2);
         }
-        run_one(&o, tests[next].name, p[1]);
+        for (int k = 0; k < sl->n_batch; k++) run_one(&o, tests[sl->batch[k]].name, p[1]);
         _exit(0);
       }
       close(p[1]);
       fcntl(p[0], F_SETFL, O_NONBLOCK);
-      slots[j] = (slot_t){pid, p[0], next, now_s(), "", 0};
-      next++;
+      sl->pid = pid;
+      sl->fd = p[0];
+      sl->done = 0;
+      sl->len = 0;
+      sl->start = now_s();
       running++;
     }
     bool progressed = false;
@@ -330,19 +363,59 @@ static int conformance_main(int argc, char **argv, const char **filters) {
       slot_t *sl = &slots[j];
       if (!sl->pid) continue;
       ssize_t r;
-      while ((r = read(sl->fd, sl->buf + sl->len, sizeof sl->buf - 1 - sl->len)) > 0) sl->len += (size_t)r;
       int ws = 0;
-      bool timed_out = now_s() - sl->start > timeout;
-      if (timed_out) {
-        kill(sl->pid, SIGKILL);
-        waitpid(sl->pid, &ws, 0);
-      } else if (waitpid(sl->pid, &ws, WNOHANG) == 0) {
-        continue;
+      bool timed_out = false, exited = false;
+      for (;;) {
+        while ((r = read(sl->fd, sl->buf + sl->len, sizeof sl->buf - 1 - sl->len)) > 0) sl->len += (size_t)r;
+        /* Every complete line is the result of the batch's next test. */
+        char *nl;
+        while (sl->done < sl->n_batch && (nl = memchr(sl->buf, '\n', sl->len))) {
+          test_t *t = &tests[sl->batch[sl->done]];
+          size_t line = (size_t)(nl - sl->buf);
+          double t_end = now_s();
+          t->ms = (t_end - sl->start) * 1e3;
+          if (line > 0 && sl->buf[0] == 'P') {
+            t->status = 1;
+          } else if (sl->n_batch > 1) {
+            solo[s_len++] = sl->batch[sl->done]; /* confirm it alone */
+          } else {
+            t->status = 2;
+            snprintf(t->reason, sizeof t->reason, "%.*s", line > 0 ? (int)line - 1 : 0, sl->buf + 1);
+          }
+          memmove(sl->buf, nl + 1, sl->len - line - 1);
+          sl->len -= line + 1;
+          sl->done++;
+          sl->start = t_end;
+          progressed = true;
+        }
+        if (exited || sl->len >= sizeof sl->buf - 1) break;
+        timed_out = now_s() - sl->start > timeout;
+        if (timed_out) {
+          kill(sl->pid, SIGKILL);
+          waitpid(sl->pid, &ws, 0);
+        } else if (waitpid(sl->pid, &ws, WNOHANG) == 0) {
+          break;
+        }
+        exited = true; /* read what it wrote before it ended, then settle the batch */
       }
-      while ((r = read(sl->fd, sl->buf + sl->len, sizeof sl->buf - 1 - sl->len)) > 0) sl->len += (size_t)r;
+      if (!exited) continue;
       close(sl->fd);
-      test_t *t = &tests[sl->test];
-      finish(sl, t, ws, timed_out, timeout);
+      for (int k = sl->done; k < sl->n_batch; k++) {
+        int ti = sl->batch[k];
+        if (k == sl->done && sl->n_batch == 1) died(&tests[ti], ws, timed_out, timeout);
+        else if (k == sl->done) solo[s_len++] = ti; /* the test it died in: again, alone */
+        else queue[--q_head] = ti;                   /* never started */
+      }
+      sl->pid = 0;
+      running--;
+      progressed = true;
+    }
+    /* Report what is settled, in no particular order. */
+    for (int i = 0; i < n; i++) {
+      test_t *t = &tests[i];
+      if (t->status == 0 || t->reported) continue;
+      t->reported = true;
+      done++;
       if (verbose || (t->status == 2 && !t->expected_fail) || (t->status == 1 && t->expected_fail)) {
         if (t->status == 1)
           printf("%s %s%s\n", t->expected_fail ? "UNEXPECTED PASS" : "PASS", t->name,
@@ -351,14 +424,13 @@ static int conformance_main(int argc, char **argv, const char **filters) {
           printf("%s %s: %s\n", t->expected_fail ? "xfail" : "FAIL", t->name, t->reason);
         fflush(stdout);
       }
-      sl->pid = 0;
-      running--;
-      done++;
-      progressed = true;
     }
     if (!progressed) usleep(2000);
   }
+  for (int j = 0; j < jobs; j++) free(slots[j].batch);
   free(slots);
+  free(queue);
+  free(solo);
 
   int passed = 0, failed = 0, unexpected_fail = 0, unexpected_pass = 0;
   for (int i = 0; i < n; i++) {
