@@ -36,6 +36,18 @@ gpu_env_report() {
   } >"$1" 2>&1
 }
 
+# True when every shared library (by soname) that the package holds is already
+# known to the system's loader.
+gpu_system_has() {
+  local so sonames
+  sonames=$(dpkg-deb -c "$1" | grep -oE '/lib[^/ ]*\.so\.[0-9]+( |$)' | tr -d '/ ' | sort -u)
+  [ -n "$sonames" ] || return 1
+  for so in $sonames; do
+    ldconfig -p | awk -v so="$so" '$1 == so { found = 1 } END { exit !found }' || return 1
+  done
+  return 0
+}
+
 gpu_prefix() {
   pre=$repo/.debs/root
   rm -rf "$pre"
@@ -45,10 +57,21 @@ gpu_prefix() {
   for f in "$repo"/.debs/*.deb; do
     [ -e "$f" ] || continue
     case "$(basename "$f")" in zlib1g*) [ $have_zlib = 1 ] && continue ;; esac
+    # A shared library the system already has (e.g. libgmp, which the system's
+    # compiler itself loads) is not shadowed by Debian's build of it.
+    case "$(basename "$f")" in lib*-dev_*) ;; lib*) gpu_system_has "$f" && continue ;; esac
     dpkg -x "$f" "$pre" && n=$((n + 1))
   done
   say "unpacked $n Debian packages into $pre (system zlib headers: $have_zlib)"
-  local lib=$pre/usr/lib/x86_64-linux-gnu
+  local lib=$pre/usr/lib/x86_64-linux-gnu l so sys
+  # A -dev package's libX.so of a skipped runtime package points at nothing:
+  # point it at the system's copy instead.
+  for l in "$lib"/*.so; do
+    [ -L "$l" ] && [ ! -e "$l" ] || continue
+    so=$(basename "$(readlink "$l")" | sed -E 's/(\.so\.[0-9]+).*/\1/')
+    sys=$(ldconfig -p | awk -v so="$so" '$1 == so { print $NF; exit }')
+    [ -n "$sys" ] && ln -sf "$sys" "$l"
+  done
   find "$pre" -name '*.pc' -exec sed -i -e "s|=/usr/|=$pre/usr/|g" -e "s|=/usr\$|=$pre/usr|" {} +
   export PKG_CONFIG_PATH=$lib/pkgconfig:$lib/openblas-pthread/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
   export LD_LIBRARY_PATH=$lib:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -65,6 +88,8 @@ gpu_prefix() {
   [ -f $proto ] || proto=$pre/usr/include/onnx/onnx.proto
   cmake_args=(-DPKG_CONFIG_EXECUTABLE="$pkgcfg" -DPROTOC_C="$protoc" -DONNX_PROTO="$proto")
   [ $have_zlib = 1 ] || cmake_args+=(-DZLIB_ROOT="$pre/usr")
+  # Image codecs (ImageDecoder) the machine lacks: CMake's FindTIFF/FindJPEG look in the prefix too.
+  cmake_args+=(-DCMAKE_PREFIX_PATH="$pre/usr" -DCMAKE_LIBRARY_PATH="$lib")
   # The opencl plugin needs only the Khronos headers (opencl-c-headers) to build.
   [ ! -f /usr/include/CL/cl.h ] && [ -f "$pre/usr/include/CL/cl.h" ] && cmake_args+=(-DFLAGOS_OPENCL_INCLUDE="$pre/usr/include")
   return 0
