@@ -18,11 +18,14 @@ typedef struct cu_stream_s *cu_stream_t;
 typedef struct cu_event_s *cu_event_t;
 typedef struct cu_module_s *cu_module_t;
 typedef struct cu_func_s *cu_func_t;
+typedef struct cu_graph_s *cu_graph_t;           /* CUgraph */
+typedef struct cu_graph_exec_s *cu_graph_exec_t; /* CUgraphExec */
 
 enum {
   CU_OK = 0,                          /* CUDA_SUCCESS */
   CU_ERR_OUT_OF_MEMORY = 2,           /* CUDA_ERROR_OUT_OF_MEMORY */
   CU_ERR_NO_DEVICE = 100,             /* CUDA_ERROR_NO_DEVICE */
+  CU_ERR_NOT_READY = 600,             /* CUDA_ERROR_NOT_READY */
   CU_ATTR_MAX_THREADS_PER_BLOCK = 1,  /* CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK */
   CU_ATTR_MAX_GRID_DIM_X = 5,         /* CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X */
   CU_ATTR_MULTIPROCESSOR_COUNT = 16,  /* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT */
@@ -31,6 +34,8 @@ enum {
   CU_FUNC_MAX_THREADS_PER_BLOCK = 0,  /* CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK */
   CU_STREAM_NON_BLOCKING_FLAG = 1,    /* CU_STREAM_NON_BLOCKING */
   CU_EVENT_DEFAULT_FLAG = 0,          /* CU_EVENT_DEFAULT */
+  CU_EVENT_DISABLE_TIMING_FLAG = 2,   /* CU_EVENT_DISABLE_TIMING */
+  CU_CAPTURE_MODE_RELAXED = 2,        /* CU_STREAM_CAPTURE_MODE_RELAXED */
   CU_JIT_ERROR_LOG = 5,               /* CU_JIT_ERROR_LOG_BUFFER */
   CU_JIT_ERROR_LOG_SIZE = 6           /* CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES */
 };
@@ -70,7 +75,17 @@ enum {
   X(LaunchKernel, "cuLaunchKernel",                                                                    \
     (cu_func_t f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,        \
      unsigned shmem, cu_stream_t s, void **params, void **extra))                                      \
-  OPT(FuncGetParamInfo, "cuFuncGetParamInfo", (cu_func_t f, size_t i, size_t *off, size_t *size))
+  X(MemHostAlloc, "cuMemHostAlloc", (void **p, size_t bytes, unsigned flags))                          \
+  X(MemFreeHost, "cuMemFreeHost", (void *p))                                                           \
+  X(EventQuery, "cuEventQuery", (cu_event_t e))                                                        \
+  OPT(FuncGetParamInfo, "cuFuncGetParamInfo", (cu_func_t f, size_t i, size_t *off, size_t *size))     \
+  /* graphs (cuda_graph.c); without them the plugin does not capture */                               \
+  OPT(StreamBeginCapture, "cuStreamBeginCapture_v2", (cu_stream_t s, int mode))                        \
+  OPT(StreamEndCapture, "cuStreamEndCapture", (cu_stream_t s, cu_graph_t *g))                          \
+  OPT(GraphInstantiate, "cuGraphInstantiateWithFlags", (cu_graph_exec_t * e, cu_graph_t g, unsigned long long flags)) \
+  OPT(GraphLaunch, "cuGraphLaunch", (cu_graph_exec_t e, cu_stream_t s))                                \
+  OPT(GraphExecDestroy, "cuGraphExecDestroy", (cu_graph_exec_t e))                                     \
+  OPT(GraphDestroy, "cuGraphDestroy", (cu_graph_t g))
 
 typedef struct cu_driver {
 #define CU_MEMBER(name, sym, params) cu_result_t(*name) params;

@@ -8,6 +8,9 @@
 SAME(CU_OK, CUDA_SUCCESS);
 SAME(CU_ERR_OUT_OF_MEMORY, CUDA_ERROR_OUT_OF_MEMORY);
 SAME(CU_ERR_NO_DEVICE, CUDA_ERROR_NO_DEVICE);
+SAME(CU_ERR_NOT_READY, CUDA_ERROR_NOT_READY);
+SAME(CU_EVENT_DISABLE_TIMING_FLAG, CU_EVENT_DISABLE_TIMING);
+SAME(CU_CAPTURE_MODE_RELAXED, CU_STREAM_CAPTURE_MODE_RELAXED);
 SAME(CU_ATTR_MAX_THREADS_PER_BLOCK, CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK);
 SAME(CU_ATTR_MAX_GRID_DIM_X, CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X);
 SAME(CU_ATTR_MULTIPROCESSOR_COUNT, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
@@ -22,3 +25,5 @@ _Static_assert(sizeof(cu_ptr_t) == sizeof(CUdeviceptr), "CUdeviceptr size");
 _Static_assert(sizeof(cu_device_t) == sizeof(CUdevice), "CUdevice size");
 _Static_assert(sizeof(cu_result_t) == sizeof(CUresult), "CUresult size");
 _Static_assert(sizeof(int) == sizeof(CUdevice_attribute) && sizeof(int) == sizeof(CUjit_option), "enum sizes");
+_Static_assert(sizeof(int) == sizeof(CUstreamCaptureMode), "enum sizes");
+_Static_assert(sizeof(cu_graph_t) == sizeof(CUgraph) && sizeof(cu_graph_exec_t) == sizeof(CUgraphExec), "graph handles");

@@ -44,6 +44,7 @@ flagos_status_t cuda_use(cuda_state_t *s, int d) {
     if (!st) st = cuda_check(s, s->drv.StreamCreate(&dv->stream, CU_STREAM_NON_BLOCKING_FLAG), "cuStreamCreate");
     if (!st) {
       cuda_alloc_init(&dv->alloc);
+      cuda_staging_init(&dv->staging);
       dv->ready = true;
     }
   }
@@ -95,11 +96,14 @@ static flagos_status_t cuda_init(const flagos_host_t *host, void **state) {
 static void cuda_shutdown(void *state) {
   cuda_state_t *s = state;
   if (!s) return;
+  cuda_blas_shutdown(s);
+  cuda_nvml_shutdown(s);
   for (int i = 0; i < s->n_devices; i++) {
     cuda_device_t *dv = &s->dev[i];
     if (!dv->ready) continue;
     s->drv.CtxSetCurrent(dv->ctx);
     s->drv.StreamSynchronize(dv->stream);
+    cuda_staging_destroy(s, dv);
     cuda_alloc_destroy(s, dv);
     s->drv.StreamDestroy(dv->stream);
     s->drv.PrimaryCtxRelease(dv->dev);
@@ -168,13 +172,14 @@ static int copy_device(cuda_state_t *s, flagos_bstream_t stream, flagos_devptr_t
 }
 
 static flagos_status_t copy_begin(cuda_state_t *s, flagos_bstream_t stream, flagos_devptr_t p, const void *other,
-                                  size_t bytes, const char *what, cu_stream_t *cs) {
+                                  size_t bytes, const char *what, cu_stream_t *cs, cuda_device_t **dv) {
   if (bytes && (!p || !other))
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cuda backend: %s of %zu bytes with a NULL pointer", what, bytes);
   int d = copy_device(s, stream, p);
   flagos_status_t st = cuda_use(s, d);
   if (st) return st;
   *cs = stream ? stream->st : s->dev[d].stream;
+  *dv = &s->dev[d];
   return NULL;
 }
 
@@ -182,10 +187,13 @@ static flagos_status_t cuda_copy_h2d(void *state, flagos_bstream_t stream, flago
                                      const void *src, size_t bytes) {
   cuda_state_t *s = state;
   cu_stream_t cs;
-  flagos_status_t st = copy_begin(s, stream, dst, src, bytes, "host-to-device copy", &cs);
+  cuda_device_t *dv;
+  flagos_status_t st = copy_begin(s, stream, dst, src, bytes, "host-to-device copy", &cs, &dv);
   if (st || !bytes) return st;
-  /* From pageable memory the driver stages the bytes before returning, so the
-   * caller may reuse `src` at once. */
+  /* Through a pinned buffer (cuda_staging.c) the copy runs asynchronously. Either
+   * way the caller may reuse `src` at once: the bytes were copied into the
+   * buffer, or the driver staged them from pageable memory before returning. */
+  if (cuda_staging_h2d(s, dv, cs, dptr(dst, dst_off), src, bytes, &st)) return st;
   return cuda_check(s, s->drv.MemcpyHtoDAsync(dptr(dst, dst_off), src, bytes, cs), "cuMemcpyHtoDAsync");
 }
 
@@ -193,8 +201,12 @@ static flagos_status_t cuda_copy_d2h(void *state, flagos_bstream_t stream, void 
                                      size_t src_off, size_t bytes) {
   cuda_state_t *s = state;
   cu_stream_t cs;
-  flagos_status_t st = copy_begin(s, stream, src, dst, bytes, "device-to-host copy", &cs);
+  cuda_device_t *dv;
+  flagos_status_t st = copy_begin(s, stream, src, dst, bytes, "device-to-host copy", &cs, &dv);
   if (st || !bytes) return st;
+  /* On the default stream the data must be there on return: through a pinned
+   * buffer, waited for. On a caller's stream the copy stays asynchronous. */
+  if (!stream && cuda_staging_d2h(s, dv, cs, dst, dptr(src, src_off), bytes, &st)) return st;
   st = cuda_check(s, s->drv.MemcpyDtoHAsync(dst, dptr(src, src_off), bytes, cs), "cuMemcpyDtoHAsync");
   /* Errors of earlier kernels on the stream surface here. */
   if (!st && !stream) st = cuda_check(s, s->drv.StreamSynchronize(cs), "device-to-host copy (stream synchronize)");
@@ -205,7 +217,8 @@ static flagos_status_t cuda_copy_d2d(void *state, flagos_bstream_t stream, flago
                                      flagos_devptr_t src, size_t src_off, size_t bytes) {
   cuda_state_t *s = state;
   cu_stream_t cs;
-  flagos_status_t st = copy_begin(s, stream, dst, src, bytes, "device-to-device copy", &cs);
+  cuda_device_t *dv;
+  flagos_status_t st = copy_begin(s, stream, dst, src, bytes, "device-to-device copy", &cs, &dv);
   if (st || !bytes) return st;
   return cuda_check(s, s->drv.MemcpyDtoDAsync(dptr(dst, dst_off), dptr(src, src_off), bytes, cs), "cuMemcpyDtoDAsync");
 }
@@ -343,9 +356,12 @@ static const flagos_backend_t k_cuda_backend = {
     .module_unload = cuda_module_unload,
     .kernel_get = cuda_kernel_get,
     .launch = cuda_launch,
-    /* Library calls (cuBLASLt, cuDNN) come later; without one the host runs
-     * every kernel's generic body. */
-    .library_call = NULL,
+    .library_call = cuda_library_call,
+    .device_power = cuda_device_power,
+    .capture_begin = cuda_capture_begin,
+    .capture_end = cuda_capture_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_destroy = cuda_graph_destroy,
 };
 
 __attribute__((visibility("default"))) const flagos_backend_t *flagos_backend_entry(uint32_t abi_version) {

@@ -31,6 +31,7 @@ typedef struct flagos_bstream_s *flagos_bstream_t; /* backend-defined */
 typedef struct flagos_bevent_s *flagos_bevent_t;
 typedef struct flagos_bmodule_s *flagos_bmodule_t;
 typedef struct flagos_bkernel_s *flagos_bkernel_t;
+typedef struct flagos_bgraph_s *flagos_bgraph_t;   /* a captured, replayable sequence of launches */
 
 /* Services the host gives a plugin. */
 typedef struct flagos_host {
@@ -148,6 +149,26 @@ typedef struct flagos_backend {
    * so plugins built before it still load (FLAGOS_BACKEND_HAS) ---- */
   /* Optional (may be NULL): the device's power, for EAF per watt (docs/eaf.md). */
   flagos_status_t (*device_power)(void *state, int device, flagos_power_info_t *out);
+
+  /* ---- added for graph capture and replay (issue 4); read only when
+   * struct_size covers them (FLAGOS_BACKEND_HAS). A plugin provides all four or
+   * none. ----
+   * Between capture_begin and capture_end, launch and library_call on stream `s`
+   * (a stream of stream_create; NULL means the device's default stream) are
+   * recorded, not run; the host issues no copies, synchronisations or host
+   * reads in between. A library call that cannot be recorded returns an error
+   * (or the capture fails at capture_end) and the host falls back to plain
+   * launches. capture_begin returns FLAGOS_ERR_UNSUPPORTED when the plugin will
+   * not capture at all (disabled, or a debugging mode that synchronises), and
+   * the host then stops trying. capture_end always ends the capture; it returns
+   * the graph, or an error and no graph when the capture failed. graph_launch
+   * runs a graph on `s`, ordered with the stream's other work, with the same
+   * buffers and arguments it was recorded with. graph_destroy may be called
+   * while a launch is in flight (the plugin frees it when it completes). */
+  flagos_status_t (*capture_begin)(void *state, int device, flagos_bstream_t s);
+  flagos_status_t (*capture_end)(void *state, int device, flagos_bstream_t s, flagos_bgraph_t *out);
+  flagos_status_t (*graph_launch)(void *state, flagos_bgraph_t g, flagos_bstream_t s);
+  void (*graph_destroy)(void *state, flagos_bgraph_t g);
 } flagos_backend_t;
 
 /* True when the plugin's table has member `field` and sets it. */

@@ -1,5 +1,6 @@
-/* Conv as im2col + GEMM, for float32/float64: one kernel gathers the input
- * patches into a matrix (a temp), and a second kernel multiplies the weights by it.
+/* Conv as im2col + GEMM, for float32/float64 and float16/bfloat16 (which a GPU
+ * BLAS takes): one kernel gathers the input patches into a matrix (a temp), and a
+ * second kernel multiplies the weights by it.
  * The second kernel carries the "gemm" library call (OpenBLAS on cpu), so a
  * backend with a BLAS runs the product there, and it keeps its generic reduction
  * body for backends without one. A 1x1 convolution with unit strides and no
@@ -21,7 +22,7 @@ static kir_expr_t *prod(fl_arena_t *a, kir_expr_t *const *d, int n) {
 flagos_status_t ops_cv_lower_gemm(ops_ctx_t *c, bool *used) {
   *used = false;
   flagos_dtype_t dt = c->out[0].dtype;
-  if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64) return NULL;
+  if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64 && dt != FLAGOS_FLOAT16 && dt != FLAGOS_BFLOAT16) return NULL;
   const ops_tensor_info_t *X = &c->in[0], *W = &c->in[1];
   int nd = X->rank - 2;
   if (nd < 1 || nd > 3 || W->rank != X->rank) return NULL;

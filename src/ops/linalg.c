@@ -134,7 +134,8 @@ static flagos_status_t matmul_lower(ops_ctx_t *c) {
   kir_store(kk, 0, v, sum, NULL);
 
   flagos_dtype_t dt = c->out[0].dtype;
-  if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64) return NULL;
+  /* f16/bf16 too: a backend with such a GEMM (cuda) takes it, others decline. */
+  if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64 && dt != FLAGOS_FLOAT16 && dt != FLAGOS_BFLOAT16) return NULL;
   int ma = batch_mode(c, 0, 1, nb), mb = batch_mode(c, 1, 0, nb);
   if (ma < 0 || mb < 0) return NULL;
   kir_expr_t *M = a1 ? kir_i64(AR, 1) : ops_in_dim(c, 0, A->rank - 2);
@@ -190,7 +191,8 @@ static flagos_status_t gemm_lower(ops_ctx_t *c) {
   bool ta = fir_attr_int(c->node, "transA", 0) != 0, tb = fir_attr_int(c->node, "transB", 0) != 0;
   double alpha = fir_attr_float(c->node, "alpha", 1.0f), beta = fir_attr_float(c->node, "beta", 1.0f);
   bool has_c = ops_has_in(c, 2) && beta != 0.0;
-  bool blas = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64;
+  /* f16/bf16 too: a backend with such a GEMM (cuda) takes it, others decline. */
+  bool blas = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || dt == FLAGOS_FLOAT16 || dt == FLAGOS_BFLOAT16;
   kir_expr_t *v[2];
 
   /* With a BLAS the bias goes first (Y = beta*C), then Y += alpha*A*B in place. */

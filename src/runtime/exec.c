@@ -39,7 +39,7 @@ void rt_val_release(rt_exec_t *x, rt_val_t *v) {
     for (size_t i = 0; i < v->nbytes / sizeof(char *); i++) free(s[i]);
     free(s);
   } else if (v->owned && v->ptr) {
-    x->api->mem_free(x->bst, x->device, v->ptr);
+    rt_dev_free(x, v->ptr);
   }
   for (int i = 0; i < v->n_items; i++) rt_val_release(x, &v->items[i]);
   free(v->items);
@@ -62,7 +62,7 @@ flagos_status_t rt_val_alloc_tensor(rt_exec_t *x, rt_val_t *v, flagos_dtype_t dt
     v->ptr = calloc(n ? n : 1, 1); /* NULL entries until the operator fills them */
     if (!v->ptr) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate a string tensor of %zu bytes", n);
   } else {
-    FL_TRY(x->api->mem_alloc(x->bst, x->device, n ? n : 1, &v->ptr));
+    FL_TRY(rt_dev_alloc(x, n ? n : 1, &v->ptr));
   }
   v->owned = true;
   return NULL;
@@ -131,6 +131,7 @@ flagos_status_t rt_read(rt_exec_t *x, const rt_val_t *v, void *dst, size_t bytes
   if (bytes > v->nbytes) return FL_ERR(FLAGOS_ERR_INTERNAL, "read of %zu bytes from a %zu-byte tensor", bytes, v->nbytes);
   if (is_strings(v)) return FL_ERR(FLAGOS_ERR_INTERNAL, "string tensors are read element by element (rt_str_get)");
   if (!bytes) return NULL;
+  if (x->stream) return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "a device read while a graph is being captured");
   return x->api->copy_d2h(x->bst, NULL, dst, v->ptr, 0, bytes);
 }
 
@@ -186,22 +187,27 @@ flagos_status_t rt_frame_init(rt_exec_t *x, const rt_plan_t *p, rt_frame_t *pare
   f->parent = parent;
   f->vals = calloc((size_t)g->n_values + 1, sizeof(rt_val_t));
   if (!f->vals) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  /* On a device with its own memory the weights are uploaded once per session. */
+  flagos_devptr_t const *placed = NULL;
+  if (!x->host_visible && x->weights) FL_TRY(rt_weights_get(x->weights, p, &placed));
   for (int i = 0; i < g->n_values; i++) {
     fir_value_t *v = g->values[i];
     if (!v->init) continue;
     rt_val_t *rv = &f->vals[i];
-    if (x->host_visible || v->init->dtype == FLAGOS_STRING) { /* strings are host arrays everywhere */
+    if (x->host_visible || v->init->dtype == FLAGOS_STRING || (placed && placed[i])) {
+      /* strings are host arrays everywhere; placed weights are views of the session's copies */
       rv->present = true;
       rv->kind = FLAGOS_VALUE_TENSOR;
       rv->dtype = v->init->dtype;
       rv->rank = v->init->rank;
       memcpy(rv->dims, v->init->dims, sizeof(int64_t) * (size_t)v->init->rank);
-      rv->ptr = v->init->data;
+      rv->ptr = placed && placed[i] ? placed[i] : v->init->data;
       rv->nbytes = v->init->dtype == FLAGOS_STRING ? (size_t)v->init->numel * sizeof(char *) : v->init->nbytes;
     } else {
       FL_TRY(rt_val_from_host(x, rv, v->init->dtype, v->init->rank, v->init->dims, v->init->data));
     }
     rv->pinned = true;
+    if (v->init->dtype != FLAGOS_STRING) rv->host = v->init->data;
   }
   return NULL;
 }
@@ -244,6 +250,8 @@ static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
     in[k].numel = rt_numel(rv->rank, rv->dims);
     if (x->host_visible) {
       in[k].value = rv->ptr;
+    } else if (rv->host) { /* a weight: its bytes are in the bundle, no device read */
+      in[k].value = rv->host;
     } else if (k < 64 && (rn->def->value_inputs >> k & 1)) {
       void *h = fl_arena_alloc(a, rv->nbytes ? rv->nbytes : 1);
       st = rt_read(x, rv, h, rv->nbytes);
@@ -301,7 +309,7 @@ static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
       break;
     }
     size_t nb = (size_t)ne * flagos_dtype_size(rn->temp_dtype[t]);
-    st = x->api->mem_alloc(x->bst, x->device, nb ? nb : 1, &temps[t]);
+    st = rt_dev_alloc(x, nb ? nb : 1, &temps[t]);
   }
   if (x->prof && !st) st = rt_prof_node_begin(x->prof, rn, prof_t0);
   const char *library = NULL; /* for the profile: the library call that ran, if one did */
@@ -338,7 +346,7 @@ static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
       }
       if (ok) {
         flagos_libcall_t call = {sp->lc_name, lb, ld, sp->lc_n_bufs, ints, sp->lc_n_ints, sp->lc_floats, sp->lc_n_floats};
-        flagos_status_t ls = x->api->library_call(x->bst, NULL, &call);
+        flagos_status_t ls = x->api->library_call(x->bst, x->stream, &call);
         if (!ls) {
           by_library = true;
           library = sp->lc_name;
@@ -353,13 +361,13 @@ static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t 
     int64_t work = 0;
     kir_eval_int(sp->work, syms, c->n_syms, &work);
     flagos_launch_t la = {bufs, sp->n_binds, syms, c->n_syms, work};
-    st = x->api->launch(x->bst, NULL, x->kernels[sp->kid], &la);
+    st = x->api->launch(x->bst, x->stream, x->kernels[sp->kid], &la);
   }
   if (x->prof && !st) st = rt_prof_node_end(x->prof, rn, c, library);
 done:
   if (temps)
     for (int t = 0; t < rn->n_temps; t++)
-      if (temps[t]) x->api->mem_free(x->bst, x->device, temps[t]);
+      if (temps[t]) rt_dev_free(x, temps[t]);
   fl_arena_destroy(a);
   return st;
 }

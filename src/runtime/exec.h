@@ -23,6 +23,7 @@ typedef struct rt_val {
   struct rt_val *items;         /* malloc'ed array, always owned by the value */
   int uses_left;
   bool pinned;                  /* never freed early: graph outputs, inputs, weights */
+  const void *host;             /* a host copy of the data (weights: the bundle's bytes), or NULL */
 } rt_val_t;
 
 typedef struct rt_frame {
@@ -41,7 +42,19 @@ typedef struct rt_exec {
   /* Non-NULL while the session profiles (src/runtime/profile.h); api and bst are
    * then the profiler's forwarding table and the profiler itself. */
   struct rt_prof *prof;
+  /* Launches and library calls go to this stream (NULL: the device's default
+   * stream, where copies go too); a stream only while a graph is captured. */
+  flagos_bstream_t stream;
+  /* The session's device copies of the weights (NULL: uploaded per frame). */
+  struct rt_weights *weights;
+  /* Non-NULL while a run's buffers are kept for a captured graph: device
+   * tensors and temps come from and go back to this set (src/runtime/graph.c). */
+  struct rt_hold *hold;
 } rt_exec_t;
+
+/* Device memory for the executor: from x->hold while it is set, else the plugin. */
+flagos_status_t rt_dev_alloc(rt_exec_t *x, size_t bytes, flagos_devptr_t *out);
+void rt_dev_free(rt_exec_t *x, flagos_devptr_t p);
 
 rt_val_t *rt_lookup(rt_frame_t *f, const fir_value_t *v);
 flagos_status_t rt_frame_init(rt_exec_t *x, const rt_plan_t *p, rt_frame_t *parent, rt_frame_t *f);
@@ -70,6 +83,44 @@ flagos_status_t rt_copy_chunks(rt_exec_t *x, flagos_dtype_t dt, flagos_devptr_t 
 /* Element i of a string tensor ("" for an entry not yet filled), and setting it to a copy of s[0..len). */
 const char *rt_str_get(const rt_val_t *v, int64_t i);
 flagos_status_t rt_str_set(rt_val_t *v, int64_t i, const char *s, size_t len);
+
+/* ---- weights placed once per session (src/runtime/weights.c) ---- */
+typedef struct rt_weights rt_weights_t;
+/* `api`/`bst` are the plugin's own table and state (never the profiler's). */
+flagos_status_t rt_weights_create(const flagos_backend_t *api, void *bst, int device, rt_weights_t **out);
+void rt_weights_destroy(rt_weights_t *w);
+/* The device copies of plan p's initializers, by value id (NULL where a value is
+ * no initializer or a string tensor), uploaded on the first call for p. */
+flagos_status_t rt_weights_get(rt_weights_t *w, const rt_plan_t *p, flagos_devptr_t const **out);
+/* How many initializers were uploaded (tests). */
+int64_t rt_weights_uploads(const rt_weights_t *w);
+
+/* ---- captured graphs (src/runtime/graph.c) ---- */
+typedef struct rt_graphs rt_graphs_t;
+/* NULL in *out when the session cannot use graphs (host-visible device, plugin
+ * without capture, FLAGOS_GRAPHS=0, a plan with host steps or data-dependent shapes). */
+flagos_status_t rt_graphs_create(const rt_exec_t *x, const rt_plan_t *main, rt_graphs_t **out);
+void rt_graphs_destroy(rt_graphs_t *gs);
+/* Runs the main plan through a captured graph when it can: *done false means it
+ * did nothing and the caller runs the plan plainly. */
+flagos_status_t rt_graphs_run(rt_graphs_t *gs, const rt_exec_t *x, const flagos_value_t *inputs, int n_inputs,
+                              flagos_value_t *outputs, int n_outputs, bool *done);
+/* Counters for tests and reports. */
+typedef struct rt_graph_stats {
+  int64_t captures, replays, fallbacks;
+} rt_graph_stats_t;
+void rt_graphs_stats(const rt_graphs_t *gs, rt_graph_stats_t *out);
+
+/* ---- session.c, shared with graph.c ---- */
+flagos_status_t rt_import_value(rt_exec_t *x, const char *name, const fir_type_t *t, const flagos_value_t *in,
+                                rt_val_t *rv);
+/* Writes the graph's outputs from `vals` (by output index) into the caller's values
+ * (allocating those left zeroed); on error releases what it allocated. */
+flagos_status_t rt_export_outputs(rt_exec_t *x, rt_val_t *const *vals, flagos_value_t *outputs, int n_outputs,
+                                  const fir_graph_t *g);
+
+/* Weights uploaded and graph counters of a session (tests, `flagos bench`). */
+void rt_session_stats(const flagos_session_t *s, int64_t *weight_uploads, rt_graph_stats_t *graphs);
 
 /* Executes a host operator (control flow, sequences, optionals). */
 flagos_status_t rt_host_op(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn);

@@ -14,6 +14,8 @@ struct flagos_session_s {
   rt_exec_t x;
   flagos_bmodule_t module;
   double last_ms;
+  rt_weights_t *weights; /* device copies of the initializers (devices that are not host-visible) */
+  rt_graphs_t *graphs;   /* captured graphs by input shapes, or NULL (src/runtime/graph.c) */
   rt_prof_t *prof; /* created by the first flagos_session_enable_profiling; x.prof is set while it records */
 };
 
@@ -112,6 +114,9 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
   if (!st && b->n_kernels > 0) st = be->api->module_load(be->state, dev, b->code[code].data, b->code[code].size, &s->module);
   for (int i = 0; !st && i < b->n_kernels; i++)
     st = be->api->kernel_get(be->state, s->module, b->kernel_names[i], &s->x.kernels[i]);
+  if (!st && !s->x.host_visible) st = rt_weights_create(be->api, be->state, dev, &s->weights);
+  s->x.weights = s->weights;
+  if (!st) st = rt_graphs_create(&s->x, &b->main, &s->graphs);
   if (st) {
     flagos_session_destroy(s);
     return st;
@@ -122,6 +127,8 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
 
 void flagos_session_destroy(flagos_session_t *s) {
   if (!s) return;
+  rt_graphs_destroy(s->graphs);
+  rt_weights_destroy(s->weights);
   if (s->module) s->be->api->module_unload(s->be->state, s->module);
   rt_prof_destroy(s->prof);
   free(s->x.kernels);
@@ -176,7 +183,7 @@ static flagos_status_t check_tensor(const char *name, const fir_type_t *t, const
 
 /* Makes a runtime value of a caller's input: a view of host memory on a
  * host-visible device, a copy otherwise. */
-static flagos_status_t import_value(rt_exec_t *x, const char *name, const fir_type_t *t, const flagos_value_t *in,
+flagos_status_t rt_import_value(rt_exec_t *x, const char *name, const fir_type_t *t, const flagos_value_t *in,
                                     rt_val_t *rv) {
   memset(rv, 0, sizeof(*rv));
   if (in->kind == FLAGOS_VALUE_TENSOR) {
@@ -209,14 +216,14 @@ static flagos_status_t import_value(rt_exec_t *x, const char *name, const fir_ty
     rv->items = calloc(1, sizeof(rt_val_t));
     if (!rv->items) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
     rv->n_items = 1;
-    if (in->n_items == 1 && in->items) return import_value(x, name, et, &in->items[0], &rv->items[0]);
+    if (in->n_items == 1 && in->items) return rt_import_value(x, name, et, &in->items[0], &rv->items[0]);
     flagos_value_t tv = {.kind = FLAGOS_VALUE_TENSOR, .tensor = in->tensor};
-    return import_value(x, name, et, &tv, &rv->items[0]);
+    return rt_import_value(x, name, et, &tv, &rv->items[0]);
   }
   rv->items = calloc((size_t)in->n_items + 1, sizeof(rt_val_t));
   if (!rv->items) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
   for (int i = 0; i < in->n_items; i++) {
-    FL_TRY(import_value(x, name, et, &in->items[i], &rv->items[i]));
+    FL_TRY(rt_import_value(x, name, et, &in->items[i], &rv->items[i]));
     rv->n_items++;
   }
   return NULL;
@@ -290,38 +297,17 @@ static flagos_status_t export_into(rt_exec_t *x, const rt_val_t *rv, const char 
   return NULL;
 }
 
-flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *inputs, int n_inputs,
-                                   flagos_value_t *outputs, int n_outputs) {
-  double t0 = now_ms();
-  fir_graph_t *g = s->b->model->graph;
-  if (n_inputs != g->n_inputs)
-    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the model takes %d input(s), %d given", g->n_inputs, n_inputs);
-  if (n_outputs != g->n_outputs)
-    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the model has %d output(s), room for %d given", g->n_outputs, n_outputs);
-  if (n_inputs && !inputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "inputs is NULL");
-  if (n_outputs && !outputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "outputs is NULL");
-  rt_exec_t *x = &s->x;
-  rt_frame_t f = {0};
-  flagos_status_t st = x->prof ? rt_prof_run_begin(x->prof) : NULL;
-  double prof_t0 = x->prof ? rt_prof_now_us() : 0;
-  if (!st) st = rt_frame_init(x, &s->b->main, NULL, &f);
-  for (int i = 0; i < n_inputs && !st; i++) {
-    rt_val_t *rv = &f.vals[g->inputs[i]->id];
-    rt_val_release(x, rv); /* an input with a default (initializer) is overridden */
-    st = import_value(x, g->inputs[i]->name, g->inputs[i]->type, &inputs[i], rv);
-    rv->pinned = true;
-  }
-  if (x->prof) rt_prof_host_span(x->prof, "import inputs", NULL, prof_t0);
-  if (!st) st = rt_exec_graph(x, &f);
-  if (x->prof) prof_t0 = rt_prof_now_us();
+flagos_status_t rt_export_outputs(rt_exec_t *x, rt_val_t *const *vals, flagos_value_t *outputs, int n_outputs,
+                                  const fir_graph_t *g) {
   /* A tensor output whose data the caller set is written there; the others are allocated. */
   bool *caller = calloc((size_t)n_outputs + 1, sizeof(bool));
-  if (!caller && !st) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
-  for (int i = 0; i < n_outputs && caller; i++)
+  if (!caller) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  for (int i = 0; i < n_outputs; i++)
     caller[i] = outputs[i].kind == FLAGOS_VALUE_TENSOR && outputs[i].tensor.data != NULL;
   int exported = 0;
+  flagos_status_t st = NULL;
   for (int i = 0; i < n_outputs && !st; i++) {
-    rt_val_t *rv = rt_lookup(&f, g->outputs[i]);
+    const rt_val_t *rv = vals[i];
     if (!rv || !rv->present) {
       st = FL_ERR(FLAGOS_ERR_INTERNAL, "output '%s' was not computed", g->outputs[i]->name);
       break;
@@ -333,6 +319,48 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
     for (int i = 0; i < exported; i++)
       if (!caller[i]) flagos_value_clear(&outputs[i]);
   free(caller);
+  return st;
+}
+
+flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *inputs, int n_inputs,
+                                   flagos_value_t *outputs, int n_outputs) {
+  double t0 = now_ms();
+  fir_graph_t *g = s->b->model->graph;
+  if (n_inputs != g->n_inputs)
+    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the model takes %d input(s), %d given", g->n_inputs, n_inputs);
+  if (n_outputs != g->n_outputs)
+    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the model has %d output(s), room for %d given", g->n_outputs, n_outputs);
+  if (n_inputs && !inputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "inputs is NULL");
+  if (n_outputs && !outputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "outputs is NULL");
+  rt_exec_t *x = &s->x;
+  if (s->graphs && !x->prof) {
+    bool done;
+    flagos_status_t st = rt_graphs_run(s->graphs, x, inputs, n_inputs, outputs, n_outputs, &done);
+    if (done) {
+      s->last_ms = now_ms() - t0;
+      return st;
+    }
+  }
+  rt_frame_t f = {0};
+  flagos_status_t st = x->prof ? rt_prof_run_begin(x->prof) : NULL;
+  double prof_t0 = x->prof ? rt_prof_now_us() : 0;
+  if (!st) st = rt_frame_init(x, &s->b->main, NULL, &f);
+  for (int i = 0; i < n_inputs && !st; i++) {
+    rt_val_t *rv = &f.vals[g->inputs[i]->id];
+    rt_val_release(x, rv); /* an input with a default (initializer) is overridden */
+    st = rt_import_value(x, g->inputs[i]->name, g->inputs[i]->type, &inputs[i], rv);
+    rv->pinned = true;
+  }
+  if (x->prof) rt_prof_host_span(x->prof, "import inputs", NULL, prof_t0);
+  if (!st) st = rt_exec_graph(x, &f);
+  if (x->prof) prof_t0 = rt_prof_now_us();
+  if (!st) {
+    rt_val_t **vals = calloc((size_t)n_outputs + 1, sizeof(*vals));
+    if (!vals) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+    for (int i = 0; i < n_outputs && vals; i++) vals[i] = rt_lookup(&f, g->outputs[i]);
+    if (vals) st = rt_export_outputs(x, vals, outputs, n_outputs, g);
+    free(vals);
+  }
   rt_frame_free(x, &f);
   s->last_ms = now_ms() - t0;
   if (x->prof) {
@@ -342,6 +370,12 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
     else flagos_status_free(ps);
   }
   return st;
+}
+
+/* ---- for tests and reports ---- */
+void rt_session_stats(const flagos_session_t *s, int64_t *weight_uploads, rt_graph_stats_t *graphs) {
+  if (weight_uploads) *weight_uploads = rt_weights_uploads(s->weights);
+  if (graphs) rt_graphs_stats(s->graphs, graphs);
 }
 
 /* ---- profiling (src/runtime/profile.c, profile_report.c) ---- */

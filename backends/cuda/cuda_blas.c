@@ -1,0 +1,472 @@
+/* Library calls of the cuda backend: "gemm" through cuBLASLt, opened at run
+ * time ($FLAGOS_CUBLASLT, else libcublasLt.so.13, else .so.12, also under
+ * /usr/local/cuda/lib64), so that the plugin loads without it; without it every
+ * call answers FLAGOS_ERR_UNSUPPORTED and the host runs the generic kernel.
+ *
+ * The contract (docs/kernel-ir.md), row-major:
+ *   bufs [A, B, Y]; ints [batch, M, N, K, transA, transB, strideA, strideB, strideY];
+ *   floats [alpha, beta]; Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b.
+ * cuBLASLt is column-major, and a row-major M×N matrix is the column-major N×M
+ * one with the same bytes, so Y^T = op(B)^T op(A)^T is computed: cuBLASLt's A
+ * is our B, its B our A.
+ *
+ * f32 (fp32 arithmetic; TF32 tensor cores only with FLAGOS_ALLOW_TF32=1), f16
+ * and bf16 (fp32 accumulation and scaling), f64. Each shape's descriptors and
+ * heuristic choice are made once and kept per device (a direct-mapped cache).
+ * Each stream gets its own 32 MiB workspace from the device's allocator (the
+ * default stream's, then up to BLAS_STREAMS more), so that work on two streams
+ * never shares one; a graph captured on a stream keeps that stream's workspace,
+ * which is safe while replays of graphs captured on one stream do not overlap
+ * (the runtime replays on the default stream). Beyond that, calls run without
+ * a workspace. */
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cuda_blas_api.h"
+#include "cuda_internal.h"
+
+#define BLAS_CACHE 256
+#define BLAS_WORKSPACE ((size_t)32 << 20)
+#define BLAS_STREAMS 8
+
+/* What a plan depends on. Zeroed before filling, so that padding compares equal. */
+typedef struct blas_key {
+  int32_t dtype, tf32, ws, ta, tb, beta0;
+  uint32_t align_a, align_b, align_y, unused;
+  int64_t batch, m, n, k, sa, sb, sy;
+} blas_key_t;
+
+typedef struct blas_plan {
+  bool used;
+  bool unsupported; /* cuBLASLt offers no algorithm: the generic kernel runs */
+  blas_key_t key;
+  lt_desc_t op;
+  lt_layout_t la, lb, ly;
+  lt_algo_t algo;
+  size_t ws_bytes;
+} blas_plan_t;
+
+typedef struct blas_ws {
+  flagos_bstream_t stream; /* NULL: the default stream (slot 0) */
+  cu_ptr_t ptr;
+} blas_ws_t;
+
+typedef struct blas_dev {
+  pthread_mutex_t lock; /* the plans and workspaces, and the order of calls through the handle */
+  lt_handle_t h;
+  blas_ws_t ws[1 + BLAS_STREAMS];
+  int n_ws;
+  blas_plan_t plans[BLAS_CACHE];
+} blas_dev_t;
+
+struct cuda_blas {
+  pthread_mutex_t lock; /* making devs */
+  lt_lib_t lib;
+  bool loaded;
+  char why[320]; /* why not loaded */
+  bool tf32, log;
+  char log_path[256]; /* "" : stderr */
+  blas_dev_t *dev[CUDA_MAX_DEVICES];
+  atomic_ullong calls, declined;
+};
+
+static bool lt_open(lt_lib_t *l, char *why, size_t why_len) {
+  memset(l, 0, sizeof(*l));
+  const char *cands[5];
+  int n = 0;
+  const char *env = getenv("FLAGOS_CUBLASLT");
+  if (env && *env) {
+    cands[n++] = env; /* an explicit library is the only one tried */
+  } else {
+    cands[n++] = "libcublasLt.so.13";
+    cands[n++] = "libcublasLt.so.12";
+    /* The toolkit's default place, for machines whose loader path lacks it. */
+    cands[n++] = "/usr/local/cuda/lib64/libcublasLt.so.13";
+    cands[n++] = "/usr/local/cuda/lib64/libcublasLt.so.12";
+  }
+  void *h = NULL;
+  const char *err = NULL;
+  int i = 0;
+  for (; i < n && !h; i++) {
+    h = dlopen(cands[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h && !err) err = dlerror();
+  }
+  if (!h) {
+    snprintf(why, why_len, "no cuBLASLt (%s): %s", cands[0], err ? err : "not found");
+    return false;
+  }
+  snprintf(l->path, sizeof l->path, "%s", cands[i - 1]);
+#define LT_BIND(name, sym, ret, params)                                              \
+  *(void **)(&l->name) = dlsym(h, sym);                                              \
+  if (!l->name) {                                                                    \
+    snprintf(why, why_len, "cuBLASLt (%.200s) has no %s (too old?)", l->path, sym);      \
+    dlclose(h);                                                                      \
+    memset(l, 0, sizeof(*l));                                                        \
+    return false;                                                                    \
+  }
+  LT_FUNCS(LT_BIND)
+#undef LT_BIND
+  l->handle = h;
+  return true;
+}
+
+/* One line of $FLAGOS_CUDA_BLAS_LOG: to stderr for "1", else appended to the
+ * file it names (conformance runs tests in children whose stderr is discarded). */
+static void blas_log(struct cuda_blas *b, const char *fmt, ...) FLAGOS_PRINTF(2, 3);
+static void blas_log(struct cuda_blas *b, const char *fmt, ...) {
+  FILE *f = b->log_path[0] ? fopen(b->log_path, "a") : stderr;
+  if (!f) return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  fprintf(f, "flagos cuda[%d]: %s\n", (int)getpid(), line);
+  if (f != stderr) fclose(f);
+}
+
+static bool env_on(const char *name) {
+  const char *v = getenv(name);
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+/* The library state, made (and the library opened) on the first call. */
+static struct cuda_blas *blas_get(cuda_state_t *s) {
+  pthread_mutex_lock(&s->lock);
+  if (!s->blas) {
+    struct cuda_blas *b = calloc(1, sizeof(*b));
+    if (b) {
+      pthread_mutex_init(&b->lock, NULL);
+      b->tf32 = env_on("FLAGOS_ALLOW_TF32");
+      b->log = env_on("FLAGOS_CUDA_BLAS_LOG");
+      const char *lp = getenv("FLAGOS_CUDA_BLAS_LOG");
+      if (b->log && strcmp(lp, "1") != 0) snprintf(b->log_path, sizeof b->log_path, "%s", lp);
+      b->loaded = lt_open(&b->lib, b->why, sizeof b->why);
+      if (b->log && b->loaded)
+        blas_log(b, "cuBLASLt %zu from %s%s", b->lib.GetVersion(), b->lib.path,
+                 b->tf32 ? ", TF32 allowed for f32" : "");
+      else if (b->log)
+        blas_log(b, "%s", b->why);
+    }
+    s->blas = b;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return s->blas;
+}
+
+static const char *lt_name(struct cuda_blas *b, lt_status_t st) {
+  const char *n = b->lib.GetStatusName ? b->lib.GetStatusName(st) : NULL;
+  return n ? n : "unknown status";
+}
+
+static flagos_status_t lt_check(cuda_state_t *s, lt_status_t st, const char *what) {
+  if (st == LT_OK) return NULL;
+  flagos_code_t code = st == LT_ERR_NOT_SUPPORTED ? FLAGOS_ERR_UNSUPPORTED
+                       : st == LT_ERR_ALLOC_FAILED ? FLAGOS_ERR_OUT_OF_MEMORY
+                                                   : FLAGOS_ERR_BACKEND;
+  return CUDA_ERR(s, code, "cuda backend: %s failed: %s (%d)", what, lt_name(s->blas, st), st);
+}
+
+/* The device a library call runs on: the stream's, else the one whose
+ * allocator handed out Y (or A, B), else the first one in use. */
+static int call_device(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c) {
+  if (stream) return stream->device;
+  int first = -1;
+  static const int order[3] = {2, 0, 1};
+  for (int j = 0; j < 3; j++) {
+    cu_ptr_t p = (cu_ptr_t)(uintptr_t)c->bufs[order[j]];
+    for (int i = 0; i < s->n_devices; i++) {
+      if (!s->dev[i].ready) continue;
+      if (first < 0) first = i;
+      if (cuda_alloc_owns(&s->dev[i].alloc, p)) return i;
+    }
+  }
+  return first < 0 ? 0 : first;
+}
+
+/* Makes device d's handle and workspace once; needs its context current. */
+static flagos_status_t dev_get(cuda_state_t *s, struct cuda_blas *b, int d, blas_dev_t **out) {
+  pthread_mutex_lock(&b->lock);
+  flagos_status_t st = NULL;
+  if (!b->dev[d]) {
+    blas_dev_t *v = calloc(1, sizeof(*v));
+    if (!v) {
+      st = CUDA_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "cuda backend: out of memory");
+    } else {
+      st = lt_check(s, b->lib.Create(&v->h), "cublasLtCreate");
+      if (st) {
+        free(v);
+      } else {
+        /* A device that cannot spare 32 MiB is out of memory for the model's next
+         * allocation too, so the error is passed on (and asked again next time). */
+        st = cuda_alloc_get(s, &s->dev[d], BLAS_WORKSPACE, &v->ws[0].ptr);
+        if (st) {
+          b->lib.Destroy(v->h);
+          free(v);
+        } else {
+          pthread_mutex_init(&v->lock, NULL);
+          v->n_ws = 1;
+          b->dev[d] = v;
+        }
+      }
+    }
+  }
+  *out = b->dev[d];
+  pthread_mutex_unlock(&b->lock);
+  return st;
+}
+
+/* The workspace of `stream` (0 when it has none and no slot is left); v->lock held. */
+static flagos_status_t ws_for(cuda_state_t *s, blas_dev_t *v, int d, flagos_bstream_t stream, cu_ptr_t *out) {
+  *out = 0;
+  for (int i = 0; i < v->n_ws; i++)
+    if (v->ws[i].stream == stream) {
+      *out = v->ws[i].ptr;
+      return NULL;
+    }
+  if (v->n_ws > BLAS_STREAMS) return NULL;
+  flagos_status_t st = cuda_alloc_get(s, &s->dev[d], BLAS_WORKSPACE, &v->ws[v->n_ws].ptr);
+  if (st) return st;
+  v->ws[v->n_ws].stream = stream;
+  *out = v->ws[v->n_ws++].ptr;
+  return NULL;
+}
+
+static void plan_release(struct cuda_blas *b, blas_plan_t *p) {
+  if (p->op) b->lib.DescDestroy(p->op);
+  if (p->la) b->lib.LayoutDestroy(p->la);
+  if (p->lb) b->lib.LayoutDestroy(p->lb);
+  if (p->ly) b->lib.LayoutDestroy(p->ly);
+  memset(p, 0, sizeof(*p));
+}
+
+/* The largest power of two (at most 256) dividing every address of a matrix
+ * over the batch, which limits the algorithms cuBLASLt may choose. */
+static uint32_t align_of(const void *p, int64_t stride, int64_t batch, size_t es) {
+  uint64_t v = (uint64_t)(uintptr_t)p | 256;
+  if (batch > 1 && stride) v |= (uint64_t)stride * es;
+  return (uint32_t)(v & -v);
+}
+
+static int lt_type(int32_t dt) {
+  switch (dt) {
+  case FLAGOS_FLOAT32: return LT_R_32F;
+  case FLAGOS_FLOAT64: return LT_R_64F;
+  case FLAGOS_FLOAT16: return LT_R_16F;
+  default: return LT_R_16BF;
+  }
+}
+
+static lt_status_t layout(struct cuda_blas *b, lt_layout_t *l, int type, int64_t rows, int64_t cols, int64_t batch,
+                          int64_t stride) {
+  lt_status_t r = b->lib.LayoutCreate(l, type, (uint64_t)rows, (uint64_t)cols, rows);
+  if (r == LT_OK && batch > 1) {
+    int32_t n = (int32_t)batch;
+    r = b->lib.LayoutSet(*l, LT_LAYOUT_BATCH_COUNT, &n, sizeof n);
+    if (r == LT_OK) r = b->lib.LayoutSet(*l, LT_LAYOUT_BATCH_STRIDE, &stride, sizeof stride);
+  }
+  return r;
+}
+
+/* Makes the descriptors of key k and asks the heuristic for one algorithm. */
+static flagos_status_t plan_make(cuda_state_t *s, struct cuda_blas *b, blas_dev_t *v, const blas_key_t *k,
+                                 blas_plan_t *p) {
+  memset(p, 0, sizeof(*p));
+  p->used = true;
+  p->key = *k;
+  int type = lt_type(k->dtype);
+  int compute = k->dtype == FLAGOS_FLOAT64 ? LT_COMPUTE_64F
+                : k->tf32                  ? LT_COMPUTE_32F_FAST_TF32
+                                           : LT_COMPUTE_32F;
+  int scale = k->dtype == FLAGOS_FLOAT64 ? LT_R_64F : LT_R_32F;
+  /* cuBLASLt's A is our B and its B our A (see the top of the file); each
+   * layout describes the matrix as stored, column-major, before its op. */
+  int32_t opa = k->tb ? LT_OP_T : LT_OP_N, opb = k->ta ? LT_OP_T : LT_OP_N;
+  lt_status_t r = b->lib.DescCreate(&p->op, compute, scale);
+  if (r == LT_OK) r = b->lib.DescSet(p->op, LT_DESC_TRANSA, &opa, sizeof opa);
+  if (r == LT_OK) r = b->lib.DescSet(p->op, LT_DESC_TRANSB, &opb, sizeof opb);
+  if (r == LT_OK) r = layout(b, &p->la, type, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->batch, k->sb);
+  if (r == LT_OK) r = layout(b, &p->lb, type, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->batch, k->sa);
+  if (r == LT_OK) r = layout(b, &p->ly, type, k->n, k->m, k->batch, k->sy);
+  lt_pref_t pref = NULL;
+  if (r == LT_OK) r = b->lib.PrefCreate(&pref);
+  uint64_t ws = k->ws ? BLAS_WORKSPACE : 0;
+  if (r == LT_OK) r = b->lib.PrefSet(pref, LT_PREF_MAX_WORKSPACE, &ws, sizeof ws);
+  if (r == LT_OK) r = b->lib.PrefSet(pref, LT_PREF_ALIGN_A, &k->align_b, sizeof k->align_b);
+  if (r == LT_OK) r = b->lib.PrefSet(pref, LT_PREF_ALIGN_B, &k->align_a, sizeof k->align_a);
+  if (r == LT_OK) r = b->lib.PrefSet(pref, LT_PREF_ALIGN_C, &k->align_y, sizeof k->align_y);
+  if (r == LT_OK) r = b->lib.PrefSet(pref, LT_PREF_ALIGN_D, &k->align_y, sizeof k->align_y);
+  lt_heuristic_t res;
+  memset(&res, 0, sizeof res);
+  int got = 0;
+  if (r == LT_OK) r = b->lib.AlgoGetHeuristic(v->h, p->op, p->la, p->lb, p->ly, p->ly, pref, 1, &res, &got);
+  if (pref) b->lib.PrefDestroy(pref);
+  if (r == LT_OK && (got < 1 || res.state != LT_OK)) r = LT_ERR_NOT_SUPPORTED;
+  if (r == LT_ERR_NOT_SUPPORTED) {
+    /* Remembered, so that the shape does not ask again. */
+    p->unsupported = true;
+  } else if (r != LT_OK) {
+    flagos_status_t st = lt_check(s, r, "preparing a cuBLASLt matmul");
+    plan_release(b, p);
+    return st;
+  } else {
+    p->algo = res.algo;
+    p->ws_bytes = res.workspace_size;
+  }
+  if (b->log)
+    blas_log(b, "gemm %s batch %lld, %lldx%lldx%lld, %c%c, align %u/%u/%u%s: %s",
+            k->dtype == FLAGOS_FLOAT32 ? (k->tf32 ? "f32 (tf32)" : "f32")
+            : k->dtype == FLAGOS_FLOAT64 ? "f64"
+            : k->dtype == FLAGOS_FLOAT16 ? "f16"
+                                         : "bf16",
+            (long long)k->batch, (long long)k->m, (long long)k->n, (long long)k->k, k->ta ? 'T' : 'N',
+            k->tb ? 'T' : 'N', k->align_a, k->align_b, k->align_y, k->ws ? "" : ", no workspace",
+            p->unsupported ? "no cuBLASLt algorithm, generic kernel" : "cuBLASLt");
+  return NULL;
+}
+
+static uint64_t key_hash(const blas_key_t *k) {
+  const unsigned char *p = (const unsigned char *)k;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < sizeof(*k); i++) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+static flagos_status_t declined(cuda_state_t *s, flagos_status_t st) {
+  if (s->blas) atomic_fetch_add(&s->blas->declined, 1);
+  return st;
+}
+
+static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c) {
+  if (c->n_bufs != 3 || c->n_ints != 9 || c->n_floats != 2 || !c->bufs || !c->ints || !c->floats || !c->buf_dtypes)
+    return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                    "cuda backend: gemm takes 3 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs, c->n_ints,
+                    c->n_floats);
+  int32_t dt = c->buf_dtypes[0];
+  bool known = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || dt == FLAGOS_FLOAT16 || dt == FLAGOS_BFLOAT16;
+  if (!known || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt)
+    return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm on dtypes %d/%d/%d is not provided",
+                                (int)dt, (int)c->buf_dtypes[1], (int)c->buf_dtypes[2]));
+  const int64_t *iv = c->ints;
+  int64_t batch = iv[0], M = iv[1], N = iv[2], K = iv[3], sa = iv[6], sb = iv[7], sy = iv[8];
+  int ta = iv[4] != 0, tb = iv[5] != 0;
+  if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0 || sy < 0)
+    return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                    "cuda backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
+                    (long long)batch, (long long)M, (long long)N, (long long)K);
+  if (batch == 0 || M == 0 || N == 0) return NULL;
+  if (!c->bufs[0] || !c->bufs[1] || !c->bufs[2])
+    return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cuda backend: gemm with a NULL buffer");
+  /* K == 0 (Y = beta*Y) and batches writing one Y are rare: the generic kernel serves them. */
+  if (K == 0 || (sy == 0 && batch > 1))
+    return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm with K = 0 or a shared Y"));
+  struct cuda_blas *b = blas_get(s);
+  if (!b) return CUDA_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "cuda backend: out of memory");
+  if (!b->loaded) return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: %s", b->why));
+  if (s->n_devices == 0)
+    return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm without a device (%s)", s->why_none));
+  /* One shared B, A and Y contiguous over the batch: one GEMM of batch*M rows. */
+  if (batch > 1 && sb == 0 && !ta && sa == M * K && sy == M * N) {
+    M *= batch;
+    batch = 1;
+  }
+  if (batch > INT32_MAX)
+    return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm batch beyond cuBLASLt's 32-bit count"));
+  int d = call_device(s, stream, c);
+  flagos_status_t st = cuda_use(s, d);
+  if (st) return st;
+  blas_dev_t *v = NULL;
+  st = dev_get(s, b, d, &v);
+  if (st) return st;
+
+  size_t es = dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT32 ? 4 : 2;
+  double alpha = c->floats[0], beta = c->floats[1];
+  blas_key_t k;
+  memset(&k, 0, sizeof k);
+  k.dtype = dt;
+  k.tf32 = dt == FLAGOS_FLOAT32 && b->tf32;
+  k.ta = ta;
+  k.tb = tb;
+  k.beta0 = beta == 0;
+  k.align_a = align_of(c->bufs[0], sa, batch, es);
+  k.align_b = align_of(c->bufs[1], sb, batch, es);
+  k.align_y = align_of(c->bufs[2], sy, batch, es);
+  k.batch = batch;
+  k.m = M;
+  k.n = N;
+  k.k = K;
+  if (batch > 1) {
+    k.sa = sa;
+    k.sb = sb;
+    k.sy = sy;
+  }
+  /* Scale factors in the matmul's scale type: double for f64, else float. */
+  float fa = (float)alpha, fb = (float)beta;
+  const void *pa = dt == FLAGOS_FLOAT64 ? (const void *)&alpha : (const void *)&fa;
+  const void *pb = dt == FLAGOS_FLOAT64 ? (const void *)&beta : (const void *)&fb;
+  cu_stream_t cs = stream ? stream->st : s->dev[d].stream;
+
+  pthread_mutex_lock(&v->lock);
+  cu_ptr_t wsp = 0;
+  st = ws_for(s, v, d, stream, &wsp);
+  k.ws = wsp != 0;
+  blas_plan_t *p = &v->plans[key_hash(&k) % BLAS_CACHE];
+  if (!st && (!p->used || memcmp(&p->key, &k, sizeof k) != 0)) {
+    if (p->used) plan_release(b, p);
+    st = plan_make(s, b, v, &k, p);
+  }
+  lt_status_t r = LT_OK;
+  if (!st && p->unsupported) {
+    r = LT_ERR_NOT_SUPPORTED;
+  } else if (!st) {
+    void *ws = k.ws && p->ws_bytes ? (void *)(uintptr_t)wsp : NULL;
+    r = b->lib.Matmul(v->h, p->op, pa, c->bufs[1], p->la, c->bufs[0], p->lb, pb, c->bufs[2], p->ly, c->bufs[2],
+                      p->ly, &p->algo, ws, ws ? p->ws_bytes : 0, cs);
+  }
+  pthread_mutex_unlock(&v->lock);
+  if (st) return st;
+  if (r == LT_ERR_NOT_SUPPORTED)
+    return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: cuBLASLt has no algorithm for this gemm"));
+  if (r != LT_OK) return lt_check(s, r, "cublasLtMatmul");
+  atomic_fetch_add(&b->calls, 1);
+  if (s->sync_launches) st = cuda_check(s, s->drv.StreamSynchronize(cs), "gemm through cuBLASLt (stream synchronize)");
+  return st;
+}
+
+flagos_status_t cuda_library_call(void *state, flagos_bstream_t stream, const flagos_libcall_t *call) {
+  cuda_state_t *s = state;
+  if (!call || !call->name)
+    return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cuda backend: library call without a name");
+  if (strcmp(call->name, "gemm") == 0) return gemm(s, stream, call);
+  return CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: no library call '%s'", call->name);
+}
+
+void cuda_blas_shutdown(cuda_state_t *s) {
+  struct cuda_blas *b = s->blas;
+  if (!b) return;
+  if (b->log)
+    blas_log(b, "%llu gemm call(s) through cuBLASLt, %llu declined",
+            (unsigned long long)atomic_load(&b->calls), (unsigned long long)atomic_load(&b->declined));
+  for (int d = 0; d < CUDA_MAX_DEVICES; d++) {
+    blas_dev_t *v = b->dev[d];
+    if (!v) continue;
+    if (d < s->n_devices && s->dev[d].ready && s->drv.CtxSetCurrent(s->dev[d].ctx) == CU_OK) {
+      s->drv.StreamSynchronize(s->dev[d].stream);
+      for (int i = 0; i < BLAS_CACHE; i++)
+        if (v->plans[i].used) plan_release(b, &v->plans[i]);
+      for (int i = 0; i < v->n_ws; i++) cuda_alloc_put(s, &s->dev[d], v->ws[i].ptr);
+      b->lib.Destroy(v->h);
+    }
+    pthread_mutex_destroy(&v->lock);
+    free(v);
+  }
+  /* cuBLASLt stays loaded, as the driver does: it may have threads of its own. */
+  pthread_mutex_destroy(&b->lock);
+  free(b);
+  s->blas = NULL;
+}
