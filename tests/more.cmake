@@ -26,6 +26,11 @@ set_tests_properties(conformance_sample_cpu PROPERTIES LABELS "conformance-sampl
 add_test(NAME cli COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_cli.sh $<TARGET_FILE:flagos_cli> ${PROJECT_SOURCE_DIR}
          ${CMAKE_CURRENT_BINARY_DIR}/cli-work)
 set_tests_properties(cli PROPERTIES LABELS "unit" ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+# Placement: calibration, compile --sla/--explain, the plan in the bundle, SLA errors (docs/sla.md).
+add_test(NAME cli_partition COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_partition_cli.sh $<TARGET_FILE:flagos_cli>
+         ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/cli-partition-work)
+set_tests_properties(cli_partition PROPERTIES LABELS "unit" TIMEOUT 300
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 
 # Real architectures exported from PyTorch at test time, compared with ONNX Runtime (tests/models/README.md).
 include(${CMAKE_CURRENT_LIST_DIR}/models/models.cmake)

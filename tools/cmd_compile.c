@@ -1,7 +1,10 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "compiler/compiler.h"
+#include "frontend/onnx/onnx_import.h"
 
 static const char k_help[] =
     "usage: flagos compile MODEL.onnx -o OUT.flagos [options]\n"
@@ -11,17 +14,25 @@ static const char k_help[] =
     "\n"
     "options:\n"
     "  -o, --output FILE     bundle to write (default: MODEL with .flagos)\n"
-    "  --target LIST         comma-separated targets (default: cpu)\n"
+    "  --target(s) LIST      comma-separated targets (default: cpu)\n"
     "  --shape NAME=DxDx..   fix a symbolic input dimension; repeatable;\n"
     "                        NAME=V alone binds a named dimension everywhere\n"
     "  -O LEVEL              C compiler optimisation level (default 2)\n"
     "  --cache-dir DIR       kernel cache (default $FLAGOS_CACHE_DIR or ~/.cache/flagos)\n"
+    "  --sla FILE            place the kernel groups on the targets' devices by this SLA\n"
+    "                        (docs/sla.md) and record the plan in the bundle\n"
+    "  --explain             print the plan: groups, time and memory per device, copies,\n"
+    "                        totals against the SLA (needs --sla)\n"
+    "  --profile FILE        device profiles (default: the one `flagos devices --calibrate`\n"
+    "                        saved, else documented defaults)\n"
     "  -h, --help            this help\n";
 
 int cmd_compile(int argc, char **argv) {
   const char *model = NULL, *out = NULL;
   char shapes[4096] = "", outbuf[4096];
   flagos_compile_options_t o = {0};
+  compiler_plan_options_t po = {0};
+  bool explain = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) {
@@ -44,6 +55,12 @@ int cmd_compile(int argc, char **argv) {
         fprintf(stderr, "flagos compile: error: -O takes 0, 1, 2 or 3\n");
         return 2;
       }
+    } else if (strcmp(a, "--sla") == 0 || strncmp(a, "--sla=", 6) == 0) {
+      if (!(po.sla_path = cli_value("compile", argc, argv, &i))) return 2;
+    } else if (strcmp(a, "--profile") == 0 || strncmp(a, "--profile=", 10) == 0) {
+      if (!(po.profile_path = cli_value("compile", argc, argv, &i))) return 2;
+    } else if (strcmp(a, "--explain") == 0) {
+      explain = true;
     } else if (strncmp(a, "--cache-dir", 11) == 0) {
       if (!(o.cache_dir = cli_value("compile", argc, argv, &i))) return 2;
     } else if (a[0] == '-') {
@@ -67,8 +84,28 @@ int cmd_compile(int argc, char **argv) {
     strncat(outbuf, ".flagos", sizeof outbuf - strlen(outbuf) - 1);
     out = outbuf;
   }
+  if ((explain || po.profile_path) && !po.sla_path) {
+    fprintf(stderr, "flagos compile: error: --explain and --profile need --sla FILE\n");
+    return 2;
+  }
   o.shapes = shapes[0] ? shapes : NULL;
-  flagos_status_t st = flagos_compile_file(model, out, &o);
+  flagos_status_t st = NULL;
+  if (!po.sla_path) {
+    st = flagos_compile_file(model, out, &o);
+  } else {
+    fl_buf_t text = {0};
+    po.explain = explain ? &text : NULL;
+    fir_model_t *m = NULL;
+    void *img = NULL;
+    size_t n = 0;
+    st = onnx_import_file(model, &m);
+    if (!st) st = compiler_build_bundle_ex(m, &o, &po, &img, &n);
+    if (!st) st = fl_write_file(out, img, n);
+    if (!st && text.len) fwrite(text.data, 1, text.len, stdout);
+    fl_buf_free(&text);
+    free(img);
+    if (m) fir_model_destroy(m);
+  }
   if (st) return cli_fail("compile", st);
   printf("wrote %s\n", out);
   return 0;

@@ -243,6 +243,11 @@ static void model_flops(cJSON *root, const cJSON *nodes) {
 }
 
 flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_options_t *opts, void **image, size_t *size) {
+  return compiler_build_bundle_ex(m, opts, NULL, image, size);
+}
+
+flagos_status_t compiler_build_bundle_ex(fir_model_t *m, const flagos_compile_options_t *opts,
+                                         const compiler_plan_options_t *plan, void **image, size_t *size) {
   flagos_compile_options_t dflt = {0};
   if (!opts) opts = &dflt;
   const char *targets[8];
@@ -266,7 +271,8 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
   fl_buf_t src[8] = {{0}}, weights = {0}, irtext = {0};
   void *code[8] = {0};
   size_t code_len[8] = {0};
-  char *manifest = NULL;
+  char *manifest = NULL, *plan_json = NULL, *sla_json = NULL;
+  if (!st && plan && plan->sla_path) st = compiler_plan(g, nj, targets, n_targets, plan, &plan_json, &sla_json);
   for (int t = 0; t < n_targets && !st; t++) {
     st = compiler_find_target(targets[t])->build(kernels, n_kernels, opts, &src[t], &code[t], &code_len[t]);
     if (st) st = flagos_status_wrap(st, "target %s", targets[t]);
@@ -289,6 +295,11 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
     int64_t next_ref = 0;
     collect_weights(g, &weights, wj, &next_ref);
     model_flops(root, nj);
+    if (plan_json) {
+      cJSON *pj = cJSON_AddObjectToObject(root, "plan");
+      cJSON_AddStringToObject(pj, "section", "plan");
+      cJSON_AddStringToObject(pj, "sla", "sla");
+    }
     cJSON_AddItemToObject(root, "nodes", nj);
     nj = NULL;
     manifest = cJSON_PrintUnformatted(root);
@@ -300,6 +311,8 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
     st = bundle_writer_add(w, "manifest", manifest, strlen(manifest));
     if (!st) st = bundle_writer_add(w, "flagir", irtext.data, irtext.len);
     if (!st) st = bundle_writer_add(w, "weights", weights.data, weights.len);
+    if (!st && plan_json) st = bundle_writer_add(w, "plan", plan_json, strlen(plan_json));
+    if (!st && sla_json) st = bundle_writer_add(w, "sla", sla_json, strlen(sla_json));
     for (int t = 0; t < n_targets && !st; t++) {
       char sec[64];
       snprintf(sec, sizeof sec, "kernels.%s", targets[t]);
@@ -312,6 +325,8 @@ flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_optio
   }
   cJSON_Delete(nj);
   free(manifest);
+  free(plan_json);
+  free(sla_json);
   for (int t = 0; t < 8; t++) {
     free(code[t]);
     fl_buf_free(&src[t]);

@@ -25,6 +25,20 @@ const char *compiler_target_names(void);
 
 /* Compiles an imported model into a bundle image in memory (malloc'ed). */
 flagos_status_t compiler_build_bundle(fir_model_t *m, const flagos_compile_options_t *opts, void **image, size_t *size);
+
+/* Placement (docs/sla.md): with an SLA, the compiler plans which device of the
+ * targets runs each kernel group and records the plan in section "plan". */
+typedef struct compiler_plan_options {
+  const char *sla_path;     /* NULL: no plan */
+  const char *profile_path; /* device profiles; NULL: the default path, then defaults */
+  fl_buf_t *explain;        /* non-NULL: receives the --explain text */
+} compiler_plan_options_t;
+flagos_status_t compiler_build_bundle_ex(fir_model_t *m, const flagos_compile_options_t *opts,
+                                         const compiler_plan_options_t *plan, void **image, size_t *size);
+/* plan.c: the plan of the main graph whose manifest node entries are `nodes`. */
+struct cJSON;
+flagos_status_t compiler_plan(const fir_graph_t *g, const struct cJSON *nodes, const char *const *targets, int n_targets,
+                              const compiler_plan_options_t *po, char **plan_json, char **sla_json);
 /* Parses "cpu", "cpu,cuda" into a list; error names an unknown target. */
 flagos_status_t compiler_parse_targets(const char *spec, const char **targets, int max, int *n);
 
