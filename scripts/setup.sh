@@ -8,7 +8,8 @@ debs=(build-essential cmake ninja-build pkg-config python3 python3-pip
       libprotobuf-c-dev protobuf-c-compiler libonnx-dev libcjson-dev
       libopenblas-dev zlib1g-dev libglpk-dev
       libjpeg62-turbo-dev libpng-dev libtiff-dev libwebp-dev libopenjp2-7-dev
-      openmpi-bin libopenmpi-dev pocl-opencl-icd ocl-icd-opencl-dev opencl-headers)
+      openmpi-bin libopenmpi-dev pocl-opencl-icd ocl-icd-opencl-dev opencl-headers
+      libclblast-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -32,6 +32,15 @@ add_test(NAME cli_partition COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_partiti
 set_tests_properties(cli_partition PROPERTIES LABELS "unit" TIMEOUT 300
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 
+# One bundle for cpu, cuda and opencl, run on each device kind present (cpu
+# always, opencl through PoCL in CI, cuda on a GPU machine) against ONNX Runtime;
+# the absent kinds are reported as skipped (tests/cli/test_three_chips.py).
+add_test(NAME three_chips
+  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_three_chips.py $<TARGET_FILE:flagos_cli>
+          ${CMAKE_CURRENT_BINARY_DIR}/three-chips)
+set_tests_properties(three_chips PROPERTIES LABELS "unit" TIMEOUT 900 SKIP_RETURN_CODE 77
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+
 # Real architectures exported from PyTorch at test time, compared with ONNX Runtime (tests/models/README.md).
 include(${CMAKE_CURRENT_LIST_DIR}/models/models.cmake)
 
@@ -47,6 +56,9 @@ set_tests_properties(ops_vs_onnxruntime PROPERTIES LABELS "unit" ENVIRONMENT "FL
 # runs it). A machine with the plugin but no OpenCL platform skips the sample.
 if(TEST test_opencl_basic)
   set_tests_properties(test_opencl_basic PROPERTIES SKIP_RETURN_CODE 77)
+endif()
+if(TEST test_opencl_blas)
+  set_tests_properties(test_opencl_blas PROPERTIES SKIP_RETURN_CODE 77)
 endif()
 if(TARGET flagos_backend_opencl)
   add_test(NAME conformance_node_opencl_sample

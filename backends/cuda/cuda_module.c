@@ -3,7 +3,9 @@
  * architecture (or the newest one of the same major version below it, which the
  * device runs too), else the newest PTX not above it, which the driver compiles
  * for the device. A launch passes buffers then symbols as the kernel's
- * parameters and covers `work` points with a grid-stride loop. */
+ * parameters and covers `work` points with a grid-stride loop; a kernel with
+ * static shared memory (the cooperative form, a block or warp per row) gets up
+ * to one block per point, capped alike, and strides over its rows. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +24,16 @@
 /* Blocks per multiprocessor a launch asks for at most; the grid-stride loop
  * covers the rest of the points. */
 #define CUDA_BLOCKS_PER_SM 32
+/* CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES: static shared memory marks the emitter's
+ * cooperative form (docs/kernel-ir.md), whose blocks (or warps) share rows. */
+#define CUDA_FUNC_SHARED_SIZE_BYTES 1
 
 struct flagos_bkernel_s {
   struct flagos_bkernel_s *next;
   cu_func_t f;
   int device;
   int block;     /* threads per block: the kernel's bound, at most CUDA_BLOCK */
+  bool rows;     /* the cooperative form: up to a block per point (each strides over rows) */
   int n_params;  /* checked against the launch once; -1 before, -2 unknowable */
   char name[];
 };
@@ -140,12 +146,16 @@ flagos_status_t cuda_kernel_get(void *state, flagos_bmodule_t m, const char *nam
   int maxt = CUDA_BLOCK;
   st = cuda_check(s, s->drv.FuncGetAttribute(&maxt, CU_FUNC_MAX_THREADS_PER_BLOCK, f), "cuFuncGetAttribute");
   if (st) return st;
+  int shared = 0;
+  st = cuda_check(s, s->drv.FuncGetAttribute(&shared, CUDA_FUNC_SHARED_SIZE_BYTES, f), "cuFuncGetAttribute");
+  if (st) return st;
   size_t nl = strlen(name) + 1;
   struct flagos_bkernel_s *k = malloc(sizeof(*k) + nl);
   if (!k) return CUDA_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "cuda backend: out of memory");
   k->f = f;
   k->device = m->device;
   k->block = maxt < 1 ? 1 : maxt < CUDA_BLOCK ? maxt : CUDA_BLOCK;
+  k->rows = shared > 0;
   k->n_params = s->drv.FuncGetParamInfo ? -1 : -2;
   memcpy(k->name, name, nl);
   k->next = m->kernels;
@@ -197,7 +207,9 @@ flagos_status_t cuda_launch(void *state, flagos_bstream_t t, flagos_bkernel_t k,
   if (k->block > 1 && args->work > 0) {
     int64_t cap = (int64_t)(dv->sm_count > 0 ? dv->sm_count : 1) * CUDA_BLOCKS_PER_SM;
     if (dv->max_grid_x > 0 && cap > dv->max_grid_x) cap = dv->max_grid_x;
-    blocks = (args->work + k->block - 1) / k->block;
+    /* `work` (rows times the points of a row) is at least the number of rows:
+     * a block per point covers every row, blocks past the last row return. */
+    blocks = k->rows ? args->work : (args->work + k->block - 1) / k->block;
     if (blocks > cap) blocks = cap;
   }
   cu_stream_t cs = t ? t->st : dv->stream;

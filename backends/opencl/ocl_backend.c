@@ -457,8 +457,7 @@ static const flagos_backend_t k_ocl_backend = {
     .module_unload = ocl_module_unload,
     .kernel_get = ocl_kernel_get,
     .launch = ocl_launch,
-    /* No library calls yet (CLBlast comes later): the host runs the generic kernels. */
-    .library_call = NULL,
+    .library_call = ocl_library_call,
 };
 
 __attribute__((visibility("default"))) const flagos_backend_t *flagos_backend_entry(uint32_t abi_version) {

@@ -89,4 +89,7 @@ void ocl_module_unload(void *state, flagos_bmodule_t m);
 flagos_status_t ocl_kernel_get(void *state, flagos_bmodule_t m, const char *name, flagos_bkernel_t *out);
 flagos_status_t ocl_launch(void *state, flagos_bstream_t s, flagos_bkernel_t k, const flagos_launch_t *args);
 
+/* ocl_blas.c: "gemm" through CLBlast (opened at first use); anything else is FLAGOS_ERR_UNSUPPORTED */
+flagos_status_t ocl_library_call(void *state, flagos_bstream_t s, const flagos_libcall_t *call);
+
 #endif

@@ -16,7 +16,9 @@
  * buffers in order, then the symbol array as a read-only buffer. A kernel with
  * reqd_work_group_size(1,1,1) runs as one work-item; any other covers its points
  * with a loop striding by the global size, launched with about one work-item per
- * point (capped; the loop does the rest). The symbol buffer of each kernel is
+ * point (capped; the loop does the rest), except kernels with local memory (the
+ * cooperative form: a work-group per row), launched with up to one group per
+ * point and groups of at most OCL_GROUP_MAX. The symbol buffer of each kernel is
  * kept while the symbols stay the same (static shapes: created once). */
 #include <errno.h>
 #include <stdio.h>
@@ -27,11 +29,16 @@
 
 #include "ocl_internal.h"
 
+/* Work-items per group at most for kernels in the cooperative form (the size
+ * of their local arrays, CG_OCL_GROUP_MAX in src/codegen/dialect_opencl.c). */
+#define OCL_GROUP_MAX 256
+
 struct flagos_bkernel_s {
   flagos_bmodule_t m;
   cl_kernel k;
   char *name;
   bool single;     /* reqd_work_group_size(1,1,1): one work-item */
+  bool rows;       /* uses local memory: a work-group per row (the cooperative form) */
   size_t local;    /* work-group size of every other launch */
   cl_uint n_args;
   pthread_mutex_t lock; /* argument setting and enqueue are one step */
@@ -329,6 +336,12 @@ flagos_status_t ocl_kernel_get(void *state, flagos_bmodule_t m, const char *name
   size_t want = (d->type & CL_DEVICE_TYPE_GPU) ? 256 : 64;
   const char *env = getenv("FLAGOS_OPENCL_LOCAL_SIZE");
   if (env && atol(env) > 0) want = (size_t)atol(env);
+  /* A kernel with local memory is the emitter's cooperative form: its groups
+   * share rows through local arrays of OCL_GROUP_MAX entries. */
+  cl_ulong lmem = 0;
+  s->cl.clGetKernelWorkGroupInfo(ck, d->id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof lmem, &lmem, NULL);
+  k->rows = lmem > 0;
+  if (k->rows && want > OCL_GROUP_MAX) want = OCL_GROUP_MAX;
   size_t local = want < kmax ? want : kmax;
   if (mult > 1 && local >= mult) local -= local % mult;
   k->local = local ? local : 1;
@@ -390,7 +403,9 @@ flagos_status_t ocl_launch(void *state, flagos_bstream_t st, flagos_bkernel_t k,
     if (!k->single) {
       /* Enough groups to fill the device; beyond that the kernel's loop strides. */
       uint64_t cap = (uint64_t)(d->compute_units ? d->compute_units : 1) * ((d->type & CL_DEVICE_TYPE_GPU) ? 32 : 64);
-      uint64_t groups = ((uint64_t)args->work + local - 1) / local;
+      /* A group per point would cover every row: `work` is rows times the
+       * points of a row, at least the number of rows. */
+      uint64_t groups = k->rows ? (uint64_t)args->work : ((uint64_t)args->work + local - 1) / local;
       if (groups > cap) groups = cap;
       global = (size_t)groups * local;
     }

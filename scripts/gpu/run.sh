@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds FlagOS on a machine with an NVIDIA GPU and no package registry, then runs
-# the cuda conformance run and the unit tests, writing reports to $OUT (default
-# ./out).
+# the cuda conformance run, the same run through NVIDIA's OpenCL platform and the
+# unit tests, writing reports to $OUT (default ./out). The benchmark is
+# scripts/gpu/bench.sh, FlagCX's GPU checks scripts/gpu/comm.sh.
 #
 # What the machine lacks comes as Debian packages in .debs/ (fetched beforehand
 # on a machine with a registry by scripts/gpu/fetch_debs.sh), unpacked with
@@ -12,7 +13,7 @@
 # node tests come as .debs/onnx-node.tar.xz when ../shared/conformance is absent.
 #
 # Environment: OUT (reports), FLAGOS_GPU_BUDGET_S (seconds after which optional
-# steps are skipped, default 400), FLAGOS_GPU_SKIP_UNIT=1 (no unit tests),
+# steps are skipped, default 400), FLAGOS_GPU_STAGES (default cuda,opencl,unit),
 # FLAGOS_GPU_FILTER (conformance --filter, e.g. test_add).
 set -uo pipefail
 t_start=$(date +%s)
@@ -54,33 +55,47 @@ export FLAGOS_PLUGIN_PATH=$build/backends
 "$build/flagos" devices >"$out/devices.txt" 2>&1
 say "devices: $(tr '\n' ' ' <"$out/devices.txt")"
 
-# ---- cuda conformance ----
+stages=,${FLAGOS_GPU_STAGES:-cuda,opencl,unit},
+has_stage() { case $stages in *,$1,*) return 0 ;; esac; return 1; }
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
 export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}} # this machine's architecture only: faster compiles
-export FLAGOS_CACHE_DIR=/tmp/flagos-cache FLAGOS_CUDA_SYNC=1
+export FLAGOS_CACHE_DIR=/tmp/flagos-cache
 filter=()
 [ -n "${FLAGOS_GPU_FILTER:-}" ] && filter=(--filter "$FLAGOS_GPU_FILTER")
-xf=()
-[ -f "$repo/tests/conformance/onnx-node.cuda.expected-failures" ] &&
-  xf=(--expected-failures "$repo/tests/conformance/onnx-node.cuda.expected-failures")
-dev=()
-"$build/flagos" conformance --help 2>&1 | grep -q -- --device && dev=(--device cuda:0)
-conf_limit=$((budget - $(elapsed) - 30))
-[ $conf_limit -lt 60 ] && conf_limit=60
-timeout "$conf_limit" "$build/flagos" conformance "$conf/onnx-node" --target cuda "${dev[@]}" -j "$jobs" --timeout 60 "${filter[@]}" "${xf[@]}" \
-  --report "$out/conformance-cuda.json" >"$out/conformance-cuda.txt" 2>&1
-say "cuda conformance ($FLAGOS_CUDA_ARCHS): $(tail -1 "$out/conformance-cuda.txt") [$(elapsed)s]"
-grep -E '^(FAIL|UNEXPECTED)' "$out/conformance-cuda.txt" | sed -E 's/^FAIL [^:]*: //' | cut -c1-70 | sort | uniq -c |
-  sort -rn | head -15 | tee -a "$out/summary.txt"
 
-# ---- unit tests ----
-if [ "${FLAGOS_GPU_SKIP_UNIT:-0}" != 1 ] && [ "$(elapsed)" -lt "$budget" ]; then
+# One conformance run: TARGET DEVICE NAME (reports conformance-NAME.{json,txt}).
+conformance() {
+  local target=$1 device=$2 name=$3 xf=() limit
+  [ -f "$repo/tests/conformance/onnx-node.$target.expected-failures" ] &&
+    xf=(--expected-failures "$repo/tests/conformance/onnx-node.$target.expected-failures")
+  limit=$((budget - $(elapsed) - 30))
+  [ $limit -lt 60 ] && limit=60
+  timeout "$limit" "$build/flagos" conformance "$conf/onnx-node" --target "$target" --device "$device" -j "$jobs" \
+    --timeout 60 "${filter[@]}" "${xf[@]}" --report "$out/conformance-$name.json" >"$out/conformance-$name.txt" 2>&1
+  say "$name conformance: $(tail -2 "$out/conformance-$name.txt" | tr '\n' ' ') [$(elapsed)s]"
+  grep -E '^(FAIL|UNEXPECTED)' "$out/conformance-$name.txt" | sed -E 's/^FAIL [^:]*: //' | cut -c1-70 | sort | uniq -c |
+    sort -rn | head -15 | tee -a "$out/summary.txt"
+}
+
+# ---- cuda conformance (kernels launched as users run them: graphs on; FLAGOS_CUDA_SYNC=1 names a failing kernel) ----
+has_stage cuda && conformance cuda cuda:0 cuda
+
+# ---- the same through NVIDIA's OpenCL platform ----
+if has_stage opencl && [ "$(elapsed)" -lt "$budget" ]; then
+  ninja -C "$build" -j "$jobs" flagos_backend_opencl >>"$out/build.log" 2>&1 || say "the opencl plugin did not build"
+  gpu_opencl_icd && conformance opencl opencl:0 opencl-nvidia
+fi
+
+# ---- unit tests (three_chips among them: one bundle on cpu, cuda and opencl) ----
+if has_stage unit && [ "$(elapsed)" -lt "$budget" ]; then
   ninja -C "$build" -j "$jobs" -k 0 >>"$out/build.log" 2>&1 || say "some other targets failed to build (build.log)"
+  gpu_opencl_icd >/dev/null 2>&1 || true
   left=$((budget - $(elapsed)))
   timeout "$left" ctest --test-dir "$build" -L unit -j "$jobs" --timeout 120 --output-on-failure >"$out/ctest.log" 2>&1
   say "unit tests: $(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -1)"
+  grep -E "^[0-9]+% tests|\*\*\*Failed|Failed  |Not Run|Skipped" "$out/ctest.log" | head -20 | tee -a "$out/summary.txt"
 else
-  say "unit tests skipped (budget ${budget}s, elapsed $(elapsed)s)"
+  say "unit tests skipped (stages $stages, budget ${budget}s, elapsed $(elapsed)s)"
 fi
 # Sources NVRTC refused, and ctest's full log, for a closer look.
 (cd / && tar -czf "$out/extra.tar.gz" --ignore-failed-read $(ls /tmp/flagos-cache/cuda/*.failed.cu 2>/dev/null | head -20) \

@@ -53,6 +53,7 @@ typedef struct cg_info {
   uint64_t *vars;    /* free variables (bitset over kernel vars) */
   uint64_t *loads;   /* buffers loaded in the subtree (bitset) */
   kir_expr_t *cost;  /* per-point work estimate (int64 expression), once computed */
+  int mark[2];       /* visit marks of the cooperative form's plan (walk, contiguity) */
 } cg_info_t;
 
 typedef struct cg_dialect {
@@ -77,6 +78,27 @@ typedef struct cg_dialect {
    * its body a plain expression. Returns false when it wrote nothing. */
   bool (*reduce_parallel)(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, bool simd, const char *work,
                           int depth, fl_buf_t *out);
+  /* Optional (GPU dialects): the cooperative form, where a group of threads (a
+   * CUDA block or warp, an OpenCL work-group) shares one row (the main levels
+   * 0..coop_level; -1: the whole space is one row). coop_setup writes, after the
+   * extents, the int variables fo_gt (thread in the group), fo_gw (threads in
+   * the group), fo_row0 and fo_rstep (the group's first row and the stride of
+   * the row loop); `g->coop_rowsz` is C text of the row's size (NULL: unknown),
+   * for dialects that size their groups by it. coop_combine writes the code that
+   * combines `acc` over the group, leaving the result in `acc` in every thread;
+   * every thread of the group runs it (it may synchronise the group). */
+  /* Optional (GPU dialects): vector accesses. In the vector form each thread
+   * takes 4 consecutive points of the innermost level (cg_vec_point writes its
+   * body) and the plain loads and stores along it move 4 elements at once.
+   * vec_load declares `T arr[4]` (T: the buffer's element type) filled from
+   * elements off..off+3 of buffer `buf`; vec_store writes arr there; vec_aligned
+   * is the C condition those accesses need on the buffer's address (NULL:
+   * none). Returns NULL / false for element types that stay scalar. */
+  bool (*vec_load)(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out);
+  bool (*vec_store)(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out);
+  const char *(*vec_aligned)(cg_t *g, int buf);
+  void (*coop_setup)(cg_t *g, fl_buf_t *out);
+  void (*coop_combine)(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out);
 } cg_dialect_t;
 
 struct cg {
@@ -98,7 +120,29 @@ struct cg {
   cg_block_t *point;     /* the per-point block (innermost main loop, or the root) */
   const char *work;      /* C text of the work estimate, for parallel thresholds */
   bool work_used;
+  /* The cooperative form (dialects with coop_setup): coop_level is the deepest
+   * main level of a row (-1: the function body; CG_NO_COOP: not used), coop_blk
+   * the row's block, whose reductions are shared by the group. */
+  int coop_level;
+  cg_block_t *coop_blk;
+  const char *coop_rowsz;
+  kir_expr_t *coop_rowsz_e; /* while emitting: the largest trip count seen (NULL: none yet) */
+  bool coop_rowsz_unknown;  /* a trip count depends on more than symbols */
+  int mark_gen[2];
+  /* The vector form (dialects with vec_load): while `vec` is set the body is
+   * emitted for 4 points fo_vb..fo_vb+3 of the innermost level (variable
+   * vec_var); vec_pre / vec_post hold the vector loads and stores around them. */
+  bool vec;
+  int vec_var;
+  bool vec_base;         /* print vec_var as fo_vb (offsets of vector accesses) */
+  int n_vec;             /* vector accesses emitted */
+  bool *vec_buf;         /* [buf]: accessed by vectors (its alignment is checked) */
+  fl_buf_t vec_pre, vec_post;
+  int n_coop;            /* cooperative reductions emitted */
+  fl_buf_t decls;        /* function-scope declarations (shared / local arrays), written after the signature */
 };
+
+#define CG_NO_COOP (-2)
 
 /* ---- base (emit_base.c) ---- */
 void cg_fail(cg_t *g, flagos_code_t code, const char *fmt, ...) FLAGOS_PRINTF(3, 4);
@@ -108,6 +152,30 @@ cg_info_t *cg_info(cg_t *g, const kir_expr_t *e);
 /* Emits one kernel through dialect d (appending to out). */
 flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_buf_t *out);
 bool cg_dtype_supported(flagos_dtype_t dt);
+/* The innermost main level's body in the vector form: vector loads, the body
+ * for fo_u in 0..3 (the level's variable bound to fo_vb + fo_u), vector stores. */
+void cg_vec_point(cg_t *g, cg_block_t *blk, int depth, fl_buf_t *out);
+
+/* ---- the base's pieces the cooperative form uses (emit_base.c) ---- */
+cg_block_t *cg_blk_new(cg_t *g, cg_block_t *parent, cg_block_kind_t kind);
+/* Appends a child block's statements to its parent's, wrapped in `open`/"}" (open NULL: unwrapped). */
+void cg_blk_close(cg_block_t *b, const char *open);
+void cg_memo_add(cg_t *g, cg_block_t *b, const kir_expr_t *e, const char *name);
+const char *cg_tmp_name(cg_t *g, const char *prefix);
+/* C text of an expression, statements it needs appended to block b. */
+const char *cg_ex(cg_t *g, const kir_expr_t *e, cg_block_t *b);
+const char *cg_ex_index(cg_t *g, const kir_expr_t *e, cg_block_t *b); /* int64 index arithmetic */
+bool cg_loads_written(cg_t *g, const cg_info_t *in); /* loads a buffer the kernel stores into */
+
+/* ---- the cooperative form (emit_coop.c) ---- */
+/* Chooses g->coop_level (CG_NO_COOP where the dialect or the kernel has no use for it). */
+void cg_plan_coop(cg_t *g);
+/* Whether a reduction's extents are independent of its own variables (it can be flattened). */
+bool cg_flat_extents(cg_t *g, const kir_expr_t *e);
+/* Emits reduction e, hosted by the row's block t, shared by the group; returns its accumulator. */
+const char *cg_reduce_coop(cg_t *g, const kir_expr_t *e, cg_block_t *t);
+/* Wraps main level blk->level in the cooperative form (instead of the dialect's main_loop). */
+void cg_coop_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out);
 
 /* ---- expression pieces (emit_expr.c): each returns C text ---- */
 const char *cg_ctype(cg_t *g, flagos_dtype_t dt);   /* of the compute dtype of dt */

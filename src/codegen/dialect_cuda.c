@@ -4,7 +4,11 @@
  * grid-stride loop over the flattened iteration space whose index is decomposed
  * into the loop variables; a level's hoisted statements are then evaluated per
  * point, which is correct (they depend only on outer variables) if not minimal.
- * Serial and rank-0 kernels run in one thread. */
+ * Where loads and stores run along the innermost level, a thread takes 4 points
+ * and moves them as vectors (float4...). Kernels dominated by reductions over
+ * rows take the cooperative form (emit_coop.c): a block, or a warp for short
+ * rows, per row, combining through warp shuffles and shared memory. Serial and
+ * rank-0 kernels without shared reductions run in one thread. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,13 +61,13 @@ static const char *cuda_stype(flagos_dtype_t dt) {
   }
 }
 
-static bool one_thread(const kir_kernel_t *k) { return k->serial || k->rank == 0; }
+static bool one_thread(cg_t *g) { return g->k->serial || (g->k->rank == 0 && g->coop_level == CG_NO_COOP); }
 
 static void cuda_kernel_begin(cg_t *g, fl_buf_t *out) {
   const kir_kernel_t *k = g->k;
   /* The plugin reads the bound back (CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK):
    * a bound of 1 makes it launch a single thread. */
-  fl_buf_printf(out, "extern \"C\" __global__ void __launch_bounds__(%d) %s(", one_thread(k) ? 1 : CG_CUDA_BLOCK,
+  fl_buf_printf(out, "extern \"C\" __global__ void __launch_bounds__(%d) %s(", one_thread(g) ? 1 : CG_CUDA_BLOCK,
                 k->name);
   for (int i = 0; i < k->n_bufs; i++) {
     const char *sep = i ? ", " : "";
@@ -81,7 +85,7 @@ static void cuda_kernel_begin(cg_t *g, fl_buf_t *out) {
     if (!g->buf_loaded[i] && !g->buf_stored[i]) continue;
     fl_buf_printf(out, "  /* b%d: %s */\n", i, flagos_dtype_name(k->bufs[i].dtype));
   }
-  if (one_thread(k)) cg_line(out, 1, "if (blockIdx.x != 0 || threadIdx.x != 0) return;");
+  if (one_thread(g)) cg_line(out, 1, "if (blockIdx.x != 0 || threadIdx.x != 0) return;");
 }
 
 static void cuda_kernel_end(cg_t *g, fl_buf_t *out) {
@@ -90,15 +94,26 @@ static void cuda_kernel_end(cg_t *g, fl_buf_t *out) {
 }
 
 /* The flat index's decomposition into the loop variables, last fastest, in
- * integer type T (32-bit when the space is small: 64-bit division is slow). */
+ * integer type T (32-bit when the space is small: 64-bit division is slow). In
+ * the vector form the innermost level counts groups of 4 points, from fo_vb. */
 static void decompose(cg_t *g, const char *T, int depth, fl_buf_t *out) {
   int rank = g->k->rank;
   cg_line(out, depth, "%s fo_q = (%s)fo_i;", T, T);
   for (int l = rank - 1; l > 0; l--) {
+    if (g->vec && l == rank - 1) {
+      cg_line(out, depth, "fo_vb = (int64_t)(fo_q %% (%s)(E%d >> 2)) * 4;", T, l);
+      cg_line(out, depth, "fo_q /= (%s)(E%d >> 2);", T, l);
+      continue;
+    }
     cg_line(out, depth, "v%d = (int64_t)(fo_q %% (%s)E%d);", g->levels[l]->var, T, l);
     cg_line(out, depth, "fo_q /= (%s)E%d;", T, l);
   }
   cg_line(out, depth, "v%d = (int64_t)fo_q;", g->levels[0]->var);
+}
+
+static void put_body(cg_t *g, cg_block_t *blk, int depth, fl_buf_t *out) {
+  if (g->vec && blk->level == g->k->rank - 1) cg_vec_point(g, blk, depth + 1, out);
+  else if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
 }
 
 static void cuda_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
@@ -109,16 +124,18 @@ static void cuda_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   } else if (lv > 0) {
     cg_line(out, depth, "{");
   } else {
-    const char *n = "E0";
-    for (int l = 1; l < rank; l++) n = cg_fmt(g, "%s * E%d", n, l);
+    const char *n = rank == 1 && g->vec ? "(E0 >> 2)" : "E0";
+    for (int l = 1; l < rank; l++) n = cg_fmt(g, g->vec && l == rank - 1 ? "%s * (E%d >> 2)" : "%s * E%d", n, l);
     cg_line(out, depth, "const int64_t fo_n = %s;", n);
     cg_line(out, depth, "const int64_t fo_step = (int64_t)gridDim.x * blockDim.x;");
     cg_line(out, depth, "for (int64_t fo_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; fo_i < fo_n; fo_i += fo_step) {");
     if (rank == 1) {
-      cg_line(out, depth + 1, "const int64_t v%d = fo_i;", v);
+      if (g->vec) cg_line(out, depth + 1, "const int64_t fo_vb = fo_i * 4;");
+      else cg_line(out, depth + 1, "const int64_t v%d = fo_i;", v);
     } else {
       const char *vars = cg_fmt(g, "v%d", g->levels[0]->var);
-      for (int l = 1; l < rank; l++) vars = cg_fmt(g, "%s, v%d", vars, g->levels[l]->var);
+      for (int l = 1; l < rank; l++)
+        vars = g->vec && l == rank - 1 ? cg_fmt(g, "%s, fo_vb", vars) : cg_fmt(g, "%s, v%d", vars, g->levels[l]->var);
       cg_line(out, depth + 1, "int64_t %s;", vars);
       cg_line(out, depth + 1, "if (fo_n <= 2147483647) {");
       decompose(g, "uint32_t", depth + 2, out);
@@ -127,7 +144,79 @@ static void cuda_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
       cg_line(out, depth + 1, "}");
     }
   }
-  if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+  put_body(g, blk, depth, out);
+  cg_line(out, depth, "}");
+}
+
+/* 16-byte (4-byte elements), 8-byte or 4-byte vectors of 4 elements. */
+static const char *cuda_vec_type(flagos_dtype_t dt) {
+  const char *t = cuda_stype(dt);
+  if (!t) return NULL;
+  if (!strcmp(t, "float")) return "float4";
+  if (!strcmp(t, "int32_t")) return "int4";
+  if (!strcmp(t, "uint32_t")) return "uint4";
+  if (!strcmp(t, "uint16_t")) return "ushort4";
+  if (!strcmp(t, "int16_t")) return "short4";
+  if (!strcmp(t, "uint8_t")) return "uchar4";
+  if (!strcmp(t, "int8_t")) return "char4";
+  return NULL;
+}
+
+static bool cuda_vec_load(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
+  flagos_dtype_t dt = g->k->bufs[buf].dtype;
+  const char *V = cuda_vec_type(dt);
+  if (!V) return false;
+  cg_line(out, depth, "const %s %s_v = *(const %s *)(b%d + %s);", V, arr, V, buf, off);
+  cg_line(out, depth, "const %s %s[4] = {%s_v.x, %s_v.y, %s_v.z, %s_v.w};", cuda_stype(dt), arr, arr, arr, arr, arr);
+  return true;
+}
+
+static bool cuda_vec_store(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
+  const char *V = cuda_vec_type(g->k->bufs[buf].dtype);
+  if (!V) return false;
+  cg_line(out, depth, "*(%s *)(b%d + %s) = make_%s(%s[0], %s[1], %s[2], %s[3]);", V, buf, off, V, arr, arr, arr, arr);
+  return true;
+}
+
+static const char *cuda_vec_aligned(cg_t *g, int buf) {
+  const char *V = cuda_vec_type(g->k->bufs[buf].dtype);
+  int bytes = !V ? 1 : strstr(V, "char") ? 4 : strstr(V, "short") ? 8 : 16;
+  return cg_fmt(g, "((uint64_t)(const void *)b%d & %d) == 0", buf, bytes - 1);
+}
+
+/* Rows up to this size are shared by a warp (a block holds several rows);
+ * longer ones by the whole block. */
+#define CG_CUDA_WARP_ROW 1024
+
+static void cuda_coop_setup(cg_t *g, fl_buf_t *out) {
+  if (g->coop_rowsz)
+    cg_line(out, 1, "const int fo_wide = (%s) > %d;", g->coop_rowsz, CG_CUDA_WARP_ROW);
+  else
+    cg_line(out, 1, "const int fo_wide = 1;");
+  cg_line(out, 1, "const int fo_gt = fo_wide ? (int)threadIdx.x : (int)(threadIdx.x & 31);");
+  cg_line(out, 1, "const int fo_gw = fo_wide ? (int)blockDim.x : 32;");
+  cg_line(out, 1, "const int64_t fo_row0 = fo_wide ? (int64_t)blockIdx.x : (int64_t)blockIdx.x * (blockDim.x >> 5) + "
+                  "(threadIdx.x >> 5);");
+  cg_line(out, 1, "const int64_t fo_rstep = fo_wide ? (int64_t)gridDim.x : (int64_t)gridDim.x * (blockDim.x >> 5);");
+}
+
+/* Butterfly over the warp (every lane ends with the same value: the combining
+ * steps are commutative), then, for a block-wide row, over the warps' partial
+ * results in shared memory, read back by every thread in the same order. */
+static void cuda_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out) {
+  const char *T = cg_ctype(g, dt), *sh = cg_fmt(g, "fo_sh%d", g->n_coop);
+  cg_line(&g->decls, 1, "__shared__ %s %s[32];", T, sh);
+  cg_line(out, depth, "for (int fo_o = 16; fo_o > 0; fo_o >>= 1) {");
+  cg_line(out, depth + 1, "const %s fo_y = fo_shfl_xor(%s, fo_o);", T, acc);
+  cg_line(out, depth + 1, "%s = %s;", acc, cg_reduce_step(g, op, dt, acc, "fo_y"));
+  cg_line(out, depth, "}");
+  cg_line(out, depth, "if (fo_wide) {");
+  cg_line(out, depth + 1, "if ((threadIdx.x & 31) == 0) %s[threadIdx.x >> 5] = %s;", sh, acc);
+  cg_line(out, depth + 1, "__syncthreads();");
+  cg_line(out, depth + 1, "%s = %s[0];", acc, sh);
+  cg_line(out, depth + 1, "for (int fo_w = 1; fo_w < (int)(blockDim.x >> 5); fo_w++) %s = %s;", acc,
+          cg_reduce_step(g, op, dt, acc, cg_fmt(g, "%s[fo_w]", sh)));
+  cg_line(out, depth + 1, "__syncthreads();");
   cg_line(out, depth, "}");
 }
 
@@ -142,6 +231,11 @@ static const cg_dialect_t cg_dialect_cuda = {
     .main_loop = cuda_main_loop,
     .reduce_pragma = NULL,
     .reduce_parallel = NULL,
+    .vec_load = cuda_vec_load,
+    .vec_store = cuda_vec_store,
+    .vec_aligned = cuda_vec_aligned,
+    .coop_setup = cuda_coop_setup,
+    .coop_combine = cuda_coop_combine,
 };
 
 static bool is_identifier(const char *s) {

@@ -5,9 +5,12 @@
  * One work-item per point: the main loop levels become one loop over the
  * linear point index, striding by the global size (so any NDRange covers the
  * space; the host launches about `work` work-items), with the loop variables
- * recovered by division. Statements that the base hoisted to an outer level run
- * once per point, which is correct but repeats the work of a row (softmax's max
- * and sum): work-group reductions are the next step. Serial kernels, and rank-0
+ * recovered by division; where loads and stores run along the innermost level a
+ * work-item takes 4 points (vload4/vstore4). Kernels dominated by reductions
+ * over rows take the cooperative form (emit_coop.c): a work-group per row,
+ * combining through a tree over local memory. A reduction hoisted to an outer
+ * level that the cooperative form does not share makes that level the one
+ * spread over work-items (a work-item per row). Serial kernels, and rank-0
  * kernels (one point), declare reqd_work_group_size(1,1,1) and run on work-item
  * 0 only, with the main levels as plain nested loops; the host reads that
  * attribute back (CL_KERNEL_COMPILE_WORK_GROUP_SIZE) and launches one item.
@@ -72,6 +75,7 @@ static size_t level_pre(cg_t *g, int level, int cur) {
  * otherwise repeat (n points times an O(n) reduction). */
 static bool single_item(cg_t *g, int cur) {
   const kir_kernel_t *k = g->k;
+  if (g->coop_level != CG_NO_COOP) return false;
   return k->serial || k->rank == 0 || level_pre(g, -1, cur) > 0;
 }
 
@@ -116,6 +120,11 @@ static void ocl_kernel_end(cg_t *g, fl_buf_t *out) {
   fl_buf_puts(out, "}\n\n");
 }
 
+static void put_body(cg_t *g, cg_block_t *blk, int depth, fl_buf_t *out) {
+  if (g->vec && blk->level == g->k->rank - 1) cg_vec_point(g, blk, depth + 1, out);
+  else if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+}
+
 static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   int lv = blk->level, depth = blk->parent->depth;
   int split = single_item(g, lv) ? -1 : split_level(g, lv);
@@ -128,22 +137,28 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   }
   if (lv > 0) { /* its variable was recovered at level 0 */
     cg_line(out, depth, "{");
-    if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+    put_body(g, blk, depth, out);
     cg_line(out, depth, "}");
     return;
   }
+  /* in the vector form (split is then the innermost level) a work-item takes 4
+   * points of the innermost level, from fo_vb */
+  bool vec = g->vec;
   fl_buf_t n = {0};
-  for (int i = 0; i <= split; i++) fl_buf_printf(&n, "%sE%d", i ? " * " : "", i);
+  for (int i = 0; i <= split; i++) fl_buf_printf(&n, vec && i == split ? "%s(E%d >> 2)" : "%sE%d", i ? " * " : "", i);
   cg_line(out, depth, "const int64_t fo_n = %s;", n.data ? n.data : "1");
   fl_buf_free(&n);
   cg_line(out, depth, "for (int64_t fo_p = (int64_t)get_global_id(0); fo_p < fo_n; fo_p += (int64_t)get_global_size(0)) {");
   if (split == 0) {
-    cg_line(out, depth + 1, "const int64_t v%d = fo_p;", g->levels[0]->var);
+    if (vec) cg_line(out, depth + 1, "const int64_t fo_vb = fo_p * 4;");
+    else cg_line(out, depth + 1, "const int64_t v%d = fo_p;", g->levels[0]->var);
   } else {
     /* 64-bit division is slow on GPUs (emulated): spaces below 2^32 points
      * (the same branch for every work-item) divide in 32 bits */
     fl_buf_t decl = {0};
-    for (int i = 0; i <= split; i++) fl_buf_printf(&decl, "%sv%d", i ? ", " : "", g->levels[i]->var);
+    for (int i = 0; i <= split; i++)
+      if (vec && i == split) fl_buf_puts(&decl, ", fo_vb");
+      else fl_buf_printf(&decl, "%sv%d", i ? ", " : "", g->levels[i]->var);
     cg_line(out, depth + 1, "int64_t %s;", decl.data ? decl.data : "fo_unused");
     fl_buf_free(&decl);
     for (int wide = 0; wide < 2; wide++) {
@@ -151,6 +166,11 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
       cg_line(out, depth + 1, wide ? "} else {" : "if (fo_n <= (int64_t)UINT32_MAX) {");
       cg_line(out, depth + 2, "%s fo_q = (%s)fo_p;", T, T);
       for (int i = split; i > 0; i--) {
+        if (vec && i == split) {
+          cg_line(out, depth + 2, "fo_vb = (int64_t)(fo_q %% (%s)(E%d >> 2)) * 4;", T, i);
+          cg_line(out, depth + 2, "fo_q /= (%s)(E%d >> 2);", T, i);
+          continue;
+        }
         cg_line(out, depth + 2, "v%d = fo_q %% (%s)E%d;", g->levels[i]->var, T, i);
         cg_line(out, depth + 2, "fo_q /= (%s)E%d;", T, i);
       }
@@ -158,8 +178,70 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
     }
     cg_line(out, depth + 1, "}");
   }
-  if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+  put_body(g, blk, depth, out);
   cg_line(out, depth, "}");
+}
+
+/* vload4/vstore4 need only element alignment; narrow floats are stored as bits. */
+static const char *ocl_vec_type(flagos_dtype_t dt) {
+  const char *t = ocl_stype(dt);
+  if (!t) return NULL;
+  if (!strcmp(t, "float")) return "float";
+  if (!strcmp(t, "int32_t")) return "int";
+  if (!strcmp(t, "uint32_t")) return "uint";
+  if (!strcmp(t, "uint16_t")) return "ushort";
+  if (!strcmp(t, "int16_t")) return "short";
+  if (!strcmp(t, "uint8_t")) return "uchar";
+  if (!strcmp(t, "int8_t")) return "char";
+  return NULL;
+}
+
+static bool ocl_vec_load(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
+  flagos_dtype_t dt = g->k->bufs[buf].dtype;
+  const char *V = ocl_vec_type(dt);
+  if (!V) return false;
+  cg_line(out, depth, "const %s4 %s_v = vload4(0, b%d + %s);", V, arr, buf, off);
+  cg_line(out, depth, "const %s %s[4] = {%s_v.x, %s_v.y, %s_v.z, %s_v.w};", ocl_stype(dt), arr, arr, arr, arr, arr);
+  return true;
+}
+
+static bool ocl_vec_store(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
+  const char *V = ocl_vec_type(g->k->bufs[buf].dtype);
+  if (!V) return false;
+  cg_line(out, depth, "vstore4((%s4)(%s[0], %s[1], %s[2], %s[3]), 0, b%d + %s);", V, arr, arr, arr, arr, buf, off);
+  return true;
+}
+
+/* Work-groups sharing a row have at most this many work-items (the size of
+ * their local arrays; the plugin launches them so). */
+#define CG_OCL_GROUP_MAX 256
+
+/* One work-group per row. */
+static void ocl_coop_setup(cg_t *g, fl_buf_t *out) {
+  FL_UNUSED(g);
+  cg_line(out, 1, "const int fo_gt = (int)get_local_id(0);");
+  cg_line(out, 1, "const int fo_gw = (int)get_local_size(0);");
+  cg_line(out, 1, "const int64_t fo_row0 = (int64_t)get_group_id(0);");
+  cg_line(out, 1, "const int64_t fo_rstep = (int64_t)get_num_groups(0);");
+  cg_line(out, 1, "int fo_p2 = 1;");
+  cg_line(out, 1, "while (fo_p2 < fo_gw) fo_p2 <<= 1;");
+}
+
+/* A tree over local memory (OpenCL 1.2 has no group reductions), for any group
+ * size up to CG_OCL_GROUP_MAX; every work-item reads the root. */
+static void ocl_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out) {
+  const char *T = cg_ctype(g, dt), *sh = cg_fmt(g, "fo_sh%d", g->n_coop);
+  cg_line(&g->decls, 1, "__local %s %s[%d];", T, sh, CG_OCL_GROUP_MAX);
+  cg_line(out, depth, "%s[fo_gt] = %s;", sh, acc);
+  cg_line(out, depth, "barrier(CLK_LOCAL_MEM_FENCE);");
+  cg_line(out, depth, "for (int fo_s = fo_p2 >> 1; fo_s > 0; fo_s >>= 1) {");
+  const char *a = cg_fmt(g, "%s[fo_gt]", sh);
+  cg_line(out, depth + 1, "if (fo_gt < fo_s && fo_gt + fo_s < fo_gw) %s = %s;", a,
+          cg_reduce_step(g, op, dt, a, cg_fmt(g, "%s[fo_gt + fo_s]", sh)));
+  cg_line(out, depth + 1, "barrier(CLK_LOCAL_MEM_FENCE);");
+  cg_line(out, depth, "}");
+  cg_line(out, depth, "%s = %s[0];", acc, sh);
+  cg_line(out, depth, "barrier(CLK_LOCAL_MEM_FENCE);");
 }
 
 static const cg_dialect_t cg_dialect_opencl = {
@@ -173,6 +255,11 @@ static const cg_dialect_t cg_dialect_opencl = {
     .main_loop = ocl_main_loop,
     .reduce_pragma = NULL,
     .reduce_parallel = NULL,
+    .vec_load = ocl_vec_load,
+    .vec_store = ocl_vec_store,
+    .vec_aligned = NULL,
+    .coop_setup = ocl_coop_setup,
+    .coop_combine = ocl_coop_combine,
 };
 
 /* ---- does a kernel compute in f64? (a DAG walk with a visited set) ---- */

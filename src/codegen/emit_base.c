@@ -14,6 +14,7 @@
  * zero), so hoisting out of them needs no guard. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codegen/cg_internal.h"
@@ -167,7 +168,7 @@ static void analyze(cg_t *g, const kir_expr_t *e) {
 }
 
 /* ---- blocks ---- */
-static cg_block_t *blk_new(cg_t *g, cg_block_t *parent, cg_block_kind_t kind) {
+cg_block_t *cg_blk_new(cg_t *g, cg_block_t *parent, cg_block_kind_t kind) {
   cg_block_t *b = fl_arena_alloc(g->a, sizeof(*b));
   b->parent = parent;
   b->kind = kind;
@@ -177,7 +178,7 @@ static cg_block_t *blk_new(cg_t *g, cg_block_t *parent, cg_block_kind_t kind) {
 }
 
 /* Appends a child block's statements to its parent's, wrapped in `open`/"}". */
-static void blk_close(cg_block_t *b, const char *open) {
+void cg_blk_close(cg_block_t *b, const char *open) {
   cg_block_t *p = b->parent;
   if (open) cg_line(&p->buf, p->depth, "%s", open);
   if (b->buf.len) fl_buf_append(&p->buf, b->buf.data, b->buf.len);
@@ -193,7 +194,7 @@ static const char *memo_find(cg_block_t *b, const kir_expr_t *e) {
   return NULL;
 }
 
-static void memo_add(cg_t *g, cg_block_t *b, const kir_expr_t *e, const char *name) {
+void cg_memo_add(cg_t *g, cg_block_t *b, const kir_expr_t *e, const char *name) {
   if (b->n_memo == b->cap_memo) {
     int nc = b->cap_memo ? b->cap_memo * 2 : 8;
     cg_memo_t *m = fl_arena_alloc(g->a, sizeof(*m) * (size_t)nc);
@@ -216,15 +217,13 @@ static void memo_forget_loads(cg_t *g, cg_block_t *b, int buf) {
   }
 }
 
-static const char *tmp_name(cg_t *g, const char *prefix) { return cg_fmt(g, "%s%d", prefix, g->next_tmp++); }
+const char *cg_tmp_name(cg_t *g, const char *prefix) { return cg_fmt(g, "%s%d", prefix, g->next_tmp++); }
 
 /* ---- expressions ---- */
-static const char *ex(cg_t *g, const kir_expr_t *e, cg_block_t *b);
-
-static const char *ex_index(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
+const char *cg_ex_index(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
   bool saved = g->index_ctx;
   g->index_ctx = true;
-  const char *t = ex(g, e, b);
+  const char *t = cg_ex(g, e, b);
   g->index_ctx = saved;
   return t;
 }
@@ -235,7 +234,7 @@ static const char *linear(cg_t *g, int buf, kir_expr_t *const *idx, cg_block_t *
   const char *s = NULL;
   for (int d = 0; d < kb->rank; d++) {
     if (kir_is_const(idx[d], 0)) continue;
-    const char *it = ex_index(g, idx[d], b), *st = g->stride[buf][d];
+    const char *it = cg_ex_index(g, idx[d], b), *st = g->stride[buf][d];
     const char *term = strcmp(st, "1") == 0 ? it : cg_fmt(g, "%s * %s", it, st);
     if (st[0] == 'b') g->stride_used[buf][d] = true;
     s = s ? cg_fmt(g, "%s + %s", s, term) : term;
@@ -244,31 +243,31 @@ static const char *linear(cg_t *g, int buf, kir_expr_t *const *idx, cg_block_t *
 }
 
 static const char *ex_select(cg_t *g, const kir_expr_t *e, cg_block_t *b, bool share) {
-  const char *c = ex(g, e->a[0], b);
-  cg_block_t *bt = blk_new(g, b, CG_LAZY), *bf = blk_new(g, b, CG_LAZY);
-  const char *x = ex(g, e->a[1], bt), *y = ex(g, e->a[2], bf);
+  const char *c = cg_ex(g, e->a[0], b);
+  cg_block_t *bt = cg_blk_new(g, b, CG_LAZY), *bf = cg_blk_new(g, b, CG_LAZY);
+  const char *x = cg_ex(g, e->a[1], bt), *y = cg_ex(g, e->a[2], bf);
   if (!bt->buf.len && !bf->buf.len) {
     const char *t = cg_fmt(g, "(%s ? %s : %s)", c, x, y);
     if (!share) return t;
-    const char *name = tmp_name(g, "t");
+    const char *name = cg_tmp_name(g, "t");
     cg_line(&b->buf, b->depth, "const %s %s = %s;", cg_ctype(g, e->dtype), name, t);
-    memo_add(g, b, e, name);
+    cg_memo_add(g, b, e, name);
     return name;
   }
-  const char *name = tmp_name(g, "t");
+  const char *name = cg_tmp_name(g, "t");
   cg_line(&b->buf, b->depth, "%s %s;", cg_ctype(g, e->dtype), name);
   cg_line(&bt->buf, bt->depth, "%s = %s;", name, x);
   cg_line(&bf->buf, bf->depth, "%s = %s;", name, y);
   cg_line(&b->buf, b->depth, "if (%s) {", c);
-  blk_close(bt, NULL);
+  cg_blk_close(bt, NULL);
   cg_line(&b->buf, b->depth, "} else {");
-  blk_close(bf, NULL);
+  cg_blk_close(bf, NULL);
   cg_line(&b->buf, b->depth, "}");
-  if (share) memo_add(g, b, e, name);
+  if (share) cg_memo_add(g, b, e, name);
   return name;
 }
 
-static bool loads_written(cg_t *g, const cg_info_t *in) {
+bool cg_loads_written(cg_t *g, const cg_info_t *in) {
   for (int i = 0; i < g->k->n_bufs; i++)
     if (g->k->bufs[i].written && bit_get(in->loads, i)) return true;
   return false;
@@ -304,7 +303,7 @@ static kir_expr_t *cost(cg_t *g, const kir_expr_t *e) {
 static const char *inline_text(cg_t *g, const kir_expr_t *e) {
   bool io = g->inline_only, ic = g->index_ctx;
   g->inline_only = g->index_ctx = true;
-  const char *t = ex(g, e, NULL);
+  const char *t = cg_ex(g, e, NULL);
   g->inline_only = io;
   g->index_ctx = ic;
   return t;
@@ -317,31 +316,33 @@ static const char *ex_reduce(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
   cg_block_t *t = b;
   const kir_expr_t *guards[MAX_GUARDS];
   int ng = 0;
-  if (in && !loads_written(g, in)) {
+  if (in && !cg_loads_written(g, in)) {
     uint64_t *needed = bits_new(g, g->nw_var);
     bits_or(needed, in->vars, g->nw_var);
     for (cg_block_t *x = b; x->parent; x = x->parent) {
       if (x->kind == CG_LAZY || (x->var >= 0 && bit_get(needed, x->var))) break;
       if (x->kind == CG_RLOOP) {
         cg_info_t *xi = cg_info(g, x->ext);
-        if (ng == MAX_GUARDS || !xi || loads_written(g, xi)) break;
+        if (ng == MAX_GUARDS || !xi || cg_loads_written(g, xi)) break;
         guards[ng++] = x->ext;
         bits_or(needed, xi->vars, g->nw_var);
       }
       t = x->parent;
     }
   }
-  const char *T = cg_ctype(g, e->dtype), *acc = tmp_name(g, "r");
+  if (g->coop_level != CG_NO_COOP && t == g->coop_blk && !ng && in && !cg_loads_written(g, in) && cg_flat_extents(g, e))
+    return cg_reduce_coop(g, e, t);
+  const char *T = cg_ctype(g, e->dtype), *acc = cg_tmp_name(g, "r");
   cg_block_t *host = t;
   if (ng) {
     const char *cond = NULL;
     for (int i = 0; i < ng; i++) {
-      const char *gt = cg_fmt(g, "%s > 0", ex_index(g, guards[i], t));
+      const char *gt = cg_fmt(g, "%s > 0", cg_ex_index(g, guards[i], t));
       cond = cond ? cg_fmt(g, "%s && %s", cond, gt) : gt;
     }
     cg_line(&t->buf, t->depth, "%s %s = %s;", T, acc, cg_reduce_init(g, e->op, e->dtype));
     cg_line(&t->buf, t->depth, "if (%s) {", cond);
-    host = blk_new(g, t, CG_LAZY);
+    host = cg_blk_new(g, t, CG_LAZY);
   } else {
     cg_line(&t->buf, t->depth, "%s %s = %s;", T, acc, cg_reduce_init(g, e->op, e->dtype));
   }
@@ -349,13 +350,13 @@ static const char *ex_reduce(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
   const char **ext = fl_arena_alloc(g->a, sizeof(*ext) * (size_t)e->nr);
   cg_block_t *cur = host;
   for (int i = 0; i < e->nr; i++) {
-    ext[i] = ex_index(g, e->rext[i], cur);
-    loops[i] = blk_new(g, cur, CG_RLOOP);
+    ext[i] = cg_ex_index(g, e->rext[i], cur);
+    loops[i] = cg_blk_new(g, cur, CG_RLOOP);
     loops[i]->var = e->rvars[i];
     loops[i]->ext = e->rext[i];
     cur = loops[i];
   }
-  const char *x = ex(g, e->a[0], cur);
+  const char *x = cg_ex(g, e->a[0], cur);
   bool simple = cur->buf.len == 0 && !cur->has_loop;
   cg_line(&cur->buf, cur->depth, "%s = %s;", acc, cg_reduce_step(g, e->op, e->dtype, acc, x));
   /* At function level no thread team is running yet: the reduction itself may use one. */
@@ -368,17 +369,49 @@ static const char *ex_reduce(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
       g->d->reduce_pragma(g, e->op, e->dtype, acc, p->depth, &p->buf);
     int v = e->rvars[i];
     loops[i]->has_loop = true;
-    blk_close(loops[i], cg_fmt(g, "for (int64_t v%d = 0; v%d < %s; v%d++) {", v, v, ext[i], v));
+    cg_blk_close(loops[i], cg_fmt(g, "for (int64_t v%d = 0; v%d < %s; v%d++) {", v, v, ext[i], v));
   }
   if (ng) {
-    blk_close(host, NULL);
+    cg_blk_close(host, NULL);
     cg_line(&t->buf, t->depth, "}");
   }
-  memo_add(g, t, e, acc);
+  cg_memo_add(g, t, e, acc);
   return acc;
 }
 
-static const char *ex(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
+/* ---- the vector form ----
+ * A load or store moves 4 elements at once where its indices are plain
+ * (variables, constants, symbols), the last one is the innermost loop variable
+ * and no other uses it: the 4 points then touch 4 consecutive elements. Only
+ * buffers the kernel does not write are loaded as vectors (a load after a store
+ * at the same point must see it), and only buffers it does not load and stores
+ * once are stored as vectors (the stores move after the 4 points). */
+static bool vec_access(cg_t *g, int buf, kir_expr_t *const *idx) {
+  const kir_buf_t *kb = &g->k->bufs[buf];
+  if (kb->rank < 1) return false;
+  for (int d = 0; d < kb->rank; d++) {
+    const kir_expr_t *x = idx[d];
+    if (x->kind != KIR_VAR && x->kind != KIR_CONST && x->kind != KIR_SYM) return false;
+    if ((x->kind == KIR_VAR && x->var == g->vec_var) != (d == kb->rank - 1)) return false;
+  }
+  return true;
+}
+
+static bool stored_twice(cg_t *g, int buf) {
+  int n = 0;
+  for (int s = 0; s < g->k->n_stores; s++) {
+    const kir_store_t *st = &g->k->stores[s];
+    n += st->buf == buf;
+    for (int r = 0; r < 2 + g->k->bufs[st->buf].rank; r++) {
+      const kir_expr_t *e = r == 0 ? st->value : r == 1 ? st->cond : st->idx[r - 2];
+      cg_info_t *in = e ? cg_info(g, e) : NULL;
+      if (in && bit_get(in->loads, buf)) return true;
+    }
+  }
+  return n > 1;
+}
+
+const char *cg_ex(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
   if (g->err) return "0";
   if (g->inline_only && (e->kind == KIR_REDUCE || e->kind == KIR_VAR)) {
     cg_fail(g, FLAGOS_ERR_INTERNAL, "a buffer dim or loop extent uses a %s",
@@ -395,7 +428,7 @@ static const char *ex(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
   const char *t;
   switch (e->kind) {
   case KIR_CONST: return cg_const(g, e);
-  case KIR_VAR: return cg_fmt(g, "v%d", e->var);
+  case KIR_VAR: return g->vec_base && e->var == g->vec_var ? "fo_vb" : cg_fmt(g, "v%d", e->var);
   case KIR_SYM:
     if (e->sym < 0 || e->sym >= g->k->n_syms) {
       cg_fail(g, FLAGOS_ERR_INTERNAL, "symbol %d is outside the kernel's %d symbols", e->sym, g->k->n_syms);
@@ -409,26 +442,38 @@ static const char *ex(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
       return "0";
     }
     g->buf_loaded[e->buf] = true;
+    if (g->vec && b == g->point && !g->k->bufs[e->buf].written && vec_access(g, e->buf, e->a)) {
+      const char *arr = cg_tmp_name(g, "fo_v");
+      g->vec_base = true;
+      const char *off = linear(g, e->buf, e->a, b);
+      g->vec_base = false;
+      if (g->d->vec_load(g, e->buf, off, arr, 0, &g->vec_pre)) {
+        g->vec_buf[e->buf] = true;
+        g->n_vec++;
+        t = cg_decode(g, g->k->bufs[e->buf].dtype, cg_fmt(g, "%s[fo_u]", arr));
+        break;
+      }
+    }
     t = cg_decode(g, g->k->bufs[e->buf].dtype, cg_fmt(g, "b%d[%s]", e->buf, linear(g, e->buf, e->a, b)));
     break;
-  case KIR_UNARY: t = cg_unary(g, e, ex(g, e->a[0], b)); break;
+  case KIR_UNARY: t = cg_unary(g, e, cg_ex(g, e->a[0], b)); break;
   case KIR_BINARY: {
-    const char *x = ex(g, e->a[0], b);
-    t = cg_binary(g, e, x, ex(g, e->a[1], b));
+    const char *x = cg_ex(g, e->a[0], b);
+    t = cg_binary(g, e, x, cg_ex(g, e->a[1], b));
     break;
   }
   case KIR_SELECT: return ex_select(g, e, b, share);
-  case KIR_CAST: t = cg_cast(g, e->a[0]->dtype, e->dtype, e->sat, ex(g, e->a[0], b)); break;
-  case KIR_BITCAST: t = cg_bitcast(g, e->a[0]->dtype, e->dtype, ex(g, e->a[0], b)); break;
+  case KIR_CAST: t = cg_cast(g, e->a[0]->dtype, e->dtype, e->sat, cg_ex(g, e->a[0], b)); break;
+  case KIR_BITCAST: t = cg_bitcast(g, e->a[0]->dtype, e->dtype, cg_ex(g, e->a[0], b)); break;
   case KIR_REDUCE: return ex_reduce(g, e, b);
   default:
     cg_fail(g, FLAGOS_ERR_INTERNAL, "unknown expression kind %d", (int)e->kind);
     return "0";
   }
   if (!share) return t;
-  const char *name = tmp_name(g, "t");
+  const char *name = cg_tmp_name(g, "t");
   cg_line(&b->buf, b->depth, "const %s %s = %s;", cg_ctype(g, e->dtype), name, t);
-  memo_add(g, b, e, name);
+  cg_memo_add(g, b, e, name);
   return name;
 }
 
@@ -437,13 +482,35 @@ static void emit_store(cg_t *g, const kir_store_t *s, cg_block_t *p) {
   cg_block_t *b = p;
   const char *cond = NULL;
   if (s->cond) {
-    cond = ex(g, s->cond, p);
-    b = blk_new(g, p, CG_LAZY);
+    cond = cg_ex(g, s->cond, p);
+    b = cg_blk_new(g, p, CG_LAZY);
   }
-  const char *v = ex(g, s->value, b);
+  const char *v = cg_ex(g, s->value, b);
+  if (g->vec && !s->cond && vec_access(g, s->buf, s->idx) && !g->buf_loaded[s->buf] && !stored_twice(g, s->buf)) {
+    const char *arr = cg_tmp_name(g, "fo_w");
+    g->vec_base = true;
+    const char *off = linear(g, s->buf, s->idx, b);
+    g->vec_base = false;
+    fl_buf_t post = {0};
+    if (g->d->vec_store(g, s->buf, off, arr, 0, &post)) {
+      cg_line(&g->vec_pre, 0, "%s %s[4];", g->d->stype(kb->dtype), arr);
+      if (post.len) fl_buf_append(&g->vec_post, post.data, post.len);
+      fl_buf_free(&post);
+      cg_line(&b->buf, b->depth, "%s[fo_u] = %s;", arr, cg_store_value(g, s->value->dtype, kb->dtype, v));
+      g->vec_buf[s->buf] = true;
+      g->n_vec++;
+      g->buf_stored[s->buf] = true;
+      memo_forget_loads(g, p, s->buf);
+      return;
+    }
+    fl_buf_free(&post);
+  }
   const char *at = linear(g, s->buf, s->idx, b);
-  cg_line(&b->buf, b->depth, "b%d[%s] = %s;", s->buf, at, cg_store_value(g, s->value->dtype, kb->dtype, v));
-  if (s->cond) blk_close(b, cg_fmt(g, "if (%s) {", cond));
+  /* In a row shared by a group, one thread writes (the others computed the same value). */
+  bool lead = g->coop_level != CG_NO_COOP && p == g->coop_blk;
+  cg_line(&b->buf, b->depth, "%sb%d[%s] = %s;", lead ? "if (fo_gt == 0) " : "", s->buf, at,
+          cg_store_value(g, s->value->dtype, kb->dtype, v));
+  if (s->cond) cg_blk_close(b, cg_fmt(g, "if (%s) {", cond));
   g->buf_stored[s->buf] = true;
   memo_forget_loads(g, p, s->buf);
 }
@@ -477,8 +544,77 @@ static void emit_stride_decls(cg_t *g, fl_buf_t *out) {
     const kir_buf_t *kb = &k->bufs[i];
     kir_expr_t *st = kir_i64(g->a, 1);
     for (int d = kb->rank - 1; d >= 0; d--) {
-      if (g->stride_used[i][d]) cg_line(out, 1, "const int64_t b%d_s%d = %s;", i, d, ex(g, st, NULL));
+      if (g->stride_used[i][d]) cg_line(out, 1, "const int64_t b%d_s%d = %s;", i, d, cg_ex(g, st, NULL));
       if (d > 0) st = kir_mul(g->a, st, kb->dims[d]);
+    }
+  }
+}
+
+/* Emits the stores into a fresh tree of blocks and wraps the main levels;
+ * returns the function body's block. In the vector form, returns NULL (and
+ * emits nothing) where the form does not apply. */
+static cg_block_t *emit_body(cg_t *g) {
+  const kir_kernel_t *k = g->k;
+  const cg_dialect_t *d = g->d;
+  cg_block_t *root = cg_blk_new(g, NULL, CG_ROOT), *cur = root;
+  cg_block_t **levels = fl_arena_alloc(g->a, sizeof(*levels) * (size_t)(k->rank + 1));
+  for (int i = 0; i < k->rank; i++) {
+    cur = cg_blk_new(g, cur, CG_LOOP);
+    cur->var = k->vars[i];
+    cur->level = i;
+    levels[i] = cur;
+  }
+  g->levels = levels;
+  g->point = cur;
+  if (g->coop_level != CG_NO_COOP) g->coop_blk = g->coop_level < 0 ? root : levels[g->coop_level];
+  g->n_vec = 0;
+  for (int s = 0; s < k->n_stores && !g->err; s++) emit_store(g, &k->stores[s], cur);
+  if (g->vec) {
+    /* per-point reduction loops stay one point per thread: 4 points in a row
+     * would walk 4 strided ranges one after the other */
+    bool hoisted = root->buf.len > 0 || cur->has_loop;
+    for (int i = 0; i + 1 < k->rank; i++) hoisted = hoisted || levels[i]->buf.len > 0;
+    if (hoisted || !g->n_vec || g->err) {
+      for (int i = 0; i < k->rank; i++) fl_buf_free(&levels[i]->buf);
+      fl_buf_free(&root->buf);
+      fl_buf_free(&g->vec_pre);
+      fl_buf_free(&g->vec_post);
+      return NULL;
+    }
+  }
+  for (int i = k->rank - 1; i >= 0; i--) {
+    cg_block_t *p = levels[i]->parent;
+    p->pre_len = p->buf.len;
+    if (g->coop_level != CG_NO_COOP) cg_coop_main_loop(g, levels[i], &p->buf);
+    else d->main_loop(g, levels[i], &p->buf);
+    p->has_loop |= levels[i]->has_loop;
+    fl_buf_free(&levels[i]->buf);
+  }
+  fl_buf_free(&g->vec_pre);
+  fl_buf_free(&g->vec_post);
+  return root;
+}
+
+void cg_vec_point(cg_t *g, cg_block_t *blk, int depth, fl_buf_t *out) {
+  /* vec_pre / vec_post were written at depth 0: indent them here */
+  for (int w = 0; w < 2; w++) {
+    fl_buf_t *src = w ? &g->vec_post : &g->vec_pre;
+    if (w) {
+      cg_line(out, depth, "#pragma unroll");
+      cg_line(out, depth, "for (int fo_u = 0; fo_u < 4; fo_u++) {");
+      cg_line(out, depth + 1, "const int64_t v%d = fo_vb + fo_u;", blk->var);
+      cg_line(out, depth + 1, "(void)v%d;", blk->var);
+      if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+      cg_line(out, depth, "}");
+    }
+    const char *p = src->data ? src->data : "";
+    while (*p) {
+      const char *nl = strchr(p, '\n');
+      size_t n = nl ? (size_t)(nl - p) : strlen(p);
+      for (int i = 0; i < depth; i++) fl_buf_puts(out, "  ");
+      fl_buf_append(out, p, n);
+      fl_buf_putc(out, '\n');
+      p += n + (nl ? 1 : 0);
     }
   }
 }
@@ -532,7 +668,7 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
   fl_buf_t pre = {0}, mid = {0};
   g->inline_only = true;
   g->index_ctx = true;
-  for (int i = 0; i < k->rank; i++) cg_line(&pre, 1, "const int64_t E%d = %s;", i, ex(g, k->extents[i], NULL));
+  for (int i = 0; i < k->rank; i++) cg_line(&pre, 1, "const int64_t E%d = %s;", i, cg_ex(g, k->extents[i], NULL));
   if (k->rank > 0) {
     fl_buf_t c = {0};
     for (int i = 0; i < k->rank; i++) fl_buf_printf(&c, "%sE%d <= 0", i ? " || " : "", i);
@@ -542,23 +678,28 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
   g->inline_only = false;
   g->index_ctx = false;
 
-  cg_block_t *root = blk_new(g, NULL, CG_ROOT), *cur = root;
-  cg_block_t **levels = fl_arena_alloc(g->a, sizeof(*levels) * (size_t)(k->rank + 1));
-  for (int i = 0; i < k->rank; i++) {
-    cur = blk_new(g, cur, CG_LOOP);
-    cur->var = k->vars[i];
-    cur->level = i;
-    levels[i] = cur;
+  cg_plan_coop(g);
+  cg_block_t *root = emit_body(g), *vroot = NULL;
+  /* The vector form: a second emission, kept when it found vector accesses and
+   * everything runs per point (no statements hoisted out of the innermost level). */
+  /* $FLAGOS_CODEGEN_NO_VEC=1 keeps the scalar form alone (for measurements) */
+  const char *novec = getenv("FLAGOS_CODEGEN_NO_VEC");
+  if (d->vec_load && !(novec && atoi(novec) > 0) && !k->serial && k->rank > 0 && g->coop_level == CG_NO_COOP &&
+      !g->err) {
+    g->vec = true;
+    g->vec_var = k->vars[k->rank - 1];
+    g->vec_buf = fl_arena_alloc(g->a, (size_t)k->n_bufs + 1);
+    vroot = emit_body(g);
+    g->vec = false;
   }
-  g->levels = levels;
-  g->point = cur;
-  for (int s = 0; s < k->n_stores && !g->err; s++) emit_store(g, &k->stores[s], cur);
-  for (int i = k->rank - 1; i >= 0; i--) {
-    cg_block_t *p = levels[i]->parent;
-    p->pre_len = p->buf.len;
-    d->main_loop(g, levels[i], &p->buf);
-    p->has_loop |= levels[i]->has_loop;
-    fl_buf_free(&levels[i]->buf);
+  /* a vector form whose extents rule it out at compile time is dropped */
+  for (int i = 0; vroot && i <= k->n_bufs; i++) {
+    const kir_expr_t *last = i == k->n_bufs ? k->extents[k->rank - 1] : g->vec_buf[i] ? k->bufs[i].dims[k->bufs[i].rank - 1] : NULL;
+    int64_t c;
+    if (last && kir_eval_int(last, NULL, 0, &c) && c % 4 != 0) {
+      fl_buf_free(&vroot->buf);
+      vroot = NULL;
+    }
   }
   if (g->work_used) {
     kir_expr_t *w = kir_i64(g->a, 0);
@@ -569,20 +710,59 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
     for (int i = 0; i < k->rank; i++) w = kir_mul(g->a, w, k->extents[i]);
     g->inline_only = true;
     g->index_ctx = true;
-    cg_line(&mid, 1, "const int64_t fo_work = %s;", ex(g, w, NULL));
+    cg_line(&mid, 1, "const int64_t fo_work = %s;", cg_ex(g, w, NULL));
   }
   emit_stride_decls(g, &mid);
+  if (g->coop_level != CG_NO_COOP) {
+    /* The row's size (largest trip count, or points of the deeper levels) lets
+     * a dialect give short rows smaller groups; a row that is the whole space
+     * takes the whole group. */
+    kir_expr_t *rs = g->coop_rowsz_e;
+    if (g->coop_level + 1 < k->rank) {
+      kir_expr_t *inner = kir_i64(g->a, 1);
+      for (int i = g->coop_level + 1; i < k->rank; i++) inner = kir_mul(g->a, inner, k->extents[i]);
+      rs = rs ? kir_bin(g->a, KIR_MAX, rs, inner) : inner;
+    }
+    g->coop_rowsz = g->coop_level < 0 || g->coop_rowsz_unknown || !rs ? NULL : inline_text(g, rs);
+  }
+  const char *vcond = NULL;
+  if (vroot) {
+    /* vectors need 4 | the innermost extent and every vector buffer's last dim
+     * (every vector then starts at a multiple of 4 elements), and aligned buffers */
+    g->inline_only = g->index_ctx = true;
+    vcond = cg_fmt(g, "E%d %% 4 == 0", k->rank - 1);
+    for (int i = 0; i < k->n_bufs; i++) {
+      if (!g->vec_buf[i]) continue;
+      const kir_buf_t *kb = &k->bufs[i];
+      vcond = cg_fmt(g, "%s && (%s) %% 4 == 0", vcond, cg_ex(g, kb->dims[kb->rank - 1], NULL));
+      const char *al = d->vec_aligned ? d->vec_aligned(g, i) : NULL;
+      if (al) vcond = cg_fmt(g, "%s && %s", vcond, al);
+    }
+  }
   flagos_status_t st = g->err;
   if (!st) {
     d->kernel_begin(g, out);
+    if (g->decls.len) fl_buf_append(out, g->decls.data, g->decls.len);
     if (pre.len) fl_buf_append(out, pre.data, pre.len);
     if (mid.len) fl_buf_append(out, mid.data, mid.len);
+    if (g->coop_level != CG_NO_COOP) {
+      d->coop_setup(g, out);
+      if (g->coop_level < 0) cg_line(out, 1, "if (fo_row0 > 0) return; /* one row: the whole space */");
+    }
+    if (vroot) {
+      cg_line(out, 1, "if (%s) {", vcond);
+      if (vroot->buf.len) fl_buf_append(out, vroot->buf.data, vroot->buf.len);
+      cg_line(out, 1, "} else {");
+    }
     if (root->buf.len) fl_buf_append(out, root->buf.data, root->buf.len);
+    if (vroot) cg_line(out, 1, "}");
     d->kernel_end(g, out);
   }
   fl_buf_free(&pre);
   fl_buf_free(&mid);
   fl_buf_free(&root->buf);
+  if (vroot) fl_buf_free(&vroot->buf);
+  fl_buf_free(&g->decls);
   fl_arena_destroy(g->a);
   return st;
 }

@@ -62,6 +62,36 @@ static flagos_status_t softmax_lower_kind(ops_ctx_t *c, smax_kind_t kind) {
   ops_red_keep_dims(c, 0, flag, kd);
   ops_red_space_t s;
 
+  /* Softmax and LogSoftmax over trailing axes (the usual case) are one kernel:
+   * the row's max and sum are reductions over the row inside the store
+   * expression, which every emitter computes once per row (the C emitter hoists
+   * them out of the column loops, the GPU dialects share them across a block),
+   * so the input is read from memory once. Over leading or middle axes the
+   * reduced index is not inside the kept ones, nothing can be hoisted, and the
+   * three-kernel form below stays. */
+  bool suffix = true, seen = false;
+  for (int i = 0; i < r; i++) {
+    bool on = kir_is_const(flag[i], 1);
+    if (!on && !kir_is_const(flag[i], 0)) suffix = false;
+    if (seen && !on) suffix = false;
+    seen = seen || on;
+  }
+  if (kind != SMAX_HARD && suffix && seen) {
+    kir_kernel_t *k = ops_out_kernel(c, 0, kind == SMAX_LOG ? "logsoftmax" : "softmax", v);
+    int xb = ops_buf_in(c, k, 0);
+    ops_red_space_t sm, ss;
+    ops_red_space(c, k, xb, v, flag, &sm);
+    kir_expr_t *m = ops_red_reduce(c, KIR_RMAX, &sm, ops_red_load(c, k, xb, sm.idx, acc));
+    ops_red_space(c, k, xb, v, flag, &ss);
+    kir_expr_t *e = kir_un(a, KIR_EXP, kir_bin(a, KIR_SUB, ops_red_load(c, k, xb, ss.idx, acc), m));
+    kir_expr_t *sum = ops_red_reduce(c, KIR_RSUM, &ss, e);
+    kir_expr_t *d = kir_bin(a, KIR_SUB, ops_red_load(c, k, xb, v, acc), m);
+    kir_expr_t *y = kind == SMAX_LOG ? kir_bin(a, KIR_SUB, d, kir_un(a, KIR_LOG, sum))
+                                     : kir_bin(a, KIR_DIV, kir_un(a, KIR_EXP, d), sum);
+    kir_store(k, 0, v, y, NULL);
+    return NULL;
+  }
+
   int tmax = ops_temp(c, kind == SMAX_HARD ? c->in[0].dtype : acc, r, kd), tb;
   kir_kernel_t *k = ops_red_temp_kernel(c, tmax, "rowmax", v, &tb);
   int xb = ops_buf_in(c, k, 0);

@@ -1,9 +1,11 @@
 /* Normalisations by mean and variance: LayerNormalization, RMSNormalization,
  * GroupNormalization, InstanceNormalization, BatchNormalization.
  *
- * Mean and inverse standard deviation go to keepdims-shaped temps (two-pass
- * variance, numerically safer than E[x^2] - E[x]^2), then one elementwise kernel
- * applies them. Statistics are computed in f32 for narrow floats (stash_type 1)
+ * Mean and inverse standard deviation (two-pass variance, numerically safer
+ * than E[x^2] - E[x]^2) are row reductions inside the one output kernel where the
+ * statistics are over x's trailing axes and not outputs themselves (LayerNorm,
+ * RMSNorm: inline_invstd); otherwise they go to keepdims-shaped temps and one
+ * elementwise kernel applies them. Statistics are computed in f32 for narrow floats (stash_type 1)
  * and in the input's type otherwise. */
 #include <math.h>
 
@@ -67,6 +69,31 @@ static void mean_invstd(ops_ctx_t *c, kir_expr_t *const *flag, int tm, int ti, i
   if (oi >= 0) kir_store(k, ops_buf_out(c, k, oi), v, inv, NULL);
 }
 
+/* The same statistics as expressions inside kernel k, whose space is x's (so the
+ * reduced axes, a suffix of x's, are the innermost loops): every emitter
+ * computes such row reductions once per row (the C emitter hoists them out of
+ * the column loops, the GPU dialects share them across a block), so a
+ * normalisation is one kernel that reads x from memory once. *mean is NULL
+ * when not centred. */
+static kir_expr_t *inline_invstd(ops_ctx_t *c, kir_kernel_t *k, int xb, kir_expr_t *const *v, kir_expr_t *const *flag,
+                                 flagos_dtype_t acc, double eps, bool centred, kir_expr_t **mean) {
+  fl_arena_t *a = c->arena;
+  ops_red_space_t s;
+  *mean = NULL;
+  if (centred) {
+    ops_red_space(c, k, xb, v, flag, &s);
+    *mean = kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, ops_red_load(c, k, xb, s.idx, acc)),
+                    kir_cast(a, acc, s.count));
+  }
+  ops_red_space(c, k, xb, v, flag, &s);
+  kir_expr_t *d = ops_red_load(c, k, xb, s.idx, acc);
+  if (centred) d = kir_bin(a, KIR_SUB, d, *mean);
+  kir_expr_t *var =
+      kir_bin(a, KIR_DIV, ops_red_reduce(c, KIR_RSUM, &s, kir_bin(a, KIR_MUL, d, d)), kir_cast(a, acc, s.count));
+  return kir_bin(a, KIR_DIV, ops_red_fconst(c, acc, 1),
+                 kir_un(a, KIR_SQRT, kir_bin(a, KIR_ADD, var, ops_red_fconst(c, acc, eps))));
+}
+
 /* ---- LayerNormalization (X, Scale, B?) -> (Y, Mean?, InvStdDev?) over axes [axis, r). ---- */
 flagos_status_t ops_norm_layer_infer(ops_ctx_t *c) {
   FL_TRY(need_float(c, 0, "X"));
@@ -101,9 +128,20 @@ flagos_status_t ops_norm_layer_lower(ops_ctx_t *c) {
     mask |= 1ull << i;
   ops_red_flags_mask(c, r, mask, flag);
   ops_red_keep_dims(c, 0, flag, kd);
+  double eps = fir_attr_float(c->node, "epsilon", 1e-5f);
+  if (!out_wanted(c, 1) && !out_wanted(c, 2)) {
+    kir_kernel_t *k = ops_out_kernel(c, 0, "layernorm", v);
+    int xb = ops_buf_in(c, k, 0), sb = ops_buf_in(c, k, 1);
+    kir_expr_t *mean, *inv = inline_invstd(c, k, xb, v, flag, acc, eps, true, &mean);
+    kir_expr_t *y = kir_bin(a, KIR_MUL, kir_bin(a, KIR_SUB, ops_red_load(c, k, xb, v, acc), mean), inv);
+    y = kir_bin(a, KIR_MUL, y, kir_cast(a, acc, ops_load_bcast(c, k, sb, 1, r, v)));
+    if (ops_has_in(c, 2))
+      y = kir_bin(a, KIR_ADD, y, kir_cast(a, acc, ops_load_bcast(c, k, ops_buf_in(c, k, 2), 2, r, v)));
+    kir_store(k, 0, v, y, NULL);
+    return NULL;
+  }
   int tm = ops_temp(c, acc, r, kd), ti = ops_temp(c, acc, r, kd);
-  mean_invstd(c, flag, tm, ti, out_wanted(c, 1) ? 1 : -1, out_wanted(c, 2) ? 2 : -1,
-              fir_attr_float(c->node, "epsilon", 1e-5f), true);
+  mean_invstd(c, flag, tm, ti, out_wanted(c, 1) ? 1 : -1, out_wanted(c, 2) ? 2 : -1, eps, true);
 
   kir_kernel_t *k = ops_out_kernel(c, 0, "affine", v);
   int xb = ops_buf_in(c, k, 0), mb = ops_buf_temp(c, k, tm), ib = ops_buf_temp(c, k, ti);
@@ -135,19 +173,16 @@ flagos_status_t ops_norm_rms_lower(ops_ctx_t *c) {
   fl_arena_t *a = c->arena;
   int r = c->in[0].rank, axis = (int)c->params[0];
   flagos_dtype_t acc = stats_dtype(c->in[0].dtype);
-  kir_expr_t *flag[OPS_MAX_RANK], *kd[OPS_MAX_RANK], *v[OPS_MAX_RANK], *ki[OPS_MAX_RANK];
+  kir_expr_t *flag[OPS_MAX_RANK], *v[OPS_MAX_RANK];
   uint64_t mask = 0;
   for (int i = axis; i < r; i++)
     mask |= 1ull << i;
   ops_red_flags_mask(c, r, mask, flag);
-  ops_red_keep_dims(c, 0, flag, kd);
-  int ti = ops_temp(c, acc, r, kd);
-  mean_invstd(c, flag, -1, ti, -1, -1, fir_attr_float(c->node, "epsilon", 1e-5f), false);
-
-  kir_kernel_t *k = ops_out_kernel(c, 0, "scale", v);
-  int xb = ops_buf_in(c, k, 0), ib = ops_buf_temp(c, k, ti), sb = ops_buf_in(c, k, 1);
-  ops_red_keep_idx(c, r, flag, v, ki);
-  kir_expr_t *y = kir_bin(a, KIR_MUL, ops_red_load(c, k, xb, v, acc), kir_load(k, ib, ki));
+  kir_kernel_t *k = ops_out_kernel(c, 0, "rmsnorm", v);
+  int xb = ops_buf_in(c, k, 0), sb = ops_buf_in(c, k, 1);
+  kir_expr_t *none;
+  kir_expr_t *inv = inline_invstd(c, k, xb, v, flag, acc, fir_attr_float(c->node, "epsilon", 1e-5f), false, &none);
+  kir_expr_t *y = kir_bin(a, KIR_MUL, ops_red_load(c, k, xb, v, acc), inv);
   y = kir_bin(a, KIR_MUL, y, kir_cast(a, acc, ops_load_bcast(c, k, sb, 1, r, v)));
   kir_store(k, 0, v, y, NULL);
   return NULL;

@@ -9,7 +9,10 @@
  *    SM (bits 8-15 in the ELF ABI CUDA 12.8+ writes, bits 0-7 before), holding
  *    every kernel's name; the PTX declares `.target sm_90` and an `.entry` per
  *    kernel. The cache gives back identical bytes, and an NVRTC error names
- *    the architecture and keeps the source.
+ *    the architecture and keeps the source;
+ *  - row reductions and a softmax are emitted in the cooperative form (warp
+ *    shuffles, shared memory, one thread storing a row's result) and compile,
+ *    and a pointwise kernel is not.
  * Without NVRTC the compile part is skipped with a message. */
 #include <dlfcn.h>
 #include <stdio.h>
@@ -247,6 +250,74 @@ static void check_cache_and_errors(const char *cache) {
   flagos_status_free(st);
 }
 
+/* The cooperative form (docs/kernel-ir.md, "The CUDA kernel ABI"): a row
+ * reduction and a softmax whose row max and sum are hoisted out of the column
+ * loop are shared by the threads of a block (or warp) — warp shuffles, shared
+ * memory, one thread storing a row's result — and the source compiles; a
+ * pointwise kernel stays one thread per point. */
+static void check_coop(const char *cache) {
+  fl_arena_t *A = fl_arena_create();
+  kir_kernel_t *ks[3];
+  kir_expr_t *v[2], *ext[2] = {kir_sym(A, 0), kir_sym(A, 1)};
+
+  kir_kernel_t *k = ks[0] = kir_kernel_create(A, "coop_rowsum");
+  k->n_syms = 2;
+  int x = kir_add_buf(k, "x", FLAGOS_FLOAT16, 2, ext), y = kir_add_buf(k, "y", FLAGOS_FLOAT32, 1, ext);
+  kir_set_space(k, 1, ext, v);
+  int r = kir_new_var(k);
+  kir_expr_t *ix[2] = {v[0], kir_var(A, r)}, *n = ext[1];
+  kir_store(k, y, v, kir_reduce(A, KIR_RSUM, 1, &r, &n, kir_cast(A, FLAGOS_FLOAT32, kir_load(k, x, ix))), NULL);
+
+  k = ks[1] = kir_kernel_create(A, "coop_softmax");
+  k->n_syms = 2;
+  x = kir_add_buf(k, "x", FLAGOS_FLOAT32, 2, ext);
+  y = kir_add_buf(k, "y", FLAGOS_FLOAT32, 2, ext);
+  kir_set_space(k, 2, ext, v);
+  int jm = kir_new_var(k), js = kir_new_var(k);
+  kir_expr_t *im[2] = {v[0], kir_var(A, jm)}, *is[2] = {v[0], kir_var(A, js)};
+  kir_expr_t *m = kir_reduce(A, KIR_RMAX, 1, &jm, &n, kir_load(k, x, im));
+  kir_expr_t *den =
+      kir_reduce(A, KIR_RSUM, 1, &js, &n, kir_un(A, KIR_EXP, kir_bin(A, KIR_SUB, kir_load(k, x, is), m)));
+  kir_store(k, y, v, kir_bin(A, KIR_DIV, kir_un(A, KIR_EXP, kir_bin(A, KIR_SUB, kir_load(k, x, v), m)), den), NULL);
+
+  k = ks[2] = kir_kernel_create(A, "coop_none");
+  k->n_syms = 2;
+  x = kir_add_buf(k, "x", FLAGOS_FLOAT32, 2, ext);
+  y = kir_add_buf(k, "y", FLAGOS_FLOAT32, 2, ext);
+  kir_set_space(k, 2, ext, v);
+  kir_store(k, y, v, kir_un(A, KIR_EXP, kir_load(k, x, v)), NULL);
+
+  fl_buf_t src[3] = {{0}};
+  for (int i = 0; i < 3; i++) {
+    flagos_status_t st = cgen_cuda_emit(&ks[i], 1, &src[i]);
+    CHECK(!st, "%s emits: %s", ks[i]->name, st ? flagos_status_message(st) : "");
+    flagos_status_free(st);
+  }
+  for (int i = 0; i < 2; i++) {
+    const char *t = src[i].data ? src[i].data : "";
+    CHECK(strstr(t, "fo_shfl_xor(r") && strstr(t, "__syncthreads();") && strstr(t, "__shared__ float fo_sh0[32];") &&
+              strstr(t, "+= fo_gw)") && strstr(t, "for (int64_t fo_row = fo_row0;"),
+          "%s is emitted in the cooperative form", ks[i]->name);
+  }
+  CHECK(src[0].data && strstr(src[0].data, "if (fo_gt == 0) b1["), "one thread stores a row's sum");
+  /* the softmax's max and sum are computed once per row, before its column loop */
+  const char *sm = src[1].data ? src[1].data : "", *mx = strstr(sm, "fo_max_f32("), *cols = strstr(sm, "fo_j = fo_gt");
+  CHECK(mx && cols && mx < cols && strstr(sm, "fo_sh1[32]") && !strstr(cols, "fo_shfl_xor(r"),
+        "the softmax's row max and sum are shared reductions before the column loop");
+  CHECK(src[2].data && !strstr(src[2].data, "__shared__") && !strstr(src[2].data, "fo_gt"),
+        "a pointwise kernel keeps one thread per point");
+  for (int i = 0; i < 3; i++) {
+    void *blob = NULL;
+    size_t nb = 0;
+    flagos_status_t st = cgen_cuda_compile(src[i].data, src[i].len, "sm_90", cache, &blob, &nb);
+    CHECK(!st && blob && nb > 0, "%s compiles for sm_90: %s", ks[i]->name, st ? flagos_status_message(st) : "");
+    flagos_status_free(st);
+    free(blob);
+    fl_buf_free(&src[i]);
+  }
+  fl_arena_destroy(A);
+}
+
 int main(void) {
   const flagos_backend_t *api = load_plugin();
   if (api) {
@@ -267,6 +338,7 @@ int main(void) {
     unsetenv("FLAGOS_CUDA_ARCHS");
     check_models(cache);
     check_cache_and_errors(cache);
+    check_coop(cache);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cache);

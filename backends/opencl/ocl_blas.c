@@ -1,0 +1,346 @@
+/* Library calls of the opencl backend: "gemm" through CLBlast (f32, f64 where
+ * the device has cl_khr_fp64, f16 on request where it has cl_khr_fp16).
+ * CLBlast (libclblast.so.1, or $FLAGOS_CLBLAST) is opened with dlopen at the
+ * first call, so the plugin loads and runs its generic kernels without it.
+ * The contract is in docs/kernel-ir.md:
+ *   bufs [A, B, Y]; ints [batch, M, N, K, transA, transB, strideA, strideB, strideY]
+ *   (batch strides in elements, 0 = the same matrix for every batch);
+ *   floats [alpha, beta]; row-major;
+ *   Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b for each batch b.
+ * Whatever CLBlast does not take (other dtypes, K == 0, a device it cannot
+ * build for) answers FLAGOS_ERR_UNSUPPORTED before anything is queued, and the
+ * host runs the kernel's generic body.
+ *
+ * FLAGOS_OPENCL_BLAS: 1 = f32 and f64 through CLBlast; 0 = never (the
+ * generic kernels only); f16 = also f16 (CLBlast's Hgemm accumulates in half
+ * precision, far less accurate than the generic kernel's f32 sums, so it is
+ * opt-in); unset = 1 on GPUs and accelerators, 0 on CPU devices (blas_mode).
+ * FLAGOS_TRACE (any value) prints one line per call made, or refused, to
+ * stderr; FLAGOS_OPENCL_BLAS_LOG=FILE appends them to FILE. */
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ocl_internal.h"
+
+/* ---- the part of CLBlast's C API used here (clblast_c.h, CLBlast 1.x) ---- */
+typedef int blas_status_t; /* CLBlastStatusCode (has negative values: int) */
+typedef unsigned blas_enum_t; /* CLBlastLayout, CLBlastTranspose (non-negative: unsigned) */
+enum {
+  BLAS_SUCCESS = 0,
+  BLAS_ROW_MAJOR = 101,
+  BLAS_NO_TRANS = 111,
+  BLAS_TRANS = 112,
+  /* CLBlast's own codes are <= this; the ones above it are OpenCL's */
+  BLAS_OWN_CODES = -1000,
+  /* refusals that hold for every size on a device */
+  BLAS_NOT_IMPLEMENTED = -1024,
+  BLAS_LOCAL_MEM = -2046,
+  BLAS_NO_HALF = -2045,
+  BLAS_NO_DOUBLE = -2044,
+  BLAS_DATABASE_ERROR = -2041,
+};
+
+/* (layout, transA, transB, m, n, k, alpha, A, offset, ld, B, offset, ld, beta, C, offset, ld, queue, event) */
+#define BLAS_GEMM_TYPE(name, T)                                                                                     \
+  typedef blas_status_t name(blas_enum_t layout, blas_enum_t a_transpose, blas_enum_t b_transpose, const size_t m, \
+                             const size_t n, const size_t k, const T alpha, const cl_mem a_buffer,                   \
+                             const size_t a_offset, const size_t a_ld, const cl_mem b_buffer, const size_t b_offset, \
+                             const size_t b_ld, const T beta, cl_mem c_buffer, const size_t c_offset,                \
+                             const size_t c_ld, cl_command_queue *queue, cl_event *event)
+/* the same with a batch stride after each ld, and the batch count before the queue */
+#define BLAS_GEMM_SB_TYPE(name, T)                                                                                  \
+  typedef blas_status_t name(blas_enum_t layout, blas_enum_t a_transpose, blas_enum_t b_transpose, const size_t m, \
+                             const size_t n, const size_t k, const T alpha, const cl_mem a_buffer,                   \
+                             const size_t a_offset, const size_t a_ld, const size_t a_stride, const cl_mem b_buffer, \
+                             const size_t b_offset, const size_t b_ld, const size_t b_stride, const T beta,          \
+                             cl_mem c_buffer, const size_t c_offset, const size_t c_ld, const size_t c_stride,       \
+                             const size_t batch_count, cl_command_queue *queue, cl_event *event)
+BLAS_GEMM_TYPE(blas_sgemm_t, float);
+BLAS_GEMM_TYPE(blas_dgemm_t, double);
+BLAS_GEMM_TYPE(blas_hgemm_t, cl_half);
+BLAS_GEMM_SB_TYPE(blas_sgemm_sb_t, float);
+BLAS_GEMM_SB_TYPE(blas_dgemm_sb_t, double);
+BLAS_GEMM_SB_TYPE(blas_hgemm_sb_t, cl_half);
+
+/* name in CLBlast, member, type */
+#define BLAS_FUNCS(X)                                                                                      \
+  X(CLBlastSgemm, sgemm, blas_sgemm_t) X(CLBlastDgemm, dgemm, blas_dgemm_t)                                \
+  X(CLBlastHgemm, hgemm, blas_hgemm_t) X(CLBlastSgemmStridedBatched, sgemm_sb, blas_sgemm_sb_t)           \
+  X(CLBlastDgemmStridedBatched, dgemm_sb, blas_dgemm_sb_t) X(CLBlastHgemmStridedBatched, hgemm_sb, blas_hgemm_sb_t)
+
+#ifdef OCL_CHECK_CLBLAST
+/* Where clblast_c.h is installed (CMake defines OCL_CHECK_CLBLAST), the
+ * declarations above are compared with it: a redeclaration with another type
+ * does not compile, and the constants must match. Nothing of it is linked. */
+#include <clblast_c.h>
+#define BLAS_CHECK_DECL(f, m, T) extern T f;
+BLAS_FUNCS(BLAS_CHECK_DECL)
+#undef BLAS_CHECK_DECL
+#define SAME(a, b) _Static_assert((long long)(a) == (long long)(b), #a " differs from clblast_c.h's " #b)
+SAME(BLAS_SUCCESS, CLBlastSuccess);
+SAME(BLAS_ROW_MAJOR, CLBlastLayoutRowMajor);
+SAME(BLAS_NO_TRANS, CLBlastTransposeNo);
+SAME(BLAS_TRANS, CLBlastTransposeYes);
+SAME(BLAS_NOT_IMPLEMENTED, CLBlastNotImplemented);
+SAME(BLAS_LOCAL_MEM, CLBlastInvalidLocalMemUsage);
+SAME(BLAS_NO_HALF, CLBlastNoHalfPrecision);
+SAME(BLAS_NO_DOUBLE, CLBlastNoDoublePrecision);
+SAME(BLAS_DATABASE_ERROR, CLBlastDatabaseError);
+SAME(-1007, CLBlastInsufficientMemoryY); /* the last of CLBlast's own codes, so BLAS_OWN_CODES holds */
+SAME(-3, CLBlastOpenCLCompilerNotAvailable);
+SAME(-11, CLBlastOpenCLBuildProgramFailure);
+_Static_assert(sizeof(blas_status_t) == sizeof(CLBlastStatusCode), "CLBlastStatusCode size");
+_Static_assert(sizeof(blas_enum_t) == sizeof(CLBlastLayout) && sizeof(blas_enum_t) == sizeof(CLBlastTranspose),
+               "CLBlast enum sizes");
+#undef SAME
+#endif
+
+typedef struct blas_api {
+  void *lib;
+  char why[256]; /* why it is not there */
+#define BLAS_MEMBER(f, m, T) T *m;
+  BLAS_FUNCS(BLAS_MEMBER)
+#undef BLAS_MEMBER
+} blas_api_t;
+
+static blas_api_t g_blas;
+static pthread_once_t g_blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_load(void) {
+  const char *env = getenv("FLAGOS_CLBLAST");
+  const char *name = env && *env ? env : "libclblast.so.1";
+  /* RTLD_LOCAL: CLBlast is C++ and brings its own symbols, none of them needed by name. */
+  g_blas.lib = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+  if (!g_blas.lib) {
+    const char *e = dlerror();
+    snprintf(g_blas.why, sizeof g_blas.why, "cannot open %s: %s", name, e ? e : "dlopen failed");
+    return;
+  }
+#define BLAS_LOAD(f, m, T)                                                                              \
+  {                                                                                                     \
+    void *p_ = dlsym(g_blas.lib, #f);                                                                   \
+    memcpy(&g_blas.m, &p_, sizeof p_); /* object pointer -> function pointer (POSIX) */                 \
+    if (!p_ && !g_blas.why[0]) snprintf(g_blas.why, sizeof g_blas.why, "%s lacks %s", name, #f);        \
+  }
+  BLAS_FUNCS(BLAS_LOAD)
+#undef BLAS_LOAD
+  if (g_blas.why[0]) {
+    dlclose(g_blas.lib);
+    g_blas.lib = NULL;
+  }
+}
+
+static void trace_line(const char *fmt, ...) FLAGOS_PRINTF(1, 2);
+
+static void blas_load_once(void) {
+  blas_load();
+  if (!g_blas.lib) trace_line("flagos trace: opencl gemm: no CLBlast (%s): generic kernels\n", g_blas.why);
+}
+
+/* 0: off, 1: f32/f64, 2: also f16 (FLAGOS_OPENCL_BLAS, read on each call:
+ * cheap, and tests switch it). Unset: off on CPU devices, where CLBlast's
+ * first use of each kernel kind costs seconds of compilation (about 10 s a
+ * kind on PoCL) and the cpu backend is the fast path anyway; on elsewhere. */
+static int blas_mode(const ocl_device_t *d) {
+  const char *v = getenv("FLAGOS_OPENCL_BLAS");
+  if (!v || !*v) return (d->type & CL_DEVICE_TYPE_CPU) ? 0 : 1;
+  if (strcmp(v, "0") == 0 || strcmp(v, "off") == 0) return 0;
+  if (strcmp(v, "f16") == 0) return 2;
+  return 1;
+}
+
+/* (device, dtype) pairs CLBlast could not build for or refused: not retried,
+ * since each try would compile its kernels again. */
+#define BLAS_MAX_REFUSED 64
+static struct {
+  cl_device_id dev;
+  int32_t dt;
+} g_refused[BLAS_MAX_REFUSED];
+static int g_n_refused;
+static pthread_mutex_t g_refused_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool refused(cl_device_id dev, int32_t dt, bool add) {
+  bool found = false;
+  pthread_mutex_lock(&g_refused_lock);
+  for (int i = 0; i < g_n_refused && !found; i++) found = g_refused[i].dev == dev && g_refused[i].dt == dt;
+  if (!found && add && g_n_refused < BLAS_MAX_REFUSED) {
+    g_refused[g_n_refused].dev = dev;
+    g_refused[g_n_refused++].dt = dt;
+  }
+  pthread_mutex_unlock(&g_refused_lock);
+  return found;
+}
+
+static bool has_ext(const char *list, const char *word) {
+  size_t l = strlen(word);
+  for (const char *p = list; p && (p = strstr(p, word)); p += l)
+    if ((p == list || p[-1] == ' ') && (p[l] == 0 || p[l] == ' ')) return true;
+  return false;
+}
+
+/* IEEE half bits of v, rounded to nearest even (for CLBlast's cl_half alpha and beta). */
+static cl_half half_of(double v) {
+  float f = (float)v;
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+  uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return (cl_half)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
+  if (ax >= 0x477ff000u) return (cl_half)(sign | 0x7c00u); /* 65520 and above round to infinity */
+  if (ax < 0x38800000u) {                                    /* below 2^-14: a subnormal half, in units of 2^-24 */
+    float a;
+    memcpy(&a, &ax, 4);
+    return (cl_half)(sign | (uint16_t)nearbyintf(a * 16777216.0f));
+  }
+  uint32_t r = ax - 0x38000000u; /* exponent bias 127 -> 15 */
+  r += 0xfffu + ((r >> 13) & 1u);
+  return (cl_half)(sign | (uint16_t)(r >> 13));
+}
+
+/* One line to $FLAGOS_OPENCL_BLAS_LOG (appended: `flagos conformance` runs its
+ * tests in worker processes whose stderr goes nowhere), else to stderr under
+ * FLAGOS_TRACE. */
+static void trace_line(const char *fmt, ...) {
+  const char *log = getenv("FLAGOS_OPENCL_BLAS_LOG");
+  bool to_log = log && *log;
+  if (!to_log && !getenv("FLAGOS_TRACE")) return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (n >= (int)sizeof line) n = (int)sizeof line - 1;
+  if (!to_log) {
+    fputs(line, stderr);
+    return;
+  }
+  int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  ssize_t w = write(fd, line, (size_t)n); /* one write: lines of concurrent processes stay whole */
+  (void)w;
+  close(fd);
+}
+
+static const char *dt_name(int32_t dt) {
+  return dt == FLAGOS_FLOAT32 ? "f32" : dt == FLAGOS_FLOAT64 ? "f64" : "f16";
+}
+
+/* True when (batch-1)*stride + rows*cols elements of es bytes fit in a buffer of `size` bytes. */
+static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64_t cols, size_t es) {
+  int64_t last, mat, n, bytes;
+  if (__builtin_mul_overflow(batch - 1, stride, &last) || __builtin_mul_overflow(rows, cols, &mat) ||
+      __builtin_add_overflow(last, mat, &n) || __builtin_mul_overflow(n, (int64_t)es, &bytes))
+    return false;
+  return (uint64_t)bytes <= (uint64_t)size;
+}
+
+static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c) {
+  if (c->n_bufs != 3 || c->n_ints != 9 || c->n_floats != 2)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "opencl backend: gemm takes 3 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs, c->n_ints,
+                   c->n_floats);
+  const int64_t *v = c->ints;
+  int64_t batch = v[0], M = v[1], N = v[2], K = v[3], sa = v[6], sb = v[7], sy = v[8];
+  bool ta = v[4] != 0, tb = v[5] != 0;
+  double alpha = c->floats[0], beta = c->floats[1];
+  if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0 || sy < 0)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "opencl backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
+                   (long long)batch, (long long)M, (long long)N, (long long)K);
+  if (batch == 0 || M == 0 || N == 0) return NULL;
+  const ocl_buf_t *A = c->bufs[0], *B = c->bufs[1], *Y = c->bufs[2];
+  if (!A || !B || !Y) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm with a NULL buffer");
+  int dev = st ? st->dev : Y->dev;
+  if (dev < 0 || dev >= s->n_dev || A->dev != dev || B->dev != dev || Y->dev != dev)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "opencl backend: gemm on buffers of devices %d, %d, %d (stream on %d)", A->dev, B->dev, Y->dev, dev);
+  ocl_device_t *d = &s->dev[dev];
+  int mode = blas_mode(d);
+  if (mode == 0) {
+    const char *ev = getenv("FLAGOS_OPENCL_BLAS");
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: CLBlast is off for '%s' (FLAGOS_OPENCL_BLAS %s)",
+                   d->name, ev && *ev ? ev : "unset: off on CPU devices");
+  }
+  int32_t dt = c->buf_dtypes[0];
+  bool dt_ok = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || (dt == FLAGOS_FLOAT16 && mode == 2);
+  if (!dt_ok || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm on dtypes %d/%d/%d is not provided", (int)dt,
+                   (int)c->buf_dtypes[1], (int)c->buf_dtypes[2]);
+  /* CLBlast refuses K == 0 (Y = beta*Y, which the generic body does), and
+   * batches that all write one Y. */
+  if (K == 0) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with K = 0 is left to the kernel");
+  if (batch > 1 && sy == 0)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: batched gemm into one Y is left to the kernel");
+  size_t es = dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT32 ? 4 : 2;
+  if (!fits(A->size, batch, sa, M, K, es) || !fits(B->size, batch, sb, K, N, es) || !fits(Y->size, batch, sy, M, N, es))
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "opencl backend: gemm (batch %lld, M %lld, N %lld, K %lld) overruns its buffers", (long long)batch,
+                   (long long)M, (long long)N, (long long)K);
+
+  if (dt == FLAGOS_FLOAT64 && !d->fp64)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp64", d->name);
+  if (dt == FLAGOS_FLOAT16 && !has_ext(d->extensions, "cl_khr_fp16"))
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp16", d->name);
+  pthread_once(&g_blas_once, blas_load_once);
+  if (!g_blas.lib) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no CLBlast (%s)", g_blas.why);
+  if (refused(d->id, dt, false))
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: CLBlast refused %s gemm on '%s' before", dt_name(dt),
+                   d->name);
+
+  cl_command_queue q = ocl_queue(s, st, dev);
+  blas_enum_t opa = ta ? BLAS_TRANS : BLAS_NO_TRANS, opb = tb ? BLAS_TRANS : BLAS_NO_TRANS;
+  size_t m = (size_t)M, n = (size_t)N, k = (size_t)K;
+  size_t lda = ta ? m : k, ldb = tb ? k : n, ldy = n, nb = (size_t)batch;
+  size_t xa = (size_t)sa, xb = (size_t)sb, xy = (size_t)sy;
+  blas_status_t r;
+  if (dt == FLAGOS_FLOAT32)
+    r = nb == 1 ? g_blas.sgemm(BLAS_ROW_MAJOR, opa, opb, m, n, k, (float)alpha, A->mem, 0, lda, B->mem, 0, ldb,
+                               (float)beta, Y->mem, 0, ldy, &q, NULL)
+                : g_blas.sgemm_sb(BLAS_ROW_MAJOR, opa, opb, m, n, k, (float)alpha, A->mem, 0, lda, xa, B->mem, 0, ldb,
+                                  xb, (float)beta, Y->mem, 0, ldy, xy, nb, &q, NULL);
+  else if (dt == FLAGOS_FLOAT64)
+    r = nb == 1 ? g_blas.dgemm(BLAS_ROW_MAJOR, opa, opb, m, n, k, alpha, A->mem, 0, lda, B->mem, 0, ldb, beta, Y->mem,
+                               0, ldy, &q, NULL)
+                : g_blas.dgemm_sb(BLAS_ROW_MAJOR, opa, opb, m, n, k, alpha, A->mem, 0, lda, xa, B->mem, 0, ldb, xb,
+                                  beta, Y->mem, 0, ldy, xy, nb, &q, NULL);
+  else
+    r = nb == 1 ? g_blas.hgemm(BLAS_ROW_MAJOR, opa, opb, m, n, k, half_of(alpha), A->mem, 0, lda, B->mem, 0, ldb,
+                               half_of(beta), Y->mem, 0, ldy, &q, NULL)
+                : g_blas.hgemm_sb(BLAS_ROW_MAJOR, opa, opb, m, n, k, half_of(alpha), A->mem, 0, lda, xa, B->mem, 0,
+                                  ldb, xb, half_of(beta), Y->mem, 0, ldy, xy, nb, &q, NULL);
+  if (r == BLAS_SUCCESS) {
+    trace_line("flagos trace: opencl gemm by CLBlast: %s batch %lld M %lld N %lld K %lld%s%s on '%s'\n", dt_name(dt),
+               (long long)batch, (long long)M, (long long)N, (long long)K, ta ? " transA" : "", tb ? " transB" : "",
+               d->name);
+    return NULL;
+  }
+  /* CLBlast's own codes and build failures come before anything is queued:
+   * the generic body runs instead (and the pair is not tried again). An
+   * OpenCL error while queuing may have left Y half written: an error. */
+  if (r <= BLAS_OWN_CODES || r == CL_BUILD_PROGRAM_FAILURE || r == CL_COMPILER_NOT_AVAILABLE) {
+    bool whole_device = r == CL_BUILD_PROGRAM_FAILURE || r == CL_COMPILER_NOT_AVAILABLE || r == BLAS_NOT_IMPLEMENTED ||
+                        r == BLAS_NO_HALF || r == BLAS_NO_DOUBLE || r == BLAS_DATABASE_ERROR || r == BLAS_LOCAL_MEM;
+    if (whole_device) refused(d->id, dt, true);
+    trace_line("flagos trace: opencl gemm: CLBlast refused %s on '%s' (status %d)%s\n", dt_name(dt), d->name, r,
+               whole_device ? ": generic kernels from now on" : "");
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: CLBlast refused %s gemm (status %d)", dt_name(dt), r);
+  }
+  return ocl_fail(s, r, "CLBlast gemm");
+}
+
+flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_libcall_t *call) {
+  ocl_state_t *s = state;
+  if (!call || !call->name)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: library call without a name");
+  if (strcmp(call->name, "gemm") == 0) return gemm(s, st, call);
+  return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no library call '%s'", call->name);
+}

@@ -1,0 +1,229 @@
+/* The cooperative form of the GPU dialects (see cg_internal.h): which rows a
+ * group of threads shares (the plan, made before emission), the shared
+ * reductions and the main loops around them. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codegen/cg_internal.h"
+
+static bool bit_get(const uint64_t *b, int i) { return (b[i >> 6] >> (i & 63)) & 1u; }
+
+/* ---- the cooperative form (GPU dialects) ----
+ * A group of threads shares one row: the main levels 0..coop_level. The row's
+ * reductions (those the hoisting places in the row's block) run with the
+ * group's threads striding over their (flattened) range, then the partial
+ * results are combined over the group by the dialect; the deeper main levels
+ * are spread over the group's threads. The plan picks the row level before
+ * emission from the reductions evaluated unconditionally at each point: it is
+ * the shallowest level such a reduction is hoisted to, counting only
+ * reductions worth sharing (long, and reading memory along their innermost
+ * variable, or in a small iteration space, or at function level). */
+
+/* Flattened indices into variables, last fastest; 32-bit arithmetic where the
+ * total fits (the same branch for the whole group). */
+static void put_decompose(cg_t *g, const char *idx, const char *total, int n, const int *vars, const char *const *ext,
+                          int depth, fl_buf_t *out) {
+  if (n == 1) {
+    cg_line(out, depth, "const int64_t v%d = %s;", vars[0], idx);
+    return;
+  }
+  const char *decl = cg_fmt(g, "v%d", vars[0]);
+  for (int i = 1; i < n; i++) decl = cg_fmt(g, "%s, v%d", decl, vars[i]);
+  cg_line(out, depth, "int64_t %s;", decl);
+  for (int wide = 0; wide < 2; wide++) {
+    const char *T = wide ? "int64_t" : "uint32_t";
+    cg_line(out, depth, wide ? "} else {" : "if (%s <= (int64_t)2147483647) {", total);
+    cg_line(out, depth + 1, "%s fo_q = (%s)%s;", T, T, idx);
+    for (int i = n - 1; i > 0; i--) {
+      cg_line(out, depth + 1, "v%d = (int64_t)(fo_q %% (%s)%s);", vars[i], T, ext[i]);
+      cg_line(out, depth + 1, "fo_q /= (%s)%s;", T, ext[i]);
+    }
+    cg_line(out, depth + 1, "v%d = (int64_t)fo_q;", vars[0]);
+  }
+  cg_line(out, depth, "}");
+}
+
+static int host_level(cg_t *g, const cg_info_t *in) {
+  for (int l = g->k->rank - 1; l >= 0; l--)
+    if (g->k->vars[l] >= 0 && g->k->vars[l] < g->k->next_var && bit_get(in->vars, g->k->vars[l])) return l;
+  return -1;
+}
+
+/* Whether some load in e reads along `var` (its last index uses it). */
+static bool reads_along(cg_t *g, const kir_expr_t *e, int var) {
+  cg_info_t *in = cg_info(g, e);
+  if (!in || in->mark[1] == g->mark_gen[1] || !bit_get(in->vars, var)) return false;
+  in->mark[1] = g->mark_gen[1];
+  if (e->kind == KIR_LOAD && e->n > 0) {
+    cg_info_t *li = cg_info(g, e->a[e->n - 1]);
+    if (li && bit_get(li->vars, var)) return true;
+  }
+  for (int i = 0; i < e->n; i++)
+    if (reads_along(g, e->a[i], var)) return true;
+  return false;
+}
+
+/* Extents that use another variable of the same reduction cannot be flattened. */
+bool cg_flat_extents(cg_t *g, const kir_expr_t *e) {
+  for (int i = 0; i < e->nr; i++) {
+    cg_info_t *ri = cg_info(g, e->rext[i]);
+    if (!ri) return false;
+    for (int j = 0; j < e->nr; j++)
+      if (e->rvars[j] >= 0 && e->rvars[j] < g->k->next_var && bit_get(ri->vars, e->rvars[j])) return false;
+  }
+  return true;
+}
+
+/* Reductions shorter than this stay in one thread. $FLAGOS_CODEGEN_COOP_MIN
+ * replaces it (tests set 1 to put the small conformance shapes through the
+ * cooperative form). */
+static int64_t coop_min_trips(void) {
+  const char *e = getenv("FLAGOS_CODEGEN_COOP_MIN");
+  long long v = e ? atoll(e) : 0;
+  return v > 0 ? (int64_t)v : 32;
+}
+
+static bool worth_sharing(cg_t *g, const kir_expr_t *e, cg_info_t *in, bool small_space) {
+  if (cg_loads_written(g, in) || !cg_flat_extents(g, e)) return false;
+  int64_t trips = 1;
+  bool known = true;
+  for (int i = 0; i < e->nr && known; i++) {
+    int64_t v;
+    if (kir_eval_int(e->rext[i], NULL, 0, &v)) trips *= v > 0 ? v : 0;
+    else known = false;
+  }
+  if (known && trips < coop_min_trips()) return false;
+  if (host_level(g, in) < 0 || small_space) return true;
+  g->mark_gen[1]++;
+  return e->nr > 0 && reads_along(g, e->a[0], e->rvars[e->nr - 1]);
+}
+
+/* Visits what a point evaluates unconditionally (not select branches, not
+ * reduction bodies); `best` becomes the shallowest level of a reduction worth
+ * sharing. */
+static void plan_walk(cg_t *g, const kir_expr_t *e, bool small_space, int *best) {
+  cg_info_t *in = cg_info(g, e);
+  if (!in || in->mark[0] == g->mark_gen[0]) return;
+  in->mark[0] = g->mark_gen[0];
+  if (e->kind == KIR_REDUCE) {
+    if (worth_sharing(g, e, in, small_space)) {
+      int l = host_level(g, in);
+      if (l < *best) *best = l;
+    }
+    return;
+  }
+  int n = e->kind == KIR_SELECT ? 1 : e->n;
+  for (int i = 0; i < n; i++) plan_walk(g, e->a[i], small_space, best);
+}
+
+void cg_plan_coop(cg_t *g) {
+  const kir_kernel_t *k = g->k;
+  g->coop_level = CG_NO_COOP;
+  if (!g->d->coop_setup || k->serial) return;
+  int64_t pts = 1;
+  bool small_space = true;
+  for (int i = 0; i < k->rank && small_space; i++) {
+    int64_t v;
+    if (kir_eval_int(k->extents[i], NULL, 0, &v)) pts *= v > 0 ? v : 0;
+    else small_space = false;
+    if (pts >= 1024) small_space = false;
+  }
+  int best = k->rank;
+  g->mark_gen[0]++;
+  for (int s = 0; s < k->n_stores; s++) {
+    const kir_store_t *st = &k->stores[s];
+    if (st->cond) {
+      plan_walk(g, st->cond, small_space, &best);
+      continue;
+    }
+    plan_walk(g, st->value, small_space, &best);
+    for (int i = 0; i < k->bufs[st->buf].rank; i++) plan_walk(g, st->idx[i], small_space, &best);
+  }
+  if (best < k->rank) g->coop_level = best;
+}
+
+/* The row's reduction e, shared by the group; t is the row's block. */
+const char *cg_reduce_coop(cg_t *g, const kir_expr_t *e, cg_block_t *t) {
+  const char *T = cg_ctype(g, e->dtype), *acc = cg_tmp_name(g, "r");
+  cg_line(&t->buf, t->depth, "%s %s = %s;", T, acc, cg_reduce_init(g, e->op, e->dtype));
+  const char **ext = fl_arena_alloc(g->a, sizeof(*ext) * (size_t)e->nr);
+  bool sym_only = true;
+  kir_expr_t *trips = kir_i64(g->a, 1);
+  for (int i = 0; i < e->nr; i++) {
+    ext[i] = cg_ex_index(g, e->rext[i], t);
+    cg_info_t *ri = cg_info(g, e->rext[i]);
+    for (int w = 0; ri && w < g->nw_var; w++) sym_only = sym_only && ri->vars[w] == 0;
+    for (int w = 0; ri && w < g->nw_buf; w++) sym_only = sym_only && ri->loads[w] == 0;
+    trips = kir_mul(g->a, trips, e->rext[i]);
+  }
+  if (!sym_only) g->coop_rowsz_unknown = true;
+  else g->coop_rowsz_e = g->coop_rowsz_e ? kir_bin(g->a, KIR_MAX, g->coop_rowsz_e, trips) : trips;
+  cg_block_t **loops = fl_arena_alloc(g->a, sizeof(*loops) * (size_t)e->nr);
+  cg_block_t *cur = t;
+  for (int i = 0; i < e->nr; i++) {
+    loops[i] = cg_blk_new(g, cur, CG_RLOOP);
+    loops[i]->var = e->rvars[i];
+    loops[i]->ext = e->rext[i];
+    cur = loops[i];
+  }
+  const char *x = cg_ex(g, e->a[0], cur);
+  cg_line(&cur->buf, cur->depth, "%s = %s;", acc, cg_reduce_step(g, e->op, e->dtype, acc, x));
+  for (int i = e->nr - 1; i > 0; i--) cg_blk_close(loops[i], NULL);
+  int id = g->next_tmp++;
+  if (e->nr == 1) {
+    int v = e->rvars[0];
+    cg_line(&t->buf, t->depth, "for (int64_t v%d = fo_gt; v%d < %s; v%d += fo_gw) {", v, v, ext[0], v);
+  } else {
+    const char *n = NULL, *pos = NULL;
+    for (int i = 0; i < e->nr; i++) {
+      n = n ? cg_fmt(g, "%s * %s", n, ext[i]) : ext[i];
+      pos = pos ? cg_fmt(g, "%s && %s > 0", pos, ext[i]) : cg_fmt(g, "%s > 0", ext[i]);
+    }
+    cg_line(&t->buf, t->depth, "const int64_t fo_n%d = (%s) ? %s : 0;", id, pos, n);
+    cg_line(&t->buf, t->depth, "for (int64_t fo_f%d = fo_gt; fo_f%d < fo_n%d; fo_f%d += fo_gw) {", id, id, id, id);
+    put_decompose(g, cg_fmt(g, "fo_f%d", id), cg_fmt(g, "fo_n%d", id), e->nr, e->rvars, ext, t->depth + 1, &t->buf);
+  }
+  loops[0]->has_loop = true;
+  fl_buf_t *lb = &loops[0]->buf;
+  if (lb->len) fl_buf_append(&t->buf, lb->data, lb->len);
+  cg_line(&t->buf, t->depth, "}");
+  t->has_loop = true;
+  fl_buf_free(lb);
+  g->d->coop_combine(g, e->op, e->dtype, acc, t->depth, &t->buf);
+  g->n_coop++;
+  cg_memo_add(g, t, e, acc);
+  return acc;
+}
+
+/* The main levels in the cooperative form: the row levels 0..P flattened into
+ * the group's row loop, the deeper ones into one loop over the group's threads. */
+void cg_coop_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
+  int lv = blk->level, depth = blk->parent->depth, P = g->coop_level, rank = g->k->rank;
+  bool rows = lv == 0 && P >= 0;
+  int lo = rows ? 0 : lv == P + 1 ? P + 1 : -1, hi = rows ? P : rank - 1;
+  if (lo < 0) {
+    cg_line(out, depth, "{");
+  } else {
+    int n = hi - lo + 1;
+    int *vars = fl_arena_alloc(g->a, sizeof(int) * (size_t)n);
+    const char **ext = fl_arena_alloc(g->a, sizeof(char *) * (size_t)n);
+    const char *tot = NULL;
+    for (int i = 0; i < n; i++) {
+      vars[i] = g->levels[lo + i]->var;
+      ext[i] = cg_fmt(g, "E%d", lo + i);
+      tot = tot ? cg_fmt(g, "%s * %s", tot, ext[i]) : ext[i];
+    }
+    if (rows) {
+      cg_line(out, depth, "const int64_t fo_rows = %s;", tot);
+      cg_line(out, depth, "for (int64_t fo_row = fo_row0; fo_row < fo_rows; fo_row += fo_rstep) {");
+      put_decompose(g, "fo_row", "fo_rows", n, vars, ext, depth + 1, out);
+    } else {
+      cg_line(out, depth, "const int64_t fo_inner = %s;", tot);
+      cg_line(out, depth, "for (int64_t fo_j = fo_gt; fo_j < fo_inner; fo_j += fo_gw) {");
+      put_decompose(g, "fo_j", "fo_inner", n, vars, ext, depth + 1, out);
+    }
+  }
+  if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
+  cg_line(out, depth, "}");
+}
+

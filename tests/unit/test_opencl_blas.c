@@ -1,0 +1,221 @@
+/* The opencl plugin's "gemm" library call (CLBlast) called directly, on the
+ * first OpenCL device (PoCL in CI): shapes, transposes, alpha/beta, batches
+ * with a shared operand (stride 0), f64, NaN in Y's old contents with beta 0,
+ * and the cases it must leave to the generic kernel (FLAGOS_ERR_UNSUPPORTED)
+ * or refuse (FLAGOS_ERR_INVALID_ARGUMENT), and FLAGOS_OPENCL_BLAS (set to 1
+ * here: unset, CLBlast is off on CPU devices such as PoCL's). Expected values
+ * are computed here in double by the definition in docs/kernel-ir.md.
+ *
+ * Skips (exit 77) when the plugin was not built or no OpenCL device exists.
+ * Without CLBlast (FLAGOS_CLBLAST=/nonexistent), every call must answer
+ * FLAGOS_ERR_UNSUPPORTED. FLAGOS_TEST_OPENCL_DEVICE picks another device. */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "flagos/backend.h"
+#include "flagos/flagos.h"
+
+#define SKIP 77
+
+static int g_fails;
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      g_fails++;                                                                                   \
+      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                         \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fputc('\n', stderr);                                                                         \
+    }                                                                                              \
+  } while (0)
+
+static const flagos_backend_t *be;
+static void *bst;
+static int g_dev;
+static bool g_have_blas;
+
+/* One gemm case: element type f32 or f64. */
+typedef struct {
+  flagos_dtype_t dt;
+  int64_t batch, M, N, K;
+  int ta, tb;
+  int64_t sa, sb, sy; /* -1: a full matrix per batch */
+  double alpha, beta;
+  bool nan_y; /* Y's old contents are NaN (only with beta 0) */
+} gcase_t;
+
+static double val(int64_t i, int salt) { return (double)((i * 7 + salt * 13) % 19 - 9) / 8.0; }
+
+static flagos_code_t call(const char *name, flagos_devptr_t *bufs, const int32_t *dts, const int64_t *ints,
+                          const double *fl, char *msg, size_t cap) {
+  flagos_libcall_t c = {name, bufs, dts, 3, ints, 9, fl, 2};
+  flagos_status_t st = be->library_call(bst, NULL, &c);
+  flagos_code_t code = st ? flagos_status_code(st) : FLAGOS_OK;
+  snprintf(msg, cap, "%s", st ? flagos_status_message(st) : "");
+  flagos_status_free(st);
+  return code;
+}
+
+static void run_case(const char *what, gcase_t g) {
+  size_t es = g.dt == FLAGOS_FLOAT64 ? 8 : 4;
+  int64_t sa = g.sa < 0 ? g.M * g.K : g.sa, sb = g.sb < 0 ? g.K * g.N : g.sb, sy = g.sy < 0 ? g.M * g.N : g.sy;
+  size_t na = (size_t)((g.batch - 1) * sa + g.M * g.K), nb = (size_t)((g.batch - 1) * sb + g.K * g.N);
+  size_t ny = (size_t)((g.batch - 1) * sy + g.M * g.N);
+  double *a = malloc(na * 8), *b = malloc(nb * 8), *y0 = malloc(ny * 8), *want = malloc(ny * 8);
+  void *ha = malloc(na * es), *hb = malloc(nb * es), *hy = malloc(ny * es);
+  for (size_t i = 0; i < na; i++) a[i] = val((int64_t)i, 1);
+  for (size_t i = 0; i < nb; i++) b[i] = val((int64_t)i, 2);
+  for (size_t i = 0; i < ny; i++) y0[i] = g.nan_y ? NAN : val((int64_t)i, 3);
+  for (int64_t t = 0; t < g.batch; t++)
+    for (int64_t i = 0; i < g.M; i++)
+      for (int64_t j = 0; j < g.N; j++) {
+        double s = 0;
+        for (int64_t k = 0; k < g.K; k++)
+          s += a[t * sa + (g.ta ? k * g.M + i : i * g.K + k)] * b[t * sb + (g.tb ? j * g.K + k : k * g.N + j)];
+        double *w = &want[t * sy + i * g.N + j];
+        *w = g.alpha * s + (g.beta == 0 ? 0 : g.beta * y0[t * sy + i * g.N + j]);
+      }
+  for (size_t i = 0; i < na; i++) es == 8 ? (void)(((double *)ha)[i] = a[i]) : (void)(((float *)ha)[i] = (float)a[i]);
+  for (size_t i = 0; i < nb; i++) es == 8 ? (void)(((double *)hb)[i] = b[i]) : (void)(((float *)hb)[i] = (float)b[i]);
+  for (size_t i = 0; i < ny; i++) es == 8 ? (void)(((double *)hy)[i] = y0[i]) : (void)(((float *)hy)[i] = (float)y0[i]);
+  flagos_devptr_t bufs[3] = {0};
+  flagos_status_t st = be->mem_alloc(bst, g_dev, na * es, &bufs[0]);
+  if (!st) st = be->mem_alloc(bst, g_dev, nb * es, &bufs[1]);
+  if (!st) st = be->mem_alloc(bst, g_dev, ny * es, &bufs[2]);
+  if (!st) st = be->copy_h2d(bst, NULL, bufs[0], 0, ha, na * es);
+  if (!st) st = be->copy_h2d(bst, NULL, bufs[1], 0, hb, nb * es);
+  if (!st) st = be->copy_h2d(bst, NULL, bufs[2], 0, hy, ny * es);
+  CHECK(!st, "%s: set-up: %s", what, flagos_status_message(st));
+  flagos_status_free(st);
+  int32_t dts[3] = {g.dt, g.dt, g.dt};
+  int64_t ints[9] = {g.batch, g.M, g.N, g.K, g.ta, g.tb, g.sa < 0 ? sa : g.sa, g.sb < 0 ? sb : g.sb, sy};
+  double fl[2] = {g.alpha, g.beta};
+  char msg[512];
+  flagos_code_t code = call("gemm", bufs, dts, ints, fl, msg, sizeof msg);
+  if (g.dt == FLAGOS_FLOAT64 && code == FLAGOS_ERR_UNSUPPORTED && strstr(msg, "cl_khr_fp64")) {
+    printf("test_opencl_blas: %s: skipped (%s)\n", what, msg);
+  } else if (!g_have_blas) {
+    CHECK(code == FLAGOS_ERR_UNSUPPORTED, "%s: without CLBlast: code %d (%s)", what, (int)code, msg);
+  } else {
+    CHECK(code == FLAGOS_OK, "%s: code %d: %s", what, (int)code, msg);
+    st = be->copy_d2h(bst, NULL, hy, bufs[2], 0, ny * es);
+    CHECK(!st, "%s: read back: %s", what, flagos_status_message(st));
+    flagos_status_free(st);
+    double tol = es == 8 ? 1e-12 : 1e-5;
+    int bad = 0;
+    for (size_t i = 0; i < ny && code == FLAGOS_OK; i++) {
+      double got = es == 8 ? ((double *)hy)[i] : ((float *)hy)[i];
+      if (!(fabs(got - want[i]) <= tol * (1 + fabs(want[i]) + g.K))) {
+        if (bad++ < 3) CHECK(false, "%s: Y[%zu] = %.9g, expected %.9g", what, i, got, want[i]);
+      }
+    }
+    if (bad > 3) CHECK(false, "%s: %d elements wrong in all", what, bad);
+  }
+  for (int i = 0; i < 3; i++) be->mem_free(bst, g_dev, bufs[i]);
+  free(a), free(b), free(y0), free(want), free(ha), free(hb), free(hy);
+}
+
+/* Calls that must not reach CLBlast, on small valid buffers. */
+static void test_refusals(void) {
+  flagos_devptr_t bufs[3] = {0};
+  for (int i = 0; i < 3 && !bufs[2]; i++) {
+    flagos_status_t st = be->mem_alloc(bst, g_dev, 256, &bufs[i]);
+    CHECK(!st, "alloc: %s", flagos_status_message(st));
+    flagos_status_free(st);
+  }
+  int32_t f32[3] = {FLAGOS_FLOAT32, FLAGOS_FLOAT32, FLAGOS_FLOAT32}, i32[3] = {FLAGOS_INT32, FLAGOS_INT32, FLAGOS_INT32};
+  int32_t f16[3] = {FLAGOS_FLOAT16, FLAGOS_FLOAT16, FLAGOS_FLOAT16};
+  double fl[2] = {1, 0};
+  char msg[512];
+  int64_t k0[9] = {1, 4, 4, 0, 0, 0, 0, 0, 0};
+  CHECK(call("gemm", bufs, f32, k0, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "K = 0 is left to the kernel: %s", msg);
+  int64_t ok[9] = {1, 4, 4, 4, 0, 0, 0, 0, 0};
+  CHECK(call("gemm", bufs, i32, ok, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "int32: %s", msg);
+  CHECK(call("gemm", bufs, f16, ok, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "f16 is opt-in: %s", msg);
+  CHECK(call("conv", bufs, f32, ok, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "conv: %s", msg);
+  int64_t one_y[9] = {2, 2, 2, 2, 0, 0, 4, 4, 0};
+  CHECK(call("gemm", bufs, f32, one_y, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "batches into one Y: %s", msg);
+  int64_t empty[9] = {3, 0, 4, 4, 0, 0, 0, 0, 0};
+  CHECK(call("gemm", bufs, f32, empty, fl, msg, sizeof msg) == FLAGOS_OK || !g_have_blas, "M = 0 is a no-op: %s", msg);
+  if (g_have_blas) {
+    int64_t over[9] = {1, 8, 9, 4, 0, 0, 0, 0, 0}; /* Y needs 288 bytes */
+    CHECK(call("gemm", bufs, f32, over, fl, msg, sizeof msg) == FLAGOS_ERR_INVALID_ARGUMENT && strstr(msg, "overruns"),
+          "overrun: %s", msg);
+    int64_t neg[9] = {1, 4, 4, -1, 0, 0, 0, 0, 0};
+    CHECK(call("gemm", bufs, f32, neg, fl, msg, sizeof msg) == FLAGOS_ERR_INVALID_ARGUMENT, "negative K: %s", msg);
+    setenv("FLAGOS_OPENCL_BLAS", "0", 1);
+    CHECK(call("gemm", bufs, f32, ok, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED && strstr(msg, "FLAGOS_OPENCL_BLAS"),
+          "FLAGOS_OPENCL_BLAS=0: %s", msg);
+    /* unset: off on CPU devices only */
+    unsetenv("FLAGOS_OPENCL_BLAS");
+    flagos_device_info_t info;
+    flagos_status_t st = be->device_info(bst, g_dev, &info);
+    flagos_status_free(st);
+    flagos_code_t code = call("gemm", bufs, f32, ok, fl, msg, sizeof msg);
+    if (info.kind == FLAGOS_DEVICE_CPU)
+      CHECK(code == FLAGOS_ERR_UNSUPPORTED && strstr(msg, "off on CPU devices"), "default on a CPU device: %s", msg);
+    else
+      CHECK(code == FLAGOS_OK, "default on a %s device: %s", info.kind == FLAGOS_DEVICE_GPU ? "GPU" : "other", msg);
+    setenv("FLAGOS_OPENCL_BLAS", "1", 1);
+  }
+  for (int i = 0; i < 3; i++) be->mem_free(bst, g_dev, bufs[i]);
+}
+
+int main(void) {
+  char cache[] = "/tmp/flagos-test-opencl-blas-XXXXXX";
+  if (!mkdtemp(cache)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  setenv("FLAGOS_OPENCL_BLAS", "1", 1); /* on whatever the device (by default CPU devices have it off) */
+  char so[512];
+  snprintf(so, sizeof so, "%s/backends/libflagos_backend_opencl.so", FLAGOS_BINARY_DIR);
+  void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    printf("test_opencl_blas: SKIP: the opencl plugin was not built (%s)\n", dlerror());
+    return SKIP;
+  }
+  flagos_backend_entry_fn entry = (flagos_backend_entry_fn)(uintptr_t)dlsym(h, FLAGOS_BACKEND_ENTRY_SYMBOL);
+  be = entry ? entry(FLAGOS_BACKEND_ABI_VERSION) : NULL;
+  if (!be || !be->library_call) {
+    fprintf(stderr, "FAIL: %s has no table or no library_call\n", so);
+    return 1;
+  }
+  flagos_host_t host = {FLAGOS_BACKEND_ABI_VERSION, flagos_status_new, cache};
+  flagos_status_t st = be->init(&host, &bst);
+  CHECK(!st, "init: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  if (!bst || be->device_count(bst) == 0) {
+    printf("test_opencl_blas: SKIP: no OpenCL platform or device\n");
+    if (bst) be->shutdown(bst);
+    rmdir(cache);
+    return SKIP;
+  }
+  const char *dv = getenv("FLAGOS_TEST_OPENCL_DEVICE");
+  g_dev = dv ? atoi(dv) : 0;
+  const char *lib = getenv("FLAGOS_CLBLAST");
+  void *blas = dlopen(lib && *lib ? lib : "libclblast.so.1", RTLD_NOW | RTLD_LOCAL);
+  g_have_blas = blas != NULL;
+  printf("test_opencl_blas: CLBlast %s\n", g_have_blas ? "found: results checked" : "missing: calls must be refused");
+
+  /* Small sizes take CLBlast's direct kernel, larger ones its padded (indirect) one. */
+  run_case("f32 plain, NaN in Y, beta 0", (gcase_t){FLAGOS_FLOAT32, 1, 37, 29, 53, 0, 0, -1, -1, -1, 1, 0, true});
+  run_case("f32 transA transB alpha beta", (gcase_t){FLAGOS_FLOAT32, 1, 5, 7, 3, 1, 1, -1, -1, -1, 0.75, 1.5, false});
+  run_case("f32 transA, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 260, 270, 1, 0, -1, -1, -1, 1, 0, true});
+  run_case("f32 batch, A shared", (gcase_t){FLAGOS_FLOAT32, 3, 130, 140, 150, 0, 0, 0, -1, -1, 1, 1, false});
+  run_case("f32 batch, B shared, transB", (gcase_t){FLAGOS_FLOAT32, 4, 6, 5, 9, 0, 1, -1, 0, -1, -2, 0, true});
+  run_case("f32 M 1 N 1", (gcase_t){FLAGOS_FLOAT32, 2, 1, 1, 4, 0, 0, -1, -1, -1, 1, 0, false});
+  run_case("f64 batch, transA", (gcase_t){FLAGOS_FLOAT64, 2, 33, 17, 65, 1, 0, -1, -1, -1, 0.5, 0.25, false});
+  run_case("f64 transB, NaN in Y", (gcase_t){FLAGOS_FLOAT64, 1, 20, 19, 21, 0, 1, -1, -1, -1, 1, 0, true});
+  test_refusals();
+
+  be->shutdown(bst);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
+  if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", cache);
+  printf("test_opencl_blas: %s\n", g_fails ? "FAILED" : "ok");
+  return g_fails ? 1 : 0;
+}
