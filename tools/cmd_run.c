@@ -19,7 +19,11 @@ static const char k_help[] =
     "options:\n"
     "  -i, --input [NAME=]FILE  an input; repeatable\n"
     "  -o, --output-dir DIR     where outputs are written (default: not written)\n"
-    "  --device DEV             device to run on (default: cpu)\n"
+    "  --device DEV             run on this device alone (cpu, cpu:0, opencl:0, cuda:NVIDIA ...).\n"
+    "                           Default: the bundle's plan when it has one (each kernel group on\n"
+    "                           the device it names, docs/sla.md), else cpu\n"
+    "  --sla FILE               re-plan at run time for this SLA over the bundle's targets (a\n"
+    "                           bundle compiled with --targets LIST; not with --device)\n"
     "  --runs N                 run N times and report the median time (default 1)\n"
     "  --target LIST            for .onnx models: targets to compile (default: cpu)\n"
     "  --shape NAME=DxDx..      for .onnx models: fix a symbolic input dimension\n"
@@ -36,7 +40,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int cmd_run(int argc, char **argv) {
-  const char *model = NULL, *outdir = NULL, *device = NULL, *targets = NULL;
+  const char *model = NULL, *outdir = NULL, *device = NULL, *targets = NULL, *sla = NULL;
   char shapes[4096] = "";
   int runs = 1, n_in = 0;
   input_arg_t *ins = calloc((size_t)argc + 1, sizeof(*ins));
@@ -65,6 +69,8 @@ int cmd_run(int argc, char **argv) {
       if (!(outdir = cli_value("run", argc, argv, &i))) goto out;
     } else if (strncmp(a, "--device", 8) == 0) {
       if (!(device = cli_value("run", argc, argv, &i))) goto out;
+    } else if (strncmp(a, "--sla", 5) == 0) {
+      if (!(sla = cli_value("run", argc, argv, &i))) goto out;
     } else if (strncmp(a, "--target", 8) == 0) {
       if (!(targets = cli_value("run", argc, argv, &i))) goto out;
     } else if (strncmp(a, "--runs", 6) == 0) {
@@ -90,6 +96,10 @@ int cmd_run(int argc, char **argv) {
   }
   if (!model) {
     fputs(k_help, stderr);
+    goto out;
+  }
+  if (sla && device) {
+    fprintf(stderr, "flagos run: error: --sla places the model over the bundle's targets; --device forces one device\n");
     goto out;
   }
   rc = 1;
@@ -133,8 +143,24 @@ int cmd_run(int argc, char **argv) {
   }
   for (int j = 0; j < ni && !st; j++)
     if (!given[j]) st = flagos_status_new(FLAGOS_ERR_INVALID_ARGUMENT, "input '%s' is missing", g->inputs[j]->name);
-  flagos_session_options_t so = {.device = device};
+  flagos_session_options_t so = {.device = sla ? "plan" : device};
   if (!st) st = flagos_session_create(b, &so, &s);
+  if (!st && sla) {
+    void *text = NULL;
+    size_t len = 0;
+    st = fl_read_file(sla, &text, &len);
+    char *z = st ? NULL : malloc(len + 1);
+    if (z) {
+      memcpy(z, text, len);
+      z[len] = 0;
+      st = flagos_session_set_sla(s, z);
+    } else if (!st) {
+      st = flagos_status_new(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    free(z);
+    free(text);
+    if (st) st = flagos_status_wrap(st, "%s", sla);
+  }
   double *times = calloc((size_t)runs, sizeof(double));
   for (int r = 0; r < runs && !st; r++) {
     if (r > 0)

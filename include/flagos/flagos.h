@@ -87,7 +87,16 @@ FLAGOS_API int64_t flagos_tensor_numel(const flagos_tensor_t *t);
 
 /* ---- sessions ---- */
 typedef struct flagos_session_options {
-  const char *device;   /* "cpu" (default), "cpu:0", later "cuda:0", "opencl:NVIDIA" */
+  /* Where the session runs (docs/sla.md "Running a plan"):
+   * - a device, "cpu", "cpu:0", "cuda:0", "opencl:NVIDIA": that device alone,
+   *   whatever the bundle's plan says;
+   * - NULL or "": the bundle's plan when it has one (each kernel group on the
+   *   device the plan names, values copied between devices where needed),
+   *   otherwise "cpu" (one device, as before plans existed);
+   * - "plan": a session placed by plans, also for a bundle without one (it then
+   *   starts with everything on the bundle's first target, cpu where it has
+   *   cpu kernels); flagos_session_set_sla() re-plans it. */
+  const char *device;
   int num_threads;      /* 0: the backend's default */
 } flagos_session_options_t;
 
@@ -111,6 +120,23 @@ FLAGOS_API flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_
                                               flagos_value_t *outputs, int n_outputs);
 /* Milliseconds the last run took (wall time, inputs uploaded to outputs downloaded). */
 FLAGOS_API double flagos_session_last_run_ms(const flagos_session_t *s);
+
+/* ---- placement at run time (issue 6; docs/sla.md "Running a plan") ---- */
+/* Re-plans a session placed by plans (created with device NULL on a bundle with
+ * a plan, or with device "plan") for a new SLA (the JSON text of an SLA file,
+ * docs/sla.md): the partition solver runs again on the bundle's graph with the
+ * saved device profiles ($FLAGOS_CACHE_DIR/profiles.json, else the documented
+ * defaults), the candidates being device 0 of each target the bundle carries
+ * kernels for that this machine has. The new plan replaces the old one between
+ * runs: runs already started finish on the old plan, runs started after the
+ * call returns use the new one; devices the new plan adds are opened (kernels
+ * loaded) inside this call, weights are placed on them by their first run.
+ * Safe to call while other threads run the session; calls are serialised.
+ * Errors (the old plan stays): the SLA's parse error naming the field, an SLA
+ * that cannot be met (FLAGOS_ERR_INVALID_ARGUMENT, each violated limit and the
+ * best achievable value), a device that cannot be opened, and
+ * FLAGOS_ERR_UNSUPPORTED for a session created for one device. */
+FLAGOS_API flagos_status_t flagos_session_set_sla(flagos_session_t *s, const char *sla_json);
 
 /* ---- profiling (added for issue 7; docs/profiling.md, docs/eaf.md) ---- */
 /* Starts (enable true) or stops recording a profile of this session's runs:

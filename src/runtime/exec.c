@@ -18,7 +18,9 @@ int64_t rt_numel(int rank, const int64_t *dims) {
 
 rt_val_t *rt_lookup(rt_frame_t *f, const fir_value_t *v) {
   while (f && f->plan->graph != v->graph) f = f->parent;
-  return f ? &f->vals[v->id] : NULL;
+  if (!f) return NULL;
+  if (f->home && f->home[v->id] != f->cur) return &f->mirror[f->cur][v->id];
+  return &f->vals[v->id];
 }
 
 /* String tensors are host arrays of malloc'ed strings on every backend (kernels
@@ -183,13 +185,14 @@ flagos_status_t rt_copy_chunks(rt_exec_t *x, flagos_dtype_t dt, flagos_devptr_t 
 
 flagos_status_t rt_frame_init(rt_exec_t *x, const rt_plan_t *p, rt_frame_t *parent, rt_frame_t *f) {
   fir_graph_t *g = p->graph;
+  memset(f, 0, sizeof(*f)); /* a single-device frame: no homes, no mirrors */
   f->plan = p;
   f->parent = parent;
   f->vals = calloc((size_t)g->n_values + 1, sizeof(rt_val_t));
   if (!f->vals) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
   /* On a device with its own memory the weights are uploaded once per session. */
   flagos_devptr_t const *placed = NULL;
-  if (!x->host_visible && x->weights) FL_TRY(rt_weights_get(x->weights, p, &placed));
+  if (!x->host_visible && x->weights) FL_TRY(rt_weights_get(x->weights, p, NULL, &placed));
   for (int i = 0; i < g->n_values; i++) {
     fir_value_t *v = g->values[i];
     if (!v->init) continue;
@@ -219,7 +222,7 @@ void rt_frame_free(rt_exec_t *x, rt_frame_t *f) {
   f->vals = NULL;
 }
 
-static flagos_status_t run_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn, int ni) {
+flagos_status_t rt_exec_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn, int ni) {
   double prof_t0 = x->prof ? rt_prof_now_us() : 0;
   fir_node_t *n = rn->node;
   fl_arena_t *a = fl_arena_create();
@@ -401,7 +404,7 @@ flagos_status_t rt_exec_graph(rt_exec_t *x, rt_frame_t *f) {
         f->vals[v->id].pinned = p->is_output[v->id];
       }
     } else {
-      st = run_kernels(x, f, rn, i);
+      st = rt_exec_kernels(x, f, rn, i);
     }
     if (st)
       return flagos_status_wrap(st, "while running node %d (%s '%s')", i, rn->node->op_type, rn->node->name);

@@ -26,10 +26,20 @@ typedef struct rt_val {
   const void *host;             /* a host copy of the data (weights: the bundle's bytes), or NULL */
 } rt_val_t;
 
+#define RT_MAX_SLOTS 8
+
 typedef struct rt_frame {
   const rt_plan_t *plan;
   rt_val_t *vals; /* by value id of plan->graph */
   struct rt_frame *parent;
+  /* Multi-device runs only (src/runtime/multi.c; NULL otherwise): the device
+   * slot each value of vals lives on (-1: a weight, which lives in the mirrors
+   * only), the copies of values on the other slots (by slot, then value id;
+   * NULL for slots the plan does not use), and the slot running now. A lookup
+   * of a value whose home is not `cur` returns its mirror on `cur`. */
+  int *home;
+  rt_val_t *mirror[RT_MAX_SLOTS];
+  int cur;
 } rt_frame_t;
 
 typedef struct rt_exec {
@@ -50,6 +60,9 @@ typedef struct rt_exec {
   /* Non-NULL while a run's buffers are kept for a captured graph: device
    * tensors and temps come from and go back to this set (src/runtime/graph.c). */
   struct rt_hold *hold;
+  /* Multi-device sessions (tests, reports; updated atomically): kernel nodes
+   * this slot ran, values copied onto it from other slots. */
+  int64_t nodes_run, copies_in;
 } rt_exec_t;
 
 /* Device memory for the executor: from x->hold while it is set, else the plugin. */
@@ -57,6 +70,8 @@ flagos_status_t rt_dev_alloc(rt_exec_t *x, size_t bytes, flagos_devptr_t *out);
 void rt_dev_free(rt_exec_t *x, flagos_devptr_t p);
 
 rt_val_t *rt_lookup(rt_frame_t *f, const fir_value_t *v);
+/* Runs one kernel node (its outputs go to f->vals; node index ni is for traces). */
+flagos_status_t rt_exec_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn, int ni);
 flagos_status_t rt_frame_init(rt_exec_t *x, const rt_plan_t *p, rt_frame_t *parent, rt_frame_t *f);
 void rt_frame_free(rt_exec_t *x, rt_frame_t *f);
 flagos_status_t rt_exec_graph(rt_exec_t *x, rt_frame_t *f);
@@ -90,8 +105,10 @@ typedef struct rt_weights rt_weights_t;
 flagos_status_t rt_weights_create(const flagos_backend_t *api, void *bst, int device, rt_weights_t **out);
 void rt_weights_destroy(rt_weights_t *w);
 /* The device copies of plan p's initializers, by value id (NULL where a value is
- * no initializer or a string tensor), uploaded on the first call for p. */
-flagos_status_t rt_weights_get(rt_weights_t *w, const rt_plan_t *p, flagos_devptr_t const **out);
+ * no initializer or a string tensor, or was not asked for), uploaded on the first
+ * call that needs them. need (by value id; NULL: every initializer) says which:
+ * a multi-device session places on each device the weights of its nodes only. */
+flagos_status_t rt_weights_get(rt_weights_t *w, const rt_plan_t *p, const bool *need, flagos_devptr_t const **out);
 /* How many initializers were uploaded (tests). */
 int64_t rt_weights_uploads(const rt_weights_t *w);
 
@@ -118,6 +135,38 @@ flagos_status_t rt_import_value(rt_exec_t *x, const char *name, const fir_type_t
  * (allocating those left zeroed); on error releases what it allocated. */
 flagos_status_t rt_export_outputs(rt_exec_t *x, rt_val_t *const *vals, flagos_value_t *outputs, int n_outputs,
                                   const fir_graph_t *g);
+/* The same with each output read through its own device's executor xs[i]. */
+flagos_status_t rt_export_outputs_on(rt_exec_t *const *xs, rt_val_t *const *vals, flagos_value_t *outputs, int n_outputs,
+                                     const fir_graph_t *g);
+
+/* ---- multi-device execution and hot-swapped plans (src/runtime/multi.c) ---- */
+/* A placement of the main plan's nodes on the session's device slots,
+ * reference-counted: a run holds a reference from its start to its end, so a
+ * plan swapped out meanwhile is freed by the last run that uses it. */
+typedef struct rt_mplan {
+  int refs;            /* atomic */
+  int n_nodes;
+  int *node_slot;      /* per node of the main plan */
+  int *input_slot;     /* per graph input: the slot it is uploaded to (its first consumer's) */
+  int *uses_on[RT_MAX_SLOTS]; /* per slot (NULL: unused), by value id: consumers of the value on the slot */
+  bool *weights_on[RT_MAX_SLOTS]; /* per slot, by value id: an initializer the slot's nodes read */
+  int default_slot;    /* host operators, graph outputs that are weights */
+  int single_slot;     /* >= 0: every node on this slot (the run takes the single-device path) */
+  int n_used;          /* slots running at least one node */
+  char *json;          /* the plan (docs/sla.md "The plan in the bundle"), for flagos_session_plan */
+} rt_mplan_t;
+void rt_mplan_free(rt_mplan_t *mp);
+/* Runs the main plan on several devices: xs[slot] is each slot's executor. */
+flagos_status_t rt_multi_run(rt_exec_t *const *xs, const rt_mplan_t *mp, const flagos_bundle_t *b,
+                             const flagos_value_t *inputs, int n_inputs, flagos_value_t *outputs, int n_outputs);
+
+/* A planned session's device slot i (false past the last): its id, kernel
+ * nodes it ran, values copied onto it from other devices, weights uploaded. */
+typedef struct rt_slot_stats {
+  char id[96];
+  int64_t nodes_run, copies_in, weight_uploads;
+} rt_slot_stats_t;
+bool rt_session_slot_stats(const flagos_session_t *s, int i, rt_slot_stats_t *out);
 
 /* Weights uploaded and graph counters of a session (tests, `flagos bench`). */
 void rt_session_stats(const flagos_session_t *s, int64_t *weight_uploads, rt_graph_stats_t *graphs);

@@ -33,6 +33,7 @@ struct rt_prof {
   double wall_ms;
   flagos_bevent_t anchor;
   double anchor_us, run_t0_us;
+  double dev_end_us; /* the end of the latest device event, over all runs */
   int64_t run_first_ev, run_first_mem;
 
   flagos_bevent_t *pool; /* device events, reused run after run */
@@ -338,9 +339,15 @@ void rt_prof_view(const rt_prof_t *p, rt_prof_view_t *out) {
 flagos_status_t rt_prof_run_begin(rt_prof_t *p) {
   /* Nothing may be queued before the anchor, or its host time would not be its device time. */
   FL_TRY(p->real->stream_sync(p->real_state, NULL));
+  /* The anchor's host time is read just before it is recorded (on an idle
+   * device it is recorded at once; reading the clock after the sync instead
+   * would add the host's delays, up to a preemption, to every event of the run
+   * and let one run's events overlap the next one's). It cannot be earlier than
+   * the end of the previous run's last device event. */
+  double t0 = rt_prof_now_us();
   FL_TRY(p->real->event_record(p->real_state, p->anchor, NULL));
   FL_TRY(p->real->event_sync(p->real_state, p->anchor));
-  p->anchor_us = p->run_t0_us = rt_prof_now_us();
+  p->anchor_us = p->run_t0_us = t0 > p->dev_end_us ? t0 : p->dev_end_us;
   p->in_run = true;
   p->used_pool = 0;
   p->n_pending = 0;
@@ -363,6 +370,7 @@ flagos_status_t rt_prof_run_end(rt_prof_t *p, bool ok, double wall_ms) {
     rt_pev_t *e = &p->evs[q->ev];
     e->t0_us = p->anchor_us + a * 1e3;
     e->t1_us = p->anchor_us + (b > a ? b : a) * 1e3;
+    if (e->t1_us > p->dev_end_us) p->dev_end_us = e->t1_us;
   }
   if (!ok || st) {
     p->n_evs = p->run_first_ev;

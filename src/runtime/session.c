@@ -1,12 +1,24 @@
-/* Sessions: a bundle bound to one device. A run imports the caller's inputs,
- * executes the main plan in a frame (src/runtime/exec.c) and exports the outputs
- * into host memory the caller owns. */
+/* Sessions: a bundle bound to one device, or placed over several by a plan
+ * (docs/sla.md "Running a plan"). A run imports the caller's inputs, executes
+ * the main plan in a frame (src/runtime/exec.c; src/runtime/multi.c over
+ * several devices) and exports the outputs into host memory the caller owns. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "runtime/exec.h"
+#include "runtime/placement.h"
+
+/* One device of a session: its plugin, loaded kernels and weights. */
+typedef struct rt_slot {
+  char id[96]; /* "cpu:0" */
+  rt_backend_t *be;
+  rt_exec_t x;
+  flagos_bmodule_t module;
+  rt_weights_t *weights;
+} rt_slot_t;
 
 struct flagos_session_s {
   flagos_bundle_t *b;
@@ -17,6 +29,16 @@ struct flagos_session_s {
   rt_weights_t *weights; /* device copies of the initializers (devices that are not host-visible) */
   rt_graphs_t *graphs;   /* captured graphs by input shapes, or NULL (src/runtime/graph.c) */
   rt_prof_t *prof; /* created by the first flagos_session_enable_profiling; x.prof is set while it records */
+  /* Planned sessions (created without a device while the bundle has a plan, or
+   * with device "plan"): one slot per device a plan used so far, the current
+   * plan (a run holds a reference), `lock` guarding the plan pointer and
+   * `swap_lock` serialising flagos_session_set_sla (which may open slots). */
+  bool planned;
+  int n_slots;
+  rt_slot_t *slots[RT_MAX_SLOTS];
+  rt_exec_t *xs[RT_MAX_SLOTS];
+  rt_mplan_t *plan;
+  pthread_mutex_t lock, swap_lock;
 };
 
 static double now_ms(void) {
@@ -72,11 +94,21 @@ static flagos_status_t find_device(rt_backend_t *be, const char *name, const cha
                 seen[0] ? seen : "none");
 }
 
-flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_options_t *opts, flagos_session_t **out) {
+static void slot_close(rt_slot_t *sl) {
+  if (!sl) return;
+  rt_weights_destroy(sl->weights);
+  if (sl->module) sl->be->api->module_unload(sl->be->state, sl->module);
+  free(sl->x.kernels);
+}
+
+/* Opens device `spec` (NAME, NAME:INDEX, NAME:FILTER) for bundle b: its plugin,
+ * the bundle's kernels for its target, and (not host-visible) a weight table. */
+static flagos_status_t slot_open(flagos_bundle_t *b, const char *spec, rt_slot_t *sl) {
+  memset(sl, 0, sizeof(*sl));
   char name[64];
   int dev;
   const char *filter;
-  FL_TRY(parse_device(opts ? opts->device : NULL, name, sizeof name, &dev, &filter));
+  FL_TRY(parse_device(spec, name, sizeof name, &dev, &filter));
   int code = -1;
   char have[256] = "";
   for (int i = 0; i < b->n_code; i++) {
@@ -98,25 +130,142 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
   flagos_device_info_t info;
   memset(&info, 0, sizeof info);
   FL_TRY(be->api->device_info(be->state, dev, &info));
-
-  flagos_session_t *s = calloc(1, sizeof(*s));
-  if (!s) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
-  s->b = b;
-  s->be = be;
-  s->x.api = be->api;
-  s->x.bst = be->state;
-  s->x.device = dev;
-  s->x.host_visible = info.host_visible != 0;
-  s->x.trace = getenv("FLAGOS_TRACE") != NULL;
+  snprintf(sl->id, sizeof sl->id, "%s:%d", name, dev);
+  sl->be = be;
+  sl->x.api = be->api;
+  sl->x.bst = be->state;
+  sl->x.device = dev;
+  sl->x.host_visible = info.host_visible != 0;
+  sl->x.trace = getenv("FLAGOS_TRACE") != NULL;
   flagos_status_t st = NULL;
-  s->x.kernels = calloc((size_t)b->n_kernels + 1, sizeof(flagos_bkernel_t));
-  if (!s->x.kernels) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
-  if (!st && b->n_kernels > 0) st = be->api->module_load(be->state, dev, b->code[code].data, b->code[code].size, &s->module);
+  sl->x.kernels = calloc((size_t)b->n_kernels + 1, sizeof(flagos_bkernel_t));
+  if (!sl->x.kernels) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  if (!st && b->n_kernels > 0) st = be->api->module_load(be->state, dev, b->code[code].data, b->code[code].size, &sl->module);
   for (int i = 0; !st && i < b->n_kernels; i++)
-    st = be->api->kernel_get(be->state, s->module, b->kernel_names[i], &s->x.kernels[i]);
-  if (!st && !s->x.host_visible) st = rt_weights_create(be->api, be->state, dev, &s->weights);
-  s->x.weights = s->weights;
-  if (!st) st = rt_graphs_create(&s->x, &b->main, &s->graphs);
+    st = be->api->kernel_get(be->state, sl->module, b->kernel_names[i], &sl->x.kernels[i]);
+  if (!st && !sl->x.host_visible) st = rt_weights_create(be->api, be->state, dev, &sl->weights);
+  sl->x.weights = sl->weights;
+  if (st) {
+    slot_close(sl);
+    memset(sl, 0, sizeof(*sl));
+  }
+  return st;
+}
+
+/* The slot of plan device `id` ("cpu:0"), opened the first time a plan uses it. */
+static flagos_status_t session_slot(flagos_session_t *s, const char *id, int *out) {
+  for (int i = 0; i < s->n_slots; i++)
+    if (strcmp(s->slots[i]->id, id) == 0) {
+      *out = i;
+      return NULL;
+    }
+  if (s->n_slots == RT_MAX_SLOTS) return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "a session runs on at most %d devices", RT_MAX_SLOTS);
+  rt_slot_t *sl = calloc(1, sizeof *sl);
+  if (!sl) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  flagos_status_t st = slot_open(s->b, id, sl);
+  if (st) {
+    free(sl);
+    return flagos_status_wrap(st, "plan device '%s'", id);
+  }
+  s->slots[s->n_slots] = sl;
+  s->xs[s->n_slots] = &sl->x;
+  *out = s->n_slots++;
+  return NULL;
+}
+
+/* The run tables of plan pp on this session's slots (opening those it uses). */
+static flagos_status_t session_mplan(flagos_session_t *s, const part_plan_t *pp, const char *json, rt_mplan_t **out) {
+  bool dev_used[PART_MAX_DEVICES] = {false}, any = false;
+  for (int k = 0; k < pp->n_groups; k++) dev_used[pp->groups[k].device] = any = true;
+  if (!any) dev_used[0] = true; /* nothing placed: everything runs on the plan's first device */
+  int dev_slot[PART_MAX_DEVICES];
+  for (int d = 0; d < pp->n_devices; d++) {
+    dev_slot[d] = -1;
+    if (dev_used[d]) FL_TRY(session_slot(s, pp->devices[d], &dev_slot[d]));
+  }
+  if (dev_slot[0] < 0) /* the default of last resort must name a real slot */
+    for (int d = 0; d < pp->n_devices; d++)
+      if (dev_slot[d] >= 0) {
+        dev_slot[0] = dev_slot[d];
+        break;
+      }
+  bool hv[RT_MAX_SLOTS] = {false};
+  for (int i = 0; i < s->n_slots; i++) hv[i] = s->slots[i]->x.host_visible;
+  return rt_mplan_create(s->b, pp, dev_slot, hv, json, out);
+}
+
+static flagos_status_t create_planned(flagos_session_t *s, part_plan_t *pp, const char *json) {
+  s->planned = true;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->swap_lock, NULL);
+  flagos_status_t st = session_mplan(s, pp, json, &s->plan);
+  if (st) return flagos_status_wrap(st, "running the bundle's plan (give a device to run on one)");
+  /* What flagos_session_power and the like report: the first device. */
+  s->be = s->slots[0]->be;
+  s->x = s->slots[0]->x;
+  return NULL;
+}
+
+/* The bundle's plan, or with device "plan" and no plan in the bundle, one that
+ * puts everything on the bundle's first target (cpu when it has cpu kernels). */
+static flagos_status_t initial_plan(flagos_bundle_t *b, bool forced, part_plan_t **pp, char **json) {
+  *json = NULL;
+  flagos_status_t st = part_plan_load(b->file, pp);
+  if (!st || !forced || flagos_status_code(st) != FLAGOS_ERR_NOT_FOUND) {
+    if (!st) {
+      const void *data;
+      size_t n;
+      if (!bundle_file_get(b->file, PART_PLAN_SECTION, &data, &n) && (*json = malloc(n + 1))) {
+        memcpy(*json, data, n);
+        (*json)[n] = 0;
+      }
+    }
+    return st;
+  }
+  flagos_status_free(st);
+  const char *t = b->n_code ? b->code[0].target : "cpu";
+  for (int i = 0; i < b->n_code; i++)
+    if (strcmp(b->code[i].target, "cpu") == 0) t = "cpu";
+  char text[128];
+  snprintf(text, sizeof text, "{\"format\": 1, \"mode\": \"latency\", \"devices\": [\"%s:0\"], \"groups\": []}", t);
+  *json = strdup(text);
+  return part_plan_parse(text, strlen(text), pp);
+}
+
+flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_options_t *opts, flagos_session_t **out) {
+  const char *device = opts ? opts->device : NULL;
+  bool want_plan = device && strcmp(device, "plan") == 0;
+  part_plan_t *pp = NULL;
+  char *json = NULL;
+  if (!device || !*device || want_plan) {
+    flagos_status_t st = initial_plan(b, want_plan, &pp, &json);
+    if (st && flagos_status_code(st) == FLAGOS_ERR_NOT_FOUND) flagos_status_free(st); /* no plan: one device */
+    else if (st) return flagos_status_wrap(st, "the bundle's plan");
+  }
+  flagos_session_t *s = calloc(1, sizeof(*s));
+  if (!s) {
+    part_plan_free(pp);
+    free(json);
+    return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+  s->b = b;
+  flagos_status_t st;
+  if (pp) {
+    st = create_planned(s, pp, json);
+    part_plan_free(pp);
+    free(json);
+  } else {
+    rt_slot_t one;
+    st = slot_open(b, device, &one);
+    if (!st) {
+      s->be = one.be;
+      s->x = one.x;
+      s->module = one.module;
+      s->weights = one.weights;
+      s->x.weights = s->weights;
+      st = rt_graphs_create(&s->x, &b->main, &s->graphs);
+    }
+  }
   if (st) {
     flagos_session_destroy(s);
     return st;
@@ -125,14 +274,88 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
   return NULL;
 }
 
+static void plan_release(rt_mplan_t *mp) {
+  if (mp && __atomic_sub_fetch(&mp->refs, 1, __ATOMIC_ACQ_REL) == 0) rt_mplan_free(mp);
+}
+
+static rt_mplan_t *plan_acquire(flagos_session_t *s) {
+  pthread_mutex_lock(&s->lock);
+  rt_mplan_t *mp = s->plan;
+  __atomic_add_fetch(&mp->refs, 1, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&s->lock);
+  return mp;
+}
+
 void flagos_session_destroy(flagos_session_t *s) {
   if (!s) return;
+  if (s->planned) {
+    plan_release(s->plan);
+    for (int i = 0; i < s->n_slots; i++) {
+      slot_close(s->slots[i]);
+      free(s->slots[i]);
+    }
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->swap_lock);
+    free(s);
+    return;
+  }
   rt_graphs_destroy(s->graphs);
   rt_weights_destroy(s->weights);
   if (s->module) s->be->api->module_unload(s->be->state, s->module);
   rt_prof_destroy(s->prof);
   free(s->x.kernels);
   free(s);
+}
+
+flagos_status_t flagos_session_set_sla(flagos_session_t *s, const char *sla_json) {
+  if (!s || !sla_json) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "session or SLA is NULL");
+  if (!s->planned)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED,
+                  "this session runs on one device (%s:%d); create it with device \"plan\" (or none, for a bundle "
+                  "with a plan) to place it by an SLA",
+                  s->be->name, s->x.device);
+  pthread_mutex_lock(&s->swap_lock);
+  /* The candidates: device 0 of each target the bundle carries kernels for,
+   * where this machine has one. */
+  part_profile_t *prof = NULL;
+  flagos_status_t st = rt_load_profiles(&prof);
+  part_device_t devs[PART_MAX_DEVICES];
+  int n = 0;
+  for (int i = 0; !st && i < s->b->n_code && n < PART_MAX_DEVICES; i++) {
+    rt_backend_t *be;
+    flagos_status_t bs = rt_backend_get(s->b->code[i].target, &be);
+    flagos_device_info_t di;
+    memset(&di, 0, sizeof di);
+    if (!bs && be->api->device_count(be->state) > 0 && strcmp(be->api->code_format, s->b->code[i].format) == 0)
+      bs = be->api->device_info(be->state, 0, &di);
+    else if (!bs)
+      bs = FL_ERR(FLAGOS_ERR_NOT_FOUND, "no device");
+    if (bs) {
+      flagos_status_free(bs); /* a target this machine cannot run is no candidate */
+      continue;
+    }
+    rt_slot_device(s->b->code[i].target, 0, &di, be->api->version, prof, &devs[n++]);
+  }
+  free(prof);
+  if (!st && n == 0) st = FL_ERR(FLAGOS_ERR_NOT_FOUND, "none of the bundle's targets has a device here");
+  char *json = NULL;
+  if (!st) st = rt_solve_plan(s->b, devs, n, sla_json, &json);
+  part_plan_t *pp = NULL;
+  if (!st) st = part_plan_parse(json, strlen(json), &pp);
+  rt_mplan_t *mp = NULL;
+  if (!st) st = session_mplan(s, pp, json, &mp);
+  if (!st) {
+    /* Runs that started before keep their reference to the old plan. */
+    pthread_mutex_lock(&s->lock);
+    rt_mplan_t *old = s->plan;
+    s->plan = mp;
+    pthread_mutex_unlock(&s->lock);
+    plan_release(old);
+  }
+  part_plan_free(pp);
+  free(json);
+  pthread_mutex_unlock(&s->swap_lock);
+  return st;
 }
 
 double flagos_session_last_run_ms(const flagos_session_t *s) { return s->last_ms; }
@@ -297,8 +520,9 @@ static flagos_status_t export_into(rt_exec_t *x, const rt_val_t *rv, const char 
   return NULL;
 }
 
-flagos_status_t rt_export_outputs(rt_exec_t *x, rt_val_t *const *vals, flagos_value_t *outputs, int n_outputs,
-                                  const fir_graph_t *g) {
+/* Output i is read through xs[i] when xs is given, else through x. */
+static flagos_status_t export_outputs(rt_exec_t *x, rt_exec_t *const *xs, rt_val_t *const *vals,
+                                      flagos_value_t *outputs, int n_outputs, const fir_graph_t *g) {
   /* A tensor output whose data the caller set is written there; the others are allocated. */
   bool *caller = calloc((size_t)n_outputs + 1, sizeof(bool));
   if (!caller) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
@@ -312,7 +536,8 @@ flagos_status_t rt_export_outputs(rt_exec_t *x, rt_val_t *const *vals, flagos_va
       st = FL_ERR(FLAGOS_ERR_INTERNAL, "output '%s' was not computed", g->outputs[i]->name);
       break;
     }
-    st = caller[i] ? export_into(x, rv, g->outputs[i]->name, &outputs[i]) : export_value(x, rv, &outputs[i]);
+    rt_exec_t *xi = xs ? xs[i] : x;
+    st = caller[i] ? export_into(xi, rv, g->outputs[i]->name, &outputs[i]) : export_value(xi, rv, &outputs[i]);
     exported++;
   }
   if (st)
@@ -322,20 +547,13 @@ flagos_status_t rt_export_outputs(rt_exec_t *x, rt_val_t *const *vals, flagos_va
   return st;
 }
 
-flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *inputs, int n_inputs,
-                                   flagos_value_t *outputs, int n_outputs) {
-  double t0 = now_ms();
+/* A run on one device: through a captured graph where gs can, else plainly. */
+static flagos_status_t run_one(flagos_session_t *s, rt_exec_t *x, rt_graphs_t *gs, const flagos_value_t *inputs,
+                               int n_inputs, flagos_value_t *outputs, int n_outputs, double t0) {
   fir_graph_t *g = s->b->model->graph;
-  if (n_inputs != g->n_inputs)
-    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the model takes %d input(s), %d given", g->n_inputs, n_inputs);
-  if (n_outputs != g->n_outputs)
-    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the model has %d output(s), room for %d given", g->n_outputs, n_outputs);
-  if (n_inputs && !inputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "inputs is NULL");
-  if (n_outputs && !outputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "outputs is NULL");
-  rt_exec_t *x = &s->x;
-  if (s->graphs && !x->prof) {
+  if (gs && !x->prof) {
     bool done;
-    flagos_status_t st = rt_graphs_run(s->graphs, x, inputs, n_inputs, outputs, n_outputs, &done);
+    flagos_status_t st = rt_graphs_run(gs, x, inputs, n_inputs, outputs, n_outputs, &done);
     if (done) {
       s->last_ms = now_ms() - t0;
       return st;
@@ -372,10 +590,63 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
   return st;
 }
 
+flagos_status_t rt_export_outputs(rt_exec_t *x, rt_val_t *const *vals, flagos_value_t *outputs, int n_outputs,
+                                  const fir_graph_t *g) {
+  return export_outputs(x, NULL, vals, outputs, n_outputs, g);
+}
+
+flagos_status_t rt_export_outputs_on(rt_exec_t *const *xs, rt_val_t *const *vals, flagos_value_t *outputs, int n_outputs,
+                                     const fir_graph_t *g) {
+  return export_outputs(NULL, xs, vals, outputs, n_outputs, g);
+}
+
+flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *inputs, int n_inputs,
+                                   flagos_value_t *outputs, int n_outputs) {
+  double t0 = now_ms();
+  if (!s) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "session is NULL");
+  fir_graph_t *g = s->b->model->graph;
+  if (n_inputs != g->n_inputs)
+    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the model takes %d input(s), %d given", g->n_inputs, n_inputs);
+  if (n_outputs != g->n_outputs)
+    return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the model has %d output(s), room for %d given", g->n_outputs, n_outputs);
+  if (n_inputs && !inputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "inputs is NULL");
+  if (n_outputs && !outputs) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "outputs is NULL");
+  if (!s->planned) return run_one(s, &s->x, s->graphs, inputs, n_inputs, outputs, n_outputs, t0);
+  /* The plan is taken at the start: a swap meanwhile does not touch this run. */
+  rt_mplan_t *mp = plan_acquire(s);
+  flagos_status_t st;
+  if (mp->single_slot >= 0) {
+    rt_exec_t *x = s->xs[mp->single_slot];
+    st = run_one(s, x, NULL, inputs, n_inputs, outputs, n_outputs, t0);
+    int kn = 0;
+    for (int i = 0; i < s->b->main.n_nodes; i++) kn += !s->b->main.nodes[i].host;
+    __atomic_fetch_add(&x->nodes_run, kn, __ATOMIC_RELAXED);
+  } else {
+    st = rt_multi_run(s->xs, mp, s->b, inputs, n_inputs, outputs, n_outputs);
+    s->last_ms = now_ms() - t0;
+  }
+  plan_release(mp);
+  return st;
+}
+
 /* ---- for tests and reports ---- */
 void rt_session_stats(const flagos_session_t *s, int64_t *weight_uploads, rt_graph_stats_t *graphs) {
-  if (weight_uploads) *weight_uploads = rt_weights_uploads(s->weights);
+  if (weight_uploads) {
+    *weight_uploads = rt_weights_uploads(s->weights);
+    for (int i = 0; s->planned && i < s->n_slots; i++) *weight_uploads += rt_weights_uploads(s->slots[i]->weights);
+  }
   if (graphs) rt_graphs_stats(s->graphs, graphs);
+}
+
+bool rt_session_slot_stats(const flagos_session_t *s, int i, rt_slot_stats_t *out) {
+  memset(out, 0, sizeof(*out));
+  if (!s->planned || i < 0 || i >= s->n_slots) return false;
+  const rt_slot_t *sl = s->slots[i];
+  snprintf(out->id, sizeof out->id, "%s", sl->id);
+  out->nodes_run = __atomic_load_n(&sl->x.nodes_run, __ATOMIC_RELAXED);
+  out->copies_in = __atomic_load_n(&sl->x.copies_in, __ATOMIC_RELAXED);
+  out->weight_uploads = rt_weights_uploads(sl->weights);
+  return true;
 }
 
 /* ---- profiling (src/runtime/profile.c, profile_report.c) ---- */
@@ -383,6 +654,9 @@ rt_prof_t *rt_session_profiler(const flagos_session_t *s) { return s->prof; }
 
 flagos_status_t flagos_session_enable_profiling(flagos_session_t *s, bool enable) {
   if (!s) return FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "session is NULL");
+  if (s->planned && enable)
+    return FL_ERR(FLAGOS_ERR_UNSUPPORTED, "profiling a session placed over several devices is not supported yet "
+                                          "(create the session for one device)");
   if (enable && !s->prof) FL_TRY(rt_prof_create(s->be, s->x.device, &s->prof));
   /* The executor calls the backend through the profiler's forwarders only while it records. */
   s->x.prof = enable ? s->prof : NULL;

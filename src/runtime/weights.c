@@ -1,7 +1,9 @@
 /* Weights placed once per session: on a device with its own memory, a plan's
  * initializers are uploaded the first time a frame of that plan is made (the main
  * plan at the first run, a subgraph's when it first runs) and stay until the
- * session is destroyed, so runs only move inputs and outputs.
+ * session is destroyed, so runs only move inputs and outputs. A multi-device
+ * session asks each device for the weights its nodes read only (the first run
+ * of a plan that puts them there uploads them).
  *
  * Runs of one session may come from several threads: the table is guarded by a
  * mutex, and a plan's copies are published only once all of them are uploaded.
@@ -57,37 +59,42 @@ void rt_weights_destroy(rt_weights_t *w) {
   free(w);
 }
 
-static flagos_status_t upload(rt_weights_t *w, const rt_plan_t *p, flagos_devptr_t *ptrs) {
+/* Uploads the initializers of p that `need` asks for (all when NULL) and that
+ * are not on the device yet. On failure the entries uploaded stay (valid). */
+static flagos_status_t upload(rt_weights_t *w, const rt_plan_t *p, const bool *need, flagos_devptr_t *ptrs) {
   fir_graph_t *g = p->graph;
   for (int i = 0; i < g->n_values; i++) {
     const fir_tensor_t *t = g->values[i]->init;
-    if (!t || t->dtype == FLAGOS_STRING) continue; /* strings stay host arrays */
-    FL_TRY(w->api->mem_alloc(w->bst, w->device, t->nbytes ? t->nbytes : 1, &ptrs[i]));
-    if (t->nbytes) FL_TRY(w->api->copy_h2d(w->bst, NULL, ptrs[i], 0, t->data, t->nbytes));
+    if (!t || t->dtype == FLAGOS_STRING || ptrs[i] || (need && !need[i])) continue; /* strings stay host arrays */
+    flagos_devptr_t d = NULL;
+    FL_TRY(w->api->mem_alloc(w->bst, w->device, t->nbytes ? t->nbytes : 1, &d));
+    flagos_status_t st = t->nbytes ? w->api->copy_h2d(w->bst, NULL, d, 0, t->data, t->nbytes) : NULL;
+    if (st) {
+      w->api->mem_free(w->bst, w->device, d);
+      return st;
+    }
+    ptrs[i] = d;
     w->uploads++;
   }
   return NULL;
 }
 
-flagos_status_t rt_weights_get(rt_weights_t *w, const rt_plan_t *p, flagos_devptr_t const **out) {
+flagos_status_t rt_weights_get(rt_weights_t *w, const rt_plan_t *p, const bool *need, flagos_devptr_t const **out) {
   flagos_status_t st = NULL;
+  /* Held across the upload: a second thread wanting the same weights waits
+   * rather than uploading them again. An entry is written once, under the lock,
+   * before any caller that needs it gets the table; callers read only the
+   * entries they asked for. */
   pthread_mutex_lock(&w->lock);
   rt_wplan_t *wp = w->plans;
   while (wp && wp->plan != p) wp = wp->next;
   if (!wp) {
-    /* Held across the upload: a second thread wanting the same plan waits
-     * rather than uploading it again. */
     wp = calloc(1, sizeof(*wp));
     flagos_devptr_t *ptrs = wp ? calloc((size_t)p->graph->n_values + 1, sizeof(*ptrs)) : NULL;
     if (!ptrs) {
       free(wp);
       wp = NULL;
       st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
-    } else if ((st = upload(w, p, ptrs)) != NULL) {
-      free_ptrs(w, p, ptrs);
-      free(wp);
-      wp = NULL;
-      st = flagos_status_wrap(st, "while uploading the weights");
     } else {
       wp->plan = p;
       wp->ptrs = ptrs;
@@ -95,8 +102,9 @@ flagos_status_t rt_weights_get(rt_weights_t *w, const rt_plan_t *p, flagos_devpt
       w->plans = wp;
     }
   }
+  if (wp && (st = upload(w, p, need, wp->ptrs)) != NULL) st = flagos_status_wrap(st, "while uploading the weights");
   pthread_mutex_unlock(&w->lock);
-  *out = wp ? wp->ptrs : NULL;
+  *out = wp && !st ? wp->ptrs : NULL;
   return st;
 }
 

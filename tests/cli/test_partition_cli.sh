@@ -72,6 +72,8 @@ grep -q "profile: $FLAGOS_CACHE_DIR/profiles.json" "$work/devices.txt" && grep -
   fail "devices does not show the profile: $(cat "$work/devices.txt")"
 expect_fail "calibrate bad option" "unknown option '--calibrat'" -- "$flagos" devices --calibrat
 
+echo '{"max_latency_ms": 0.000001}' >"$work/fast.json"
+
 # ---- compile with an SLA ----
 if [ $have_ocl = 1 ]; then
   # 1 KB of cpu memory cannot hold the first MatMul's weights (2 KB): a split.
@@ -126,14 +128,32 @@ assert plan["predicted"]["transfer_bytes"] > 0
 PY
     fail "plan section of split.flagos"
   fi
-  # The bundle still runs (on one device) and gives the example's output.
+  # The bundle runs its plan (without --device: fc1 on opencl, the rest on the
+  # cpu, as FLAGOS_TRACE shows), on one device with --device, and placed again
+  # at run time with --sla; each gives the example's output.
+  same() { python3 -c "import sys, numpy as np; sys.exit(0 if np.allclose(np.load('$1/y.npy'), np.load('$src/examples/mlp_expected.npy'), rtol=1e-4, atol=1e-5) else 1)"; }
   checks=$((checks + 1))
-  "$flagos" run "$work/split.flagos" --input "x=$src/examples/mlp_input.npy" --output-dir "$work/out" >/dev/null 2>&1 &&
-    python3 -c "import sys, numpy as np; sys.exit(0 if np.allclose(np.load('$work/out/y.npy'), np.load('$src/examples/mlp_expected.npy'), rtol=1e-4, atol=1e-5) else 1)" ||
-    fail "run of the planned bundle"
+  FLAGOS_TRACE=1 "$flagos" run "$work/split.flagos" --input "x=$src/examples/mlp_input.npy" --output-dir "$work/out" \
+    >"$work/run.txt" 2>&1 && same "$work/out" || fail "run of the planned bundle: $(tail -3 "$work/run.txt")"
+  checks=$((checks + 1))
+  [ "$(grep -c 'runs on slot 1' "$work/run.txt")" = 1 ] && [ "$(grep -c 'runs on slot 0' "$work/run.txt")" = 4 ] ||
+    fail "the planned run did not follow the plan: $(grep 'runs on slot' "$work/run.txt")"
+  for dev in cpu opencl; do
+    checks=$((checks + 1))
+    FLAGOS_TRACE=1 "$flagos" run "$work/split.flagos" --device $dev --input "x=$src/examples/mlp_input.npy" \
+      --output-dir "$work/out_$dev" >"$work/run_$dev.txt" 2>&1 && same "$work/out_$dev" &&
+      ! grep -q 'runs on slot' "$work/run_$dev.txt" || fail "run --device $dev of the planned bundle"
+  done
+  checks=$((checks + 1))
+  "$flagos" compile "$src/examples/mlp.onnx" --targets cpu,opencl -o "$work/both.flagos" >/dev/null 2>&1 &&
+    cp "$work/fixed.json" "$FLAGOS_CACHE_DIR/profiles.json" &&
+    FLAGOS_TRACE=1 "$flagos" run "$work/both.flagos" --sla "$work/split.json" --input "x=$src/examples/mlp_input.npy" \
+      --output-dir "$work/out_sla" >"$work/run_sla.txt" 2>&1 && same "$work/out_sla" &&
+    grep -q 'runs on slot 1' "$work/run_sla.txt" || fail "run --sla: $(tail -3 "$work/run_sla.txt")"
+  expect_fail "run --sla unmeetable" "the SLA cannot be met" -- \
+    "$flagos" run "$work/both.flagos" --sla "$work/fast.json" --input "x=$src/examples/mlp_input.npy"
 fi
 
-echo '{"max_latency_ms": 0.000001}' >"$work/fast.json"
 expect_fail "unmeetable latency" "the SLA cannot be met: max_latency_ms = 1e-06 but the best achievable latency is [0-9.e+-]+ ms" -- \
   "$flagos" compile "$src/examples/mlp.onnx" --targets "$targets" --sla "$work/fast.json" -o "$work/x.flagos"
 echo '{"max_avg_power_w": 0.001}' >"$work/cool.json"

@@ -340,7 +340,7 @@ static void fill_inputs(flagos_value_t *in, int n, int64_t rows, int64_t cols) {
 /* A profiled MatMul + ReduceSum of size S on `device` (cpu, or opencl where a device
  * exists): device work that dominates the run, and a scalar output whose copy out
  * is negligible, so the kernel events should account for the run's time. */
-static void test_trace(const char *device, int S) {
+static void test_trace(const char *device, int S, bool check_share) {
   char text[512];
   snprintf(text, sizeof text, k_matmul_model, S, S, S, S);
   bool host_visible = strncmp(device, "cpu", 3) == 0;
@@ -404,7 +404,11 @@ static void test_trace(const char *device, int S) {
    * of a run says nothing here; the optimised build checks it. */
   if (med < 0.9) printf("note: %s: kernels %.1f%% of the run under AddressSanitizer (share not checked)\n", device, 100 * med);
 #else
-  CHECK(med >= 0.9, "%s: kernel events sum to %.1f%% of the measured run time (median run), expected >= 90%%", device,
+  /* On a GPU the copies of the inputs over the bus outweigh a product this
+   * small: the share is checked on CPU devices (cpu, PoCL), where it means
+   * something. */
+  if (!check_share && med < 0.9) printf("note: %s: kernels %.1f%% of the run (a GPU: share not checked)\n", device, 100 * med);
+  CHECK(!check_share || med >= 0.9, "%s: kernel events sum to %.1f%% of the measured run time (median run), expected >= 90%%", device,
         100 * med);
 #endif
   printf("trace on %s: %d kernel events, %.3f ms of kernels in %.3f ms of runs (%.1f%%; median run %.1f%%)\n", device, nk,
@@ -501,11 +505,17 @@ static void test_abi_optional_member(void) {
 int main(void) {
   test_abi_optional_member();
   test_manifest_flops();
-  test_trace("cpu", 512);
+  test_trace("cpu", 512, true);
   /* OpenCL (PoCL in CI) where its plugin finds a device */
   rt_backend_t *ocl = NULL;
   flagos_status_t st = rt_backend_get("opencl", &ocl);
-  if (!st && ocl->api->device_count(ocl->state) > 0) test_trace("opencl:0", 256);
+  if (!st && ocl->api->device_count(ocl->state) > 0) {
+    flagos_device_info_t info;
+    memset(&info, 0, sizeof info);
+    flagos_status_t is = ocl->api->device_info(ocl->state, 0, &info);
+    flagos_status_free(is);
+    test_trace("opencl:0", 256, info.kind == FLAGOS_DEVICE_CPU);
+  }
   else printf("trace on opencl: skipped (%s)\n", st ? flagos_status_message(st) : "no device");
   flagos_status_free(st);
   test_profile_cli();
