@@ -20,17 +20,7 @@
 #include "flagos/backend.h"
 #include "flagos/flagos.h"
 
-static int checks, failures;
-#define CHECK(cond, ...)                                                                                               \
-  do {                                                                                                                 \
-    checks++;                                                                                                          \
-    if (!(cond)) {                                                                                                     \
-      failures++;                                                                                                      \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                             \
-      fprintf(stderr, __VA_ARGS__);                                                                                    \
-      fputc('\n', stderr);                                                                                             \
-    }                                                                                                                  \
-  } while (0)
+#include "check.h"
 
 static const char *msg(flagos_status_t st) { return st ? flagos_status_message(st) : "(success)"; }
 static bool is(flagos_status_t st, flagos_code_t code, const char *text) {

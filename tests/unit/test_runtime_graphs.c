@@ -17,17 +17,7 @@
 #include "io/value_io.h"
 #include "runtime/exec.h"
 
-static int checks, failures;
-#define CHECK(cond, ...)                                                                                               \
-  do {                                                                                                                 \
-    checks++;                                                                                                          \
-    if (!(cond)) {                                                                                                     \
-      failures++;                                                                                                      \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                             \
-      fprintf(stderr, __VA_ARGS__);                                                                                    \
-      fputc('\n', stderr);                                                                                             \
-    }                                                                                                                  \
-  } while (0)
+#include "check.h"
 
 typedef struct fake_counts {
   long h2d, d2h, d2d, h2d_bytes, launches, captured_launches, graph_launches, captures, capture_failures;

@@ -21,17 +21,7 @@
 #include "flagos/flagos.h"
 #include "runtime/runtime.h"
 
-static int checks, failures;
-#define CHECK(cond, ...)                                                                                               \
-  do {                                                                                                                 \
-    checks++;                                                                                                          \
-    if (!(cond)) {                                                                                                     \
-      failures++;                                                                                                      \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                             \
-      fprintf(stderr, __VA_ARGS__);                                                                                    \
-      fputc('\n', stderr);                                                                                             \
-    }                                                                                                                  \
-  } while (0)
+#include "check.h"
 #define CHECK_OK(expr)                                                                                                 \
   do {                                                                                                                 \
     flagos_status_t st_ = (expr);                                                                                      \
