@@ -152,6 +152,10 @@ cg_info_t *cg_info(cg_t *g, const kir_expr_t *e);
 /* Emits one kernel through dialect d (appending to out). */
 flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_buf_t *out);
 bool cg_dtype_supported(flagos_dtype_t dt);
+/* The element name of a 4-wide vector over storage type `stype` ("float",
+ * "int", "ushort", ...: CUDA's float4/int4... and OpenCL's vload4 types), NULL
+ * for storage types the dialects do not vectorise (8-byte elements). */
+const char *cg_vec_elem(const char *stype);
 /* The innermost main level's body in the vector form: vector loads, the body
  * for fo_u in 0..3 (the level's variable bound to fo_vb + fo_u), vector stores. */
 void cg_vec_point(cg_t *g, cg_block_t *blk, int depth, fl_buf_t *out);

@@ -148,23 +148,15 @@ static void cuda_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   cg_line(out, depth, "}");
 }
 
-/* 16-byte (4-byte elements), 8-byte or 4-byte vectors of 4 elements. */
-static const char *cuda_vec_type(flagos_dtype_t dt) {
-  const char *t = cuda_stype(dt);
-  if (!t) return NULL;
-  if (!strcmp(t, "float")) return "float4";
-  if (!strcmp(t, "int32_t")) return "int4";
-  if (!strcmp(t, "uint32_t")) return "uint4";
-  if (!strcmp(t, "uint16_t")) return "ushort4";
-  if (!strcmp(t, "int16_t")) return "short4";
-  if (!strcmp(t, "uint8_t")) return "uchar4";
-  if (!strcmp(t, "int8_t")) return "char4";
-  return NULL;
+/* 16-byte (4-byte elements), 8-byte or 4-byte vectors of 4 elements: float4, int4, ushort4, ... */
+static const char *cuda_vec_type(cg_t *g, flagos_dtype_t dt) {
+  const char *e = cg_vec_elem(cuda_stype(dt));
+  return e ? cg_fmt(g, "%s4", e) : NULL;
 }
 
 static bool cuda_vec_load(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
   flagos_dtype_t dt = g->k->bufs[buf].dtype;
-  const char *V = cuda_vec_type(dt);
+  const char *V = cuda_vec_type(g, dt);
   if (!V) return false;
   cg_line(out, depth, "const %s %s_v = *(const %s *)(b%d + %s);", V, arr, V, buf, off);
   cg_line(out, depth, "const %s %s[4] = {%s_v.x, %s_v.y, %s_v.z, %s_v.w};", cuda_stype(dt), arr, arr, arr, arr, arr);
@@ -172,14 +164,14 @@ static bool cuda_vec_load(cg_t *g, int buf, const char *off, const char *arr, in
 }
 
 static bool cuda_vec_store(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
-  const char *V = cuda_vec_type(g->k->bufs[buf].dtype);
+  const char *V = cuda_vec_type(g, g->k->bufs[buf].dtype);
   if (!V) return false;
   cg_line(out, depth, "*(%s *)(b%d + %s) = make_%s(%s[0], %s[1], %s[2], %s[3]);", V, buf, off, V, arr, arr, arr, arr);
   return true;
 }
 
 static const char *cuda_vec_aligned(cg_t *g, int buf) {
-  const char *V = cuda_vec_type(g->k->bufs[buf].dtype);
+  const char *V = cuda_vec_type(g, g->k->bufs[buf].dtype);
   int bytes = !V ? 1 : strstr(V, "char") ? 4 : strstr(V, "short") ? 8 : 16;
   return cg_fmt(g, "((uint64_t)(const void *)b%d & %d) == 0", buf, bytes - 1);
 }

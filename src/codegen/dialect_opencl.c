@@ -183,18 +183,7 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
 }
 
 /* vload4/vstore4 need only element alignment; narrow floats are stored as bits. */
-static const char *ocl_vec_type(flagos_dtype_t dt) {
-  const char *t = ocl_stype(dt);
-  if (!t) return NULL;
-  if (!strcmp(t, "float")) return "float";
-  if (!strcmp(t, "int32_t")) return "int";
-  if (!strcmp(t, "uint32_t")) return "uint";
-  if (!strcmp(t, "uint16_t")) return "ushort";
-  if (!strcmp(t, "int16_t")) return "short";
-  if (!strcmp(t, "uint8_t")) return "uchar";
-  if (!strcmp(t, "int8_t")) return "char";
-  return NULL;
-}
+static const char *ocl_vec_type(flagos_dtype_t dt) { return cg_vec_elem(ocl_stype(dt)); }
 
 static bool ocl_vec_load(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
   flagos_dtype_t dt = g->k->bufs[buf].dtype;

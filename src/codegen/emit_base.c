@@ -50,6 +50,14 @@ void cg_line(fl_buf_t *b, int depth, const char *fmt, ...) {
   fl_buf_putc(b, '\n');
 }
 
+const char *cg_vec_elem(const char *stype) {
+  static const char *const map[][2] = {{"float", "float"},   {"int32_t", "int"},  {"uint32_t", "uint"}, {"uint16_t", "ushort"},
+                                        {"int16_t", "short"}, {"uint8_t", "uchar"}, {"int8_t", "char"}};
+  for (size_t i = 0; stype && i < sizeof map / sizeof map[0]; i++)
+    if (!strcmp(stype, map[i][0])) return map[i][1];
+  return NULL;
+}
+
 bool cg_dtype_supported(flagos_dtype_t dt) {
   return dt > FLAGOS_UNDEFINED && dt < FLAGOS_DTYPE_COUNT && dt != FLAGOS_STRING && dt != FLAGOS_COMPLEX64 &&
          dt != FLAGOS_COMPLEX128;
