@@ -129,9 +129,13 @@ flagos_status_t cli_make_inputs(flagos_bundle_t *b, const cli_input_arg_t *args,
     given[idx] = true;
   }
   uint64_t seed = 0x9E3779B97F4A7C15ull;
-  *n_random = 0;
+  if (n_random) *n_random = 0;
   for (int j = 0; j < ni && !st; j++) {
     if (given[j]) continue;
+    if (!n_random) {
+      st = flagos_status_new(FLAGOS_ERR_INVALID_ARGUMENT, "input '%s' is missing", g->inputs[j]->name);
+      break;
+    }
     const fir_type_t *t = g->inputs[j]->type;
     if (t->kind != FIR_TYPE_TENSOR || t->rank < 0) {
       st = flagos_status_new(FLAGOS_ERR_INVALID_ARGUMENT, "input '%s' is missing (only tensors of known rank are made up)",

@@ -24,7 +24,8 @@ flagos_status_t cli_open_model(const char *path, const char *targets, const char
 /* Compiles FlagIR text in memory. */
 flagos_status_t cli_bundle_from_ir(const char *text, size_t len, const flagos_compile_options_t *o, flagos_bundle_t **out);
 /* The model's inputs: the files given (by name or in order), the rest made up
- * (random, reproducible); *n_random says how many were made up. */
+ * (random, reproducible); *n_random says how many were made up. With n_random
+ * NULL nothing is made up: a missing input is an error. */
 flagos_status_t cli_make_inputs(flagos_bundle_t *b, const cli_input_arg_t *args, int n_args, flagos_value_t *vin,
                                 int *n_random);
 /* A made-up tensor; fill NULL for the default random range. */

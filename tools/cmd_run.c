@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_model.h"
 #include "io/value_io.h"
 #include "runtime/runtime.h"
 
@@ -29,11 +30,6 @@ static const char k_help[] =
     "  --shape NAME=DxDx..      for .onnx models: fix a symbolic input dimension\n"
     "  -h, --help               this help\n";
 
-typedef struct {
-  const char *name; /* NULL: positional */
-  const char *path;
-} input_arg_t;
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -43,7 +39,7 @@ int cmd_run(int argc, char **argv) {
   const char *model = NULL, *outdir = NULL, *device = NULL, *targets = NULL, *sla = NULL;
   char shapes[4096] = "";
   int runs = 1, n_in = 0;
-  input_arg_t *ins = calloc((size_t)argc + 1, sizeof(*ins));
+  cli_input_arg_t *ins = calloc((size_t)argc + 1, sizeof(*ins));
   if (!ins) return 1;
   int rc = 2;
   for (int i = 1; i < argc; i++) {
@@ -54,17 +50,7 @@ int cmd_run(int argc, char **argv) {
       return 0;
     } else if (strcmp(a, "-i") == 0 || strncmp(a, "--input", 7) == 0) {
       if (!(v = cli_value("run", argc, argv, &i))) goto out;
-      const char *eq = strchr(v, '=');
-      /* NAME=FILE, unless the '=' belongs to a path that exists as given. */
-      FILE *probe = eq ? fopen(v, "rb") : NULL;
-      if (probe) fclose(probe);
-      if (eq && !probe) {
-        ins[n_in].name = strndup(v, (size_t)(eq - v));
-        ins[n_in].path = eq + 1;
-      } else {
-        ins[n_in].path = v;
-      }
-      n_in++;
+      cli_parse_input_arg(v, &ins[n_in++]);
     } else if (strcmp(a, "-o") == 0 || strncmp(a, "--output-dir", 12) == 0) {
       if (!(outdir = cli_value("run", argc, argv, &i))) goto out;
     } else if (strncmp(a, "--device", 8) == 0) {
@@ -118,31 +104,9 @@ int cmd_run(int argc, char **argv) {
   fir_graph_t *g = b->model->graph;
   int ni = g->n_inputs, no = g->n_outputs;
   flagos_value_t *vin = calloc((size_t)ni + 1, sizeof(*vin)), *vout = calloc((size_t)no + 1, sizeof(*vout));
-  bool *given = calloc((size_t)ni + 1, sizeof(bool));
   flagos_session_t *s = NULL;
-  int pos = 0;
-  for (int k = 0; k < n_in && !st; k++) {
-    int idx = -1;
-    if (ins[k].name) {
-      for (int j = 0; j < ni; j++)
-        if (strcmp(g->inputs[j]->name, ins[k].name) == 0) idx = j;
-      if (idx < 0) st = flagos_status_new(FLAGOS_ERR_NOT_FOUND, "the model has no input named '%s'", ins[k].name);
-    } else {
-      while (pos < ni && given[pos]) pos++;
-      idx = pos;
-      if (idx >= ni) st = flagos_status_new(FLAGOS_ERR_INVALID_ARGUMENT, "too many inputs: the model takes %d", ni);
-    }
-    if (st) break;
-    if (given[idx]) {
-      st = flagos_status_new(FLAGOS_ERR_INVALID_ARGUMENT, "input '%s' given twice", g->inputs[idx]->name);
-      break;
-    }
-    st = io_load_value(ins[k].path, g->inputs[idx]->type, &vin[idx]);
-    if (st) st = flagos_status_wrap(st, "input '%s'", g->inputs[idx]->name);
-    given[idx] = true;
-  }
-  for (int j = 0; j < ni && !st; j++)
-    if (!given[j]) st = flagos_status_new(FLAGOS_ERR_INVALID_ARGUMENT, "input '%s' is missing", g->inputs[j]->name);
+  st = vin && vout ? cli_make_inputs(b, ins, n_in, vin, NULL)
+                   : flagos_status_new(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
   flagos_session_options_t so = {.device = sla ? "plan" : device};
   if (!st) st = flagos_session_create(b, &so, &s);
   if (!st && sla) {
@@ -193,11 +157,10 @@ int cmd_run(int argc, char **argv) {
   for (int j = 0; j < no; j++) flagos_value_clear(&vout[j]);
   free(vin);
   free(vout);
-  free(given);
   flagos_session_destroy(s);
   flagos_bundle_close(b);
 out:
-  for (int k = 0; k < n_in; k++) free((char *)ins[k].name);
+  for (int k = 0; k < n_in; k++) free(ins[k].name);
   free(ins);
   return rc;
 }
