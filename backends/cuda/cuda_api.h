@@ -85,7 +85,11 @@ enum {
   OPT(GraphInstantiate, "cuGraphInstantiateWithFlags", (cu_graph_exec_t * e, cu_graph_t g, unsigned long long flags)) \
   OPT(GraphLaunch, "cuGraphLaunch", (cu_graph_exec_t e, cu_stream_t s))                                \
   OPT(GraphExecDestroy, "cuGraphExecDestroy", (cu_graph_exec_t e))                                     \
-  OPT(GraphDestroy, "cuGraphDestroy", (cu_graph_t g))
+  OPT(GraphDestroy, "cuGraphDestroy", (cu_graph_t g))                                                  \
+  /* timing cuBLASLt's candidates beside a capture (cuda_blas.c) */                                     \
+  OPT(StreamIsCapturing, "cuStreamIsCapturing", (cu_stream_t s, int *status))                          \
+  OPT(MemAllocAsync, "cuMemAllocAsync", (cu_ptr_t * p, size_t bytes, cu_stream_t s))                   \
+  OPT(MemFreeAsync, "cuMemFreeAsync", (cu_ptr_t p, cu_stream_t s))
 
 typedef struct cu_driver {
 #define CU_MEMBER(name, sym, params) cu_result_t(*name) params;

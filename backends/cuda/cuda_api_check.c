@@ -26,4 +26,6 @@ _Static_assert(sizeof(cu_device_t) == sizeof(CUdevice), "CUdevice size");
 _Static_assert(sizeof(cu_result_t) == sizeof(CUresult), "CUresult size");
 _Static_assert(sizeof(int) == sizeof(CUdevice_attribute) && sizeof(int) == sizeof(CUjit_option), "enum sizes");
 _Static_assert(sizeof(int) == sizeof(CUstreamCaptureMode), "enum sizes");
+/* cuda_blas.c reads cuStreamIsCapturing's status as an int, 0 meaning no capture. */
+_Static_assert(sizeof(int) == sizeof(CUstreamCaptureStatus) && CU_STREAM_CAPTURE_STATUS_NONE == 0, "capture status");
 _Static_assert(sizeof(cu_graph_t) == sizeof(CUgraph) && sizeof(cu_graph_exec_t) == sizeof(CUgraphExec), "graph handles");

@@ -17,6 +17,13 @@ import torch
 
 import common
 
+# FP32 on every side: FlagOS computes float32 in float32 unless
+# FLAGOS_ALLOW_TF32=1, and PyTorch's convolutions (eager and torch.compile)
+# would otherwise use TF32 (cudnn.allow_tf32 defaults to True; matmul's TF32
+# is off by default).
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+
 BATCHES = {"resnet50": (1, 64), "bert": (1, 32), "gpt2": (1, 8)}
 SEQ = 128
 
@@ -75,12 +82,32 @@ def as_tuple(o):
     return tuple(o) if isinstance(o, (tuple, list)) else (o,)
 
 
-def export(torch, model, inputs, outs, path, log, exporter):
+def product_types(path):
+    """{(op, element type name): count} of the products (MatMul, Gemm, Conv) in
+    an ONNX file, by the type of their first input."""
+    import collections
+    import onnx
+    m = onnx.shape_inference.infer_shapes(onnx.load(path, load_external_data=False))
+    types = {v.name: v.type.tensor_type.elem_type for v in list(m.graph.value_info) + list(m.graph.input)
+             + list(m.graph.output)}
+    types.update({t.name: t.data_type for t in m.graph.initializer})
+    return collections.Counter((n.op_type, onnx.TensorProto.DataType.Name(types.get(n.input[0], 0)))
+                               for n in m.graph.node if n.op_type in ("MatMul", "Gemm", "Conv"))
+
+
+def export(torch, model, inputs, outs, path, log, exporter, dtype=None):
     """torch.onnx.export, TorchScript-based (dynamo=False) first where the
     installed torch still has it, then the dynamo exporter; returns
-    (exporter used, None) or (None, error)."""
+    (exporter used, None) or (None, error). With dtype ("f32", "f16"), an
+    export whose products (MatMul, Gemm, Conv) read another float type is
+    passed over for the next exporter: the TorchScript exporter of torch 2.11
+    wrote BERT-base in float16 with 92 of its 96 MatMuls in float32, which
+    would time another model than the one PyTorch runs. If every exporter
+    does that, the last such export is kept and the error says so."""
     args = tuple(inputs.values())
     errors = []
+    want = {"f32": "FLOAT", "f16": "FLOAT16"}.get(dtype)
+    kept = None
     order = {"auto": ("legacy", "dynamo"), "legacy": ("legacy",), "dynamo": ("dynamo",)}[exporter]
     for how in order:
         t0 = time.time()
@@ -94,11 +121,24 @@ def export(torch, model, inputs, outs, path, log, exporter):
                                       external_data=False)
             with open(log, "a") as f:
                 f.write("exported %s with %s in %.1f s\n" % (path, how, time.time() - t0))
+            if want:
+                other = {k: v for k, v in product_types(path).items() if k[1] != want}
+                if other:
+                    errors.append("%s: products not in %s: %s" % (how, want, ", ".join(
+                        "%s %s x%d" % (k[0], k[1], v) for k, v in sorted(other.items()))))
+                    with open(log, "a") as f:
+                        f.write(errors[-1] + "\n")
+                    kept = path + "." + how
+                    os.replace(path, kept)
+                    continue
             return how, None
         except Exception as e:  # noqa: BLE001 - the next exporter, or the report, takes over
             errors.append("%s: %s" % (how, repr(e)[:300]))
             with open(log, "a") as f:
                 f.write("export %s with %s failed: %r\n" % (path, how, e))
+    if kept:
+        os.replace(kept, path)
+        return kept.rsplit(".", 1)[1], "; ".join(errors)
     return None, "; ".join(errors)
 
 
@@ -201,13 +241,13 @@ def stage_models(cfg, res, dl):
         res.add(stage="models", case=key, impl="torch", ms=ms, extra={"runs": runs, "with_copies_ms": ms_io})
         onnx_path = os.path.join(d, "model.onnx")
         if not os.path.exists(onnx_path):
-            how, err = export(torch, model, inputs, outs, onnx_path, log, exporter)
-            if err:
+            how, err = export(torch, model, inputs, outs, onnx_path, log, exporter, dt)
+            if err and not how:
                 res.add(stage="models", case=key, impl="export", error=err)
                 del model, inputs
                 torch.cuda.empty_cache()
                 continue
-            res.add(stage="models", case=key, impl="export", extra={"exporter": how,
+            res.add(stage="models", case=key, impl="export", extra={"exporter": how, "warning": err,
                                                                    "mb": os.path.getsize(onnx_path) / 1e6})
         del model, inputs
         torch.cuda.empty_cache()
