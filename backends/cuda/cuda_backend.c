@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_dnn.h"
 #include "cuda_internal.h"
 
 struct flagos_bevent_s {
@@ -93,10 +94,18 @@ static flagos_status_t cuda_init(const flagos_host_t *host, void **state) {
   return NULL;
 }
 
+/* Library calls by name: "conv" through cuDNN (cuda_dnn.c), the others through
+ * cuBLASLt (cuda_blas.c, which answers the names it does not know). */
+static flagos_status_t library_call(void *state, flagos_bstream_t stream, const flagos_libcall_t *call) {
+  if (call && call->name && strcmp(call->name, "conv") == 0) return cuda_dnn_conv(state, stream, call);
+  return cuda_library_call(state, stream, call);
+}
+
 static void cuda_shutdown(void *state) {
   cuda_state_t *s = state;
   if (!s) return;
   cuda_blas_shutdown(s);
+  cuda_dnn_shutdown(s);
   cuda_nvml_shutdown(s);
   for (int i = 0; i < s->n_devices; i++) {
     cuda_device_t *dv = &s->dev[i];
@@ -356,7 +365,7 @@ static const flagos_backend_t k_cuda_backend = {
     .module_unload = cuda_module_unload,
     .kernel_get = cuda_kernel_get,
     .launch = cuda_launch,
-    .library_call = cuda_library_call,
+    .library_call = library_call,
     .device_power = cuda_device_power,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,

@@ -69,6 +69,7 @@ typedef struct cuda_state {
   pthread_mutex_t lock; /* guards making contexts, and blas and nvml */
   cuda_device_t dev[CUDA_MAX_DEVICES];
   struct cuda_blas *blas; /* cuda_blas.c, made on the first library call */
+  struct cuda_dnn *dnn;   /* cuda_dnn.c, made on the first conv call */
   struct cuda_nvml *nvml; /* cuda_nvml.c, made on the first device_power */
 } cuda_state_t;
 

@@ -94,7 +94,10 @@ typedef struct kir_store {
 } kir_store_t;
 
 /* A library call that computes the same thing as the kernel body. Buffers are
- * the kernel's own (by index); ints are int64 expressions over symbols only. */
+ * the kernel's own (by index); ints are int64 expressions over symbols only.
+ * With ends_node, the call computes the whole node's outputs (not just this
+ * kernel's), so when a backend takes it the node's later kernels are skipped;
+ * when it is declined, the body and the later kernels run as usual. */
 typedef struct kir_libcall {
   const char *name; /* "gemm", "conv" ... see docs/kernel-ir.md for each signature */
   int n_bufs;
@@ -103,6 +106,7 @@ typedef struct kir_libcall {
   kir_expr_t **ints;
   int n_floats;
   double *floats;
+  bool ends_node;
 } kir_libcall_t;
 
 typedef struct kir_kernel {

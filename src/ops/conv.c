@@ -159,6 +159,7 @@ static flagos_status_t conv_lower(ops_ctx_t *c) {
   kir_expr_t *y = ops_cv_sum(c, kk, v, 0, 1, NULL, NULL, dt);
   if (ops_has_in(c, 2)) y = kir_bin(AR, KIR_ADD, y, ops_cv_load_param(c, kk, 2, v[1]));
   kir_store(kk, 0, v, y, NULL);
+  ops_cv_attach_conv(c, kk);
   return NULL;
 }
 

@@ -19,6 +19,11 @@ flagos_status_t ops_cv_check_bias(ops_ctx_t *c, int k, int iw);
 double ops_cv_flops(const ops_ctx_t *c);
 /* Conv as im2col + GEMM (conv_gemm.c); *used is false when the generic lowering must serve. */
 flagos_status_t ops_cv_lower_gemm(ops_ctx_t *c, bool *used);
+/* Attaches the "conv" library call (docs/kernel-ir.md), marked ends_node, to
+ * kk, the first kernel of a Conv node's lowering, where the call can express
+ * the node (1-D or 2-D, a float dtype, a per-channel bias); binds X, W, B and Y
+ * to kk where they are not bound yet. */
+void ops_cv_attach_conv(ops_ctx_t *c, kir_kernel_t *kk);
 
 /* conv_transpose.c */
 flagos_status_t ops_cv_transpose_infer(ops_ctx_t *c);

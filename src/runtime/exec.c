@@ -360,7 +360,11 @@ flagos_status_t rt_exec_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn
         }
       }
     }
-    if (st || by_library) continue;
+    if (st) continue;
+    if (by_library) {
+      if (sp->lc_ends_node) break;
+      continue;
+    }
     int64_t work = 0;
     kir_eval_int(sp->work, syms, c->n_syms, &work);
     flagos_launch_t la = {bufs, sp->n_binds, syms, c->n_syms, work};

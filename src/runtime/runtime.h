@@ -24,6 +24,7 @@ typedef struct rt_step {
   kir_expr_t **lc_ints;
   int lc_n_floats;
   double *lc_floats;
+  bool lc_ends_node; /* the call computes the node's outputs: taken, the later steps are skipped */
 } rt_step_t;
 
 typedef struct rt_node {
