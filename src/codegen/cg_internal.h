@@ -56,6 +56,13 @@ typedef struct cg_info {
   int mark[2];       /* visit marks of the cooperative form's plan (walk, contiguity) */
 } cg_info_t;
 
+/* What the tiled form (emit_tile.c) spells per GPU dialect: the thread in the
+ * group, the group's size, the group and the number of groups, a barrier over
+ * the group, the qualifier of a group-shared array. */
+typedef struct cg_tile_names {
+  const char *lid, *lsz, *gid, *ngr, *barrier, *shared;
+} cg_tile_names_t;
+
 typedef struct cg_dialect {
   const char *name;
   const char *prelude;
@@ -99,6 +106,13 @@ typedef struct cg_dialect {
   const char *(*vec_aligned)(cg_t *g, int buf);
   void (*coop_setup)(cg_t *g, fl_buf_t *out);
   void (*coop_combine)(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out);
+  /* Optional (the row cache of the cooperative form): how many elements of a
+   * row of `row` points each thread keeps in registers, for `arrays` cached
+   * loads together (0: none). Any answer is correct: elements past the slots
+   * are read from memory again; it only sizes the register arrays. */
+  int (*coop_slots)(int64_t row, int arrays);
+  /* Optional: the tiled form (NULL: the dialect has none). */
+  const cg_tile_names_t *tile;
 } cg_dialect_t;
 
 struct cg {
@@ -139,7 +153,27 @@ struct cg {
   bool *vec_buf;         /* [buf]: accessed by vectors (its alignment is checked) */
   fl_buf_t vec_pre, vec_post;
   int n_coop;            /* cooperative reductions emitted */
+  /* The row cache (emit_coop.c): loads of a row that several of its loops read
+   * (softmax's x in the max, the sum and the output) are read once into
+   * register arrays fo_rcI[rc_k]; slot k of a thread holds the element at
+   * fo_gt + k * fo_gw of the row's loop variable, of extent rc_n. */
+  int n_rc;
+  const kir_expr_t **rc_load; /* a representative load of each array */
+  int *rc_lvar;               /* the loop variable that load uses */
+  int64_t rc_n;
+  int rc_k;
+  int rc_var;                 /* while emitting a row loop's body: its variable (-1: none) */
+  int rc_inner_var;           /* the row's inner level variable when it may use the cache (-1: none) */
+  int rc_hits;                /* loads that used the cache, counting */
+  bool rc_ready;              /* the arrays are declared and filled */
+  bool rc_inner_hit;          /* the inner level's body used the cache */
   fl_buf_t decls;        /* function-scope declarations (shared / local arrays), written after the signature */
+  /* The tiled form (emit_tile.c): the main level whose variable is the last
+   * index of a load that reads across the store (-1: not used); the store's
+   * buffer and offset text, which the tile's second pass writes. */
+  int tile_lw;
+  int tile_buf;
+  const char *tile_at;
 };
 
 #define CG_NO_COOP (-2)
@@ -178,8 +212,17 @@ void cg_plan_coop(cg_t *g);
 bool cg_flat_extents(cg_t *g, const kir_expr_t *e);
 /* Emits reduction e, hosted by the row's block t, shared by the group; returns its accumulator. */
 const char *cg_reduce_coop(cg_t *g, const kir_expr_t *e, cg_block_t *t);
+/* The row cache: C text of load e (normal: its text without the cache) where
+ * the loop being emitted can read it from the cache, else NULL. */
+const char *cg_rc_load(cg_t *g, const kir_expr_t *e, const char *normal);
 /* Wraps main level blk->level in the cooperative form (instead of the dialect's main_loop). */
 void cg_coop_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out);
+
+/* ---- the tiled form (emit_tile.c) ---- */
+/* Chooses g->tile_lw (-1 where the form does not apply). */
+void cg_plan_tile(cg_t *g);
+/* The main loops in the tiled form around the point block's statements, into out. */
+void cg_tile_loops(cg_t *g, cg_block_t *point, fl_buf_t *out);
 
 /* ---- expression pieces (emit_expr.c): each returns C text ---- */
 const char *cg_ctype(cg_t *g, flagos_dtype_t dt);   /* of the compute dtype of dt */

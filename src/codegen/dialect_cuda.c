@@ -186,7 +186,10 @@ static void cuda_coop_setup(cg_t *g, fl_buf_t *out) {
   else
     cg_line(out, 1, "const int fo_wide = 1;");
   cg_line(out, 1, "const int fo_gt = fo_wide ? (int)threadIdx.x : (int)(threadIdx.x & 31);");
-  cg_line(out, 1, "const int fo_gw = fo_wide ? (int)blockDim.x : 32;");
+  /* blocks have exactly CG_CUDA_BLOCK threads (the ABI): a constant group size
+   * lets the row cache's slots address memory with immediate offsets (a 4k
+   * softmax row: 80 registers with blockDim.x here, 40 with the constant) */
+  cg_line(out, 1, "const int fo_gw = fo_wide ? %d : 32;", CG_CUDA_BLOCK);
   cg_line(out, 1, "const int64_t fo_row0 = fo_wide ? (int64_t)blockIdx.x : (int64_t)blockIdx.x * (blockDim.x >> 5) + "
                   "(threadIdx.x >> 5);");
   cg_line(out, 1, "const int64_t fo_rstep = fo_wide ? (int64_t)gridDim.x : (int64_t)gridDim.x * (blockDim.x >> 5);");
@@ -212,6 +215,23 @@ static void cuda_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const cha
   cg_line(out, depth, "}");
 }
 
+/* Row elements a thread keeps in registers at most (the row cache): 64 floats
+ * leave room in the 255 registers of a 256-thread block; a longer row's rest is
+ * read again. */
+#define CG_CUDA_ROW_SLOTS 64
+
+static int cuda_coop_slots(int64_t row, int arrays) {
+  int64_t w = row > CG_CUDA_WARP_ROW ? CG_CUDA_BLOCK : 32, k = (row + w - 1) / w, cap = CG_CUDA_ROW_SLOTS / arrays;
+  return (int)(k < cap ? k : cap);
+}
+
+/* The tiled form's names; the group size is the constant CG_CUDA_BLOCK (blocks
+ * have exactly that many threads), so each pass unrolls into independent loads. */
+#define CG_XSTR(x) #x
+#define CG_STR(x) CG_XSTR(x)
+static const cg_tile_names_t cuda_tile = {"(int)threadIdx.x",  CG_STR(CG_CUDA_BLOCK), "(int64_t)blockIdx.x",
+                                          "(int64_t)gridDim.x", "__syncthreads();",    "__shared__"};
+
 static const cg_dialect_t cg_dialect_cuda = {
     .name = "CUDA C",
     .prelude = cg_cuda_head,
@@ -228,6 +248,8 @@ static const cg_dialect_t cg_dialect_cuda = {
     .vec_aligned = cuda_vec_aligned,
     .coop_setup = cuda_coop_setup,
     .coop_combine = cuda_coop_combine,
+    .coop_slots = cuda_coop_slots,
+    .tile = &cuda_tile,
 };
 
 static bool is_identifier(const char *s) {

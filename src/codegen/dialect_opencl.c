@@ -233,6 +233,18 @@ static void ocl_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char
   cg_line(out, depth, "barrier(CLK_LOCAL_MEM_FENCE);");
 }
 
+/* The row cache: slots sized for groups of CG_OCL_GROUP_MAX (what the plugin
+ * gives GPUs; smaller groups read the rest of a row again), at most 32 a
+ * work-item. */
+static int ocl_coop_slots(int64_t row, int arrays) {
+  int64_t k = (row + CG_OCL_GROUP_MAX - 1) / CG_OCL_GROUP_MAX, cap = 32 / arrays;
+  return (int)(k < cap ? k : cap);
+}
+
+static const cg_tile_names_t ocl_tile = {"(int)get_local_id(0)",      "(int)get_local_size(0)",
+                                         "(int64_t)get_group_id(0)",  "(int64_t)get_num_groups(0)",
+                                         "barrier(CLK_LOCAL_MEM_FENCE);", "__local"};
+
 static const cg_dialect_t cg_dialect_opencl = {
     .name = "OpenCL C",
     .prelude = cg_opencl_prelude,
@@ -249,6 +261,8 @@ static const cg_dialect_t cg_dialect_opencl = {
     .vec_aligned = NULL,
     .coop_setup = ocl_coop_setup,
     .coop_combine = ocl_coop_combine,
+    .coop_slots = ocl_coop_slots,
+    .tile = &ocl_tile,
 };
 
 /* ---- does a kernel compute in f64? (a DAG walk with a visited set) ---- */

@@ -463,6 +463,10 @@ const char *cg_ex(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
       }
     }
     t = cg_decode(g, g->k->bufs[e->buf].dtype, cg_fmt(g, "b%d[%s]", e->buf, linear(g, e->buf, e->a, b)));
+    if (g->rc_var >= 0) {
+      const char *c = cg_rc_load(g, e, t);
+      if (c) t = c;
+    }
     break;
   case KIR_UNARY: t = cg_unary(g, e, cg_ex(g, e->a[0], b)); break;
   case KIR_BINARY: {
@@ -514,6 +518,13 @@ static void emit_store(cg_t *g, const kir_store_t *s, cg_block_t *p) {
     fl_buf_free(&post);
   }
   const char *at = linear(g, s->buf, s->idx, b);
+  if (g->tile_lw >= 0) { /* the tile's second pass stores it */
+    g->tile_buf = s->buf;
+    g->tile_at = at;
+    g->buf_stored[s->buf] = true;
+    cg_line(&b->buf, b->depth, "fo_tl[fo_e >> 5][fo_e & 31] = %s;", cg_store_value(g, s->value->dtype, kb->dtype, v));
+    return;
+  }
   /* In a row shared by a group, one thread writes (the others computed the same value). */
   bool lead = g->coop_level != CG_NO_COOP && p == g->coop_blk;
   cg_line(&b->buf, b->depth, "%sb%d[%s] = %s;", lead ? "if (fo_gt == 0) " : "", s->buf, at,
@@ -576,7 +587,10 @@ static cg_block_t *emit_body(cg_t *g) {
   g->point = cur;
   if (g->coop_level != CG_NO_COOP) g->coop_blk = g->coop_level < 0 ? root : levels[g->coop_level];
   g->n_vec = 0;
+  g->rc_ready = g->rc_inner_hit = false;
+  g->rc_var = g->coop_level != CG_NO_COOP ? g->rc_inner_var : -1;
   for (int s = 0; s < k->n_stores && !g->err; s++) emit_store(g, &k->stores[s], cur);
+  g->rc_var = -1;
   if (g->vec) {
     /* per-point reduction loops stay one point per thread: 4 points in a row
      * would walk 4 strided ranges one after the other */
@@ -589,6 +603,14 @@ static cg_block_t *emit_body(cg_t *g) {
       fl_buf_free(&g->vec_post);
       return NULL;
     }
+  }
+  if (g->tile_lw >= 0) { /* everything per point, or not tiled (the caller emits again) */
+    bool hoisted = root->buf.len > 0 || g->err;
+    for (int i = 0; i + 1 < k->rank; i++) hoisted = hoisted || levels[i]->buf.len > 0;
+    if (!hoisted) cg_tile_loops(g, cur, &root->buf);
+    for (int i = 0; i < k->rank; i++) fl_buf_free(&levels[i]->buf);
+    if (hoisted) fl_buf_free(&root->buf);
+    return hoisted ? NULL : root;
   }
   for (int i = k->rank - 1; i >= 0; i--) {
     cg_block_t *p = levels[i]->parent;
@@ -687,13 +709,18 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
   g->index_ctx = false;
 
   cg_plan_coop(g);
+  cg_plan_tile(g);
   cg_block_t *root = emit_body(g), *vroot = NULL;
+  if (!root) {
+    g->tile_lw = -1;
+    root = emit_body(g);
+  }
   /* The vector form: a second emission, kept when it found vector accesses and
    * everything runs per point (no statements hoisted out of the innermost level). */
   /* $FLAGOS_CODEGEN_NO_VEC=1 keeps the scalar form alone (for measurements) */
   const char *novec = getenv("FLAGOS_CODEGEN_NO_VEC");
   if (d->vec_load && !(novec && atoi(novec) > 0) && !k->serial && k->rank > 0 && g->coop_level == CG_NO_COOP &&
-      !g->err) {
+      g->tile_lw < 0 && !g->err) {
     g->vec = true;
     g->vec_var = k->vars[k->rank - 1];
     g->vec_buf = fl_arena_alloc(g->a, (size_t)k->n_bufs + 1);

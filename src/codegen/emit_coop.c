@@ -116,6 +116,207 @@ static void plan_walk(cg_t *g, const kir_expr_t *e, bool small_space, int *best)
   for (int i = 0; i < n; i++) plan_walk(g, e->a[i], small_space, best);
 }
 
+/* ---- the row cache ----
+ * The loops of a row (its shared reductions with one variable, and the inner
+ * level when it is a single one) walk the same elements in the same order:
+ * element fo_gt + k * fo_gw is the k-th of the thread in each. A load that two
+ * of them read (the same buffer and indices up to the loop variable, a buffer
+ * the kernel does not write) is read once, at the top of the row, into
+ * fo_rcI[k] for k < rc_k; each loop then runs rc_k unrolled slots reading the
+ * array and a tail over the elements past them reading memory. The body's text
+ * serves both: `(fo_hit ? fo_rcI[fo_k] : load)`, with fo_hit a constant in each. */
+
+/* a and b equal up to variable va in a standing for vb in b (index expressions) */
+static bool same_mod(const kir_expr_t *a, const kir_expr_t *b, int va, int vb) {
+  if (a->kind != b->kind || a->dtype != b->dtype || a->n != b->n) return false;
+  switch (a->kind) {
+  case KIR_CONST:
+    if (a->ci != b->ci || memcmp(&a->cf, &b->cf, sizeof a->cf) != 0) return false;
+    break;
+  case KIR_VAR: return (a->var == va) == (b->var == vb) && (a->var == va || a->var == b->var);
+  case KIR_SYM: return a->sym == b->sym;
+  case KIR_LOAD:
+    if (a->buf != b->buf) return false;
+    break;
+  case KIR_UNARY:
+  case KIR_BINARY:
+    if (a->op != b->op) return false;
+    break;
+  case KIR_CAST:
+    if (a->sat != b->sat) return false;
+    break;
+  case KIR_BITCAST: break;
+  default: return false;
+  }
+  for (int i = 0; i < a->n; i++)
+    if (!same_mod(a->a[i], b->a[i], va, vb)) return false;
+  return true;
+}
+
+typedef struct rc_plan {
+  const kir_expr_t **load;
+  int *lvar, *loops, *last;
+  int n, cap;
+  uint64_t *rowvars;
+  int loop_id;
+} rc_plan_t;
+
+/* Records the loads along `var` in e (not inside nested reductions: their
+ * variables are not the row's) into the plan's candidates. */
+static void rc_collect(cg_t *g, const kir_expr_t *e, int var, rc_plan_t *p) {
+  cg_info_t *in = cg_info(g, e);
+  if (!in || !bit_get(in->vars, var) || e->kind == KIR_REDUCE) return;
+  if (e->kind == KIR_LOAD && !g->k->bufs[e->buf].written) {
+    bool ok = true;
+    for (int v = 0; v < g->k->next_var && ok; v++) ok = !bit_get(in->vars, v) || v == var || bit_get(p->rowvars, v);
+    if (ok) {
+      int i = 0;
+      while (i < p->n && !same_mod(p->load[i], e, p->lvar[i], var)) i++;
+      if (i == p->n && p->n < p->cap) {
+        p->load[i] = e;
+        p->lvar[i] = var;
+        p->loops[i] = 0;
+        p->last[i] = -1;
+        p->n++;
+      }
+      if (i < p->n && p->last[i] != p->loop_id) {
+        p->last[i] = p->loop_id;
+        p->loops[i]++;
+      }
+      return;
+    }
+  }
+  for (int i = 0; i < e->n; i++) rc_collect(g, e->a[i], var, p);
+}
+
+static bool rc_extent(const kir_expr_t *ext, int64_t *n) { return kir_eval_int(ext, NULL, 0, n) && *n > 0; }
+
+/* The row's reductions with one variable reached from e (select branches
+ * included: the cache only decides where values come from). */
+static void rc_walk(cg_t *g, const kir_expr_t *e, rc_plan_t *p) {
+  cg_info_t *in = cg_info(g, e);
+  if (!in || in->mark[0] == g->mark_gen[0]) return;
+  in->mark[0] = g->mark_gen[0];
+  if (e->kind == KIR_REDUCE) {
+    int64_t n;
+    if (e->nr == 1 && host_level(g, in) == g->coop_level && rc_extent(e->rext[0], &n) &&
+        (p->loop_id < 0 || n == g->rc_n)) {
+      g->rc_n = n;
+      p->loop_id++;
+      rc_collect(g, e->a[0], e->rvars[0], p);
+    }
+    return;
+  }
+  for (int i = 0; i < e->n; i++) rc_walk(g, e->a[i], p);
+}
+
+static void plan_cache(cg_t *g) {
+  const kir_kernel_t *k = g->k;
+  rc_plan_t p = {0};
+  p.cap = 16;
+  p.load = fl_arena_alloc(g->a, sizeof(*p.load) * (size_t)p.cap);
+  p.lvar = fl_arena_alloc(g->a, sizeof(int) * (size_t)p.cap);
+  p.loops = fl_arena_alloc(g->a, sizeof(int) * (size_t)p.cap);
+  p.last = fl_arena_alloc(g->a, sizeof(int) * (size_t)p.cap);
+  p.rowvars = fl_arena_alloc(g->a, sizeof(uint64_t) * (size_t)(g->nw_var + 1));
+  for (int l = 0; l <= g->coop_level; l++)
+    if (k->vars[l] >= 0 && k->vars[l] < k->next_var) p.rowvars[k->vars[l] >> 6] |= 1ull << (k->vars[l] & 63);
+  p.loop_id = -1;
+  g->mark_gen[0]++;
+  for (int s = 0; s < k->n_stores; s++) {
+    const kir_store_t *st = &k->stores[s];
+    if (st->cond) rc_walk(g, st->cond, &p);
+    rc_walk(g, st->value, &p);
+  }
+  int inner = k->rank - 1;
+  int64_t n;
+  if (p.loop_id >= 0 && inner == g->coop_level + 1 && k->vars[inner] >= 0 && rc_extent(k->extents[inner], &n) &&
+      n == g->rc_n) {
+    p.loop_id++;
+    for (int s = 0; s < k->n_stores; s++) {
+      const kir_store_t *st = &k->stores[s];
+      if (st->cond) rc_collect(g, st->cond, k->vars[inner], &p);
+      rc_collect(g, st->value, k->vars[inner], &p);
+    }
+    g->rc_inner_var = k->vars[inner];
+  }
+  int m = 0;
+  for (int i = 0; i < p.n; i++)
+    if (p.loops[i] >= 2) {
+      p.load[m] = p.load[i];
+      p.lvar[m++] = p.lvar[i];
+    }
+  /* $FLAGOS_CODEGEN_ROW_SLOTS replaces the dialect's register budget per
+   * thread (0: no row cache), for measurements */
+  const char *env = getenv("FLAGOS_CODEGEN_ROW_SLOTS");
+  g->rc_k = !m ? 0 : env && *env ? atoi(env) / m : g->d->coop_slots(g->rc_n, m);
+  if (g->rc_k <= 0) {
+    g->rc_inner_var = -1;
+    return;
+  }
+  g->n_rc = m;
+  g->rc_load = p.load;
+  g->rc_lvar = p.lvar;
+}
+
+/* Declares and fills the arrays at the top of the row (before any loop of the
+ * row runs: the row's block holds them, and the inner level comes after it). */
+static void rc_fill(cg_t *g) {
+  cg_block_t *t = g->coop_blk;
+  int saved = g->rc_var;
+  g->rc_var = -1;
+  g->rc_ready = true;
+  for (int i = 0; i < g->n_rc; i++) {
+    const kir_expr_t *e = g->rc_load[i];
+    cg_line(&t->buf, t->depth, "%s fo_rc%d[%d];", cg_ctype(g, e->dtype), i, g->rc_k);
+    cg_block_t *slot = cg_blk_new(g, t, CG_LAZY);
+    slot->depth = t->depth + 2;
+    const char *x = cg_ex(g, e, slot);
+    cg_line(&t->buf, t->depth, "#pragma unroll");
+    cg_line(&t->buf, t->depth, "for (int fo_k = 0; fo_k < %d; fo_k++) {", g->rc_k);
+    cg_line(&t->buf, t->depth + 1, "const int64_t v%d = (int64_t)fo_gt + (int64_t)fo_k * fo_gw;", g->rc_lvar[i]);
+    cg_line(&t->buf, t->depth + 1, "if (v%d < %lld) {", g->rc_lvar[i], (long long)g->rc_n);
+    if (slot->buf.len) fl_buf_append(&t->buf, slot->buf.data, slot->buf.len);
+    fl_buf_free(&slot->buf);
+    cg_line(&t->buf, t->depth + 2, "fo_rc%d[fo_k] = %s;", i, x);
+    cg_line(&t->buf, t->depth + 1, "}");
+    cg_line(&t->buf, t->depth, "}");
+  }
+  g->rc_var = saved;
+}
+
+const char *cg_rc_load(cg_t *g, const kir_expr_t *e, const char *normal) {
+  for (int i = 0; i < g->n_rc; i++) {
+    if (!same_mod(g->rc_load[i], e, g->rc_lvar[i], g->rc_var)) continue;
+    if (!g->rc_ready) rc_fill(g);
+    g->rc_hits++;
+    if (g->rc_var == g->rc_inner_var) g->rc_inner_hit = true;
+    return cg_fmt(g, "(fo_hit ? fo_rc%d[fo_k] : %s)", i, normal);
+  }
+  return NULL;
+}
+
+/* A row loop over `v` in [0, ext) whose body (text) read the cache: the slots,
+ * then the tail. */
+static void rc_loops(cg_t *g, int v, const char *ext, const char *body, size_t len, int depth, fl_buf_t *out) {
+  cg_line(out, depth, "#pragma unroll");
+  cg_line(out, depth, "for (int fo_k = 0; fo_k < %d; fo_k++) {", g->rc_k);
+  cg_line(out, depth + 1, "const int fo_hit = 1;");
+  cg_line(out, depth + 1, "const int64_t v%d = (int64_t)fo_gt + (int64_t)fo_k * fo_gw;", v);
+  cg_line(out, depth + 1, "if (v%d < %s) {", v, ext);
+  if (len) fl_buf_append(out, body, len);
+  cg_line(out, depth + 1, "}");
+  cg_line(out, depth, "}");
+  cg_line(out, depth, "for (int64_t fo_t = (int64_t)fo_gt + (int64_t)%d * fo_gw; fo_t < %s; fo_t += fo_gw) {", g->rc_k,
+          ext);
+  cg_line(out, depth + 1, "const int fo_hit = 0, fo_k = 0;");
+  cg_line(out, depth + 1, "const int64_t v%d = fo_t;", v);
+  cg_line(out, depth + 1, "{");
+  if (len) fl_buf_append(out, body, len);
+  cg_line(out, depth + 1, "}");
+  cg_line(out, depth, "}");
+}
+
 void cg_plan_coop(cg_t *g) {
   const kir_kernel_t *k = g->k;
   g->coop_level = CG_NO_COOP;
@@ -140,6 +341,9 @@ void cg_plan_coop(cg_t *g) {
     for (int i = 0; i < k->bufs[st->buf].rank; i++) plan_walk(g, st->idx[i], small_space, &best);
   }
   if (best < k->rank) g->coop_level = best;
+  g->rc_var = g->rc_inner_var = -1;
+  g->n_rc = 0;
+  if (g->coop_level != CG_NO_COOP && g->d->coop_slots) plan_cache(g);
 }
 
 /* The row's reduction e, shared by the group; t is the row's block. */
@@ -166,11 +370,18 @@ const char *cg_reduce_coop(cg_t *g, const kir_expr_t *e, cg_block_t *t) {
     loops[i]->ext = e->rext[i];
     cur = loops[i];
   }
+  int saved = g->rc_var, hits = g->rc_hits;
+  int64_t rn;
+  g->rc_var = g->n_rc && e->nr == 1 && rc_extent(e->rext[0], &rn) && rn == g->rc_n ? e->rvars[0] : -1;
   const char *x = cg_ex(g, e->a[0], cur);
   cg_line(&cur->buf, cur->depth, "%s = %s;", acc, cg_reduce_step(g, e->op, e->dtype, acc, x));
+  bool cached = g->rc_var >= 0 && g->rc_hits > hits;
+  g->rc_var = saved;
   for (int i = e->nr - 1; i > 0; i--) cg_blk_close(loops[i], NULL);
   int id = g->next_tmp++;
-  if (e->nr == 1) {
+  if (cached) {
+    rc_loops(g, e->rvars[0], ext[0], loops[0]->buf.data, loops[0]->buf.len, t->depth, &t->buf);
+  } else if (e->nr == 1) {
     int v = e->rvars[0];
     cg_line(&t->buf, t->depth, "for (int64_t v%d = fo_gt; v%d < %s; v%d += fo_gw) {", v, v, ext[0], v);
   } else {
@@ -185,8 +396,10 @@ const char *cg_reduce_coop(cg_t *g, const kir_expr_t *e, cg_block_t *t) {
   }
   loops[0]->has_loop = true;
   fl_buf_t *lb = &loops[0]->buf;
-  if (lb->len) fl_buf_append(&t->buf, lb->data, lb->len);
-  cg_line(&t->buf, t->depth, "}");
+  if (!cached) {
+    if (lb->len) fl_buf_append(&t->buf, lb->data, lb->len);
+    cg_line(&t->buf, t->depth, "}");
+  }
   t->has_loop = true;
   fl_buf_free(lb);
   g->d->coop_combine(g, e->op, e->dtype, acc, t->depth, &t->buf);
@@ -217,6 +430,10 @@ void cg_coop_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
       cg_line(out, depth, "const int64_t fo_rows = %s;", tot);
       cg_line(out, depth, "for (int64_t fo_row = fo_row0; fo_row < fo_rows; fo_row += fo_rstep) {");
       put_decompose(g, "fo_row", "fo_rows", n, vars, ext, depth + 1, out);
+    } else if (n == 1 && g->rc_inner_hit && vars[0] == g->rc_inner_var) {
+      cg_line(out, depth, "const int64_t fo_inner = %s;", tot);
+      rc_loops(g, vars[0], "fo_inner", blk->buf.data, blk->buf.len, depth, out);
+      return;
     } else {
       cg_line(out, depth, "const int64_t fo_inner = %s;", tot);
       cg_line(out, depth, "for (int64_t fo_j = fo_gt; fo_j < fo_inner; fo_j += fo_gw) {");

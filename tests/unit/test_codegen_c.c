@@ -826,10 +826,68 @@ static int count_suffix(const char *dir, const char *suffix) {
   return n;
 }
 
+/* The GPU dialects' row cache and tiled form (docs/kernel-ir.md) are text the
+ * C dialect never emits; their values are checked on devices by the ONNX
+ * conformance runs (softmax, layer normalisation, transposes through PoCL and
+ * CUDA). Here: which form each kernel takes, per dialect. */
+static size_t count(const char *s, const char *w) {
+  size_t n = 0;
+  for (const char *p = s ? strstr(s, w) : NULL; p; p = strstr(p + 1, w)) n++;
+  return n;
+}
+
+static void check_gpu_forms(void) {
+  kir_kernel_t *ks[2];
+  kir_expr_t *v[2], *ext[2] = {kir_i64(A, 64), kir_i64(A, 4096)};
+  kir_kernel_t *k = ks[0] = kir_kernel_create(A, "g_softmax");
+  int x = kir_add_buf(k, "x", FLAGOS_FLOAT32, 2, ext), y = kir_add_buf(k, "y", FLAGOS_FLOAT32, 2, ext);
+  kir_set_space(k, 2, ext, v);
+  int jm = kir_new_var(k), js = kir_new_var(k);
+  kir_expr_t *im[2] = {v[0], kir_var(A, jm)}, *is[2] = {v[0], kir_var(A, js)}, *n = ext[1];
+  kir_expr_t *m = kir_reduce(A, KIR_RMAX, 1, &jm, &n, kir_load(k, x, im));
+  kir_expr_t *den =
+      kir_reduce(A, KIR_RSUM, 1, &js, &n, kir_un(A, KIR_EXP, kir_bin(A, KIR_SUB, kir_load(k, x, is), m)));
+  kir_store(k, y, v, kir_bin(A, KIR_DIV, kir_un(A, KIR_EXP, kir_bin(A, KIR_SUB, kir_load(k, x, v), m)), den), NULL);
+
+  kir_expr_t *ex[2] = {kir_i64(A, 300), kir_i64(A, 200)}, *ey[2] = {ex[1], ex[0]};
+  k = ks[1] = kir_kernel_create(A, "g_transpose");
+  x = kir_add_buf(k, "x", FLAGOS_FLOAT32, 2, ex);
+  y = kir_add_buf(k, "y", FLAGOS_FLOAT32, 2, ey);
+  kir_set_space(k, 2, ey, v);
+  kir_expr_t *ix[2] = {v[1], v[0]};
+  kir_store(k, y, v, kir_load(k, x, ix), NULL);
+
+  fl_buf_t c = {0}, cu = {0}, cl = {0};
+  CHECK_OK(cgen_c_emit(ks, 2, &c));
+  CHECK_OK(cgen_cuda_emit(ks, 2, &cu));
+  CHECK_OK(cgen_opencl_emit(ks, 2, &cl));
+  CHECK(c.data && !strstr(c.data, "fo_rc") && !strstr(c.data, "fo_tl"), "the C dialect has no row cache nor tiles");
+  for (int d = 0; d < 2; d++) {
+    const char *t = d ? cl.data : cu.data, *nm = d ? "OpenCL" : "CUDA";
+    const char *sm = t ? strstr(t, "g_softmax(") : NULL, *tr = t ? strstr(t, "g_transpose(") : NULL;
+    CHECK(sm && tr, "%s: both kernels emitted", nm);
+    if (!sm || !tr) continue;
+    /* x is read from memory once per slot (the fill) and again only in each
+     * loop's tail past the slots: 1 fill + 3 tails */
+    size_t slots = tr > sm ? (size_t)(tr - sm) : strlen(sm);
+    char *body = strndup(sm, slots);
+    CHECK(count(body, "fo_rc0[fo_k] = b0[") == 1 && count(body, ": b0[") == 6 && count(body, "b0[") == 7,
+          "%s: softmax's x is cached (one fill, three loops reading the cache)", nm);
+    free(body);
+    CHECK(strstr(tr, "fo_tl[32][33]") && count(tr, "fo_tl[fo_e >> 5][fo_e & 31] = b0[") == 1 &&
+              count(tr, "= fo_tl[fo_e & 31][fo_e >> 5];") == 1,
+          "%s: the transpose goes through a padded tile", nm);
+  }
+  fl_buf_free(&c);
+  fl_buf_free(&cu);
+  fl_buf_free(&cl);
+}
+
 int main(void) {
   double t_start = now();
   A = fl_arena_create();
   build_kernels();
+  check_gpu_forms();
   fl_buf_t src = {0};
   CHECK_OK(cgen_c_emit(g_kernels, g_nk, &src));
   if (!src.data) return 1;
