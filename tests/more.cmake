@@ -31,6 +31,11 @@ add_test(NAME cli_partition COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_partiti
          ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/cli-partition-work)
 set_tests_properties(cli_partition PROPERTIES LABELS "unit" TIMEOUT 300
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+# compile --tune: measured kernel times and host overhead in the plan (docs/sla.md "Tuning").
+add_test(NAME cli_tune COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_tune_cli.sh $<TARGET_FILE:flagos_cli>
+         ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_BINARY_DIR}/cli-tune-work)
+set_tests_properties(cli_tune PROPERTIES LABELS "unit" TIMEOUT 300
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 
 # One bundle for cpu, cuda and opencl, run on each device kind present (cpu
 # always, opencl through PoCL in CI, cuda on a GPU machine) against ONNX Runtime;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "compile_tune.h"
 #include "compiler/compiler.h"
 #include "frontend/onnx/onnx_import.h"
 
@@ -25,6 +26,13 @@ static const char k_help[] =
     "                        totals against the SLA (needs --sla)\n"
     "  --profile FILE        device profiles (default: the one `flagos devices --calibrate`\n"
     "                        saved, else documented defaults)\n"
+    "  --tune                run the compiled model on device 0 of each target this machine\n"
+    "                        has (made-up inputs) and plan with the measured time of each\n"
+    "                        kernel group plus the measured host overhead instead of the\n"
+    "                        roofline; targets without a device keep the model (a warning).\n"
+    "                        The plan records that it was tuned and where; without --sla\n"
+    "                        the times alone go into the bundle (section \"tune\")\n"
+    "  --tune-runs N         timed runs per device for --tune (default 10, after 2 warm-up)\n"
     "  -h, --help            this help\n";
 
 int cmd_compile(int argc, char **argv) {
@@ -32,7 +40,8 @@ int cmd_compile(int argc, char **argv) {
   char shapes[4096] = "", outbuf[4096];
   flagos_compile_options_t o = {0};
   compiler_plan_options_t po = {0};
-  bool explain = false;
+  bool explain = false, tune = false;
+  int tune_runs = 10;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (cli_is_help(a)) {
@@ -61,6 +70,19 @@ int cmd_compile(int argc, char **argv) {
       if (!(po.profile_path = cli_value("compile", argc, argv, &i))) return 2;
     } else if (strcmp(a, "--explain") == 0) {
       explain = true;
+    } else if (strcmp(a, "--tune") == 0) {
+      tune = true;
+    } else if (strcmp(a, "--tune-runs") == 0 || strncmp(a, "--tune-runs=", 12) == 0) {
+      const char *v = cli_value("compile", argc, argv, &i);
+      if (!v) return 2;
+      char *end;
+      long x = strtol(v, &end, 10);
+      if (*end || x < 1 || x > 100000) {
+        fprintf(stderr, "flagos compile: error: --tune-runs needs a positive number, got '%s'\n", v);
+        return 2;
+      }
+      tune_runs = (int)x;
+      tune = true;
     } else if (strncmp(a, "--cache-dir", 11) == 0) {
       if (!(o.cache_dir = cli_value("compile", argc, argv, &i))) return 2;
     } else if (a[0] == '-') {
@@ -90,7 +112,7 @@ int cmd_compile(int argc, char **argv) {
   }
   o.shapes = shapes[0] ? shapes : NULL;
   flagos_status_t st = NULL;
-  if (!po.sla_path) {
+  if (!po.sla_path && !tune) {
     st = flagos_compile_file(model, out, &o);
   } else {
     fl_buf_t text = {0};
@@ -99,7 +121,24 @@ int cmd_compile(int argc, char **argv) {
     void *img = NULL;
     size_t n = 0;
     st = onnx_import_file(model, &m);
-    if (!st) st = compiler_build_bundle_ex(m, &o, &po, &img, &n);
+    if (!tune) {
+      if (!st) st = compiler_build_bundle_ex(m, &o, &po, &img, &n);
+    } else {
+      /* Built without a plan first: the SLA may be met only with measured times. */
+      void *img0 = NULL;
+      size_t n0 = 0;
+      part_tune_t pt;
+      memset(&pt, 0, sizeof pt);
+      if (!st) st = compiler_build_bundle_ex(m, &o, NULL, &img0, &n0);
+      const char *targets[8];
+      int n_targets = 0;
+      if (!st) st = compiler_parse_targets(o.targets, targets, 8, &n_targets);
+      if (!st) st = cli_tune_measure(img0, n0, targets, n_targets, tune_runs, 2, &pt);
+      po.tune = &pt;
+      if (!st) st = compiler_plan_image(m->graph, img0, n0, &po, &img, &n);
+      part_tune_free(&pt);
+      free(img0);
+    }
     if (!st) st = fl_write_file(out, img, n);
     if (!st && text.len) fwrite(text.data, 1, text.len, stdout);
     fl_buf_free(&text);

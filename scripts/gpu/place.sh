@@ -8,6 +8,9 @@
 # each plan's predicted latency (flagos compile --explain, with profiles measured
 # by flagos devices --calibrate on this machine) against its measured median
 # latency (flagos run --runs). Writes $OUT/place.md and the --explain texts.
+# PLACE_TUNE=1 (the default) compiles with --tune: the kernel groups measured on
+# the CPU and the GPU replace the roofline (docs/sla.md "Tuning"); PLACE_TUNE=0
+# plans with the calibrated roofline alone.
 set -uo pipefail
 t_start=$(date +%s)
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,6 +32,8 @@ export FLAGOS_PLUGIN_PATH=$build/backends FLAGOS_CACHE_DIR=$work/cache
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
 export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}}
 fl=$build/flagos
+tune=()
+[ "${PLACE_TUNE:-1}" = 1 ] && tune=(--tune)
 say "built in $(elapsed)s"
 
 # The model and its input, through bench/gpu/models.py.
@@ -54,7 +59,7 @@ plan() {
   local name=$1 sla=$2
   echo "$sla" >"$work/sla-$name.json"
   if ! "$fl" compile "$work/bert.onnx" --targets cpu,cuda --sla "$work/sla-$name.json" --profile "$work/profiles.json" \
-    --explain -o "$work/bert-$name.flagos" >"$out/explain-$name.txt" 2>&1; then
+    "${tune[@]}" --explain -o "$work/bert-$name.flagos" >"$out/explain-$name.txt" 2>&1; then
     say "$name: compile failed: $(tail -3 "$out/explain-$name.txt" | tr '\n' ' ')"
     rows+=("| $name | \`$sla\` | failed | | | | |")
     return
@@ -78,7 +83,7 @@ p_gpu=$(awk '/^  average power/ {print $3}' "$out/explain-latency.txt")
 # The power the CPU-only plan draws, from a plan that may not use the GPU.
 echo '{"objective": {"latency": 1}, "forbidden": ["cuda"]}' >"$work/sla-cpuonly.json"
 "$fl" compile "$work/bert.onnx" --targets cpu,cuda --sla "$work/sla-cpuonly.json" \
-  --profile "$work/profiles.json" --explain -o "$work/bert-cpuonly.flagos" >"$out/explain-cpuonly.txt" 2>&1
+  --profile "$work/profiles.json" "${tune[@]}" --explain -o "$work/bert-cpuonly.flagos" >"$out/explain-cpuonly.txt" 2>&1
 p_cpu=$(awk '/^  average power/ {print $3}' "$out/explain-cpuonly.txt")
 limit=$(python3 -c "print(round(($p_cpu + $p_gpu) / 2, 1))" 2>/dev/null || echo 100)
 say "predicted power: GPU plan ${p_gpu} W, CPU-only plan ${p_cpu} W; power limit ${limit} W"
@@ -90,7 +95,8 @@ plan memory "{\"objective\": {\"latency\": 1}, \"devices\": {\"cuda\": {\"memory
 {
   echo "# Placement of BERT-base (float32, sequence 128, batch 1) on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1) + CPU"
   echo
-  echo "Profiles: \`flagos devices --calibrate\` on this machine ($out/calibrate.txt). Predicted: \`flagos compile --explain\`;"
+  echo "Profiles: \`flagos devices --calibrate\` on this machine ($out/calibrate.txt). Predicted: \`flagos compile --explain\`"
+  echo "(${tune[*]:-no --tune}: times $([ ${#tune[@]} -gt 0 ] && echo "measured on both devices" || echo "from the roofline"));"
   echo "measured: median of 30 runs of \`flagos run\` (inputs uploaded and outputs downloaded each run)."
   echo
   echo "| SLA | JSON | groups per device | predicted ms | measured ms | measured / predicted | predicted W |"

@@ -32,6 +32,7 @@ typedef struct compiler_plan_options {
   const char *sla_path;     /* NULL: no plan */
   const char *profile_path; /* device profiles; NULL: the default path, then defaults */
   fl_buf_t *explain;        /* non-NULL: receives the --explain text */
+  const struct part_tune *tune; /* measured times (compile --tune); NULL: the model alone */
 } compiler_plan_options_t;
 flagos_status_t compiler_build_bundle_ex(fir_model_t *m, const flagos_compile_options_t *opts,
                                          const compiler_plan_options_t *plan, void **image, size_t *size);
@@ -39,6 +40,12 @@ flagos_status_t compiler_build_bundle_ex(fir_model_t *m, const flagos_compile_op
 struct cJSON;
 flagos_status_t compiler_plan(const fir_graph_t *g, const struct cJSON *nodes, const char *const *targets, int n_targets,
                               const compiler_plan_options_t *po, char **plan_json, char **sla_json);
+/* plan.c, for compile --tune: the image of a bundle built without a plan,
+ * rewritten with po's plan made on its compiled main graph g (the model
+ * compiler_build_bundle_ex left behind), or, without an SLA, with the measured
+ * times alone in section "tune". *out is malloc'ed. */
+flagos_status_t compiler_plan_image(const fir_graph_t *g, const void *image, size_t size, const compiler_plan_options_t *po,
+                                    void **out, size_t *out_size);
 /* Parses "cpu", "cpu,cuda" into a list; error names an unknown target. */
 flagos_status_t compiler_parse_targets(const char *spec, const char **targets, int max, int *n);
 

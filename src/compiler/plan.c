@@ -93,6 +93,7 @@ flagos_status_t compiler_plan(const fir_graph_t *g, const cJSON *nodes, const ch
   if (!st) {
     st = part_problem_init(&prob, pg, devs, n_dev, &sla);
     have_prob = st == NULL;
+    if (have_prob && po->tune) part_problem_tune(&prob, po->tune);
   }
   part_solve_info_t info = {0};
   if (!st) {
@@ -113,5 +114,67 @@ flagos_status_t compiler_plan(const fir_graph_t *g, const cJSON *nodes, const ch
   free(kernels);
   free(names);
   free(sla_text);
+  return st;
+}
+
+flagos_status_t compiler_plan_image(const fir_graph_t *g, const void *image, size_t size, const compiler_plan_options_t *po,
+                                    void **out, size_t *out_size) {
+  bundle_file_t *f = NULL;
+  FL_TRY(bundle_file_from_memory((void *)image, size, false, &f));
+  size_t mlen = 0;
+  const char *mtext = bundle_file_section(f, "manifest", &mlen);
+  cJSON *man = mtext ? cJSON_ParseWithLength(mtext, mlen) : NULL;
+  flagos_status_t st = man ? NULL : FL_ERR(FLAGOS_ERR_CORRUPT, "bundle: no readable manifest");
+  const char *targets[PART_MAX_DEVICES];
+  int n_targets = 0;
+  const cJSON *it;
+  if (!st) {
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(man, "targets")) {
+      if (cJSON_IsString(it) && n_targets < PART_MAX_DEVICES) targets[n_targets++] = it->valuestring;
+    }
+  }
+  char *plan_json = NULL, *sla_json = NULL, *tune_json = NULL, *mjson = NULL;
+  if (!st && po->sla_path) {
+    st = compiler_plan(g, cJSON_GetObjectItem(man, "nodes"), targets, n_targets, po, &plan_json, &sla_json);
+    if (!st) {
+      cJSON *pj = cJSON_CreateObject();
+      cJSON_AddStringToObject(pj, "section", PART_PLAN_SECTION);
+      cJSON_AddStringToObject(pj, "sla", PART_SLA_SECTION);
+      cJSON_DeleteItemFromObject(man, "plan");
+      cJSON_AddItemToObject(man, "plan", pj);
+    }
+  } else if (!st && po->tune) {
+    tune_json = part_tune_json(po->tune);
+    cJSON *tj = cJSON_CreateObject();
+    cJSON_AddStringToObject(tj, "section", "tune");
+    cJSON_DeleteItemFromObject(man, "tune");
+    cJSON_AddItemToObject(man, "tune", tj);
+  }
+  if (!st) mjson = cJSON_PrintUnformatted(man);
+  if (!st) {
+    bundle_writer_t *w = bundle_writer_create();
+    int n = bundle_file_num_sections(f);
+    for (int i = 0; i < n && !st; i++) {
+      const char *name = bundle_file_section_name(f, i);
+      size_t len = 0;
+      const void *data = bundle_file_section(f, name, &len);
+      if (strcmp(name, "manifest") == 0) st = bundle_writer_add(w, name, mjson, strlen(mjson));
+      else if (strcmp(name, PART_PLAN_SECTION) && strcmp(name, PART_SLA_SECTION) && strcmp(name, "tune"))
+        st = bundle_writer_add(w, name, data, len);
+      if (!st && strcmp(name, "weights") == 0) {
+        if (plan_json) st = bundle_writer_add(w, PART_PLAN_SECTION, plan_json, strlen(plan_json));
+        if (!st && sla_json) st = bundle_writer_add(w, PART_SLA_SECTION, sla_json, strlen(sla_json));
+        if (!st && tune_json) st = bundle_writer_add(w, "tune", tune_json, strlen(tune_json));
+      }
+    }
+    if (!st) st = bundle_writer_to_memory(w, out, out_size);
+    bundle_writer_destroy(w);
+  }
+  cJSON_Delete(man);
+  free(mjson);
+  free(plan_json);
+  free(sla_json);
+  free(tune_json);
+  bundle_file_close(f);
   return st;
 }

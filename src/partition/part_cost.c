@@ -94,7 +94,9 @@ flagos_status_t part_problem_init(part_problem_t *p, const part_graph_t *g, cons
 void part_problem_free(part_problem_t *p) {
   free(p->t);
   free(p->te);
+  free(p->measured);
   p->t = p->te = NULL;
+  p->measured = NULL;
 }
 
 void part_evaluate(const part_problem_t *p, const int *assign, part_metrics_t *m) {

@@ -21,6 +21,8 @@ char *part_plan_json(const part_problem_t *p, const int *assign, const char *con
     cJSON_AddStringToObject(g, "group", group_names ? group_names[i] : p->g->groups[i].name);
     cJSON_AddNumberToObject(g, "node", group_nodes ? group_nodes[i] : p->g->groups[i].node);
     cJSON_AddNumberToObject(g, "device", assign[i]);
+    cJSON_AddNumberToObject(g, "time_s", p->t[i * p->n_dev + assign[i]]);
+    if (p->measured) cJSON_AddBoolToObject(g, "measured", p->measured[i * p->n_dev + assign[i]]);
     cJSON_AddItemToArray(gs, g);
   }
   cJSON *pr = cJSON_AddObjectToObject(r, "predicted");
@@ -32,6 +34,24 @@ char *part_plan_json(const part_problem_t *p, const int *assign, const char *con
   cJSON_AddNumberToObject(pr, "transfer_bytes", m.transfer_bytes);
   cJSON *mem = cJSON_AddArrayToObject(pr, "memory_bytes");
   for (int d = 0; d < p->n_dev; d++) cJSON_AddItemToArray(mem, cJSON_CreateNumber(m.mem[d]));
+  cJSON_AddNumberToObject(pr, "transfer_s", m.transfer_time);
+  if (p->tune) {
+    /* Which devices' times were measured (docs/sla.md "Tuning"), and what. */
+    char *tj = part_tune_json(p->tune);
+    cJSON *t = tj ? cJSON_Parse(tj) : NULL;
+    free(tj);
+    if (t) {
+      cJSON *on = cJSON_CreateArray(), *ov = cJSON_CreateArray();
+      for (int d = 0; d < p->n_dev; d++)
+        if (p->tuned[d]) {
+          cJSON_AddItemToArray(on, cJSON_CreateString(p->dev[d].id));
+          cJSON_AddItemToArray(ov, cJSON_CreateNumber(p->overhead[d]));
+        }
+      cJSON_AddItemToObjectCS(t, "measured_on", on);
+      cJSON_AddItemToObjectCS(t, "overhead_s_per_group", ov);
+      cJSON_AddItemToObjectCS(r, "tuned", t);
+    }
+  }
   char *s = cJSON_PrintUnformatted(r);
   cJSON_Delete(r);
   return s;
@@ -89,6 +109,11 @@ flagos_status_t part_plan_parse(const void *data, size_t len, part_plan_t **out)
     p->energy = numf(pr, "energy_j");
     p->cost = numf(pr, "cost");
     p->transfer_bytes = numf(pr, "transfer_bytes");
+    const cJSON *on = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "tuned"), "measured_on");
+    p->tuned = cJSON_IsArray(on);
+    cJSON_ArrayForEach(it, on) {
+      if (cJSON_IsString(it) && p->n_tuned < PART_MAX_DEVICES) snprintf(p->tuned_on[p->n_tuned++], 32, "%s", it->valuestring);
+    }
     const cJSON *mem = cJSON_GetObjectItemCaseSensitive(pr, "memory_bytes");
     for (int d = 0; d < p->n_devices && d < cJSON_GetArraySize(mem); d++) {
       const cJSON *v = cJSON_GetArrayItem(mem, d);
@@ -151,12 +176,20 @@ void part_explain(const part_problem_t *p, const int *assign, const part_solve_i
     fl_buf_printf(out, "  %d groups, busy %.4g ms, memory %.4g MB", n, m.busy[d] * 1e3, m.mem[d] / 1048576.0);
     if (p->mem_limit[d] > 0) fl_buf_printf(out, " of %.4g MB", p->mem_limit[d] / 1048576.0);
     fl_buf_putc(out, '\n');
+    if (p->tuned[d] && p->kernel_scale[d] < 1)
+      fl_buf_printf(out, "  times: measured (--tune), kernels scaled by %.3g to the median run\n", p->kernel_scale[d]);
+    else if (p->tuned[d])
+      fl_buf_printf(out, "  times: measured (--tune), kernels plus %.4g us host overhead per group\n", p->overhead[d] * 1e6);
+    else
+      fl_buf_printf(out, "  times: modelled (roofline + launches)%s\n", p->tune ? ", not measured: no such device here" : "");
     int shown = 0;
     for (int i = 0; i < g->n_groups; i++) {
       if (assign[i] != d) continue;
       if (shown < 40)
-        fl_buf_printf(out, "    %-32s %10.4g ms  %10.4g MFLOP  %10.4g MB\n", g->groups[i].name ? g->groups[i].name : "?",
-                      p->t[i * p->n_dev + d] * 1e3, g->groups[i].flops * 1e-6, g->groups[i].mem / 1048576.0);
+        fl_buf_printf(out, "    %-32s %10.4g ms %-8s %10.4g MFLOP  %10.4g MB\n", g->groups[i].name ? g->groups[i].name : "?",
+                      p->t[i * p->n_dev + d] * 1e3,
+                      p->measured && p->measured[i * p->n_dev + d] ? "measured" : "modelled", g->groups[i].flops * 1e-6,
+                      g->groups[i].mem / 1048576.0);
       shown++;
     }
     if (shown > 40) fl_buf_printf(out, "    ... and %d more\n", shown - 40);
@@ -170,7 +203,7 @@ void part_explain(const part_problem_t *p, const int *assign, const part_solve_i
     fl_buf_printf(out, "  %s (%s) -> %s (%s): %.4g MB\n", g->groups[g->edges[e].src].name, p->dev[a].id,
                   g->groups[g->edges[e].dst].name, p->dev[b].id, g->edges[e].bytes / 1048576.0);
   }
-  fl_buf_puts(out, "predicted totals:\n");
+  fl_buf_printf(out, "predicted totals (%s):\n", !p->tune ? "modelled" : "measured where tuned, modelled elsewhere");
   limit_line(out, "latency", m.latency, "ms", p->sla.max_latency, 1e3);
   if (p->sla.throughput) limit_line(out, "period", m.period, "ms", 0, 1e3);
   limit_line(out, "average power", m.power, "W", p->sla.max_power, 1);

@@ -135,6 +135,37 @@ double part_group_time(const part_group_t *g, const part_device_t *d);
 /* A copy of `bytes` from device a to device b (0 when a == b). */
 double part_link_time(double bytes, const part_device_t *a, const part_device_t *b);
 
+/* ---- measured times (part_tune.c; `flagos compile --tune`, docs/sla.md "Tuning") ---- */
+
+/* What running the model alone on one device measured, per run. */
+typedef struct part_tune_dev {
+  char id[32];        /* "cpu:0" */
+  int runs, warmup;
+  double run_s;       /* median wall time of a run of a planned session with every group here (what
+                       * `flagos run` of such a plan reports), without the profiler */
+  double single_run_s; /* the same in a session of this device alone (`flagos run --device`) */
+  double kernel_s;    /* time inside kernels, all groups */
+  double copy_s;      /* time inside copies (graph inputs and outputs) */
+  int n_groups;
+  char **group;       /* group names (the manifest's "group") */
+  double *time;       /* kernel seconds of each group */
+} part_tune_dev_t;
+
+typedef struct part_tune {
+  int n_dev;
+  part_tune_dev_t dev[PART_MAX_DEVICES];
+  int n_missing;      /* targets --tune asked for that have no device here: they stay modelled */
+  char missing[PART_MAX_DEVICES][32];
+} part_tune_t;
+
+/* Adds a device's entry (id copied; names and times filled by the caller). */
+part_tune_dev_t *part_tune_add(part_tune_t *t, const char *id, int n_groups);
+void part_tune_free(part_tune_t *t);
+/* Seconds of `group` on the device; false when it was not measured there. */
+bool part_tune_group(const part_tune_dev_t *d, const char *group, double *seconds);
+/* The measurements as a JSON object (the plan's "tuned", the section "tune"); malloc'ed. */
+char *part_tune_json(const part_tune_t *t);
+
 /* Everything the solver needs: times per group and device, per edge and pair,
  * and the SLA's limits resolved per device. */
 typedef struct part_problem {
@@ -148,11 +179,25 @@ typedef struct part_problem {
   double price[PART_MAX_DEVICES];      /* currency per second of use */
   bool allowed[PART_MAX_DEVICES];
   bool preferred[PART_MAX_DEVICES];
+  /* After part_problem_tune: which times were measured, and the host overhead
+   * per group each tuned device's times include. */
+  bool tuned[PART_MAX_DEVICES];
+  double overhead[PART_MAX_DEVICES];
+  double kernel_scale[PART_MAX_DEVICES]; /* < 1: profiled kernels summed to more than a run */
+  int n_measured[PART_MAX_DEVICES];
+  bool *measured;  /* [group * n_dev + d]; NULL until tuned */
+  const part_tune_t *tune;
 } part_problem_t;
 
 flagos_status_t part_problem_init(part_problem_t *p, const part_graph_t *g, const part_device_t *devs, int n_dev,
                                   const part_sla_t *sla);
 void part_problem_free(part_problem_t *p);
+/* Replaces the roofline of each (device, group) pair the tune measured by what
+ * the runtime pays there: the group's kernel time, the device's host overhead
+ * per group (a run's wall time less its kernel time and the modelled graph
+ * input/output copies, spread evenly over the groups) and those copies. Devices
+ * and groups it did not measure keep the model. The tune must outlive p. */
+void part_problem_tune(part_problem_t *p, const part_tune_t *t);
 
 typedef struct part_metrics {
   double latency;      /* s: sum of group times on their devices and of transfers */
@@ -211,6 +256,9 @@ typedef struct part_plan {
   double latency, power, cost, energy;
   double mem[PART_MAX_DEVICES];
   double transfer_bytes;
+  bool tuned;                         /* made with measured times (compile --tune) */
+  int n_tuned;
+  char tuned_on[PART_MAX_DEVICES][32]; /* the devices measured */
 } part_plan_t;
 
 /* The bundle section holding the plan (JSON, docs/sla.md) and the SLA it was made for. */

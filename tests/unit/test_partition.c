@@ -507,8 +507,86 @@ static void test_large(void) {
   part_graph_destroy(g);
 }
 
+/* Measured times (compile --tune) in place of the roofline, against
+ * hand-computed numbers; the plan JSON says which devices were measured. */
+static void test_tune(void) {
+  part_device_t gpu, cpu;
+  part_device_defaults("opencl", 0, NULL, &gpu);
+  gpu.flops_f32 = gpu.flops_f16 = 1e9;
+  gpu.mem_bw = 1e9;
+  gpu.launch = 1e-6;
+  gpu.host_visible = false;
+  gpu.h2d_bw = 1e9;
+  gpu.d2h_bw = 2e9;
+  gpu.link_latency = 1e-5;
+  part_device_defaults("cpu", 0, NULL, &cpu);
+  cpu.host_visible = true;
+  part_graph_t *g = part_graph_create();
+  part_group_t a = {.name = "a", .flops = 2e6, .bytes = 1e6, .n_kernels = 2, .in_bytes = 1e6};
+  part_group_t b = {.name = "b", .flops = 1e6, .bytes = 1e5, .n_kernels = 1, .out_bytes = 4e3};
+  part_graph_add_group(g, &a);
+  part_graph_add_group(g, &b);
+  part_graph_add_edge(g, 0, 1, 1e6);
+  part_device_t devs[2] = {cpu, gpu};
+  part_problem_t p;
+  CHECK(!part_problem_init(&p, g, devs, 2, NULL), "init");
+  double roof_a = p.t[0 * 2 + 1], roof_b = p.t[1 * 2 + 1];
+  part_tune_t t;
+  memset(&t, 0, sizeof t);
+  /* cpu: a run takes 20 ms, kernels a 6 ms and b 10 ms: 4 ms of host overhead, 2 ms per group. */
+  part_tune_dev_t *d = part_tune_add(&t, cpu.id, 2);
+  d->run_s = 0.020;
+  d->group[0] = strdup("b");
+  d->time[0] = 0.010;
+  d->group[1] = strdup("a");
+  d->time[1] = 0.006;
+  snprintf(t.missing[t.n_missing++], 32, "%s", gpu.id);
+  part_problem_tune(&p, &t);
+  CHECK(p.tuned[0] && !p.tuned[1], "tuned %d %d", p.tuned[0], p.tuned[1]);
+  CHECK(NEAR(p.overhead[0], 0.002, 1e-12), "overhead %.9g", p.overhead[0]);
+  CHECK(NEAR(p.t[0], 0.008, 1e-12) && NEAR(p.t[2], 0.012, 1e-12), "cpu times %.9g %.9g", p.t[0], p.t[2]);
+  CHECK(p.t[1] == roof_a && p.t[3] == roof_b && p.measured[0] && !p.measured[1], "the gpu keeps the roofline");
+  int on_cpu[2] = {0, 0};
+  part_metrics_t m;
+  part_evaluate(&p, on_cpu, &m);
+  CHECK(NEAR(m.latency, 0.020, 1e-12), "single-device latency is the measured run: %.9g", m.latency);
+  char *js = part_plan_json(&p, on_cpu, NULL, NULL);
+  part_plan_t *pl = NULL;
+  CHECK(js && !part_plan_parse(js, strlen(js), &pl), "plan parse");
+  CHECK(pl && pl->tuned && pl->n_tuned == 1 && strcmp(pl->tuned_on[0], cpu.id) == 0, "plan says tuned on %s",
+        pl && pl->n_tuned ? pl->tuned_on[0] : "-");
+  CHECK(js && strstr(js, "\"modelled\":[\"opencl:0\"]") && strstr(js, "\"measured\":true"), "plan json %s", js);
+  part_plan_free(pl);
+  free(js);
+  part_problem_free(&p);
+  part_tune_free(&t);
+
+  /* gpu: the profiled kernels (3 + 1 ms) exceed the 2 ms run less its modelled
+   * copies (upload 1 ms + 10 us, download 2 us + 10 us): they are scaled to it. */
+  CHECK(!part_problem_init(&p, g, devs, 2, NULL), "init");
+  memset(&t, 0, sizeof t);
+  d = part_tune_add(&t, gpu.id, 2);
+  d->run_s = 0.002;
+  d->group[0] = strdup("a");
+  d->time[0] = 0.003;
+  d->group[1] = strdup("b");
+  d->time[1] = 0.001;
+  part_problem_tune(&p, &t);
+  double sc = (0.002 - 0.001022) / 0.004;
+  CHECK(NEAR(p.kernel_scale[1], sc, 1e-12) && p.overhead[1] == 0, "scale %.9g", p.kernel_scale[1]);
+  CHECK(NEAR(p.t[1], 0.003 * sc + 0.00101, 1e-12) && NEAR(p.t[3], 0.001 * sc + 0.000012, 1e-12), "gpu times %.9g %.9g",
+        p.t[1], p.t[3]);
+  int on_gpu[2] = {1, 1};
+  part_evaluate(&p, on_gpu, &m);
+  CHECK(NEAR(m.latency, 0.002, 1e-12), "gpu latency %.9g", m.latency);
+  part_problem_free(&p);
+  part_tune_free(&t);
+  part_graph_destroy(g);
+}
+
 int main(void) {
   test_cost_model();
+  test_tune();
   test_sla_parse();
   test_profile_and_plan();
   test_random_vs_brute();
