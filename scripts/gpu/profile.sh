@@ -61,8 +61,37 @@ PY
     tgt=${dev%%:*}
     f=$out/profile-$key-$tgt.txt
     timeout 300 "$build/flagos" profile "$work/$key.onnx" --device "$dev" --target "$tgt" \
-      --runs "${PROFILE_RUNS:-20}" --top "${PROFILE_TOP:-40}" >"$f" 2>&1
-    say "$key on $dev: rc $? $(grep -m1 -E "^$tgt" "$f" | tr -s ' ' | cut -c1-120)"
+      --runs "${PROFILE_RUNS:-20}" --top 100000 >"$f.all" 2>&1
+    say "$key on $dev: rc $? $(grep -m1 -E "^$tgt" "$f.all" | tr -s ' ' | cut -c1-120)"
+    # The slowest PROFILE_TOP groups, then the time per operator type.
+    python3 - "$f.all" "${PROFILE_TOP:-40}" >"$f" <<'PY'
+import collections, sys
+lines = open(sys.argv[1]).read().splitlines()
+top, rows, by_op, seen = int(sys.argv[2]), 0, collections.defaultdict(lambda: [0, 0.0]), False
+for ln in lines:
+    f = ln.split()
+    if seen and len(f) >= 6 and f[0] != "group":
+        try:
+            ms = float(f[-3])
+        except ValueError:
+            seen = False
+        else:
+            by_op[f[1]][0] += 1
+            by_op[f[1]][1] += ms
+            rows += 1
+            if rows > top:
+                continue
+    if "slowest kernel groups" in ln:
+        seen, rows = True, 0
+    elif seen and rows > top:
+        continue
+    print(ln)
+total = sum(v[1] for v in by_op.values())
+print("\nper operator type: groups, ms per run, share of kernel time")
+for op, (n, ms) in sorted(by_op.items(), key=lambda kv: -kv[1][1]):
+    print("  %-24s %5d %10.4f %6.1f%%" % (op, n, ms, 100 * ms / total if total else 0))
+PY
+    rm -f "$f.all"
   done
 done
 say "done"
