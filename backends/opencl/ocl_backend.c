@@ -145,6 +145,10 @@ static flagos_status_t ocl_init(const flagos_host_t *host, void **state) {
   snprintf(s->cache_dir, sizeof s->cache_dir, "%s", host->cache_dir ? host->cache_dir : "/tmp");
   s->host.cache_dir = s->cache_dir;
   pthread_mutex_init(&s->lock, NULL);
+  const char *g = getenv("FLAGOS_OPENCL_GRAPHS");
+  s->graphs_off = g && strcmp(g, "0") == 0;
+  const char *cb = getenv("FLAGOS_OPENCL_COMMAND_BUFFER");
+  s->cb_off = cb && strcmp(cb, "0") == 0;
   /* No loader, or a loader without platforms: zero devices, not an error. */
   if (load_api(&s->cl)) enumerate(s);
   *state = s;
@@ -156,7 +160,11 @@ static void ocl_shutdown(void *state) {
   if (!s) return;
   for (int i = 0; i < s->n_dev; i++) {
     ocl_device_t *d = &s->dev[i];
+    if (d->queue) s->cl.clFinish(d->queue);
+    ocl_pool_drain(s, d);
+    free(d->pool.free);
     if (d->queue) s->cl.clReleaseCommandQueue(d->queue);
+    if (d->old_queue) s->cl.clReleaseCommandQueue(d->old_queue);
     if (d->ctx) s->cl.clReleaseContext(d->ctx);
     free(d->extensions);
   }
@@ -189,7 +197,8 @@ flagos_status_t ocl_device_ready(ocl_state_t *s, int device, ocl_device_t **out)
       st = ocl_fail(s, e, what);
     }
     if (!st) {
-      d->queue = s->cl.clCreateCommandQueue(d->ctx, d->id, CL_QUEUE_PROFILING_ENABLE, &e);
+      d->profiling = getenv("FLAGOS_OPENCL_PROFILING") && strcmp(getenv("FLAGOS_OPENCL_PROFILING"), "1") == 0;
+      d->queue = s->cl.clCreateCommandQueue(d->ctx, d->id, d->profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &e);
       if (!d->queue) {
         snprintf(what, sizeof what, "cannot create a command queue for device '%s'", d->name);
         st = ocl_fail(s, e, what);
@@ -197,6 +206,7 @@ flagos_status_t ocl_device_ready(ocl_state_t *s, int device, ocl_device_t **out)
         d->ctx = NULL;
       }
     }
+    if (!st) ocl_cb_load(s, d);
     d->ready = st == NULL;
   }
   pthread_mutex_unlock(&s->lock);
@@ -232,18 +242,9 @@ static flagos_status_t ocl_mem_alloc(void *state, int device, size_t bytes, flag
   ocl_device_t *d;
   flagos_status_t st = ocl_device_ready(s, device, &d);
   if (st) return st;
-  ocl_buf_t *b = calloc(1, sizeof(*b));
-  if (!b) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  cl_int e;
-  b->mem = s->cl.clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, bytes ? bytes : 1, NULL, &e);
-  if (!b->mem) {
-    free(b);
-    char what[256];
-    snprintf(what, sizeof what, "cannot allocate %zu bytes on '%s'", bytes, d->name);
-    return ocl_fail(s, e, what);
-  }
-  b->dev = device;
-  b->size = bytes;
+  ocl_buf_t *b;
+  st = ocl_alloc(s, d, device, bytes, &b);
+  if (st) return st;
   *out = b;
   return NULL;
 }
@@ -251,10 +252,7 @@ static flagos_status_t ocl_mem_alloc(void *state, int device, size_t bytes, flag
 static void ocl_mem_free(void *state, int device, flagos_devptr_t p) {
   ocl_state_t *s = state;
   (void)device;
-  ocl_buf_t *b = p;
-  if (!b) return;
-  s->cl.clReleaseMemObject(b->mem); /* deferred by OpenCL until queued work using it is done */
-  free(b);
+  if (p) ocl_free(s, p);
 }
 
 static flagos_status_t check_range(ocl_state_t *s, const ocl_buf_t *b, size_t off, size_t bytes, const char *what) {
@@ -329,6 +327,8 @@ static flagos_status_t ocl_stream_create(void *state, int device, flagos_bstream
   flagos_bstream_t t = calloc(1, sizeof(*t));
   if (!t) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   cl_int e;
+  /* Streams always record timestamps (an event on one may be timed before any
+   * event_create switched the default queue); the per-launch path is the default queue's. */
   t->queue = s->cl.clCreateCommandQueue(d->ctx, d->id, CL_QUEUE_PROFILING_ENABLE, &e);
   if (!t->queue) {
     free(t);
@@ -342,6 +342,7 @@ static flagos_status_t ocl_stream_create(void *state, int device, flagos_bstream
 static void ocl_stream_destroy(void *state, flagos_bstream_t t) {
   ocl_state_t *s = state;
   if (!t) return;
+  ocl_capture_discard(s, t->capture);
   s->cl.clFinish(t->queue);
   s->cl.clReleaseCommandQueue(t->queue);
   free(t);
@@ -367,6 +368,21 @@ static flagos_status_t ocl_event_create(void *state, int device, flagos_bevent_t
   ocl_device_t *d;
   flagos_status_t st = ocl_device_ready(s, device, &d);
   if (st) return st;
+  /* Events are how the host times work (the profiler, event_elapsed_ms): from
+   * the first one on, the device's default queue records timestamps. The old
+   * queue is drained first so that work stays ordered before the new queue's. */
+  pthread_mutex_lock(&s->lock);
+  if (!d->profiling && !d->old_queue) {
+    cl_int r;
+    cl_command_queue q = s->cl.clCreateCommandQueue(d->ctx, d->id, CL_QUEUE_PROFILING_ENABLE, &r);
+    if (q) {
+      s->cl.clFinish(d->queue);
+      d->old_queue = d->queue;
+      d->queue = q;
+      d->profiling = true;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
   flagos_bevent_t e = calloc(1, sizeof(*e));
   if (!e) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   e->dev = device;
@@ -458,6 +474,11 @@ static const flagos_backend_t k_ocl_backend = {
     .kernel_get = ocl_kernel_get,
     .launch = ocl_launch,
     .library_call = ocl_library_call,
+    .device_power = NULL,
+    .capture_begin = ocl_capture_begin,
+    .capture_end = ocl_capture_end,
+    .graph_launch = ocl_graph_launch,
+    .graph_destroy = ocl_graph_destroy,
 };
 
 __attribute__((visibility("default"))) const flagos_backend_t *flagos_backend_entry(uint32_t abi_version) {

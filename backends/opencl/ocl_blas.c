@@ -341,6 +341,17 @@ flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_
   ocl_state_t *s = state;
   if (!call || !call->name)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: library call without a name");
-  if (strcmp(call->name, "gemm") == 0) return gemm(s, st, call);
-  return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no library call '%s'", call->name);
+  if (strcmp(call->name, "gemm") != 0)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no library call '%s'", call->name);
+  /* Inside a capture the call runs once here as well (ocl_graph.c says why) and is recorded. */
+  const ocl_buf_t *y = call->n_bufs > 0 ? call->bufs[call->n_bufs - 1] : NULL;
+  ocl_capture_t *cap = ocl_capturing(s, st, st ? st->dev : y ? y->dev : -1);
+  /* FLAGOS_OPENCL_GRAPH_BLAS=0: captures take the generic kernels, so that a
+   * whole run fits one command buffer (CLBlast cannot be recorded into one). */
+  const char *gb = getenv("FLAGOS_OPENCL_GRAPH_BLAS");
+  if (cap && gb && strcmp(gb, "0") == 0)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no CLBlast in captures (FLAGOS_OPENCL_GRAPH_BLAS=0)");
+  flagos_status_t err = gemm(s, st, call);
+  if (!err && cap) err = ocl_record_call(s, cap, call);
+  return err;
 }

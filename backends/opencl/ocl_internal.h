@@ -19,7 +19,8 @@
   X(clCreateProgramWithSource) X(clCreateProgramWithBinary) X(clBuildProgram) X(clGetProgramBuildInfo)             \
   X(clGetProgramInfo) X(clReleaseProgram) X(clCreateKernel) X(clReleaseKernel) X(clSetKernelArg)                   \
   X(clGetKernelInfo) X(clGetKernelWorkGroupInfo) X(clEnqueueNDRangeKernel) X(clEnqueueMarkerWithWaitList)          \
-  X(clEnqueueBarrierWithWaitList) X(clWaitForEvents) X(clReleaseEvent) X(clGetEventProfilingInfo)
+  X(clEnqueueBarrierWithWaitList) X(clWaitForEvents) X(clReleaseEvent) X(clGetEventProfilingInfo)          \
+  X(clRetainMemObject) X(clGetExtensionFunctionAddressForPlatform)
 
 typedef struct ocl_api {
   void *lib;
@@ -27,6 +28,32 @@ typedef struct ocl_api {
   OCL_FUNCS(OCL_DECL)
 #undef OCL_DECL
 } ocl_api_t;
+
+/* cl_khr_command_buffer, declared here (the provisional extension's entry
+ * points as of its 0.9 revisions) so the plugin builds against any
+ * opencl-headers; resolved per platform with
+ * clGetExtensionFunctionAddressForPlatform. */
+typedef struct ocl_cb_s *ocl_cb_t; /* cl_command_buffer_khr */
+typedef struct ocl_cb_api {
+  ocl_cb_t (*create)(cl_uint n_queues, const cl_command_queue *queues, const cl_ulong *props, cl_int *err);
+  cl_int (*finalize)(ocl_cb_t cb);
+  cl_int (*release)(ocl_cb_t cb);
+  cl_int (*enqueue)(cl_uint n_queues, cl_command_queue *queues, ocl_cb_t cb, cl_uint n_wait, const cl_event *wait,
+                    cl_event *ev);
+  cl_int (*nd_range)(ocl_cb_t cb, cl_command_queue q, const cl_ulong *props, cl_kernel k, cl_uint dims,
+                     const size_t *offset, const size_t *global, const size_t *local, cl_uint n_sync,
+                     const cl_uint *sync, cl_uint *sync_point, void **mutable_handle);
+  bool simultaneous; /* CL_COMMAND_BUFFER_CAPABILITY_SIMULTANEOUS_USE_KHR */
+} ocl_cb_api_t;
+
+/* Free device buffers by size class (ocl_alloc.c). */
+typedef struct ocl_pool {
+  struct ocl_buf **free; /* stacks, one per class, linked through ocl_buf.next */
+  int n_classes;
+  size_t cached_bytes;
+} ocl_pool_t;
+
+typedef struct ocl_capture ocl_capture_t;
 
 typedef struct ocl_device {
   cl_platform_id platform;
@@ -44,6 +71,15 @@ typedef struct ocl_device {
   bool ready;
   cl_context ctx;
   cl_command_queue queue; /* the default (NULL) stream */
+  /* Queues are made without profiling (it costs on every command on some
+   * drivers) until the first event_create asks for timings; the queue it
+   * replaces stays alive until shutdown (a command buffer may name it). */
+  bool profiling;
+  cl_command_queue old_queue;
+  bool cb_ok; /* cl_khr_command_buffer usable with this device's queues */
+  ocl_cb_api_t cb;
+  ocl_pool_t pool;          /* under the state's lock */
+  ocl_capture_t *capture;   /* a capture on the default stream, or NULL */
 } ocl_device_t;
 
 typedef struct ocl_state {
@@ -53,18 +89,23 @@ typedef struct ocl_state {
   int n_dev;
   ocl_device_t *dev;
   pthread_mutex_t lock;
+  bool graphs_off; /* FLAGOS_OPENCL_GRAPHS=0 */
+  bool cb_off;     /* FLAGOS_OPENCL_COMMAND_BUFFER=0 */
 } ocl_state_t;
 
 /* Device memory: flagos_devptr_t points to one of these. */
 typedef struct ocl_buf {
   cl_mem mem;
   int dev;
-  size_t size;
+  size_t size;      /* as asked; the cl_mem holds its size class's bytes */
+  int cls;          /* size class (ocl_alloc.c), -1: not pooled */
+  struct ocl_buf *next; /* in a free list */
 } ocl_buf_t;
 
 struct flagos_bstream_s {
   int dev;
   cl_command_queue queue;
+  ocl_capture_t *capture; /* a capture on this stream, or NULL */
 };
 
 struct flagos_bevent_s {
@@ -83,7 +124,33 @@ flagos_status_t ocl_device_ready(ocl_state_t *s, int device, ocl_device_t **out)
 /* The queue of stream st, or the default queue of device dev. */
 cl_command_queue ocl_queue(ocl_state_t *s, flagos_bstream_t st, int dev);
 
+/* ocl_alloc.c: the caching allocator behind mem_alloc and mem_free */
+flagos_status_t ocl_alloc(ocl_state_t *s, ocl_device_t *d, int device, size_t bytes, ocl_buf_t **out);
+void ocl_free(ocl_state_t *s, ocl_buf_t *b);
+void ocl_pool_drain(ocl_state_t *s, ocl_device_t *d); /* under the lock */
+
+/* ocl_graph.c: capture and replay (the ABI's capture_begin ... graph_destroy).
+ * The capture of stream st (NULL: the device's default stream), or NULL. */
+ocl_capture_t *ocl_capturing(ocl_state_t *s, flagos_bstream_t st, int dev);
+/* Records a launch (arguments retained) or a library call (deep-copied). */
+flagos_status_t ocl_record_kernel(ocl_state_t *s, ocl_capture_t *c, flagos_bkernel_t k, const cl_mem *args,
+                                  cl_uint n_args, size_t global, size_t local);
+flagos_status_t ocl_record_call(ocl_state_t *s, ocl_capture_t *c, const flagos_libcall_t *call);
+void ocl_cb_load(ocl_state_t *s, ocl_device_t *d);
+/* Drops a capture that never reached capture_end (its stream is destroyed). */
+void ocl_capture_discard(ocl_state_t *s, ocl_capture_t *c);
+flagos_status_t ocl_capture_begin(void *state, int device, flagos_bstream_t st);
+flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, flagos_bgraph_t *out);
+flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_t st);
+void ocl_graph_destroy(void *state, flagos_bgraph_t g);
+
 /* ocl_module.c */
+/* Sets k's arguments and queues it on q (one step under the kernel's lock: a
+ * cl_kernel's arguments are shared). */
+cl_int ocl_kernel_run(ocl_state_t *s, flagos_bkernel_t k, const cl_mem *args, cl_uint n_args, size_t global,
+                      size_t local, cl_command_queue q);
+/* A new cl_kernel object for k's kernel (no arguments set), or NULL and *e. */
+cl_kernel ocl_kernel_clone(ocl_state_t *s, flagos_bkernel_t k, cl_int *e);
 flagos_status_t ocl_module_load(void *state, int device, const void *code, size_t size, flagos_bmodule_t *out);
 void ocl_module_unload(void *state, flagos_bmodule_t m);
 flagos_status_t ocl_kernel_get(void *state, flagos_bmodule_t m, const char *name, flagos_bkernel_t *out);

@@ -18,8 +18,11 @@
  * with a loop striding by the global size, launched with about one work-item per
  * point (capped; the loop does the rest), except kernels with local memory (the
  * cooperative form: a work-group per row), launched with up to one group per
- * point and groups of at most OCL_GROUP_MAX. The symbol buffer of each kernel is
- * kept while the symbols stay the same (static shapes: created once). */
+ * point and groups of at most OCL_GROUP_MAX. Each kernel keeps the symbol
+ * buffers of its last OCL_SYM_SETS symbol arrays (static shapes: created once;
+ * a kernel shared by nodes of a few shapes does not make one per launch).
+ *
+ * Inside a capture (ocl_graph.c) a launch is recorded instead of queued. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +35,13 @@
 /* Work-items per group at most for kernels in the cooperative form (the size
  * of their local arrays, CG_OCL_GROUP_MAX in src/codegen/dialect_opencl.c). */
 #define OCL_GROUP_MAX 256
+#define OCL_SYM_SETS 4
+
+typedef struct ocl_syms {
+  cl_mem mem;
+  int64_t *val;
+  int n;
+} ocl_syms_t;
 
 struct flagos_bkernel_s {
   flagos_bmodule_t m;
@@ -42,9 +52,8 @@ struct flagos_bkernel_s {
   size_t local;    /* work-group size of every other launch */
   cl_uint n_args;
   pthread_mutex_t lock; /* argument setting and enqueue are one step */
-  cl_mem syms;          /* the last symbol array, kept while it is unchanged */
-  int64_t *syms_val;
-  int n_syms_val;
+  ocl_syms_t syms[OCL_SYM_SETS]; /* recent symbol arrays; replaced round-robin */
+  int syms_next;
 };
 
 struct flagos_bmodule_s {
@@ -280,9 +289,11 @@ void ocl_module_unload(void *state, flagos_bmodule_t m) {
   for (int i = 0; i < m->n_k; i++) {
     flagos_bkernel_t k = m->k[i];
     s->cl.clReleaseKernel(k->k);
-    if (k->syms) s->cl.clReleaseMemObject(k->syms);
+    for (int j = 0; j < OCL_SYM_SETS; j++) {
+      if (k->syms[j].mem) s->cl.clReleaseMemObject(k->syms[j].mem);
+      free(k->syms[j].val);
+    }
     pthread_mutex_destroy(&k->lock);
-    free(k->syms_val);
     free(k->name);
     free(k);
   }
@@ -350,6 +361,56 @@ flagos_status_t ocl_kernel_get(void *state, flagos_bmodule_t m, const char *name
   return NULL;
 }
 
+/* Under the kernel's lock. */
+static cl_int run_locked(ocl_state_t *s, flagos_bkernel_t k, const cl_mem *args, cl_uint n_args, size_t global,
+                         size_t local, cl_command_queue q) {
+  cl_int e = CL_SUCCESS;
+  for (cl_uint i = 0; i < n_args && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k->k, i, sizeof(cl_mem), &args[i]);
+  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, k->k, 1, NULL, &global, &local, 0, NULL, NULL);
+  return e;
+}
+
+cl_int ocl_kernel_run(ocl_state_t *s, flagos_bkernel_t k, const cl_mem *args, cl_uint n_args, size_t global,
+                      size_t local, cl_command_queue q) {
+  pthread_mutex_lock(&k->lock);
+  cl_int e = run_locked(s, k, args, n_args, global, local, q);
+  pthread_mutex_unlock(&k->lock);
+  return e;
+}
+
+cl_kernel ocl_kernel_clone(ocl_state_t *s, flagos_bkernel_t k, cl_int *e) {
+  return s->cl.clCreateKernel(k->m->prog, k->name, e);
+}
+
+/* The symbol buffer holding syms[0..n) (under the kernel's lock). */
+static flagos_status_t syms_buffer(ocl_state_t *s, flagos_bkernel_t k, const int64_t *syms, int n, cl_mem *out) {
+  size_t sb = sizeof(int64_t) * (size_t)n;
+  for (int i = 0; i < OCL_SYM_SETS; i++)
+    if (k->syms[i].mem && k->syms[i].n == n && memcmp(k->syms[i].val, syms, sb) == 0) {
+      *out = k->syms[i].mem;
+      return NULL;
+    }
+  cl_int e;
+  int64_t *copy = malloc(sb);
+  cl_mem nb = copy ? s->cl.clCreateBuffer(s->dev[k->m->dev].ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sb,
+                                          (void *)syms, &e)
+                   : NULL;
+  if (!nb) {
+    free(copy);
+    return copy ? ocl_fail(s, e, "cannot allocate a symbol buffer")
+                : OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
+  }
+  memcpy(copy, syms, sb);
+  ocl_syms_t *slot = &k->syms[k->syms_next];
+  k->syms_next = (k->syms_next + 1) % OCL_SYM_SETS;
+  /* freed once the launches using it are done (a captured one holds its own reference) */
+  if (slot->mem) s->cl.clReleaseMemObject(slot->mem);
+  free(slot->val);
+  *slot = (ocl_syms_t){nb, copy, n};
+  *out = nb;
+  return NULL;
+}
+
 flagos_status_t ocl_launch(void *state, flagos_bstream_t st, flagos_bkernel_t k, const flagos_launch_t *args) {
   ocl_state_t *s = state;
   if (!k || !args) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: launch without a kernel");
@@ -362,60 +423,41 @@ flagos_status_t ocl_launch(void *state, flagos_bstream_t st, flagos_bkernel_t k,
   if (st && st->dev != m->dev)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: kernel '%s' of device %d launched on a stream of device %d",
                    k->name, m->dev, st->dev);
+  cl_mem small[32];
+  cl_mem *cm = k->n_args <= 32 ? small : malloc(sizeof(cl_mem) * k->n_args);
+  if (!cm) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   flagos_status_t err = NULL;
-  cl_int e = CL_SUCCESS;
-  pthread_mutex_lock(&k->lock);
   for (int i = 0; i < args->n_bufs && !err; i++) {
     const ocl_buf_t *b = args->bufs[i];
     if (!b || b->dev != m->dev)
       err = OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: kernel '%s': buffer %d is %s", k->name, i,
                     b ? "on another device" : "NULL");
-    else if ((e = s->cl.clSetKernelArg(k->k, (cl_uint)i, sizeof(cl_mem), &b->mem)) != CL_SUCCESS)
-      err = ocl_fail(s, e, "setting a kernel argument");
+    else
+      cm[i] = b->mem;
   }
-  cl_mem sm = m->no_syms;
-  if (!err && args->n_syms > 0) {
-    size_t sb = sizeof(int64_t) * (size_t)args->n_syms;
-    if (k->syms && k->n_syms_val == args->n_syms && memcmp(k->syms_val, args->syms, sb) == 0) {
-      sm = k->syms;
-    } else {
-      int64_t *copy = malloc(sb);
-      cl_mem nb = copy ? s->cl.clCreateBuffer(d->ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, sb, (void *)args->syms, &e)
-                       : NULL;
-      if (!nb) {
-        free(copy);
-        err = copy ? ocl_fail(s, e, "cannot allocate a symbol buffer")
-                   : OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-      } else {
-        memcpy(copy, args->syms, sb);
-        if (k->syms) s->cl.clReleaseMemObject(k->syms); /* freed once the launches using it are done */
-        free(k->syms_val);
-        k->syms = sm = nb;
-        k->syms_val = copy;
-        k->n_syms_val = args->n_syms;
-      }
-    }
+  size_t local = k->single ? 1 : k->local, global = 1;
+  if (!k->single) {
+    /* Enough groups to fill the device; beyond that the kernel's loop strides. */
+    uint64_t cap = (uint64_t)(d->compute_units ? d->compute_units : 1) * ((d->type & CL_DEVICE_TYPE_GPU) ? 32 : 64);
+    /* A group per point would cover every row: `work` is rows times the
+     * points of a row, at least the number of rows. */
+    uint64_t groups = k->rows ? (uint64_t)args->work : ((uint64_t)args->work + local - 1) / local;
+    if (groups > cap) groups = cap;
+    global = (size_t)groups * local;
   }
-  if (!err && (e = s->cl.clSetKernelArg(k->k, (cl_uint)args->n_bufs, sizeof(cl_mem), &sm)) != CL_SUCCESS)
-    err = ocl_fail(s, e, "setting the symbol argument");
-  if (!err) {
-    size_t local = k->single ? 1 : k->local, global = 1;
-    if (!k->single) {
-      /* Enough groups to fill the device; beyond that the kernel's loop strides. */
-      uint64_t cap = (uint64_t)(d->compute_units ? d->compute_units : 1) * ((d->type & CL_DEVICE_TYPE_GPU) ? 32 : 64);
-      /* A group per point would cover every row: `work` is rows times the
-       * points of a row, at least the number of rows. */
-      uint64_t groups = k->rows ? (uint64_t)args->work : ((uint64_t)args->work + local - 1) / local;
-      if (groups > cap) groups = cap;
-      global = (size_t)groups * local;
-    }
-    e = s->cl.clEnqueueNDRangeKernel(ocl_queue(s, st, m->dev), k->k, 1, NULL, &global, &local, 0, NULL, NULL);
-    if (e != CL_SUCCESS) {
-      char what[256];
-      snprintf(what, sizeof what, "launching kernel '%s' (%zu work-items in groups of %zu)", k->name, global, local);
-      err = ocl_fail(s, e, what);
-    }
-  }
+  ocl_capture_t *cap = err ? NULL : ocl_capturing(s, st, m->dev);
+  cl_int e = CL_SUCCESS;
+  pthread_mutex_lock(&k->lock);
+  cm[args->n_bufs] = m->no_syms;
+  if (!err && args->n_syms > 0) err = syms_buffer(s, k, args->syms, args->n_syms, &cm[args->n_bufs]);
+  if (!err && cap) err = ocl_record_kernel(s, cap, k, cm, k->n_args, global, local);
+  if (!err && !cap) e = run_locked(s, k, cm, k->n_args, global, local, ocl_queue(s, st, m->dev));
   pthread_mutex_unlock(&k->lock);
+  if (e != CL_SUCCESS) {
+    char what[256];
+    snprintf(what, sizeof what, "launching kernel '%s' (%zu work-items in groups of %zu)", k->name, global, local);
+    err = ocl_fail(s, e, what);
+  }
+  if (cm != small) free(cm);
   return err;
 }

@@ -492,6 +492,94 @@ static void test_streams_events(void) {
   be->stream_destroy(bst, s2);
 }
 
+/* Capture and replay (ocl_graph.c), on `state` (command buffers or not, as its
+ * environment said): y = x + b and z = y + b recorded on a stream, nothing run
+ * until graph_launch, then replayed twice on new x; the symbol buffers the
+ * recording used stay valid after plain launches with other symbols replace
+ * the kernel's cached ones. Expected values: z = x + 2b, hand-computed. */
+static void test_capture_on(void *state, flagos_bmodule_t m, const char *mode) {
+  if (!FLAGOS_BACKEND_HAS(be, capture_begin)) {
+    CHECK(0, "%s: the plugin has no capture entries", mode);
+    return;
+  }
+  flagos_bkernel_t kk = NULL;
+  CHECK_OK(be->kernel_get(state, m, "t_bcast_add", &kk));
+  enum { M = 3, N = 5 };
+  float x[M * N], b[N], z[M * N], nan[M * N];
+  for (int i = 0; i < M * N; i++) x[i] = (float)i, nan[i] = NAN;
+  for (int j = 0; j < N; j++) b[j] = 0.25f * (float)j;
+  flagos_devptr_t dx = NULL, db = NULL, dy = NULL, dz = NULL, dw = NULL;
+  CHECK_OK(be->mem_alloc(state, g_dev, sizeof x, &dx));
+  CHECK_OK(be->mem_alloc(state, g_dev, sizeof b, &db));
+  CHECK_OK(be->mem_alloc(state, g_dev, sizeof x, &dy));
+  CHECK_OK(be->mem_alloc(state, g_dev, sizeof x, &dz));
+  CHECK_OK(be->mem_alloc(state, g_dev, sizeof x, &dw));
+  flagos_bstream_t cs = NULL;
+  CHECK_OK(be->stream_create(state, g_dev, &cs));
+  if (!kk || !dx || !db || !dy || !dz || !dw || !cs) return;
+  CHECK_OK(be->copy_h2d(state, NULL, db, 0, b, sizeof b));
+  CHECK_OK(be->copy_h2d(state, NULL, dz, 0, nan, sizeof nan));
+  int64_t syms[2] = {M, N};
+  flagos_devptr_t a1[3] = {dx, db, dy}, a2[3] = {dy, db, dz};
+  flagos_launch_t l1 = {a1, 3, syms, 2, M * N}, l2 = {a2, 3, syms, 2, M * N};
+  CHECK_OK(be->capture_begin(state, g_dev, cs));
+  CHECK_OK(be->launch(state, cs, kk, &l1));
+  CHECK_OK(be->launch(state, cs, kk, &l2));
+  flagos_bgraph_t g = NULL;
+  CHECK_OK(be->capture_end(state, g_dev, cs, &g));
+  be->stream_destroy(state, cs);
+  if (!g) return;
+  CHECK_OK(be->copy_d2h(state, NULL, z, dz, 0, sizeof z));
+  CHECK(isnan(z[0]) && isnan(z[M * N - 1]), "%s: a captured launch ran (z[0] = %g)", mode, z[0]);
+  for (int rep = 0; rep < 3; rep++) {
+    for (int i = 0; i < M * N; i++) x[i] = (float)(i * (rep + 1)) - 3.0f;
+    CHECK_OK(be->copy_h2d(state, NULL, dx, 0, x, sizeof x));
+    CHECK_OK(be->graph_launch(state, g, NULL));
+    memcpy(z, nan, sizeof z);
+    CHECK_OK(be->copy_d2h(state, NULL, z, dz, 0, sizeof z));
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) bad += z[i * N + j] != x[i * N + j] + 0.5f * (float)j;
+    CHECK(bad == 0, "%s: replay %d: %d of %d values wrong (z[0] = %g, want %g)", mode, rep, bad, M * N, z[0], x[0]);
+    /* plain launches with other symbols cycle the kernel's symbol buffers */
+    for (int k = 1; k <= 6 && rep == 0; k++) {
+      int64_t s2[2] = {1, k};
+      flagos_devptr_t a3[3] = {dx, db, dw};
+      flagos_launch_t l3 = {a3, 3, s2, 2, k};
+      CHECK_OK(be->launch(state, NULL, kk, &l3));
+    }
+  }
+  be->graph_destroy(state, g);
+  flagos_devptr_t all[5] = {dx, db, dy, dz, dw};
+  for (int i = 0; i < 5; i++) be->mem_free(state, g_dev, all[i]);
+}
+
+static void test_capture(const char *src, size_t len, const flagos_host_t *host) {
+  test_capture_on(bst, mod, "capture");
+  const char *vars[2] = {"FLAGOS_OPENCL_COMMAND_BUFFER", "FLAGOS_OPENCL_GRAPHS"};
+  for (int v = 0; v < 2; v++) {
+    setenv(vars[v], "0", 1);
+    void *s2 = NULL;
+    CHECK_OK(be->init(host, &s2));
+    unsetenv(vars[v]);
+    if (!s2) continue;
+    flagos_bmodule_t m = NULL;
+    CHECK_OK(be->module_load(s2, g_dev, src, len, &m));
+    if (m && v == 0) test_capture_on(s2, m, "capture without command buffers");
+    if (m && v == 1) {
+      flagos_bstream_t cs = NULL;
+      CHECK_OK(be->stream_create(s2, g_dev, &cs));
+      flagos_status_t st = be->capture_begin(s2, g_dev, cs);
+      CHECK(st && flagos_status_code(st) == FLAGOS_ERR_UNSUPPORTED, "FLAGOS_OPENCL_GRAPHS=0: capture_begin %s",
+            st ? flagos_status_message(st) : "succeeded");
+      flagos_status_free(st);
+      be->stream_destroy(s2, cs);
+    }
+    be->module_unload(s2, m);
+    be->shutdown(s2);
+  }
+}
+
 static size_t count_cache_files(const char *suffix) {
   char cmd[512];
   snprintf(cmd, sizeof cmd, "ls %s/opencl 2>/dev/null | grep -c '%s$'", g_cache, suffix);
@@ -690,6 +778,7 @@ int main(void) {
     test_ints();
     test_casts_on(bst, mod, "fp64");
     test_streams_events();
+    test_capture(src.data, src.len, &host);
     test_errors_and_cache(src.data, src.len, &info);
     test_no_fp64(src.data, src.len, &host, &info);
     be->module_unload(bst, mod);
