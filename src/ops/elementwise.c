@@ -53,6 +53,10 @@ flagos_status_t ops_ew_infer_bcast(ops_ctx_t *c, int first, int n, uint64_t allo
 }
 
 flagos_status_t ops_ew_lower_map(ops_ctx_t *c, ops_ew_fn_t fn) {
+  if (c->capture_in) {
+    c->capture_out = fn(c, c->capture_in);
+    return NULL;
+  }
   kir_expr_t *v[OPS_MAX_RANK];
   kir_kernel_t *k = ops_out_kernel(c, 0, "main", v);
   int r = c->out[0].rank;

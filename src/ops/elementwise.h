@@ -45,7 +45,9 @@ flagos_status_t ops_ew_infer_bcast(ops_ctx_t *c, int first, int n, uint64_t allo
 /* Builds the value of one output element from the inputs' values (absent inputs are NULL). */
 typedef kir_expr_t *(*ops_ew_fn_t)(ops_ctx_t *c, kir_expr_t *const *x);
 /* One kernel over output 0 that loads every present input broadcast onto it and
- * stores fn(inputs). */
+ * stores fn(inputs). In capture mode (c->capture_in set) it makes no kernel and
+ * leaves fn(capture_in) in c->capture_out: this is what makes an operator
+ * fusible (src/ops/fused.c). */
 flagos_status_t ops_ew_lower_map(ops_ctx_t *c, ops_ew_fn_t fn);
 
 /* The type a float computation on `dt` is carried out in: f64 stays f64, every

@@ -81,6 +81,12 @@ struct ops_ctx {
   const char *kernel_prefix; /* unique per node, e.g. "n12" */
   int param_base;            /* first params slot in the symbol array */
   int n_syms;                /* param_base + n_params */
+  /* Capture mode (FusedElementwise, src/ops/fused.c): when capture_in is set,
+   * ops_ew_lower_map makes no kernel but sets capture_out to the element of
+   * output 0 built from capture_in (one expression per input, NULL for omitted
+   * ones), so a fused kernel computes each node with the node's own formula. */
+  kir_expr_t *const *capture_in;
+  kir_expr_t *capture_out;
 };
 
 typedef struct ops_def {

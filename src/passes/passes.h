@@ -31,8 +31,14 @@ flagos_status_t pass_infer_subgraphs(fir_model_t *m, fir_node_t *n);
 bool pass_is_constant_if(const fir_node_t *n);
 /* Replaces the If at g->nodes[idx] by its chosen branch's nodes (node ids renumbered). */
 flagos_status_t pass_inline_if_at(fir_graph_t *g, int idx, bool *inlined);
+/* Elementwise fusion (fuse.c): groups of connected pointwise nodes of the main
+ * graph whose outputs share one static shape become one FusedElementwise node
+ * (domain ai.flagos, src/ops/fused.c), lowered to one kernel. Run after
+ * inference and folding. FLAGOS_FUSE=0 turns it off; FLAGOS_FUSE_TRACE=1
+ * prints each group. *n_fused (may be NULL) receives the number of fused nodes. */
+flagos_status_t pass_fuse_elementwise(fir_model_t *m, int *n_fused);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
- * constant folding (pass_fold_constants), DCE. */
+ * constant folding (pass_fold_constants), DCE, elementwise fusion. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 
 #endif
