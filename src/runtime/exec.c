@@ -222,6 +222,54 @@ void rt_frame_free(rt_exec_t *x, rt_frame_t *f) {
   f->vals = NULL;
 }
 
+/* FLAGOS_VIEWS=0 makes view operators copy (for measurements and bisection). */
+static bool views_on(void) {
+  const char *e = getenv("FLAGOS_VIEWS");
+  return !(e && strcmp(e, "0") == 0);
+}
+
+/* Operators whose output is their first input's bytes under another shape. */
+static bool is_view_op(const fir_node_t *n) {
+  static const char *const ops[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"};
+  if (n->n_outputs != 1 || n->n_inputs < 1 || !n->inputs[0] || (n->domain && n->domain[0])) return false;
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (strcmp(n->op_type, ops[i]) == 0) return true;
+  return false;
+}
+
+/* A view node whose input this node is the last to read hands the input's
+ * buffer to its output instead of copying it: no launch, no allocation. Only
+ * where ownership is plain — a device tensor this run allocated in this frame,
+ * not pinned (graph inputs, outputs and weights are), on a single-device frame
+ * (a multi-device frame keeps mirrors per slot) — otherwise the node's kernel
+ * copies as usual. */
+static bool take_view(rt_frame_t *f, const rt_node_t *rn, const ops_tensor_info_t *out) {
+  const fir_node_t *n = rn->node;
+  if (f->home || !is_view_op(n) || !n->outputs[0] || n->inputs[0]->graph != f->plan->graph || !views_on())
+    return false;
+  rt_val_t *src = &f->vals[n->inputs[0]->id];
+  rt_val_t *dst = &f->vals[n->outputs[0]->id];
+  for (int k = 1; k < n->n_inputs; k++)
+    if (n->inputs[k] == n->inputs[0]) return false;
+  if (!src->present || src->kind != FLAGOS_VALUE_TENSOR || src->dtype == FLAGOS_STRING || !src->owned ||
+      src->pinned || src->host || src->uses_left != 1 || !src->ptr || out[0].dtype != src->dtype ||
+      (size_t)rt_numel(out[0].rank, out[0].dims) * flagos_dtype_size(out[0].dtype) != src->nbytes)
+    return false;
+  memset(dst, 0, sizeof(*dst));
+  dst->present = true;
+  dst->kind = FLAGOS_VALUE_TENSOR;
+  dst->dtype = out[0].dtype;
+  dst->rank = out[0].rank;
+  memcpy(dst->dims, out[0].dims, sizeof(int64_t) * (size_t)out[0].rank);
+  dst->ptr = src->ptr;
+  dst->nbytes = src->nbytes;
+  dst->owned = true;
+  dst->uses_left = f->plan->uses[n->outputs[0]->id];
+  dst->pinned = f->plan->is_output[n->outputs[0]->id];
+  src->owned = false; /* release_inputs then forgets it without freeing */
+  return true;
+}
+
 flagos_status_t rt_exec_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn, int ni) {
   double prof_t0 = x->prof ? rt_prof_now_us() : 0;
   fir_node_t *n = rn->node;
@@ -288,6 +336,10 @@ flagos_status_t rt_exec_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn
     fprintf(stderr, "flagos trace: node %d %s '%s'%s, syms [", ni, n->op_type, n->name, rn->is_static ? " static" : "");
     for (int i = 0; i < c->n_syms; i++) fprintf(stderr, "%s%lld", i ? " " : "", (long long)syms[i]);
     fprintf(stderr, "]\n");
+  }
+  if (is_view_op(n) && n->outputs[0]) {
+    rt_val_release(x, &f->vals[n->outputs[0]->id]);
+    if (take_view(f, rn, out)) goto done;
   }
   for (int k = 0; k < n->n_outputs; k++) {
     fir_value_t *v = n->outputs[k];

@@ -20,7 +20,7 @@
  * time uses a graph; a second thread with the same shapes meanwhile runs plainly.
  * Off when profiling (the profiler times each launch), with FLAGOS_GRAPHS=0, and
  * where the plugin refuses capture (the cuda plugin: FLAGOS_CUDA_GRAPHS=0 or
- * FLAGOS_CUDA_SYNC=1). */
+ * FLAGOS_CUDA_SYNC=1; the opencl plugin: FLAGOS_OPENCL_GRAPHS=0). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
