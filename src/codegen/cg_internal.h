@@ -95,15 +95,18 @@ typedef struct cg_dialect {
    * combines `acc` over the group, leaving the result in `acc` in every thread;
    * every thread of the group runs it (it may synchronise the group). */
   /* Optional (GPU dialects): vector accesses. In the vector form each thread
-   * takes 4 consecutive points of the innermost level (cg_vec_point writes its
-   * body) and the plain loads and stores along it move 4 elements at once.
-   * vec_load declares `T arr[4]` (T: the buffer's element type) filled from
-   * elements off..off+3 of buffer `buf`; vec_store writes arr there; vec_aligned
+   * takes g->vec_w (4 or 8) consecutive points of the innermost level
+   * (cg_vec_point writes its body) and the plain loads and stores along it move
+   * that many elements at once. vec_load declares `T arr[vec_w]` (T: the
+   * buffer's element type) filled from elements off..off+vec_w-1 of buffer `buf`; vec_store writes arr there; vec_aligned
    * is the C condition those accesses need on the buffer's address (NULL:
    * none). Returns NULL / false for element types that stay scalar. */
   bool (*vec_load)(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out);
   bool (*vec_store)(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out);
   const char *(*vec_aligned)(cg_t *g, int buf);
+  /* The dialect also has 8-wide vectors (g->vec_w == 8), which the base picks
+   * for kernels with 16-bit buffers: 4 of them are only 8 bytes. */
+  bool vec_wide;
   void (*coop_setup)(cg_t *g, fl_buf_t *out);
   void (*coop_combine)(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out);
   /* Optional (the row cache of the cooperative form): how many elements of a
@@ -144,9 +147,10 @@ struct cg {
   bool coop_rowsz_unknown;  /* a trip count depends on more than symbols */
   int mark_gen[2];
   /* The vector form (dialects with vec_load): while `vec` is set the body is
-   * emitted for 4 points fo_vb..fo_vb+3 of the innermost level (variable
+   * emitted for vec_w points fo_vb..fo_vb+vec_w-1 of the innermost level (variable
    * vec_var); vec_pre / vec_post hold the vector loads and stores around them. */
   bool vec;
+  int vec_w;             /* points per thread: 4, or 8 (vec_wide dialects, 16-bit buffers) */
   int vec_var;
   bool vec_base;         /* print vec_var as fo_vb (offsets of vector accesses) */
   int n_vec;             /* vector accesses emitted */
@@ -191,7 +195,7 @@ bool cg_dtype_supported(flagos_dtype_t dt);
  * for storage types the dialects do not vectorise (8-byte elements). */
 const char *cg_vec_elem(const char *stype);
 /* The innermost main level's body in the vector form: vector loads, the body
- * for fo_u in 0..3 (the level's variable bound to fo_vb + fo_u), vector stores. */
+ * for fo_u in 0..vec_w-1 (the level's variable bound to fo_vb + fo_u), vector stores. */
 void cg_vec_point(cg_t *g, cg_block_t *blk, int depth, fl_buf_t *out);
 
 /* ---- the base's pieces the cooperative form uses (emit_base.c) ---- */

@@ -5,7 +5,8 @@
  * into the loop variables; a level's hoisted statements are then evaluated per
  * point, which is correct (they depend only on outer variables) if not minimal.
  * Where loads and stores run along the innermost level, a thread takes 4 points
- * and moves them as vectors (float4...). Kernels dominated by reductions over
+ * and moves them as vectors (float4...), or 8 in kernels with 16-bit buffers
+ * (16-byte accesses). Kernels dominated by reductions over
  * rows take the cooperative form (emit_coop.c): a block, or a warp for short
  * rows, per row, combining through warp shuffles and shared memory. Serial and
  * rank-0 kernels without shared reductions run in one thread. */
@@ -101,8 +102,8 @@ static void decompose(cg_t *g, const char *T, int depth, fl_buf_t *out) {
   cg_line(out, depth, "%s fo_q = (%s)fo_i;", T, T);
   for (int l = rank - 1; l > 0; l--) {
     if (g->vec && l == rank - 1) {
-      cg_line(out, depth, "fo_vb = (int64_t)(fo_q %% (%s)(E%d >> 2)) * 4;", T, l);
-      cg_line(out, depth, "fo_q /= (%s)(E%d >> 2);", T, l);
+      cg_line(out, depth, "fo_vb = (int64_t)(fo_q %% (%s)(E%d / %d)) * %d;", T, l, g->vec_w, g->vec_w);
+      cg_line(out, depth, "fo_q /= (%s)(E%d / %d);", T, l, g->vec_w);
       continue;
     }
     cg_line(out, depth, "v%d = (int64_t)(fo_q %% (%s)E%d);", g->levels[l]->var, T, l);
@@ -124,13 +125,14 @@ static void cuda_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   } else if (lv > 0) {
     cg_line(out, depth, "{");
   } else {
-    const char *n = rank == 1 && g->vec ? "(E0 >> 2)" : "E0";
-    for (int l = 1; l < rank; l++) n = cg_fmt(g, g->vec && l == rank - 1 ? "%s * (E%d >> 2)" : "%s * E%d", n, l);
+    const char *n = rank == 1 && g->vec ? cg_fmt(g, "(E0 / %d)", g->vec_w) : "E0";
+    for (int l = 1; l < rank; l++)
+      n = g->vec && l == rank - 1 ? cg_fmt(g, "%s * (E%d / %d)", n, l, g->vec_w) : cg_fmt(g, "%s * E%d", n, l);
     cg_line(out, depth, "const int64_t fo_n = %s;", n);
     cg_line(out, depth, "const int64_t fo_step = (int64_t)gridDim.x * blockDim.x;");
     cg_line(out, depth, "for (int64_t fo_i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; fo_i < fo_n; fo_i += fo_step) {");
     if (rank == 1) {
-      if (g->vec) cg_line(out, depth + 1, "const int64_t fo_vb = fo_i * 4;");
+      if (g->vec) cg_line(out, depth + 1, "const int64_t fo_vb = fo_i * %d;", g->vec_w);
       else cg_line(out, depth + 1, "const int64_t v%d = fo_i;", v);
     } else {
       const char *vars = cg_fmt(g, "v%d", g->levels[0]->var);
@@ -148,30 +150,61 @@ static void cuda_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   cg_line(out, depth, "}");
 }
 
-/* 16-byte (4-byte elements), 8-byte or 4-byte vectors of 4 elements: float4, int4, ushort4, ... */
-static const char *cuda_vec_type(cg_t *g, flagos_dtype_t dt) {
+/* Vectors of 4-byte elements move as float4 / int4 / uint4 (16 bytes), of
+ * 16-bit ones as uint4 holding 8 (16 bytes; 8-wide kernels) or ushort4 (4-wide),
+ * of bytes as uchar4 / char4; a wider access is several of those, in order. */
+static const char *cuda_vec_chunk(cg_t *g, flagos_dtype_t dt, int *n) {
   const char *e = cg_vec_elem(cuda_stype(dt));
-  return e ? cg_fmt(g, "%s4", e) : NULL;
+  if (!e) return NULL;
+  bool wide16 = g->vec_w == 8 && strstr(e, "short");
+  *n = wide16 ? 8 : 4;
+  return wide16 ? "uint4" : cg_fmt(g, "%s4", e);
 }
 
 static bool cuda_vec_load(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
   flagos_dtype_t dt = g->k->bufs[buf].dtype;
-  const char *V = cuda_vec_type(g, dt);
+  int n;
+  const char *V = cuda_vec_chunk(g, dt, &n), *S = cuda_stype(dt);
   if (!V) return false;
-  cg_line(out, depth, "const %s %s_v = *(const %s *)(b%d + %s);", V, arr, V, buf, off);
-  cg_line(out, depth, "const %s %s[4] = {%s_v.x, %s_v.y, %s_v.z, %s_v.w};", cuda_stype(dt), arr, arr, arr, arr, arr);
+  fl_buf_t init = {0};
+  for (int c = 0; c < g->vec_w / n; c++) {
+    cg_line(out, depth, "const %s %s_v%d = *(const %s *)(b%d + %s + %d);", V, arr, c, V, buf, off, c * n);
+    static const char xyzw[] = "xyzw";
+    for (int j = 0; j < n; j++) {
+      const char *sep = c || j ? ", " : "";
+      if (n == 8) /* little-endian: the lower half holds the lower element */
+        fl_buf_printf(&init, "%s(%s)(%s_v%d.%c%s)", sep, S, arr, c, xyzw[j / 2], j % 2 ? " >> 16" : "");
+      else
+        fl_buf_printf(&init, "%s%s_v%d.%c", sep, arr, c, xyzw[j]);
+    }
+  }
+  cg_line(out, depth, "const %s %s[%d] = {%s};", S, arr, g->vec_w, init.data);
+  fl_buf_free(&init);
   return true;
 }
 
 static bool cuda_vec_store(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
-  const char *V = cuda_vec_type(g, g->k->bufs[buf].dtype);
+  int n;
+  const char *V = cuda_vec_chunk(g, g->k->bufs[buf].dtype, &n);
   if (!V) return false;
-  cg_line(out, depth, "*(%s *)(b%d + %s) = make_%s(%s[0], %s[1], %s[2], %s[3]);", V, buf, off, V, arr, arr, arr, arr);
+  for (int c = 0; c < g->vec_w / n; c++) {
+    int b = c * n;
+    if (n == 8)
+      cg_line(out, depth,
+              "*(uint4 *)(b%d + %s + %d) = make_uint4((uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | "
+              "((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | "
+              "((uint32_t)%s[%d] << 16));",
+              buf, off, b, arr, b, arr, b + 1, arr, b + 2, arr, b + 3, arr, b + 4, arr, b + 5, arr, b + 6, arr, b + 7);
+    else
+      cg_line(out, depth, "*(%s *)(b%d + %s + %d) = make_%s(%s[%d], %s[%d], %s[%d], %s[%d]);", V, buf, off, b, V, arr,
+              b, arr, b + 1, arr, b + 2, arr, b + 3);
+  }
   return true;
 }
 
 static const char *cuda_vec_aligned(cg_t *g, int buf) {
-  const char *V = cuda_vec_type(g, g->k->bufs[buf].dtype);
+  int n;
+  const char *V = cuda_vec_chunk(g, g->k->bufs[buf].dtype, &n);
   int bytes = !V ? 1 : strstr(V, "char") ? 4 : strstr(V, "short") ? 8 : 16;
   return cg_fmt(g, "((uint64_t)(const void *)b%d & %d) == 0", buf, bytes - 1);
 }
@@ -246,6 +279,7 @@ static const cg_dialect_t cg_dialect_cuda = {
     .vec_load = cuda_vec_load,
     .vec_store = cuda_vec_store,
     .vec_aligned = cuda_vec_aligned,
+    .vec_wide = true,
     .coop_setup = cuda_coop_setup,
     .coop_combine = cuda_coop_combine,
     .coop_slots = cuda_coop_slots,
@@ -263,14 +297,34 @@ static int cmp_name(const void *a, const void *b) {
   return strcmp((*(kir_kernel_t *const *)a)->name, (*(kir_kernel_t *const *)b)->name);
 }
 
+/* Whether the C prelude's function whose definition starts at q (its name
+ * followed by '(' on that line) is one cg_cuda_head defines instead. */
+static bool replaced_helper(const char *q) {
+  const char *paren = strchr(q, '('), *nl = strchr(q, '\n');
+  if (!paren || (nl && nl < paren)) return false;
+  const char *b = paren;
+  while (b > q && (b[-1] == '_' || (b[-1] >= 'a' && b[-1] <= 'z') || (b[-1] >= '0' && b[-1] <= '9'))) b--;
+  for (size_t i = 0; i < FL_ARRAY_LEN(cg_cuda_hw_cvt); i++)
+    if (strlen(cg_cuda_hw_cvt[i]) == (size_t)(paren - b) && !strncmp(b, cg_cuda_hw_cvt[i], (size_t)(paren - b)))
+      return true;
+  return false;
+}
+
 /* The C prelude's helpers as device functions: one definition of every
- * conversion for both targets. */
+ * conversion for both targets, but for those cg_cuda_head defines with the
+ * hardware's instructions (a one-line definition, or one ending at a "}" line). */
 static void put_device_prelude(fl_buf_t *out) {
   static const char from[] = "static inline ", to[] = "static __device__ __forceinline__ ";
   const char *p = cg_c_prelude;
-  for (const char *q; (q = strstr(p, from)); p = q + sizeof from - 1) {
+  for (const char *q; (q = strstr(p, from));) {
     fl_buf_append(out, p, (size_t)(q - p));
+    if (replaced_helper(q)) {
+      const char *nl = strchr(q, '\n'), *end = nl && nl > q && nl[-1] == '}' ? nl : strstr(q, "\n}\n");
+      p = end ? end + (*end == '\n' && end != nl ? 3 : 1) : q + strlen(q);
+      continue;
+    }
     fl_buf_puts(out, to);
+    p = q + sizeof from - 1;
   }
   fl_buf_puts(out, p);
 }

@@ -6,7 +6,7 @@
  * linear point index, striding by the global size (so any NDRange covers the
  * space; the host launches about `work` work-items), with the loop variables
  * recovered by division; where loads and stores run along the innermost level a
- * work-item takes 4 points (vload4/vstore4). Kernels dominated by reductions
+ * work-item takes 4 points (vload4/vstore4), 8 in kernels with 16-bit buffers. Kernels dominated by reductions
  * over rows take the cooperative form (emit_coop.c): a work-group per row,
  * combining through a tree over local memory. A reduction hoisted to an outer
  * level that the cooperative form does not share makes that level the one
@@ -141,16 +141,19 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
     cg_line(out, depth, "}");
     return;
   }
-  /* in the vector form (split is then the innermost level) a work-item takes 4
-   * points of the innermost level, from fo_vb */
+  /* in the vector form (split is then the innermost level) a work-item takes
+   * vec_w (4 or 8) points of the innermost level, from fo_vb */
   bool vec = g->vec;
   fl_buf_t n = {0};
-  for (int i = 0; i <= split; i++) fl_buf_printf(&n, vec && i == split ? "%s(E%d >> 2)" : "%sE%d", i ? " * " : "", i);
+  for (int i = 0; i <= split; i++) {
+    if (vec && i == split) fl_buf_printf(&n, "%s(E%d / %d)", i ? " * " : "", i, g->vec_w);
+    else fl_buf_printf(&n, "%sE%d", i ? " * " : "", i);
+  }
   cg_line(out, depth, "const int64_t fo_n = %s;", n.data ? n.data : "1");
   fl_buf_free(&n);
   cg_line(out, depth, "for (int64_t fo_p = (int64_t)get_global_id(0); fo_p < fo_n; fo_p += (int64_t)get_global_size(0)) {");
   if (split == 0) {
-    if (vec) cg_line(out, depth + 1, "const int64_t fo_vb = fo_p * 4;");
+    if (vec) cg_line(out, depth + 1, "const int64_t fo_vb = fo_p * %d;", g->vec_w);
     else cg_line(out, depth + 1, "const int64_t v%d = fo_p;", g->levels[0]->var);
   } else {
     /* 64-bit division is slow on GPUs (emulated): spaces below 2^32 points
@@ -167,8 +170,8 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
       cg_line(out, depth + 2, "%s fo_q = (%s)fo_p;", T, T);
       for (int i = split; i > 0; i--) {
         if (vec && i == split) {
-          cg_line(out, depth + 2, "fo_vb = (int64_t)(fo_q %% (%s)(E%d >> 2)) * 4;", T, i);
-          cg_line(out, depth + 2, "fo_q /= (%s)(E%d >> 2);", T, i);
+          cg_line(out, depth + 2, "fo_vb = (int64_t)(fo_q %% (%s)(E%d / %d)) * %d;", T, i, g->vec_w, g->vec_w);
+          cg_line(out, depth + 2, "fo_q /= (%s)(E%d / %d);", T, i, g->vec_w);
           continue;
         }
         cg_line(out, depth + 2, "v%d = fo_q %% (%s)E%d;", g->levels[i]->var, T, i);
@@ -182,22 +185,31 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   cg_line(out, depth, "}");
 }
 
-/* vload4/vstore4 need only element alignment; narrow floats are stored as bits. */
+/* vloadN/vstoreN need only element alignment; narrow floats are stored as
+ * bits. 8-wide kernels (16-bit buffers) use vload8 (16 bytes of ushort). */
 static const char *ocl_vec_type(flagos_dtype_t dt) { return cg_vec_elem(ocl_stype(dt)); }
 
 static bool ocl_vec_load(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
   flagos_dtype_t dt = g->k->bufs[buf].dtype;
   const char *V = ocl_vec_type(dt);
   if (!V) return false;
-  cg_line(out, depth, "const %s4 %s_v = vload4(0, b%d + %s);", V, arr, buf, off);
-  cg_line(out, depth, "const %s %s[4] = {%s_v.x, %s_v.y, %s_v.z, %s_v.w};", ocl_stype(dt), arr, arr, arr, arr, arr);
+  int w = g->vec_w;
+  cg_line(out, depth, "const %s%d %s_v = vload%d(0, b%d + %s);", V, w, arr, w, buf, off);
+  fl_buf_t init = {0};
+  for (int j = 0; j < w; j++) fl_buf_printf(&init, "%s%s_v.s%d", j ? ", " : "", arr, j);
+  cg_line(out, depth, "const %s %s[%d] = {%s};", ocl_stype(dt), arr, w, init.data);
+  fl_buf_free(&init);
   return true;
 }
 
 static bool ocl_vec_store(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
   const char *V = ocl_vec_type(g->k->bufs[buf].dtype);
   if (!V) return false;
-  cg_line(out, depth, "vstore4((%s4)(%s[0], %s[1], %s[2], %s[3]), 0, b%d + %s);", V, arr, arr, arr, arr, buf, off);
+  int w = g->vec_w;
+  fl_buf_t v = {0};
+  for (int j = 0; j < w; j++) fl_buf_printf(&v, "%s%s[%d]", j ? ", " : "", arr, j);
+  cg_line(out, depth, "vstore%d((%s%d)(%s), 0, b%d + %s);", w, V, w, v.data, buf, off);
+  fl_buf_free(&v);
   return true;
 }
 
@@ -259,6 +271,7 @@ static const cg_dialect_t cg_dialect_opencl = {
     .vec_load = ocl_vec_load,
     .vec_store = ocl_vec_store,
     .vec_aligned = NULL,
+    .vec_wide = true,
     .coop_setup = ocl_coop_setup,
     .coop_combine = ocl_coop_combine,
     .coop_slots = ocl_coop_slots,

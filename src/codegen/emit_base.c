@@ -388,12 +388,12 @@ static const char *ex_reduce(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
 }
 
 /* ---- the vector form ----
- * A load or store moves 4 elements at once where its indices are plain
+ * A load or store moves vec_w (4 or 8) elements at once where its indices are plain
  * (variables, constants, symbols), the last one is the innermost loop variable
- * and no other uses it: the 4 points then touch 4 consecutive elements. Only
+ * and no other uses it: the vec_w points then touch consecutive elements. Only
  * buffers the kernel does not write are loaded as vectors (a load after a store
  * at the same point must see it), and only buffers it does not load and stores
- * once are stored as vectors (the stores move after the 4 points). */
+ * once are stored as vectors (the stores move after the points). */
 static bool vec_access(cg_t *g, int buf, kir_expr_t *const *idx) {
   const kir_buf_t *kb = &g->k->bufs[buf];
   if (kb->rank < 1) return false;
@@ -505,7 +505,7 @@ static void emit_store(cg_t *g, const kir_store_t *s, cg_block_t *p) {
     g->vec_base = false;
     fl_buf_t post = {0};
     if (g->d->vec_store(g, s->buf, off, arr, 0, &post)) {
-      cg_line(&g->vec_pre, 0, "%s %s[4];", g->d->stype(kb->dtype), arr);
+      cg_line(&g->vec_pre, 0, "%s %s[%d];", g->d->stype(kb->dtype), arr, g->vec_w);
       if (post.len) fl_buf_append(&g->vec_post, post.data, post.len);
       fl_buf_free(&post);
       cg_line(&b->buf, b->depth, "%s[fo_u] = %s;", arr, cg_store_value(g, s->value->dtype, kb->dtype, v));
@@ -625,13 +625,31 @@ static cg_block_t *emit_body(cg_t *g) {
   return root;
 }
 
+static bool has_16bit_buf(const kir_kernel_t *k) {
+  for (int i = 0; i < k->n_bufs; i++)
+    if (flagos_dtype_size(k->bufs[i].dtype) == 2) return true;
+  return false;
+}
+
+/* Whether the innermost extent and every vector buffer's last dim may be
+ * multiples of vec_w (constants that are not rule the form out). */
+static bool vec_extents_fit(cg_t *g) {
+  const kir_kernel_t *k = g->k;
+  for (int i = 0; i <= k->n_bufs; i++) {
+    const kir_expr_t *last = i == k->n_bufs ? k->extents[k->rank - 1] : g->vec_buf[i] ? k->bufs[i].dims[k->bufs[i].rank - 1] : NULL;
+    int64_t c;
+    if (last && kir_eval_int(last, NULL, 0, &c) && c % g->vec_w != 0) return false;
+  }
+  return true;
+}
+
 void cg_vec_point(cg_t *g, cg_block_t *blk, int depth, fl_buf_t *out) {
   /* vec_pre / vec_post were written at depth 0: indent them here */
   for (int w = 0; w < 2; w++) {
     fl_buf_t *src = w ? &g->vec_post : &g->vec_pre;
     if (w) {
       cg_line(out, depth, "#pragma unroll");
-      cg_line(out, depth, "for (int fo_u = 0; fo_u < 4; fo_u++) {");
+      cg_line(out, depth, "for (int fo_u = 0; fo_u < %d; fo_u++) {", g->vec_w);
       cg_line(out, depth + 1, "const int64_t v%d = fo_vb + fo_u;", blk->var);
       cg_line(out, depth + 1, "(void)v%d;", blk->var);
       if (blk->buf.len) fl_buf_append(out, blk->buf.data, blk->buf.len);
@@ -724,14 +742,20 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
     g->vec = true;
     g->vec_var = k->vars[k->rank - 1];
     g->vec_buf = fl_arena_alloc(g->a, (size_t)k->n_bufs + 1);
-    vroot = emit_body(g);
+    /* 8 points where a buffer has 16-bit elements (16-byte accesses), else 4;
+     * 8 whose extents rule it out at compile time falls back to 4 */
+    g->vec_w = d->vec_wide && has_16bit_buf(k) ? 8 : 4;
+    for (;;) {
+      memset(g->vec_buf, 0, (size_t)k->n_bufs + 1);
+      vroot = emit_body(g);
+      if (!vroot || vec_extents_fit(g) || g->vec_w == 4) break;
+      fl_buf_free(&vroot->buf);
+      vroot = NULL;
+      g->vec_w = 4;
+    }
     g->vec = false;
-  }
-  /* a vector form whose extents rule it out at compile time is dropped */
-  for (int i = 0; vroot && i <= k->n_bufs; i++) {
-    const kir_expr_t *last = i == k->n_bufs ? k->extents[k->rank - 1] : g->vec_buf[i] ? k->bufs[i].dims[k->bufs[i].rank - 1] : NULL;
-    int64_t c;
-    if (last && kir_eval_int(last, NULL, 0, &c) && c % 4 != 0) {
+    /* a vector form whose extents rule it out at compile time is dropped */
+    if (vroot && !vec_extents_fit(g)) {
       fl_buf_free(&vroot->buf);
       vroot = NULL;
     }
@@ -762,14 +786,15 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
   }
   const char *vcond = NULL;
   if (vroot) {
-    /* vectors need 4 | the innermost extent and every vector buffer's last dim
-     * (every vector then starts at a multiple of 4 elements), and aligned buffers */
+    /* vectors need vec_w | the innermost extent and every vector buffer's last
+     * dim (every vector then starts at a multiple of vec_w elements), and
+     * aligned buffers */
     g->inline_only = g->index_ctx = true;
-    vcond = cg_fmt(g, "E%d %% 4 == 0", k->rank - 1);
+    vcond = cg_fmt(g, "E%d %% %d == 0", k->rank - 1, g->vec_w);
     for (int i = 0; i < k->n_bufs; i++) {
       if (!g->vec_buf[i]) continue;
       const kir_buf_t *kb = &k->bufs[i];
-      vcond = cg_fmt(g, "%s && (%s) %% 4 == 0", vcond, cg_ex(g, kb->dims[kb->rank - 1], NULL));
+      vcond = cg_fmt(g, "%s && (%s) %% %d == 0", vcond, cg_ex(g, kb->dims[kb->rank - 1], NULL), g->vec_w);
       const char *al = d->vec_aligned ? d->vec_aligned(g, i) : NULL;
       if (al) vcond = cg_fmt(g, "%s && %s", vcond, al);
     }

@@ -151,6 +151,87 @@ static void reduce_axes(ops_ctx_t *c, kir_expr_t *const *v, kir_expr_t **flag, k
   }
 }
 
+/* ---- the split form of a reduction over leading axes ----
+ * Reducing the leading axes of a [R, C] view (R rows of the reduced axes, C
+ * elements of the kept trailing ones) gives C points of R iterations each: one
+ * thread per column, too few threads on a GPU when R is long. Instead a first
+ * kernel reduces chunks of RED_SPLIT_ROWS rows into a temp [ceil(R / rows), C]
+ * (a thread per chunk and column: consecutive threads read consecutive columns)
+ * and a second combines the chunks. Every combine is associative, so only the
+ * order of floating-point additions changes, which no reduction promises. */
+#define RED_SPLIT_ROWS 256
+#define RED_SPLIT_MIN_ROWS 1024   /* shorter reductions stay one pass */
+#define RED_SPLIT_MIN_COLS 16     /* fewer columns: too little to share per chunk */
+#define RED_SPLIT_MAX_COLS (1 << 20) /* that many columns already fill a device */
+
+/* Number of leading reduced axes p when the reduction may take the split form
+ * (static shapes, reduced axes exactly 0..p-1, R and C in range), else 0. */
+static int split_prefix(const ops_ctx_t *c, int64_t *rows, int64_t *cols) {
+  int r = c->in[0].rank, p = 0;
+  if (!c->is_static || r < 2) return 0;
+  while (p < r && c->params[p]) p++;
+  int64_t R = 1, C = 1;
+  for (int i = 0; i < r; i++) {
+    if (i >= p && c->params[i]) return 0;
+    if (c->in[0].dims[i] < 0) return 0;
+    if (i < p) R *= c->in[0].dims[i];
+    else C *= c->in[0].dims[i];
+  }
+  if (p == 0 || p == r || R < RED_SPLIT_MIN_ROWS || C < RED_SPLIT_MIN_COLS || C > RED_SPLIT_MAX_COLS) return 0;
+  *rows = R;
+  *cols = C;
+  return p;
+}
+
+/* The op the first pass applies to each element and the second to the chunks. */
+static kir_op_t split_ops(red_kind_t kind, flagos_dtype_t acc, kir_op_t *second) {
+  kir_op_t op = KIR_RSUM;
+  if (kind == RED_MAX) op = acc == FLAGOS_BOOL ? KIR_RANY : KIR_RMAX;
+  else if (kind == RED_MIN) op = acc == FLAGOS_BOOL ? KIR_RALL : KIR_RMIN;
+  else if (kind == RED_PROD) op = KIR_RPROD;
+  *second = op;
+  return op;
+}
+
+static void reduce_lower_split(ops_ctx_t *c, int p, int64_t R, red_kind_t kind, flagos_dtype_t acc) {
+  fl_arena_t *a = c->arena;
+  int r = c->in[0].rank;
+  bool keep = fir_attr_int(c->node, "keepdims", 1) != 0;
+  int64_t chunks = (R + RED_SPLIT_ROWS - 1) / RED_SPLIT_ROWS;
+  kir_op_t op2, op1 = split_ops(kind, acc, &op2);
+
+  /* pass 1: part[q, kept...] = op over rows q*ROWS .. min(R, (q+1)*ROWS) */
+  kir_expr_t *td[OPS_MAX_RANK], *w[OPS_MAX_RANK], *rd[OPS_MAX_RANK], *idx[OPS_MAX_RANK];
+  td[0] = kir_i64(a, chunks);
+  for (int i = p; i < r; i++) td[1 + i - p] = ops_in_dim(c, 0, i);
+  int t = ops_temp(c, acc, 1 + r - p, td), tb;
+  kir_kernel_t *k = ops_red_temp_kernel(c, t, "part", w, &tb);
+  int xb = ops_buf_in(c, k, 0);
+  int rv = kir_new_var(k);
+  kir_expr_t *first = kir_mul(a, w[0], kir_i64(a, RED_SPLIT_ROWS));
+  kir_expr_t *ext = kir_bin(a, KIR_MIN, kir_i64(a, RED_SPLIT_ROWS), kir_bin(a, KIR_SUB, kir_i64(a, R), first));
+  for (int i = 0; i < p; i++) rd[i] = ops_in_dim(c, 0, i);
+  ops_red_unflatten(c, kir_add(a, first, kir_var(a, rv)), p, rd, idx);
+  for (int i = p; i < r; i++) idx[i] = w[1 + i - p];
+  kir_expr_t *x = ops_red_load(c, k, xb, idx, acc);
+  if (kind == RED_L1) x = kir_un(a, KIR_ABS, x);
+  else if (kind == RED_L2 || kind == RED_SUMSQUARE) x = kir_bin(a, KIR_MUL, x, x);
+  kir_store(k, tb, w, kir_reduce(a, op1, 1, &rv, &ext, x), NULL);
+
+  /* pass 2: the output combines the chunks of its column */
+  kir_expr_t *v[OPS_MAX_RANK], *pi[OPS_MAX_RANK];
+  k = ops_out_kernel(c, 0, "reduce", v);
+  tb = ops_buf_temp(c, k, t);
+  int qv = kir_new_var(k);
+  pi[0] = kir_var(a, qv);
+  for (int i = p; i < r; i++) pi[1 + i - p] = v[keep ? i : i - p];
+  kir_expr_t *n = kir_i64(a, chunks), *y = kir_reduce(a, op2, 1, &qv, &n, kir_load(k, tb, pi));
+  if (kind == RED_MEAN) y = kir_bin(a, KIR_DIV, y, kir_cast(a, acc, kir_i64(a, R)));
+  else if (kind == RED_L2) y = kir_un(a, KIR_SQRT, y);
+  else if (kind == RED_LOGSUM) y = kir_un(a, KIR_LOG, y);
+  kir_store(k, 0, v, y, NULL);
+}
+
 static flagos_status_t reduce_lower(ops_ctx_t *c) {
   fl_arena_t *a = c->arena;
   red_kind_t kind = red_kind_of(c->node->op_type);
@@ -158,6 +239,13 @@ static flagos_status_t reduce_lower(ops_ctx_t *c) {
   bool real = kind == RED_L2 || kind == RED_LOGSUM || kind == RED_LOGSUMEXP || kind == RED_MEAN;
   flagos_dtype_t acc = ops_red_acc_dtype(xdt, real);
   kir_expr_t *v[OPS_MAX_RANK], *flag[OPS_MAX_RANK], *outer[OPS_MAX_RANK];
+
+  int64_t rows, cols;
+  int p = kind == RED_LOGSUMEXP ? 0 : split_prefix(c, &rows, &cols);
+  if (p > 0) {
+    reduce_lower_split(c, p, rows, kind, acc);
+    return NULL;
+  }
 
   int tmax = -1;
   if (kind == RED_LOGSUMEXP) {
