@@ -5,7 +5,9 @@
  *   (batch strides in elements, 0 = the same matrix for every batch);
  *   floats [alpha, beta]; row-major;
  *   Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b for each batch b.
- * beta == 0 ignores Y's old contents (NaN included). */
+ * beta == 0 ignores Y's old contents (NaN included). A call with a bias (a 4th
+ * buffer) is declined: OpenBLAS has no epilogue, and the lowering follows such
+ * a call with a bias kernel and a plain call. */
 #include <limits.h>
 #include <string.h>
 
@@ -14,6 +16,9 @@
 #include "cpu_internal.h"
 
 static flagos_status_t gemm(cpu_state_t *s, const flagos_libcall_t *c) {
+  /* BLAS has no bias epilogue: the host runs the bias kernel, then the plain call. */
+  if (c->n_bufs == 4 && c->n_ints == 9 && c->n_floats == 2)
+    return CPU_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cpu backend: gemm with a bias is not provided");
   if (c->n_bufs != 3 || c->n_ints != 9 || c->n_floats != 2)
     return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "cpu backend: gemm takes 3 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs, c->n_ints,

@@ -5,10 +5,13 @@
  *
  * The contract (docs/kernel-ir.md), row-major:
  *   bufs [A, B, Y]; ints [batch, M, N, K, transA, transB, strideA, strideB, strideY];
- *   floats [alpha, beta]; Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b.
+ *   floats [alpha, beta]; Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b;
+ *   an optional 4th buffer, a bias of N values, is added to every row of Y_b.
  * cuBLASLt is column-major, and a row-major M×N matrix is the column-major N×M
  * one with the same bytes, so Y^T = op(B)^T op(A)^T is computed: cuBLASLt's A
- * is our B, its B our A.
+ * is our B, its B our A. Our bias of N values is then one value per row of
+ * cuBLASLt's N×M D, which is what CUBLASLT_EPILOGUE_BIAS adds (to every column,
+ * and with a bias batch stride of 0, the default, to every batch).
  *
  * f32 (fp32 arithmetic; TF32 tensor cores only with FLAGOS_ALLOW_TF32=1), f16
  * and bf16 (fp32 accumulation and scaling), f64. Each shape's descriptors and
@@ -46,7 +49,7 @@
 /* What a plan depends on. Zeroed before filling, so that padding compares equal. */
 typedef struct blas_key {
   int32_t dtype, tf32, ws, ta, tb, beta0;
-  uint32_t align_a, align_b, align_y, unused;
+  uint32_t align_a, align_b, align_y, align_bias; /* align_bias 0: no bias */
   int64_t batch, m, n, k, sa, sb, sy;
 } blas_key_t;
 
@@ -292,7 +295,7 @@ static lt_status_t layout(struct cuda_blas *b, lt_layout_t *l, int type, int64_t
 
 /* Makes the descriptors of key k and asks the heuristic for one algorithm. */
 static flagos_status_t plan_make(cuda_state_t *s, struct cuda_blas *b, blas_dev_t *v, const blas_key_t *k,
-                                 blas_plan_t *p) {
+                                 const void *bias, blas_plan_t *p) {
   memset(p, 0, sizeof(*p));
   p->used = true;
   p->key = *k;
@@ -307,6 +310,12 @@ static flagos_status_t plan_make(cuda_state_t *s, struct cuda_blas *b, blas_dev_
   lt_status_t r = b->lib.DescCreate(&p->op, compute, scale);
   if (r == LT_OK) r = b->lib.DescSet(p->op, LT_DESC_TRANSA, &opa, sizeof opa);
   if (r == LT_OK) r = b->lib.DescSet(p->op, LT_DESC_TRANSB, &opb, sizeof opb);
+  if (r == LT_OK && k->align_bias) {
+    uint32_t epi = LT_EPILOGUE_BIAS;
+    r = b->lib.DescSet(p->op, LT_DESC_EPILOGUE, &epi, sizeof epi);
+    /* The heuristic reads the pointer's alignment; the call sets its own pointer. */
+    if (r == LT_OK) r = b->lib.DescSet(p->op, LT_DESC_BIAS_POINTER, &bias, sizeof bias);
+  }
   if (r == LT_OK) r = layout(b, &p->la, type, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->batch, k->sb);
   if (r == LT_OK) r = layout(b, &p->lb, type, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->batch, k->sa);
   if (r == LT_OK) r = layout(b, &p->ly, type, k->n, k->m, k->batch, k->sy);
@@ -350,13 +359,14 @@ static flagos_status_t plan_make(cuda_state_t *s, struct cuda_blas *b, blas_dev_
     }
   }
   if (b->log)
-    blas_log(b, "gemm %s batch %lld, %lldx%lldx%lld, %c%c, align %u/%u/%u%s: %s",
+    blas_log(b, "gemm %s batch %lld, %lldx%lldx%lld, %c%c, align %u/%u/%u%s%s: %s",
             k->dtype == FLAGOS_FLOAT32 ? (k->tf32 ? "f32 (tf32)" : "f32")
             : k->dtype == FLAGOS_FLOAT64 ? "f64"
             : k->dtype == FLAGOS_FLOAT16 ? "f16"
                                          : "bf16",
             (long long)k->batch, (long long)k->m, (long long)k->n, (long long)k->k, k->ta ? 'T' : 'N',
             k->tb ? 'T' : 'N', k->align_a, k->align_b, k->align_y, k->ws ? "" : ", no workspace",
+            k->align_bias ? ", bias epilogue" : "",
             p->unsupported ? "no cuBLASLt algorithm, generic kernel"
             : p->tuned     ? "cuBLASLt"
                            : "cuBLASLt, candidates to time");
@@ -462,13 +472,15 @@ static flagos_status_t declined(cuda_state_t *s, flagos_status_t st) {
 }
 
 static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c) {
-  if (c->n_bufs != 3 || c->n_ints != 9 || c->n_floats != 2 || !c->bufs || !c->ints || !c->floats || !c->buf_dtypes)
+  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints != 9 || c->n_floats != 2 || !c->bufs || !c->ints ||
+      !c->floats || !c->buf_dtypes)
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
-                    "cuda backend: gemm takes 3 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs, c->n_ints,
-                    c->n_floats);
+                    "cuda backend: gemm takes 3 buffers (4 with a bias), 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
+                    c->n_ints, c->n_floats);
   int32_t dt = c->buf_dtypes[0];
   bool known = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || dt == FLAGOS_FLOAT16 || dt == FLAGOS_BFLOAT16;
-  if (!known || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt)
+  const void *bias = c->n_bufs == 4 ? c->bufs[3] : NULL;
+  if (!known || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt || (c->n_bufs == 4 && c->buf_dtypes[3] != dt))
     return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm on dtypes %d/%d/%d is not provided",
                                 (int)dt, (int)c->buf_dtypes[1], (int)c->buf_dtypes[2]));
   const int64_t *iv = c->ints;
@@ -479,7 +491,7 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
                     "cuda backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
                     (long long)batch, (long long)M, (long long)N, (long long)K);
   if (batch == 0 || M == 0 || N == 0) return NULL;
-  if (!c->bufs[0] || !c->bufs[1] || !c->bufs[2])
+  if (!c->bufs[0] || !c->bufs[1] || !c->bufs[2] || (c->n_bufs == 4 && !bias))
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cuda backend: gemm with a NULL buffer");
   /* K == 0 (Y = beta*Y) and batches writing one Y are rare: the generic kernel serves them. */
   if (K == 0 || (sy == 0 && batch > 1))
@@ -515,6 +527,7 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   k.align_a = align_of(c->bufs[0], sa, batch, es);
   k.align_b = align_of(c->bufs[1], sb, batch, es);
   k.align_y = align_of(c->bufs[2], sy, batch, es);
+  k.align_bias = bias ? align_of(bias, 0, 1, es) : 0;
   k.batch = batch;
   k.m = M;
   k.n = N;
@@ -535,18 +548,21 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   st = ws_for(s, v, d, stream, &wsp);
   k.ws = wsp != 0;
   blas_plan_t *p = st ? NULL : plan_find(b, v, &k);
-  if (!st && !p->used) st = plan_make(s, b, v, &k, p);
+  if (!st && !p->used) st = plan_make(s, b, v, &k, bias, p);
   lt_status_t r = LT_OK;
   if (!st && p->unsupported) {
     r = LT_ERR_NOT_SUPPORTED;
   } else if (!st) {
-    if (!p->tuned) {
+    /* The plan's descriptor is shared by the calls of one shape: each sets its bias. */
+    if (bias) r = b->lib.DescSet(p->op, LT_DESC_BIAS_POINTER, &bias, sizeof bias);
+    if (r == LT_OK && !p->tuned) {
       int64_t ny = batch > 1 ? (batch - 1) * sy + M * N : M * N;
       plan_tune(s, b, v, p, c, pa, pb, (size_t)ny * es, cs);
     }
     void *ws = k.ws && p->ws_bytes ? (void *)(uintptr_t)wsp : NULL;
-    r = b->lib.Matmul(v->h, p->op, pa, c->bufs[1], p->la, c->bufs[0], p->lb, pb, c->bufs[2], p->ly, c->bufs[2],
-                      p->ly, &p->algo, ws, ws ? p->ws_bytes : 0, cs);
+    if (r == LT_OK)
+      r = b->lib.Matmul(v->h, p->op, pa, c->bufs[1], p->la, c->bufs[0], p->lb, pb, c->bufs[2], p->ly, c->bufs[2],
+                        p->ly, &p->algo, ws, ws ? p->ws_bytes : 0, cs);
   }
   pthread_mutex_unlock(&v->lock);
   if (st) return st;

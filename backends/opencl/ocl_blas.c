@@ -244,6 +244,9 @@ static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64
 }
 
 static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c) {
+  /* CLBlast has no bias epilogue: the host runs the bias kernel, then the plain call. */
+  if (c->n_bufs == 4 && c->n_ints == 9 && c->n_floats == 2)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with a bias is not provided");
   if (c->n_bufs != 3 || c->n_ints != 9 || c->n_floats != 2)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "opencl backend: gemm takes 3 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs, c->n_ints,

@@ -3,9 +3,14 @@
  *
  * Every product is a reduction over K in kernel IR. Float32/float64 products
  * whose batch structure flattens to (batch, strideA, strideB, strideY) also carry
- * the "gemm" library call, which a backend with a BLAS may run instead. */
+ * the "gemm" library call, which a backend with a BLAS may run instead.
+ * MatMulBias (domain ai.flagos, made by src/passes/fuse_bias.c) is MatMul plus
+ * a bias broadcast onto the product; a row-vector bias, as Gemm's C of N values,
+ * rides on the gemm call as its epilogue where the backend has one (cuda). */
 #include <math.h>
+#include <string.h>
 
+#include "ops/linalg_bias.h"
 #include "ops/linalg_internal.h"
 
 #define AR (c->arena)
@@ -64,9 +69,8 @@ kir_expr_t *ops_la_load_operand(ops_ctx_t *c, kir_kernel_t *kk, int buf, int nb,
 
 /* ---- MatMul ---- */
 
-static flagos_status_t matmul_infer(ops_ctx_t *c) {
-  if (c->n_in != 2 || !ops_has_in(c, 0) || !ops_has_in(c, 1))
-    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "expects 2 inputs, got %d", c->n_in);
+static flagos_status_t matmul_infer_ab(ops_ctx_t *c) {
+  if (!ops_has_in(c, 0) || !ops_has_in(c, 1)) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "expects inputs A and B");
   if (c->in[0].dtype != c->in[1].dtype)
     return ops_err(c, FLAGOS_ERR_SHAPE, "input dtypes differ: %s and %s", flagos_dtype_name(c->in[0].dtype),
                    flagos_dtype_name(c->in[1].dtype));
@@ -85,6 +89,11 @@ double ops_la_matmul_flops(const ops_ctx_t *c) {
   int64_t k = A->rank >= 1 ? A->dims[A->rank - 1] : -1;
   if (k < 0 || c->out[0].numel < 0) return 0;
   return 2.0 * (double)c->out[0].numel * (double)k;
+}
+
+static flagos_status_t matmul_infer(ops_ctx_t *c) {
+  if (c->n_in != 2) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "expects 2 inputs, got %d", c->n_in);
+  return matmul_infer_ab(c);
 }
 
 /* How an operand's batch dims map onto the flattened output batch for the
@@ -115,38 +124,102 @@ static kir_expr_t *prod_dims(ops_ctx_t *c, int k, int from, int to, bool out) {
   return p;
 }
 
-static flagos_status_t matmul_lower(ops_ctx_t *c) {
-  kir_expr_t *v[OPS_MAX_RANK];
-  kir_kernel_t *kk = ops_out_kernel(c, 0, "matmul", v);
-  int ba = ops_buf_in(c, kk, 0), bb = ops_buf_in(c, kk, 1);
+/* Whether input k is a vector of the output's last dim N (shape [N], or [1, ..., 1, N]),
+ * as the gemm call's bias must be. */
+static bool bias_is_row(const ops_ctx_t *c, int k) {
+  const ops_tensor_info_t *b = &c->in[k], *o = &c->out[0];
+  if (b->rank < 1 || o->rank < 1) return false;
+  int64_t n = o->dims[o->rank - 1];
+  if (n < 0 || b->dims[b->rank - 1] != n) return false;
+  for (int j = 0; j + 1 < b->rank; j++)
+    if (b->dims[j] != 1) return false;
+  return true;
+}
+
+/* MatMul, and MatMulBias when `bias` names the bias input (else -1). With the
+ * gemm call the bias goes first (Y = bias, carrying the gemm call with the bias
+ * as its epilogue, marked ends_node), then Y += A*B carrying the plain call with
+ * beta = 1; without it one kernel adds the bias to the sum. */
+static flagos_status_t matmul_lower_common(ops_ctx_t *c, int bias) {
   const ops_tensor_info_t *A = &c->in[0], *B = &c->in[1];
   int ro = c->out[0].rank;
   bool a1 = A->rank == 1, b1 = B->rank == 1;
   int nb = ro - (a1 ? 0 : 1) - (b1 ? 0 : 1);
+  flagos_dtype_t dt = c->out[0].dtype;
+  /* f16/bf16 too: a backend with such a GEMM (cuda) takes it, others decline. */
+  bool lib = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || dt == FLAGOS_FLOAT16 || dt == FLAGOS_BFLOAT16;
+  int ma = lib ? batch_mode(c, 0, 1, nb) : -1, mb = lib ? batch_mode(c, 1, 0, nb) : -1;
+  lib = lib && ma >= 0 && mb >= 0;
+  kir_expr_t *K = ops_in_dim(c, 0, A->rank - 1);
+  kir_expr_t *M = a1 ? kir_i64(AR, 1) : ops_in_dim(c, 0, A->rank - 2);
+  kir_expr_t *N = b1 ? kir_i64(AR, 1) : ops_in_dim(c, 1, B->rank - 1);
+  kir_expr_t *ints[9] = {NULL};
+  if (lib) {
+    kir_expr_t *gi[9] = {
+        prod_dims(c, 0, 0, nb, true), M, N, K, kir_i64(AR, 0), kir_i64(AR, 0),
+        ma ? kir_mul(AR, M, K) : kir_i64(AR, 0), mb ? kir_mul(AR, K, N) : kir_i64(AR, 0), kir_mul(AR, M, N)};
+    memcpy(ints, gi, sizeof ints);
+  }
+  kir_expr_t *v[OPS_MAX_RANK];
+  bool first = bias >= 0 && lib;
+  if (first) {
+    kir_kernel_t *kc = ops_out_kernel(c, 0, "bias", v);
+    int bc = ops_buf_in(c, kc, bias);
+    kir_store(kc, 0, v, ops_load_bcast(c, kc, bc, bias, ro, v), NULL);
+    if (bias_is_row(c, bias) && !b1) {
+      int bufs[4] = {ops_buf_in(c, kc, 0), ops_buf_in(c, kc, 1), 0, bc};
+      double fl[2] = {1.0, 0.0};
+      kir_set_libcall(kc, "gemm", 4, bufs, 9, ints, 2, fl);
+      kc->libcall->ends_node = true;
+    }
+  }
+  kir_kernel_t *kk = ops_out_kernel(c, 0, "matmul", v);
+  int ba = ops_buf_in(c, kk, 0), bb = ops_buf_in(c, kk, 1);
   kir_expr_t *m = a1 ? NULL : v[nb];
   kir_expr_t *n = b1 ? NULL : v[ro - 1];
   int kv = kir_new_var(kk);
   kir_expr_t *kx = kir_var(AR, kv);
-  kir_expr_t *K = ops_in_dim(c, 0, A->rank - 1);
   kir_expr_t *x = ops_la_load_operand(c, kk, ba, nb, v, m, kx);
   kir_expr_t *y = ops_la_load_operand(c, kk, bb, nb, v, kx, n);
   kir_expr_t *sum = kir_reduce(AR, KIR_RSUM, 1, &kv, &K, kir_bin(AR, KIR_MUL, x, y));
+  if (first) sum = kir_bin(AR, KIR_ADD, sum, kir_load(kk, 0, v));
+  else if (bias >= 0) sum = kir_bin(AR, KIR_ADD, sum, ops_load_bcast(c, kk, ops_buf_in(c, kk, bias), bias, ro, v));
   kir_store(kk, 0, v, sum, NULL);
-
-  flagos_dtype_t dt = c->out[0].dtype;
-  /* f16/bf16 too: a backend with such a GEMM (cuda) takes it, others decline. */
-  if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64 && dt != FLAGOS_FLOAT16 && dt != FLAGOS_BFLOAT16) return NULL;
-  int ma = batch_mode(c, 0, 1, nb), mb = batch_mode(c, 1, 0, nb);
-  if (ma < 0 || mb < 0) return NULL;
-  kir_expr_t *M = a1 ? kir_i64(AR, 1) : ops_in_dim(c, 0, A->rank - 2);
-  kir_expr_t *N = b1 ? kir_i64(AR, 1) : ops_in_dim(c, 1, B->rank - 1);
-  kir_expr_t *ints[9] = {
-      prod_dims(c, 0, 0, nb, true), M, N, K, kir_i64(AR, 0), kir_i64(AR, 0),
-      ma ? kir_mul(AR, M, K) : kir_i64(AR, 0), mb ? kir_mul(AR, K, N) : kir_i64(AR, 0), kir_mul(AR, M, N)};
+  if (!lib) return NULL;
   int bufs[3] = {ba, bb, 0};
-  double fl[2] = {1.0, 0.0};
+  double fl[2] = {1.0, first ? 1.0 : 0.0};
   kir_set_libcall(kk, "gemm", 3, bufs, 9, ints, 2, fl);
   return NULL;
+}
+
+static flagos_status_t matmul_lower(ops_ctx_t *c) { return matmul_lower_common(c, -1); }
+
+/* ---- MatMulBias (ai.flagos): MatMul(A, B) + bias, made by the fusion pass ---- */
+
+static flagos_status_t matmul_bias_infer(ops_ctx_t *c) {
+  if (c->n_in != 3 || !ops_has_in(c, 2))
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "expects 3 inputs (A, B, bias), got %d", c->n_in);
+  FL_TRY(matmul_infer_ab(c));
+  const ops_tensor_info_t *b = &c->in[2], *o = &c->out[0];
+  if (b->dtype != o->dtype)
+    return ops_err(c, FLAGOS_ERR_SHAPE, "bias dtype %s differs from the product's %s", flagos_dtype_name(b->dtype),
+                   flagos_dtype_name(o->dtype));
+  /* The bias broadcasts onto the product without growing it. */
+  if (b->rank > o->rank) return ops_err(c, FLAGOS_ERR_SHAPE, "bias has rank %d above the product's %d", b->rank, o->rank);
+  for (int j = 0; j < b->rank; j++) {
+    int64_t d = b->dims[j], w = o->dims[o->rank - b->rank + j];
+    if (d != 1 && (d < 0 || d != w))
+      return ops_err(c, FLAGOS_ERR_SHAPE, "bias dimension %d (%lld) does not broadcast onto %lld", j, (long long)d,
+                     (long long)w);
+  }
+  return NULL;
+}
+
+static flagos_status_t matmul_bias_lower(ops_ctx_t *c) { return matmul_lower_common(c, 2); }
+
+static double matmul_bias_flops(const ops_ctx_t *c) {
+  double f = ops_la_matmul_flops(c);
+  return f > 0 ? f + (double)c->out[0].numel : f;
 }
 
 /* ---- Gemm ---- */
@@ -201,6 +274,16 @@ static flagos_status_t gemm_lower(ops_ctx_t *c) {
     int bc = ops_buf_in(c, kc, 2);
     kir_expr_t *cv = ops_load_bcast(c, kc, bc, 2, 2, v);
     kir_store(kc, 0, v, kir_bin(AR, KIR_MUL, kir_const(AR, dt, beta), cv), NULL);
+    /* A row-vector C with beta == 1 is the gemm call's bias: a backend that
+     * takes it computes the whole node in one call (ends_node). */
+    if (beta == 1.0 && bias_is_row(c, 2)) {
+      kir_expr_t *ints[9] = {kir_i64(AR, 1), ops_out_dim(c, 0, 0), ops_out_dim(c, 0, 1), ops_in_dim(c, 0, ta ? 0 : 1),
+                             kir_i64(AR, ta), kir_i64(AR, tb), kir_i64(AR, 0), kir_i64(AR, 0), kir_i64(AR, 0)};
+      int bufs[4] = {ops_buf_in(c, kc, 0), ops_buf_in(c, kc, 1), 0, bc};
+      double fl[2] = {alpha, 0.0};
+      kir_set_libcall(kc, "gemm", 4, bufs, 9, ints, 2, fl);
+      kc->libcall->ends_node = true;
+    }
   }
   kir_kernel_t *kk = ops_out_kernel(c, 0, "gemm", v);
   int ba = ops_buf_in(c, kk, 0), bb = ops_buf_in(c, kk, 1);
@@ -237,6 +320,7 @@ static flagos_status_t gemm_lower(ops_ctx_t *c) {
 const ops_def_t ops_family_linalg[] = {
     {"MatMul", "", 0, matmul_infer, matmul_lower, ops_la_matmul_flops},
     {"Gemm", "", 0, gemm_infer, gemm_lower, gemm_flops},
+    {OPS_LA_MATMUL_BIAS, OPS_LA_MATMUL_BIAS_DOMAIN, 0, matmul_bias_infer, matmul_bias_lower, matmul_bias_flops},
     {"MatMulInteger", "", 0, ops_la_matmulint_infer, ops_la_matmulint_lower, ops_la_matmul_flops},
     {"QLinearMatMul", "", 0, ops_la_qlmatmul_infer, ops_la_qlmatmul_lower, ops_la_matmul_flops},
     {"Einsum", "", 0, ops_la_einsum_infer, ops_la_einsum_lower, ops_la_einsum_flops},

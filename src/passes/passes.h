@@ -37,8 +37,14 @@ flagos_status_t pass_inline_if_at(fir_graph_t *g, int idx, bool *inlined);
  * inference and folding. FLAGOS_FUSE=0 turns it off; FLAGOS_FUSE_TRACE=1
  * prints each group. *n_fused (may be NULL) receives the number of fused nodes. */
 flagos_status_t pass_fuse_elementwise(fir_model_t *m, int *n_fused);
+/* MatMul + bias fusion (fuse_bias.c): a MatMul read only by an Add of a
+ * constant vector over its last dim becomes one MatMulBias node (domain
+ * ai.flagos, src/ops/linalg.c) whose bias is the gemm call's epilogue where the
+ * backend has one. Run before elementwise fusion; FLAGOS_FUSE=0 turns it off. */
+flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
- * constant folding (pass_fold_constants), DCE, elementwise fusion. */
+ * constant folding (pass_fold_constants), DCE, MatMul + bias fusion,
+ * elementwise fusion. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 
 #endif

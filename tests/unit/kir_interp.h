@@ -389,7 +389,9 @@ static void run_gemm(interp_t *in, const kir_libcall_t *lc) {
           snprintf(in->err, sizeof in->err, "gemm writes out of bounds");
           return;
         }
-        ival_t v = {alpha * acc + (beta != 0 ? beta * load_elem(Y, iy).f : 0), 0};
+        /* The optional 4th buffer is a bias of N values added to every row. */
+        double bias = lc->n_bufs == 4 ? load_elem(in->bufs[lc->bufs[3]], n).f : 0;
+        ival_t v = {alpha * acc + (beta != 0 ? beta * load_elem(Y, iy).f : 0) + bias, 0};
         store_elem(Y, iy, v);
       }
 }
