@@ -20,18 +20,16 @@
  * the first call (plan_tune) and the fastest kept (FLAGOS_CUDA_BLAS_TUNE=0:
  * the heuristic's first, untimed).
  * Each stream gets its own 32 MiB workspace from the device's allocator (the
- * default stream's, then up to BLAS_STREAMS more), so that work on two streams
+ * default stream's, then up to 8 more: cuda_ws_set_t), so that work on two streams
  * never shares one; a graph captured on a stream keeps that stream's workspace,
  * which is safe while replays of graphs captured on one stream do not overlap
  * (the runtime replays on the default stream). Beyond that, calls run without
  * a workspace. */
 #include <dlfcn.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cuda_blas_api.h"
 #include "cuda_internal.h"
@@ -39,7 +37,6 @@
 #define BLAS_CACHE 256
 #define BLAS_WAYS 4
 #define BLAS_WORKSPACE ((size_t)32 << 20)
-#define BLAS_STREAMS 8
 /* Candidates the heuristic is asked for; products of at least BLAS_TUNE_FLOP
  * time each candidate once on their first call and keep the fastest (the
  * heuristic's first choice is 2-8% off the best at 8192^3 on an H100). */
@@ -66,16 +63,10 @@ typedef struct blas_plan {
   lt_heuristic_t *cand;
 } blas_plan_t;
 
-typedef struct blas_ws {
-  flagos_bstream_t stream; /* NULL: the default stream (slot 0) */
-  cu_ptr_t ptr;
-} blas_ws_t;
-
 typedef struct blas_dev {
   pthread_mutex_t lock; /* the plans and workspaces, and the order of calls through the handle */
   lt_handle_t h;
-  blas_ws_t ws[1 + BLAS_STREAMS];
-  int n_ws;
+  cuda_ws_set_t ws; /* per stream */
   blas_plan_t plans[BLAS_CACHE];
   cu_stream_t tune_stream; /* plan_tune's, made on its first use */
   unsigned evict;          /* plan_find's turn */
@@ -94,63 +85,25 @@ struct cuda_blas {
 
 static bool lt_open(lt_lib_t *l, char *why, size_t why_len) {
   memset(l, 0, sizeof(*l));
-  const char *cands[5];
-  int n = 0;
-  const char *env = getenv("FLAGOS_CUBLASLT");
-  if (env && *env) {
-    cands[n++] = env; /* an explicit library is the only one tried */
-  } else {
-    cands[n++] = "libcublasLt.so.13";
-    cands[n++] = "libcublasLt.so.12";
-    /* The toolkit's default place, for machines whose loader path lacks it. */
-    cands[n++] = "/usr/local/cuda/lib64/libcublasLt.so.13";
-    cands[n++] = "/usr/local/cuda/lib64/libcublasLt.so.12";
-  }
-  void *h = NULL;
-  const char *err = NULL;
-  int i = 0;
-  for (; i < n && !h; i++) {
-    h = dlopen(cands[i], RTLD_NOW | RTLD_LOCAL);
-    if (!h && !err) err = dlerror();
-  }
-  if (!h) {
-    snprintf(why, why_len, "no cuBLASLt (%s): %s", cands[0], err ? err : "not found");
+  static const char *const names[] = {"libcublasLt.so.13", "libcublasLt.so.12"};
+  void *h = cuda_lib_open("FLAGOS_CUBLASLT", names, 2, "cuBLASLt", l->path, sizeof l->path, why, why_len);
+  if (!h) return false;
+#define LT_SYM(name, sym, ret, params) sym,
+#define LT_SLOT(name, sym, ret, params) (void **)&l->name,
+  static const char *const syms[] = {LT_FUNCS(LT_SYM)};
+  void **const slots[] = {LT_FUNCS(LT_SLOT)};
+#undef LT_SYM
+#undef LT_SLOT
+  if (!cuda_lib_bind(h, syms, slots, (int)(sizeof syms / sizeof syms[0]), "cuBLASLt", l->path, why, why_len)) {
+    dlclose(h);
+    memset(l, 0, sizeof(*l));
     return false;
   }
-  snprintf(l->path, sizeof l->path, "%s", cands[i - 1]);
-#define LT_BIND(name, sym, ret, params)                                              \
-  *(void **)(&l->name) = dlsym(h, sym);                                              \
-  if (!l->name) {                                                                    \
-    snprintf(why, why_len, "cuBLASLt (%.200s) has no %s (too old?)", l->path, sym);      \
-    dlclose(h);                                                                      \
-    memset(l, 0, sizeof(*l));                                                        \
-    return false;                                                                    \
-  }
-  LT_FUNCS(LT_BIND)
-#undef LT_BIND
   l->handle = h;
   return true;
 }
 
-/* One line of $FLAGOS_CUDA_BLAS_LOG: to stderr for "1", else appended to the
- * file it names (conformance runs tests in children whose stderr is discarded). */
-static void blas_log(struct cuda_blas *b, const char *fmt, ...) FLAGOS_PRINTF(2, 3);
-static void blas_log(struct cuda_blas *b, const char *fmt, ...) {
-  FILE *f = b->log_path[0] ? fopen(b->log_path, "a") : stderr;
-  if (!f) return;
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  fprintf(f, "flagos cuda[%d]: %s\n", (int)getpid(), line);
-  if (f != stderr) fclose(f);
-}
-
-static bool env_on(const char *name) {
-  const char *v = getenv(name);
-  return v && *v && strcmp(v, "0") != 0;
-}
+#define blas_log(b, ...) cuda_log((b)->log_path, __VA_ARGS__)
 
 /* The library state, made (and the library opened) on the first call. */
 static struct cuda_blas *blas_get(cuda_state_t *s) {
@@ -159,12 +112,10 @@ static struct cuda_blas *blas_get(cuda_state_t *s) {
     struct cuda_blas *b = calloc(1, sizeof(*b));
     if (b) {
       pthread_mutex_init(&b->lock, NULL);
-      b->tf32 = env_on("FLAGOS_ALLOW_TF32");
-      b->log = env_on("FLAGOS_CUDA_BLAS_LOG");
+      b->tf32 = cuda_env_on("FLAGOS_ALLOW_TF32");
+      b->log = cuda_log_target(b->log_path, sizeof b->log_path);
       const char *tune = getenv("FLAGOS_CUDA_BLAS_TUNE");
       b->tune = !(tune && strcmp(tune, "0") == 0);
-      const char *lp = getenv("FLAGOS_CUDA_BLAS_LOG");
-      if (b->log && strcmp(lp, "1") != 0) snprintf(b->log_path, sizeof b->log_path, "%s", lp);
       b->loaded = lt_open(&b->lib, b->why, sizeof b->why);
       if (b->log && b->loaded)
         blas_log(b, "cuBLASLt %zu from %s%s", b->lib.GetVersion(), b->lib.path,
@@ -191,22 +142,6 @@ static flagos_status_t lt_check(cuda_state_t *s, lt_status_t st, const char *wha
   return CUDA_ERR(s, code, "cuda backend: %s failed: %s (%d)", what, lt_name(s->blas, st), st);
 }
 
-/* The device a library call runs on: the stream's, else the one whose
- * allocator handed out Y (or A, B), else the first one in use. */
-static int call_device(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c) {
-  if (stream) return stream->device;
-  int first = -1;
-  static const int order[3] = {2, 0, 1};
-  for (int j = 0; j < 3; j++) {
-    cu_ptr_t p = (cu_ptr_t)(uintptr_t)c->bufs[order[j]];
-    for (int i = 0; i < s->n_devices; i++) {
-      if (!s->dev[i].ready) continue;
-      if (first < 0) first = i;
-      if (cuda_alloc_owns(&s->dev[i].alloc, p)) return i;
-    }
-  }
-  return first < 0 ? 0 : first;
-}
 
 /* Makes device d's handle and workspace once; needs its context current. */
 static flagos_status_t dev_get(cuda_state_t *s, struct cuda_blas *b, int d, blas_dev_t **out) {
@@ -223,13 +158,13 @@ static flagos_status_t dev_get(cuda_state_t *s, struct cuda_blas *b, int d, blas
       } else {
         /* A device that cannot spare 32 MiB is out of memory for the model's next
          * allocation too, so the error is passed on (and asked again next time). */
-        st = cuda_alloc_get(s, &s->dev[d], BLAS_WORKSPACE, &v->ws[0].ptr);
+        cu_ptr_t w0;
+        st = cuda_ws_for(s, &v->ws, d, NULL, BLAS_WORKSPACE, &w0);
         if (st) {
           b->lib.Destroy(v->h);
           free(v);
         } else {
           pthread_mutex_init(&v->lock, NULL);
-          v->n_ws = 1;
           b->dev[d] = v;
         }
       }
@@ -240,21 +175,6 @@ static flagos_status_t dev_get(cuda_state_t *s, struct cuda_blas *b, int d, blas
   return st;
 }
 
-/* The workspace of `stream` (0 when it has none and no slot is left); v->lock held. */
-static flagos_status_t ws_for(cuda_state_t *s, blas_dev_t *v, int d, flagos_bstream_t stream, cu_ptr_t *out) {
-  *out = 0;
-  for (int i = 0; i < v->n_ws; i++)
-    if (v->ws[i].stream == stream) {
-      *out = v->ws[i].ptr;
-      return NULL;
-    }
-  if (v->n_ws > BLAS_STREAMS) return NULL;
-  flagos_status_t st = cuda_alloc_get(s, &s->dev[d], BLAS_WORKSPACE, &v->ws[v->n_ws].ptr);
-  if (st) return st;
-  v->ws[v->n_ws].stream = stream;
-  *out = v->ws[v->n_ws++].ptr;
-  return NULL;
-}
 
 static void plan_release(struct cuda_blas *b, blas_plan_t *p) {
   if (p->op) b->lib.DescDestroy(p->op);
@@ -508,7 +428,7 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   }
   if (batch > INT32_MAX)
     return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm batch beyond cuBLASLt's 32-bit count"));
-  int d = call_device(s, stream, c);
+  int d = cuda_call_device(s, stream, c, 2);
   flagos_status_t st = cuda_use(s, d);
   if (st) return st;
   blas_dev_t *v = NULL;
@@ -545,7 +465,7 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
 
   pthread_mutex_lock(&v->lock);
   cu_ptr_t wsp = 0;
-  st = ws_for(s, v, d, stream, &wsp);
+  st = cuda_ws_for(s, &v->ws, d, stream, BLAS_WORKSPACE, &wsp);
   k.ws = wsp != 0;
   blas_plan_t *p = st ? NULL : plan_find(b, v, &k);
   if (!st && !p->used) st = plan_make(s, b, v, &k, bias, p);
@@ -595,7 +515,7 @@ void cuda_blas_shutdown(cuda_state_t *s) {
       s->drv.StreamSynchronize(s->dev[d].stream);
       for (int i = 0; i < BLAS_CACHE; i++)
         if (v->plans[i].used) plan_release(b, &v->plans[i]);
-      for (int i = 0; i < v->n_ws; i++) cuda_alloc_put(s, &s->dev[d], v->ws[i].ptr);
+      cuda_ws_release(s, &v->ws, d);
       b->lib.Destroy(v->h);
       if (v->tune_stream) s->drv.StreamDestroy(v->tune_stream);
     }

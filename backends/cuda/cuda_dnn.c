@@ -19,7 +19,7 @@
  * Per device: one handle, bound to the call's stream before each use; a cache
  * of plans (descriptors and the algorithm) per shape, DNN_WAYS slots per hash;
  * one workspace per stream (as cuda_blas.c does: the default stream's, then up
- * to DNN_STREAMS more, so a captured graph keeps its own). The algorithm is
+ * to 8 more (cuda_ws_set_t), so a captured graph keeps its own). The algorithm is
  * chosen on a shape's first call: outside a graph capture (the default
  * stream) cudnnFindConvolutionForwardAlgorithmEx times the candidates on the
  * call's own buffers; in a capture (where nothing may synchronise) the
@@ -27,19 +27,16 @@
  * outside one times the shape again. The bias is added by cudnnAddTensor after
  * the convolution. */
 #include <dlfcn.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cuda_dnn.h"
 #include "cuda_dnn_api.h"
 
 #define DNN_CACHE 256
 #define DNN_WORKSPACE ((size_t)64 << 20)
-#define DNN_STREAMS 8
 #define DNN_WAYS 4
 
 /* What a plan depends on. Zeroed before filling, so that padding compares equal. */
@@ -60,16 +57,10 @@ typedef struct dnn_plan {
   size_t ws_bytes;
 } dnn_plan_t;
 
-typedef struct dnn_ws {
-  flagos_bstream_t stream; /* NULL: the default stream (slot 0) */
-  cu_ptr_t ptr;
-} dnn_ws_t;
-
 typedef struct dnn_dev {
   pthread_mutex_t lock; /* the plans and workspaces, and the order of calls through the handle */
   dnn_handle_t h;
-  dnn_ws_t ws[1 + DNN_STREAMS];
-  int n_ws;
+  cuda_ws_set_t ws; /* per stream */
   dnn_plan_t plans[DNN_CACHE];
 } dnn_dev_t;
 
@@ -87,61 +78,26 @@ struct cuda_dnn {
 
 static bool dnn_open(dnn_lib_t *l, char *why, size_t why_len) {
   memset(l, 0, sizeof(*l));
-  const char *cands[5];
-  int n = 0;
-  const char *env = getenv("FLAGOS_CUDNN_LIBRARY");
-  if (env && *env) {
-    cands[n++] = env; /* an explicit library is the only one tried */
-  } else {
-    cands[n++] = "libcudnn.so.9";
-    cands[n++] = "libcudnn.so.8";
-    cands[n++] = "/usr/local/cuda/lib64/libcudnn.so.9";
-    cands[n++] = "/usr/local/cuda/lib64/libcudnn.so.8";
-  }
-  void *h = NULL;
-  const char *err = NULL;
-  int i = 0;
-  for (; i < n && !h; i++) {
-    h = dlopen(cands[i], RTLD_NOW | RTLD_LOCAL);
-    if (!h && !err) err = dlerror();
-  }
-  if (!h) {
-    snprintf(why, why_len, "no cuDNN (%s): %s", cands[0], err ? err : "not found");
+  static const char *const names[] = {"libcudnn.so.9", "libcudnn.so.8"};
+  void *h = cuda_lib_open("FLAGOS_CUDNN_LIBRARY", names, 2, "cuDNN", l->path, sizeof l->path, why, why_len);
+  if (!h) return false;
+#define DNN_SYM(name, sym, ret, params) sym,
+#define DNN_SLOT(name, sym, ret, params) (void **)&l->name,
+  static const char *const syms[] = {DNN_FUNCS(DNN_SYM)};
+  void **const slots[] = {DNN_FUNCS(DNN_SLOT)};
+#undef DNN_SYM
+#undef DNN_SLOT
+  if (!cuda_lib_bind(h, syms, slots, (int)(sizeof syms / sizeof syms[0]), "cuDNN", l->path, why, why_len)) {
+    dlclose(h);
+    memset(l, 0, sizeof(*l));
     return false;
   }
-  snprintf(l->path, sizeof l->path, "%s", cands[i - 1]);
-#define DNN_BIND(name, sym, ret, params)                                             \
-  *(void **)(&l->name) = dlsym(h, sym);                                              \
-  if (!l->name) {                                                                    \
-    snprintf(why, why_len, "cuDNN (%.200s) has no %s (too old?)", l->path, sym);     \
-    dlclose(h);                                                                      \
-    memset(l, 0, sizeof(*l));                                                        \
-    return false;                                                                    \
-  }
-  DNN_FUNCS(DNN_BIND)
-#undef DNN_BIND
   l->handle = h;
   return true;
 }
 
 /* One line of $FLAGOS_CUDA_BLAS_LOG, as cuda_blas.c writes them. */
-static void dnn_log(struct cuda_dnn *b, const char *fmt, ...) FLAGOS_PRINTF(2, 3);
-static void dnn_log(struct cuda_dnn *b, const char *fmt, ...) {
-  FILE *f = b->log_path[0] ? fopen(b->log_path, "a") : stderr;
-  if (!f) return;
-  char line[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  fprintf(f, "flagos cuda[%d]: %s\n", (int)getpid(), line);
-  if (f != stderr) fclose(f);
-}
-
-static bool env_on(const char *name) {
-  const char *v = getenv(name);
-  return v && *v && strcmp(v, "0") != 0;
-}
+#define dnn_log(b, ...) cuda_log((b)->log_path, __VA_ARGS__)
 
 /* The library state, made (and the library opened) on the first call. */
 static struct cuda_dnn *dnn_get(cuda_state_t *s) {
@@ -150,10 +106,8 @@ static struct cuda_dnn *dnn_get(cuda_state_t *s) {
     struct cuda_dnn *b = calloc(1, sizeof(*b));
     if (b) {
       pthread_mutex_init(&b->lock, NULL);
-      b->tf32 = env_on("FLAGOS_ALLOW_TF32");
-      b->log = env_on("FLAGOS_CUDA_BLAS_LOG");
-      const char *lp = getenv("FLAGOS_CUDA_BLAS_LOG");
-      if (b->log && strcmp(lp, "1") != 0) snprintf(b->log_path, sizeof b->log_path, "%s", lp);
+      b->tf32 = cuda_env_on("FLAGOS_ALLOW_TF32");
+      b->log = cuda_log_target(b->log_path, sizeof b->log_path);
       const char *off = getenv("FLAGOS_CUDNN");
       b->off = off && strcmp(off, "0") == 0;
       b->force = off && *off && !b->off;
@@ -183,22 +137,6 @@ static flagos_status_t declined(cuda_state_t *s, flagos_status_t st) {
   return st;
 }
 
-/* The device a call runs on: the stream's, else the one whose allocator handed
- * out Y (or X, W), else the first one in use. */
-static int call_device(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c) {
-  if (stream) return stream->device;
-  int first = -1;
-  int order[3] = {c->n_bufs - 1, 0, 1};
-  for (int j = 0; j < 3; j++) {
-    cu_ptr_t p = (cu_ptr_t)(uintptr_t)c->bufs[order[j]];
-    for (int i = 0; i < s->n_devices; i++) {
-      if (!s->dev[i].ready) continue;
-      if (first < 0) first = i;
-      if (cuda_alloc_owns(&s->dev[i].alloc, p)) return i;
-    }
-  }
-  return first < 0 ? 0 : first;
-}
 
 /* Makes device d's handle and default-stream workspace once; needs its context current. */
 static flagos_status_t dev_get(cuda_state_t *s, struct cuda_dnn *b, int d, dnn_dev_t **out) {
@@ -213,13 +151,13 @@ static flagos_status_t dev_get(cuda_state_t *s, struct cuda_dnn *b, int d, dnn_d
       if (st) {
         free(v);
       } else {
-        st = cuda_alloc_get(s, &s->dev[d], DNN_WORKSPACE, &v->ws[0].ptr);
+        cu_ptr_t w0;
+        st = cuda_ws_for(s, &v->ws, d, NULL, DNN_WORKSPACE, &w0);
         if (st) {
           b->lib.Destroy(v->h);
           free(v);
         } else {
           pthread_mutex_init(&v->lock, NULL);
-          v->n_ws = 1;
           b->dev[d] = v;
         }
       }
@@ -230,21 +168,6 @@ static flagos_status_t dev_get(cuda_state_t *s, struct cuda_dnn *b, int d, dnn_d
   return st;
 }
 
-/* The workspace of `stream` (0 when it has none and no slot is left); v->lock held. */
-static flagos_status_t ws_for(cuda_state_t *s, dnn_dev_t *v, int d, flagos_bstream_t stream, cu_ptr_t *out) {
-  *out = 0;
-  for (int i = 0; i < v->n_ws; i++)
-    if (v->ws[i].stream == stream) {
-      *out = v->ws[i].ptr;
-      return NULL;
-    }
-  if (v->n_ws > DNN_STREAMS) return NULL;
-  flagos_status_t st = cuda_alloc_get(s, &s->dev[d], DNN_WORKSPACE, &v->ws[v->n_ws].ptr);
-  if (st) return st;
-  v->ws[v->n_ws].stream = stream;
-  *out = v->ws[v->n_ws++].ptr;
-  return NULL;
-}
 
 static void plan_release(struct cuda_dnn *b, dnn_plan_t *p) {
   if (p->xd) b->lib.DestroyTensor(p->xd);
@@ -476,7 +399,7 @@ flagos_status_t cuda_dnn_conv(cuda_state_t *s, flagos_bstream_t stream, const fl
     return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: conv in %s left to the kernels",
                                 dt_name(dt, b->tf32)));
   }
-  int d = call_device(s, stream, c);
+  int d = cuda_call_device(s, stream, c, c->n_bufs - 1);
   flagos_status_t st = cuda_use(s, d);
   if (st) return st;
   dnn_dev_t *v = NULL;
@@ -502,7 +425,7 @@ flagos_status_t cuda_dnn_conv(cuda_state_t *s, flagos_bstream_t stream, const fl
   pthread_mutex_lock(&v->lock);
   cu_ptr_t wsp = 0;
   dnn_plan_t *p = NULL;
-  st = ws_for(s, v, d, stream, &wsp);
+  st = cuda_ws_for(s, &v->ws, d, stream, DNN_WORKSPACE, &wsp);
   k.ws = wsp != 0;
   if (!st) st = plan_for(s, b, v, &k, X, W, Y, wsp, cs, &p);
   bool ran = false;
@@ -538,7 +461,7 @@ void cuda_dnn_shutdown(cuda_state_t *s) {
       s->drv.StreamSynchronize(s->dev[d].stream);
       for (int i = 0; i < DNN_CACHE; i++)
         if (v->plans[i].used) plan_release(b, &v->plans[i]);
-      for (int i = 0; i < v->n_ws; i++) cuda_alloc_put(s, &s->dev[d], v->ws[i].ptr);
+      cuda_ws_release(s, &v->ws, d);
       b->lib.Destroy(v->h);
     }
     pthread_mutex_destroy(&v->lock);

@@ -126,4 +126,44 @@ void cuda_module_unload(void *state, flagos_bmodule_t m);
 flagos_status_t cuda_kernel_get(void *state, flagos_bmodule_t m, const char *name, flagos_bkernel_t *out);
 flagos_status_t cuda_launch(void *state, flagos_bstream_t s, flagos_bkernel_t k, const flagos_launch_t *args);
 
+/* Run-time libraries (cuda_lib.c), for cuda_blas.c and cuda_dnn.c. */
+bool cuda_env_on(const char *name); /* set, non-empty and not "0" */
+/* Opens $env alone when it is set, else each of the n sonames, then the same
+ * names under /usr/local/cuda/lib64 (machines whose loader path lacks the
+ * toolkit). Returns the handle with the name opened in path, or NULL with
+ * "no WHAT (first candidate): first loader error" in why. */
+void *cuda_lib_open(const char *env, const char *const *sonames, int n, const char *what, char *path, size_t path_len,
+                    char *why, size_t why_len);
+/* Binds *slots[i] = dlsym(h, syms[i]) for each i; false (why says which
+ * symbol WHAT at path lacks) at the first one missing. */
+bool cuda_lib_bind(void *h, const char *const *syms, void **const *slots, int n, const char *what, const char *path,
+                   char *why, size_t why_len);
+/* Whether $FLAGOS_CUDA_BLAS_LOG asks for the library calls' log, and where it
+ * goes: path "" for stderr ("1"), else the file it names (conformance runs tests
+ * in children whose stderr is discarded). */
+bool cuda_log_target(char *path, size_t len);
+/* Writes "flagos cuda[PID]: LINE" to path ("" : stderr). */
+void cuda_log(const char *path, const char *fmt, ...) FLAGOS_PRINTF(2, 3);
+
+/* Per-stream workspaces of a library (cuBLASLt, cuDNN) on one device: the
+ * default stream's (slot 0, made with the device's handle), then one per other
+ * stream up to CUDA_WS_SLOTS, so that work on two streams never shares one (a
+ * graph captured on a stream keeps that stream's). Guarded by the caller. */
+#define CUDA_WS_SLOTS 9
+typedef struct cuda_ws_set {
+  struct {
+    flagos_bstream_t stream; /* NULL: the default stream */
+    cu_ptr_t ptr;
+  } ws[CUDA_WS_SLOTS];
+  int n;
+} cuda_ws_set_t;
+/* The workspace of `stream` (bytes each) from device d's allocator, made on its
+ * first use; *out 0 when every slot is taken (the call then runs without one). */
+flagos_status_t cuda_ws_for(cuda_state_t *s, cuda_ws_set_t *w, int d, flagos_bstream_t stream, size_t bytes,
+                            cu_ptr_t *out);
+void cuda_ws_release(cuda_state_t *s, cuda_ws_set_t *w, int d);
+/* The device a library call runs on: the stream's, else the one whose allocator
+ * handed out buffer y (the output), then buffer 0 or 1, else the first device in use. */
+int cuda_call_device(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c, int y);
+
 #endif
