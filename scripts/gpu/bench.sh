@@ -24,14 +24,7 @@
 #                   a second run on the same machine skips export and compiles
 #   BENCH_SUITE_ARGS  extra `flagos bench` options (default --max-seconds 1.5)
 set -uo pipefail
-t_start=$(date +%s)
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$repo"
-out=${OUT:-$repo/out}
-mkdir -p "$out"
-elapsed() { echo $(($(date +%s) - t_start)); }
-say() { echo "[$(elapsed)s] $*" | tee -a "$out/summary.txt"; }
-: >"$out/summary.txt"
+. "$(dirname "$0")/start.sh"
 budget=${BENCH_BUDGET_S:-560}
 stages=${BENCH_STAGES:-kernels,matmul,models,suite}
 work=${BENCH_WORK:-/tmp/flagos-bench}

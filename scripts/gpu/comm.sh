@@ -11,14 +11,7 @@
 # and COMM_BENCH_MIXED=0 narrow the benchmark.
 # Needs 2 GPUs for the NCCL steps; NCCL_NVLS_ENABLE=0 is forced (see the device notes).
 set -uo pipefail
-t_start=$(date +%s)
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$repo"
-out=${OUT:-$repo/out}
-mkdir -p "$out"
-elapsed() { echo $(($(date +%s) - t_start)); }
-say() { echo "[$(elapsed)s] $*" | tee -a "$out/summary.txt"; }
-: >"$out/summary.txt"
+. "$(dirname "$0")/start.sh"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 . "$repo/scripts/gpu/prefix.sh"
 

@@ -12,14 +12,7 @@
 # the CPU and the GPU replace the roofline (docs/sla.md "Tuning"); PLACE_TUNE=0
 # plans with the calibrated roofline alone.
 set -uo pipefail
-t_start=$(date +%s)
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$repo"
-out=${OUT:-$repo/out}
-mkdir -p "$out"
-elapsed() { echo $(($(date +%s) - t_start)); }
-say() { echo "[$(elapsed)s] $*" | tee -a "$out/summary.txt"; }
-: >"$out/summary.txt"
+. "$(dirname "$0")/start.sh"
 . "$repo/scripts/gpu/prefix.sh"
 
 build=$repo/build-gpu-place

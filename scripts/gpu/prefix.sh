@@ -1,6 +1,6 @@
-# Sourced by scripts/gpu/run.sh, scripts/gpu/comm.sh and scripts/gpu/bench.sh:
+# Sourced by the scripts in scripts/gpu/ after start.sh:
 # what they all need to build FlagOS on a GPU machine without a package registry.
-# The caller sets `repo` (the checkout) and `out` (reports) and defines `say MESSAGE`.
+# start.sh has set `repo` (the checkout) and `out` (reports) and defined `say MESSAGE`.
 #
 # Sourcing it writes $out/env.txt (the machine, its tools and packages), unpacks
 # what the machine lacks and sets `pre` (the prefix) and the array `cmake_args`.

@@ -9,14 +9,7 @@
 # Environment: PROFILE_MODELS, PROFILE_TOP (40), PROFILE_RUNS (20),
 # PROFILE_OPENCL (0), PROFILE_WORK (/tmp/flagos-profile: exports and caches).
 set -uo pipefail
-t_start=$(date +%s)
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$repo"
-out=${OUT:-$repo/out}
-mkdir -p "$out"
-elapsed() { echo $(($(date +%s) - t_start)); }
-say() { echo "[$(elapsed)s] $*" | tee -a "$out/summary.txt"; }
-: >"$out/summary.txt"
+. "$(dirname "$0")/start.sh"
 . "$repo/scripts/gpu/prefix.sh"
 
 build=$repo/build-gpu-profile

@@ -16,15 +16,8 @@
 # steps are skipped, default 400), FLAGOS_GPU_STAGES (default cuda,opencl,unit),
 # FLAGOS_GPU_FILTER (conformance --filter, e.g. test_add).
 set -uo pipefail
-t_start=$(date +%s)
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$repo"
-out=${OUT:-$repo/out}
-mkdir -p "$out"
+. "$(dirname "$0")/start.sh"
 budget=${FLAGOS_GPU_BUDGET_S:-400}
-elapsed() { echo $(($(date +%s) - t_start)); }
-say() { echo "[$(elapsed)s] $*" | tee -a "$out/summary.txt"; }
-: >"$out/summary.txt"
 
 # ---- the machine, and Debian packages into a prefix ----
 . "$repo/scripts/gpu/prefix.sh"
