@@ -22,11 +22,10 @@
 #include "runtime/runtime.h"
 
 #include "check.h"
+#include "wrap_cpu.h"
 
-static const flagos_backend_t *g_real;
-static flagos_backend_t g_table;
 static bool g_decline;
-static long g_launches, g_convs, g_gemms;
+static long g_convs, g_gemms;
 static int64_t g_ints[16];
 static int g_n_bufs;
 
@@ -66,25 +65,6 @@ static flagos_status_t f_library_call(void *st, flagos_bstream_t s, const flagos
   return NULL;
 }
 
-static flagos_status_t f_launch(void *st, flagos_bstream_t s, flagos_bkernel_t k, const flagos_launch_t *a) {
-  g_launches++;
-  return g_real->launch(st, s, k, a);
-}
-
-/* Puts the wrapped table in the registry's place of the cpu plugin, for sessions made after. */
-static bool wrap_cpu(void) {
-  rt_backend_t *be = NULL;
-  flagos_status_t st = rt_backend_get("cpu", &be);
-  CHECK(!st && be, "the cpu plugin loads: %s", st ? flagos_status_message(st) : "");
-  flagos_status_free(st);
-  if (!be || !be->api->library_call) return false;
-  g_real = be->api;
-  g_table = *g_real;
-  g_table.library_call = f_library_call;
-  g_table.launch = f_launch;
-  be->api = &g_table;
-  return true;
-}
 
 static flagos_bundle_t *bundle_of(const char *text) {
   fir_model_t *m = NULL;
@@ -198,7 +178,7 @@ static void check_reference(void) {
 
 int main(void) {
   check_reference();
-  if (!wrap_cpu()) {
+  if (!wrap_cpu(f_library_call)) {
     printf("test_conv_libcall: %d checks, %d failures\n", checks, failures);
     return 1;
   }

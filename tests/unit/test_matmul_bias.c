@@ -18,16 +18,15 @@
 
 #include "bundle/bundle.h"
 #include "check.h"
+#include "wrap_cpu.h"
 #include "compiler/compiler.h"
 #include "flagos/backend.h"
 #include "flagos/flagos.h"
 #include "passes/passes.h"
 #include "runtime/runtime.h"
 
-static const flagos_backend_t *g_real;
-static flagos_backend_t g_table;
 static bool g_take;
-static long g_launches, g_bias_calls, g_plain_calls;
+static long g_bias_calls, g_plain_calls;
 static int64_t g_ints[9];
 static double g_floats[2];
 
@@ -65,24 +64,6 @@ static flagos_status_t f_library_call(void *st, flagos_bstream_t s, const flagos
   return NULL;
 }
 
-static flagos_status_t f_launch(void *st, flagos_bstream_t s, flagos_bkernel_t k, const flagos_launch_t *a) {
-  g_launches++;
-  return g_real->launch(st, s, k, a);
-}
-
-static bool wrap_cpu(void) {
-  rt_backend_t *be = NULL;
-  flagos_status_t st = rt_backend_get("cpu", &be);
-  CHECK(!st && be, "the cpu plugin loads: %s", st ? flagos_status_message(st) : "");
-  flagos_status_free(st);
-  if (!be || !be->api->library_call) return false;
-  g_real = be->api;
-  g_table = *g_real;
-  g_table.library_call = f_library_call;
-  g_table.launch = f_launch;
-  be->api = &g_table;
-  return true;
-}
 
 static fir_model_t *parse(const char *text) {
   fir_model_t *m = NULL;
@@ -288,7 +269,7 @@ int main(void) {
        * Y[2,4] = 2 * (2*-4 + 2.25*-3 + 2.5*-2 + 2.75*-1) + 2 = -43. */
       {"Gemm transB alpha 2, C [5]", k_gemm, 2, {3, 4}, {1, 3, 5, 4, 0, 1, 0, 0, 0}, {2, 0}, w_gemm, bias, 7, -43},
   };
-  if (!wrap_cpu()) {
+  if (!wrap_cpu(f_library_call)) {
     printf("test_matmul_bias: %d checks, %d failures\n", checks, failures);
     return 1;
   }
