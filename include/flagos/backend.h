@@ -114,7 +114,11 @@ typedef struct flagos_backend {
   /* memory */
   flagos_status_t (*mem_alloc)(void *state, int device, size_t bytes, flagos_devptr_t *out);
   void (*mem_free)(void *state, int device, flagos_devptr_t p);
-  /* Copies; host pointers are plain pointers. Ordered on `stream` (NULL: default). */
+  /* Copies; host pointers are plain pointers. Ordered on `stream` (NULL: default).
+   * On the default stream copy_d2h is complete when it returns; on a stream of
+   * stream_create a copy may still run until the stream is synchronised, and the
+   * host memory must stay until then (the runtime's copier does so, from a thread
+   * of its own, while other threads issue work to the default stream). */
   flagos_status_t (*copy_h2d)(void *state, flagos_bstream_t stream, flagos_devptr_t dst, size_t dst_off,
                               const void *src, size_t bytes);
   flagos_status_t (*copy_d2h)(void *state, flagos_bstream_t stream, void *dst, flagos_devptr_t src,

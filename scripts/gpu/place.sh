@@ -54,7 +54,7 @@ plan() {
   if ! "$fl" compile "$work/bert.onnx" --targets cpu,cuda --sla "$work/sla-$name.json" --profile "$work/profiles.json" \
     "${tune[@]}" --explain -o "$work/bert-$name.flagos" >"$out/explain-$name.txt" 2>&1; then
     say "$name: compile failed: $(tail -3 "$out/explain-$name.txt" | tr '\n' ' ')"
-    rows+=("| $name | \`$sla\` | failed | | | | |")
+    rows+=("| $name | \`$sla\` | failed | | | | | |")
     return
   fi
   local pred pw groups
@@ -64,11 +64,19 @@ plan() {
   "$fl" run "$work/bert-$name.flagos" --input "input_ids=$work/input_ids.npy" --runs 30 >"$out/run-$name.txt" 2>&1
   local meas
   meas=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' "$out/run-$name.txt")
-  local ratio=""
+  local ratio="" sync=""
   [ -n "$meas" ] && [ -n "$pred" ] && ratio=$(python3 -c "print('%.2f' % ($meas / $pred))")
   say "$name: groups $groups predicted ${pred} ms, ${pw} W; measured ${meas:-failed} ms"
   [ -z "$meas" ] && tail -3 "$out/run-$name.txt" | tee -a "$out/summary.txt"
-  rows+=("| $name | \`$sla\` | $groups | $pred | ${meas:-failed} | $ratio | $pw |")
+  # A split plan copies between devices: the same runs with the copies made in
+  # turn on the run's thread, for the difference the copy thread makes.
+  if [ "$(grep -c '^device ' "$out/explain-$name.txt")" -gt 1 ]; then
+    FLAGOS_ASYNC_COPIES=0 "$fl" run "$work/bert-$name.flagos" --input "input_ids=$work/input_ids.npy" --runs 30 \
+      >"$out/run-$name-sync.txt" 2>&1
+    sync=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' "$out/run-$name-sync.txt")
+    say "$name: copies in turn (FLAGOS_ASYNC_COPIES=0): ${sync:-failed} ms"
+  fi
+  rows+=("| $name | \`$sla\` | $groups | $pred | ${meas:-failed} | $ratio | ${sync:-} | $pw |")
 }
 
 plan latency '{"objective": {"latency": 1}}'
@@ -92,8 +100,8 @@ plan memory "{\"objective\": {\"latency\": 1}, \"devices\": {\"cuda\": {\"memory
   echo "(${tune[*]:-no --tune}: times $([ ${#tune[@]} -gt 0 ] && echo "measured on both devices" || echo "from the roofline"));"
   echo "measured: median of 30 runs of \`flagos run\` (inputs uploaded and outputs downloaded each run)."
   echo
-  echo "| SLA | JSON | groups per device | predicted ms | measured ms | measured / predicted | predicted W |"
-  echo "|---|---|---|---:|---:|---:|---:|"
+  echo "| SLA | JSON | groups per device | predicted ms | measured ms | measured / predicted | measured ms, copies in turn | predicted W |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|"
   for r in "${rows[@]}"; do echo "$r"; done
 } >"$out/place.md"
 cat "$out/place.md"

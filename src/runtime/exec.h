@@ -61,8 +61,9 @@ typedef struct rt_exec {
    * tensors and temps come from and go back to this set (src/runtime/graph.c). */
   struct rt_hold *hold;
   /* Multi-device sessions (tests, reports; updated atomically): kernel nodes
-   * this slot ran, values copied onto it from other slots. */
-  int64_t nodes_run, copies_in;
+   * this slot ran, values copied onto it from other slots, and of those the
+   * copies started before the node just ahead of the first reader ran. */
+  int64_t nodes_run, copies_in, copies_ahead;
 } rt_exec_t;
 
 /* Device memory for the executor: from x->hold while it is set, else the plugin. */
@@ -161,10 +162,11 @@ flagos_status_t rt_multi_run(rt_exec_t *const *xs, const rt_mplan_t *mp, const f
                              const flagos_value_t *inputs, int n_inputs, flagos_value_t *outputs, int n_outputs);
 
 /* A planned session's device slot i (false past the last): its id, kernel
- * nodes it ran, values copied onto it from other devices, weights uploaded. */
+ * nodes it ran, values copied onto it from other devices (copies_ahead: those
+ * that ran while other nodes were issued), weights uploaded. */
 typedef struct rt_slot_stats {
   char id[96];
-  int64_t nodes_run, copies_in, weight_uploads;
+  int64_t nodes_run, copies_in, copies_ahead, weight_uploads;
 } rt_slot_stats_t;
 bool rt_session_slot_stats(const flagos_session_t *s, int i, rt_slot_stats_t *out);
 

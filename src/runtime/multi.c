@@ -2,23 +2,27 @@
  * run on the device slots a placement names, each through its own slot's
  * executor (plugin, loaded kernels, weights, allocator, default stream). A value
  * lives on the slot of the node that produced it (its home); a consumer on
- * another slot reads a mirror, copied once per run and slot through the host
- * with the plugins' own copies, the first time a node of that slot needs it.
+ * another slot reads a mirror, copied once per run and slot through the host.
  * Memory per slot: every buffer comes from its slot's allocator; a home copy is
  * freed once the consumers on its slot ran and every mirror was made, a mirror
  * once the consumers on its slot ran. Weights live in mirrors only: each slot
  * holds the initializers its nodes read, placed once per session (weights.c).
  *
- * Ordering: a device's launches and copies go to its default stream in program
- * order. A copy to the host (copy_d2h) is complete when it returns (the contract
- * the export of outputs relies on), so a value read off one device is on the host
- * before the next device receives it; a copy to a device is waited for (an
- * event recorded after it where the plugin has events, else a stream
- * synchronisation) before its host source may be freed. */
+ * Ordering: a device's launches go to its default stream in program order. A
+ * tensor's copies to the other slots that read it start as soon as its node
+ * was issued, on the copier's thread (copier.c: the plugins' copy streams,
+ * ordered after the producer by events), and the run's thread waits for one
+ * only before its first reader on that slot runs: meanwhile it issues the nodes
+ * that do not need it, on every device. Sequences, strings, and devices whose
+ * plugin lacks streams or events (and every copy with FLAGOS_ASYNC_COPIES=0)
+ * are copied on the run's thread when first read: a copy to the host
+ * (copy_d2h) is complete when it returns, a copy to a device is waited for
+ * before its host source may be freed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/copier.h"
 #include "runtime/exec.h"
 
 void rt_mplan_free(rt_mplan_t *mp) {
@@ -93,8 +97,16 @@ typedef struct mrun {
   rt_exec_t *const *xs;
   const rt_mplan_t *mp;
   rt_frame_t f;
-  unsigned char *made[RT_MAX_SLOTS]; /* by value id: the mirror on that slot exists */
+  /* by value id: the mirror on that slot exists (MADE), or is being copied
+   * (COPYING: job[slot][id] - 1 names the copier's job, at[slot][id] the node
+   * that made the value) */
+  unsigned char *made[RT_MAX_SLOTS];
+  int *job[RT_MAX_SLOTS], *at[RT_MAX_SLOTS];
+  rt_copier_t *cp; /* NULL: copies on the run's thread */
+  int node;        /* the node running now */
 } mrun_t;
+
+enum { MADE = 1, COPYING = 2 };
 
 static rt_exec_t *home_exec(const mrun_t *r, int id) {
   int h = r->f.home[id];
@@ -134,20 +146,24 @@ static flagos_status_t frame_init(mrun_t *r, const rt_plan_t *p) {
     if (!mp->uses_on[d]) continue;
     r->f.mirror[d] = calloc(n, sizeof(rt_val_t));
     r->made[d] = calloc(n, 1);
-    if (!r->f.mirror[d] || !r->made[d]) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+    r->job[d] = calloc(n, sizeof(int));
+    r->at[d] = calloc(n, sizeof(int));
+    if (!r->f.mirror[d] || !r->made[d] || !r->job[d] || !r->at[d])
+      return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
     rt_exec_t *x = r->xs[d];
     flagos_devptr_t const *placed = NULL;
     if (!x->host_visible && x->weights) FL_TRY(rt_weights_get(x->weights, p, mp->weights_on[d], &placed));
     for (int i = 0; i < g->n_values; i++) {
       if (!mp->weights_on[d][i]) continue;
       FL_TRY(place_weight(x, g->values[i]->init, placed ? placed[i] : NULL, &r->f.mirror[d][i]));
-      r->made[d][i] = 1;
+      r->made[d][i] = MADE;
     }
   }
   return NULL;
 }
 
 static void frame_free(mrun_t *r) {
+  rt_copier_free(r->cp); /* first: its jobs read and write the frame's buffers */
   const rt_plan_t *p = r->f.plan;
   int nv = p ? p->graph->n_values : 0;
   if (r->f.vals && r->f.home)
@@ -157,25 +173,69 @@ static void frame_free(mrun_t *r) {
       for (int i = 0; i < nv; i++) rt_val_release(r->xs[d], &r->f.mirror[d][i]);
     free(r->f.mirror[d]);
     free(r->made[d]);
+    free(r->job[d]);
+    free(r->at[d]);
   }
   free(r->f.vals);
   free(r->f.home);
 }
 
-/* Makes the mirror on slot d of value id (which lives on another slot). */
+/* The source's consumers on slot d read the mirror from now on. */
+static void mirror_made(mrun_t *r, int id, int d) {
+  rt_val_t *src = &r->f.vals[id];
+  __atomic_fetch_add(&r->xs[d]->copies_in, 1, __ATOMIC_RELAXED);
+  r->made[d][id] = MADE;
+  src->uses_left -= r->mp->uses_on[d][id];
+  if (src->uses_left <= 0 && !src->pinned) rt_val_release(r->xs[r->f.home[id]], src);
+}
+
+/* Makes the mirror on slot d of value id (which lives on another slot), or
+ * waits for the copy that makes it. */
 static flagos_status_t make_mirror(mrun_t *r, int id, int d) {
   int h = r->f.home[id];
   const fir_value_t *v = r->f.plan->graph->values[id];
   if (h < 0) return FL_ERR(FLAGOS_ERR_INTERNAL, "weight '%s' was not placed on device slot %d", v->name, d);
   rt_val_t *src = &r->f.vals[id], *dst = &r->f.mirror[d][id];
-  flagos_status_t st = cross_copy(r->xs[h], r->xs[d], src, dst);
+  flagos_status_t st;
+  if (r->made[d][id] == COPYING) {
+    st = rt_copier_wait(r->cp, r->job[d][id] - 1);
+    if (!st && r->node > r->at[d][id] + 1) __atomic_fetch_add(&r->xs[d]->copies_ahead, 1, __ATOMIC_RELAXED);
+    if (r->xs[d]->trace)
+      fprintf(stderr, "flagos trace: copy of '%s' to slot %d done (made by node %d, read by node %d)\n", v->name, d,
+              r->at[d][id], r->node);
+  } else {
+    st = cross_copy(r->xs[h], r->xs[d], src, dst);
+    if (!st) dst->uses_left = r->mp->uses_on[d][id];
+  }
   if (st) return flagos_status_wrap(st, "while copying '%s' between devices", v->name);
-  __atomic_fetch_add(&r->xs[d]->copies_in, 1, __ATOMIC_RELAXED);
-  dst->uses_left = r->mp->uses_on[d][id];
-  r->made[d][id] = 1;
-  /* The consumers on d read the mirror now. */
-  src->uses_left -= r->mp->uses_on[d][id];
-  if (src->uses_left <= 0 && !src->pinned) rt_val_release(r->xs[h], src);
+  mirror_made(r, id, d);
+  return NULL;
+}
+
+/* Starts the copies of value id (just made on its home slot) to the other
+ * slots that read it, where both devices can copy asynchronously. */
+static flagos_status_t start_copies(mrun_t *r, int id) {
+  int h = r->f.home[id];
+  rt_val_t *src = &r->f.vals[id];
+  if (!r->cp || h < 0 || !src->present || src->kind != FLAGOS_VALUE_TENSOR || src->dtype == FLAGOS_STRING ||
+      !src->nbytes || !rt_copier_can(r->xs[h]))
+    return NULL;
+  for (int d = 0; d < RT_MAX_SLOTS; d++) {
+    if (d == h || !r->mp->uses_on[d] || !r->mp->uses_on[d][id] || r->made[d][id]) continue;
+    rt_exec_t *xa = r->xs[h], *xb = r->xs[d];
+    if (!rt_copier_can(xb) || (xa->host_visible && xb->host_visible)) continue;
+    rt_val_t *dst = &r->f.mirror[d][id];
+    FL_TRY(rt_val_alloc_tensor(xb, dst, src->dtype, src->rank, src->dims));
+    dst->uses_left = r->mp->uses_on[d][id];
+    int job;
+    FL_TRY(rt_copier_start(r->cp, xa, xb, src->ptr, dst->ptr, src->nbytes, &job));
+    r->job[d][id] = job + 1;
+    r->at[d][id] = r->node;
+    r->made[d][id] = COPYING;
+    if (xb->trace)
+      fprintf(stderr, "flagos trace: copy of '%s' from slot %d to slot %d started\n", r->f.plan->graph->values[id]->name,
+              h, d);
+  }
   return NULL;
 }
 
@@ -192,7 +252,7 @@ static flagos_status_t run_node(mrun_t *r, int i) {
   rt_exec_t *x = r->xs[d];
   for (int k = 0; k < n_reads(rn); k++) {
     fir_value_t *v = read_k(rn, k);
-    if (v && v->graph == g && r->f.home[v->id] != d && !r->made[d][v->id]) FL_TRY(make_mirror(r, v->id, d));
+    if (v && v->graph == g && r->f.home[v->id] != d && r->made[d][v->id] != MADE) FL_TRY(make_mirror(r, v->id, d));
   }
   for (int k = 0; k < rn->node->n_outputs; k++)
     if (rn->node->outputs[k]) r->f.home[rn->node->outputs[k]->id] = d;
@@ -213,6 +273,8 @@ static flagos_status_t run_node(mrun_t *r, int i) {
     __atomic_fetch_add(&x->nodes_run, 1, __ATOMIC_RELAXED);
   }
   if (st) return st;
+  for (int k = 0; k < rn->node->n_outputs; k++)
+    if (rn->node->outputs[k]) FL_TRY(start_copies(r, rn->node->outputs[k]->id));
   for (int k = 0; k < n_reads(rn); k++) {
     fir_value_t *v = read_k(rn, k);
     if (!v || v->graph != g) continue;
@@ -231,6 +293,9 @@ flagos_status_t rt_multi_run(rt_exec_t *const *xs, const rt_mplan_t *mp, const f
   r.xs = xs;
   r.mp = mp;
   flagos_status_t st = frame_init(&r, p);
+  const char *env = getenv("FLAGOS_ASYNC_COPIES");
+  if (!st && mp->n_used > 1 && !(env && !strcmp(env, "0")) && !(r.cp = rt_copier_new()))
+    st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
   for (int k = 0; k < n_inputs && !st; k++) {
     int id = g->inputs[k]->id, d = mp->input_slot[k];
     /* An input with a default (initializer) is overridden: its placed views go. */
@@ -244,7 +309,10 @@ flagos_status_t rt_multi_run(rt_exec_t *const *xs, const rt_mplan_t *mp, const f
     st = rt_import_value(xs[d], g->inputs[k]->name, g->inputs[k]->type, &inputs[k], &r.f.vals[id]);
     r.f.vals[id].pinned = true;
   }
+  r.node = -1;
+  for (int k = 0; k < n_inputs && !st; k++) st = start_copies(&r, g->inputs[k]->id);
   for (int i = 0; i < p->n_nodes && !st; i++) {
+    r.node = i;
     st = run_node(&r, i);
     if (st) st = flagos_status_wrap(st, "while running node %d (%s '%s')", i, p->nodes[i].node->op_type, p->nodes[i].node->name);
   }

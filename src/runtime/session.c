@@ -358,7 +358,11 @@ flagos_status_t flagos_session_set_sla(flagos_session_t *s, const char *sla_json
   return st;
 }
 
-double flagos_session_last_run_ms(const flagos_session_t *s) { return s->last_ms; }
+double flagos_session_last_run_ms(const flagos_session_t *s) {
+  double v;
+  __atomic_load(&s->last_ms, &v, __ATOMIC_RELAXED);
+  return v;
+}
 
 static void dims_str(char *buf, size_t n, int rank, const int64_t *dims, const fir_type_t *t) {
   size_t o = (size_t)snprintf(buf, n, "[");
@@ -547,6 +551,9 @@ static flagos_status_t export_outputs(rt_exec_t *x, rt_exec_t *const *xs, rt_val
   return st;
 }
 
+/* Runs of one session may end on several threads at once. */
+static void set_last_ms(flagos_session_t *s, double ms) { __atomic_store(&s->last_ms, &ms, __ATOMIC_RELAXED); }
+
 /* A run on one device: through a captured graph where gs can, else plainly. */
 static flagos_status_t run_one(flagos_session_t *s, rt_exec_t *x, rt_graphs_t *gs, const flagos_value_t *inputs,
                                int n_inputs, flagos_value_t *outputs, int n_outputs, double t0) {
@@ -555,7 +562,7 @@ static flagos_status_t run_one(flagos_session_t *s, rt_exec_t *x, rt_graphs_t *g
     bool done;
     flagos_status_t st = rt_graphs_run(gs, x, inputs, n_inputs, outputs, n_outputs, &done);
     if (done) {
-      s->last_ms = now_ms() - t0;
+      set_last_ms(s, now_ms() - t0);
       return st;
     }
   }
@@ -580,10 +587,10 @@ static flagos_status_t run_one(flagos_session_t *s, rt_exec_t *x, rt_graphs_t *g
     free(vals);
   }
   rt_frame_free(x, &f);
-  s->last_ms = now_ms() - t0;
+  set_last_ms(s, now_ms() - t0);
   if (x->prof) {
     rt_prof_host_span(x->prof, "export outputs", NULL, prof_t0);
-    flagos_status_t ps = rt_prof_run_end(x->prof, st == NULL, s->last_ms);
+    flagos_status_t ps = rt_prof_run_end(x->prof, st == NULL, flagos_session_last_run_ms(s));
     if (!st) st = ps;
     else flagos_status_free(ps);
   }
@@ -623,7 +630,7 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
     __atomic_fetch_add(&x->nodes_run, kn, __ATOMIC_RELAXED);
   } else {
     st = rt_multi_run(s->xs, mp, s->b, inputs, n_inputs, outputs, n_outputs);
-    s->last_ms = now_ms() - t0;
+    set_last_ms(s, now_ms() - t0);
   }
   plan_release(mp);
   return st;
@@ -645,6 +652,7 @@ bool rt_session_slot_stats(const flagos_session_t *s, int i, rt_slot_stats_t *ou
   snprintf(out->id, sizeof out->id, "%s", sl->id);
   out->nodes_run = __atomic_load_n(&sl->x.nodes_run, __ATOMIC_RELAXED);
   out->copies_in = __atomic_load_n(&sl->x.copies_in, __ATOMIC_RELAXED);
+  out->copies_ahead = __atomic_load_n(&sl->x.copies_ahead, __ATOMIC_RELAXED);
   out->weight_uploads = rt_weights_uploads(sl->weights);
   return true;
 }

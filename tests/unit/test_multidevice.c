@@ -155,6 +155,14 @@ static void slot_nodes(flagos_session_t *s, int64_t *cpu, int64_t *ocl, int64_t 
   }
 }
 
+/* Copies that ran while the run went on with other nodes, over every slot. */
+static int64_t copies_ahead(flagos_session_t *s) {
+  int64_t n = 0;
+  rt_slot_stats_t st;
+  for (int i = 0; rt_session_slot_stats(s, i, &st); i++) n += st.copies_ahead;
+  return n;
+}
+
 /* ---- the 13-node model and its reference ---- */
 enum { B = 4, I = 16, H = 32, O = 8 };
 static float w1[I * H], b1[H], w2[H * H], b2[H], w3[H * O], b3[O], cc[H];
@@ -365,6 +373,15 @@ int main(void) {
         (long long)cp);
   CHECK(up > 0 && up <= 7, "opencl holds %lld weight uploads after two runs (7 initializers, each placed once at most)",
         (long long)up);
+  /* The copies run on the copier's thread while the nodes that do not need
+   * them are issued; with FLAGOS_ASYNC_COPIES=0 on the run's thread, in turn. */
+  int64_t ahead = copies_ahead(planned);
+  CHECK(ahead > 0, "13-node plan: no copy ran ahead of its reader (%lld copies)", (long long)cp);
+  setenv("FLAGOS_ASYNC_COPIES", "0", 1);
+  CHECK(run_check(planned, &dx, 2, dref, dnumel), "13-node model placed on cpu+opencl, copies in turn, differs");
+  unsetenv("FLAGOS_ASYNC_COPIES");
+  CHECK(copies_ahead(planned) == ahead, "copies in turn ran ahead: %lld, before %lld", (long long)copies_ahead(planned),
+        (long long)ahead);
   flagos_session_destroy(on_cpu);
   flagos_session_destroy(on_ocl);
   flagos_session_destroy(planned);
@@ -390,15 +407,16 @@ int main(void) {
   }
   int64_t cb, ob, cpb;
   slot_nodes(s, &cb, &ob, &cpb, NULL);
-  /* The swapper is this thread: GLPK keeps an environment per thread that solved
-   * something, which a thread that exits would leak. */
-  pthread_t th[N_THREADS];
+  /* The swapper is a thread of its own that ends: GLPK keeps an environment
+   * per thread, which the solver frees (LeakSanitizer, under ASan, says if not). */
+  pthread_t th[N_THREADS], swapper;
   for (int t = 0; t < N_THREADS; t++) {
     w[t].s = s;
     pthread_create(&th[t], NULL, worker_main, &w[t]);
   }
   int bad = 0, runs = 0;
-  swapper_main(s);
+  pthread_create(&swapper, NULL, swapper_main, s);
+  pthread_join(swapper, NULL);
   for (int t = 0; t < N_THREADS; t++) {
     pthread_join(th[t], NULL);
     bad += w[t].bad;
