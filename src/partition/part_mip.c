@@ -8,6 +8,7 @@
  * L (latency) and, in throughput mode, T >= busy[d] (the period). */
 #include <glpk.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "partition/part_internal.h"
@@ -138,7 +139,7 @@ static double *incumbent_vals(const mip_t *m, const int *assign) {
   return v;
 }
 
-bool part_mip_solve(const part_problem_t *p, const part_mip_req_t *r, int *assign, bool *optimal) {
+static bool mip_solve(const part_problem_t *p, const part_mip_req_t *r, int *assign, bool *optimal) {
   const part_graph_t *g = p->g;
   const part_sla_t *s = &p->sla;
   mip_t m = {.p = p, .G = g->n_groups, .D = p->n_dev};
@@ -337,4 +338,32 @@ bool part_mip_solve(const part_problem_t *p, const part_mip_req_t *r, int *assig
   free(m.y_a);
   free(m.y_b);
   return found;
+}
+
+/* GLPK keeps an environment per thread (thread-local storage) from the first
+ * call on, freed only by glp_free_env in that thread. The solve runs on a thread
+ * of its own that frees it at its end, so that a caller's threads (a
+ * flagos_session_set_sla from a short-lived thread, say) keep no GLPK memory,
+ * and a caller that uses GLPK itself keeps its own environment untouched. */
+typedef struct solve_job {
+  const part_problem_t *p;
+  const part_mip_req_t *r;
+  int *assign;
+  bool optimal, found;
+} solve_job_t;
+
+static void *solve_main(void *arg) {
+  solve_job_t *j = arg;
+  j->found = mip_solve(j->p, j->r, j->assign, &j->optimal);
+  glp_free_env();
+  return NULL;
+}
+
+bool part_mip_solve(const part_problem_t *p, const part_mip_req_t *r, int *assign, bool *optimal) {
+  solve_job_t j = {.p = p, .r = r, .assign = assign};
+  pthread_t th;
+  if (pthread_create(&th, NULL, solve_main, &j) != 0) return mip_solve(p, r, assign, optimal);
+  pthread_join(th, NULL);
+  *optimal = j.optimal;
+  return j.found;
 }

@@ -180,9 +180,9 @@ void rt_graphs_destroy(rt_graphs_t *gs) {
 void rt_graphs_stats(const rt_graphs_t *gs, rt_graph_stats_t *out) {
   memset(out, 0, sizeof(*out));
   if (!gs) return;
-  pthread_mutex_lock((pthread_mutex_t *)&gs->lock);
-  *out = gs->stats;
-  pthread_mutex_unlock((pthread_mutex_t *)&gs->lock);
+  out->captures = __atomic_load_n(&gs->stats.captures, __ATOMIC_RELAXED);
+  out->replays = __atomic_load_n(&gs->stats.replays, __ATOMIC_RELAXED);
+  out->fallbacks = __atomic_load_n(&gs->stats.fallbacks, __ATOMIC_RELAXED);
 }
 
 /* dtype, rank and dims of every input; false when an input is no numeric tensor. */
@@ -219,10 +219,10 @@ static void unlink_entry(rt_graphs_t *gs, rt_gentry_t *e) {
   pthread_mutex_unlock(&gs->lock);
 }
 
+/* Atomic, not under gs->lock: it is called with an entry's busy lock held. */
 static void count(rt_graphs_t *gs, int64_t *field) {
-  pthread_mutex_lock(&gs->lock);
-  (*field)++;
-  pthread_mutex_unlock(&gs->lock);
+  (void)gs;
+  __atomic_fetch_add(field, 1, __ATOMIC_RELAXED);
 }
 
 /* Uploads the inputs into the graph's buffers (unless the capturing run has just
@@ -377,8 +377,8 @@ flagos_status_t rt_graphs_run(rt_graphs_t *gs, const rt_exec_t *x, const flagos_
       hold_release(&gs->x, &e->hold);
       pthread_mutex_lock(&gs->lock);
       e->failed = true;
-      gs->stats.fallbacks++;
       pthread_mutex_unlock(&gs->lock);
+      count(gs, &gs->stats.fallbacks);
     }
   } else {
     st = replay(gs, x, e, inputs, n_inputs, outputs, n_outputs, true);
