@@ -14,7 +14,8 @@
  * FLAGOS_OPENCL_BLAS: 1 = f32 and f64 through CLBlast; 0 = never (the
  * generic kernels only); f16 = also f16 (CLBlast's Hgemm accumulates in half
  * precision, far less accurate than the generic kernel's f32 sums, so it is
- * opt-in); unset = 1 on GPUs and accelerators, 0 on CPU devices (blas_mode).
+ * opt-in); unset = 1 on GPUs and accelerators, on CPU devices products of at
+ * least 2^24 multiply-adds only (blas_mode).
  * FLAGOS_TRACE (any value) prints one line per call made, or refused, to
  * stderr; FLAGOS_OPENCL_BLAS_LOG=FILE appends them to FILE. */
 #include <dlfcn.h>
@@ -145,13 +146,17 @@ static void blas_load_once(void) {
   if (!g_blas.lib) trace_line("flagos trace: opencl gemm: no CLBlast (%s): generic kernels\n", g_blas.why);
 }
 
-/* 0: off, 1: f32/f64, 2: also f16 (FLAGOS_OPENCL_BLAS, read on each call:
- * cheap, and tests switch it). Unset: off on CPU devices, where CLBlast's
- * first use of each kernel kind costs seconds of compilation (about 10 s a
- * kind on PoCL) and the cpu backend is the fast path anyway; on elsewhere. */
+/* 0: off, 1: f32/f64, 2: also f16, 3: f32/f64 products of at least
+ * BLAS_CPU_MIN_MACS multiply-adds (FLAGOS_OPENCL_BLAS, read on each call: cheap,
+ * and tests switch it). Unset: 3 on CPU devices, 1 elsewhere. On PoCL CLBlast's
+ * first use of each kernel kind costs seconds of compilation (about 10 s a kind
+ * with an empty PoCL cache), which small products (the conformance tests) do not
+ * repay, while a model's are 7-10x faster than the generic kernel (BERT-base f32
+ * on 2 cores: 3.0 s a run with CLBlast; 3 runs did not finish in 180 s without). */
+#define BLAS_CPU_MIN_MACS ((int64_t)1 << 24)
 static int blas_mode(const ocl_device_t *d) {
   const char *v = getenv("FLAGOS_OPENCL_BLAS");
-  if (!v || !*v) return (d->type & CL_DEVICE_TYPE_CPU) ? 0 : 1;
+  if (!v || !*v) return (d->type & CL_DEVICE_TYPE_CPU) ? 3 : 1;
   if (strcmp(v, "0") == 0 || strcmp(v, "off") == 0) return 0;
   if (strcmp(v, "f16") == 0) return 2;
   return 1;
@@ -273,6 +278,11 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: CLBlast is off for '%s' (FLAGOS_OPENCL_BLAS %s)",
                    d->name, ev && *ev ? ev : "unset: off on CPU devices");
   }
+  if (mode == 3 && batch * M * N * K < BLAS_CPU_MIN_MACS)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED,
+                   "opencl backend: a gemm of %lld multiply-adds on CPU device '%s' is left to the kernel (CLBlast "
+                   "from %lld, FLAGOS_OPENCL_BLAS unset)",
+                   (long long)(batch * M * N * K), d->name, (long long)BLAS_CPU_MIN_MACS);
   int32_t dt = c->buf_dtypes[0];
   bool dt_ok = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || (dt == FLAGOS_FLOAT16 && mode == 2);
   if (!dt_ok || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt)
