@@ -4,7 +4,7 @@
  * is a memcpy into a pinned buffer and an asynchronous copy from it (the caller
  * may reuse its memory at once, as before), and the buffer is handed out again
  * once the event recorded after the copy has completed. A device-to-host copy
- * on the default stream lands in a pinned buffer, is waited for (the runtime
+ * (on any stream) lands in a pinned buffer, is waited for (the runtime
  * reads the data at once) and then copied out.
  *
  * A few buffers per device (CUDA_STAGING_SLOTS), grown to the next power of two

@@ -61,7 +61,7 @@ plan() {
   pred=$(awk '/^  latency/ {print $2}' "$out/explain-$name.txt")
   pw=$(awk '/^  average power/ {print $3}' "$out/explain-$name.txt")
   groups=$(awk '/^device / {d=$2} /groups, busy/ {printf "%s %s; ", d, $1}' "$out/explain-$name.txt")
-  "$fl" run "$work/bert-$name.flagos" --input "input_ids=$work/input_ids.npy" --runs 30 >"$out/run-$name.txt" 2>&1
+  "$fl" run "$work/bert-$name.flagos" --input "input_ids=$work/input_ids.npy" --runs 100 >"$out/run-$name.txt" 2>&1
   local meas
   meas=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' "$out/run-$name.txt")
   local ratio="" sync=""
@@ -71,7 +71,7 @@ plan() {
   # A split plan copies between devices: the same runs with the copies made in
   # turn on the run's thread, for the difference the copy thread makes.
   if [ "$(grep -c '^device ' "$out/explain-$name.txt")" -gt 1 ]; then
-    FLAGOS_ASYNC_COPIES=0 "$fl" run "$work/bert-$name.flagos" --input "input_ids=$work/input_ids.npy" --runs 30 \
+    FLAGOS_ASYNC_COPIES=0 "$fl" run "$work/bert-$name.flagos" --input "input_ids=$work/input_ids.npy" --runs 100 \
       >"$out/run-$name-sync.txt" 2>&1
     sync=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' "$out/run-$name-sync.txt")
     say "$name: copies in turn (FLAGOS_ASYNC_COPIES=0): ${sync:-failed} ms"
@@ -98,7 +98,7 @@ plan memory "{\"objective\": {\"latency\": 1}, \"devices\": {\"cuda\": {\"memory
   echo
   echo "Profiles: \`flagos devices --calibrate\` on this machine ($out/calibrate.txt). Predicted: \`flagos compile --explain\`"
   echo "(${tune[*]:-no --tune}: times $([ ${#tune[@]} -gt 0 ] && echo "measured on both devices" || echo "from the roofline"));"
-  echo "measured: median of 30 runs of \`flagos run\` (inputs uploaded and outputs downloaded each run)."
+  echo "measured: median of 100 runs of \`flagos run\` (inputs uploaded and outputs downloaded each run)."
   echo
   echo "| SLA | JSON | groups per device | predicted ms | measured ms | measured / predicted | measured ms, copies in turn | predicted W |"
   echo "|---|---|---|---:|---:|---:|---:|---:|"
