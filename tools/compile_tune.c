@@ -43,10 +43,11 @@ static flagos_status_t time_runs(flagos_session_t *s, flagos_bundle_t *b, const 
   return st;
 }
 
-/* A plan runs through the planned-session path (src/runtime/multi.c: per-node
- * placement, no graph replay), which pays more per node than a session of one
- * device: the run a plan's prediction must match is a planned session with
- * every group on `target`, forced by an SLA that forbids the other targets. */
+/* The run a plan's prediction must match is a planned session: one with every
+ * group on `target` (forced by an SLA that forbids the other targets) runs that
+ * device's own path, captured graphs included; a split plan's nodes run through
+ * src/runtime/multi.c, one launch at a time, which this does not time (the
+ * per-group overhead of a split plan is taken from the one-device run). */
 static flagos_status_t time_planned(flagos_bundle_t *b, const char *target, const char *const *targets, int n_targets,
                                     const flagos_value_t *vin, int runs, int warmup, double *median_s) {
   flagos_session_options_t so = {.device = "plan"};

@@ -18,6 +18,7 @@ typedef struct rt_slot {
   rt_exec_t x;
   flagos_bmodule_t module;
   rt_weights_t *weights;
+  rt_graphs_t *graphs; /* for runs of a plan on this device alone, or NULL (src/runtime/graph.c) */
 } rt_slot_t;
 
 struct flagos_session_s {
@@ -96,6 +97,7 @@ static flagos_status_t find_device(rt_backend_t *be, const char *name, const cha
 
 static void slot_close(rt_slot_t *sl) {
   if (!sl) return;
+  rt_graphs_destroy(sl->graphs);
   rt_weights_destroy(sl->weights);
   if (sl->module) sl->be->api->module_unload(sl->be->state, sl->module);
   free(sl->x.kernels);
@@ -145,6 +147,7 @@ static flagos_status_t slot_open(flagos_bundle_t *b, const char *spec, rt_slot_t
     st = be->api->kernel_get(be->state, sl->module, b->kernel_names[i], &sl->x.kernels[i]);
   if (!st && !sl->x.host_visible) st = rt_weights_create(be->api, be->state, dev, &sl->weights);
   sl->x.weights = sl->weights;
+  if (!st) st = rt_graphs_create(&sl->x, &b->main, &sl->graphs);
   if (st) {
     slot_close(sl);
     memset(sl, 0, sizeof(*sl));
@@ -263,7 +266,7 @@ flagos_status_t flagos_session_create(flagos_bundle_t *b, const flagos_session_o
       s->module = one.module;
       s->weights = one.weights;
       s->x.weights = s->weights;
-      st = rt_graphs_create(&s->x, &b->main, &s->graphs);
+      s->graphs = one.graphs;
     }
   }
   if (st) {
@@ -623,8 +626,10 @@ flagos_status_t flagos_session_run(flagos_session_t *s, const flagos_value_t *in
   rt_mplan_t *mp = plan_acquire(s);
   flagos_status_t st;
   if (mp->single_slot >= 0) {
+    /* The plan on one device runs as a session for that device alone would,
+     * captured graphs included. */
     rt_exec_t *x = s->xs[mp->single_slot];
-    st = run_one(s, x, NULL, inputs, n_inputs, outputs, n_outputs, t0);
+    st = run_one(s, x, s->slots[mp->single_slot]->graphs, inputs, n_inputs, outputs, n_outputs, t0);
     int kn = 0;
     for (int i = 0; i < s->b->main.n_nodes; i++) kn += !s->b->main.nodes[i].host;
     __atomic_fetch_add(&x->nodes_run, kn, __ATOMIC_RELAXED);
@@ -642,7 +647,16 @@ void rt_session_stats(const flagos_session_t *s, int64_t *weight_uploads, rt_gra
     *weight_uploads = rt_weights_uploads(s->weights);
     for (int i = 0; s->planned && i < s->n_slots; i++) *weight_uploads += rt_weights_uploads(s->slots[i]->weights);
   }
-  if (graphs) rt_graphs_stats(s->graphs, graphs);
+  if (graphs) {
+    rt_graphs_stats(s->graphs, graphs);
+    for (int i = 0; s->planned && i < s->n_slots; i++) {
+      rt_graph_stats_t g;
+      rt_graphs_stats(s->slots[i]->graphs, &g);
+      graphs->captures += g.captures;
+      graphs->replays += g.replays;
+      graphs->fallbacks += g.fallbacks;
+    }
+  }
 }
 
 bool rt_session_slot_stats(const flagos_session_t *s, int i, rt_slot_stats_t *out) {

@@ -3,7 +3,8 @@
  * named "cpu" that wraps the real one, says its memory is not host-visible and
  * counts copies and launches (tests/unit/fake_device_plugin.c). Results are
  * compared with NumPy's output for the example model (examples/mlp_expected.npy);
- * the counts with what the model holds (four initializers, one input). Also: the
+ * the counts with what the model holds (four initializers, one input); a planned
+ * session whose plan keeps everything on that device replays too. Also: the
  * cuda plugin's graph entries without a GPU. */
 #include <dlfcn.h>
 #include <math.h>
@@ -252,6 +253,26 @@ int main(void) {
   CHECK(gst.captures == 1 && gst.captures + gst.replays <= 40, "threads: %lld captures, %lld replays",
         (long long)gst.captures, (long long)gst.replays);
   flagos_session_destroy(s);
+
+  /* 4. A planned session whose plan keeps everything on the device runs like
+   * a session for that device: captured at the first run, replayed after. */
+  flagos_session_options_t po = {.device = "plan"};
+  s = NULL;
+  st = flagos_session_create(g_bundle, &po, &s);
+  CHECK(!st && s, "planned session: %s", flagos_status_message(st));
+  flagos_status_free(st);
+  if (s) {
+    get_counts(&c0);
+    CHECK(run_ok(s) && run_ok(s) && run_ok(s), "planned session: runs differ from NumPy");
+    get_counts(&c1);
+    rt_session_stats(s, &uploads, &gst);
+    CHECK(gst.captures == 1 && gst.replays == 2 && c1.graph_launches - c0.graph_launches == 3 &&
+              c1.launches == c0.launches,
+          "planned session on one device: %lld captures, %lld replays, %ld graph launches, %ld direct launches",
+          (long long)gst.captures, (long long)gst.replays, c1.graph_launches - c0.graph_launches,
+          c1.launches - c0.launches);
+    flagos_session_destroy(s);
+  }
 
   cuda_plugin_without_gpu();
   flagos_bundle_close(g_bundle);
