@@ -22,6 +22,13 @@ add_test(NAME conformance_sample_cpu
 set_tests_properties(conformance_sample_cpu PROPERTIES LABELS "conformance-sample" TIMEOUT 3600 RUN_SERIAL TRUE
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 
+# --filter matches in any case: "RELU" finds test_relu (none before).
+add_test(NAME conformance_filter_case
+  COMMAND $<TARGET_FILE:flagos_cli> conformance ${FLAGOS_CONFORMANCE_DIR}/onnx-node --target cpu --filter TEST_RELU
+          --expected-failures ${CONF_LIST}/onnx-node.cpu.expected-failures)
+set_tests_properties(conformance_filter_case PROPERTIES LABELS "unit" PASS_REGULAR_EXPRESSION "[1-9][0-9]* passed, 0 failed"
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+
 # The command line as a user meets it (errors included).
 add_test(NAME cli COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_cli.sh $<TARGET_FILE:flagos_cli> ${PROJECT_SOURCE_DIR}
          ${CMAKE_CURRENT_BINARY_DIR}/cli-work)

@@ -36,8 +36,8 @@ static const char k_help[] =
     "                              opencl:NVIDIA)\n"
     "  --device D                  device to run on (default: the target)\n"
     "  --report FILE               write a JSON report of every test\n"
-    "  --filter S                  only tests whose name contains S ('=NAME' for an\n"
-    "                              exact name); repeatable\n"
+    "  --filter S                  only tests whose name contains S, in any case\n"
+    "                              ('=NAME' for an exact name); repeatable\n"
     "  --shard K/N                 only every N-th test (by name) from the K-th on,\n"
     "                              K in 0..N-1: a sample spread over all operators\n"
     "  --expected-failures FILE    tests listed there (one per line: NAME reason)\n"
@@ -288,7 +288,7 @@ static int conformance_main(int argc, char **argv, const char **filters) {
     if (access(p, R_OK) != 0) continue;
     bool keep = n_filters == 0;
     for (int f = 0; f < n_filters && !keep; f++)
-      keep = filters[f][0] == '=' ? strcmp(e->d_name, filters[f] + 1) == 0 : strstr(e->d_name, filters[f]) != NULL;
+      keep = filters[f][0] == '=' ? strcmp(e->d_name, filters[f] + 1) == 0 : strcasestr(e->d_name, filters[f]) != NULL;
     if (!keep) continue;
     if (n == cap) names = realloc(names, sizeof(char *) * (size_t)(cap *= 2));
     names[n++] = strdup(e->d_name);
