@@ -123,15 +123,32 @@ class Tables:
                 "FlagOS: kernel device time from `flagos profile`.", ""]
         return out
 
+    def models_cpu(self, cases):
+        """FlagOS's cpu backend next to the OpenCL device (PoCL on a CPU: BENCH_FLAGOS=cpu=cpu,opencl=opencl)."""
+        rows = []
+        for c in cases:
+            r = self.get("models", c, "flagos-cpu")
+            if not r or "error" in r:
+                continue
+            o = self.get("models", c, "flagos-opencl")
+            oms = o["ms"] if o and "error" not in o else None
+            rows.append("| %s | %s | %s | %s |" % (c, fmt(r["ms"], 3), fmt(oms, 3) if oms else "—",
+                                                   self.ratio(oms, r["ms"])))
+        if not rows:
+            return []
+        return ["", "FlagOS cpu backend next to FlagOS OpenCL on the same machine (ms):", "",
+                "| model | FlagOS cpu | FlagOS OpenCL | OpenCL / cpu |", "|---|---:|---:|---:|"] + rows
+
     def models(self):
         cases = self.cases("models")
         if not cases:
             return []
         out = ["## Models (median latency, ms)", "",
                "| model | exporter | PyTorch eager | eager + copies | torch.compile | FlagOS cuda | FlagOS OpenCL | "
-               "cuda / eager | cuda / compile | OpenCL / cuda (goal ≤ 1.3) | max abs err cuda | max rel err cuda | "
-               "max rel err OpenCL |",
-               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+               "cuda / eager | cuda / (eager + copies) | cuda / compile | OpenCL / cuda (goal ≤ 1.3) | max abs err cuda | "
+               "max rel err cuda | max rel err OpenCL |",
+               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        cpu = self.models_cpu(cases)
         for c in cases:
             t = self.get("models", c, "torch")
             ex = self.get("models", c, "export")
@@ -165,15 +182,20 @@ class Tables:
             all_r = self.get("models", c, "all")
             if all_r:
                 self.notes.append("models %s: %s" % (c, all_r["error"]))
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 c, exporter or "—", cols["torch"][0], fmt(io, 3), cols["torch.compile"][0], cols["flagos-cuda"][0],
                 cols["flagos-opencl"][0], self.ratio(cols["flagos-cuda"][1], cols["torch"][1]),
+                self.ratio(cols["flagos-cuda"][1], io),
                 self.ratio(cols["flagos-cuda"][1], cols["torch.compile"][1]),
                 self.ratio(cols["flagos-opencl"][1], cols["flagos-cuda"][1]), errcol("flagos-cuda", "max_abs"),
                 errcol("flagos-cuda", "max_rel"), errcol("flagos-opencl", "max_rel")))
+        out += cpu
         comp = [(c, (self.get("models", c, "torch.compile") or {}).get("extra", {})) for c in cases]
         comp = ["%s %.0f s" % (c, e["compile_s"]) for c, e in comp if e and e.get("compile_s")]
-        out += ["", "Errors are against PyTorch eager's outputs in the same dtype: max |FlagOS − PyTorch|, and "
+        out += ["", "FlagOS's figure is `flagos run`'s: the inputs uploaded from and the outputs read back to the host "
+                "each run; PyTorch eager's is with the inputs already on the GPU and the outputs left there, "
+                "\"eager + copies\" moves them as FlagOS does.",
+                "", "Errors are against PyTorch eager's outputs in the same dtype: max |FlagOS − PyTorch|, and "
                 "that over max |PyTorch| (max rel). torch.compile compile times: %s." % (", ".join(comp) or "none"),
                 ""]
         return out
