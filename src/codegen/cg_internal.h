@@ -114,8 +114,17 @@ typedef struct cg_dialect {
    * loads together (0: none). Any answer is correct: elements past the slots
    * are read from memory again; it only sizes the register arrays. */
   int (*coop_slots)(int64_t row, int arrays);
-  /* Optional: the tiled form (NULL: the dialect has none). */
+  /* Optional: a thread's slots come in vectors of this many consecutive
+   * elements (0 or 1: slot k of thread t is element t + k * group), and the
+   * name of the builtin that declares a pointer aligned (`T *p =
+   * builtin(q, bytes)`), through which the compiler moves those vectors. */
+  int coop_vec;
+  const char *assume_aligned;
+  /* Optional: the tiled form (NULL: the dialect has none), and how many
+   * elements of 4 bytes a thread moves as one vector in its plain copies (0
+   * or 1: none; else CUDA's floatN, make_floatN and __stcg are written). */
   const cg_tile_names_t *tile;
+  int tile_vec;
 } cg_dialect_t;
 
 struct cg {
@@ -166,6 +175,7 @@ struct cg {
   int *rc_lvar;               /* the loop variable that load uses */
   int64_t rc_n;
   int rc_k;
+  int rc_w;                   /* slots come in vectors of rc_w consecutive elements (1: strided) */
   int rc_var;                 /* while emitting a row loop's body: its variable (-1: none) */
   int rc_inner_var;           /* the row's inner level variable when it may use the cache (-1: none) */
   int rc_hits;                /* loads that used the cache, counting */
@@ -176,6 +186,8 @@ struct cg {
    * index of a load that reads across the store (-1: not used); the store's
    * buffer and offset text, which the tile's second pass writes. */
   int tile_lw;
+  int tile_sh;           /* log2 of the tile's side */
+  int tile_v;            /* elements a thread moves side by side in a pass */
   int tile_buf;
   const char *tile_at;
 };
@@ -221,12 +233,17 @@ const char *cg_reduce_coop(cg_t *g, const kir_expr_t *e, cg_block_t *t);
 const char *cg_rc_load(cg_t *g, const kir_expr_t *e, const char *normal);
 /* Wraps main level blk->level in the cooperative form (instead of the dialect's main_loop). */
 void cg_coop_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out);
+/* Appends the function body's statements (root) to out: in the cooperative
+ * form with vector slots, twice, the first for aligned buffers. */
+void cg_coop_put(cg_t *g, const fl_buf_t *root, fl_buf_t *out);
 
 /* ---- the tiled form (emit_tile.c) ---- */
 /* Chooses g->tile_lw (-1 where the form does not apply). */
 void cg_plan_tile(cg_t *g);
 /* The main loops in the tiled form around the point block's statements, into out. */
 void cg_tile_loops(cg_t *g, cg_block_t *point, fl_buf_t *out);
+/* The tile's entry the first pass writes for the point (C text). */
+const char *cg_tile_slot(cg_t *g);
 
 /* ---- expression pieces (emit_expr.c): each returns C text ---- */
 const char *cg_ctype(cg_t *g, flagos_dtype_t dt);   /* of the compute dtype of dt */

@@ -522,7 +522,7 @@ static void emit_store(cg_t *g, const kir_store_t *s, cg_block_t *p) {
     g->tile_buf = s->buf;
     g->tile_at = at;
     g->buf_stored[s->buf] = true;
-    cg_line(&b->buf, b->depth, "fo_tl[fo_e >> 5][fo_e & 31] = %s;", cg_store_value(g, s->value->dtype, kb->dtype, v));
+    cg_line(&b->buf, b->depth, "%s = %s;", cg_tile_slot(g), cg_store_value(g, s->value->dtype, kb->dtype, v));
     return;
   }
   /* In a row shared by a group, one thread writes (the others computed the same value). */
@@ -814,7 +814,7 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
       if (vroot->buf.len) fl_buf_append(out, vroot->buf.data, vroot->buf.len);
       cg_line(out, 1, "} else {");
     }
-    if (root->buf.len) fl_buf_append(out, root->buf.data, root->buf.len);
+    cg_coop_put(g, &root->buf, out);
     if (vroot) cg_line(out, 1, "}");
     d->kernel_end(g, out);
   }

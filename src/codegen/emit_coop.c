@@ -210,6 +210,29 @@ static void rc_walk(cg_t *g, const kir_expr_t *e, rc_plan_t *p) {
   for (int i = 0; i < e->n; i++) rc_walk(g, e->a[i], p);
 }
 
+/* Slots a thread keeps of consecutive elements (the dialect's coop_vec, else
+ * 1): slot k holds element (fo_gt + (k / W) * fo_gw) * W + k % W, so the fill
+ * and the row's stores are W consecutive elements, which the compiler moves as
+ * one vector where it knows the buffers aligned (cg_coop_put). Every cached
+ * load must read along its loop variable in its last index only, and the row
+ * and that index's dimension be multiples of W, so each vector starts aligned. */
+static int rc_width(cg_t *g, const kir_expr_t **load, const int *lvar, int m) {
+  int w = g->d->coop_vec;
+  if (w <= 1 || g->rc_n % w) return 1;
+  for (int i = 0; i < m; i++) {
+    const kir_expr_t *e = load[i];
+    const kir_buf_t *kb = &g->k->bufs[e->buf];
+    int64_t last;
+    if (e->n < 1 || e->a[e->n - 1]->kind != KIR_VAR || e->a[e->n - 1]->var != lvar[i]) return 1;
+    if (!kir_eval_int(kb->dims[kb->rank - 1], NULL, 0, &last) || last % w) return 1;
+    for (int d = 0; d + 1 < e->n; d++) {
+      cg_info_t *in = cg_info(g, e->a[d]);
+      if (!in || bit_get(in->vars, lvar[i])) return 1;
+    }
+  }
+  return w;
+}
+
 static void plan_cache(cg_t *g) {
   const kir_kernel_t *k = g->k;
   rc_plan_t p = {0};
@@ -250,6 +273,15 @@ static void plan_cache(cg_t *g) {
    * thread (0: no row cache), for measurements */
   const char *env = getenv("FLAGOS_CODEGEN_ROW_SLOTS");
   g->rc_k = !m ? 0 : env && *env ? atoi(env) / m : g->d->coop_slots(g->rc_n, m);
+  g->rc_w = rc_width(g, p.load, p.lvar, m);
+  /* whole vectors of slots: rounded up where the budget allows, else down */
+  if (g->rc_w > 1 && g->rc_k % g->rc_w) {
+    int cap = env && *env ? atoi(env) / m : g->d->coop_slots(1 << 30, m);
+    int up = (g->rc_k + g->rc_w - 1) / g->rc_w * g->rc_w, down = g->rc_k / g->rc_w * g->rc_w;
+    if (up <= cap) g->rc_k = up;
+    else if (down > 0) g->rc_k = down;
+    else g->rc_w = 1;
+  }
   if (g->rc_k <= 0) {
     g->rc_inner_var = -1;
     return;
@@ -257,6 +289,29 @@ static void plan_cache(cg_t *g) {
   g->n_rc = m;
   g->rc_load = p.load;
   g->rc_lvar = p.lvar;
+}
+
+/* The unrolled loop over a thread's slots: vectors of rc_w consecutive
+ * elements (one guard per vector: the row is a multiple of rc_w), `v` bound to
+ * each element and fo_k to its slot; `hit` defines fo_hit = 1 for bodies that
+ * choose between the cache and memory. */
+static void rc_slots(cg_t *g, int v, const char *ext, bool hit, const char *body, size_t len, int depth,
+                     fl_buf_t *out) {
+  int w = g->rc_w > 1 ? g->rc_w : 1;
+  cg_line(out, depth, "#pragma unroll");
+  cg_line(out, depth, "for (int fo_kv = 0; fo_kv < %d; fo_kv++) {", g->rc_k / w);
+  if (w > 1) cg_line(out, depth + 1, "const int64_t fo_e0 = ((int64_t)fo_gt + (int64_t)fo_kv * fo_gw) * %d;", w);
+  else cg_line(out, depth + 1, "const int64_t fo_e0 = (int64_t)fo_gt + (int64_t)fo_kv * fo_gw;");
+  cg_line(out, depth + 1, "if (fo_e0 < %s) {", ext);
+  cg_line(out, depth + 2, "#pragma unroll");
+  cg_line(out, depth + 2, "for (int fo_ku = 0; fo_ku < %d; fo_ku++) {", w);
+  cg_line(out, depth + 3, "const int fo_k = fo_kv * %d + fo_ku;", w);
+  if (hit) cg_line(out, depth + 3, "const int fo_hit = 1;");
+  cg_line(out, depth + 3, "const int64_t v%d = fo_e0 + fo_ku;", v);
+  if (len) fl_buf_append(out, body, len);
+  cg_line(out, depth + 2, "}");
+  cg_line(out, depth + 1, "}");
+  cg_line(out, depth, "}");
 }
 
 /* Declares and fills the arrays at the top of the row (before any loop of the
@@ -272,15 +327,12 @@ static void rc_fill(cg_t *g) {
     cg_block_t *slot = cg_blk_new(g, t, CG_LAZY);
     slot->depth = t->depth + 2;
     const char *x = cg_ex(g, e, slot);
-    cg_line(&t->buf, t->depth, "#pragma unroll");
-    cg_line(&t->buf, t->depth, "for (int fo_k = 0; fo_k < %d; fo_k++) {", g->rc_k);
-    cg_line(&t->buf, t->depth + 1, "const int64_t v%d = (int64_t)fo_gt + (int64_t)fo_k * fo_gw;", g->rc_lvar[i]);
-    cg_line(&t->buf, t->depth + 1, "if (v%d < %lld) {", g->rc_lvar[i], (long long)g->rc_n);
-    if (slot->buf.len) fl_buf_append(&t->buf, slot->buf.data, slot->buf.len);
+    fl_buf_t body = {0};
+    if (slot->buf.len) fl_buf_append(&body, slot->buf.data, slot->buf.len);
     fl_buf_free(&slot->buf);
-    cg_line(&t->buf, t->depth + 2, "fo_rc%d[fo_k] = %s;", i, x);
-    cg_line(&t->buf, t->depth + 1, "}");
-    cg_line(&t->buf, t->depth, "}");
+    cg_line(&body, t->depth + 2, "fo_rc%d[fo_k] = %s;", i, x);
+    rc_slots(g, g->rc_lvar[i], cg_fmt(g, "%lld", (long long)g->rc_n), false, body.data, body.len, t->depth, &t->buf);
+    fl_buf_free(&body);
   }
   g->rc_var = saved;
 }
@@ -299,20 +351,22 @@ const char *cg_rc_load(cg_t *g, const kir_expr_t *e, const char *normal) {
 /* A row loop over `v` in [0, ext) whose body (text) read the cache: the slots,
  * then the tail. */
 static void rc_loops(cg_t *g, int v, const char *ext, const char *body, size_t len, int depth, fl_buf_t *out) {
-  cg_line(out, depth, "#pragma unroll");
-  cg_line(out, depth, "for (int fo_k = 0; fo_k < %d; fo_k++) {", g->rc_k);
-  cg_line(out, depth + 1, "const int fo_hit = 1;");
-  cg_line(out, depth + 1, "const int64_t v%d = (int64_t)fo_gt + (int64_t)fo_k * fo_gw;", v);
-  cg_line(out, depth + 1, "if (v%d < %s) {", v, ext);
-  if (len) fl_buf_append(out, body, len);
-  cg_line(out, depth + 1, "}");
-  cg_line(out, depth, "}");
-  cg_line(out, depth, "for (int64_t fo_t = (int64_t)fo_gt + (int64_t)%d * fo_gw; fo_t < %s; fo_t += fo_gw) {", g->rc_k,
+  rc_slots(g, v, ext, true, body, len, depth, out);
+  /* the tail (a row longer than the slots) reads memory: unrolled, a thread
+   * has several loads in flight instead of one memory latency per element;
+   * in vectors of rc_w consecutive elements like the slots */
+  int w = g->rc_w > 1 ? g->rc_w : 1;
+  cg_line(out, depth, "#pragma unroll 4");
+  cg_line(out, depth, "for (int64_t fo_t = ((int64_t)fo_gt + (int64_t)%d * fo_gw) * %d; fo_t < %s;", g->rc_k / w, w,
           ext);
-  cg_line(out, depth + 1, "const int fo_hit = 0, fo_k = 0;");
-  cg_line(out, depth + 1, "const int64_t v%d = fo_t;", v);
-  cg_line(out, depth + 1, "{");
+  cg_line(out, depth + 2, "fo_t += (int64_t)fo_gw * %d) {", w);
+  cg_line(out, depth + 1, "#pragma unroll");
+  cg_line(out, depth + 1, "for (int fo_ku = 0; fo_ku < %d; fo_ku++) {", w);
+  cg_line(out, depth + 2, "const int fo_hit = 0, fo_k = 0;");
+  cg_line(out, depth + 2, "const int64_t v%d = fo_t + fo_ku;", v);
+  cg_line(out, depth + 2, "{");
   if (len) fl_buf_append(out, body, len);
+  cg_line(out, depth + 2, "}");
   cg_line(out, depth + 1, "}");
   cg_line(out, depth, "}");
 }
@@ -444,3 +498,52 @@ void cg_coop_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   cg_line(out, depth, "}");
 }
 
+
+/* Bytes of a vector of rc_w elements of buffer i, 0 where its elements do not
+ * vectorise (8-byte types). */
+static int vec_bytes(cg_t *g, int i, int w) {
+  const char *e = cg_vec_elem(g->d->stype(g->k->bufs[i].dtype));
+  if (!e) return 0;
+  int sz = strstr(e, "char") ? 1 : strstr(e, "short") ? 2 : 4;
+  return sz * w;
+}
+
+void cg_coop_put(cg_t *g, const fl_buf_t *root, fl_buf_t *out) {
+  const kir_kernel_t *k = g->k;
+  const char *al = g->d->assume_aligned;
+  /* vectors of w elements: the row cache's slots */
+  int w = g->coop_level != CG_NO_COOP && g->n_rc ? g->rc_w : 1;
+  if (w <= 1 || !al) {
+    if (root->len) fl_buf_append(out, root->data, root->len);
+    return;
+  }
+  /* The same loops twice: where every buffer is aligned to a vector, with its
+   * pointers declared so (the compiler then moves a thread's w consecutive
+   * elements as one access), else as is. */
+  const char *cond = NULL;
+  fl_buf_t decl = {0}, shadow = {0};
+  for (int i = 0; i < k->n_bufs; i++) {
+    int bytes = vec_bytes(g, i, w);
+    if ((!g->buf_loaded[i] && !g->buf_stored[i]) || bytes <= 1) continue;
+    const char *T = cg_fmt(g, "%s%s", g->buf_stored[i] ? "" : "const ", g->d->stype(k->bufs[i].dtype));
+    const char *c = cg_fmt(g, "((uint64_t)(const void *)b%d & %d) == 0", i, bytes - 1);
+    cond = cond ? cg_fmt(g, "%s && %s", cond, c) : c;
+    cg_line(&decl, 2, "%s *const fo_al%d = (%s *)%s(b%d, %d);", T, i, T, al, i, bytes);
+    cg_line(&shadow, 3, "%s *const __restrict__ b%d = fo_al%d;", T, i, i);
+  }
+  if (!cond) {
+    if (root->len) fl_buf_append(out, root->data, root->len);
+    return;
+  }
+  cg_line(out, 1, "if (%s) {", cond);
+  fl_buf_append(out, decl.data, decl.len);
+  cg_line(out, 2, "{");
+  fl_buf_append(out, shadow.data, shadow.len);
+  if (root->len) fl_buf_append(out, root->data, root->len);
+  cg_line(out, 2, "}");
+  cg_line(out, 1, "} else {");
+  if (root->len) fl_buf_append(out, root->data, root->len);
+  cg_line(out, 1, "}");
+  fl_buf_free(&decl);
+  fl_buf_free(&shadow);
+}

@@ -871,12 +871,25 @@ static void check_gpu_forms(void) {
      * loop's tail past the slots: 1 fill + 3 tails */
     size_t slots = tr > sm ? (size_t)(tr - sm) : strlen(sm);
     char *body = strndup(sm, slots);
-    CHECK(count(body, "fo_rc0[fo_k] = b0[") == 1 && count(body, ": b0[") == 6 && count(body, "b0[") == 7,
+    /* CUDA emits the row loop twice: with pointers declared aligned (its
+     * slots are vectors of 4 elements, moved as one access) and without */
+    size_t dup = d ? 1 : 2;
+    CHECK(count(body, "fo_rc0[fo_k] = b0[") == dup && count(body, ": b0[") == 6 * dup && count(body, "b0[") == 7 * dup,
           "%s: softmax's x is cached (one fill, three loops reading the cache)", nm);
+    if (!d)
+      CHECK(strstr(body, "__builtin_assume_aligned(b0, 16)") &&
+                strstr(body, "fo_e0 = ((int64_t)fo_gt + (int64_t)fo_kv * fo_gw) * 4;"),
+            "CUDA: softmax's slots are vectors of 4 consecutive elements behind aligned pointers");
     free(body);
-    CHECK(strstr(tr, "fo_tl[32][33]") && count(tr, "fo_tl[fo_e >> 5][fo_e & 31] = b0[") == 1 &&
-              count(tr, "= fo_tl[fo_e & 31][fo_e >> 5];") == 1,
+    /* CUDA: whole tiles move vectors of 4 (a second loop of each pass) */
+    size_t passes = d ? 1 : 2;
+    CHECK(strstr(tr, "fo_tl[64][65]") && count(tr, "fo_tv[fo_x] = b0[") == 1 &&
+              count(tr, "fo_tl[fo_r][fo_c + fo_x] = fo_tv[fo_x];") == passes &&
+              count(tr, "fo_tv[fo_x] = fo_tl[fo_c + fo_x][fo_r];") == passes,
           "%s: the transpose goes through a padded tile", nm);
+    if (!d)
+      CHECK(count(tr, "= *(const float4 *)&b0[") == 1 && count(tr, "__stcg((float4 *)(b1 + ") == 1,
+            "CUDA: whole tiles of the transpose move float4 vectors");
   }
   fl_buf_free(&c);
   fl_buf_free(&cu);
