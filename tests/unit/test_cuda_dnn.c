@@ -2,16 +2,21 @@
  *  - Everywhere: with no driver and with CUDA's stub driver the plugin reports
  *    zero devices and declines conv (FLAGOS_ERR_UNSUPPORTED), naming the
  *    missing device where cuDNN is on the loader path (so its whole symbol
- *    table bound), cuDNN when FLAGOS_CUDNN_LIBRARY names one that is absent,
- *    and the switch with FLAGOS_CUDNN=0.
- *  - With a GPU (skipped here), with FLAGOS_CUDNN=1 (every shape cuDNN can do):
- *    conv in f32, f64, f16 and bf16 with and without bias, strides, pads,
- *    dilations, groups and a height of 1, on the default stream (timed
- *    algorithm choice) and on a stream of its own (heuristic), against a
- *    double-precision loop over the same rounded inputs; an end pad that
- *    changes the output size is declined. Without FLAGOS_CUDNN (the measured
- *    rule): f16 and small f32 convolutions are declined, a large f32 3x3 one
- *    is taken. */
+ *    table, the graph API's too, bound), cuDNN when FLAGOS_CUDNN_LIBRARY names
+ *    one that is absent, and the switch with FLAGOS_CUDNN=0.
+ *  - With a GPU (skipped here), with FLAGOS_CUDNN=1 (every shape cuDNN can do),
+ *    through the graph API (f64 through the legacy one) and again with
+ *    FLAGOS_CUDNN_API=legacy: conv in f32, f64, f16 and bf16 with and without
+ *    bias, strides, pads, dilations, groups and a height of 1, on the default
+ *    stream and on a stream of its own, twice each (the second call takes the
+ *    cached plan), against a double-precision loop over the same rounded
+ *    inputs; an end pad that changes the output size is declined by the
+ *    legacy API, and either declined or computed right (checked against the
+ *    loop) through the graph API.
+ *    Without FLAGOS_CUDNN (the measured rule): small f16 and f32 convolutions,
+ *    bf16, large f16 1x1 ones over 56x56, f32 1x1 ones of stride 1 and an f16
+ *    7x7 one over 3 channels are declined; large f32 and f16 3x3 ones are
+ *    taken and checked against the loop. */
 #include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
@@ -171,16 +176,12 @@ static int64_t out_size(int64_t in, int64_t k, int64_t p, int64_t s, int64_t d) 
   return (in + 2 * p - d * (k - 1) - 1) / s + 1;
 }
 
-static void run_case(const flagos_backend_t *api, void *state, flagos_bstream_t stream, ccase_t c) {
-  int64_t oh = out_size(c.h, c.kh, c.ph, c.sh, c.dh), ow = out_size(c.w, c.kw, c.pw, c.sw, c.dw);
+/* Whether the state under test plans through cuDNN's graph API (else FLAGOS_CUDNN_API=legacy). */
+static bool graph_api = true;
+
+/* The double-precision reference of an oh x ow output (start pads ph/pw; X reads 0 outside). */
+static void reference(ccase_t c, const void *X, const void *W, const void *B, int64_t oh, int64_t ow, double *ref) {
   int64_t cg = c.c / c.g, kg = c.k / c.g;
-  size_t nx = (size_t)(c.n * c.c * c.h * c.w), nw = (size_t)(c.k * cg * c.kh * c.kw), nb = (size_t)c.k;
-  size_t ny = (size_t)(c.n * c.k * oh * ow), es = dt_size(c.dt);
-  unsigned char *X = malloc(nx * es), *W = malloc(nw * es), *B = malloc(nb * es), *Y = malloc(ny * es);
-  double *ref = malloc(ny * sizeof(double));
-  for (size_t i = 0; i < nx; i++) put(X, c.dt, i, rnd());
-  for (size_t i = 0; i < nw; i++) put(W, c.dt, i, rnd());
-  for (size_t i = 0; i < nb; i++) put(B, c.dt, i, rnd());
   for (int64_t n = 0; n < c.n; n++)
     for (int64_t k = 0; k < c.k; k++)
       for (int64_t i = 0; i < oh; i++)
@@ -197,6 +198,37 @@ static void run_case(const flagos_backend_t *api, void *state, flagos_bstream_t 
               }
           ref[((n * c.k + k) * oh + i) * ow + j] = acc;
         }
+}
+
+/* Whether Y (ny values) matches ref within the dtype's rounding of `terms` products. */
+static bool matches(ccase_t c, const void *Y, const double *ref, size_t ny) {
+  double eps = c.dt == FLAGOS_FLOAT64   ? 1e-14
+               : c.dt == FLAGOS_FLOAT32 ? 1e-6
+               : c.dt == FLAGOS_FLOAT16 ? 1.0 / 1024
+                                        : 1.0 / 128;
+  double terms = (double)(c.c / c.g * c.kh * c.kw);
+  for (size_t i = 0; i < ny; i++) {
+    double got = get(Y, c.dt, i), want = ref[i];
+    double tol = eps * (fabs(want) + sqrt(terms) + 1);
+    if (!(fabs(got - want) <= tol)) {
+      fprintf(stderr, "  element %zu: got %.9g, want %.9g\n", i, got, want);
+      return false;
+    }
+  }
+  return true;
+}
+
+static void run_case(const flagos_backend_t *api, void *state, flagos_bstream_t stream, ccase_t c) {
+  int64_t oh = out_size(c.h, c.kh, c.ph, c.sh, c.dh), ow = out_size(c.w, c.kw, c.pw, c.sw, c.dw);
+  int64_t cg = c.c / c.g;
+  size_t nx = (size_t)(c.n * c.c * c.h * c.w), nw = (size_t)(c.k * cg * c.kh * c.kw), nb = (size_t)c.k;
+  size_t ny = (size_t)(c.n * c.k * oh * ow), es = dt_size(c.dt);
+  unsigned char *X = malloc(nx * es), *W = malloc(nw * es), *B = malloc(nb * es), *Y = malloc(ny * es);
+  double *ref = malloc(ny * sizeof(double));
+  for (size_t i = 0; i < nx; i++) put(X, c.dt, i, rnd());
+  for (size_t i = 0; i < nw; i++) put(W, c.dt, i, rnd());
+  for (size_t i = 0; i < nb; i++) put(B, c.dt, i, rnd());
+  reference(c, X, W, B, oh, ow, ref);
   flagos_devptr_t dx = NULL, dw = NULL, db = NULL, dy = NULL;
   flagos_status_t st = api->mem_alloc(state, 0, nx * es, &dx);
   if (!st) st = api->mem_alloc(state, 0, nw * es, &dw);
@@ -215,21 +247,7 @@ static void run_case(const flagos_backend_t *api, void *state, flagos_bstream_t 
     if (!st && stream) st = api->stream_sync(state, stream);
     if (!st) st = api->copy_d2h(state, NULL, Y, dy, 0, ny * es);
     if (st) break;
-    double eps = c.dt == FLAGOS_FLOAT64   ? 1e-14
-                 : c.dt == FLAGOS_FLOAT32 ? 1e-6
-                 : c.dt == FLAGOS_FLOAT16 ? 1.0 / 1024
-                                          : 1.0 / 128;
-    double terms = (double)(cg * c.kh * c.kw);
-    bool ok = true;
-    for (size_t i = 0; i < ny && ok; i++) {
-      double got = get(Y, c.dt, i), want = ref[i];
-      double tol = eps * (fabs(want) + sqrt(terms) + 1);
-      if (!(fabs(got - want) <= tol)) {
-        ok = false;
-        fprintf(stderr, "  element %zu: got %.9g, want %.9g\n", i, got, want);
-      }
-    }
-    CHECK(ok, "conv dtype %d N %lld C %lld %lldx%lld K %lld kernel %lldx%lld pad %lld/%lld stride %lld/%lld dil "
+    CHECK(matches(c, Y, ref, ny), "conv dtype %d N %lld C %lld %lldx%lld K %lld kernel %lldx%lld pad %lld/%lld stride %lld/%lld dil "
               "%lld/%lld group %lld bias %d stream %d (call %d)",
           (int)c.dt, (long long)c.n, (long long)c.c, (long long)c.h, (long long)c.w, (long long)c.k, (long long)c.kh,
           (long long)c.kw, (long long)c.ph, (long long)c.pw, (long long)c.sh, (long long)c.sw, (long long)c.dh,
@@ -237,7 +255,7 @@ static void run_case(const flagos_backend_t *api, void *state, flagos_bstream_t 
   }
   CHECK(!st, "conv case runs: %s", msg(st));
   flagos_status_free(st);
-  if (!st && c.dt == FLAGOS_FLOAT32) {
+  if (!st && (c.dt == FLAGOS_FLOAT32 || c.dt == FLAGOS_FLOAT16)) {
     /* An output one column wider than symmetric padding gives (a larger end pad): declined. */
     int64_t wide[16];
     memcpy(wide, ints, sizeof wide);
@@ -245,7 +263,27 @@ static void run_case(const flagos_backend_t *api, void *state, flagos_bstream_t 
     flagos_devptr_t dy2 = NULL;
     st = api->mem_alloc(state, 0, (ny / (size_t)ow) * (size_t)(ow + 1) * es, &dy2);
     if (!st) st = conv_call(api, state, stream, c.dt, dx, dw, NULL, dy2, wide);
-    CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "an output size cuDNN cannot pad to is declined: %s", msg(st));
+    if (graph_api && !is(st, FLAGOS_ERR_UNSUPPORTED, NULL)) {
+      /* The graph API takes the larger end pad as a post padding where an
+       * engine does (else the call is declined): the extra column reads zeros beyond W. */
+      size_t ny2 = (ny / (size_t)ow) * (size_t)(ow + 1);
+      unsigned char *Y2 = malloc(ny2 * es);
+      double *ref2 = malloc(ny2 * sizeof(double));
+      if (!st && stream) st = api->stream_sync(state, stream);
+      if (!st) st = api->copy_d2h(state, NULL, Y2, dy2, 0, ny2 * es);
+      CHECK(!st, "an output with a larger end pad runs through the graph API: %s", msg(st));
+      if (!st) {
+        ccase_t nb = c;
+        nb.bias = false;
+        reference(nb, X, W, NULL, oh, ow + 1, ref2);
+        CHECK(matches(c, Y2, ref2, ny2), "the larger end pad's output (dtype %d)", (int)c.dt);
+      }
+      printf("test_cuda_dnn: an output with a larger end pad ran through the graph API\n");
+      free(Y2);
+      free(ref2);
+    } else {
+      CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "an output size cuDNN cannot pad to is declined: %s", msg(st));
+    }
     flagos_status_free(st);
     st = NULL;
     if (dy2) api->mem_free(state, 0, dy2);
@@ -269,13 +307,30 @@ static void check_auto(const flagos_backend_t *api) {
   flagos_status_t st = api->mem_alloc(state, 0, 1 << 20, &p);
   const int64_t small[16] = {2, 16, 8, 8, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1};
   if (!st) st = conv_call(api, state, NULL, FLAGOS_FLOAT16, p, p, NULL, p, small);
-  CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "f16 is left to the kernels by default: %s", msg(st));
+  CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "a small f16 conv is left to the kernels by default: %s", msg(st));
   flagos_status_free(st);
   st = conv_call(api, state, NULL, FLAGOS_FLOAT32, p, p, NULL, p, small);
   CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "a small f32 conv is left to the kernels by default: %s", msg(st));
   flagos_status_free(st);
+  st = conv_call(api, state, NULL, FLAGOS_BFLOAT16, p, p, NULL, p, small);
+  CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "bf16 (not measured) is left to the kernels by default: %s", msg(st));
+  flagos_status_free(st);
+  /* Large (over 1.6 GFLOP) but measured faster as im2col + gemm: declined before any buffer is read. */
+  const int64_t pw56[16] = {64, 64, 56, 56, 64, 56, 56, 1, 1, 0, 0, 1, 1, 1, 1, 1};
+  const int64_t stem[16] = {8, 3, 224, 224, 64, 112, 112, 7, 7, 3, 3, 2, 2, 1, 1, 1};
+  st = conv_call(api, state, NULL, FLAGOS_FLOAT16, p, p, NULL, p, pw56);
+  CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "an f16 1x1 conv over 56x56 is left to the kernels: %s", msg(st));
+  flagos_status_free(st);
+  st = conv_call(api, state, NULL, FLAGOS_FLOAT32, p, p, NULL, p, pw56);
+  CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "an f32 1x1 conv of stride 1 is left to the kernels: %s", msg(st));
+  flagos_status_free(st);
+  st = conv_call(api, state, NULL, FLAGOS_FLOAT16, p, p, NULL, p, stem);
+  CHECK(is(st, FLAGOS_ERR_UNSUPPORTED, NULL), "an f16 7x7 conv of 3 channels is left to the kernels: %s", msg(st));
+  flagos_status_free(st);
   if (p) api->mem_free(state, 0, p);
-  run_case(api, state, NULL, (ccase_t){FLAGOS_FLOAT32, 32, 16, 56, 56, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true});
+  /* Large enough (1.8 GFLOP) for the measured rule to take them; a failure to take one fails run_case. */
+  run_case(api, state, NULL, (ccase_t){FLAGOS_FLOAT32, 8, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true});
+  run_case(api, state, NULL, (ccase_t){FLAGOS_FLOAT16, 8, 64, 56, 56, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, true});
   api->shutdown(state);
 }
 
@@ -313,6 +368,16 @@ int main(void) {
   if (gpu) check_gpu(api, state);
   else printf("test_cuda_dnn: SKIP the GPU part: no CUDA device\n");
   if (state) api->shutdown(state);
+  if (gpu) {
+    /* The legacy API, which f64 always takes and FLAGOS_CUDNN_API=legacy selects. */
+    setenv("FLAGOS_CUDNN_API", "legacy", 1);
+    graph_api = false;
+    state = start(api);
+    if (state) check_gpu(api, state);
+    if (state) api->shutdown(state);
+    unsetenv("FLAGOS_CUDNN_API");
+    graph_api = true;
+  }
   unsetenv("FLAGOS_CUDNN");
   if (gpu) check_auto(api);
   check_no_device(api, "/nonexistent/libcuda.so.1");
