@@ -202,8 +202,11 @@ static void reference(ccase_t c, const void *X, const void *W, const void *B, in
 
 /* Whether Y (ny values) matches ref within the dtype's rounding of `terms` products. */
 static bool matches(ccase_t c, const void *Y, const double *ref, size_t ny) {
+  /* f32: cuDNN's Winograd and FFT algorithms (which PyTorch runs too) round
+   * more than a direct sum: on an H100 algorithm 7 (Winograd, non-fused) was
+   * 6.1e-5 off a sum of 576 terms near 8.6, which 1e-6 did not allow. */
   double eps = c.dt == FLAGOS_FLOAT64   ? 1e-14
-               : c.dt == FLAGOS_FLOAT32 ? 1e-6
+               : c.dt == FLAGOS_FLOAT32 ? 4e-6
                : c.dt == FLAGOS_FLOAT16 ? 1.0 / 1024
                                         : 1.0 / 128;
   double terms = (double)(c.c / c.g * c.kh * c.kw);
