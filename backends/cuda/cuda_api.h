@@ -34,6 +34,9 @@ enum {
   CU_FUNC_MAX_THREADS_PER_BLOCK = 0,  /* CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK */
   CU_STREAM_NON_BLOCKING_FLAG = 1,    /* CU_STREAM_NON_BLOCKING */
   CU_EVENT_DEFAULT_FLAG = 0,          /* CU_EVENT_DEFAULT */
+  CU_CTX_SCHED_SPIN_FLAG = 1,         /* CU_CTX_SCHED_SPIN */
+  CU_CTX_SCHED_YIELD_FLAG = 2,        /* CU_CTX_SCHED_YIELD */
+  CU_CTX_SCHED_BLOCKING_FLAG = 4,     /* CU_CTX_SCHED_BLOCKING_SYNC */
   CU_EVENT_DISABLE_TIMING_FLAG = 2,   /* CU_EVENT_DISABLE_TIMING */
   CU_CAPTURE_MODE_RELAXED = 2,        /* CU_STREAM_CAPTURE_MODE_RELAXED */
   CU_JIT_ERROR_LOG = 5,               /* CU_JIT_ERROR_LOG_BUFFER */
@@ -89,7 +92,9 @@ enum {
   /* timing cuBLASLt's candidates beside a capture (cuda_blas.c) */                                     \
   OPT(StreamIsCapturing, "cuStreamIsCapturing", (cu_stream_t s, int *status))                          \
   OPT(MemAllocAsync, "cuMemAllocAsync", (cu_ptr_t * p, size_t bytes, cu_stream_t s))                   \
-  OPT(MemFreeAsync, "cuMemFreeAsync", (cu_ptr_t p, cu_stream_t s))
+  OPT(MemFreeAsync, "cuMemFreeAsync", (cu_ptr_t p, cu_stream_t s))                                    \
+  /* how a waiting host thread waits (cuda_backend.c, FLAGOS_CUDA_SCHED) */                             \
+  OPT(PrimaryCtxSetFlags, "cuDevicePrimaryCtxSetFlags_v2", (cu_device_t d, unsigned flags))
 
 typedef struct cu_driver {
 #define CU_MEMBER(name, sym, params) cu_result_t(*name) params;

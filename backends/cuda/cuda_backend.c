@@ -40,6 +40,19 @@ flagos_status_t cuda_use(cuda_state_t *s, int d) {
   cuda_device_t *dv = &s->dev[d];
   pthread_mutex_lock(&s->lock);
   if (!dv->ready) {
+    /* A host thread waiting for the GPU yields its core by default instead of
+     * spinning on it (the driver's choice with fewer contexts than cores): in a
+     * plan split over the CPU and the GPU, the runtime's copy thread waits on
+     * GPU streams while the cpu backend's threads compute, and a spinning waiter
+     * took a core from them. FLAGOS_CUDA_SCHED=spin|yield|blocking|auto. Where
+     * the context is already active (another library made it), the call fails
+     * and its flags stay. */
+    const char *sc = getenv("FLAGOS_CUDA_SCHED");
+    unsigned flags = !sc || !*sc || !strcmp(sc, "yield") ? CU_CTX_SCHED_YIELD_FLAG
+                     : !strcmp(sc, "spin")                ? CU_CTX_SCHED_SPIN_FLAG
+                     : !strcmp(sc, "blocking")            ? CU_CTX_SCHED_BLOCKING_FLAG
+                                                          : 0;
+    if (s->drv.PrimaryCtxSetFlags) s->drv.PrimaryCtxSetFlags(dv->dev, flags);
     st = cuda_check(s, s->drv.PrimaryCtxRetain(&dv->ctx, dv->dev), "cuDevicePrimaryCtxRetain");
     if (!st) st = cuda_check(s, s->drv.CtxSetCurrent(dv->ctx), "cuCtxSetCurrent");
     if (!st) st = cuda_check(s, s->drv.StreamCreate(&dv->stream, CU_STREAM_NON_BLOCKING_FLAG), "cuStreamCreate");
