@@ -16,6 +16,12 @@ rt_copier_t *rt_copier_new(void);
  * it for rt_copier_wait. src and dst must stay until the job is waited for. */
 flagos_status_t rt_copier_start(rt_copier_t *c, rt_exec_t *xa, rt_exec_t *xb, flagos_devptr_t src, flagos_devptr_t dst,
                                 size_t n, int *job);
+/* Queues, from the calling thread, a write of n bytes of host memory src (a
+ * value of a host-visible device, complete now) to dst on xb's device, on xb's
+ * copy stream after the work issued to xb so far. src must stay until the job
+ * is waited for. */
+flagos_status_t rt_copier_write(rt_copier_t *c, rt_exec_t *xb, const void *src, flagos_devptr_t dst, size_t n,
+                                int *job);
 /* Waits until the job is done: dst holds the data. Its error, once. */
 flagos_status_t rt_copier_wait(rt_copier_t *c, int job);
 /* Finishes the queued jobs and frees everything (NULL: nothing). */

@@ -227,9 +227,11 @@ static void count(rt_graphs_t *gs, int64_t *field) {
 
 /* Uploads the inputs into the graph's buffers (unless the capturing run has just
  * done so), launches it, exports the outputs. */
-static flagos_status_t replay(rt_graphs_t *gs, const rt_exec_t *sx, rt_gentry_t *e, const flagos_value_t *inputs,
+static flagos_status_t replay(rt_graphs_t *gs, rt_gentry_t *e, const flagos_value_t *inputs,
                               int n_inputs, flagos_value_t *outputs, int n_outputs, bool upload) {
-  rt_exec_t x = *sx;
+  /* The executor as the table was made with, not the caller's: its counters
+   * change under other threads' runs. */
+  rt_exec_t x = gs->x;
   x.stream = NULL;
   x.hold = NULL;
   const fir_graph_t *g = gs->main->graph;
@@ -256,10 +258,12 @@ typedef enum { CAPTURED, NOT_THESE_SHAPES, NOT_NOW } capture_result_t;
 /* The first run with a set of shapes: records the plan, then launches the
  * recording. Unless CAPTURED, nothing was run and the caller runs plainly;
  * NOT_NOW when the inputs themselves were refused (the plain run reports why). */
-static flagos_status_t capture(rt_graphs_t *gs, const rt_exec_t *sx, rt_gentry_t *e, const flagos_value_t *inputs,
+static flagos_status_t capture(rt_graphs_t *gs, rt_gentry_t *e, const flagos_value_t *inputs,
                                int n_inputs, flagos_value_t *outputs, int n_outputs, capture_result_t *res) {
   *res = NOT_THESE_SHAPES;
-  rt_exec_t x = *sx;
+  /* The executor as the table was made with, not the caller's: its counters
+   * change under other threads' runs. */
+  rt_exec_t x = gs->x;
   x.hold = &e->hold;
   x.stream = NULL;
   const fir_graph_t *g = gs->main->graph;
@@ -327,7 +331,7 @@ static flagos_status_t capture(rt_graphs_t *gs, const rt_exec_t *sx, rt_gentry_t
   }
   *res = CAPTURED;
   count(gs, &gs->stats.captures);
-  return replay(gs, sx, e, inputs, n_inputs, outputs, n_outputs, false);
+  return replay(gs, e, inputs, n_inputs, outputs, n_outputs, false);
 }
 
 flagos_status_t rt_graphs_run(rt_graphs_t *gs, const rt_exec_t *x, const flagos_value_t *inputs, int n_inputs,
@@ -363,7 +367,7 @@ flagos_status_t rt_graphs_run(rt_graphs_t *gs, const rt_exec_t *x, const flagos_
   flagos_status_t st = NULL;
   if (fresh) {
     capture_result_t res;
-    st = capture(gs, x, e, inputs, n_inputs, outputs, n_outputs, &res);
+    st = capture(gs, e, inputs, n_inputs, outputs, n_outputs, &res);
     *done = res == CAPTURED;
     if (res == NOT_NOW) {
       unlink_entry(gs, e);
@@ -381,7 +385,7 @@ flagos_status_t rt_graphs_run(rt_graphs_t *gs, const rt_exec_t *x, const flagos_
       count(gs, &gs->stats.fallbacks);
     }
   } else {
-    st = replay(gs, x, e, inputs, n_inputs, outputs, n_outputs, true);
+    st = replay(gs, e, inputs, n_inputs, outputs, n_outputs, true);
     *done = true;
     count(gs, &gs->stats.replays);
   }

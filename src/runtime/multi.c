@@ -10,8 +10,9 @@
  *
  * Ordering: a device's launches go to its default stream in program order. A
  * tensor's copies to the other slots that read it start as soon as its node
- * was issued, on the copier's thread (copier.c: the plugins' copy streams,
- * ordered after the producer by events), and the run's thread waits for one
+ * was issued (copier.c: on the plugins' copy streams, ordered by events; from a
+ * host-visible slot queued by the run's thread, from a device by the copier's
+ * thread, unless the next node reads it), and the run's thread waits for one
  * only before its first reader on that slot runs: meanwhile it issues the nodes
  * that do not need it, on every device. Sequences, strings, and devices whose
  * plugin lacks streams or events (and every copy with FLAGOS_ASYNC_COPIES=0)
@@ -212,6 +213,25 @@ static flagos_status_t make_mirror(mrun_t *r, int id, int d) {
   return NULL;
 }
 
+static int n_reads(const rt_node_t *rn) { return rn->node->n_inputs + rn->n_captures; }
+static fir_value_t *read_k(const rt_node_t *rn, int k) {
+  return k < rn->node->n_inputs ? rn->node->inputs[k] : rn->captures[k - rn->node->n_inputs];
+}
+
+/* The first node after the one running that reads value id on slot d (n_nodes: none). */
+static int next_reader(const mrun_t *r, int id, int d) {
+  const rt_plan_t *p = r->f.plan;
+  for (int i = r->node + 1; i < p->n_nodes; i++) {
+    if (r->mp->node_slot[i] != d) continue;
+    const rt_node_t *rn = &p->nodes[i];
+    for (int k = 0; k < n_reads(rn); k++) {
+      const fir_value_t *v = read_k(rn, k);
+      if (v && v->graph == p->graph && v->id == id) return i;
+    }
+  }
+  return p->n_nodes;
+}
+
 /* Starts the copies of value id (just made on its home slot) to the other
  * slots that read it, where both devices can copy asynchronously. */
 static flagos_status_t start_copies(mrun_t *r, int id) {
@@ -224,11 +244,15 @@ static flagos_status_t start_copies(mrun_t *r, int id) {
     if (d == h || !r->mp->uses_on[d] || !r->mp->uses_on[d][id] || r->made[d][id]) continue;
     rt_exec_t *xa = r->xs[h], *xb = r->xs[d];
     if (!rt_copier_can(xb) || (xa->host_visible && xb->host_visible)) continue;
+    /* A device's value read by the very next node has nothing to overlap
+     * with: the copy thread's wake-up would only add to the wait. */
+    if (!xa->host_visible && next_reader(r, id, d) == r->node + 1) continue;
     rt_val_t *dst = &r->f.mirror[d][id];
     FL_TRY(rt_val_alloc_tensor(xb, dst, src->dtype, src->rank, src->dims));
     dst->uses_left = r->mp->uses_on[d][id];
     int job;
-    FL_TRY(rt_copier_start(r->cp, xa, xb, src->ptr, dst->ptr, src->nbytes, &job));
+    if (xa->host_visible) FL_TRY(rt_copier_write(r->cp, xb, src->ptr, dst->ptr, src->nbytes, &job));
+    else FL_TRY(rt_copier_start(r->cp, xa, xb, src->ptr, dst->ptr, src->nbytes, &job));
     r->job[d][id] = job + 1;
     r->at[d][id] = r->node;
     r->made[d][id] = COPYING;
@@ -239,10 +263,6 @@ static flagos_status_t start_copies(mrun_t *r, int id) {
   return NULL;
 }
 
-static int n_reads(const rt_node_t *rn) { return rn->node->n_inputs + rn->n_captures; }
-static fir_value_t *read_k(const rt_node_t *rn, int k) {
-  return k < rn->node->n_inputs ? rn->node->inputs[k] : rn->captures[k - rn->node->n_inputs];
-}
 
 static flagos_status_t run_node(mrun_t *r, int i) {
   const rt_plan_t *p = r->f.plan;
