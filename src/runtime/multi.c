@@ -104,6 +104,9 @@ typedef struct mrun {
   unsigned char *made[RT_MAX_SLOTS];
   int *job[RT_MAX_SLOTS], *at[RT_MAX_SLOTS];
   rt_copier_t *cp; /* NULL: copies on the run's thread */
+  /* FLAGOS_ASYNC_COPIES: unset or 1 both, "host" copies from host-visible
+   * slots only, "device" from devices only, 0 none (for measurements) */
+  bool async_host, async_dev;
   int node;        /* the node running now */
 } mrun_t;
 
@@ -244,6 +247,7 @@ static flagos_status_t start_copies(mrun_t *r, int id) {
     if (d == h || !r->mp->uses_on[d] || !r->mp->uses_on[d][id] || r->made[d][id]) continue;
     rt_exec_t *xa = r->xs[h], *xb = r->xs[d];
     if (!rt_copier_can(xb) || (xa->host_visible && xb->host_visible)) continue;
+    if (xa->host_visible ? !r->async_host : !r->async_dev) continue;
     /* A device's value read by the very next node has nothing to overlap
      * with: the copy thread's wake-up would only add to the wait. */
     if (!xa->host_visible && next_reader(r, id, d) == r->node + 1) continue;
@@ -314,7 +318,9 @@ flagos_status_t rt_multi_run(rt_exec_t *const *xs, const rt_mplan_t *mp, const f
   r.mp = mp;
   flagos_status_t st = frame_init(&r, p);
   const char *env = getenv("FLAGOS_ASYNC_COPIES");
-  if (!st && mp->n_used > 1 && !(env && !strcmp(env, "0")) && !(r.cp = rt_copier_new()))
+  r.async_host = !env || !*env || !strcmp(env, "1") || !strcmp(env, "host");
+  r.async_dev = !env || !*env || !strcmp(env, "1") || !strcmp(env, "device");
+  if (!st && mp->n_used > 1 && (r.async_host || r.async_dev) && !(r.cp = rt_copier_new()))
     st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
   for (int k = 0; k < n_inputs && !st; k++) {
     int id = g->inputs[k]->id, d = mp->input_slot[k];
