@@ -259,6 +259,19 @@ static const char *dt_name(int32_t dt, bool tf32) {
                                 : "bf16";
 }
 
+/* "conv f16 N .. C .. HxW -> K .. OHxOW, kernel .., pad .., stride .., dilation .., group ..[, bias]" for the log. */
+static const char *shape_text(const dnn_key_t *k, char *buf, size_t cap) {
+  const int64_t *iv = k->v;
+  snprintf(buf, cap,
+           "conv %s N %lld C %lld %lldx%lld -> K %lld %lldx%lld, kernel %lldx%lld, pad %lld/%lld, stride %lld/%lld, "
+           "dilation %lld/%lld, group %lld%s",
+           dt_name(k->dtype, k->tf32), (long long)iv[0], (long long)iv[1], (long long)iv[2], (long long)iv[3],
+           (long long)iv[4], (long long)iv[5], (long long)iv[6], (long long)iv[7], (long long)iv[8], (long long)iv[9],
+           (long long)iv[10], (long long)iv[11], (long long)iv[12], (long long)iv[13], (long long)iv[14],
+           (long long)iv[15], k->bias ? ", bias" : "");
+  return buf;
+}
+
 /* An algorithm cuDNN reports may run here: it works, fits the workspace and,
  * for f32 without TF32, does its arithmetic in fp32 FMA. */
 static bool usable(const dnn_key_t *k, const dnn_perf_t *r, size_t ws) {
@@ -410,15 +423,10 @@ static bool graph_plan(cuda_state_t *s, struct cuda_dnn *b, dnn_dev_t *v, const 
   }
   p->ws_bytes = cuda_dnn_graph_ws(p->g);
   if (p->ws_bytes > v->ws_max) v->ws_max = p->ws_bytes;
+  char sh[320];
   if (b->log)
-    dnn_log(b,
-            "conv %s N %lld C %lld %lldx%lld -> K %lld %lldx%lld, kernel %lldx%lld, pad %lld/%lld, stride "
-            "%lld/%lld, dilation %lld/%lld, group %lld%s: cuDNN graph engine %lld (%.4f ms%s, workspace %zu)",
-            dt_name(k->dtype, k->tf32), (long long)iv[0], (long long)iv[1], (long long)iv[2], (long long)iv[3],
-            (long long)iv[4], (long long)iv[5], (long long)iv[6], (long long)iv[7], (long long)iv[8],
-            (long long)iv[9], (long long)iv[10], (long long)iv[11], (long long)iv[12], (long long)iv[13],
-            (long long)iv[14], (long long)iv[15], k->bias ? ", bias" : "", cuda_dnn_graph_engine(p->g),
-            (double)cuda_dnn_graph_ms(p->g),
+    dnn_log(b, "%s: cuDNN graph engine %lld (%.4f ms%s, workspace %zu)", shape_text(k, sh, sizeof sh),
+            cuda_dnn_graph_engine(p->g), (double)cuda_dnn_graph_ms(p->g),
             !k->bias ? "" : cuda_dnn_graph_fused(p->g) ? ", bias fused" : ", bias by cudnnAddTensor", p->ws_bytes);
   return true;
 }
@@ -515,14 +523,9 @@ static flagos_status_t plan_make(cuda_state_t *s, struct cuda_dnn *b, dnn_dev_t 
       /* The math type the chosen algorithm was measured with. */
       r = b->lib.SetConvMath(p->cd, res[pick].math_type);
       if (r != DNN_OK) why = "cuDNN refuses the algorithm's math type";
+      char sh[320];
       if (b->log && !why)
-        dnn_log(b,
-                "conv %s N %lld C %lld %lldx%lld -> K %lld %lldx%lld, kernel %lldx%lld, pad %lld/%lld, stride "
-                "%lld/%lld, dilation %lld/%lld, group %lld%s: cuDNN algo %d (%s%s, %.4f ms, workspace %zu)",
-                dt_name(k->dtype, k->tf32), (long long)iv[0], (long long)iv[1], (long long)iv[2], (long long)iv[3],
-                (long long)iv[4], (long long)iv[5], (long long)iv[6], (long long)iv[7], (long long)iv[8],
-                (long long)iv[9], (long long)iv[10], (long long)iv[11], (long long)iv[12], (long long)iv[13],
-                (long long)iv[14], (long long)iv[15], k->bias ? ", bias" : "", p->algo,
+        dnn_log(b, "%s: cuDNN algo %d (%s%s, %.4f ms, workspace %zu)", shape_text(k, sh, sizeof sh), p->algo,
                 times[pick] >= 0 ? "timed" : "the heuristic's first",
                 res[pick].math_type == DNN_FMA_MATH       ? ", fma"
                 : res[pick].math_type == DNN_DEFAULT_MATH ? ""
