@@ -199,6 +199,19 @@ void cg_fail(cg_t *g, flagos_code_t code, const char *fmt, ...) FLAGOS_PRINTF(3,
 const char *cg_fmt(cg_t *g, const char *fmt, ...) FLAGOS_PRINTF(2, 3);
 void cg_line(fl_buf_t *b, int depth, const char *fmt, ...) FLAGOS_PRINTF(3, 4);
 cg_info_t *cg_info(cg_t *g, const kir_expr_t *e);
+/* Counts e's references and its free variables and loaded buffers, once per node
+ * (emit_analyze.c). */
+void cg_analyze(cg_t *g, const kir_expr_t *e);
+
+/* Bitsets of variables and buffers, in the arena. */
+static inline uint64_t *cg_bits_new(cg_t *g, int words) {
+  return fl_arena_alloc(g->a, sizeof(uint64_t) * (size_t)(words ? words : 1));
+}
+static inline bool cg_bit_get(const uint64_t *b, int i) { return (b[i >> 6] >> (i & 63)) & 1u; }
+static inline void cg_bit_set(uint64_t *b, int i) { b[i >> 6] |= 1ull << (i & 63); }
+static inline void cg_bits_or(uint64_t *d, const uint64_t *s, int words) {
+  for (int i = 0; i < words; i++) d[i] |= s[i];
+}
 /* Emits one kernel through dialect d (appending to out). */
 flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_buf_t *out);
 bool cg_dtype_supported(flagos_dtype_t dt);

@@ -63,118 +63,6 @@ bool cg_dtype_supported(flagos_dtype_t dt) {
          dt != FLAGOS_COMPLEX128;
 }
 
-/* ---- bitsets ---- */
-static uint64_t *bits_new(cg_t *g, int words) { return fl_arena_alloc(g->a, sizeof(uint64_t) * (size_t)(words ? words : 1)); }
-static bool bit_get(const uint64_t *b, int i) { return (b[i >> 6] >> (i & 63)) & 1u; }
-static void bit_set(uint64_t *b, int i) { b[i >> 6] |= 1ull << (i & 63); }
-static void bits_or(uint64_t *d, const uint64_t *s, int words) {
-  for (int i = 0; i < words; i++) d[i] |= s[i];
-}
-
-/* ---- node analysis (pointer-keyed open addressing; entries live in the arena) ---- */
-static size_t hash_ptr(const void *p) {
-  uintptr_t x = (uintptr_t)p;
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  return (size_t)x;
-}
-
-cg_info_t *cg_info(cg_t *g, const kir_expr_t *e) {
-  if (!g->info_cap) return NULL;
-  size_t m = g->info_cap - 1;
-  for (size_t i = hash_ptr(e) & m;; i = (i + 1) & m) {
-    if (!g->info[i].e) return NULL;
-    if (g->info[i].e == e) return &g->info[i];
-  }
-}
-
-static cg_info_t *info_insert(cg_t *g, const kir_expr_t *e) {
-  if ((g->info_n + 1) * 2 > g->info_cap) {
-    size_t nc = g->info_cap ? g->info_cap * 2 : 256;
-    cg_info_t *old = g->info;
-    size_t oc = g->info_cap;
-    g->info = fl_arena_alloc(g->a, sizeof(*g->info) * nc);
-    g->info_cap = nc;
-    for (size_t i = 0; i < oc; i++) {
-      if (!old[i].e) continue;
-      size_t j = hash_ptr(old[i].e) & (nc - 1);
-      while (g->info[j].e) j = (j + 1) & (nc - 1);
-      g->info[j] = old[i];
-    }
-  }
-  size_t m = g->info_cap - 1, i = hash_ptr(e) & m;
-  while (g->info[i].e) i = (i + 1) & m;
-  g->info[i].e = e;
-  g->info_n++;
-  return &g->info[i];
-}
-
-/* Counts references and computes free variables and loaded buffers, once per node.
- * The table may grow during the children's analysis, so results are copied into
- * fresh bitsets first and stored after. */
-static void analyze(cg_t *g, const kir_expr_t *e) {
-  cg_info_t *in = cg_info(g, e);
-  if (in) {
-    in->refs++;
-    return;
-  }
-  if (g->err) return;
-  const kir_kernel_t *k = g->k;
-  uint64_t *vars = bits_new(g, g->nw_var), *loads = bits_new(g, g->nw_buf);
-  if (!cg_dtype_supported(e->dtype)) {
-    cg_fail(g, FLAGOS_ERR_UNSUPPORTED, "dtype %s is not supported by the %s emitter", flagos_dtype_name(e->dtype),
-            g->d->name);
-    return;
-  }
-  in = info_insert(g, e);
-  in->refs = 1;
-  in->vars = vars;
-  in->loads = loads;
-  int nchild = e->n;
-  switch (e->kind) {
-  case KIR_VAR:
-    if (e->var < 0 || e->var >= k->next_var) {
-      cg_fail(g, FLAGOS_ERR_INTERNAL, "variable v%d was not made by kir_new_var", e->var);
-      return;
-    }
-    bit_set(vars, e->var);
-    break;
-  case KIR_SYM:
-    if (e->sym < 0 || e->sym >= k->n_syms) {
-      cg_fail(g, FLAGOS_ERR_INTERNAL, "symbol %d is outside the kernel's %d symbols", e->sym, k->n_syms);
-      return;
-    }
-    break;
-  case KIR_LOAD:
-    if (e->buf < 0 || e->buf >= k->n_bufs) {
-      cg_fail(g, FLAGOS_ERR_INTERNAL, "load from buffer %d of %d", e->buf, k->n_bufs);
-      return;
-    }
-    bit_set(loads, e->buf);
-    break;
-  default: break;
-  }
-  for (int i = 0; i < nchild; i++) {
-    analyze(g, e->a[i]);
-    cg_info_t *c = cg_info(g, e->a[i]);
-    if (!c) return;
-    bits_or(vars, c->vars, g->nw_var);
-    bits_or(loads, c->loads, g->nw_buf);
-  }
-  if (e->kind == KIR_REDUCE) {
-    for (int i = 0; i < e->nr; i++) {
-      analyze(g, e->rext[i]);
-      cg_info_t *c = cg_info(g, e->rext[i]);
-      if (!c) return;
-      bits_or(vars, c->vars, g->nw_var);
-      bits_or(loads, c->loads, g->nw_buf);
-    }
-    for (int i = 0; i < e->nr; i++)
-      if (e->rvars[i] >= 0 && e->rvars[i] < k->next_var) vars[e->rvars[i] >> 6] &= ~(1ull << (e->rvars[i] & 63));
-  }
-}
-
 /* ---- blocks ---- */
 cg_block_t *cg_blk_new(cg_t *g, cg_block_t *parent, cg_block_kind_t kind) {
   cg_block_t *b = fl_arena_alloc(g->a, sizeof(*b));
@@ -219,7 +107,7 @@ static void memo_forget_loads(cg_t *g, cg_block_t *b, int buf) {
     int j = 0;
     for (int i = 0; i < b->n_memo; i++) {
       cg_info_t *in = cg_info(g, b->memo[i].e);
-      if (!in || !bit_get(in->loads, buf)) b->memo[j++] = b->memo[i];
+      if (!in || !cg_bit_get(in->loads, buf)) b->memo[j++] = b->memo[i];
     }
     b->n_memo = j;
   }
@@ -277,7 +165,7 @@ static const char *ex_select(cg_t *g, const kir_expr_t *e, cg_block_t *b, bool s
 
 bool cg_loads_written(cg_t *g, const cg_info_t *in) {
   for (int i = 0; i < g->k->n_bufs; i++)
-    if (g->k->bufs[i].written && bit_get(in->loads, i)) return true;
+    if (g->k->bufs[i].written && cg_bit_get(in->loads, i)) return true;
   return false;
 }
 
@@ -325,15 +213,15 @@ static const char *ex_reduce(cg_t *g, const kir_expr_t *e, cg_block_t *b) {
   const kir_expr_t *guards[MAX_GUARDS];
   int ng = 0;
   if (in && !cg_loads_written(g, in)) {
-    uint64_t *needed = bits_new(g, g->nw_var);
-    bits_or(needed, in->vars, g->nw_var);
+    uint64_t *needed = cg_bits_new(g, g->nw_var);
+    cg_bits_or(needed, in->vars, g->nw_var);
     for (cg_block_t *x = b; x->parent; x = x->parent) {
-      if (x->kind == CG_LAZY || (x->var >= 0 && bit_get(needed, x->var))) break;
+      if (x->kind == CG_LAZY || (x->var >= 0 && cg_bit_get(needed, x->var))) break;
       if (x->kind == CG_RLOOP) {
         cg_info_t *xi = cg_info(g, x->ext);
         if (ng == MAX_GUARDS || !xi || cg_loads_written(g, xi)) break;
         guards[ng++] = x->ext;
-        bits_or(needed, xi->vars, g->nw_var);
+        cg_bits_or(needed, xi->vars, g->nw_var);
       }
       t = x->parent;
     }
@@ -413,7 +301,7 @@ static bool stored_twice(cg_t *g, int buf) {
     for (int r = 0; r < 2 + g->k->bufs[st->buf].rank; r++) {
       const kir_expr_t *e = r == 0 ? st->value : r == 1 ? st->cond : st->idx[r - 2];
       cg_info_t *in = e ? cg_info(g, e) : NULL;
-      if (in && bit_get(in->loads, buf)) return true;
+      if (in && cg_bit_get(in->loads, buf)) return true;
     }
   }
   return n > 1;
@@ -687,16 +575,16 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
       cg_fail(g, FLAGOS_ERR_INTERNAL, "store %d to buffer %d of %d", s, st->buf, k->n_bufs);
       break;
     }
-    for (int i = 0; i < k->bufs[st->buf].rank; i++) analyze(g, st->idx[i]);
-    analyze(g, st->value);
-    if (st->cond) analyze(g, st->cond);
+    for (int i = 0; i < k->bufs[st->buf].rank; i++) cg_analyze(g, st->idx[i]);
+    cg_analyze(g, st->value);
+    if (st->cond) cg_analyze(g, st->cond);
   }
   /* Stores may use only the kernel's loop variables (reduction variables are bound
    * inside their reductions); anything else is a lowering bug, reported here
    * rather than as an undeclared identifier from the C compiler. */
-  uint64_t *loop_vars = bits_new(g, g->nw_var);
+  uint64_t *loop_vars = cg_bits_new(g, g->nw_var);
   for (int i = 0; i < k->rank; i++)
-    if (k->vars[i] >= 0 && k->vars[i] < k->next_var) bit_set(loop_vars, k->vars[i]);
+    if (k->vars[i] >= 0 && k->vars[i] < k->next_var) cg_bit_set(loop_vars, k->vars[i]);
   for (int s = 0; s < k->n_stores && !g->err; s++) {
     const kir_store_t *st = &k->stores[s];
     const kir_expr_t *roots[2] = {st->value, st->cond};
@@ -704,7 +592,7 @@ flagos_status_t cg_emit_kernel(const cg_dialect_t *d, const kir_kernel_t *k, fl_
       const kir_expr_t *e = r < 2 ? roots[r] : st->idx[r - 2];
       cg_info_t *in = e ? cg_info(g, e) : NULL;
       for (int v = 0; in && v < k->next_var; v++)
-        if (bit_get(in->vars, v) && !bit_get(loop_vars, v)) {
+        if (cg_bit_get(in->vars, v) && !cg_bit_get(loop_vars, v)) {
           cg_fail(g, FLAGOS_ERR_INTERNAL, "store %d uses variable v%d outside the loop that binds it", s, v);
           break;
         }

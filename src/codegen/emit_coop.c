@@ -6,7 +6,6 @@
 
 #include "codegen/cg_internal.h"
 
-static bool bit_get(const uint64_t *b, int i) { return (b[i >> 6] >> (i & 63)) & 1u; }
 
 /* ---- the cooperative form (GPU dialects) ----
  * A group of threads shares one row: the main levels 0..coop_level. The row's
@@ -45,18 +44,18 @@ static void put_decompose(cg_t *g, const char *idx, const char *total, int n, co
 
 static int host_level(cg_t *g, const cg_info_t *in) {
   for (int l = g->k->rank - 1; l >= 0; l--)
-    if (g->k->vars[l] >= 0 && g->k->vars[l] < g->k->next_var && bit_get(in->vars, g->k->vars[l])) return l;
+    if (g->k->vars[l] >= 0 && g->k->vars[l] < g->k->next_var && cg_bit_get(in->vars, g->k->vars[l])) return l;
   return -1;
 }
 
 /* Whether some load in e reads along `var` (its last index uses it). */
 static bool reads_along(cg_t *g, const kir_expr_t *e, int var) {
   cg_info_t *in = cg_info(g, e);
-  if (!in || in->mark[1] == g->mark_gen[1] || !bit_get(in->vars, var)) return false;
+  if (!in || in->mark[1] == g->mark_gen[1] || !cg_bit_get(in->vars, var)) return false;
   in->mark[1] = g->mark_gen[1];
   if (e->kind == KIR_LOAD && e->n > 0) {
     cg_info_t *li = cg_info(g, e->a[e->n - 1]);
-    if (li && bit_get(li->vars, var)) return true;
+    if (li && cg_bit_get(li->vars, var)) return true;
   }
   for (int i = 0; i < e->n; i++)
     if (reads_along(g, e->a[i], var)) return true;
@@ -69,7 +68,7 @@ bool cg_flat_extents(cg_t *g, const kir_expr_t *e) {
     cg_info_t *ri = cg_info(g, e->rext[i]);
     if (!ri) return false;
     for (int j = 0; j < e->nr; j++)
-      if (e->rvars[j] >= 0 && e->rvars[j] < g->k->next_var && bit_get(ri->vars, e->rvars[j])) return false;
+      if (e->rvars[j] >= 0 && e->rvars[j] < g->k->next_var && cg_bit_get(ri->vars, e->rvars[j])) return false;
   }
   return true;
 }
@@ -165,10 +164,10 @@ typedef struct rc_plan {
  * variables are not the row's) into the plan's candidates. */
 static void rc_collect(cg_t *g, const kir_expr_t *e, int var, rc_plan_t *p) {
   cg_info_t *in = cg_info(g, e);
-  if (!in || !bit_get(in->vars, var) || e->kind == KIR_REDUCE) return;
+  if (!in || !cg_bit_get(in->vars, var) || e->kind == KIR_REDUCE) return;
   if (e->kind == KIR_LOAD && !g->k->bufs[e->buf].written) {
     bool ok = true;
-    for (int v = 0; v < g->k->next_var && ok; v++) ok = !bit_get(in->vars, v) || v == var || bit_get(p->rowvars, v);
+    for (int v = 0; v < g->k->next_var && ok; v++) ok = !cg_bit_get(in->vars, v) || v == var || cg_bit_get(p->rowvars, v);
     if (ok) {
       int i = 0;
       while (i < p->n && !same_mod(p->load[i], e, p->lvar[i], var)) i++;
@@ -227,7 +226,7 @@ static int rc_width(cg_t *g, const kir_expr_t **load, const int *lvar, int m) {
     if (!kir_eval_int(kb->dims[kb->rank - 1], NULL, 0, &last) || last % w) return 1;
     for (int d = 0; d + 1 < e->n; d++) {
       cg_info_t *in = cg_info(g, e->a[d]);
-      if (!in || bit_get(in->vars, lvar[i])) return 1;
+      if (!in || cg_bit_get(in->vars, lvar[i])) return 1;
     }
   }
   return w;

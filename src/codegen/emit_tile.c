@@ -17,7 +17,6 @@
  * one thread per point. */
 #define TILE_MIN 32
 
-static bool bit_get(const uint64_t *b, int i) { return (b[i >> 6] >> (i & 63)) & 1u; }
 
 static bool is_var(const kir_expr_t *e, int v) { return e->kind == KIR_VAR && e->var == v; }
 
@@ -35,7 +34,7 @@ static void tile_walk(cg_t *g, const kir_expr_t *e, int *across, bool *along) {
     const kir_expr_t *last = e->a[e->n - 1];
     if (is_var(last, u)) *along = true;
     for (int l = 0; l + 1 < k->rank && *across < 0; l++)
-      if (is_var(last, k->vars[l]) && bit_get(in->vars, u)) *across = l;
+      if (is_var(last, k->vars[l]) && cg_bit_get(in->vars, u)) *across = l;
   }
   for (int i = 0; i < e->n; i++) tile_walk(g, e->a[i], across, along);
 }
