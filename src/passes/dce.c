@@ -2,20 +2,14 @@
 
 #include "passes/passes.h"
 
-/* Marks the values of g that subgraph sg, or a subgraph nested in it, reads. */
-static void mark_captures(const fir_graph_t *g, const fir_graph_t *sg, bool *used) {
-  for (int i = 0; i < sg->n_nodes; i++) {
-    const fir_node_t *n = sg->nodes[i];
-    for (int k = 0; k < n->n_inputs; k++)
-      if (n->inputs[k] && n->inputs[k]->graph == g) used[n->inputs[k]->id] = true;
-    for (int a = 0; a < n->n_attrs; a++) {
-      if (n->attrs[a].kind == FIR_ATTR_GRAPH && n->attrs[a].g) mark_captures(g, n->attrs[a].g, used);
-      for (int j = 0; n->attrs[a].kind == FIR_ATTR_GRAPHS && j < n->attrs[a].n; j++)
-        mark_captures(g, n->attrs[a].graphs[j], used);
-    }
-  }
-  for (int i = 0; i < sg->n_outputs; i++)
-    if (sg->outputs[i] && sg->outputs[i]->graph == g) used[sg->outputs[i]->id] = true;
+typedef struct {
+  const fir_graph_t *g;
+  bool *used;
+} mark_t;
+
+static void mark_used(fir_value_t *v, void *ctx) {
+  mark_t *m = ctx;
+  if (v->graph == m->g) m->used[v->id] = true;
 }
 
 flagos_status_t pass_dce(fir_model_t *m) {
@@ -42,11 +36,8 @@ flagos_status_t pass_dce(fir_model_t *m) {
     for (int k = 0; k < n->n_inputs; k++)
       if (n->inputs[k] && n->inputs[k]->graph == g) used[n->inputs[k]->id] = true;
     /* Values read only inside the node's subgraphs (captured outer values) are used too. */
-    for (int a = 0; a < n->n_attrs; a++) {
-      if (n->attrs[a].kind == FIR_ATTR_GRAPH && n->attrs[a].g) mark_captures(g, n->attrs[a].g, used);
-      for (int j = 0; n->attrs[a].kind == FIR_ATTR_GRAPHS && j < n->attrs[a].n; j++)
-        mark_captures(g, n->attrs[a].graphs[j], used);
-    }
+    mark_t mk = {g, used};
+    pass_subgraph_reads(n, mark_used, &mk);
   }
   if (any) fir_graph_remove_nodes(g, dead);
   return NULL;

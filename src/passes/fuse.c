@@ -71,47 +71,30 @@ static void add_read(fuse_t *f, int node, const fir_value_t *v) {
   f->reads[node][f->n_reads[node]++] = p;
 }
 
-static int count_reads(const fir_graph_t *sg) {
-  int c = 0;
-  for (int i = 0; i < sg->n_nodes; i++) {
-    const fir_node_t *n = sg->nodes[i];
-    c += n->n_inputs;
-    for (int a = 0; a < n->n_attrs; a++) {
-      if (n->attrs[a].kind == FIR_ATTR_GRAPH && n->attrs[a].g) c += count_reads(n->attrs[a].g);
-      for (int j = 0; n->attrs[a].kind == FIR_ATTR_GRAPHS && j < n->attrs[a].n; j++) c += count_reads(n->attrs[a].graphs[j]);
-    }
-  }
-  return c + sg->n_outputs;
+static void count_read(fir_value_t *v, void *ctx) {
+  (void)v;
+  ++*(int *)ctx;
 }
 
 /* Outer values a subgraph reads are inputs of the node that owns it. */
-static void add_subgraph_reads(fuse_t *f, int node, const fir_graph_t *sg) {
-  for (int i = 0; i < sg->n_nodes; i++) {
-    const fir_node_t *n = sg->nodes[i];
-    for (int k = 0; k < n->n_inputs; k++) add_read(f, node, n->inputs[k]);
-    for (int a = 0; a < n->n_attrs; a++) {
-      if (n->attrs[a].kind == FIR_ATTR_GRAPH && n->attrs[a].g) add_subgraph_reads(f, node, n->attrs[a].g);
-      for (int j = 0; n->attrs[a].kind == FIR_ATTR_GRAPHS && j < n->attrs[a].n; j++)
-        add_subgraph_reads(f, node, n->attrs[a].graphs[j]);
-    }
-  }
-  for (int k = 0; k < sg->n_outputs; k++) add_read(f, node, sg->outputs[k]);
+typedef struct {
+  fuse_t *f;
+  int node;
+} read_ctx_t;
+
+static void note_read(fir_value_t *v, void *ctx) {
+  read_ctx_t *r = ctx;
+  add_read(r->f, r->node, v);
 }
 
 static void collect_reads(fuse_t *f, int i) {
   const fir_node_t *n = f->g->nodes[i];
   int cap = n->n_inputs;
-  for (int a = 0; a < n->n_attrs; a++) {
-    if (n->attrs[a].kind == FIR_ATTR_GRAPH && n->attrs[a].g) cap += count_reads(n->attrs[a].g);
-    for (int j = 0; n->attrs[a].kind == FIR_ATTR_GRAPHS && j < n->attrs[a].n; j++) cap += count_reads(n->attrs[a].graphs[j]);
-  }
+  pass_subgraph_reads(n, count_read, &cap);
   f->reads[i] = fl_arena_alloc(f->a, sizeof(int) * (size_t)(cap + 1));
   for (int k = 0; k < n->n_inputs; k++) add_read(f, i, n->inputs[k]);
-  for (int a = 0; a < n->n_attrs; a++) {
-    if (n->attrs[a].kind == FIR_ATTR_GRAPH && n->attrs[a].g) add_subgraph_reads(f, i, n->attrs[a].g);
-    for (int j = 0; n->attrs[a].kind == FIR_ATTR_GRAPHS && j < n->attrs[a].n; j++)
-      add_subgraph_reads(f, i, n->attrs[a].graphs[j]);
-  }
+  read_ctx_t rc = {f, i};
+  pass_subgraph_reads(n, note_read, &rc);
 }
 
 /* True when group G reaches node q in the graph where every group is one node:
@@ -280,13 +263,8 @@ static void build_fused(fuse_t *f, int G, bool *used_outside, fir_value_t **bmap
 
 flagos_status_t pass_fuse_elementwise(fir_model_t *m, int *n_fused) {
   if (n_fused) *n_fused = 0;
-  const char *env = getenv("FLAGOS_FUSE");
-  if (env && strcmp(env, "0") == 0) return NULL;
+  if (pass_fusion_off(m)) return NULL;
   fir_graph_t *g = m->graph;
-  if (!g || g->n_nodes < 2) return NULL;
-  /* Gradient differentiates the graph's nodes as written (src/ops/training_grad.c). */
-  for (int i = 0; i < g->n_nodes; i++)
-    if (strcmp(g->nodes[i]->op_type, "Gradient") == 0) return NULL;
   fuse_t f = {.m = m, .g = g, .a = fl_arena_create(), .n = g->n_nodes};
   int n = f.n;
   f.ok = fl_arena_alloc(f.a, sizeof(bool) * (size_t)n);

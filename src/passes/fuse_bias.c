@@ -11,20 +11,15 @@
 #include "ops/linalg_bias.h"
 #include "passes/passes.h"
 
-/* Marks values of g read from inside subgraphs (captured outer values). */
-static void mark_captured(const fir_graph_t *g, const fir_graph_t *sg, int *uses) {
-  for (int i = 0; i < sg->n_nodes; i++) {
-    const fir_node_t *n = sg->nodes[i];
-    for (int k = 0; k < n->n_inputs; k++)
-      if (n->inputs[k] && n->inputs[k]->graph == g) uses[n->inputs[k]->id] += 2;
-    for (int a = 0; a < n->n_attrs; a++) {
-      if (n->attrs[a].kind == FIR_ATTR_GRAPH && n->attrs[a].g) mark_captured(g, n->attrs[a].g, uses);
-      for (int j = 0; n->attrs[a].kind == FIR_ATTR_GRAPHS && j < n->attrs[a].n; j++)
-        mark_captured(g, n->attrs[a].graphs[j], uses);
-    }
-  }
-  for (int k = 0; k < sg->n_outputs; k++)
-    if (sg->outputs[k] && sg->outputs[k]->graph == g) uses[sg->outputs[k]->id] += 2;
+typedef struct {
+  const fir_graph_t *g;
+  int *uses;
+} count_t;
+
+/* A value read inside a subgraph counts as read twice: never absorbable. */
+static void count_captured(fir_value_t *v, void *ctx) {
+  count_t *c = ctx;
+  if (v->graph == c->g) c->uses[v->id] += 2;
 }
 
 static bool float_ok(flagos_dtype_t dt) {
@@ -63,13 +58,8 @@ static fir_node_t *absorbable(const fir_graph_t *g, const fir_value_t *x, const 
 
 flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused) {
   if (n_fused) *n_fused = 0;
-  const char *env = getenv("FLAGOS_FUSE");
-  if (env && strcmp(env, "0") == 0) return NULL;
+  if (pass_fusion_off(m)) return NULL;
   fir_graph_t *g = m->graph;
-  if (!g || g->n_nodes < 2) return NULL;
-  /* Gradient differentiates the graph's nodes as written (src/ops/training_grad.c). */
-  for (int i = 0; i < g->n_nodes; i++)
-    if (strcmp(g->nodes[i]->op_type, "Gradient") == 0) return NULL;
   int n = g->n_nodes;
   int *uses = calloc((size_t)g->n_values + 1, sizeof(int));
   bool *dead = calloc((size_t)n * 2 + 1, sizeof(bool));
@@ -85,11 +75,8 @@ flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused) {
     const fir_node_t *x = g->nodes[i];
     for (int k = 0; k < x->n_inputs; k++)
       if (x->inputs[k] && x->inputs[k]->graph == g) uses[x->inputs[k]->id]++;
-    for (int a = 0; a < x->n_attrs; a++) {
-      if (x->attrs[a].kind == FIR_ATTR_GRAPH && x->attrs[a].g) mark_captured(g, x->attrs[a].g, uses);
-      for (int j = 0; x->attrs[a].kind == FIR_ATTR_GRAPHS && j < x->attrs[a].n; j++)
-        mark_captured(g, x->attrs[a].graphs[j], uses);
-    }
+    count_t cc = {g, uses};
+    pass_subgraph_reads(x, count_captured, &cc);
   }
   int fused = 0;
   for (int i = 0; i < n; i++) {
