@@ -150,6 +150,7 @@ typedef struct rt_mplan {
   int *node_slot;      /* per node of the main plan */
   int *input_slot;     /* per graph input: the slot it is uploaded to (its first consumer's) */
   int *uses_on[RT_MAX_SLOTS]; /* per slot (NULL: unused), by value id: consumers of the value on the slot */
+  int *first_on[RT_MAX_SLOTS]; /* per slot, by value id: the first node of the slot that reads it (n_nodes: none) */
   bool *weights_on[RT_MAX_SLOTS]; /* per slot, by value id: an initializer the slot's nodes read */
   int default_slot;    /* host operators, graph outputs that are weights */
   int single_slot;     /* >= 0: every node on this slot (the run takes the single-device path) */

@@ -32,6 +32,7 @@ void rt_mplan_free(rt_mplan_t *mp) {
   free(mp->input_slot);
   for (int d = 0; d < RT_MAX_SLOTS; d++) {
     free(mp->uses_on[d]);
+    free(mp->first_on[d]);
     free(mp->weights_on[d]);
   }
   free(mp->json);
@@ -221,19 +222,6 @@ static fir_value_t *read_k(const rt_node_t *rn, int k) {
   return k < rn->node->n_inputs ? rn->node->inputs[k] : rn->captures[k - rn->node->n_inputs];
 }
 
-/* The first node after the one running that reads value id on slot d (n_nodes: none). */
-static int next_reader(const mrun_t *r, int id, int d) {
-  const rt_plan_t *p = r->f.plan;
-  for (int i = r->node + 1; i < p->n_nodes; i++) {
-    if (r->mp->node_slot[i] != d) continue;
-    const rt_node_t *rn = &p->nodes[i];
-    for (int k = 0; k < n_reads(rn); k++) {
-      const fir_value_t *v = read_k(rn, k);
-      if (v && v->graph == p->graph && v->id == id) return i;
-    }
-  }
-  return p->n_nodes;
-}
 
 /* Starts the copies of value id (just made on its home slot) to the other
  * slots that read it, where both devices can copy asynchronously. */
@@ -250,7 +238,7 @@ static flagos_status_t start_copies(mrun_t *r, int id) {
     if (xa->host_visible ? !r->async_host : !r->async_dev) continue;
     /* A device's value read by the very next node has nothing to overlap
      * with: the copy thread's wake-up would only add to the wait. */
-    if (!xa->host_visible && next_reader(r, id, d) == r->node + 1) continue;
+    if (!xa->host_visible && r->mp->first_on[d][id] == r->node + 1) continue;
     rt_val_t *dst = &r->f.mirror[d][id];
     FL_TRY(rt_val_alloc_tensor(xb, dst, src->dtype, src->rank, src->dims));
     dst->uses_left = r->mp->uses_on[d][id];

@@ -8,12 +8,6 @@
 
 #include "runtime/placement.h"
 
-static bool reads(const rt_node_t *rn, const fir_value_t *v) {
-  for (int j = 0; j < rn->node->n_inputs + rn->n_captures; j++)
-    if ((j < rn->node->n_inputs ? rn->node->inputs[j] : rn->captures[j - rn->node->n_inputs]) == v) return true;
-  return false;
-}
-
 flagos_status_t rt_mplan_create(const flagos_bundle_t *b, const part_plan_t *pp, const int *dev_slot,
                                 const bool *slot_host_visible, const char *json, rt_mplan_t **out) {
   const rt_plan_t *p = &b->main;
@@ -64,7 +58,10 @@ flagos_status_t rt_mplan_create(const flagos_bundle_t *b, const part_plan_t *pp,
     mp->single_slot = d;
     mp->uses_on[d] = calloc(nv, sizeof(int));
     mp->weights_on[d] = calloc(nv, sizeof(bool));
-    if (!mp->uses_on[d] || !mp->weights_on[d]) st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+    mp->first_on[d] = malloc(nv * sizeof(int));
+    if (!mp->uses_on[d] || !mp->weights_on[d] || !mp->first_on[d])
+      st = FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "out of memory");
+    for (size_t i = 0; !st && i < nv; i++) mp->first_on[d][i] = p->n_nodes;
   }
   if (!st && mp->n_used > 1) mp->single_slot = -1;
   for (int i = 0; !st && i < p->n_nodes; i++) {
@@ -73,7 +70,7 @@ flagos_status_t rt_mplan_create(const flagos_bundle_t *b, const part_plan_t *pp,
     for (int k = 0; k < rn->node->n_inputs + rn->n_captures; k++) {
       fir_value_t *v = k < rn->node->n_inputs ? rn->node->inputs[k] : rn->captures[k - rn->node->n_inputs];
       if (!v || v->graph != g) continue;
-      mp->uses_on[d][v->id]++;
+      if (!mp->uses_on[d][v->id]++) mp->first_on[d][v->id] = i;
       if (v->init) mp->weights_on[d][v->id] = true;
     }
   }
@@ -81,11 +78,12 @@ flagos_status_t rt_mplan_create(const flagos_bundle_t *b, const part_plan_t *pp,
     if (g->outputs[k]->init) mp->weights_on[mp->default_slot][g->outputs[k]->id] = true;
   /* An input goes to the slot of its first consumer. */
   for (int k = 0; !st && k < g->n_inputs; k++) {
+    int id = g->inputs[k]->id, first = p->n_nodes;
     mp->input_slot[k] = mp->default_slot;
-    for (int i = 0; i < p->n_nodes; i++)
-      if (mp->uses_on[mp->node_slot[i]][g->inputs[k]->id] && reads(&p->nodes[i], g->inputs[k])) {
-        mp->input_slot[k] = mp->node_slot[i];
-        break;
+    for (int d = 0; d < RT_MAX_SLOTS; d++)
+      if (mp->first_on[d] && mp->first_on[d][id] < first) {
+        first = mp->first_on[d][id];
+        mp->input_slot[k] = d;
       }
   }
   if (st) {
