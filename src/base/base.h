@@ -54,6 +54,14 @@ char *fl_buf_take(fl_buf_t *b);
 
 /* ---- hashing ---- */
 uint64_t fl_hash64(const void *p, size_t n, uint64_t seed); /* FNV-1a 64, for cache keys */
+/* A pointer's bits mixed (MurmurHash3's finaliser), for tables keyed by address. */
+static inline size_t fl_hash_ptr(const void *p) {
+  uint64_t x = (uint64_t)(uintptr_t)p;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return (size_t)x;
+}
 
 /* ---- files ---- */
 /* Reads a whole file. On failure returns a status naming the path and the reason. */

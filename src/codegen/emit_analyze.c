@@ -6,18 +6,10 @@
 #include "codegen/cg_internal.h"
 
 /* ---- node analysis (pointer-keyed open addressing; entries live in the arena) ---- */
-static size_t hash_ptr(const void *p) {
-  uintptr_t x = (uintptr_t)p;
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  return (size_t)x;
-}
-
 cg_info_t *cg_info(cg_t *g, const kir_expr_t *e) {
   if (!g->info_cap) return NULL;
   size_t m = g->info_cap - 1;
-  for (size_t i = hash_ptr(e) & m;; i = (i + 1) & m) {
+  for (size_t i = fl_hash_ptr(e) & m;; i = (i + 1) & m) {
     if (!g->info[i].e) return NULL;
     if (g->info[i].e == e) return &g->info[i];
   }
@@ -32,12 +24,12 @@ static cg_info_t *info_insert(cg_t *g, const kir_expr_t *e) {
     g->info_cap = nc;
     for (size_t i = 0; i < oc; i++) {
       if (!old[i].e) continue;
-      size_t j = hash_ptr(old[i].e) & (nc - 1);
+      size_t j = fl_hash_ptr(old[i].e) & (nc - 1);
       while (g->info[j].e) j = (j + 1) & (nc - 1);
       g->info[j] = old[i];
     }
   }
-  size_t m = g->info_cap - 1, i = hash_ptr(e) & m;
+  size_t m = g->info_cap - 1, i = fl_hash_ptr(e) & m;
   while (g->info[i].e) i = (i + 1) & m;
   g->info[i].e = e;
   g->info_n++;

@@ -65,17 +65,10 @@ static bool fail(ki_t *s, const char *fmt, ...) {
 }
 
 /* ---- flattening ---- */
-static size_t hash_ptr(const void *p) {
-  uintptr_t x = (uintptr_t)p;
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  return (size_t)x;
-}
 
 static int lookup(ki_t *s, const kir_expr_t *e) {
   if (!s->hcap) return -1;
-  for (size_t i = hash_ptr(e) & (s->hcap - 1);; i = (i + 1) & (s->hcap - 1)) {
+  for (size_t i = fl_hash_ptr(e) & (s->hcap - 1);; i = (i + 1) & (s->hcap - 1)) {
     if (!s->hkey[i]) return -1;
     if (s->hkey[i] == e) return s->hval[i];
   }
@@ -91,13 +84,13 @@ static void insert(ki_t *s, const kir_expr_t *e, int id) {
     s->hcap = nc;
     for (size_t i = 0; i < oc; i++) {
       if (!ok[i]) continue;
-      size_t j = hash_ptr(ok[i]) & (nc - 1);
+      size_t j = fl_hash_ptr(ok[i]) & (nc - 1);
       while (s->hkey[j]) j = (j + 1) & (nc - 1);
       s->hkey[j] = ok[i];
       s->hval[j] = ov[i];
     }
   }
-  size_t j = hash_ptr(e) & (s->hcap - 1);
+  size_t j = fl_hash_ptr(e) & (s->hcap - 1);
   while (s->hkey[j]) j = (j + 1) & (s->hcap - 1);
   s->hkey[j] = e;
   s->hval[j] = id;
