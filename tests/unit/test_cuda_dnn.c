@@ -28,33 +28,7 @@
 #include "flagos/flagos.h"
 
 #include "check.h"
-
-static const char *msg(flagos_status_t st) { return st ? flagos_status_message(st) : "(success)"; }
-static bool is(flagos_status_t st, flagos_code_t code, const char *text) {
-  return st && flagos_status_code(st) == code && (!text || strstr(flagos_status_message(st), text));
-}
-
-static const flagos_backend_t *load_plugin(void) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/backends/libflagos_backend_cuda.so", FLAGOS_BINARY_DIR);
-  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  CHECK(h != NULL, "cannot load %s: %s", path, dlerror());
-  if (!h) return NULL;
-  flagos_backend_entry_fn entry = (flagos_backend_entry_fn)(uintptr_t)dlsym(h, FLAGOS_BACKEND_ENTRY_SYMBOL);
-  const flagos_backend_t *api = entry ? entry(FLAGOS_BACKEND_ABI_VERSION) : NULL;
-  CHECK(api != NULL && api->library_call != NULL, "the cuda plugin serves ABI %u with library_call",
-        FLAGOS_BACKEND_ABI_VERSION);
-  return api && api->library_call ? api : NULL;
-}
-
-static void *start(const flagos_backend_t *api) {
-  static flagos_host_t host = {FLAGOS_BACKEND_ABI_VERSION, flagos_status_new, "/tmp"};
-  void *state = NULL;
-  flagos_status_t st = api->init(&host, &state);
-  CHECK(!st && state, "init: %s", msg(st));
-  flagos_status_free(st);
-  return state;
-}
+#include "cuda_plugin_test.h"
 
 /* ints: N, C, H, W, K, OH, OW, kh, kw, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, group */
 static flagos_status_t conv_call(const flagos_backend_t *api, void *state, flagos_bstream_t stream, int32_t dt,
@@ -108,64 +82,6 @@ static void check_no_device(const flagos_backend_t *api, const char *driver) {
 }
 
 /* ---- with a GPU ---- */
-static uint16_t to_f16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  uint32_t sign = (x >> 16) & 0x8000u;
-  float a = fabsf(f);
-  if (a >= 65520.0f) return (uint16_t)(sign | 0x7c00u);
-  if (a < 6.103515625e-05f) return (uint16_t)(sign | (uint32_t)lrintf(a * 16777216.0f));
-  int e;
-  float m = frexpf(a, &e);
-  uint32_t mant = (uint32_t)lrintf(m * 2048.0f);
-  if (mant == 2048) {
-    mant = 1024;
-    e++;
-  }
-  return (uint16_t)(sign | (uint32_t)(e + 14) << 10 | (mant & 0x3ffu));
-}
-static float from_f16(uint16_t h) {
-  int e = (h >> 10) & 31, m = h & 1023;
-  float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? INFINITY : ldexpf((float)(m | 1024), e - 25);
-  return (h & 0x8000) ? -v : v;
-}
-static uint16_t to_bf16(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  x += 0x7fffu + ((x >> 16) & 1u);
-  return (uint16_t)(x >> 16);
-}
-static float from_bf16(uint16_t h) {
-  uint32_t x = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &x, 4);
-  return f;
-}
-static size_t dt_size(int32_t dt) { return dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT32 ? 4 : 2; }
-static void put(void *buf, int32_t dt, size_t i, double v) {
-  switch (dt) {
-  case FLAGOS_FLOAT64: ((double *)buf)[i] = v; break;
-  case FLAGOS_FLOAT32: ((float *)buf)[i] = (float)v; break;
-  case FLAGOS_FLOAT16: ((uint16_t *)buf)[i] = to_f16((float)v); break;
-  default: ((uint16_t *)buf)[i] = to_bf16((float)v); break;
-  }
-}
-static double get(const void *buf, int32_t dt, size_t i) {
-  switch (dt) {
-  case FLAGOS_FLOAT64: return ((const double *)buf)[i];
-  case FLAGOS_FLOAT32: return ((const float *)buf)[i];
-  case FLAGOS_FLOAT16: return from_f16(((const uint16_t *)buf)[i]);
-  default: return from_bf16(((const uint16_t *)buf)[i]);
-  }
-}
-static uint64_t rng = 88172645463325252ull;
-static double rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (double)(rng >> 11) / 9007199254740992.0 * 2 - 1;
-}
-
 typedef struct ccase {
   int32_t dt;
   int64_t n, c, h, w, k, kh, kw, ph, pw, sh, sw, dh, dw, g;
