@@ -2,35 +2,16 @@
  * allocates and frees every intermediate value on every run, so freed blocks go
  * to a free list of their size class and are handed out again.
  *
- * Size classes: 256 bytes, then four per power of two (a request is rounded up
- * to a quarter of the power of two below it), so a block wastes at most a
- * quarter of its size. A class index is a few hundred at most, so the free lists
- * are an array. When the driver runs out of memory, the cached blocks are
+ * Size classes: backends/size_class.h (shared with the opencl plugin's pool); a
+ * class index is a few hundred at most, so the free lists are an array. When the driver runs out of memory, the cached blocks are
  * returned to it and the allocation is tried once more. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "../size_class.h"
 #include "cuda_internal.h"
 
 #define DELETED (~(cu_ptr_t)0)
-
-static int size_class(size_t n, size_t *csize) {
-  if (n <= 256) {
-    *csize = 256;
-    return 0;
-  }
-  int lg = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^lg < n <= 2^(lg+1) */
-  size_t step = (size_t)1 << (lg - 2);
-  size_t k = (n + step - 1) / step; /* 5..8 */
-  *csize = k * step;
-  return 1 + (lg - 8) * 4 + (int)(k - 5);
-}
-
-static size_t class_bytes(int cls) {
-  if (cls == 0) return 256;
-  int lg = (cls - 1) / 4 + 8, k = (cls - 1) % 4 + 5;
-  return (size_t)k << (lg - 2);
-}
 
 void cuda_alloc_init(cuda_alloc_t *a) {
   memset(a, 0, sizeof(*a));
@@ -90,7 +71,7 @@ static void trim_locked(cuda_state_t *s, cuda_device_t *dv) {
       cuda_block_t *b = a->free_list[c];
       a->free_list[c] = b->next;
       s->drv.MemFree(b->ptr);
-      a->cached_bytes -= class_bytes(c);
+      a->cached_bytes -= flagos_class_bytes(c);
       free(b);
     }
   }
@@ -102,7 +83,7 @@ flagos_status_t cuda_alloc_get(cuda_state_t *s, cuda_device_t *dv, size_t bytes,
   if (bytes > ((size_t)1 << 48))
     return CUDA_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "cuda backend: cannot allocate %zu bytes", bytes);
   size_t csize;
-  int cls = size_class(bytes, &csize);
+  int cls = flagos_size_class(bytes, &csize);
   flagos_status_t st = NULL;
   pthread_mutex_lock(&a->lock);
   cu_ptr_t p = 0;
@@ -144,13 +125,13 @@ void cuda_alloc_put(cuda_state_t *s, cuda_device_t *dv, cu_ptr_t p) {
     int cls = l->cls;
     l->ptr = DELETED;
     a->live_n--;
-    a->live_bytes -= class_bytes(cls);
+    a->live_bytes -= flagos_class_bytes(cls);
     cuda_block_t *b = malloc(sizeof(*b));
     if (b) {
       b->ptr = p;
       b->next = a->free_list[cls];
       a->free_list[cls] = b;
-      a->cached_bytes += class_bytes(cls);
+      a->cached_bytes += flagos_class_bytes(cls);
     } else {
       s->drv.StreamSynchronize(dv->stream);
       s->drv.MemFree(p);

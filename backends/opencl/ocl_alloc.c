@@ -14,19 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../size_class.h"
 #include "ocl_internal.h"
-
-static int size_class(size_t n, size_t *csize) {
-  if (n <= 256) {
-    *csize = 256;
-    return 0;
-  }
-  int lg = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^lg < n <= 2^(lg+1) */
-  size_t step = (size_t)1 << (lg - 2);
-  size_t k = (n + step - 1) / step; /* 5..8 */
-  *csize = k * step;
-  return 1 + (lg - 8) * 4 + (int)(k - 5);
-}
 
 void ocl_pool_drain(ocl_state_t *s, ocl_device_t *d) {
   for (int c = 0; c < d->pool.n_classes; c++)
@@ -42,7 +31,7 @@ void ocl_pool_drain(ocl_state_t *s, ocl_device_t *d) {
 flagos_status_t ocl_alloc(ocl_state_t *s, ocl_device_t *d, int device, size_t bytes, ocl_buf_t **out) {
   *out = NULL;
   size_t csize;
-  int cls = size_class(bytes ? bytes : 1, &csize);
+  int cls = flagos_size_class(bytes ? bytes : 1, &csize);
   pthread_mutex_lock(&s->lock);
   ocl_buf_t *b = cls < d->pool.n_classes ? d->pool.free[cls] : NULL;
   if (b) {
@@ -93,7 +82,7 @@ void ocl_free(ocl_state_t *s, ocl_buf_t *b) {
   bool kept = b->cls >= 0 && b->cls < d->pool.n_classes;
   if (kept) {
     size_t csize;
-    size_class(b->size ? b->size : 1, &csize);
+    flagos_size_class(b->size ? b->size : 1, &csize);
     b->next = d->pool.free[b->cls];
     d->pool.free[b->cls] = b;
     d->pool.cached_bytes += csize;
