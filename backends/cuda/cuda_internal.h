@@ -42,9 +42,23 @@ typedef struct cuda_staging_slot {
   bool pending;    /* done was recorded and may not have completed */
   bool busy;       /* handed out */
 } cuda_staging_slot_t;
+/* Threads that split large copies through the buffers (cuda_staging.c), started
+ * on the first such copy and kept until the device's state ends. */
+#define CUDA_COPY_THREADS_MAX 8
+struct cuda_par_copy;
+typedef struct cuda_copy_pool {
+  pthread_mutex_t lock;
+  pthread_cond_t wake; /* a copy was queued, or stop */
+  pthread_cond_t idle; /* a worker left a copy */
+  struct cuda_par_copy *jobs; /* copies with chunks nobody has taken yet */
+  pthread_t th[CUDA_COPY_THREADS_MAX];
+  int n_threads;       /* started */
+  bool started, stop;
+} cuda_copy_pool_t;
 typedef struct cuda_staging {
   pthread_mutex_t lock;
   cuda_staging_slot_t slot[CUDA_STAGING_SLOTS];
+  cuda_copy_pool_t pool;
 } cuda_staging_t;
 
 typedef struct cuda_device {

@@ -24,81 +24,157 @@
 /* Large copies: the memcpy through the pinned buffer is split over threads (one
  * core copies ~5-10 GB/s, a PCIe 5 DMA runs ~25-50), and a host-to-device copy
  * sends each chunk as soon as it is in the buffer. ResNet-50's f16 input at batch
- * 64 is 19 MB: ~3 ms through one memcpy on the H100's host. */
+ * 64 is 19 MB: ~3 ms through one memcpy on the H100's host. The threads are the
+ * device's pool (cuda_copy_pool_t), started on the first such copy: starting
+ * them per copy put pthread_create on every run's path. The copying thread
+ * takes chunks too, so a copy finishes even when every worker is busy with
+ * another thread's copy. */
 #define PAR_MIN ((size_t)4 << 20)
 #define PAR_MAX_CHUNKS 64
-#define PAR_MAX_THREADS 8
+#define PAR_MAX_THREADS CUDA_COPY_THREADS_MAX
 
-typedef struct par_copy {
+typedef struct cuda_par_copy {
   char *dst;
   const char *src;
   size_t n, chunk;
-  int nchunks, nthreads;
+  int nchunks;
+  atomic_int next;      /* the next chunk to take */
+  int active;           /* workers inside the copy (under the pool's lock) */
+  bool queued;          /* on the pool's list (under the pool's lock) */
+  struct cuda_par_copy *link;
   atomic_int done[PAR_MAX_CHUNKS];
 } par_copy_t;
 
-typedef struct par_arg {
-  par_copy_t *pc;
-  int t;
-} par_arg_t;
+/* Takes and copies one chunk; false if none was left. */
+static bool par_take_one(par_copy_t *pc) {
+  int c = atomic_fetch_add_explicit(&pc->next, 1, memory_order_relaxed);
+  if (c >= pc->nchunks) return false;
+  size_t off = (size_t)c * pc->chunk, len = pc->n - off < pc->chunk ? pc->n - off : pc->chunk;
+  memcpy(pc->dst + off, pc->src + off, len);
+  atomic_store_explicit(&pc->done[c], 1, memory_order_release);
+  return true;
+}
 
-static void *par_worker(void *arg) {
-  par_arg_t *a = arg;
-  par_copy_t *pc = a->pc;
-  for (int c = a->t; c < pc->nchunks; c += pc->nthreads) {
-    size_t off = (size_t)c * pc->chunk, len = pc->n - off < pc->chunk ? pc->n - off : pc->chunk;
-    memcpy(pc->dst + off, pc->src + off, len);
-    atomic_store_explicit(&pc->done[c], 1, memory_order_release);
+static void unqueue(cuda_copy_pool_t *p, par_copy_t *pc) {
+  if (!pc->queued) return;
+  for (par_copy_t **q = &p->jobs; *q; q = &(*q)->link)
+    if (*q == pc) {
+      *q = pc->link;
+      break;
+    }
+  pc->queued = false;
+}
+
+static void *pool_worker(void *arg) {
+  cuda_copy_pool_t *p = arg;
+  pthread_mutex_lock(&p->lock);
+  while (!p->stop) {
+    par_copy_t *pc = p->jobs;
+    if (!pc) {
+      pthread_cond_wait(&p->wake, &p->lock);
+      continue;
+    }
+    if (atomic_load_explicit(&pc->next, memory_order_relaxed) >= pc->nchunks) {
+      unqueue(p, pc); /* every chunk is taken: nothing here for anyone */
+      continue;
+    }
+    pc->active++;
+    pthread_mutex_unlock(&p->lock);
+    while (par_take_one(pc)) {
+    }
+    pthread_mutex_lock(&p->lock);
+    if (--pc->active == 0) pthread_cond_broadcast(&p->idle);
   }
+  pthread_mutex_unlock(&p->lock);
   return NULL;
 }
 
-/* Threads for a copy of n bytes: 0 below PAR_MIN, else half the online CPUs up
- * to PAR_MAX_THREADS ($FLAGOS_CUDA_COPY_THREADS overrides; 0 or 1: one memcpy). */
-static int par_threads(size_t n) {
-  if (n < PAR_MIN) return 0;
+/* Workers for copies of n bytes: 0 below PAR_MIN, else half the online CPUs up
+ * to PAR_MAX_THREADS, less the copying thread ($FLAGOS_CUDA_COPY_THREADS, read
+ * when the pool starts, overrides the total; 0 or 1: one memcpy). */
+static int pool_size(void) {
   const char *v = getenv("FLAGOS_CUDA_COPY_THREADS");
   long t = v && *v ? strtol(v, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN) / 2;
-  if (t > PAR_MAX_THREADS) t = PAR_MAX_THREADS;
-  return t > 1 ? (int)t : 0;
+  if (t > PAR_MAX_THREADS + 1) t = PAR_MAX_THREADS + 1;
+  return t > 1 ? (int)t - 1 : 0;
 }
 
-/* Starts the workers of a parallel copy; returns how many started (0: none, the
- * caller copies alone). */
-static int par_start(par_copy_t *pc, par_arg_t *args, pthread_t *th, void *dst, const void *src, size_t n, int nt) {
+/* Queues pc (a copy of n bytes from src to dst) on the device's pool; false when
+ * the copy is too small to split or there are no workers (the caller copies alone). */
+static bool par_start(cuda_copy_pool_t *p, par_copy_t *pc, void *dst, const void *src, size_t n) {
+  if (n < PAR_MIN) return false;
+  pthread_mutex_lock(&p->lock);
+  if (!p->started) {
+    p->started = true;
+    int want = pool_size();
+    while (p->n_threads < want && pthread_create(&p->th[p->n_threads], NULL, pool_worker, p) == 0) p->n_threads++;
+  }
+  if (!p->n_threads) {
+    pthread_mutex_unlock(&p->lock);
+    return false;
+  }
   pc->dst = dst;
   pc->src = src;
   pc->n = n;
   pc->chunk = (size_t)1 << 20;
   while ((n + pc->chunk - 1) / pc->chunk > PAR_MAX_CHUNKS) pc->chunk *= 2;
   pc->nchunks = (int)((n + pc->chunk - 1) / pc->chunk);
-  pc->nthreads = nt < pc->nchunks ? nt : pc->nchunks;
+  atomic_init(&pc->next, 0);
   for (int c = 0; c < pc->nchunks; c++) atomic_init(&pc->done[c], 0);
-  int started = 0;
-  for (int t = 0; t < pc->nthreads; t++) {
-    args[t] = (par_arg_t){pc, t};
-    if (pthread_create(&th[t], NULL, par_worker, &args[t]) != 0) break;
-    started++;
-  }
-  /* Chunks of threads that did not start: copied here, in turn. */
-  for (int t = started; t < pc->nthreads; t++) {
-    par_arg_t a = {pc, t};
-    par_worker(&a);
-  }
-  return started;
+  pc->active = 0;
+  pc->queued = true;
+  pc->link = NULL;
+  par_copy_t **q = &p->jobs;
+  while (*q) q = &(*q)->link;
+  *q = pc;
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->lock);
+  return true;
 }
 
+/* Waits for chunk c, copying chunks of the copy meanwhile (one at a time: a
+ * host-to-device copy sends each chunk as soon as it is done). */
 static void par_wait_chunk(par_copy_t *pc, int c) {
-  while (!atomic_load_explicit(&pc->done[c], memory_order_acquire)) sched_yield();
+  while (!atomic_load_explicit(&pc->done[c], memory_order_acquire))
+    if (!par_take_one(pc)) sched_yield();
+}
+
+/* Every chunk done: leaves the pool once no worker is inside pc any more (pc
+ * lives on the caller's stack). */
+static void par_finish(cuda_copy_pool_t *p, par_copy_t *pc) {
+  for (int c = 0; c < pc->nchunks; c++) par_wait_chunk(pc, c);
+  pthread_mutex_lock(&p->lock);
+  unqueue(p, pc);
+  while (pc->active > 0) pthread_cond_wait(&p->idle, &p->lock);
+  pthread_mutex_unlock(&p->lock);
+}
+
+static void pool_init(cuda_copy_pool_t *p) {
+  pthread_mutex_init(&p->lock, NULL);
+  pthread_cond_init(&p->wake, NULL);
+  pthread_cond_init(&p->idle, NULL);
+}
+
+static void pool_destroy(cuda_copy_pool_t *p) {
+  pthread_mutex_lock(&p->lock);
+  p->stop = true;
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->lock);
+  for (int t = 0; t < p->n_threads; t++) pthread_join(p->th[t], NULL);
+  pthread_cond_destroy(&p->idle);
+  pthread_cond_destroy(&p->wake);
+  pthread_mutex_destroy(&p->lock);
 }
 
 void cuda_staging_init(cuda_staging_t *g) {
   memset(g, 0, sizeof(*g));
   pthread_mutex_init(&g->lock, NULL);
+  pool_init(&g->pool);
 }
 
 void cuda_staging_destroy(cuda_state_t *s, cuda_device_t *dv) {
   cuda_staging_t *g = &dv->staging;
+  pool_destroy(&g->pool);
   for (int i = 0; i < CUDA_STAGING_SLOTS; i++) {
     cuda_staging_slot_t *sl = &g->slot[i];
     if (sl->done) {
@@ -161,18 +237,14 @@ bool cuda_staging_h2d(cuda_state_t *s, cuda_device_t *dv, cu_stream_t cs, cu_ptr
   if (bytes > STAGING_MAX) return false;
   cuda_staging_slot_t *sl = acquire(s, dv, bytes);
   if (!sl) return false;
-  int nt = par_threads(bytes);
-  if (nt) {
-    par_copy_t pc;
-    par_arg_t args[PAR_MAX_THREADS];
-    pthread_t th[PAR_MAX_THREADS];
-    int started = par_start(&pc, args, th, sl->host, src, bytes, nt);
+  par_copy_t pc;
+  if (par_start(&dv->staging.pool, &pc, sl->host, src, bytes)) {
     for (int c = 0; c < pc.nchunks; c++) {
       par_wait_chunk(&pc, c);
       size_t off = (size_t)c * pc.chunk, len = bytes - off < pc.chunk ? bytes - off : pc.chunk;
       if (!*st) *st = cuda_check(s, s->drv.MemcpyHtoDAsync(dst + off, (char *)sl->host + off, len, cs), "cuMemcpyHtoDAsync");
     }
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    par_finish(&dv->staging.pool, &pc);
   } else {
     memcpy(sl->host, src, bytes);
     *st = cuda_check(s, s->drv.MemcpyHtoDAsync(dst, sl->host, bytes, cs), "cuMemcpyHtoDAsync");
@@ -196,13 +268,9 @@ bool cuda_staging_d2h(cuda_state_t *s, cuda_device_t *dv, cu_stream_t cs, void *
   *st = cuda_check(s, s->drv.MemcpyDtoHAsync(sl->host, src, bytes, cs), "cuMemcpyDtoHAsync");
   /* Errors of earlier kernels on the stream surface here. */
   if (!*st) *st = cuda_check(s, s->drv.StreamSynchronize(cs), "device-to-host copy (stream synchronize)");
-  int nt = *st ? 0 : par_threads(bytes);
-  if (nt) {
-    par_copy_t pc;
-    par_arg_t args[PAR_MAX_THREADS];
-    pthread_t th[PAR_MAX_THREADS];
-    int started = par_start(&pc, args, th, dst, sl->host, bytes, nt);
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+  par_copy_t pc;
+  if (!*st && par_start(&dv->staging.pool, &pc, dst, sl->host, bytes)) {
+    par_finish(&dv->staging.pool, &pc);
   } else if (!*st) {
     memcpy(dst, sl->host, bytes);
   }

@@ -91,6 +91,12 @@ def error_text(out, limit=300):
     lines = [l for l in out.strip().splitlines() if l.strip()]
     keep = [l for l in lines if "error" in l.lower() or "timed out" in l or "Traceback" in l or "Error" in l]
     text = " | ".join((keep or lines)[-3:])
+    # A time limit is the reason whatever else the command printed: say it first
+    # (it comes last and would be cut off).
+    tmo = [l for l in lines if l.startswith("[timed out after")]
+    if tmo:
+        rest = " | ".join([l for l in (keep or lines) if l not in tmo][-2:])
+        text = tmo[-1].strip("[]") + ("; before that: " + rest if rest else "")
     return text[:limit] if text else "(no output)"
 
 

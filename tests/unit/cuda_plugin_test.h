@@ -1,8 +1,8 @@
-/* What the tests of the cuda plugin's library calls share (test_cuda_blas.c,
- * test_cuda_dnn.c): loading the plugin and starting it, status checks, f16 and
+/* What the tests of the cuda plugin share (test_cuda_blas.c, test_cuda_dnn.c,
+ * test_cuda_copy.c): loading the plugin and starting it, status checks, f16 and
  * bf16 conversions done here (not by the code under test), element access by
- * dtype and a reproducible random source. Included by one test file each, after
- * check.h. */
+ * dtype and a reproducible random source (static inline: a test uses what it
+ * needs). Included by one test file each, after check.h. */
 #ifndef FLAGOS_TESTS_CUDA_PLUGIN_TEST_H
 #define FLAGOS_TESTS_CUDA_PLUGIN_TEST_H
 #include <dlfcn.h>
@@ -14,12 +14,12 @@
 #include "flagos/backend.h"
 #include "flagos/flagos.h"
 
-static const char *msg(flagos_status_t st) { return st ? flagos_status_message(st) : "(success)"; }
-static bool is(flagos_status_t st, flagos_code_t code, const char *text) {
+static inline const char *msg(flagos_status_t st) { return st ? flagos_status_message(st) : "(success)"; }
+static inline bool is(flagos_status_t st, flagos_code_t code, const char *text) {
   return st && flagos_status_code(st) == code && (!text || strstr(flagos_status_message(st), text));
 }
 
-static const flagos_backend_t *load_plugin(void) {
+static inline const flagos_backend_t *load_plugin(void) {
   char path[4096];
   snprintf(path, sizeof path, "%s/backends/libflagos_backend_cuda.so", FLAGOS_BINARY_DIR);
   void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -35,7 +35,7 @@ static const flagos_backend_t *load_plugin(void) {
   return FLAGOS_BACKEND_HAS(api, device_power) && api->library_call ? api : NULL;
 }
 
-static void *start(const flagos_backend_t *api) {
+static inline void *start(const flagos_backend_t *api) {
   static flagos_host_t host = {FLAGOS_BACKEND_ABI_VERSION, flagos_status_new, "/tmp"};
   void *state = NULL;
   flagos_status_t st = api->init(&host, &state);
@@ -44,7 +44,7 @@ static void *start(const flagos_backend_t *api) {
   return state;
 }
 
-static uint16_t to_f16(float f) {
+static inline uint16_t to_f16(float f) {
   /* Round to nearest even through the bit pattern (normal and subnormal range). */
   uint32_t x;
   memcpy(&x, &f, 4);
@@ -62,27 +62,27 @@ static uint16_t to_f16(float f) {
   }
   return (uint16_t)(sign | (uint32_t)(e + 14) << 10 | (mant & 0x3ffu));
 }
-static float from_f16(uint16_t h) {
+static inline float from_f16(uint16_t h) {
   int e = (h >> 10) & 31, m = h & 1023;
   float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? INFINITY : ldexpf((float)(m | 1024), e - 25);
   return (h & 0x8000) ? -v : v;
 }
-static uint16_t to_bf16(float f) {
+static inline uint16_t to_bf16(float f) {
   uint32_t x;
   memcpy(&x, &f, 4);
   x += 0x7fffu + ((x >> 16) & 1u);
   return (uint16_t)(x >> 16);
 }
-static float from_bf16(uint16_t h) {
+static inline float from_bf16(uint16_t h) {
   uint32_t x = (uint32_t)h << 16;
   float f;
   memcpy(&f, &x, 4);
   return f;
 }
 
-static size_t dt_size(int32_t dt) { return dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT32 ? 4 : 2; }
+static inline size_t dt_size(int32_t dt) { return dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT32 ? 4 : 2; }
 
-static void put(void *buf, int32_t dt, size_t i, double v) {
+static inline void put(void *buf, int32_t dt, size_t i, double v) {
   switch (dt) {
   case FLAGOS_FLOAT64: ((double *)buf)[i] = v; break;
   case FLAGOS_FLOAT32: ((float *)buf)[i] = (float)v; break;
@@ -90,7 +90,7 @@ static void put(void *buf, int32_t dt, size_t i, double v) {
   default: ((uint16_t *)buf)[i] = to_bf16((float)v); break;
   }
 }
-static double get(const void *buf, int32_t dt, size_t i) {
+static inline double get(const void *buf, int32_t dt, size_t i) {
   switch (dt) {
   case FLAGOS_FLOAT64: return ((const double *)buf)[i];
   case FLAGOS_FLOAT32: return ((const float *)buf)[i];
@@ -99,8 +99,8 @@ static double get(const void *buf, int32_t dt, size_t i) {
   }
 }
 
-static uint64_t rng = 88172645463325252ull;
-static double rnd(void) {
+static inline double rnd(void) {
+  static uint64_t rng = 88172645463325252ull;
   rng ^= rng << 13;
   rng ^= rng >> 7;
   rng ^= rng << 17;
