@@ -17,7 +17,10 @@
  * opt-in); unset = 1 on GPUs and accelerators, on CPU devices products of at
  * least 2^24 multiply-adds only (blas_mode).
  * FLAGOS_TRACE (any value) prints one line per call made, or refused, to
- * stderr; FLAGOS_OPENCL_BLAS_LOG=FILE appends them to FILE. */
+ * stderr; FLAGOS_OPENCL_BLAS_LOG=FILE appends them to FILE.
+ * Before a device's first product, CLBlast gets the tuning parameters of
+ * ocl_blas_params.c (FLAGOS_CLBLAST_PARAMS); products with few output tiles
+ * and a long K run split over K (ocl_blas_split.c, FLAGOS_OPENCL_SPLITK). */
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -70,6 +73,8 @@ BLAS_GEMM_TYPE(blas_hgemm_t, cl_half);
 BLAS_GEMM_SB_TYPE(blas_sgemm_sb_t, float);
 BLAS_GEMM_SB_TYPE(blas_dgemm_sb_t, double);
 BLAS_GEMM_SB_TYPE(blas_hgemm_sb_t, cl_half);
+/* CLBlastOverrideParameters is optional: without it CLBlast's own database decides. */
+#define BLAS_OVERRIDE "CLBlastOverrideParameters"
 
 /* name in CLBlast, member, type */
 #define BLAS_FUNCS(X)                                                                                      \
@@ -85,6 +90,10 @@ BLAS_GEMM_SB_TYPE(blas_hgemm_sb_t, cl_half);
 #define BLAS_CHECK_DECL(f, m, T) extern T f;
 BLAS_FUNCS(BLAS_CHECK_DECL)
 #undef BLAS_CHECK_DECL
+extern ocl_blas_override_fn CLBlastOverrideParameters;
+_Static_assert((unsigned)CLBlastPrecisionSingle == 32u && (unsigned)CLBlastPrecisionHalf == 16u &&
+                   (unsigned)CLBlastPrecisionDouble == 64u,
+               "CLBlastPrecision values");
 #define SAME(a, b) _Static_assert((long long)(a) == (long long)(b), #a " differs from clblast_c.h's " #b)
 SAME(BLAS_SUCCESS, CLBlastSuccess);
 SAME(BLAS_ROW_MAJOR, CLBlastLayoutRowMajor);
@@ -110,6 +119,7 @@ typedef struct blas_api {
 #define BLAS_MEMBER(f, m, T) T *m;
   BLAS_FUNCS(BLAS_MEMBER)
 #undef BLAS_MEMBER
+  ocl_blas_override_fn *override; /* NULL where CLBlast lacks it */
 } blas_api_t;
 
 static blas_api_t g_blas;
@@ -136,7 +146,10 @@ static void blas_load(void) {
   if (g_blas.why[0]) {
     dlclose(g_blas.lib);
     g_blas.lib = NULL;
+    return;
   }
+  void *o = dlsym(g_blas.lib, BLAS_OVERRIDE);
+  memcpy(&g_blas.override, &o, sizeof o);
 }
 
 static void trace_line(const char *fmt, ...) FLAGOS_PRINTF(1, 2);
@@ -309,12 +322,43 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: CLBlast refused %s gemm on '%s' before", dt_name(dt),
                    d->name);
 
+  /* CLBlast's parameters for devices its database lacks (ocl_blas_params.c),
+   * once per device, before its first product compiles anything. */
+  pthread_mutex_lock(&g_refused_lock);
+  if (!d->blas_params) {
+    d->blas_params = true;
+    if (g_blas.override) ocl_blas_params_apply(s, d, g_blas.override, trace_line);
+    else trace_line("flagos trace: opencl gemm: this CLBlast has no %s: its own parameters only\n", BLAS_OVERRIDE);
+  }
+  pthread_mutex_unlock(&g_refused_lock);
+
   cl_command_queue q = ocl_queue(s, st, dev);
   blas_enum_t opa = ta ? BLAS_TRANS : BLAS_NO_TRANS, opb = tb ? BLAS_TRANS : BLAS_NO_TRANS;
   size_t m = (size_t)M, n = (size_t)N, k = (size_t)K;
   size_t lda = ta ? m : k, ldb = tb ? k : n, ldy = n, nb = (size_t)batch;
   size_t xa = (size_t)sa, xb = (size_t)sb, xy = (size_t)sy;
   blas_status_t r;
+  /* Few output tiles and a long K: S products over K slices, then their sum
+   * (ocl_blas_split.c). Only on the device's default queue, whose order keeps
+   * the shared workspace's uses apart. */
+  int parts = dt == FLAGOS_FLOAT32 && q == d->queue ? ocl_blas_split_factor(d, batch, M, N, K) : 1;
+  if (parts > 1) {
+    cl_mem ws = NULL;
+    size_t ks = k / (size_t)parts;
+    flagos_status_t err = ocl_blas_split_begin(s, d, (size_t)parts * m * n * es, &ws);
+    if (err) return err;
+    /* slice j: columns j*ks.. of A (rows of A stored transposed), rows j*ks.. of B (columns of B transposed) */
+    r = g_blas.sgemm_sb(BLAS_ROW_MAJOR, opa, opb, m, n, ks, (float)alpha, A->mem, 0, lda, ta ? ks * m : ks, B->mem,
+                        0, ldb, tb ? ks : ks * n, 0.0f, ws, 0, ldy, m * n, (size_t)parts, &q, NULL);
+    cl_int e = r == BLAS_SUCCESS ? ocl_blas_split_sum(s, d, q, Y->mem, m * n, parts, (float)beta) : CL_SUCCESS;
+    ocl_blas_split_end();
+    if (r == BLAS_SUCCESS && e != CL_SUCCESS) return ocl_fail(s, e, "split-K sum");
+    if (r == BLAS_SUCCESS)
+      trace_line("flagos trace: opencl gemm by CLBlast: f32 M %lld N %lld K %lld%s%s in %d K slices on '%s'\n",
+                 (long long)M, (long long)N, (long long)K, ta ? " transA" : "", tb ? " transB" : "", parts, d->name);
+    /* a refusal falls through to the plain call below, which answers for itself */
+    if (r == BLAS_SUCCESS) return NULL;
+  }
   if (dt == FLAGOS_FLOAT32)
     r = nb == 1 ? g_blas.sgemm(BLAS_ROW_MAJOR, opa, opb, m, n, k, (float)alpha, A->mem, 0, lda, B->mem, 0, ldb,
                                (float)beta, Y->mem, 0, ldy, &q, NULL)

@@ -67,6 +67,12 @@ typedef struct ocl_device {
   size_t max_wg;
   bool fp64;            /* cl_khr_fp64 (or an OpenCL 3.0 double config) */
   bool div_sqrt;        /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT for float */
+  bool blas_params;     /* CLBlast parameters applied (ocl_blas.c, under its lock) */
+  /* split-K products (ocl_blas_split.c, under its lock): the sum kernel and the workspace */
+  cl_program split_prog;
+  cl_kernel split_sum;
+  cl_mem split_ws;
+  size_t split_ws_size;
   /* Created on first use (under the state's lock). */
   bool ready;
   cl_context ctx;
@@ -158,5 +164,23 @@ flagos_status_t ocl_launch(void *state, flagos_bstream_t s, flagos_bkernel_t k, 
 
 /* ocl_blas.c: "gemm" through CLBlast (opened at first use); anything else is FLAGOS_ERR_UNSUPPORTED */
 flagos_status_t ocl_library_call(void *state, flagos_bstream_t s, const flagos_libcall_t *call);
+
+/* ocl_blas_params.c: CLBlast tuning parameters for devices its database lacks.
+ * CLBlastOverrideParameters (precision: CLBlastPrecision's value, 32 = single). */
+typedef int ocl_blas_override_fn(cl_device_id device, const char *kernel, unsigned precision, size_t n,
+                                 const char **names, const size_t *values);
+typedef void ocl_trace_fn(const char *fmt, ...);
+/* Hands the matching lines of the table (built-in or $FLAGOS_CLBLAST_PARAMS)
+ * to fn for device d; the number of kernels whose parameters CLBlast took. */
+/* ocl_blas_split.c: split-K products. The number of K slices for a product
+ * (1: none); begin takes the lock and a workspace of `bytes` for the partial
+ * results, sum queues their sum into Y (y = sum + beta*y), end releases the lock. */
+int ocl_blas_split_factor(const ocl_device_t *d, int64_t batch, int64_t M, int64_t N, int64_t K);
+flagos_status_t ocl_blas_split_begin(ocl_state_t *s, ocl_device_t *d, size_t bytes, cl_mem *ws);
+cl_int ocl_blas_split_sum(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, cl_mem y, size_t mn, int parts,
+                          float beta);
+void ocl_blas_split_end(void);
+void ocl_blas_split_release(ocl_state_t *s, ocl_device_t *d);
+int ocl_blas_params_apply(ocl_state_t *s, const ocl_device_t *d, ocl_blas_override_fn *fn, ocl_trace_fn *trace);
 
 #endif

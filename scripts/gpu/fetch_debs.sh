@@ -19,6 +19,9 @@ apt-get download libtiff-dev libtiff6 libtiffxx6 libwebp-dev libwebp7 libwebpdem
 # OpenCL on NVIDIA (scripts/gpu/bench.sh): the Khronos headers and the ICD loader;
 # CLBlast for the opencl plugin's gemm (opened at run time; its header checks ocl_blas.c).
 apt-get download opencl-c-headers ocl-icd-libopencl1 libclblast1 libclblast-dev
+# CLBlast's tuners (clblast_tuner_xgemm, _xgemm_direct, ...), for FLAGOS_CLBLAST_PARAMS
+# files (backends/opencl/README.md); unpacked into the prefix's usr/bin, never needed to build.
+apt-get download clblast-utils
 conf=${FLAGOS_CONFORMANCE_DIR:-../../shared/conformance}
 if [ -d "$conf/onnx-node" ]; then
   tar -cJf onnx-node.tar.xz -C "$conf" onnx-node $( [ -d "$conf/onnx-simple" ] && echo onnx-simple )

@@ -168,6 +168,16 @@ static void test_refusals(void) {
   for (int i = 0; i < 3; i++) be->mem_free(bst, g_dev, bufs[i]);
 }
 
+/* Lines of FILE holding `what` (0 for a missing file). */
+static int count_lines(const char *file, const char *what) {
+  int n = 0;
+  FILE *f = fopen(file, "r");
+  char line[600];
+  while (f && fgets(line, sizeof line, f)) n += strstr(line, what) != NULL;
+  if (f) fclose(f);
+  return n;
+}
+
 int main(void) {
   char cache[] = "/tmp/flagos-test-opencl-blas-XXXXXX";
   if (!mkdtemp(cache)) {
@@ -205,6 +215,32 @@ int main(void) {
   g_have_blas = blas != NULL;
   printf("test_opencl_blas: CLBlast %s\n", g_have_blas ? "found: results checked" : "missing: calls must be refused");
 
+  /* CLBlast parameters from a file (FLAGOS_CLBLAST_PARAMS, ocl_blas_params.c),
+   * applied before the device's first product: every result below is computed
+   * with them. Two complete sets, a threshold that sends "f32 transA, large"
+   * (300x260x270) to the indirect kernel and the rest to the direct one, a
+   * partial set (CLBlast refuses it; the complete one stays), a malformed line
+   * (skipped) and a line for another device (ignored). */
+  char params[600], blas_log[600];
+  snprintf(params, sizeof params, "%s/params.txt", cache);
+  snprintf(blas_log, sizeof blas_log, "%s/blas.log", cache);
+  FILE *pf = fopen(params, "w");
+  CHECK(pf != NULL, "cannot write %s", params);
+  if (pf) {
+    fputs("# MATCH KERNEL PRECISION NAME=VALUE...\n"
+          "* XgemmDirect 32 KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 VWMD=1 VWND=2 WGD=16\n"
+          "* GemmRoutine 32 XGEMM_MIN_INDIRECT_SIZE=128   # comment\n"
+          "* Xgemm 32 GEMMK=0 KREG=1 KWG=16 KWI=2 MDIMA=8 MDIMC=8 MWG=32 NDIMB=8 NDIMC=8 NWG=32 SA=0 SB=0 STRM=0 "
+          "STRN=0 VWM=1 VWN=1\n"
+          "* Xgemm 32 KWG=16 MWG=32\n"
+          "* XgemmDirect 32 WGD=sixteen\n"
+          "NoSuchDevice GemmRoutine 32 XGEMM_MIN_INDIRECT_SIZE=1\n",
+          pf);
+    fclose(pf);
+  }
+  setenv("FLAGOS_CLBLAST_PARAMS", params, 1);
+  setenv("FLAGOS_OPENCL_BLAS_LOG", blas_log, 1);
+
   /* Small sizes take CLBlast's direct kernel, larger ones its padded (indirect) one. */
   run_case("f32 plain, NaN in Y, beta 0", (gcase_t){FLAGOS_FLOAT32, 1, 37, 29, 53, 0, 0, -1, -1, -1, 1, 0, true});
   run_case("f32 transA transB alpha beta", (gcase_t){FLAGOS_FLOAT32, 1, 5, 7, 3, 1, 1, -1, -1, -1, 0.75, 1.5, false});
@@ -214,7 +250,40 @@ int main(void) {
   run_case("f32 M 1 N 1", (gcase_t){FLAGOS_FLOAT32, 2, 1, 1, 4, 0, 0, -1, -1, -1, 1, 0, false});
   run_case("f64 batch, transA", (gcase_t){FLAGOS_FLOAT64, 2, 33, 17, 65, 1, 0, -1, -1, -1, 0.5, 0.25, false});
   run_case("f64 transB, NaN in Y", (gcase_t){FLAGOS_FLOAT64, 1, 20, 19, 21, 0, 1, -1, -1, -1, 1, 0, true});
+  /* Split-K (ocl_blas_split.c), forced with FLAGOS_OPENCL_SPLITK: S products
+   * over slices of K into a workspace, then their sum with beta*Y. */
+  int split_before = count_lines(blas_log, " K slices on ");
+  setenv("FLAGOS_OPENCL_SPLITK", "3", 1);
+  run_case("f32 split-K 3, NaN in Y, beta 0", (gcase_t){FLAGOS_FLOAT32, 1, 37, 29, 54, 0, 0, -1, -1, -1, 1, 0, true});
+  run_case("f32 split-K 3, transA transB alpha beta",
+           (gcase_t){FLAGOS_FLOAT32, 1, 20, 12, 63, 1, 1, -1, -1, -1, 0.75, 1.5, false});
+  setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
+  run_case("f32 split-K 2, transA", (gcase_t){FLAGOS_FLOAT32, 1, 33, 40, 50, 1, 0, -1, -1, -1, 1, 0.5, false});
+  run_case("f32 split-K 2, transB, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 70, 270, 0, 1, -1, -1, -1, -1, 0, true});
+  /* not split: K not a multiple of S, and a batch */
+  run_case("f32 split-K 2, odd K", (gcase_t){FLAGOS_FLOAT32, 1, 9, 8, 7, 0, 0, -1, -1, -1, 1, 0, false});
+  run_case("f32 split-K 2, batch", (gcase_t){FLAGOS_FLOAT32, 2, 9, 8, 8, 0, 0, -1, -1, -1, 1, 0, false});
+  unsetenv("FLAGOS_OPENCL_SPLITK");
+  /* (unset, a GPU splits some of the other cases by itself: only these are counted) */
+  int split = count_lines(blas_log, " K slices on ") - split_before;
+  CHECK(!g_have_blas || split == 4, "split-K: %d products ran in K slices (4 expected)", split);
   test_refusals();
+  if (g_have_blas) {
+    int applied = 0, refused = 0, malformed = 0, other = 0;
+    FILE *lf = fopen(blas_log, "r");
+    char line[600];
+    while (lf && fgets(line, sizeof line, lf)) {
+      if (!strstr(line, "CLBlast parameters")) continue;
+      applied += strstr(line, ": applied") != NULL;
+      refused += strstr(line, "refused by CLBlast") != NULL;
+      malformed += strstr(line, "'WGD=sixteen' is not NAME=VALUE") != NULL;
+      other += strstr(line, "MIN_INDIRECT_SIZE=1\n") != NULL || strstr(line, "NoSuchDevice") != NULL;
+    }
+    if (lf) fclose(lf);
+    CHECK(applied == 3 && refused == 1 && malformed == 1 && other == 0,
+          "CLBlast parameters: %d applied (3 expected), %d refused (1), %d malformed (1), %d for another device (0)",
+          applied, refused, malformed, other);
+  }
 
   be->shutdown(bst);
   char cmd[600];
