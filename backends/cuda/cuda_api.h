@@ -32,6 +32,7 @@ enum {
   CU_ATTR_CC_MAJOR = 75,              /* CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR */
   CU_ATTR_CC_MINOR = 76,              /* CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR */
   CU_FUNC_MAX_THREADS_PER_BLOCK = 0,  /* CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK */
+  CU_FUNC_MAX_DYNAMIC_SHARED = 8,     /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */
   CU_STREAM_NON_BLOCKING_FLAG = 1,    /* CU_STREAM_NON_BLOCKING */
   CU_EVENT_DEFAULT_FLAG = 0,          /* CU_EVENT_DEFAULT */
   CU_CTX_SCHED_SPIN_FLAG = 1,         /* CU_CTX_SCHED_SPIN */
@@ -82,6 +83,10 @@ enum {
   X(MemFreeHost, "cuMemFreeHost", (void *p))                                                           \
   X(EventQuery, "cuEventQuery", (cu_event_t e))                                                        \
   OPT(FuncGetParamInfo, "cuFuncGetParamInfo", (cu_func_t f, size_t i, size_t *off, size_t *size))     \
+  /* kernels that take dynamic shared memory (cuda_module.c); without them      \
+   * they run without it, reading memory instead */                                                    \
+  OPT(ModuleGetGlobal, "cuModuleGetGlobal_v2", (cu_ptr_t * p, size_t *bytes, cu_module_t m, const char *name)) \
+  OPT(FuncSetAttribute, "cuFuncSetAttribute", (cu_func_t f, int attr, int v))                          \
   /* graphs (cuda_graph.c); without them the plugin does not capture */                               \
   OPT(StreamBeginCapture, "cuStreamBeginCapture_v2", (cu_stream_t s, int mode))                        \
   OPT(StreamEndCapture, "cuStreamEndCapture", (cu_stream_t s, cu_graph_t *g))                          \

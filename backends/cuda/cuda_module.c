@@ -5,7 +5,9 @@
  * for the device. A launch passes buffers then symbols as the kernel's
  * parameters and covers `work` points with a grid-stride loop; a kernel with
  * static shared memory (the cooperative form, a block or warp per row) gets up
- * to one block per point, capped alike, and strides over its rows. */
+ * to one block per point, capped alike, and strides over its rows. A kernel
+ * that takes dynamic shared memory says how much by the size of a global named
+ * after it (docs/kernel-ir.md): it gets that much at every launch. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ struct flagos_bkernel_s {
   int device;
   int block;     /* threads per block: the kernel's bound, at most CUDA_BLOCK */
   bool rows;     /* the cooperative form: up to a block per point (each strides over rows) */
+  unsigned dyn;  /* dynamic shared memory bytes each launch gives */
   int n_params;  /* checked against the launch once; -1 before, -2 unknowable */
   char name[];
 };
@@ -130,6 +133,23 @@ void cuda_module_unload(void *state, flagos_bmodule_t m) {
   free(m);
 }
 
+/* The dynamic shared memory kernel `name` takes: the size of its global
+ * fo_dynsmem_<name> times 256 bytes (0 without one). Past 48 KB with its
+ * static shared memory the kernel must be allowed it first; where the driver
+ * cannot (an old one, a device with less), it is launched without: the kernel
+ * then reads memory instead. */
+static unsigned dynamic_shared(cuda_state_t *s, flagos_bmodule_t m, cu_func_t f, const char *name, int shared) {
+  char gname[512];
+  cu_ptr_t p;
+  size_t units = 0;
+  if (!s->drv.ModuleGetGlobal || snprintf(gname, sizeof gname, "fo_dynsmem_%s", name) >= (int)sizeof gname ||
+      s->drv.ModuleGetGlobal(&p, &units, m->mod, gname) != CU_OK || units == 0 || units > 16384)
+    return 0;
+  unsigned bytes = (unsigned)units * 256;
+  bool allowed = s->drv.FuncSetAttribute && s->drv.FuncSetAttribute(f, CU_FUNC_MAX_DYNAMIC_SHARED, (int)bytes) == CU_OK;
+  return allowed || bytes + (unsigned)shared <= 48 * 1024 ? bytes : 0;
+}
+
 flagos_status_t cuda_kernel_get(void *state, flagos_bmodule_t m, const char *name, flagos_bkernel_t *out) {
   cuda_state_t *s = state;
   *out = NULL;
@@ -149,6 +169,7 @@ flagos_status_t cuda_kernel_get(void *state, flagos_bmodule_t m, const char *nam
   int shared = 0;
   st = cuda_check(s, s->drv.FuncGetAttribute(&shared, CUDA_FUNC_SHARED_SIZE_BYTES, f), "cuFuncGetAttribute");
   if (st) return st;
+  unsigned dyn = dynamic_shared(s, m, f, name, shared);
   size_t nl = strlen(name) + 1;
   struct flagos_bkernel_s *k = malloc(sizeof(*k) + nl);
   if (!k) return CUDA_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "cuda backend: out of memory");
@@ -156,6 +177,7 @@ flagos_status_t cuda_kernel_get(void *state, flagos_bmodule_t m, const char *nam
   k->device = m->device;
   k->block = maxt < 1 ? 1 : maxt < CUDA_BLOCK ? maxt : CUDA_BLOCK;
   k->rows = shared > 0;
+  k->dyn = dyn;
   k->n_params = s->drv.FuncGetParamInfo ? -1 : -2;
   memcpy(k->name, name, nl);
   k->next = m->kernels;
@@ -214,7 +236,7 @@ flagos_status_t cuda_launch(void *state, flagos_bstream_t t, flagos_bkernel_t k,
   }
   cu_stream_t cs = t ? t->st : dv->stream;
   cu_result_t rc =
-      s->drv.LaunchKernel(k->f, (unsigned)blocks, 1, 1, (unsigned)k->block, 1, 1, 0, cs, n ? ptrs : NULL, NULL);
+      s->drv.LaunchKernel(k->f, (unsigned)blocks, 1, 1, (unsigned)k->block, 1, 1, k->dyn, cs, n ? ptrs : NULL, NULL);
   if (n > 64) {
     free(slots);
     free(ptrs);

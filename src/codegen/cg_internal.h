@@ -63,6 +63,21 @@ typedef struct cg_tile_names {
   const char *lid, *lsz, *gid, *ngr, *barrier, *shared;
 } cg_tile_names_t;
 
+/* The row cache's slots in group-shared memory (emit_coop.c), past a thread's
+ * register slots: `bytes` a group may take at most ($FLAGOS_CODEGEN_ROW_SHARED
+ * replaces it; 0: none), the threads of a group sharing a long row and the C
+ * text of a thread's index among them (slot s of thread t is element
+ * (s / W * group + t) * W + s % W of its array, W = rc_w: a group's accesses of
+ * one vector are consecutive). decl writes, at function scope, `unsigned char
+ * *fo_rsm` (16-byte aligned, g->rc_smem bytes where the launch gave them) and
+ * `int fo_rsm_ok` (whether it did; where not, those elements are read from
+ * memory, as past the slots); kernel_end then tells the launcher g->rc_smem. */
+typedef struct cg_coop_shared {
+  int bytes, group;
+  const char *tid;
+  void (*decl)(cg_t *g, fl_buf_t *out);
+} cg_coop_shared_t;
+
 typedef struct cg_dialect {
   const char *name;
   const char *prelude;
@@ -114,6 +129,8 @@ typedef struct cg_dialect {
    * loads together (0: none). Any answer is correct: elements past the slots
    * are read from memory again; it only sizes the register arrays. */
   int (*coop_slots)(int64_t row, int arrays);
+  /* Optional: the row cache's second tier, in group-shared memory (NULL: none). */
+  const cg_coop_shared_t *coop_shared;
   /* Optional: a thread's slots come in vectors of this many consecutive
    * elements (0 or 1: slot k of thread t is element t + k * group), and the
    * name of the builtin that declares a pointer aligned (`T *p =
@@ -176,6 +193,10 @@ struct cg {
   int64_t rc_n;
   int rc_k;
   int rc_w;                   /* slots come in vectors of rc_w consecutive elements (1: strided) */
+  int rc_sk;                  /* slots past rc_k a thread keeps in group-shared memory (coop_shared; 0: none) */
+  int *rc_soff;               /* [array]: its byte offset in that memory */
+  int rc_smem;                /* bytes of that memory a group takes (a multiple of 256) */
+  bool rc_smem_decl;          /* fo_rsm is declared: the kernel takes rc_smem bytes */
   int rc_var;                 /* while emitting a row loop's body: its variable (-1: none) */
   int rc_inner_var;           /* the row's inner level variable when it may use the cache (-1: none) */
   int rc_hits;                /* loads that used the cache, counting */
@@ -244,6 +265,8 @@ const char *cg_reduce_coop(cg_t *g, const kir_expr_t *e, cg_block_t *t);
 /* The row cache: C text of load e (normal: its text without the cache) where
  * the loop being emitted can read it from the cache, else NULL. */
 const char *cg_rc_load(cg_t *g, const kir_expr_t *e, const char *normal);
+/* Bytes of group-shared memory the row cache may take per group: $FLAGOS_CODEGEN_ROW_SHARED, else s->bytes (0 without s). */
+int cg_row_shared_bytes(const cg_coop_shared_t *s);
 /* Wraps main level blk->level in the cooperative form (instead of the dialect's main_loop). */
 void cg_coop_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out);
 /* Appends the function body's statements (root) to out: in the cooperative

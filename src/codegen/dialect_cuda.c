@@ -90,8 +90,13 @@ static void cuda_kernel_begin(cg_t *g, fl_buf_t *out) {
 }
 
 static void cuda_kernel_end(cg_t *g, fl_buf_t *out) {
-  FL_UNUSED(g);
-  fl_buf_puts(out, "}\n\n");
+  fl_buf_puts(out, "}\n");
+  /* The dynamic shared memory the kernel takes (the row cache's second tier),
+   * in units of 256 bytes as this array's size: the plugin reads the size of
+   * the global (cuModuleGetGlobal), with no copy from the device. */
+  if (g->rc_smem_decl)
+    fl_buf_printf(out, "extern \"C\" __device__ unsigned char fo_dynsmem_%s[%d];\n", g->k->name, g->rc_smem / 256);
+  fl_buf_puts(out, "\n");
 }
 
 /* The flat index's decomposition into the loop variables, last fastest, in
@@ -122,9 +127,14 @@ static void decompose(cg_t *g, const char *T, int depth, fl_buf_t *out) {
  * flat index walks blocks of CG_CUDA_BLK x CG_CUDA_BLK rows of levels A and B
  * (B fastest), so the threads in flight read and write runs of CG_CUDA_BLK
  * consecutive rows on both sides. Only for constant extents of A and B that
- * are multiples of the block. $FLAGOS_CODEGEN_BLOCK_ROWS=0 turns it off, for
- * measurements. */
+ * are multiples of the block. $FLAGOS_CODEGEN_BLOCK_ROWS replaces the block's
+ * side (0 turns it off), for measurements. */
 #define CG_CUDA_BLK 8
+
+static int block_rows(void) {
+  const char *env = getenv("FLAGOS_CODEGEN_BLOCK_ROWS");
+  return env && *env ? atoi(env) : CG_CUDA_BLK;
+}
 
 static bool is_var(const kir_expr_t *e, int v) { return e->kind == KIR_VAR && e->var == v; }
 
@@ -150,10 +160,10 @@ static void across_walk(cg_t *g, const kir_expr_t *e, int *lvl) {
 static int blocked_level(cg_t *g) {
   const kir_kernel_t *k = g->k;
   int r = k->rank, lvl = -1;
-  const char *env = getenv("FLAGOS_CODEGEN_BLOCK_ROWS");
-  if ((env && *env && atoi(env) == 0) || k->serial || r < 3) return -1;
+  int n = block_rows();
+  if (n <= 0 || k->serial || r < 3) return -1;
   int64_t eb;
-  if (!kir_eval_int(k->extents[r - 2], NULL, 0, &eb) || eb % CG_CUDA_BLK) return -1;
+  if (!kir_eval_int(k->extents[r - 2], NULL, 0, &eb) || eb % n) return -1;
   for (int s = 0; s < k->n_stores; s++) {
     const kir_store_t *st = &k->stores[s];
     if (k->bufs[st->buf].rank != r) return -1;
@@ -163,13 +173,13 @@ static int blocked_level(cg_t *g) {
   g->mark_gen[0]++;
   for (int s = 0; s < k->n_stores && lvl < 0; s++) across_walk(g, k->stores[s].value, &lvl);
   int64_t ea;
-  if (lvl < 0 || !kir_eval_int(k->extents[lvl], NULL, 0, &ea) || ea % CG_CUDA_BLK) return -1;
+  if (lvl < 0 || !kir_eval_int(k->extents[lvl], NULL, 0, &ea) || ea % n) return -1;
   return lvl;
 }
 
 /* decompose() in the blocked order (A = level a, B = the level above the innermost). */
 static void decompose_blocked(cg_t *g, const char *T, int a, int depth, fl_buf_t *out) {
-  int r = g->k->rank, b = r - 2, n = CG_CUDA_BLK;
+  int r = g->k->rank, b = r - 2, n = block_rows();
   cg_line(out, depth, "%s fo_q = (%s)fo_i;", T, T);
   if (g->vec) {
     cg_line(out, depth, "fo_vb = (int64_t)(fo_q %% (%s)(E%d / %d)) * %d;", T, r - 1, g->vec_w, g->vec_w);
@@ -267,21 +277,33 @@ static bool cuda_vec_load(cg_t *g, int buf, const char *off, const char *arr, in
   return true;
 }
 
+/* Vector stores go through __stcg: written as `*(float4 *)p = v`, a store
+ * of values just loaded (a permuted copy) reached the PTX as four scalar
+ * stores (NVRTC 13.0), where __stcg stays one st.global.cg.v4 (L2 only: an
+ * output is not read back by the kernel). $FLAGOS_CODEGEN_VEC_STCG=0 writes the
+ * plain form, for measurements. */
+static bool vec_stcg(void) {
+  const char *env = getenv("FLAGOS_CODEGEN_VEC_STCG");
+  return !(env && *env && atoi(env) == 0);
+}
+
 static bool cuda_vec_store(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
   int n;
   const char *V = cuda_vec_chunk(g, g->k->bufs[buf].dtype, &n);
   if (!V) return false;
+  bool cg = vec_stcg();
   for (int c = 0; c < g->vec_w / n; c++) {
     int b = c * n;
+    const char *at = cg_fmt(g, "(%s *)(b%d + %s + %d)", n == 8 ? "uint4" : V, buf, off, b), *val;
     if (n == 8)
-      cg_line(out, depth,
-              "*(uint4 *)(b%d + %s + %d) = make_uint4((uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | "
-              "((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | "
-              "((uint32_t)%s[%d] << 16));",
-              buf, off, b, arr, b, arr, b + 1, arr, b + 2, arr, b + 3, arr, b + 4, arr, b + 5, arr, b + 6, arr, b + 7);
+      val = cg_fmt(g,
+                   "make_uint4((uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | ((uint32_t)%s[%d] << "
+                   "16), (uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16))",
+                   arr, b, arr, b + 1, arr, b + 2, arr, b + 3, arr, b + 4, arr, b + 5, arr, b + 6, arr, b + 7);
     else
-      cg_line(out, depth, "*(%s *)(b%d + %s + %d) = make_%s(%s[%d], %s[%d], %s[%d], %s[%d]);", V, buf, off, b, V, arr,
-              b, arr, b + 1, arr, b + 2, arr, b + 3);
+      val = cg_fmt(g, "make_%s(%s[%d], %s[%d], %s[%d], %s[%d])", V, arr, b, arr, b + 1, arr, b + 2, arr, b + 3);
+    if (cg) cg_line(out, depth, "__stcg(%s, %s);", at, val);
+    else cg_line(out, depth, "*%s = %s;", at, val);
   }
   return true;
 }
@@ -337,13 +359,31 @@ static void cuda_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const cha
  * a row that needs more takes up to 128 (about 200 registers, one block on an
  * SM): on an H100 a 32k-float softmax row ran at 81% of copy bandwidth so, and
  * at 61% with 64 slots, whose other half of the row is read three times. A
- * longer row's rest is read again. */
+ * longer row's rest is read again.
+ * The shared-memory tier (64 register slots, the rest of the row in dynamic
+ * shared memory, two blocks on an SM) is off: that 32k row ran at 1.02-1.06 ms
+ * with 56 to 64 KB a block against 0.86 ms with 128 register slots (H100, one
+ * call). $FLAGOS_CODEGEN_ROW_SHARED=BYTES turns it on, for measurements. */
 #define CG_CUDA_ROW_SLOTS 64
 #define CG_CUDA_ROW_SLOTS_LONG 128
+#define CG_CUDA_ROW_SHARED 0
+
+/* fo_rsm is the dynamic shared memory; the launch's size is read back from
+ * %dynamic_smem_size, so a launcher that gives less (a driver without
+ * cuFuncSetAttribute, a device with less shared memory) still runs correctly. */
+static void cuda_row_shared_decl(cg_t *g, fl_buf_t *out) {
+  cg_line(out, 1, "extern __shared__ __align__(16) unsigned char fo_rsm[];");
+  cg_line(out, 1, "uint32_t fo_rsm_have;");
+  cg_line(out, 1, "asm(\"mov.u32 %%0, %%%%dynamic_smem_size;\" : \"=r\"(fo_rsm_have));");
+  cg_line(out, 1, "const int fo_rsm_ok = fo_rsm_have >= %du;", g->rc_smem);
+}
+
+static const cg_coop_shared_t cuda_row_shared = {CG_CUDA_ROW_SHARED, CG_CUDA_BLOCK, "(int)threadIdx.x",
+                                                 cuda_row_shared_decl};
 
 static int cuda_coop_slots(int64_t row, int arrays) {
   int64_t w = row > CG_CUDA_WARP_ROW ? CG_CUDA_BLOCK : 32, k = (row + w - 1) / w, cap = CG_CUDA_ROW_SLOTS / arrays;
-  if (k > cap) cap = CG_CUDA_ROW_SLOTS_LONG / arrays;
+  if (k > cap && cg_row_shared_bytes(&cuda_row_shared) == 0) cap = CG_CUDA_ROW_SLOTS_LONG / arrays;
   return (int)(k < cap ? k : cap);
 }
 
@@ -372,6 +412,7 @@ static const cg_dialect_t cg_dialect_cuda = {
     .coop_setup = cuda_coop_setup,
     .coop_combine = cuda_coop_combine,
     .coop_slots = cuda_coop_slots,
+    .coop_shared = &cuda_row_shared,
     .coop_vec = 4,
     .assume_aligned = "__builtin_assume_aligned",
     .tile = &cuda_tile,

@@ -232,6 +232,48 @@ static int rc_width(cg_t *g, const kir_expr_t **load, const int *lvar, int m) {
   return w;
 }
 
+int cg_row_shared_bytes(const cg_coop_shared_t *s) {
+  const char *env = getenv("FLAGOS_CODEGEN_ROW_SHARED");
+  int v = env && *env ? atoi(env) : s ? s->bytes : 0;
+  return v > 0 ? v : 0;
+}
+
+/* Bytes of a value of C type T (the cache's element types). */
+static int ctype_bytes(const char *T) {
+  if (strstr(T, "64") || !strcmp(T, "double")) return 8;
+  if (strstr(T, "16")) return 2;
+  if (strstr(T, "8")) return 1;
+  return 4;
+}
+
+/* The second tier (the dialect's coop_shared): the slots a row needs past the
+ * registers, as many as the budget holds, in whole vectors. Meant to let two
+ * blocks share a multiprocessor where the whole row in registers allows one
+ * (one block's reductions overlapping the other's memory traffic); on an H100
+ * it measured slower than the registers alone (docs/kernel-ir.md), so CUDA's
+ * budget is 0 unless $FLAGOS_CODEGEN_ROW_SHARED gives one. */
+static void plan_shared(cg_t *g) {
+  const cg_coop_shared_t *sh = g->d->coop_shared;
+  int budget = cg_row_shared_bytes(sh), w = g->rc_w > 1 ? g->rc_w : 1;
+  g->rc_sk = g->rc_smem = 0;
+  if (!sh || budget <= 0) return;
+  int64_t need = (g->rc_n + sh->group - 1) / sh->group;
+  need = (need + w - 1) / w * w - g->rc_k;
+  int per = 0;
+  for (int i = 0; i < g->n_rc; i++) per += ctype_bytes(cg_ctype(g, g->rc_load[i]->dtype));
+  int64_t fit = budget / ((int64_t)sh->group * per) / w * w;
+  int sk = (int)(need < fit ? need : fit);
+  if (sk <= 0) return;
+  g->rc_sk = sk;
+  g->rc_soff = fl_arena_alloc(g->a, sizeof(int) * (size_t)g->n_rc);
+  int off = 0;
+  for (int i = 0; i < g->n_rc; i++) {
+    g->rc_soff[i] = off;
+    off += (sk * sh->group * ctype_bytes(cg_ctype(g, g->rc_load[i]->dtype)) + 15) / 16 * 16;
+  }
+  g->rc_smem = (off + 255) / 256 * 256;
+}
+
 static void plan_cache(cg_t *g) {
   const kir_kernel_t *k = g->k;
   rc_plan_t p = {0};
@@ -288,24 +330,33 @@ static void plan_cache(cg_t *g) {
   g->n_rc = m;
   g->rc_load = p.load;
   g->rc_lvar = p.lvar;
+  plan_shared(g);
 }
 
 /* The unrolled loop over a thread's slots: vectors of rc_w consecutive
  * elements (one guard per vector: the row is a multiple of rc_w), `v` bound to
  * each element and fo_k to its slot; `hit` defines fo_hit = 1 for bodies that
- * choose between the cache and memory. */
-static void rc_slots(cg_t *g, int v, const char *ext, bool hit, const char *body, size_t len, int depth,
+ * choose between the cache and memory. `shared`: the slots of the second tier
+ * instead, fo_s indexing them (fo_shit = 1 for such bodies). */
+static void rc_slots(cg_t *g, int v, const char *ext, bool hit, bool shared, const char *body, size_t len, int depth,
                      fl_buf_t *out) {
-  int w = g->rc_w > 1 ? g->rc_w : 1;
+  int w = g->rc_w > 1 ? g->rc_w : 1, first = shared ? g->rc_k / w : 0;
+  const char *kv = first ? cg_fmt(g, "(int64_t)(fo_kv + %d)", first) : "(int64_t)fo_kv";
   cg_line(out, depth, "#pragma unroll");
-  cg_line(out, depth, "for (int fo_kv = 0; fo_kv < %d; fo_kv++) {", g->rc_k / w);
-  if (w > 1) cg_line(out, depth + 1, "const int64_t fo_e0 = ((int64_t)fo_gt + (int64_t)fo_kv * fo_gw) * %d;", w);
-  else cg_line(out, depth + 1, "const int64_t fo_e0 = (int64_t)fo_gt + (int64_t)fo_kv * fo_gw;");
+  cg_line(out, depth, "for (int fo_kv = 0; fo_kv < %d; fo_kv++) {", (shared ? g->rc_sk : g->rc_k) / w);
+  if (w > 1) cg_line(out, depth + 1, "const int64_t fo_e0 = ((int64_t)fo_gt + %s * fo_gw) * %d;", kv, w);
+  else cg_line(out, depth + 1, "const int64_t fo_e0 = (int64_t)fo_gt + %s * fo_gw;", kv);
   cg_line(out, depth + 1, "if (fo_e0 < %s) {", ext);
   cg_line(out, depth + 2, "#pragma unroll");
   cg_line(out, depth + 2, "for (int fo_ku = 0; fo_ku < %d; fo_ku++) {", w);
-  cg_line(out, depth + 3, "const int fo_k = fo_kv * %d + fo_ku;", w);
-  if (hit) cg_line(out, depth + 3, "const int fo_hit = 1;");
+  if (shared) {
+    const cg_coop_shared_t *sh = g->d->coop_shared;
+    cg_line(out, depth + 3, "const int fo_s = (fo_kv * %d + %s) * %d + fo_ku;", sh->group, sh->tid, w);
+    if (hit) cg_line(out, depth + 3, "const int fo_hit = 0, fo_k = 0, fo_shit = 1;");
+  } else {
+    cg_line(out, depth + 3, "const int fo_k = fo_kv * %d + fo_ku;", w);
+    if (hit) cg_line(out, depth + 3, "const int fo_hit = 1%s;", g->rc_sk ? ", fo_shit = 0, fo_s = 0" : "");
+  }
   cg_line(out, depth + 3, "const int64_t v%d = fo_e0 + fo_ku;", v);
   if (len) fl_buf_append(out, body, len);
   cg_line(out, depth + 2, "}");
@@ -329,8 +380,22 @@ static void rc_fill(cg_t *g) {
     fl_buf_t body = {0};
     if (slot->buf.len) fl_buf_append(&body, slot->buf.data, slot->buf.len);
     fl_buf_free(&slot->buf);
+    const char *n = cg_fmt(g, "%lld", (long long)g->rc_n);
+    size_t head = body.len;
     cg_line(&body, t->depth + 2, "fo_rc%d[fo_k] = %s;", i, x);
-    rc_slots(g, g->rc_lvar[i], cg_fmt(g, "%lld", (long long)g->rc_n), false, body.data, body.len, t->depth, &t->buf);
+    rc_slots(g, g->rc_lvar[i], n, false, false, body.data, body.len, t->depth, &t->buf);
+    if (g->rc_sk) {
+      /* the second tier, where the launch gave its memory */
+      const char *T = cg_ctype(g, e->dtype);
+      if (!g->rc_smem_decl) g->d->coop_shared->decl(g, &g->decls);
+      g->rc_smem_decl = true;
+      cg_line(&t->buf, t->depth, "%s *const fo_rs%d = (%s *)(fo_rsm + %d);", T, i, T, g->rc_soff[i]);
+      body.len = head;
+      cg_line(&body, t->depth + 2, "fo_rs%d[fo_s] = %s;", i, x);
+      cg_line(&t->buf, t->depth, "if (fo_rsm_ok) {");
+      rc_slots(g, g->rc_lvar[i], n, false, true, body.data, body.len, t->depth + 1, &t->buf);
+      cg_line(&t->buf, t->depth, "}");
+    }
     fl_buf_free(&body);
   }
   g->rc_var = saved;
@@ -342,6 +407,7 @@ const char *cg_rc_load(cg_t *g, const kir_expr_t *e, const char *normal) {
     if (!g->rc_ready) rc_fill(g);
     g->rc_hits++;
     if (g->rc_var == g->rc_inner_var) g->rc_inner_hit = true;
+    if (g->rc_sk) return cg_fmt(g, "(fo_hit ? fo_rc%d[fo_k] : fo_shit ? fo_rs%d[fo_s] : %s)", i, i, normal);
     return cg_fmt(g, "(fo_hit ? fo_rc%d[fo_k] : %s)", i, normal);
   }
   return NULL;
@@ -350,18 +416,24 @@ const char *cg_rc_load(cg_t *g, const kir_expr_t *e, const char *normal) {
 /* A row loop over `v` in [0, ext) whose body (text) read the cache: the slots,
  * then the tail. */
 static void rc_loops(cg_t *g, int v, const char *ext, const char *body, size_t len, int depth, fl_buf_t *out) {
-  rc_slots(g, v, ext, true, body, len, depth, out);
+  rc_slots(g, v, ext, true, false, body, len, depth, out);
+  int w = g->rc_w > 1 ? g->rc_w : 1;
+  const char *first = cg_fmt(g, "%d", g->rc_k / w);
+  if (g->rc_sk) {
+    cg_line(out, depth, "if (fo_rsm_ok) {");
+    rc_slots(g, v, ext, true, true, body, len, depth + 1, out);
+    cg_line(out, depth, "}");
+    first = cg_fmt(g, "(fo_rsm_ok ? %d : %d)", (g->rc_k + g->rc_sk) / w, g->rc_k / w);
+  }
   /* the tail (a row longer than the slots) reads memory: unrolled, a thread
    * has several loads in flight instead of one memory latency per element;
    * in vectors of rc_w consecutive elements like the slots */
-  int w = g->rc_w > 1 ? g->rc_w : 1;
   cg_line(out, depth, "#pragma unroll 4");
-  cg_line(out, depth, "for (int64_t fo_t = ((int64_t)fo_gt + (int64_t)%d * fo_gw) * %d; fo_t < %s;", g->rc_k / w, w,
-          ext);
+  cg_line(out, depth, "for (int64_t fo_t = ((int64_t)fo_gt + (int64_t)%s * fo_gw) * %d; fo_t < %s;", first, w, ext);
   cg_line(out, depth + 2, "fo_t += (int64_t)fo_gw * %d) {", w);
   cg_line(out, depth + 1, "#pragma unroll");
   cg_line(out, depth + 1, "for (int fo_ku = 0; fo_ku < %d; fo_ku++) {", w);
-  cg_line(out, depth + 2, "const int fo_hit = 0, fo_k = 0;");
+  cg_line(out, depth + 2, "const int fo_hit = 0, fo_k = 0%s;", g->rc_sk ? ", fo_shit = 0, fo_s = 0" : "");
   cg_line(out, depth + 2, "const int64_t v%d = fo_t + fo_ku;", v);
   cg_line(out, depth + 2, "{");
   if (len) fl_buf_append(out, body, len);
@@ -395,7 +467,7 @@ void cg_plan_coop(cg_t *g) {
   }
   if (best < k->rank) g->coop_level = best;
   g->rc_var = g->rc_inner_var = -1;
-  g->n_rc = 0;
+  g->n_rc = g->rc_sk = g->rc_smem = 0;
   if (g->coop_level != CG_NO_COOP && g->d->coop_slots) plan_cache(g);
 }
 

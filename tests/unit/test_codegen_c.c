@@ -928,7 +928,7 @@ static void check_f16_forms(void) {
         "CUDA defines each replaced helper once and keeps the others");
   /* per kernel: x and b loaded, y stored as uint4, 8 points per thread */
   CHECK(count(cu.data, "= *(const uint4 *)(b0 + ") == 2 && count(cu.data, "= *(const uint4 *)(b1 + ") == 2 &&
-            count(cu.data, "*(uint4 *)(b2 + ") == 2 && count(cu.data, "fo_u < 8;") == 2 &&
+            count(cu.data, "(uint4 *)(b2 + ") == 2 && count(cu.data, "fo_u < 8;") == 2 &&
             count(cu.data, "E1 % 8 == 0") == 2 && count(cu.data, "& 15) == 0") == 6,
         "CUDA moves 16-bit elements 8 at a time in 16-byte aligned accesses");
   CHECK(count(cl.data, "= vload8(0, b0 + ") == 2 && count(cl.data, "= vload8(0, b1 + ") == 2 &&
