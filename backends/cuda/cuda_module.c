@@ -36,7 +36,6 @@ struct flagos_bkernel_s {
   int device;
   int block;     /* threads per block: the kernel's bound, at most CUDA_BLOCK */
   bool rows;     /* the cooperative form: up to a block per point (each strides over rows) */
-  bool pairs;    /* launched in clusters of two blocks (the kernel's required width): an even grid */
   unsigned dyn;  /* dynamic shared memory bytes each launch gives */
   int n_params;  /* checked against the launch once; -1 before, -2 unknowable */
   char name[];
@@ -171,10 +170,6 @@ flagos_status_t cuda_kernel_get(void *state, flagos_bmodule_t m, const char *nam
   st = cuda_check(s, s->drv.FuncGetAttribute(&shared, CUDA_FUNC_SHARED_SIZE_BYTES, f), "cuFuncGetAttribute");
   if (st) return st;
   unsigned dyn = dynamic_shared(s, m, f, name, shared);
-  /* A row two blocks share (the emitter's FO_PAIR, sm_90 and newer) declares
-   * clusters of two; a driver that cannot tell has no clusters either. */
-  int width = 0;
-  if (s->drv.FuncGetAttribute(&width, CU_FUNC_CLUSTER_WIDTH, f) != CU_OK) width = 0;
   size_t nl = strlen(name) + 1;
   struct flagos_bkernel_s *k = malloc(sizeof(*k) + nl);
   if (!k) return CUDA_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "cuda backend: out of memory");
@@ -182,7 +177,6 @@ flagos_status_t cuda_kernel_get(void *state, flagos_bmodule_t m, const char *nam
   k->device = m->device;
   k->block = maxt < 1 ? 1 : maxt < CUDA_BLOCK ? maxt : CUDA_BLOCK;
   k->rows = shared > 0;
-  k->pairs = width == 2;
   k->dyn = dyn;
   k->n_params = s->drv.FuncGetParamInfo ? -1 : -2;
   memcpy(k->name, name, nl);
@@ -238,9 +232,7 @@ flagos_status_t cuda_launch(void *state, flagos_bstream_t t, flagos_bkernel_t k,
     /* `work` (rows times the points of a row) is at least the number of rows:
      * a block per point covers every row, blocks past the last row return. */
     blocks = k->rows ? args->work : (args->work + k->block - 1) / k->block;
-    if (k->pairs) blocks *= 2; /* two blocks a row */
     if (blocks > cap) blocks = cap;
-    if (k->pairs) blocks &= ~(int64_t)1;
   }
   cu_stream_t cs = t ? t->st : dv->stream;
   cu_result_t rc =

@@ -129,10 +129,6 @@ typedef struct cg_dialect {
    * loads together (0: none). Any answer is correct: elements past the slots
    * are read from memory again; it only sizes the register arrays. */
   int (*coop_slots)(int64_t row, int arrays);
-  /* Slots a thread keeps when a pair of groups shares each row (NULL or 0: no
-   * pairs for a row of `row` elements with `arrays` cached arrays and `slots`
-   * slots a thread alone); see cg_t.pair. */
-  int (*coop_pair_slots)(int64_t row, int arrays, int slots);
   /* Optional: the row cache's second tier, in group-shared memory (NULL: none). */
   const cg_coop_shared_t *coop_shared;
   /* Optional: a thread's slots come in vectors of this many consecutive
@@ -197,10 +193,6 @@ struct cg {
   int64_t rc_n;
   int rc_k;
   int rc_w;                   /* slots come in vectors of rc_w consecutive elements (1: strided) */
-  bool pair;                  /* pairs of groups share each row where the target can (the CUDA dialect's
-                                 FO_PAIR: a cluster of two blocks on sm_90 and newer), each thread keeping
-                                 rc_pk slots then, rc_k where it cannot */
-  int rc_pk;
   int rc_sk;                  /* slots past rc_k a thread keeps in group-shared memory (coop_shared; 0: none) */
   int *rc_soff;               /* [array]: its byte offset in that memory */
   int rc_smem;                /* bytes of that memory a group takes (a multiple of 256) */

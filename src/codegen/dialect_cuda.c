@@ -68,11 +68,8 @@ static void cuda_kernel_begin(cg_t *g, fl_buf_t *out) {
   const kir_kernel_t *k = g->k;
   /* The plugin reads the bound back (CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK):
    * a bound of 1 makes it launch a single thread. */
-  /* A kernel whose rows pairs of blocks share is launched in clusters of two
-   * where the target has them (FO_PAIR_DIMS; the plugin reads the width back,
-   * CU_FUNC_ATTRIBUTE_REQUIRED_CLUSTER_WIDTH, and launches an even grid). */
-  fl_buf_printf(out, "extern \"C\" __global__ void __launch_bounds__(%d) %s%s(", one_thread(g) ? 1 : CG_CUDA_BLOCK,
-                g->pair ? "FO_PAIR_DIMS " : "", k->name);
+  fl_buf_printf(out, "extern \"C\" __global__ void __launch_bounds__(%d) %s(", one_thread(g) ? 1 : CG_CUDA_BLOCK,
+                k->name);
   for (int i = 0; i < k->n_bufs; i++) {
     const char *sep = i ? ", " : "";
     if (!g->buf_loaded[i] && !g->buf_stored[i]) {
@@ -323,19 +320,6 @@ static const char *cuda_vec_aligned(cg_t *g, int buf) {
 #define CG_CUDA_WARP_ROW 1024
 
 static void cuda_coop_setup(cg_t *g, fl_buf_t *out) {
-  if (g->pair) {
-    /* The row (a constant longer than CG_CUDA_WARP_ROW) is shared by the two
-     * blocks of a cluster where the target has clusters: thread t of block b
-     * of the pair is thread b * B + t of a group of 2B; the pair walks rows
-     * at the cluster's index. Elsewhere one block takes a row, as below. */
-    cg_line(out, 1, "const int fo_wide = 1;");
-    cg_line(out, 1, "const int fo_gt = FO_PAIR ? (int)((blockIdx.x & 1u) * %d + threadIdx.x) : (int)threadIdx.x;",
-            CG_CUDA_BLOCK);
-    cg_line(out, 1, "const int fo_gw = FO_PAIR ? %d : %d;", 2 * CG_CUDA_BLOCK, CG_CUDA_BLOCK);
-    cg_line(out, 1, "const int64_t fo_row0 = FO_PAIR ? (int64_t)(blockIdx.x >> 1) : (int64_t)blockIdx.x;");
-    cg_line(out, 1, "const int64_t fo_rstep = FO_PAIR ? (int64_t)(gridDim.x >> 1) : (int64_t)gridDim.x;");
-    return;
-  }
   if (g->coop_rowsz)
     cg_line(out, 1, "const int fo_wide = (%s) > %d;", g->coop_rowsz, CG_CUDA_WARP_ROW);
   else
@@ -368,26 +352,6 @@ static void cuda_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const cha
           cg_reduce_step(g, op, dt, acc, cg_fmt(g, "%s[fo_w]", sh)));
   cg_line(out, depth + 1, "__syncthreads();");
   cg_line(out, depth, "}");
-  if (!g->pair) return;
-  /* Then the pair's: each block publishes its value in its shared memory and
-   * reads the other's (distributed shared memory); both combine them in the
-   * order of their ranks, so both hold the same bits. The second barrier keeps
-   * the value until the other block has read it (the next row rewrites it, and
-   * a block may leave the kernel after its last row). */
-  const char *px = cg_fmt(g, "fo_px%d", g->n_coop);
-  cg_line(&g->decls, 1, "#if FO_PAIR");
-  cg_line(&g->decls, 1, "__shared__ %s %s;", T, px);
-  cg_line(&g->decls, 1, "#endif");
-  cg_line(out, 0, "#if FO_PAIR");
-  cg_line(out, depth, "if (threadIdx.x == 0) %s = %s;", px, acc);
-  cg_line(out, depth, "fo_pair_sync();");
-  cg_line(out, depth, "{");
-  cg_line(out, depth + 1, "const %s fo_pv = fo_pair_peer(&%s);", T, px);
-  cg_line(out, depth + 1, "%s = fo_pair_rank() ? %s : %s;", acc, cg_reduce_step(g, op, dt, "fo_pv", acc),
-          cg_reduce_step(g, op, dt, acc, "fo_pv"));
-  cg_line(out, depth, "}");
-  cg_line(out, depth, "fo_pair_sync();");
-  cg_line(out, 0, "#endif");
 }
 
 /* Row elements a thread keeps in registers at most (the row cache): up to 64
@@ -423,18 +387,6 @@ static int cuda_coop_slots(int64_t row, int arrays) {
   return (int)(k < cap ? k : cap);
 }
 
-/* A row longer than one block's register slots (CG_CUDA_ROW_SLOTS) is shared
- * by the two blocks of a cluster where the target has clusters (sm_90 and
- * newer): each keeps half the row in up to CG_CUDA_ROW_SLOTS slots a thread,
- * two blocks fit an SM, and one block's loads overlap the other's reductions
- * and stores. One block on an SM with 128 slots a thread ran a 32k-float
- * softmax row at 81% of copy bandwidth (H100), the shared-memory tier slower. */
-static int cuda_coop_pair_slots(int64_t row, int arrays, int slots) {
-  int64_t alone = CG_CUDA_ROW_SLOTS / arrays, k = (row + 2 * CG_CUDA_BLOCK - 1) / (2 * CG_CUDA_BLOCK);
-  if (row <= CG_CUDA_WARP_ROW || slots <= alone || k > alone) return 0;
-  return (int)k;
-}
-
 /* The tiled form's names; the group size is the constant CG_CUDA_BLOCK (blocks
  * have exactly that many threads), so each pass unrolls into independent loads. */
 #define CG_XSTR(x) #x
@@ -460,7 +412,6 @@ static const cg_dialect_t cg_dialect_cuda = {
     .coop_setup = cuda_coop_setup,
     .coop_combine = cuda_coop_combine,
     .coop_slots = cuda_coop_slots,
-    .coop_pair_slots = cuda_coop_pair_slots,
     .coop_shared = &cuda_row_shared,
     .coop_vec = 4,
     .assume_aligned = "__builtin_assume_aligned",

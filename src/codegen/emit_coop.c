@@ -331,22 +331,6 @@ static void plan_cache(cg_t *g) {
   g->rc_load = p.load;
   g->rc_lvar = p.lvar;
   plan_shared(g);
-  /* A row too long for one group's registers: pairs of groups where the
-   * target has them (the slots are then vectors of rc_w as well) */
-  int pk = !g->rc_sk && !(env && *env) && g->d->coop_pair_slots ? g->d->coop_pair_slots(g->rc_n, m, g->rc_k) : 0;
-  if (g->rc_w > 1) pk = (pk + g->rc_w - 1) / g->rc_w * g->rc_w;
-  if (pk > 0 && pk < g->rc_k) {
-    g->pair = true;
-    g->rc_pk = pk;
-  }
-}
-
-/* The number of slot vectors a thread runs: C text (the pair form's count
- * where the target has pairs, rc_k's elsewhere). */
-static const char *rc_count(cg_t *g, int slots) {
-  int w = g->rc_w > 1 ? g->rc_w : 1;
-  if (!g->pair) return cg_fmt(g, "%d", slots / w);
-  return cg_fmt(g, "(FO_PAIR ? %d : %d)", g->rc_pk / w, slots / w);
 }
 
 /* The unrolled loop over a thread's slots: vectors of rc_w consecutive
@@ -359,8 +343,7 @@ static void rc_slots(cg_t *g, int v, const char *ext, bool hit, bool shared, con
   int w = g->rc_w > 1 ? g->rc_w : 1, first = shared ? g->rc_k / w : 0;
   const char *kv = first ? cg_fmt(g, "(int64_t)(fo_kv + %d)", first) : "(int64_t)fo_kv";
   cg_line(out, depth, "#pragma unroll");
-  if (shared) cg_line(out, depth, "for (int fo_kv = 0; fo_kv < %d; fo_kv++) {", g->rc_sk / w);
-  else cg_line(out, depth, "for (int fo_kv = 0; fo_kv < %s; fo_kv++) {", rc_count(g, g->rc_k));
+  cg_line(out, depth, "for (int fo_kv = 0; fo_kv < %d; fo_kv++) {", (shared ? g->rc_sk : g->rc_k) / w);
   if (w > 1) cg_line(out, depth + 1, "const int64_t fo_e0 = ((int64_t)fo_gt + %s * fo_gw) * %d;", kv, w);
   else cg_line(out, depth + 1, "const int64_t fo_e0 = (int64_t)fo_gt + %s * fo_gw;", kv);
   cg_line(out, depth + 1, "if (fo_e0 < %s) {", ext);
@@ -435,7 +418,7 @@ const char *cg_rc_load(cg_t *g, const kir_expr_t *e, const char *normal) {
 static void rc_loops(cg_t *g, int v, const char *ext, const char *body, size_t len, int depth, fl_buf_t *out) {
   rc_slots(g, v, ext, true, false, body, len, depth, out);
   int w = g->rc_w > 1 ? g->rc_w : 1;
-  const char *first = rc_count(g, g->rc_k);
+  const char *first = cg_fmt(g, "%d", g->rc_k / w);
   if (g->rc_sk) {
     cg_line(out, depth, "if (fo_rsm_ok) {");
     rc_slots(g, v, ext, true, true, body, len, depth + 1, out);
@@ -484,8 +467,7 @@ void cg_plan_coop(cg_t *g) {
   }
   if (best < k->rank) g->coop_level = best;
   g->rc_var = g->rc_inner_var = -1;
-  g->n_rc = g->rc_sk = g->rc_smem = g->rc_pk = 0;
-  g->pair = false;
+  g->n_rc = g->rc_sk = g->rc_smem = 0;
   if (g->coop_level != CG_NO_COOP && g->d->coop_slots) plan_cache(g);
 }
 
