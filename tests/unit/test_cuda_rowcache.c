@@ -157,6 +157,9 @@ static void run_case(const flagos_backend_t *api, void *state, const kcase_t *c,
   for (int pass = 0; pass < 2 && !st; pass++) {
     memset(hy, 0, bytes);
     st = api->copy_h2d(state, NULL, d[nbuf - 1], 0, hy, bytes);
+    /* the copy may still run on the default stream; the graph's stream is not
+     * ordered after it */
+    if (!st) st = api->stream_sync(state, NULL);
     if (!st && pass == 0) st = api->launch(state, NULL, kern, &la);
     if (!st && pass == 1) {
       /* through a graph: the launch's shared memory is part of what is captured */
