@@ -23,6 +23,7 @@
 #define FOCU_PTX 2u
 
 #define CUDA_BLOCK 256
+#define CUDA_BLOCK_MAX 1024
 /* Blocks per multiprocessor a launch asks for at most; the grid-stride loop
  * covers the rest of the points. */
 #define CUDA_BLOCKS_PER_SM 32
@@ -34,7 +35,7 @@ struct flagos_bkernel_s {
   struct flagos_bkernel_s *next;
   cu_func_t f;
   int device;
-  int block;     /* threads per block: the kernel's bound, at most CUDA_BLOCK */
+  int block;     /* threads per block: the kernel's bound, at most CUDA_BLOCK_MAX */
   bool rows;     /* the cooperative form: up to a block per point (each strides over rows) */
   unsigned dyn;  /* dynamic shared memory bytes each launch gives */
   int n_params;  /* checked against the launch once; -1 before, -2 unknowable */
@@ -175,7 +176,9 @@ flagos_status_t cuda_kernel_get(void *state, flagos_bmodule_t m, const char *nam
   if (!k) return CUDA_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "cuda backend: out of memory");
   k->f = f;
   k->device = m->device;
-  k->block = maxt < 1 ? 1 : maxt < CUDA_BLOCK ? maxt : CUDA_BLOCK;
+  /* the kernel's bound: 256, 1 for serial kernels, more for a cooperative
+   * kernel the emitter gave wider blocks (FLAGOS_CODEGEN_WIDE_BLOCK) */
+  k->block = maxt < 1 ? 1 : maxt < CUDA_BLOCK_MAX ? maxt : CUDA_BLOCK_MAX;
   k->rows = shared > 0;
   k->dyn = dyn;
   k->n_params = s->drv.FuncGetParamInfo ? -1 : -2;

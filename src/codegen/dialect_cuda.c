@@ -62,13 +62,36 @@ static const char *cuda_stype(flagos_dtype_t dt) {
   }
 }
 
+/* Rows of a block's cache (docs/kernel-ir.md, the row cache).
+ * FLAGOS_CODEGEN_WIDE_BLOCK=512 (or 1024), for measurements: a kernel whose
+ * rows need more than CG_CUDA_ROW_SLOTS register slots a thread at
+ * CG_CUDA_BLOCK threads runs blocks of that many threads instead (one block
+ * an SM either way, more warps to hide each phase's latency). */
+#define CG_CUDA_WARP_ROW 1024
+#define CG_CUDA_ROW_SLOTS 64
+static int row_block(int64_t row, int arrays) {
+  const char *e = getenv("FLAGOS_CODEGEN_WIDE_BLOCK"), *t = getenv("FLAGOS_CODEGEN_ROW_SHARED");
+  int wb = e && *e ? atoi(e) : 0;
+  if (t && *t && atoi(t) > 0) return CG_CUDA_BLOCK; /* the tier lays its slots out for CG_CUDA_BLOCK */
+  if ((wb != 512 && wb != 1024) || arrays <= 0 || row <= CG_CUDA_WARP_ROW) return CG_CUDA_BLOCK;
+  return (row + CG_CUDA_BLOCK - 1) / CG_CUDA_BLOCK > CG_CUDA_ROW_SLOTS / arrays ? wb : CG_CUDA_BLOCK;
+}
+
+/* The block of a kernel: CG_CUDA_BLOCK, or row_block's for a cached row. */
+static int kernel_block(cg_t *g) {
+  const char *rs = getenv("FLAGOS_CODEGEN_ROW_SLOTS");
+  /* the shared-memory tier lays its slots out for CG_CUDA_BLOCK threads */
+  if (g->coop_level == CG_NO_COOP || g->n_rc <= 0 || g->rc_sk > 0 || (rs && *rs)) return CG_CUDA_BLOCK;
+  return row_block(g->rc_n, g->n_rc);
+}
+
 static bool one_thread(cg_t *g) { return g->k->serial || (g->k->rank == 0 && g->coop_level == CG_NO_COOP); }
 
 static void cuda_kernel_begin(cg_t *g, fl_buf_t *out) {
   const kir_kernel_t *k = g->k;
   /* The plugin reads the bound back (CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK):
    * a bound of 1 makes it launch a single thread. */
-  fl_buf_printf(out, "extern \"C\" __global__ void __launch_bounds__(%d) %s(", one_thread(g) ? 1 : CG_CUDA_BLOCK,
+  fl_buf_printf(out, "extern \"C\" __global__ void __launch_bounds__(%d) %s(", one_thread(g) ? 1 : kernel_block(g),
                 k->name);
   for (int i = 0; i < k->n_bufs; i++) {
     const char *sep = i ? ", " : "";
@@ -315,9 +338,8 @@ static const char *cuda_vec_aligned(cg_t *g, int buf) {
   return cg_fmt(g, "((uint64_t)(const void *)b%d & %d) == 0", buf, bytes - 1);
 }
 
-/* Rows up to this size are shared by a warp (a block holds several rows);
- * longer ones by the whole block. */
-#define CG_CUDA_WARP_ROW 1024
+/* Rows up to CG_CUDA_WARP_ROW are shared by a warp (a block holds several
+ * rows); longer ones by the whole block. */
 
 static void cuda_coop_setup(cg_t *g, fl_buf_t *out) {
   if (g->coop_rowsz)
@@ -328,7 +350,7 @@ static void cuda_coop_setup(cg_t *g, fl_buf_t *out) {
   /* blocks have exactly CG_CUDA_BLOCK threads (the ABI): a constant group size
    * lets the row cache's slots address memory with immediate offsets (a 4k
    * softmax row: 80 registers with blockDim.x here, 40 with the constant) */
-  cg_line(out, 1, "const int fo_gw = fo_wide ? %d : 32;", CG_CUDA_BLOCK);
+  cg_line(out, 1, "const int fo_gw = fo_wide ? %d : 32;", kernel_block(g));
   cg_line(out, 1, "const int64_t fo_row0 = fo_wide ? (int64_t)blockIdx.x : (int64_t)blockIdx.x * (blockDim.x >> 5) + "
                   "(threadIdx.x >> 5);");
   cg_line(out, 1, "const int64_t fo_rstep = fo_wide ? (int64_t)gridDim.x : (int64_t)gridDim.x * (blockDim.x >> 5);");
@@ -364,7 +386,6 @@ static void cuda_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const cha
  * shared memory, two blocks on an SM) is off: that 32k row ran at 1.02-1.06 ms
  * with 56 to 64 KB a block against 0.86 ms with 128 register slots (H100, one
  * call). $FLAGOS_CODEGEN_ROW_SHARED=BYTES turns it on, for measurements. */
-#define CG_CUDA_ROW_SLOTS 64
 #define CG_CUDA_ROW_SLOTS_LONG 128
 #define CG_CUDA_ROW_SHARED 0
 
@@ -382,7 +403,7 @@ static const cg_coop_shared_t cuda_row_shared = {CG_CUDA_ROW_SHARED, CG_CUDA_BLO
                                                  cuda_row_shared_decl};
 
 static int cuda_coop_slots(int64_t row, int arrays) {
-  int64_t w = row > CG_CUDA_WARP_ROW ? CG_CUDA_BLOCK : 32, k = (row + w - 1) / w, cap = CG_CUDA_ROW_SLOTS / arrays;
+  int64_t w = row > CG_CUDA_WARP_ROW ? row_block(row, arrays) : 32, k = (row + w - 1) / w, cap = CG_CUDA_ROW_SLOTS / arrays;
   if (k > cap && cg_row_shared_bytes(&cuda_row_shared) == 0) cap = CG_CUDA_ROW_SLOTS_LONG / arrays;
   return (int)(k < cap ? k : cap);
 }

@@ -212,14 +212,15 @@ int main(void) {
   }
   char cache[] = "/tmp/flagos-rowcache-XXXXXX";
   CHECK(mkdtemp(cache) != NULL, "temporary cache directory");
-  char *src[N_CASES];
-  /* off by default: every row keeps to registers (and memory) */
+  char *src[N_CASES], *def[N_CASES];
+  /* off by default: every row keeps to registers (and memory); these sources
+   * run on a GPU too (with $FLAGOS_CODEGEN_WIDE_BLOCK in the environment, in
+   * wider blocks) */
   unsetenv("FLAGOS_CODEGEN_ROW_SHARED");
   for (int i = 0; i < N_CASES; i++) {
     int units = 0;
-    char *t = emit(&k_cases[i], &units);
+    char *t = def[i] = emit(&k_cases[i], &units);
     CHECK(t && units < 0 && !strstr(t, "fo_rsm"), "%s does not use shared memory by default", k_cases[i].name);
-    free(t);
   }
   setenv("FLAGOS_CODEGEN_ROW_SHARED", "98304", 1);
   for (int i = 0; i < N_CASES; i++) {
@@ -247,6 +248,8 @@ int main(void) {
   if (!state || api->device_count(state) == 0) {
     printf("test_cuda_rowcache: SKIP the GPU part: no CUDA device\n");
   } else {
+    for (int i = 0; i < N_CASES; i++)
+      if (def[i]) run_case(api, state, &k_cases[i], def[i], "default", cache);
     for (int i = 0; i < N_CASES; i++) {
       if (!src[i]) continue;
       run_case(api, state, &k_cases[i], src[i], "shared memory", cache);
@@ -262,7 +265,10 @@ int main(void) {
   /* cuda_plugin_test.h's status check by code, which this test has no use for */
   (void)is;
   if (state) api->shutdown(state);
-  for (int i = 0; i < N_CASES; i++) free(src[i]);
+  for (int i = 0; i < N_CASES; i++) {
+    free(src[i]);
+    free(def[i]);
+  }
   char cmd[256];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", cache);
