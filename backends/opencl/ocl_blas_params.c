@@ -18,7 +18,6 @@
  * FLAGOS_CLBLAST_PARAMS: unset = the built-in table; 0 (or off) = none (CLBlast's
  * own database alone); FILE = FILE's lines instead of the built-in ones (for a
  * tuner's results: clblast_tuner_xgemm and friends of Debian's clblast-utils). */
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,21 +55,22 @@ static void device_tag(ocl_state_t *s, const ocl_device_t *d, char *tag, size_t 
   }
 }
 
-/* Applies one table line if it matches; *applied counts the kernels set. */
-static void apply_line(const char *line, const char *tag, cl_device_id dev, ocl_blas_override_fn *fn,
+/* Applies one table line if it matches; *applied counts the kernels set.
+ * False for a line that is malformed or that CLBlast refused. */
+static bool apply_line(const char *line, const char *tag, cl_device_id dev, ocl_blas_override_fn *fn,
                        ocl_trace_fn *trace, const char *where, int *applied) {
   char buf[1024];
   snprintf(buf, sizeof buf, "%s", line);
   char *hash = strchr(buf, '#');
   if (hash) *hash = 0;
   char *save = NULL, *match = strtok_r(buf, " \t\r\n", &save);
-  if (!match) return;
+  if (!match) return true;
   char *kernel = strtok_r(NULL, " \t\r\n", &save), *prec = strtok_r(NULL, " \t\r\n", &save);
   if (!kernel || !prec) {
     trace("flagos trace: opencl CLBlast parameters (%s): a line without kernel and precision: '%s'\n", where, match);
-    return;
+    return false;
   }
-  if (strcmp(match, "*") != 0 && !strstr(tag, match)) return;
+  if (strcmp(match, "*") != 0 && !strstr(tag, match)) return true;
   const char *names[PARAMS_MAX];
   size_t values[PARAMS_MAX];
   int n = 0;
@@ -88,13 +88,13 @@ static void apply_line(const char *line, const char *tag, cl_device_id dev, ocl_
     }
     trace("flagos trace: opencl CLBlast parameters (%s): '%s' is not NAME=VALUE (at most %d): %s %s skipped\n",
           where, t, PARAMS_MAX, kernel, prec);
-    return;
+    return false;
   }
   char *pend = NULL;
   long p = strtol(prec, &pend, 10);
   if (*pend || (p != 16 && p != 32 && p != 64)) {
     trace("flagos trace: opencl CLBlast parameters (%s): precision '%s' is not 16, 32 or 64\n", where, prec);
-    return;
+    return false;
   }
   int r = fn(dev, kernel, (unsigned)p, (size_t)n, names, values);
   trace("flagos trace: opencl CLBlast parameters (%s) for '%s': %s %ld (%d values): %s\n", where, tag, kernel, p, n,
@@ -102,6 +102,7 @@ static void apply_line(const char *line, const char *tag, cl_device_id dev, ocl_
   if (r == 0) (*applied)++;
   else
     trace("flagos trace: opencl CLBlast parameters: CLBlastOverrideParameters status %d\n", r);
+  return r == 0;
 }
 
 int ocl_blas_params_apply(ocl_state_t *s, const ocl_device_t *d, ocl_blas_override_fn *fn, ocl_trace_fn *trace) {
@@ -115,14 +116,20 @@ int ocl_blas_params_apply(ocl_state_t *s, const ocl_device_t *d, ocl_blas_overri
       apply_line(k_builtin[i], tag, d->id, fn, trace, "built-in", &applied);
     return applied;
   }
+  /* A file the user named says what went wrong even without FLAGOS_TRACE:
+   * CLBlast then runs with its own parameters for what the file did not set. */
   FILE *f = fopen(env, "r");
   if (!f) {
-    trace("flagos trace: opencl CLBlast parameters: cannot open FLAGOS_CLBLAST_PARAMS '%s': %s\n", env,
-          strerror(errno));
+    fprintf(stderr, "flagos: opencl: cannot open FLAGOS_CLBLAST_PARAMS '%s': %s (CLBlast's own parameters are used)\n",
+            env, strerror(errno));
     return 0;
   }
   char line[1024];
-  while (fgets(line, sizeof line, f)) apply_line(line, tag, d->id, fn, trace, env, &applied);
+  int bad = 0;
+  while (fgets(line, sizeof line, f)) bad += !apply_line(line, tag, d->id, fn, trace, env, &applied);
   fclose(f);
+  if (bad)
+    fprintf(stderr, "flagos: opencl: FLAGOS_CLBLAST_PARAMS '%s': %d line(s) malformed or refused by CLBlast, skipped "
+            "(FLAGOS_TRACE=1 names them)\n", env, bad);
   return applied;
 }
