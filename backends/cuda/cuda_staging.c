@@ -89,9 +89,9 @@ static void *pool_worker(void *arg) {
   return NULL;
 }
 
-/* Workers for copies of n bytes: 0 below PAR_MIN, else half the online CPUs up
- * to PAR_MAX_THREADS, less the copying thread ($FLAGOS_CUDA_COPY_THREADS, read
- * when the pool starts, overrides the total; 0 or 1: one memcpy). */
+/* Workers of a device's pool: half the online CPUs up to PAR_MAX_THREADS + 1,
+ * less the copying thread ($FLAGOS_CUDA_COPY_THREADS, read when the pool
+ * starts, replaces the total; 0 or 1: no workers, one memcpy). */
 static int pool_size(void) {
   const char *v = getenv("FLAGOS_CUDA_COPY_THREADS");
   long t = v && *v ? strtol(v, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN) / 2;
@@ -136,7 +136,7 @@ static bool par_start(cuda_copy_pool_t *p, par_copy_t *pc, void *dst, const void
  * host-to-device copy sends each chunk as soon as it is done). */
 static void par_wait_chunk(par_copy_t *pc, int c) {
   while (!atomic_load_explicit(&pc->done[c], memory_order_acquire))
-    if (!par_take_one(pc)) sched_yield();
+    if (atomic_load_explicit(&pc->next, memory_order_relaxed) >= pc->nchunks || !par_take_one(pc)) sched_yield();
 }
 
 /* Every chunk done: leaves the pool once no worker is inside pc any more (pc
@@ -239,12 +239,16 @@ bool cuda_staging_h2d(cuda_state_t *s, cuda_device_t *dv, cu_stream_t cs, cu_ptr
   if (!sl) return false;
   par_copy_t pc;
   if (par_start(&dv->staging.pool, &pc, sl->host, src, bytes)) {
+    int sent = 0;
     for (int c = 0; c < pc.nchunks; c++) {
       par_wait_chunk(&pc, c);
       size_t off = (size_t)c * pc.chunk, len = bytes - off < pc.chunk ? bytes - off : pc.chunk;
       if (!*st) *st = cuda_check(s, s->drv.MemcpyHtoDAsync(dst + off, (char *)sl->host + off, len, cs), "cuMemcpyHtoDAsync");
+      sent += !*st;
     }
     par_finish(&dv->staging.pool, &pc);
+    /* chunks already queued still read the buffer: it is free only after them */
+    if (*st && sent) s->drv.StreamSynchronize(cs);
   } else {
     memcpy(sl->host, src, bytes);
     *st = cuda_check(s, s->drv.MemcpyHtoDAsync(dst, sl->host, bytes, cs), "cuMemcpyHtoDAsync");

@@ -289,13 +289,15 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   if (mode == 0) {
     const char *ev = getenv("FLAGOS_OPENCL_BLAS");
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: CLBlast is off for '%s' (FLAGOS_OPENCL_BLAS %s)",
-                   d->name, ev && *ev ? ev : "unset: off on CPU devices");
+                   d->name, ev ? ev : "");
   }
-  if (mode == 3 && batch * M * N * K < BLAS_CPU_MIN_MACS)
+  /* in double: the product of four int64 extents may pass INT64_MAX */
+  double macs = (double)batch * (double)M * (double)N * (double)K;
+  if (mode == 3 && macs < (double)BLAS_CPU_MIN_MACS)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED,
-                   "opencl backend: a gemm of %lld multiply-adds on CPU device '%s' is left to the kernel (CLBlast "
+                   "opencl backend: a gemm of %.0f multiply-adds on CPU device '%s' is left to the kernel (CLBlast "
                    "from %lld, FLAGOS_OPENCL_BLAS unset)",
-                   (long long)(batch * M * N * K), d->name, (long long)BLAS_CPU_MIN_MACS);
+                   macs, d->name, (long long)BLAS_CPU_MIN_MACS);
   int32_t dt = c->buf_dtypes[0];
   bool dt_ok = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || (dt == FLAGOS_FLOAT16 && mode == 2);
   if (!dt_ok || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt)

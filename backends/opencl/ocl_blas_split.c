@@ -8,6 +8,7 @@
  *
  * FLAGOS_OPENCL_SPLITK: unset = on GPUs, S chosen by split_factor; 0 = off;
  * N = S of N (where N divides K) on every device and product (tests, PoCL). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,8 @@ static pthread_mutex_t g_split_lock = PTHREAD_MUTEX_INITIALIZER;
 #define SPLIT_MAX 16
 
 int ocl_blas_split_factor(const ocl_device_t *d, int64_t batch, int64_t M, int64_t N, int64_t K) {
-  if (batch != 1 || M <= 0 || N <= 0 || K <= 0) return 1;
+  /* the sum kernel indexes Y with 32-bit unsigned integers */
+  if (batch != 1 || M <= 0 || N <= 0 || K <= 0 || M > (int64_t)UINT32_MAX / N) return 1;
   const char *env = getenv("FLAGOS_OPENCL_SPLITK");
   if (env && *env) {
     long f = atol(env);

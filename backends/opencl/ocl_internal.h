@@ -172,6 +172,7 @@ typedef int ocl_blas_override_fn(cl_device_id device, const char *kernel, unsign
 typedef void ocl_trace_fn(const char *fmt, ...);
 /* Hands the matching lines of the table (built-in or $FLAGOS_CLBLAST_PARAMS)
  * to fn for device d; the number of kernels whose parameters CLBlast took. */
+int ocl_blas_params_apply(ocl_state_t *s, const ocl_device_t *d, ocl_blas_override_fn *fn, ocl_trace_fn *trace);
 /* ocl_blas_split.c: split-K products. The number of K slices for a product
  * (1: none); begin takes the lock and a workspace of `bytes` for the partial
  * results, sum queues their sum into Y (y = sum + beta*y), end releases the lock. */
@@ -181,6 +182,5 @@ cl_int ocl_blas_split_sum(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, c
                           float beta);
 void ocl_blas_split_end(void);
 void ocl_blas_split_release(ocl_state_t *s, ocl_device_t *d);
-int ocl_blas_params_apply(ocl_state_t *s, const ocl_device_t *d, ocl_blas_override_fn *fn, ocl_trace_fn *trace);
 
 #endif

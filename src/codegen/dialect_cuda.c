@@ -347,7 +347,8 @@ static void cuda_coop_setup(cg_t *g, fl_buf_t *out) {
   else
     cg_line(out, 1, "const int fo_wide = 1;");
   cg_line(out, 1, "const int fo_gt = fo_wide ? (int)threadIdx.x : (int)(threadIdx.x & 31);");
-  /* blocks have exactly CG_CUDA_BLOCK threads (the ABI): a constant group size
+  /* blocks have exactly the kernel's bound of threads (the ABI; CG_CUDA_BLOCK
+   * unless FLAGOS_CODEGEN_WIDE_BLOCK widened it): a constant group size
    * lets the row cache's slots address memory with immediate offsets (a 4k
    * softmax row: 80 registers with blockDim.x here, 40 with the constant) */
   cg_line(out, 1, "const int fo_gw = fo_wide ? %d : 32;", kernel_block(g));

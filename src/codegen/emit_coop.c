@@ -238,7 +238,8 @@ int cg_row_shared_bytes(const cg_coop_shared_t *s) {
   return v > 0 ? v : 0;
 }
 
-/* Bytes of a value of C type T (the cache's element types). */
+/* Bytes of a value of C type T (the cache's element types): from the C type
+ * the arrays are declared with, not the dtype (a bool is held in an int). */
 static int ctype_bytes(const char *T) {
   if (strstr(T, "64") || !strcmp(T, "double")) return 8;
   if (strstr(T, "16")) return 2;

@@ -29,7 +29,6 @@
  * the overlap gave. */
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "runtime/copier.h"
 
@@ -73,24 +72,18 @@ rt_copier_t *rt_copier_new(void) {
 
 /* One job, on the worker. */
 static flagos_status_t do_copy(const cp_job_t *j) {
+  /* The source is a device's (rt_copier_start): a host-visible one is
+   * written by the run's thread (rt_copier_write). */
   const rt_exec_t *xa = j->xa, *xb = j->xb;
-  const void *from = j->src; /* host memory once read */
-  void *stage = NULL;
-  flagos_status_t st = NULL;
-  if (!xa->host_visible) {
-    void *to = xb->host_visible ? j->dst : (stage = malloc(j->n));
-    if (!to) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes to copy between devices", j->n);
-    st = xa->api->stream_wait_event(xa->bst, j->sa, j->ea);
-    if (!st) st = xa->api->copy_d2h(xa->bst, j->sa, to, j->src, 0, j->n);
-    if (!st) st = xa->api->stream_sync(xa->bst, j->sa);
-    from = to;
-  }
+  void *stage = NULL, *to = xb->host_visible ? j->dst : (stage = malloc(j->n));
+  if (!to) return FL_ERR(FLAGOS_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes to copy between devices", j->n);
+  flagos_status_t st = xa->api->stream_wait_event(xa->bst, j->sa, j->ea);
+  if (!st) st = xa->api->copy_d2h(xa->bst, j->sa, to, j->src, 0, j->n);
+  if (!st) st = xa->api->stream_sync(xa->bst, j->sa);
   if (!st && !xb->host_visible) {
     st = xb->api->stream_wait_event(xb->bst, j->sb, j->eb);
-    if (!st) st = xb->api->copy_h2d(xb->bst, j->sb, j->dst, 0, from, j->n);
-    if (!st) st = xb->api->stream_sync(xb->bst, j->sb); /* before `from` may go */
-  } else if (!st && xa->host_visible) {
-    memcpy(j->dst, from, j->n);
+    if (!st) st = xb->api->copy_h2d(xb->bst, j->sb, j->dst, 0, to, j->n);
+    if (!st) st = xb->api->stream_sync(xb->bst, j->sb); /* before the staging buffer goes */
   }
   free(stage);
   return st;
@@ -179,6 +172,8 @@ flagos_status_t rt_copier_write(rt_copier_t *c, rt_exec_t *xb, const void *src, 
 
 flagos_status_t rt_copier_start(rt_copier_t *c, rt_exec_t *xa, rt_exec_t *xb, flagos_devptr_t src, flagos_devptr_t dst,
                                 size_t n, int *job) {
+  if (xa->host_visible)
+    return FL_ERR(FLAGOS_ERR_INTERNAL, "a copy from host-visible memory is the run's thread's (rt_copier_write)");
   cp_job_t j = {.xa = xa, .xb = xb, .src = src, .dst = dst, .n = n};
   flagos_status_t st = copy_stream(c, xa, &j.sa);
   if (!st) st = copy_stream(c, xb, &j.sb);

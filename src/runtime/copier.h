@@ -11,7 +11,8 @@ typedef struct rt_copier rt_copier_t;
 /* Whether x's plugin has what an asynchronous copy needs (streams and events). */
 bool rt_copier_can(const rt_exec_t *x);
 rt_copier_t *rt_copier_new(void);
-/* Queues a copy of n bytes from src on xa's device to dst on xb's (allocated by
+/* Queues a copy of n bytes from src on xa's device (not host-visible: those take
+ * rt_copier_write) to dst on xb's (allocated by
  * the caller), ordered after the work issued to both devices so far; *job names
  * it for rt_copier_wait. src and dst must stay until the job is waited for. */
 flagos_status_t rt_copier_start(rt_copier_t *c, rt_exec_t *xa, rt_exec_t *xb, flagos_devptr_t src, flagos_devptr_t dst,

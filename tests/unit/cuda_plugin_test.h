@@ -1,5 +1,5 @@
 /* What the tests of the cuda plugin share (test_cuda_blas.c, test_cuda_dnn.c,
- * test_cuda_copy.c): loading the plugin and starting it, status checks, f16 and
+ * test_cuda_copy.c, test_cuda_rowcache.c): loading the plugin and starting it, status checks, f16 and
  * bf16 conversions done here (not by the code under test), element access by
  * dtype and a reproducible random source (static inline: a test uses what it
  * needs). Included by one test file each, after check.h. */
