@@ -319,3 +319,22 @@ fir_tensor_t *fir_tensor_create(fir_model_t *m, flagos_dtype_t dt, int rank, con
   if (dt == FLAGOS_STRING) t->string_lens = fl_arena_alloc(m->arena, sizeof(size_t) * (size_t)(t->numel ? t->numel : 1));
   return t;
 }
+
+static void graph_reads(const fir_graph_t *sg, void (*fn)(fir_value_t *v, void *ctx), void *ctx) {
+  for (int i = 0; i < sg->n_nodes; i++) {
+    const fir_node_t *n = sg->nodes[i];
+    for (int k = 0; k < n->n_inputs; k++)
+      if (n->inputs[k]) fn(n->inputs[k], ctx);
+    fir_node_subgraph_reads(n, fn, ctx);
+  }
+  for (int k = 0; k < sg->n_outputs; k++)
+    if (sg->outputs[k]) fn(sg->outputs[k], ctx);
+}
+
+void fir_node_subgraph_reads(const fir_node_t *n, void (*fn)(fir_value_t *v, void *ctx), void *ctx) {
+  for (int a = 0; a < n->n_attrs; a++) {
+    if (n->attrs[a].kind == FIR_ATTR_GRAPH && n->attrs[a].g) graph_reads(n->attrs[a].g, fn, ctx);
+    for (int j = 0; n->attrs[a].kind == FIR_ATTR_GRAPHS && j < n->attrs[a].n; j++)
+      graph_reads(n->attrs[a].graphs[j], fn, ctx);
+  }
+}

@@ -170,6 +170,10 @@ fir_node_t *fir_node_create(fir_graph_t *g, const char *op_type, const char *dom
                             int n_inputs, fir_value_t *const *inputs, int n_outputs, fir_value_t *const *outputs);
 /* Removes nodes marked in `dead` (indexed by node->id) and renumbers ids. */
 void fir_graph_remove_nodes(fir_graph_t *g, const bool *dead);
+/* Calls fn for every value that n's subgraphs (and theirs, to any depth) read:
+ * their nodes' inputs and their outputs, in order, repeats included; the
+ * values of outer graphs among them are n's captures. */
+void fir_node_subgraph_reads(const fir_node_t *n, void (*fn)(fir_value_t *v, void *ctx), void *ctx);
 /* Generates a fresh value name with the given prefix, unique in the model. */
 const char *fir_fresh_name(fir_model_t *m, const char *prefix);
 

@@ -37,7 +37,7 @@ flagos_status_t pass_dce(fir_model_t *m) {
       if (n->inputs[k] && n->inputs[k]->graph == g) used[n->inputs[k]->id] = true;
     /* Values read only inside the node's subgraphs (captured outer values) are used too. */
     mark_t mk = {g, used};
-    pass_subgraph_reads(n, mark_used, &mk);
+    fir_node_subgraph_reads(n, mark_used, &mk);
   }
   if (any) fir_graph_remove_nodes(g, dead);
   return NULL;

@@ -90,11 +90,11 @@ static void note_read(fir_value_t *v, void *ctx) {
 static void collect_reads(fuse_t *f, int i) {
   const fir_node_t *n = f->g->nodes[i];
   int cap = n->n_inputs;
-  pass_subgraph_reads(n, count_read, &cap);
+  fir_node_subgraph_reads(n, count_read, &cap);
   f->reads[i] = fl_arena_alloc(f->a, sizeof(int) * (size_t)(cap + 1));
   for (int k = 0; k < n->n_inputs; k++) add_read(f, i, n->inputs[k]);
   read_ctx_t rc = {f, i};
-  pass_subgraph_reads(n, note_read, &rc);
+  fir_node_subgraph_reads(n, note_read, &rc);
 }
 
 /* True when group G reaches node q in the graph where every group is one node:

@@ -76,7 +76,7 @@ flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused) {
     for (int k = 0; k < x->n_inputs; k++)
       if (x->inputs[k] && x->inputs[k]->graph == g) uses[x->inputs[k]->id]++;
     count_t cc = {g, uses};
-    pass_subgraph_reads(x, count_captured, &cc);
+    fir_node_subgraph_reads(x, count_captured, &cc);
   }
   int fused = 0;
   for (int i = 0; i < n; i++) {

@@ -42,10 +42,6 @@ flagos_status_t pass_fuse_elementwise(fir_model_t *m, int *n_fused);
  * ai.flagos, src/ops/linalg.c) whose bias is the gemm call's epilogue where the
  * backend has one. Run before elementwise fusion; FLAGOS_FUSE=0 turns it off. */
 flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused);
-/* Calls fn for every value node n's subgraphs read (captured outer values,
- * nested subgraphs included; their nodes' inputs and their outputs), whatever
- * graph the value belongs to, once per read (captures.c). */
-void pass_subgraph_reads(const fir_node_t *n, void (*fn)(fir_value_t *v, void *ctx), void *ctx);
 /* True when the fusion passes leave m's graph as written: FLAGOS_FUSE=0, fewer
  * than two nodes, or a Gradient node (it differentiates the nodes as written). */
 bool pass_fusion_off(const fir_model_t *m);

@@ -32,27 +32,28 @@ static int add_kernel_name(flagos_bundle_t *b, const char *name) {
   return b->n_kernels++;
 }
 
-/* Values of graph `owner` that nodes of subgraph g (or deeper) read. */
-static void collect_captures(const fir_graph_t *g, const fir_graph_t *owner, fir_value_t **out, int *n, int max) {
-  for (int i = 0; i < g->n_nodes; i++) {
-    const fir_node_t *x = g->nodes[i];
-    for (int k = 0; k < x->n_inputs; k++) {
-      fir_value_t *v = x->inputs[k];
-      if (!v || v->graph != owner) continue;
-      bool dup = false;
-      for (int j = 0; j < *n; j++) dup = dup || out[j] == v;
-      if (!dup && *n < max) out[(*n)++] = v;
-    }
-    for (int a = 0; a < x->n_attrs; a++)
-      if (x->attrs[a].kind == FIR_ATTR_GRAPH && x->attrs[a].g) collect_captures(x->attrs[a].g, owner, out, n, max);
+/* The values of graph `owner` that a node's subgraphs read (its captures), each
+ * once, in the order first read. */
+typedef struct captures {
+  fl_arena_t *a;
+  const fir_graph_t *owner;
+  fir_value_t **v;
+  int n, cap;
+} captures_t;
+
+static void add_capture(fir_value_t *v, void *ctx) {
+  captures_t *c = ctx;
+  if (v->graph != c->owner) return;
+  for (int j = 0; j < c->n; j++)
+    if (c->v[j] == v) return;
+  if (c->n == c->cap) {
+    int nc = c->cap ? c->cap * 2 : 16;
+    fir_value_t **nv = fl_arena_alloc(c->a, sizeof(*nv) * (size_t)nc);
+    if (c->n) memcpy(nv, c->v, sizeof(*nv) * (size_t)c->n);
+    c->v = nv;
+    c->cap = nc;
   }
-  for (int k = 0; k < g->n_outputs; k++) {
-    fir_value_t *v = g->outputs[k];
-    if (v->graph != owner) continue;
-    bool dup = false;
-    for (int j = 0; j < *n; j++) dup = dup || out[j] == v;
-    if (!dup && *n < max) out[(*n)++] = v;
-  }
+  c->v[c->n++] = v;
 }
 
 const rt_plan_t *rt_node_subplan(const rt_node_t *rn, const char *attr) {
@@ -92,13 +93,10 @@ static flagos_status_t parse_node(flagos_bundle_t *b, fir_graph_t *g, const cJSO
       rn->sub[i] = fl_arena_alloc(a, sizeof(rt_plan_t));
       FL_TRY(parse_plan(b, at->g, cJSON_GetObjectItem(sj, "nodes"), rn->sub[i]));
     }
-    fir_value_t *caps[1024];
-    int nc = 0;
-    for (int at = 0; at < rn->node->n_attrs; at++)
-      if (rn->node->attrs[at].kind == FIR_ATTR_GRAPH && rn->node->attrs[at].g)
-        collect_captures(rn->node->attrs[at].g, g, caps, &nc, 1024);
-    rn->n_captures = nc;
-    rn->captures = fl_arena_memdup(a, caps, sizeof(*caps) * (size_t)(nc ? nc : 1));
+    captures_t caps = {a, g, NULL, 0, 0};
+    fir_node_subgraph_reads(rn->node, add_capture, &caps);
+    rn->n_captures = caps.n;
+    rn->captures = caps.n ? caps.v : fl_arena_alloc(a, sizeof(*caps.v));
     return NULL;
   }
   rn->is_static = cJSON_IsTrue(cJSON_GetObjectItem(nj, "static"));
