@@ -74,6 +74,7 @@ static flagos_status_t cuda_init(const flagos_host_t *host, void **state) {
   if (!s) return host->status_new(FLAGOS_ERR_OUT_OF_MEMORY, "cuda backend: out of memory");
   s->host = *host;
   pthread_mutex_init(&s->lock, NULL);
+  cuda_copy_pool_init(&s->copy_pool);
   const char *sync = getenv("FLAGOS_CUDA_SYNC");
   s->sync_launches = sync && *sync && strcmp(sync, "0") != 0;
   *state = s;
@@ -130,6 +131,7 @@ static void cuda_shutdown(void *state) {
     s->drv.StreamDestroy(dv->stream);
     s->drv.PrimaryCtxRelease(dv->dev);
   }
+  cuda_copy_pool_destroy(&s->copy_pool);
   /* The driver stays loaded: it may have threads of its own. */
   pthread_mutex_destroy(&s->lock);
   free(s);

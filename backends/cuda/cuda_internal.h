@@ -42,8 +42,9 @@ typedef struct cuda_staging_slot {
   bool pending;    /* done was recorded and may not have completed */
   bool busy;       /* handed out */
 } cuda_staging_slot_t;
-/* Threads that split large copies through the buffers (cuda_staging.c), started
- * on the first such copy and kept until the device's state ends. */
+/* Threads that split large copies through the buffers (cuda_staging.c), one
+ * pool for the plugin's devices (they share the host's memory bandwidth),
+ * started on the first such copy and kept until shutdown. */
 #define CUDA_COPY_THREADS_MAX 8
 struct cuda_par_copy;
 typedef struct cuda_copy_pool {
@@ -58,7 +59,6 @@ typedef struct cuda_copy_pool {
 typedef struct cuda_staging {
   pthread_mutex_t lock;
   cuda_staging_slot_t slot[CUDA_STAGING_SLOTS];
-  cuda_copy_pool_t pool;
 } cuda_staging_t;
 
 typedef struct cuda_device {
@@ -82,6 +82,7 @@ typedef struct cuda_state {
   int n_devices;
   pthread_mutex_t lock; /* guards making contexts, and blas and nvml */
   cuda_device_t dev[CUDA_MAX_DEVICES];
+  cuda_copy_pool_t copy_pool;
   struct cuda_blas *blas; /* cuda_blas.c, made on the first library call */
   struct cuda_dnn *dnn;   /* cuda_dnn.c, made on the first conv call */
   struct cuda_nvml *nvml; /* cuda_nvml.c, made on the first device_power */
@@ -121,6 +122,8 @@ void cuda_nvml_shutdown(cuda_state_t *s);
 /* cuda_staging.c: copies through pinned buffers. Each returns false when it did
  * not copy (too large, no buffer free, no pinned memory); the caller then copies
  * from pageable memory. d2h waits for the data (for the default stream). */
+void cuda_copy_pool_init(cuda_copy_pool_t *p);
+void cuda_copy_pool_destroy(cuda_copy_pool_t *p); /* stops and joins the threads */
 void cuda_staging_init(cuda_staging_t *g);
 void cuda_staging_destroy(cuda_state_t *s, cuda_device_t *dv);
 bool cuda_staging_h2d(cuda_state_t *s, cuda_device_t *dv, cu_stream_t cs, cu_ptr_t dst, const void *src, size_t bytes,

@@ -25,8 +25,9 @@
  * core copies ~5-10 GB/s, a PCIe 5 DMA runs ~25-50), and a host-to-device copy
  * sends each chunk as soon as it is in the buffer. ResNet-50's f16 input at batch
  * 64 is 19 MB: ~3 ms through one memcpy on the H100's host. The threads are the
- * device's pool (cuda_copy_pool_t), started on the first such copy: starting
- * them per copy put pthread_create on every run's path. The copying thread
+ * plugin's pool (cuda_copy_pool_t, shared by its devices), started on the
+ * first such copy: starting them per copy put pthread_create on every run's
+ * path. The copying thread
  * takes chunks too, so a copy finishes even when every worker is busy with
  * another thread's copy. */
 #define PAR_MIN ((size_t)4 << 20)
@@ -89,7 +90,7 @@ static void *pool_worker(void *arg) {
   return NULL;
 }
 
-/* Workers of a device's pool: half the online CPUs up to PAR_MAX_THREADS + 1,
+/* Workers of the pool: half the online CPUs up to PAR_MAX_THREADS + 1,
  * less the copying thread ($FLAGOS_CUDA_COPY_THREADS, read when the pool
  * starts, replaces the total; 0 or 1: no workers, one memcpy). */
 static int pool_size(void) {
@@ -99,7 +100,7 @@ static int pool_size(void) {
   return t > 1 ? (int)t - 1 : 0;
 }
 
-/* Queues pc (a copy of n bytes from src to dst) on the device's pool; false when
+/* Queues pc (a copy of n bytes from src to dst) on the pool; false when
  * the copy is too small to split or there are no workers (the caller copies alone). */
 static bool par_start(cuda_copy_pool_t *p, par_copy_t *pc, void *dst, const void *src, size_t n) {
   if (n < PAR_MIN) return false;
@@ -149,13 +150,13 @@ static void par_finish(cuda_copy_pool_t *p, par_copy_t *pc) {
   pthread_mutex_unlock(&p->lock);
 }
 
-static void pool_init(cuda_copy_pool_t *p) {
+void cuda_copy_pool_init(cuda_copy_pool_t *p) {
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->wake, NULL);
   pthread_cond_init(&p->idle, NULL);
 }
 
-static void pool_destroy(cuda_copy_pool_t *p) {
+void cuda_copy_pool_destroy(cuda_copy_pool_t *p) {
   pthread_mutex_lock(&p->lock);
   p->stop = true;
   pthread_cond_broadcast(&p->wake);
@@ -169,12 +170,10 @@ static void pool_destroy(cuda_copy_pool_t *p) {
 void cuda_staging_init(cuda_staging_t *g) {
   memset(g, 0, sizeof(*g));
   pthread_mutex_init(&g->lock, NULL);
-  pool_init(&g->pool);
 }
 
 void cuda_staging_destroy(cuda_state_t *s, cuda_device_t *dv) {
   cuda_staging_t *g = &dv->staging;
-  pool_destroy(&g->pool);
   for (int i = 0; i < CUDA_STAGING_SLOTS; i++) {
     cuda_staging_slot_t *sl = &g->slot[i];
     if (sl->done) {
@@ -238,7 +237,7 @@ bool cuda_staging_h2d(cuda_state_t *s, cuda_device_t *dv, cu_stream_t cs, cu_ptr
   cuda_staging_slot_t *sl = acquire(s, dv, bytes);
   if (!sl) return false;
   par_copy_t pc;
-  if (par_start(&dv->staging.pool, &pc, sl->host, src, bytes)) {
+  if (par_start(&s->copy_pool, &pc, sl->host, src, bytes)) {
     int sent = 0;
     for (int c = 0; c < pc.nchunks; c++) {
       par_wait_chunk(&pc, c);
@@ -246,7 +245,7 @@ bool cuda_staging_h2d(cuda_state_t *s, cuda_device_t *dv, cu_stream_t cs, cu_ptr
       if (!*st) *st = cuda_check(s, s->drv.MemcpyHtoDAsync(dst + off, (char *)sl->host + off, len, cs), "cuMemcpyHtoDAsync");
       sent += !*st;
     }
-    par_finish(&dv->staging.pool, &pc);
+    par_finish(&s->copy_pool, &pc);
     /* chunks already queued still read the buffer: it is free only after them */
     if (*st && sent) s->drv.StreamSynchronize(cs);
   } else {
@@ -273,8 +272,8 @@ bool cuda_staging_d2h(cuda_state_t *s, cuda_device_t *dv, cu_stream_t cs, void *
   /* Errors of earlier kernels on the stream surface here. */
   if (!*st) *st = cuda_check(s, s->drv.StreamSynchronize(cs), "device-to-host copy (stream synchronize)");
   par_copy_t pc;
-  if (!*st && par_start(&dv->staging.pool, &pc, dst, sl->host, bytes)) {
-    par_finish(&dv->staging.pool, &pc);
+  if (!*st && par_start(&s->copy_pool, &pc, dst, sl->host, bytes)) {
+    par_finish(&s->copy_pool, &pc);
   } else if (!*st) {
     memcpy(dst, sl->host, bytes);
   }
