@@ -500,30 +500,13 @@ const char *cg_reduce_coop(cg_t *g, const kir_expr_t *e, cg_block_t *t) {
   int64_t rn;
   g->rc_var = g->n_rc && e->nr == 1 && rc_extent(e->rext[0], &rn) && rn == g->rc_n ? e->rvars[0] : -1;
   const char *x = cg_ex(g, e->a[0], cur);
+  cg_line(&cur->buf, cur->depth, "%s = %s;", acc, cg_reduce_step(g, e->op, e->dtype, acc, x));
   bool cached = g->rc_var >= 0 && g->rc_hits > hits;
-  /* Over the cache's unrolled slots one accumulator is a chain of dependent
-   * steps as long as a thread's share of the row (128 max steps for a row of
-   * 32k floats), which one block a multiprocessor cannot hide: partial
-   * accumulators, one per vector lane (or four by slot for scalar slots), make
-   * the chains short; they are combined after the loops. Every reduction here
-   * is associative and commutative (floats are reassociated as the threads'
-   * combination already does). Measured on an H100, softmax over rows of 32k
-   * floats: 83% of copy bandwidth with one accumulator, 99% with partials in a
-   * hand-written kernel of the same shape (bench/gpu/results-h100-2026-11-22-s6.md). */
-  int np = g->rc_w > 1 ? g->rc_w : 4;
-  const char *part = cached ? cg_fmt(g, "%s_p[%s]", acc, g->rc_w > 1 ? "fo_ku" : "(fo_k & 3)") : acc;
-  cg_line(&cur->buf, cur->depth, "%s = %s;", part, cg_reduce_step(g, e->op, e->dtype, part, x));
   g->rc_var = saved;
   for (int i = e->nr - 1; i > 0; i--) cg_blk_close(loops[i], NULL);
   int id = g->next_tmp++;
   if (cached) {
-    const char *init = cg_reduce_init(g, e->op, e->dtype);
-    cg_line(&t->buf, t->depth, "%s %s_p[%d];", T, acc, np);
-    cg_line(&t->buf, t->depth, "#pragma unroll");
-    cg_line(&t->buf, t->depth, "for (int fo_q = 0; fo_q < %d; fo_q++) %s_p[fo_q] = %s;", np, acc, init);
     rc_loops(g, e->rvars[0], ext[0], loops[0]->buf.data, loops[0]->buf.len, t->depth, &t->buf);
-    for (int q = 0; q < np; q++)
-      cg_line(&t->buf, t->depth, "%s = %s;", acc, cg_reduce_step(g, e->op, e->dtype, acc, cg_fmt(g, "%s_p[%d]", acc, q)));
   } else if (e->nr == 1) {
     int v = e->rvars[0];
     cg_line(&t->buf, t->depth, "for (int64_t v%d = fo_gt; v%d < %s; v%d += fo_gw) {", v, v, ext[0], v);
