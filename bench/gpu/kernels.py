@@ -147,6 +147,9 @@ def compile_column(cfg, res, stage, case, dl, make_inputs, fn, **work):
         res.add(stage=stage, case=case, impl="torch.compile", error="skipped: stage time limit")
         return
     try:
+        # Dynamo keys its cache by code object, and every case's function is the same lambda:
+        # past torch._dynamo.config.cache_size_limit (8) recompiles it silently runs eager.
+        torch._dynamo.reset()
         xs = make_inputs()
         # Under max-autotune's CUDA graphs an input that is not marked static is copied into the
         # graph's own buffer at every call, which would time a copy of each input too.
