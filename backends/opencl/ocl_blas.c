@@ -1,21 +1,24 @@
-/* Library calls of the opencl backend: "gemm" through CLBlast (f32, f64 where
- * the device has cl_khr_fp64, f16 on request where it has cl_khr_fp16).
+/* Library calls of the opencl backend: "gemm" through our own kernels
+ * (ocl_gemm.c: by default on GPUs, f32 and f64, with the bias of a 4-buffer
+ * call as an epilogue) or CLBlast (f32, f64 where the device has cl_khr_fp64,
+ * f16 on request where it has cl_khr_fp16; no bias).
  * CLBlast (libclblast.so.1, or $FLAGOS_CLBLAST) is opened with dlopen at the
  * first call, so the plugin loads and runs its generic kernels without it.
  * The contract is in docs/kernel-ir.md:
- *   bufs [A, B, Y]; ints [batch, M, N, K, transA, transB, strideA, strideB, strideY]
- *   (batch strides in elements, 0 = the same matrix for every batch);
- *   floats [alpha, beta]; row-major;
- *   Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b for each batch b.
+ *   bufs [A, B, Y] or [A, B, Y, bias]; ints [batch, M, N, K, transA, transB,
+ *   strideA, strideB, strideY] (batch strides in elements, 0 = the same matrix
+ *   for every batch); floats [alpha, beta]; row-major;
+ *   Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b (+ bias[j]) for each batch b.
  * Whatever CLBlast does not take (other dtypes, K == 0, a device it cannot
  * build for) answers FLAGOS_ERR_UNSUPPORTED before anything is queued, and the
  * host runs the kernel's generic body.
  *
- * FLAGOS_OPENCL_BLAS: 1 = f32 and f64 through CLBlast; 0 = never (the
- * generic kernels only); f16 = also f16 (CLBlast's Hgemm accumulates in half
- * precision, far less accurate than the generic kernel's f32 sums, so it is
- * opt-in); unset = 1 on GPUs and accelerators, on CPU devices products of at
- * least 2^24 multiply-adds only (blas_mode).
+ * FLAGOS_OPENCL_BLAS: 1 = f32 and f64 through the library (ours or CLBlast,
+ * FLAGOS_OPENCL_GEMM picks); 0 = never (the generic kernels only); f16 = also
+ * f16 through CLBlast (its Hgemm accumulates in half precision, far less
+ * accurate than the generic kernel's f32 sums, so it is opt-in); unset = 1 on
+ * GPUs and accelerators, on CPU devices products of at least 2^24 multiply-adds
+ * only (blas_mode).
  * FLAGOS_TRACE (any value) prints one line per call made, or refused, to
  * stderr; FLAGOS_OPENCL_BLAS_LOG=FILE appends them to FILE.
  * Before a device's first product, CLBlast gets the tuning parameters of
@@ -262,13 +265,10 @@ static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64
 }
 
 static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c) {
-  /* CLBlast has no bias epilogue: the host runs the bias kernel, then the plain call. */
-  if (c->n_bufs == 4 && c->n_ints == 9 && c->n_floats == 2)
-    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with a bias is not provided");
-  if (c->n_bufs != 3 || c->n_ints != 9 || c->n_floats != 2)
+  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints != 9 || c->n_floats != 2)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
-                   "opencl backend: gemm takes 3 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs, c->n_ints,
-                   c->n_floats);
+                   "opencl backend: gemm takes 3 or 4 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
+                   c->n_ints, c->n_floats);
   const int64_t *v = c->ints;
   int64_t batch = v[0], M = v[1], N = v[2], K = v[3], sa = v[6], sb = v[7], sy = v[8];
   bool ta = v[4] != 0, tb = v[5] != 0;
@@ -278,10 +278,11 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
                    "opencl backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
                    (long long)batch, (long long)M, (long long)N, (long long)K);
   if (batch == 0 || M == 0 || N == 0) return NULL;
-  const ocl_buf_t *A = c->bufs[0], *B = c->bufs[1], *Y = c->bufs[2];
-  if (!A || !B || !Y) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm with a NULL buffer");
+  const ocl_buf_t *A = c->bufs[0], *B = c->bufs[1], *Y = c->bufs[2], *bias = c->n_bufs == 4 ? c->bufs[3] : NULL;
+  if (!A || !B || !Y || (c->n_bufs == 4 && !bias))
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm with a NULL buffer");
   int dev = st ? st->dev : Y->dev;
-  if (dev < 0 || dev >= s->n_dev || A->dev != dev || B->dev != dev || Y->dev != dev)
+  if (dev < 0 || dev >= s->n_dev || A->dev != dev || B->dev != dev || Y->dev != dev || (bias && bias->dev != dev))
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "opencl backend: gemm on buffers of devices %d, %d, %d (stream on %d)", A->dev, B->dev, Y->dev, dev);
   ocl_device_t *d = &s->dev[dev];
@@ -300,7 +301,7 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
                    macs, d->name, (long long)BLAS_CPU_MIN_MACS);
   int32_t dt = c->buf_dtypes[0];
   bool dt_ok = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || (dt == FLAGOS_FLOAT16 && mode == 2);
-  if (!dt_ok || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt)
+  if (!dt_ok || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt || (bias && c->buf_dtypes[3] != dt))
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm on dtypes %d/%d/%d is not provided", (int)dt,
                    (int)c->buf_dtypes[1], (int)c->buf_dtypes[2]);
   /* CLBlast refuses K == 0 (Y = beta*Y, which the generic body does), and
@@ -309,7 +310,8 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   if (batch > 1 && sy == 0)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: batched gemm into one Y is left to the kernel");
   size_t es = dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT32 ? 4 : 2;
-  if (!fits(A->size, batch, sa, M, K, es) || !fits(B->size, batch, sb, K, N, es) || !fits(Y->size, batch, sy, M, N, es))
+  if (!fits(A->size, batch, sa, M, K, es) || !fits(B->size, batch, sb, K, N, es) || !fits(Y->size, batch, sy, M, N, es) ||
+      (bias && !fits(bias->size, 1, 0, 1, N, es)))
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "opencl backend: gemm (batch %lld, M %lld, N %lld, K %lld) overruns its buffers", (long long)batch,
                    (long long)M, (long long)N, (long long)K);
@@ -318,6 +320,17 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp64", d->name);
   if (dt == FLAGOS_FLOAT16 && !has_ext(d->extensions, "cl_khr_fp16"))
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp16", d->name);
+  /* Our own kernels (ocl_gemm.c) where wanted; CLBlast for what they leave. */
+  if (ocl_gemm_wanted(d, dt)) {
+    ocl_gemm_args_t ga = {.dtype = dt, .A = A->mem, .B = B->mem, .Y = Y->mem, .bias = bias ? bias->mem : NULL,
+                          .batch = batch, .M = M, .N = N, .K = K, .sa = sa, .sb = sb, .sy = sy,
+                          .ta = ta, .tb = tb, .alpha = alpha, .beta = beta};
+    bool taken = false;
+    flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, trace_line, &taken);
+    if (err || taken) return err;
+  }
+  /* CLBlast has no bias epilogue: the host runs the bias kernel, then the plain call. */
+  if (bias) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with a bias is left to the kernels");
   pthread_once(&g_blas_once, blas_load_once);
   if (!g_blas.lib) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no CLBlast (%s)", g_blas.why);
   if (refused(d->id, dt, false))

@@ -54,6 +54,7 @@ typedef struct ocl_pool {
 } ocl_pool_t;
 
 typedef struct ocl_capture ocl_capture_t;
+typedef struct ocl_gemm_dev ocl_gemm_dev_t; /* ocl_gemm.c's per-device kernels and workspace */
 
 typedef struct ocl_device {
   cl_platform_id platform;
@@ -73,6 +74,7 @@ typedef struct ocl_device {
   cl_kernel split_sum;
   cl_mem split_ws;
   size_t split_ws_size;
+  ocl_gemm_dev_t *gemm; /* our gemm kernels (ocl_gemm.c), made at the first product */
   /* Created on first use (under the state's lock). */
   bool ready;
   cl_context ctx;
@@ -161,8 +163,11 @@ flagos_status_t ocl_module_load(void *state, int device, const void *code, size_
 void ocl_module_unload(void *state, flagos_bmodule_t m);
 flagos_status_t ocl_kernel_get(void *state, flagos_bmodule_t m, const char *name, flagos_bkernel_t *out);
 flagos_status_t ocl_launch(void *state, flagos_bstream_t s, flagos_bkernel_t k, const flagos_launch_t *args);
+/* Builds OpenCL C source for device d through the binary cache (plugin-made programs such as ocl_gemm.c's). */
+flagos_status_t ocl_program_build(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out);
 
-/* ocl_blas.c: "gemm" through CLBlast (opened at first use); anything else is FLAGOS_ERR_UNSUPPORTED */
+/* ocl_blas.c: "gemm" through our kernels (ocl_gemm.c) or CLBlast (opened at first use); anything else is
+ * FLAGOS_ERR_UNSUPPORTED */
 flagos_status_t ocl_library_call(void *state, flagos_bstream_t s, const flagos_libcall_t *call);
 
 /* ocl_blas_params.c: CLBlast tuning parameters for devices its database lacks.
@@ -182,5 +187,23 @@ cl_int ocl_blas_split_sum(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, c
                           float beta);
 void ocl_blas_split_end(void);
 void ocl_blas_split_release(ocl_state_t *s, ocl_device_t *d);
+
+/* ocl_gemm.c: our own gemm kernels (FLAGOS_OPENCL_GEMM). The call's checked
+ * arguments; bias NULL for none. */
+typedef struct ocl_gemm_args {
+  int32_t dtype; /* FLAGOS_FLOAT32 or FLAGOS_FLOAT64 */
+  cl_mem A, B, Y, bias;
+  int64_t batch, M, N, K, sa, sb, sy;
+  bool ta, tb;
+  double alpha, beta;
+} ocl_gemm_args_t;
+/* Whether our kernels take gemm of dtype dt on d rather than CLBlast. */
+bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
+/* Queues the product on q (*taken true), or leaves it to CLBlast (*taken
+ * false, nothing queued: shapes past 32-bit indices, a device that cannot run
+ * the kernel); an error where queuing failed or our source does not build. */
+flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_gemm_args_t *a,
+                             ocl_trace_fn *trace, bool *taken);
+void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);
 
 #endif

@@ -174,7 +174,7 @@ static flagos_status_t build_error(ocl_state_t *s, const ocl_device_t *d, cl_pro
   return st;
 }
 
-static flagos_status_t build_program(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out) {
+flagos_status_t ocl_program_build(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out) {
   char opts[1024];
   const char *extra = getenv("FLAGOS_OPENCL_BUILD_OPTIONS");
   /* -w: warnings about generated code (constant conditions...) help no one, and
@@ -267,7 +267,7 @@ flagos_status_t ocl_module_load(void *state, int device, const void *code, size_
   st = check_requires(s, d, src);
   flagos_bmodule_t m = st ? NULL : calloc(1, sizeof(*m));
   if (!st && !m) st = OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  if (!st) st = build_program(s, d, src, size, &m->prog);
+  if (!st) st = ocl_program_build(s, d, src, size, &m->prog);
   free(src);
   if (!st) {
     cl_int e;

@@ -6,6 +6,10 @@
  * here: unset, CLBlast takes only large products on CPU devices such as PoCL's). Expected values
  * are computed here in double by the definition in docs/kernel-ir.md.
  *
+ * Then the same call through our own kernels (ocl_gemm.c, FLAGOS_OPENCL_GEMM=1,
+ * with or without CLBlast): every tile variant, the bias epilogue (4 buffers)
+ * and split-K (test_ours).
+ *
  * Skips (exit 77) when the plugin was not built or no OpenCL device exists.
  * Without CLBlast (FLAGOS_CLBLAST=/nonexistent), every call must answer
  * FLAGOS_ERR_UNSUPPORTED. FLAGOS_TEST_OPENCL_DEVICE picks another device. */
@@ -45,18 +49,28 @@ typedef struct {
   int64_t sa, sb, sy; /* -1: a full matrix per batch */
   double alpha, beta;
   bool nan_y; /* Y's old contents are NaN (only with beta 0) */
+  bool bias;  /* a fourth buffer: N values added to every row */
 } gcase_t;
+
+/* Our own kernels (ocl_gemm.c, FLAGOS_OPENCL_GEMM=1) are on: results are
+ * expected whether CLBlast is there or not. */
+static bool g_ours;
 
 static double val(int64_t i, int salt) { return (double)((i * 7 + salt * 13) % 19 - 9) / 8.0; }
 
-static flagos_code_t call(const char *name, flagos_devptr_t *bufs, const int32_t *dts, const int64_t *ints,
-                          const double *fl, char *msg, size_t cap) {
-  flagos_libcall_t c = {name, bufs, dts, 3, ints, 9, fl, 2};
+static flagos_code_t call_n(const char *name, int n_bufs, flagos_devptr_t *bufs, const int32_t *dts,
+                            const int64_t *ints, const double *fl, char *msg, size_t cap) {
+  flagos_libcall_t c = {name, bufs, dts, n_bufs, ints, 9, fl, 2};
   flagos_status_t st = be->library_call(bst, NULL, &c);
   flagos_code_t code = st ? flagos_status_code(st) : FLAGOS_OK;
   snprintf(msg, cap, "%s", st ? flagos_status_message(st) : "");
   flagos_status_free(st);
   return code;
+}
+
+static flagos_code_t call(const char *name, flagos_devptr_t *bufs, const int32_t *dts, const int64_t *ints,
+                          const double *fl, char *msg, size_t cap) {
+  return call_n(name, 3, bufs, dts, ints, fl, msg, cap);
 }
 
 static void run_case(const char *what, gcase_t g) {
@@ -65,7 +79,9 @@ static void run_case(const char *what, gcase_t g) {
   size_t na = (size_t)((g.batch - 1) * sa + g.M * g.K), nb = (size_t)((g.batch - 1) * sb + g.K * g.N);
   size_t ny = (size_t)((g.batch - 1) * sy + g.M * g.N);
   double *a = malloc(na * 8), *b = malloc(nb * 8), *y0 = malloc(ny * 8), *want = malloc(ny * 8);
-  void *ha = malloc(na * es), *hb = malloc(nb * es), *hy = malloc(ny * es);
+  double *bias = malloc((size_t)g.N * 8);
+  void *ha = malloc(na * es), *hb = malloc(nb * es), *hy = malloc(ny * es), *hbias = malloc((size_t)g.N * es);
+  for (int64_t j = 0; j < g.N; j++) bias[j] = g.bias ? val(j, 4) * 3 : 0;
   for (size_t i = 0; i < na; i++) a[i] = val((int64_t)i, 1);
   for (size_t i = 0; i < nb; i++) b[i] = val((int64_t)i, 2);
   for (size_t i = 0; i < ny; i++) y0[i] = g.nan_y ? NAN : val((int64_t)i, 3);
@@ -76,28 +92,34 @@ static void run_case(const char *what, gcase_t g) {
         for (int64_t k = 0; k < g.K; k++)
           s += a[t * sa + (g.ta ? k * g.M + i : i * g.K + k)] * b[t * sb + (g.tb ? j * g.K + k : k * g.N + j)];
         double *w = &want[t * sy + i * g.N + j];
-        *w = g.alpha * s + (g.beta == 0 ? 0 : g.beta * y0[t * sy + i * g.N + j]);
+        *w = g.alpha * s + (g.beta == 0 ? 0 : g.beta * y0[t * sy + i * g.N + j]) + bias[j];
       }
   for (size_t i = 0; i < na; i++) es == 8 ? (void)(((double *)ha)[i] = a[i]) : (void)(((float *)ha)[i] = (float)a[i]);
   for (size_t i = 0; i < nb; i++) es == 8 ? (void)(((double *)hb)[i] = b[i]) : (void)(((float *)hb)[i] = (float)b[i]);
   for (size_t i = 0; i < ny; i++) es == 8 ? (void)(((double *)hy)[i] = y0[i]) : (void)(((float *)hy)[i] = (float)y0[i]);
-  flagos_devptr_t bufs[3] = {0};
+  for (int64_t j = 0; j < g.N; j++)
+    es == 8 ? (void)(((double *)hbias)[j] = bias[j]) : (void)(((float *)hbias)[j] = (float)bias[j]);
+  flagos_devptr_t bufs[4] = {0};
   flagos_status_t st = be->mem_alloc(bst, g_dev, na * es, &bufs[0]);
   if (!st) st = be->mem_alloc(bst, g_dev, nb * es, &bufs[1]);
   if (!st) st = be->mem_alloc(bst, g_dev, ny * es, &bufs[2]);
+  if (!st && g.bias) st = be->mem_alloc(bst, g_dev, (size_t)g.N * es, &bufs[3]);
+  if (!st && g.bias) st = be->copy_h2d(bst, NULL, bufs[3], 0, hbias, (size_t)g.N * es);
   if (!st) st = be->copy_h2d(bst, NULL, bufs[0], 0, ha, na * es);
   if (!st) st = be->copy_h2d(bst, NULL, bufs[1], 0, hb, nb * es);
   if (!st) st = be->copy_h2d(bst, NULL, bufs[2], 0, hy, ny * es);
   CHECK(!st, "%s: set-up: %s", what, flagos_status_message(st));
   flagos_status_free(st);
-  int32_t dts[3] = {g.dt, g.dt, g.dt};
+  int32_t dts[4] = {g.dt, g.dt, g.dt, g.dt};
   int64_t ints[9] = {g.batch, g.M, g.N, g.K, g.ta, g.tb, g.sa < 0 ? sa : g.sa, g.sb < 0 ? sb : g.sb, sy};
   double fl[2] = {g.alpha, g.beta};
   char msg[512];
-  flagos_code_t code = call("gemm", bufs, dts, ints, fl, msg, sizeof msg);
+  flagos_code_t code = call_n("gemm", g.bias ? 4 : 3, bufs, dts, ints, fl, msg, sizeof msg);
   if (g.dt == FLAGOS_FLOAT64 && code == FLAGOS_ERR_UNSUPPORTED && strstr(msg, "cl_khr_fp64")) {
     printf("test_opencl_blas: %s: skipped (%s)\n", what, msg);
-  } else if (!g_have_blas) {
+  } else if (!g_ours && g.bias) {
+    CHECK(code == FLAGOS_ERR_UNSUPPORTED, "%s: CLBlast has no bias epilogue: code %d (%s)", what, (int)code, msg);
+  } else if (!g_have_blas && !g_ours) {
     CHECK(code == FLAGOS_ERR_UNSUPPORTED, "%s: without CLBlast: code %d (%s)", what, (int)code, msg);
   } else {
     CHECK(code == FLAGOS_OK, "%s: code %d: %s", what, (int)code, msg);
@@ -114,8 +136,9 @@ static void run_case(const char *what, gcase_t g) {
     }
     if (bad > 3) CHECK(false, "%s: %d elements wrong in all", what, bad);
   }
-  for (int i = 0; i < 3; i++) be->mem_free(bst, g_dev, bufs[i]);
-  free(a), free(b), free(y0), free(want), free(ha), free(hb), free(hy);
+  for (int i = 0; i < 4; i++)
+    if (bufs[i]) be->mem_free(bst, g_dev, bufs[i]);
+  free(a), free(b), free(y0), free(want), free(ha), free(hb), free(hy), free(bias), free(hbias);
 }
 
 /* Calls that must not reach CLBlast, on small valid buffers. */
@@ -176,6 +199,74 @@ static int count_lines(const char *file, const char *what) {
   while (f && fgets(line, sizeof line, f)) n += strstr(line, what) != NULL;
   if (f) fclose(f);
   return n;
+}
+
+/* Our own kernels (ocl_gemm.c), forced on (FLAGOS_OPENCL_GEMM=1): every tile
+ * variant (FLAGOS_OPENCL_GEMM_TILE) on shapes that are not multiples of its
+ * tiles, transposes, batches with a shared operand, alpha/beta, NaN in Y with
+ * beta 0, the bias epilogue (4 buffers), f64, and split-K (FLAGOS_OPENCL_SPLITK:
+ * slices that do not divide K, more slices than K has steps). */
+static void test_ours(const char *blas_log) {
+  g_ours = true;
+  setenv("FLAGOS_OPENCL_GEMM", "1", 1);
+  int before = count_lines(blas_log, "by flagos");
+  int n = 0;
+  /* every entry of ocl_gemm.c's k_variants */
+  static const char *tiles[] = {"0", "1", "2", "3", "4"};
+  for (int v = 0; v < (int)(sizeof tiles / sizeof tiles[0]); v++) {
+    setenv("FLAGOS_OPENCL_GEMM_TILE", tiles[v], 1);
+    char what[64];
+    snprintf(what, sizeof what, "ours, tile %d, plain", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 37, 29, 53, 0, 0, -1, -1, -1, 1, 0, true, false}), n++;
+    snprintf(what, sizeof what, "ours, tile %d, transA transB", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 5, 7, 3, 1, 1, -1, -1, -1, 0.75, 1.5, false, false}), n++;
+    snprintf(what, sizeof what, "ours, tile %d, transA, bias", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 131, 67, 70, 1, 0, -1, -1, -1, 1, 0, true, true}), n++;
+    snprintf(what, sizeof what, "ours, tile %d, batch, A shared, bias, beta", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 3, 70, 140, 41, 0, 0, 0, -1, -1, 1, 1, false, true}), n++;
+    snprintf(what, sizeof what, "ours, tile %d, batch, B shared, transB", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 4, 6, 5, 9, 0, 1, -1, 0, -1, -2, 0, true, false}), n++;
+  }
+  setenv("FLAGOS_OPENCL_GEMM_TILE", "2", 1);
+  run_case("ours, f64 batch, transA", (gcase_t){FLAGOS_FLOAT64, 2, 33, 17, 65, 1, 0, -1, -1, -1, 0.5, 0.25, false, false});
+  run_case("ours, f64 transB, NaN in Y, bias", (gcase_t){FLAGOS_FLOAT64, 1, 20, 19, 21, 0, 1, -1, -1, -1, 1, 0, true, true});
+  unsetenv("FLAGOS_OPENCL_GEMM_TILE");
+  /* the tile chosen by the rule */
+  run_case("ours, M 1 N 1", (gcase_t){FLAGOS_FLOAT32, 2, 1, 1, 4, 0, 0, -1, -1, -1, 1, 0, false, false}), n++;
+  run_case("ours, K 1", (gcase_t){FLAGOS_FLOAT32, 1, 19, 33, 1, 0, 0, -1, -1, -1, 1, 0, true, false}), n++;
+  run_case("ours, transA, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 260, 270, 1, 0, -1, -1, -1, 1, 0, true, false}), n++;
+  int split_before = count_lines(blas_log, "K slices on");
+  setenv("FLAGOS_OPENCL_SPLITK", "3", 1);
+  run_case("ours, split 3, NaN in Y", (gcase_t){FLAGOS_FLOAT32, 1, 37, 29, 54, 0, 0, -1, -1, -1, 1, 0, true, false}), n++;
+  run_case("ours, split 3, transA transB alpha beta bias",
+           (gcase_t){FLAGOS_FLOAT32, 1, 20, 12, 63, 1, 1, -1, -1, -1, 0.75, 1.5, false, true}), n++;
+  setenv("FLAGOS_OPENCL_SPLITK", "16", 1);
+  run_case("ours, split 16 over K 40", (gcase_t){FLAGOS_FLOAT32, 1, 33, 40, 40, 1, 0, -1, -1, -1, -1, 0.5, false, true}), n++;
+  setenv("FLAGOS_OPENCL_SPLITK", "4", 1);
+  run_case("ours, split 4, transB, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 70, 270, 0, 1, -1, -1, -1, -1, 0, true, false}), n++;
+  run_case("ours, split 4, f64 bias", (gcase_t){FLAGOS_FLOAT64, 1, 21, 22, 75, 0, 0, -1, -1, -1, 1, 2, false, true});
+  /* batches are not split */
+  run_case("ours, split 4, batch", (gcase_t){FLAGOS_FLOAT32, 2, 9, 8, 80, 0, 0, -1, -1, -1, 1, 0, false, false}), n++;
+  unsetenv("FLAGOS_OPENCL_SPLITK");
+  int split = count_lines(blas_log, "K slices on") - split_before;
+  int ran = count_lines(blas_log, "by flagos") - before;
+  int ran64 = count_lines(blas_log, "by flagos: f64");
+  CHECK(split == 4 + (ran64 > 0), "ours: %d products ran in K slices (%d expected)", split, 4 + (ran64 > 0));
+  CHECK(ran == n + ran64, "ours: %d products ran through our kernels (%d f32 expected, and %d f64)", ran, n, ran64);
+  /* unset: ours on GPUs only */
+  unsetenv("FLAGOS_OPENCL_GEMM");
+  flagos_device_info_t info;
+  flagos_status_free(be->device_info(bst, g_dev, &info));
+  g_ours = info.kind == FLAGOS_DEVICE_GPU;
+  run_case("default", (gcase_t){FLAGOS_FLOAT32, 1, 5, 7, 3, 0, 0, -1, -1, -1, 1, 0, false, false});
+  int ran_default = count_lines(blas_log, "by flagos") - before - ran;
+  CHECK(ran_default == (g_ours ? 1 : 0), "FLAGOS_OPENCL_GEMM unset on a %s device: %d products by our kernel",
+        g_ours ? "GPU" : "non-GPU", ran_default);
+  /* 0: CLBlast again, which has no bias epilogue */
+  setenv("FLAGOS_OPENCL_GEMM", "0", 1);
+  g_ours = false;
+  run_case("CLBlast, bias left to the kernels", (gcase_t){FLAGOS_FLOAT32, 1, 5, 7, 3, 0, 0, -1, -1, -1, 1, 0, false, true});
+  CHECK(count_lines(blas_log, "by flagos") - before - ran == ran_default, "FLAGOS_OPENCL_GEMM=0 still ran our kernel");
 }
 
 int main(void) {
@@ -240,6 +331,7 @@ int main(void) {
   }
   setenv("FLAGOS_CLBLAST_PARAMS", params, 1);
   setenv("FLAGOS_OPENCL_BLAS_LOG", blas_log, 1);
+  setenv("FLAGOS_OPENCL_GEMM", "0", 1); /* CLBlast's part (unset, a GPU takes our kernels: test_ours) */
 
   /* Small sizes take CLBlast's direct kernel, larger ones its padded (indirect) one. */
   run_case("f32 plain, NaN in Y, beta 0", (gcase_t){FLAGOS_FLOAT32, 1, 37, 29, 53, 0, 0, -1, -1, -1, 1, 0, true});
@@ -268,6 +360,7 @@ int main(void) {
   int split = count_lines(blas_log, " K slices on ") - split_before;
   CHECK(!g_have_blas || split == 4, "split-K: %d products ran in K slices (4 expected)", split);
   test_refusals();
+  test_ours(blas_log);
   if (g_have_blas) {
     int applied = 0, refused = 0, malformed = 0, other = 0;
     FILE *lf = fopen(blas_log, "r");
