@@ -419,10 +419,10 @@ flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_
   const ocl_buf_t *y = call->n_bufs > 0 ? call->bufs[call->n_bufs - 1] : NULL;
   ocl_capture_t *cap = ocl_capturing(s, st, st ? st->dev : y ? y->dev : -1);
   /* FLAGOS_OPENCL_GRAPH_BLAS=0: captures take the generic kernels, so that a
-   * whole run fits one command buffer (CLBlast cannot be recorded into one). */
+   * whole run fits one command buffer (library calls are not recorded into one). */
   const char *gb = getenv("FLAGOS_OPENCL_GRAPH_BLAS");
   if (cap && gb && strcmp(gb, "0") == 0)
-    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no CLBlast in captures (FLAGOS_OPENCL_GRAPH_BLAS=0)");
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no library gemm in captures (FLAGOS_OPENCL_GRAPH_BLAS=0)");
   flagos_status_t err = gemm(s, st, call);
   if (!err && cap) err = ocl_record_call(s, cap, call);
   return err;

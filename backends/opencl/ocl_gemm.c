@@ -246,6 +246,12 @@ static int pick(const ocl_device_t *d, bool f64, bool bias, int64_t batch, int64
  * work-group size marks it failed, and CLBlast takes the products. */
 static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, bool f64, int v, gemm_prog_t *p) {
   const gemm_variant_t *t = &k_variants[v];
+  size_t nt = (size_t)(t->tm / t->rm) * (size_t)(t->tn / t->rn);
+  /* reqd_work_group_size past the device's limit fails the build itself on some compilers */
+  if (d->max_wg && d->max_wg < nt) {
+    *p = (gemm_prog_t){.failed = true, .why = CL_INVALID_WORK_GROUP_SIZE};
+    return NULL;
+  }
   char head[256];
   int hn = snprintf(head, sizeof head,
                     "#define T %s\n%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n",
@@ -262,7 +268,7 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, bool f64, 
   cl_int e;
   p->gemm = s->cl.clCreateKernel(p->prog, "flagos_gemm", &e);
   if (p->gemm) p->sum = s->cl.clCreateKernel(p->prog, "flagos_gemm_sum", &e);
-  size_t wg = 0, nt = (size_t)(t->tm / t->rm) * (size_t)(t->tn / t->rn);
+  size_t wg = 0;
   if (p->sum) e = s->cl.clGetKernelWorkGroupInfo(p->gemm, d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
   if (e == CL_SUCCESS && wg < nt) e = CL_INVALID_WORK_GROUP_SIZE;
   if (e != CL_SUCCESS) {
@@ -304,9 +310,10 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
                              ocl_trace_fn *trace, bool *taken) {
   *taken = false;
   bool f64 = a->dtype == FLAGOS_FLOAT64;
-  /* 32-bit indices within a matrix */
-  if (a->K <= 0 || a->N <= 0 || a->M > INT32_MAX / a->K || a->K > INT32_MAX / a->N || a->M > INT32_MAX / a->N)
-    return NULL;
+  /* 32-bit indices within a matrix, with room for the sums past an extent
+   * (a row one tile beyond M, a K slice's end beyond K): products up to 2^30 */
+  const int64_t lim = (int64_t)1 << 30;
+  if (a->K <= 0 || a->N <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N) return NULL;
   ocl_gemm_dev_t *g = gemm_dev(d);
   if (!g) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   int parts;
@@ -314,12 +321,20 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* the workspace is shared: only the default queue's order keeps its uses apart */
   if (q != d->queue) parts = 1;
   const gemm_variant_t *t = &k_variants[v];
+  /* the grid's second and third dimensions: 65535 groups at most on some
+   * platforms (NVIDIA's maps them onto CUDA's grid) */
+  if (cdiv(a->M, t->tm) > 65535 || (parts > 1 ? parts : a->batch) > 65535) return NULL;
   size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N;
   pthread_mutex_lock(&g->lock);
   gemm_prog_t *p = &g->p[f64][v];
   if (!p->gemm && !p->failed) {
     flagos_status_t err = build_variant(s, d, f64, v, p);
     if (err) {
+      /* The run gets the build's error (with its log) once; after that the
+       * variant is marked and CLBlast or the generic kernel takes its products,
+       * rather than a build of several seconds failing every call. */
+      p->failed = true;
+      p->why = CL_BUILD_PROGRAM_FAILURE;
       pthread_mutex_unlock(&g->lock);
       return err;
     }
@@ -333,11 +348,13 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   }
   if (parts > 1 && !split_room(s, d, g, (size_t)parts * mn * es)) parts = 1;
   int M = (int)a->M, N = (int)a->N, K = (int)a->K, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0);
-  int flags = (a->bias ? 1 : 0) | (a->beta != 0 ? 2 : 0) | (parts > 1 ? 4 : 0);
+  float beta32 = (float)a->beta;
+  /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
+  int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0);
   /* slices of whole K steps; the last ones may be short or empty */
   int kslice = parts > 1 ? (int)((cdiv(K, parts) + t->tk - 1) / t->tk * t->tk) : K;
   cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;
-  float alpha32 = (float)a->alpha, beta32 = (float)a->beta;
+  float alpha32 = (float)a->alpha;
   const void *alpha = f64 ? (const void *)&a->alpha : &alpha32, *beta = f64 ? (const void *)&a->beta : &beta32;
   /* an unused bias argument still needs a valid buffer */
   cl_mem y = parts > 1 ? g->ws : a->Y, bias = a->bias ? a->bias : a->Y;
