@@ -136,13 +136,21 @@ static flagos_status_t infer_castlike(ops_ctx_t *c) {
 }
 
 static flagos_status_t lower_cast_common(ops_ctx_t *c) {
+  bool sat = fir_attr_int(c->node, "saturate", 1) != 0;
+  const char *rm = fir_attr_string(c->node, "round_mode", "up");
+  flagos_status_t err;
+  if (c->capture_in) {
+    /* Inside a fused group (src/ops/fused.c) Cast gives its element. CastLike
+     * stays out: the group would load its second input, which only names a
+     * type and need not broadcast onto the output. */
+    if (c->n_in != 1) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "CastLike is not fused");
+    c->capture_out = ops_cast_expr(c, c->capture_in[0], c->out[0].dtype, sat, rm, &err);
+    return c->capture_out ? NULL : err;
+  }
   kir_expr_t *v[OPS_MAX_RANK];
   kir_kernel_t *k = ops_out_kernel(c, 0, "main", v);
   int b = ops_buf_in(c, k, 0);
   kir_expr_t *x = kir_load(k, b, v);
-  bool sat = fir_attr_int(c->node, "saturate", 1) != 0;
-  const char *rm = fir_attr_string(c->node, "round_mode", "up");
-  flagos_status_t err;
   kir_expr_t *y = ops_cast_expr(c, x, c->out[0].dtype, sat, rm, &err);
   if (!y) return err;
   kir_store(k, 0, v, y, NULL);

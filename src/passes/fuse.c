@@ -3,8 +3,8 @@
  * per node, so a chain such as BERT's exported GELU (Div, Erf, Add, Mul, Mul)
  * reads and writes the tensor once and pays one launch.
  *
- * A node may join a group when its operator lowers through ops_ew_lower_map
- * (ops_fused_can_fuse), every value it touches is a static tensor of f16, bf16,
+ * A node may join a group when its operator's lowering answers capture mode
+ * (ops_ew_lower_map's operators and Cast; ops_fused_can_fuse), every value it touches is a static tensor of f16, bf16,
  * f32, f64, an integer type or bool, and its output has the shape of the
  * group's nodes (the fused kernel rounds each f16/bf16 result as the separate
  * node's store did; float8 types stay out). Greedy, in topological order: a node

@@ -10,7 +10,9 @@
  *     the result is still NumPy's;
  * (d) an f16 chain gives NumPy's float16 values bit for bit (every node's
  *     result rounded to f16, as the separate nodes' stores round it);
- * (e) FLAGOS_FUSE=0 leaves the graph alone. */
+ * (e) FLAGOS_FUSE=0 leaves the graph alone;
+ * (f) Cast joins a group (f32 -> int32 truncates toward zero, -> f32 back; the
+ *     result is NumPy's), while CastLike stays out. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,34 @@ static const char k_gelu[] =
     "  %p: f32[2,3] = Add(%e, %one)\n"
     "  %q: f32[2,3] = Mul(%a, %p)\n"
     "  %y: f32[2,3] = Mul(%q, %half)\n"
+    "}\n";
+
+/* y = float32(int32(x * 2.5)) + 0.5, with a cast in each direction */
+static const char k_cast[] =
+    "flagir 1\n"
+    "ir_version 8\n"
+    "producer \"\"\n"
+    "opset \"\" 17\n"
+    "graph \"g\" (%x: f32[4]) -> (%y: f32[4]) {\n"
+    "  %k: f32[] = const [2.5]\n"
+    "  %h: f32[] = const [0.5]\n"
+    "  %m: f32[4] = Mul(%x, %k)\n"
+    "  %i: i32[4] = Cast(%m) {to = 6}\n"
+    "  %f: f32[4] = Cast(%i) {to = 1}\n"
+    "  %y: f32[4] = Add(%f, %h)\n"
+    "}\n";
+
+/* Exp -> CastLike -> Neg: CastLike is not fused, so nothing joins. */
+static const char k_castlike[] =
+    "flagir 1\n"
+    "ir_version 8\n"
+    "producer \"\"\n"
+    "opset \"\" 17\n"
+    "graph \"g\" (%x: f32[4]) -> (%y: f16[4]) {\n"
+    "  %like: f16[2] = const dense<\"003c0040\">\n"
+    "  %e: f32[4] = Exp(%x)\n"
+    "  %c: f16[4] = CastLike(%e, %like)\n"
+    "  %y: f16[4] = Neg(%c)\n"
     "}\n";
 
 /* Add -> Exp and Add reading Exp through Softmax: fusing the two would make a cycle. */
@@ -267,6 +297,30 @@ static void test_half(void) {
   fir_model_destroy(m);
 }
 
+static void test_cast(void) {
+  fir_model_t *m = parse(k_cast);
+  if (!m) return;
+  CHECK_OK(pass_run_default(m, NULL));
+  const fir_node_t *f = find_op(m, OPS_FUSED_OP);
+  const fir_attr_t *at = f ? fir_node_attr(f, OPS_FUSED_BODY) : NULL;
+  CHECK(m->graph->n_nodes == 1 && at && at->g && at->g->n_nodes == 4, "Mul, both Casts and Add are one node (%d nodes)",
+        m->graph->n_nodes);
+  /* NumPy: (np.float32(x) * 2.5).astype(np.int32).astype(np.float32) + 0.5 */
+  static const float x[4] = {-1.3f, -0.2f, 0.7f, 3.1f};
+  static const float want_y[4] = {-2.5f, 0.5f, 1.5f, 7.5f};
+  const void *want[1] = {want_y};
+  static const int64_t dims[1] = {4};
+  run_and_compare(m, "cast", FLAGOS_FLOAT32, x, dims, 1, 1, want, 4);
+  fir_model_destroy(m);
+
+  m = parse(k_castlike);
+  if (!m) return;
+  CHECK_OK(pass_run_default(m, NULL));
+  CHECK(count_op(m, OPS_FUSED_OP) == 0 && count_op(m, "CastLike") == 1 && m->graph->n_nodes == 3,
+        "CastLike stays a node of its own (%d nodes)", m->graph->n_nodes);
+  fir_model_destroy(m);
+}
+
 static void test_disabled(void) {
   setenv("FLAGOS_FUSE", "0", 1);
   fir_model_t *m = parse(k_gelu);
@@ -282,6 +336,7 @@ int main(void) {
   test_gelu_chain();
   test_no_cycle();
   test_half();
+  test_cast();
   test_disabled();
   printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
