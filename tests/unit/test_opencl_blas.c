@@ -36,6 +36,13 @@ static int g_fails;
     }                                                                                              \
   } while (0)
 
+#define CHECK_OK(expr)                                                                             \
+  do {                                                                                             \
+    flagos_status_t st_ = (expr);                                                                  \
+    CHECK(!st_, "%s: %s", #expr, st_ ? flagos_status_message(st_) : "");                           \
+    flagos_status_free(st_);                                                                       \
+  } while (0)
+
 static const flagos_backend_t *be;
 static void *bst;
 static int g_dev;
@@ -274,6 +281,66 @@ static void test_ours(const char *blas_log) {
   CHECK(count_lines(blas_log, "by flagos") - before - ran == ran_default, "FLAGOS_OPENCL_GEMM=0 still ran our kernel");
 }
 
+/* A 4-buffer product through our kernel recorded on a stream (capture_begin ..
+ * capture_end), then replayed on new A and a reset Y: once as recorded, once
+ * with FLAGOS_OPENCL_SPLITK=2 (the replay runs on the default queue, where a
+ * product may be split). Expected: A*B + 0.5*Y0 + bias in double. */
+static void test_ours_capture(const char *blas_log) {
+  if (!FLAGOS_BACKEND_HAS(be, capture_begin)) return;
+  setenv("FLAGOS_OPENCL_GEMM", "1", 1);
+  enum { M = 13, N = 9, K = 11 };
+  float a[M * K], b[K * N], y0[M * N], bias[N], y[M * N];
+  for (int i = 0; i < K * N; i++) b[i] = (float)val(i, 2);
+  for (int i = 0; i < M * N; i++) y0[i] = (float)val(i, 3);
+  for (int j = 0; j < N; j++) bias[j] = (float)val(j, 4) * 3;
+  flagos_devptr_t bufs[4] = {0};
+  size_t sz[4] = {sizeof a, sizeof b, sizeof y0, sizeof bias};
+  for (int i = 0; i < 4; i++) CHECK_OK(be->mem_alloc(bst, g_dev, sz[i], &bufs[i]));
+  flagos_bstream_t cs = NULL;
+  CHECK_OK(be->stream_create(bst, g_dev, &cs));
+  if (!bufs[0] || !bufs[1] || !bufs[2] || !bufs[3] || !cs) return;
+  for (int i = 0; i < M * K; i++) a[i] = (float)val(i, 1);
+  CHECK_OK(be->copy_h2d(bst, NULL, bufs[0], 0, a, sizeof a));
+  CHECK_OK(be->copy_h2d(bst, NULL, bufs[1], 0, b, sizeof b));
+  CHECK_OK(be->copy_h2d(bst, NULL, bufs[2], 0, y0, sizeof y0));
+  CHECK_OK(be->copy_h2d(bst, NULL, bufs[3], 0, bias, sizeof bias));
+  int32_t dts[4] = {FLAGOS_FLOAT32, FLAGOS_FLOAT32, FLAGOS_FLOAT32, FLAGOS_FLOAT32};
+  int64_t ints[9] = {1, M, N, K, 0, 0, M * K, K * N, M * N};
+  double fl[2] = {1, 0.5};
+  flagos_libcall_t c = {"gemm", bufs, dts, 4, ints, 9, fl, 2};
+  int before = count_lines(blas_log, "by flagos"), split_before = count_lines(blas_log, "K slices on");
+  CHECK_OK(be->capture_begin(bst, g_dev, cs));
+  CHECK_OK(be->library_call(bst, cs, &c));
+  flagos_bgraph_t g = NULL;
+  CHECK_OK(be->capture_end(bst, g_dev, cs, &g));
+  be->stream_destroy(bst, cs);
+  if (!g) return;
+  for (int rep = 0; rep < 2; rep++) {
+    if (rep == 1) setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
+    for (int i = 0; i < M * K; i++) a[i] = (float)val(i * (rep + 2), 5 + rep);
+    CHECK_OK(be->copy_h2d(bst, NULL, bufs[0], 0, a, sizeof a));
+    CHECK_OK(be->copy_h2d(bst, NULL, bufs[2], 0, y0, sizeof y0));
+    CHECK_OK(be->graph_launch(bst, g, NULL));
+    CHECK_OK(be->copy_d2h(bst, NULL, y, bufs[2], 0, sizeof y));
+    int bad = 0;
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        double w = 0.5 * y0[i * N + j] + bias[j];
+        for (int k = 0; k < K; k++) w += (double)a[i * K + k] * b[k * N + j];
+        bad += !(fabs(y[i * N + j] - w) <= 1e-5 * (1 + fabs(w) + K));
+      }
+    CHECK(bad == 0, "ours, captured with a bias, replay %d: %d of %d values wrong", rep, bad, M * N);
+  }
+  unsetenv("FLAGOS_OPENCL_SPLITK");
+  CHECK(count_lines(blas_log, "K slices on") - split_before == 1, "ours, captured: the second replay was not split");
+  /* the call ran once while recorded and once in each replay, all through our kernel */
+  CHECK(count_lines(blas_log, "by flagos") - before == 3, "ours, captured: %d products by our kernel (3 expected)",
+        count_lines(blas_log, "by flagos") - before);
+  be->graph_destroy(bst, g);
+  for (int i = 0; i < 4; i++) be->mem_free(bst, g_dev, bufs[i]);
+  unsetenv("FLAGOS_OPENCL_GEMM");
+}
+
 int main(void) {
   char cache[] = "/tmp/flagos-test-opencl-blas-XXXXXX";
   if (!mkdtemp(cache)) {
@@ -366,6 +433,7 @@ int main(void) {
   CHECK(!g_have_blas || split == 4, "split-K: %d products ran in K slices (4 expected)", split);
   test_refusals();
   test_ours(blas_log);
+  test_ours_capture(blas_log);
   if (g_have_blas) {
     int applied = 0, refused = 0, malformed = 0, other = 0;
     FILE *lf = fopen(blas_log, "r");
