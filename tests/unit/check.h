@@ -17,4 +17,12 @@ static int checks, failures;
     }                                                                                                                  \
   } while (0)
 
+/* A call returning flagos_status_t (the file includes flagos/flagos.h) that must succeed. */
+#define CHECK_OK(expr)                                                                                                 \
+  do {                                                                                                                 \
+    flagos_status_t st_ = (expr);                                                                                      \
+    CHECK(!st_, "%s: %s", #expr, st_ ? flagos_status_message(st_) : "");                                               \
+    flagos_status_free(st_);                                                                                           \
+  } while (0)
+
 #endif

@@ -25,13 +25,6 @@
 #include "ops/fused.h"
 #include "passes/passes.h"
 
-#define CHECK_OK(expr)                                                                                                 \
-  do {                                                                                                                 \
-    flagos_status_t st_ = (expr);                                                                                      \
-    CHECK(!st_, "%s: %s", #expr, st_ ? flagos_status_message(st_) : "");                                               \
-    flagos_status_free(st_);                                                                                           \
-  } while (0)
-
 static const char k_gelu[] =
     "flagir 1\n"
     "ir_version 8\n"

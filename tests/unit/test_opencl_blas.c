@@ -25,23 +25,7 @@
 
 #define SKIP 77
 
-static int g_fails;
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      g_fails++;                                                                                   \
-      fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                         \
-      fprintf(stderr, __VA_ARGS__);                                                                \
-      fputc('\n', stderr);                                                                         \
-    }                                                                                              \
-  } while (0)
-
-#define CHECK_OK(expr)                                                                             \
-  do {                                                                                             \
-    flagos_status_t st_ = (expr);                                                                  \
-    CHECK(!st_, "%s: %s", #expr, st_ ? flagos_status_message(st_) : "");                           \
-    flagos_status_free(st_);                                                                       \
-  } while (0)
+#include "check.h"
 
 static const flagos_backend_t *be;
 static void *bst;
@@ -455,6 +439,6 @@ int main(void) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", cache);
   if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", cache);
-  printf("test_opencl_blas: %s\n", g_fails ? "FAILED" : "ok");
-  return g_fails ? 1 : 0;
+  printf("test_opencl_blas: %d checks, %d failures: %s\n", checks, failures, failures ? "FAILED" : "ok");
+  return failures ? 1 : 0;
 }

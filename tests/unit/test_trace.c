@@ -22,13 +22,6 @@
 #include "runtime/runtime.h"
 
 #include "check.h"
-#define CHECK_OK(expr)                                                                                                 \
-  do {                                                                                                                 \
-    flagos_status_t st_ = (expr);                                                                                      \
-    CHECK(!st_, "%s: %s", #expr, st_ ? flagos_status_message(st_) : "");                                               \
-    flagos_status_free(st_);                                                                                           \
-  } while (0)
-
 static void *compile_ir_for(const char *text, const char *targets, size_t *n) {
   fir_model_t *m = NULL;
   flagos_status_t st = fir_parse(text, strlen(text), &m);
