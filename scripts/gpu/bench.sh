@@ -23,6 +23,7 @@
 #                   bundles and caches (FlagOS's, TorchInductor's) stay there, so
 #                   a second run on the same machine skips export and compiles
 #   BENCH_SUITE_ARGS  extra `flagos bench` options (default --max-seconds 1.5)
+#   FLAGOS_GPU_BUILD  the build folder (default build-gpu-bench)
 set -uo pipefail
 . "$(dirname "$0")/start.sh"
 budget=${BENCH_BUDGET_S:-560}
@@ -36,7 +37,7 @@ has() { case ",$stages," in *",$1,"*) return 0 ;; esac; return 1; }
 
 . "$repo/scripts/gpu/prefix.sh"
 
-build=$repo/build-gpu-bench
+build=${FLAGOS_GPU_BUILD:-$repo/build-gpu-bench}
 targets=(flagos_cli flagos_backend_cpu flagos_backend_cuda)
 [ "${BENCH_OPENCL:-1}" = 1 ] && targets+=(flagos_backend_opencl)
 if ! gpu_build "$build" "$work/logs/build.log" "${targets[@]}"; then

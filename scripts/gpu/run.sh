@@ -14,7 +14,9 @@
 #
 # Environment: OUT (reports), FLAGOS_GPU_BUDGET_S (seconds after which optional
 # steps are skipped, default 400), FLAGOS_GPU_STAGES (default cuda,opencl,unit),
-# FLAGOS_GPU_FILTER (conformance --filter, e.g. test_add).
+# FLAGOS_GPU_FILTER (conformance --filter, e.g. test_add), FLAGOS_GPU_BUILD (the
+# build folder, default build-gpu; bench.sh takes the same variable, so the two
+# can share one build in one call).
 set -uo pipefail
 . "$(dirname "$0")/start.sh"
 budget=${FLAGOS_GPU_BUDGET_S:-400}
@@ -31,7 +33,7 @@ fi
 say "conformance data: $conf ($(ls "$conf/onnx-node" 2>/dev/null | wc -l) tests)"
 
 # ---- build ----
-build=$repo/build-gpu
+build=${FLAGOS_GPU_BUILD:-$repo/build-gpu}
 jobs=$(nproc)
 # The command line and the plugins first; the rest (unit tests) after the
 # conformance run, as far as it builds.
