@@ -1,7 +1,8 @@
 /* Library calls of the opencl backend: "gemm" through our own kernels
  * (ocl_gemm.c: by default on GPUs, f32 and f64, with the bias of a 4-buffer
  * call as an epilogue) or CLBlast (f32, f64 where the device has cl_khr_fp64,
- * f16 on request where it has cl_khr_fp16; no bias).
+ * f16 on request where it has cl_khr_fp16; no bias). Ours also take f16,
+ * summing in float, on any device.
  * CLBlast (libclblast.so.1, or $FLAGOS_CLBLAST) is opened with dlopen at the
  * first call, so the plugin loads and runs its generic kernels without it.
  * The contract is in docs/kernel-ir.md:
@@ -300,7 +301,8 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
                    "from %lld, FLAGOS_OPENCL_BLAS unset)",
                    macs, d->name, (long long)BLAS_CPU_MIN_MACS);
   int32_t dt = c->buf_dtypes[0];
-  bool dt_ok = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || (dt == FLAGOS_FLOAT16 && mode == 2);
+  bool ours = ocl_gemm_wanted(d, dt);
+  bool dt_ok = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || (dt == FLAGOS_FLOAT16 && (mode == 2 || ours));
   if (!dt_ok || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt || (bias && c->buf_dtypes[3] != dt))
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm on dtypes %d/%d/%d is not provided", (int)dt,
                    (int)c->buf_dtypes[1], (int)c->buf_dtypes[2]);
@@ -318,10 +320,9 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
 
   if (dt == FLAGOS_FLOAT64 && !d->fp64)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp64", d->name);
-  if (dt == FLAGOS_FLOAT16 && !has_ext(d->extensions, "cl_khr_fp16"))
-    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp16", d->name);
-  /* Our own kernels (ocl_gemm.c) where wanted; CLBlast for what they leave. */
-  if (ocl_gemm_wanted(d, dt)) {
+  /* Our own kernels (ocl_gemm.c) where wanted (f16 needs no cl_khr_fp16 there);
+   * CLBlast for what they leave. */
+  if (ours) {
     ocl_gemm_args_t ga = {.dtype = dt, .A = A->mem, .B = B->mem, .Y = Y->mem, .bias = bias ? bias->mem : NULL,
                           .batch = batch, .M = M, .N = N, .K = K, .sa = sa, .sb = sb, .sy = sy,
                           .ta = ta, .tb = tb, .alpha = alpha, .beta = beta};
@@ -329,6 +330,10 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, trace_line, &taken);
     if (err || taken) return err;
   }
+  if (dt == FLAGOS_FLOAT16 && mode != 2)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: f16 gemm through CLBlast is opt-in (FLAGOS_OPENCL_BLAS=f16)");
+  if (dt == FLAGOS_FLOAT16 && !has_ext(d->extensions, "cl_khr_fp16"))
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp16", d->name);
   /* CLBlast has no bias epilogue: the host runs the bias kernel, then the plain call. */
   if (bias) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with a bias is left to the kernels");
   pthread_once(&g_blas_once, blas_load_once);

@@ -24,8 +24,10 @@
  * second kernel sums them with beta * Y and the bias (no atomics: the result
  * does not depend on timing).
  *
- * FLAGOS_OPENCL_GEMM: 1 = ours for every f32/f64 gemm the call takes, on any
- * device (tests, PoCL); 0 = never (CLBlast as before); unset = ours on GPUs.
+ * FLAGOS_OPENCL_GEMM: 1 = ours for every f32/f64/f16 gemm the call takes, on
+ * any device (tests, PoCL); 0 = never (CLBlast as before, and f16 to the
+ * generic kernel); unset = ours on GPUs. f16 sums in float, rounding once to
+ * half at the end (CLBlast's Hgemm sums in half and needs cl_khr_fp16).
  * FLAGOS_OPENCL_GEMM_TILE=i forces variant i of k_variants (measurements,
  * tests); FLAGOS_OPENCL_SPLITK=N forces N K slices on batch-1 products. */
 #include <stdint.h>
@@ -35,13 +37,24 @@
 
 #include "ocl_internal.h"
 
-/* The kernels. Defined in front by the host: T (float or double), TM, TN, TK,
- * RM, RN; GEMM_F64 for double. The work-group is NT = (TM/RM)*(TN/RN)
- * work-items, x along N. Indices within a matrix are int (the host keeps
- * M*K, K*N and M*N below 2^31); batch offsets are long. */
+/* The kernels. Defined in front by the host: T (the buffers' element: float,
+ * double, or ushort holding half bits), C (the type computed in: float or
+ * double), TM, TN, TK, RM, RN; GEMM_F64 for double, GEMM_F16 for half. Half
+ * values are read and written with vload_half/vstore_half_rte, which every
+ * OpenCL device has (no cl_khr_fp16 needed: NVIDIA's platform lacks it), and
+ * summed in float. The work-group is NT = (TM/RM)*(TN/RN) work-items, x along
+ * N. Indices within a matrix are int (the host keeps M*K, K*N and M*N below
+ * 2^31); batch offsets are long. */
 static const char k_src[] =
     "#ifdef GEMM_F64\n"
     "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
+    "#endif\n"
+    "#ifdef GEMM_F16\n"
+    "#define LD(p, i) vload_half(0, (__global const half *)((p) + (i)))\n"
+    "#define ST(p, i, v) vstore_half_rte((v), 0, (__global half *)((p) + (i)))\n"
+    "#else\n"
+    "#define LD(p, i) ((p)[i])\n"
+    "#define ST(p, i, v) ((p)[i] = (v))\n"
     "#endif\n"
     "#define NT ((TM / RM) * (TN / RN))\n"
     "#define LA (TM * TK / NT)\n"
@@ -60,11 +73,11 @@ static const char k_src[] =
     "#define COL(j) (tx * RN + (j))\n"
     "#endif\n"
     "__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))\n"
-    "void flagos_gemm(__global const T *restrict A, __global const T *restrict B, __global T *Y,\n"
+    "void flagos_gemm(__global const T *restrict A, __global const T *restrict B, __global T *Y, __global C *W,\n"
     "                 __global const T *restrict bias, int M, int N, int K, int trans, long sa, long sb,\n"
-    "                 long sy, T alpha, T beta, int kslice, int flags) {\n"
-    "  __local T As[TK][TM + PAD] __attribute__((aligned(16)));\n"
-    "  __local T Bs[TK][TN + PAD] __attribute__((aligned(16)));\n"
+    "                 long sy, C alpha, C beta, int kslice, int flags) {\n"
+    "  __local C As[TK][TM + PAD] __attribute__((aligned(16)));\n"
+    "  __local C Bs[TK][TN + PAD] __attribute__((aligned(16)));\n"
     "  const int tid = get_local_id(0);\n"
     "  const int tx = tid % (TN / RN), ty = tid / (TN / RN);\n"
     "  const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;\n"
@@ -73,7 +86,11 @@ static const char k_src[] =
     "  const long b = split ? 0 : z;\n"
     "  A += b * sa;\n"
     "  B += b * sb;\n"
-    "  Y += (long)z * sy;\n"
+    "  /* split over K: slice z's partial products go to the workspace W */\n"
+    "  if (split)\n"
+    "    W += (long)z * sy;\n"
+    "  else\n"
+    "    Y += (long)z * sy;\n"
     "  const int kbeg = split ? z * kslice : 0;\n"
     "  const int ke = split ? min(K, kbeg + kslice) : K;\n"
     "  const int ta = trans & 1, tb = (trans >> 1) & 1;\n"
@@ -87,21 +104,21 @@ static const char k_src[] =
     "  const int jb = tb ? tid / TK : tid % TN, kb = tb ? tid % TK : tid / TN;\n"
     "  const int djb = tb ? NT / TK : 0, dkb = tb ? 0 : NT / TN;\n"
     "  const int csB = tb ? K : 1, ksB = tb ? 1 : N;\n"
-    "  T acc[RM][RN];\n"
+    "  C acc[RM][RN];\n"
     "#pragma unroll\n"
     "  for (int i = 0; i < RM; i++)\n"
     "#pragma unroll\n"
     "    for (int j = 0; j < RN; j++) acc[i][j] = 0;\n"
-    "  T ra[LA], rb[LB];\n"
+    "  C ra[LA], rb[LB];\n"
     "#define FETCH(k0)                                                            \\\n"
     "  {                                                                          \\\n"
     "    _Pragma(\"unroll\") for (int e = 0; e < LA; e++) {                         \\\n"
     "      int r = m0 + ia + e * dia, k = (k0) + ka + e * dka;                    \\\n"
-    "      ra[e] = r < M && k < ke ? A[r * rsA + k * ksA] : (T)0;                 \\\n"
+    "      ra[e] = r < M && k < ke ? LD(A, r * rsA + k * ksA) : (C)0;             \\\n"
     "    }                                                                        \\\n"
     "    _Pragma(\"unroll\") for (int e = 0; e < LB; e++) {                         \\\n"
     "      int c = n0 + jb + e * djb, k = (k0) + kb + e * dkb;                    \\\n"
-    "      rb[e] = c < N && k < ke ? B[c * csB + k * ksB] : (T)0;                 \\\n"
+    "      rb[e] = c < N && k < ke ? LD(B, c * csB + k * ksB) : (C)0;             \\\n"
     "    }                                                                        \\\n"
     "  }\n"
     "  FETCH(kbeg)\n"
@@ -114,7 +131,7 @@ static const char k_src[] =
     "    if (k0 + TK < ke) FETCH(k0 + TK)\n"
     "#pragma unroll\n"
     "    for (int kk = 0; kk < TK; kk++) {\n"
-    "      T a[RM], c[RN];\n"
+    "      C a[RM], c[RN];\n"
     "#pragma unroll\n"
     "      for (int i = 0; i < RM; i++) a[i] = As[kk][ROW(i)];\n"
     "#pragma unroll\n"
@@ -133,25 +150,29 @@ static const char k_src[] =
     "    for (int j = 0; j < RN; j++) {\n"
     "      int n = n0 + COL(j);\n"
     "      if (m < M && n < N) {\n"
-    "        T v = alpha * acc[i][j];\n"
-    "        /* beta 0 ignores Y's old contents (NaN included), as the gemm contract says */\n"
-    "        if (!split && (flags & 2)) v += beta * Y[m * N + n];\n"
-    "        if (!split && (flags & 1)) v += bias[n];\n"
-    "        Y[m * N + n] = v;\n"
+    "        C v = alpha * acc[i][j];\n"
+    "        if (split) {\n"
+    "          W[m * N + n] = v;\n"
+    "        } else {\n"
+    "          /* beta 0 ignores Y's old contents (NaN included), as the gemm contract says */\n"
+    "          if (flags & 2) v += beta * LD(Y, m * N + n);\n"
+    "          if (flags & 1) v += LD(bias, n);\n"
+    "          ST(Y, m * N + n, v);\n"
+    "        }\n"
     "      }\n"
     "    }\n"
     "  }\n"
     "}\n"
     "\n"
-    "__kernel void flagos_gemm_sum(__global T *Y, __global const T *restrict W, __global const T *restrict bias,\n"
-    "                              int mn, int n, int parts, T beta, int flags) {\n"
+    "__kernel void flagos_gemm_sum(__global T *Y, __global const C *restrict W, __global const T *restrict bias,\n"
+    "                              int mn, int n, int parts, C beta, int flags) {\n"
     "  int i = get_global_id(0);\n"
     "  if (i >= mn) return;\n"
-    "  T acc = 0;\n"
+    "  C acc = 0;\n"
     "  for (int p = 0; p < parts; p++) acc += W[(long)p * mn + i];\n"
-    "  if (flags & 2) acc += beta * Y[i];\n"
-    "  if (flags & 1) acc += bias[i % n];\n"
-    "  Y[i] = acc;\n"
+    "  if (flags & 2) acc += beta * LD(Y, i);\n"
+    "  if (flags & 1) acc += LD(bias, i % n);\n"
+    "  ST(Y, i, acc);\n"
     "}\n";
 
 /* Tile shapes: TM x TN outputs a group, K steps of TK, RM x RN a work-item. */
@@ -182,7 +203,7 @@ typedef struct {
 
 struct ocl_gemm_dev {
   pthread_mutex_t lock;      /* kernel arguments are shared: setting them and queuing are one step */
-  gemm_prog_t p[2][GEMM_NV]; /* [f64][variant] */
+  gemm_prog_t p[3][GEMM_NV]; /* [kind: f32, f64, f16][variant] */
   cl_mem ws;                 /* split-K partial products */
   size_t ws_size;
 };
@@ -190,7 +211,7 @@ struct ocl_gemm_dev {
 static pthread_mutex_t g_gemm_new_lock = PTHREAD_MUTEX_INITIALIZER;
 
 bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt) {
-  if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64) return false;
+  if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64 && dt != FLAGOS_FLOAT16) return false;
   const char *v = getenv("FLAGOS_OPENCL_GEMM");
   if (v && *v) return strcmp(v, "0") != 0 && strcmp(v, "off") != 0;
   return (d->type & CL_DEVICE_TYPE_GPU) != 0;
@@ -244,7 +265,7 @@ static int pick(const ocl_device_t *d, bool f64, bool bias, int64_t batch, int64
 /* Builds variant v into p. A source that does not build is an error (the log
  * says why; FLAGOS_OPENCL_GEMM=0 avoids it); a device that cannot run its
  * work-group size marks it failed, and CLBlast takes the products. */
-static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, bool f64, int v, gemm_prog_t *p) {
+static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, int v, gemm_prog_t *p) {
   const gemm_variant_t *t = &k_variants[v];
   size_t nt = (size_t)(t->tm / t->rm) * (size_t)(t->tn / t->rn);
   /* reqd_work_group_size past the device's limit fails the build itself on some compilers */
@@ -252,11 +273,12 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, bool f64, 
     *p = (gemm_prog_t){.failed = true, .why = CL_INVALID_WORK_GROUP_SIZE};
     return NULL;
   }
+  static const char *const types[3] = {"#define T float\n#define C float\n",
+                                       "#define T double\n#define C double\n#define GEMM_F64 1\n",
+                                       "#define T ushort\n#define C float\n#define GEMM_F16 1\n"};
   char head[256];
-  int hn = snprintf(head, sizeof head,
-                    "#define T %s\n%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n",
-                    f64 ? "double" : "float", f64 ? "#define GEMM_F64 1\n" : "", t->inter ? "#define INTER 1\n" : "",
-                    t->tm, t->tn, t->tk, t->rm, t->rn);
+  int hn = snprintf(head, sizeof head, "%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n",
+                    types[kind], t->inter ? "#define INTER 1\n" : "", t->tm, t->tn, t->tk, t->rm, t->rn);
   size_t n = (size_t)hn + sizeof k_src;
   char *src = malloc(n);
   if (!src) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
@@ -309,7 +331,8 @@ static cl_int set_args(ocl_state_t *s, cl_kernel k, const void *const *vals, con
 flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_gemm_args_t *a,
                              ocl_trace_fn *trace, bool *taken) {
   *taken = false;
-  bool f64 = a->dtype == FLAGOS_FLOAT64;
+  bool f64 = a->dtype == FLAGOS_FLOAT64, f16 = a->dtype == FLAGOS_FLOAT16;
+  int kind = f64 ? 1 : f16 ? 2 : 0;
   /* 32-bit indices within a matrix, with room for the sums past an extent
    * (a row one tile beyond M, a K slice's end beyond K): products up to 2^30 */
   const int64_t lim = (int64_t)1 << 30;
@@ -324,11 +347,11 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* the grid's second and third dimensions: 65535 groups at most on some
    * platforms (NVIDIA's maps them onto CUDA's grid) */
   if (cdiv(a->M, t->tm) > 65535 || (parts > 1 ? parts : a->batch) > 65535) return NULL;
-  size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N;
+  size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N; /* es: the computed type's size (workspace, alpha) */
   pthread_mutex_lock(&g->lock);
-  gemm_prog_t *p = &g->p[f64][v];
+  gemm_prog_t *p = &g->p[kind][v];
   if (!p->gemm && !p->failed) {
-    flagos_status_t err = build_variant(s, d, f64, v, p);
+    flagos_status_t err = build_variant(s, d, kind, v, p);
     if (err) {
       /* The run gets the build's error (with its log) once; after that the
        * variant is marked and CLBlast or the generic kernel takes its products,
@@ -356,16 +379,17 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;
   float alpha32 = (float)a->alpha;
   const void *alpha = f64 ? (const void *)&a->alpha : &alpha32, *beta = f64 ? (const void *)&a->beta : &beta32;
-  /* an unused bias argument still needs a valid buffer */
-  cl_mem y = parts > 1 ? g->ws : a->Y, bias = a->bias ? a->bias : a->Y;
-  const void *vals[15] = {&a->A, &a->B, &y, &bias, &M, &N, &K, &trans, &sa, &sb, &sy, alpha, beta, &kslice, &flags};
-  size_t sizes[15] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, 4, 8, 8, 8, es, es,
-                      4, 4};
+  /* unused bias and workspace arguments still need valid buffers */
+  cl_mem w = parts > 1 ? g->ws : a->Y, bias = a->bias ? a->bias : a->Y;
+  const void *vals[16] = {&a->A, &a->B, &a->Y, &w, &bias, &M, &N, &K, &trans, &sa, &sb, &sy, alpha, beta, &kslice,
+                          &flags};
+  size_t sizes[16] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, 4, 8, 8, 8,
+                      es, es, 4, 4};
   size_t nt = (size_t)(t->tm / t->rm) * (size_t)(t->tn / t->rn);
   size_t global[3] = {(size_t)cdiv(a->N, t->tn) * nt, (size_t)cdiv(a->M, t->tm),
                       parts > 1 ? (size_t)parts : (size_t)a->batch};
   size_t local[3] = {nt, 1, 1};
-  cl_int e = set_args(s, p->gemm, vals, sizes, 15);
+  cl_int e = set_args(s, p->gemm, vals, sizes, 16);
   if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, p->gemm, 3, NULL, global, local, 0, NULL, NULL);
   if (e == CL_SUCCESS && parts > 1) {
     int imn = (int)mn, pp = parts;
@@ -381,7 +405,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   if (trace)
     trace("flagos trace: opencl gemm by flagos: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %dx%d/%d, %d K slice%s "
           "on '%s'\n",
-          f64 ? "f64" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
+          f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", t->tm, t->tn, t->tk, parts,
           parts > 1 ? "s" : "", d->name);
   return NULL;
@@ -390,7 +414,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d) {
   ocl_gemm_dev_t *g = d->gemm;
   if (!g) return;
-  for (int f = 0; f < 2; f++)
+  for (int f = 0; f < 3; f++)
     for (int v = 0; v < GEMM_NV; v++) {
       gemm_prog_t *p = &g->p[f][v];
       if (p->sum) s->cl.clReleaseKernel(p->sum);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "flagos/backend.h"
 #include "flagos/flagos.h"
 
@@ -32,7 +33,7 @@ static void *bst;
 static int g_dev;
 static bool g_have_blas;
 
-/* One gemm case: element type f32 or f64. */
+/* One gemm case: element type f32, f64 or f16 (f16: our kernels only). */
 typedef struct {
   flagos_dtype_t dt;
   int64_t batch, M, N, K;
@@ -47,7 +48,25 @@ typedef struct {
  * expected whether CLBlast is there or not. */
 static bool g_ours;
 
+/* Multiples of 1/8 in [-9/8, 9/8]: exact in every element type. */
 static double val(int64_t i, int salt) { return (double)((i * 7 + salt * 13) % 19 - 9) / 8.0; }
+
+static size_t dt_size(flagos_dtype_t dt) { return dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT16 ? 2 : 4; }
+
+static void put(void *h, size_t i, flagos_dtype_t dt, double v) {
+  if (dt == FLAGOS_FLOAT64)
+    ((double *)h)[i] = v;
+  else if (dt == FLAGOS_FLOAT16)
+    ((uint16_t *)h)[i] = fl_f32_to_f16((float)v);
+  else
+    ((float *)h)[i] = (float)v;
+}
+
+static double get(const void *h, size_t i, flagos_dtype_t dt) {
+  if (dt == FLAGOS_FLOAT64) return ((const double *)h)[i];
+  if (dt == FLAGOS_FLOAT16) return fl_f16_to_f32(((const uint16_t *)h)[i]);
+  return ((const float *)h)[i];
+}
 
 static flagos_code_t call_n(const char *name, int n_bufs, flagos_devptr_t *bufs, const int32_t *dts,
                             const int64_t *ints, const double *fl, char *msg, size_t cap) {
@@ -65,7 +84,7 @@ static flagos_code_t call(const char *name, flagos_devptr_t *bufs, const int32_t
 }
 
 static void run_case(const char *what, gcase_t g) {
-  size_t es = g.dt == FLAGOS_FLOAT64 ? 8 : 4;
+  size_t es = dt_size(g.dt);
   int64_t sa = g.sa < 0 ? g.M * g.K : g.sa, sb = g.sb < 0 ? g.K * g.N : g.sb, sy = g.sy < 0 ? g.M * g.N : g.sy;
   size_t na = (size_t)((g.batch - 1) * sa + g.M * g.K), nb = (size_t)((g.batch - 1) * sb + g.K * g.N);
   size_t ny = (size_t)((g.batch - 1) * sy + g.M * g.N);
@@ -87,11 +106,10 @@ static void run_case(const char *what, gcase_t g) {
         double *w = &want[t * sy + i * g.N + j];
         *w = g.alpha * s + (g.beta == 0 ? 0 : g.beta * y0[t * sy + i * g.N + j]) + bias[j];
       }
-  for (size_t i = 0; i < na; i++) es == 8 ? (void)(((double *)ha)[i] = a[i]) : (void)(((float *)ha)[i] = (float)a[i]);
-  for (size_t i = 0; i < nb; i++) es == 8 ? (void)(((double *)hb)[i] = b[i]) : (void)(((float *)hb)[i] = (float)b[i]);
-  for (size_t i = 0; i < ny; i++) es == 8 ? (void)(((double *)hy)[i] = y0[i]) : (void)(((float *)hy)[i] = (float)y0[i]);
-  for (int64_t j = 0; j < g.N; j++)
-    es == 8 ? (void)(((double *)hbias)[j] = bias[j]) : (void)(((float *)hbias)[j] = (float)bias[j]);
+  for (size_t i = 0; i < na; i++) put(ha, i, g.dt, a[i]);
+  for (size_t i = 0; i < nb; i++) put(hb, i, g.dt, b[i]);
+  for (size_t i = 0; i < ny; i++) put(hy, i, g.dt, y0[i]);
+  for (int64_t j = 0; j < g.N; j++) put(hbias, (size_t)j, g.dt, bias[j]);
   flagos_devptr_t bufs[4] = {0};
   flagos_status_t st = be->mem_alloc(bst, g_dev, na * es, &bufs[0]);
   if (!st) st = be->mem_alloc(bst, g_dev, nb * es, &bufs[1]);
@@ -119,11 +137,13 @@ static void run_case(const char *what, gcase_t g) {
     st = be->copy_d2h(bst, NULL, hy, bufs[2], 0, ny * es);
     CHECK(!st, "%s: read back: %s", what, flagos_status_message(st));
     flagos_status_free(st);
-    double tol = es == 8 ? 1e-12 : 1e-5;
+    /* f16: sums in float, one rounding to half (2^-11 relative) */
+    double tol = es == 8 ? 1e-12 : 1e-5, tol16 = 1e-3;
     int bad = 0;
     for (size_t i = 0; i < ny && code == FLAGOS_OK; i++) {
-      double got = es == 8 ? ((double *)hy)[i] : ((float *)hy)[i];
-      if (!(fabs(got - want[i]) <= tol * (1 + fabs(want[i]) + g.K)) && !(isnan(got) && isnan(want[i]))) {
+      double got = get(hy, i, g.dt);
+      double lim = es == 2 ? tol16 * (1 + fabs(want[i])) : tol * (1 + fabs(want[i]) + g.K);
+      if (!(fabs(got - want[i]) <= lim) && !(isnan(got) && isnan(want[i]))) {
         if (bad++ < 3) CHECK(false, "%s: Y[%zu] = %.9g, expected %.9g", what, i, got, want[i]);
       }
     }
@@ -223,6 +243,18 @@ static void test_ours(const char *blas_log) {
     run_case(what, (gcase_t){FLAGOS_FLOAT32, 3, 9, 7, 11, 1, 1, 9 * 11 + 5, 11 * 7 + 3, 9 * 7 + 4, 1, 0.5, false, true}),
         n++;
   }
+  /* f16 (half in the buffers, float sums): every tile, transposes, NaN in Y, bias, batch strides with gaps */
+  int n16 = 0;
+  for (int v = 0; v < (int)(sizeof tiles / sizeof tiles[0]); v++) {
+    setenv("FLAGOS_OPENCL_GEMM_TILE", tiles[v], 1);
+    char what[64];
+    snprintf(what, sizeof what, "ours, f16, tile %d, transA, NaN in Y, bias", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 1, 131, 67, 70, 1, 0, -1, -1, -1, 1, 0, true, true}), n16++;
+    snprintf(what, sizeof what, "ours, f16, tile %d, transB, batch gaps, beta", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 3, 9, 7, 11, 0, 1, 9 * 11 + 5, 11 * 7 + 3, 9 * 7 + 4, 0.75, 1.5, false,
+                             false}),
+        n16++;
+  }
   setenv("FLAGOS_OPENCL_GEMM_TILE", "2", 1);
   run_case("ours, f64 batch, transA", (gcase_t){FLAGOS_FLOAT64, 2, 33, 17, 65, 1, 0, -1, -1, -1, 0.5, 0.25, false, false});
   run_case("ours, f64 transB, NaN in Y, bias", (gcase_t){FLAGOS_FLOAT64, 1, 20, 19, 21, 0, 1, -1, -1, -1, 1, 0, true, true});
@@ -241,14 +273,18 @@ static void test_ours(const char *blas_log) {
   setenv("FLAGOS_OPENCL_SPLITK", "4", 1);
   run_case("ours, split 4, transB, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 70, 270, 0, 1, -1, -1, -1, -1, 0, true, false}), n++;
   run_case("ours, split 4, f64 bias", (gcase_t){FLAGOS_FLOAT64, 1, 21, 22, 75, 0, 0, -1, -1, -1, 1, 2, false, true});
+  run_case("ours, split 4, f16 transA beta bias",
+           (gcase_t){FLAGOS_FLOAT16, 1, 30, 45, 200, 1, 0, -1, -1, -1, 0.5, 0.25, false, true}), n16++;
   /* batches are not split */
   run_case("ours, split 4, batch", (gcase_t){FLAGOS_FLOAT32, 2, 9, 8, 80, 0, 0, -1, -1, -1, 1, 0, false, false}), n++;
   unsetenv("FLAGOS_OPENCL_SPLITK");
   int split = count_lines(blas_log, "K slices on") - split_before;
   int ran = count_lines(blas_log, "by flagos") - before;
-  int ran64 = count_lines(blas_log, "by flagos: f64");
-  CHECK(split == 4 + (ran64 > 0), "ours: %d products ran in K slices (%d expected)", split, 4 + (ran64 > 0));
-  CHECK(ran == n + ran64, "ours: %d products ran through our kernels (%d f32 expected, and %d f64)", ran, n, ran64);
+  int ran64 = count_lines(blas_log, "by flagos: f64"), ran16 = count_lines(blas_log, "by flagos: f16");
+  CHECK(split == 5 + (ran64 > 0), "ours: %d products ran in K slices (%d expected)", split, 5 + (ran64 > 0));
+  CHECK(ran16 == n16, "ours: %d f16 products ran through our kernels (%d expected)", ran16, n16);
+  CHECK(ran == n + ran64 + n16, "ours: %d products ran through our kernels (%d f32 and %d f16 expected, and %d f64)", ran,
+        n, n16, ran64);
   /* unset: ours on GPUs only */
   unsetenv("FLAGOS_OPENCL_GEMM");
   flagos_device_info_t info;
