@@ -362,8 +362,9 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       return err;
     }
     if (p->failed && trace)
-      trace("flagos trace: opencl gemm: '%s' cannot run our %dx%d tile kernel (%s): CLBlast instead\n", d->name, t->tm,
-            t->tn, ocl_error_name(p->why));
+      trace("flagos trace: opencl gemm: '%s' cannot run our %dx%d tile kernel (%s): CLBlast or the generic kernel "
+            "instead\n",
+            d->name, t->tm, t->tn, ocl_error_name(p->why));
   }
   if (!p->gemm) {
     pthread_mutex_unlock(&g->lock);
