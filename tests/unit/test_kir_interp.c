@@ -22,22 +22,8 @@
 #include "kir_cast_facts.h"
 
 /* ---- harness ---- */
-static int g_fails;
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      g_fails++;                                                                                   \
-      fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                              \
-      fprintf(stderr, __VA_ARGS__);                                                                \
-      fputc('\n', stderr);                                                                         \
-    }                                                                                              \
-  } while (0)
-#define CHECK_OK(expr)                                                                             \
-  do {                                                                                             \
-    flagos_status_t st_ = (expr);                                                                  \
-    CHECK(!st_, "%s: %s", #expr, st_ ? flagos_status_message(st_) : "");                           \
-    flagos_status_free(st_);                                                                       \
-  } while (0)
+#include "check.h"
+
 /* The interpreter refuses (FLAGOS_ERR_UNSUPPORTED), and says which kernel. */
 #define CHECK_REFUSED(expr, what)                                                                  \
   do {                                                                                             \
@@ -664,10 +650,10 @@ int main(void) {
   test_fold_expanded("test_layer_normalization_3d_axis1_epsilon_expanded", 3, r3, x3);
   test_fold_values();
   fl_arena_destroy(A);
-  if (g_fails) {
-    fprintf(stderr, "%d check(s) failed\n", g_fails);
+  if (failures) {
+    fprintf(stderr, "%d of %d check(s) failed\n", failures, checks);
     return 1;
   }
-  printf("ok\n");
+  printf("ok (%d checks)\n", checks);
   return 0;
 }

@@ -59,8 +59,6 @@ static double val(int64_t i, int salt) { return (double)((i * 7 + salt * 13) % 1
 static double val16(int64_t i, int salt) { return (double)((i * 37 + salt * 101) % 255 - 128) / 8.0; }
 static double valx(int64_t i, int salt, flagos_dtype_t dt) { return dt == FLAGOS_FLOAT16 ? val16(i, salt) : val(i, salt); }
 
-static size_t dt_size(flagos_dtype_t dt) { return dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT16 ? 2 : 4; }
-
 static void put(void *h, size_t i, flagos_dtype_t dt, double v) {
   if (dt == FLAGOS_FLOAT64)
     ((double *)h)[i] = v;
@@ -68,12 +66,6 @@ static void put(void *h, size_t i, flagos_dtype_t dt, double v) {
     ((uint16_t *)h)[i] = fl_f32_to_f16((float)v);
   else
     ((float *)h)[i] = (float)v;
-}
-
-static double get(const void *h, size_t i, flagos_dtype_t dt) {
-  if (dt == FLAGOS_FLOAT64) return ((const double *)h)[i];
-  if (dt == FLAGOS_FLOAT16) return fl_f16_to_f32(((const uint16_t *)h)[i]);
-  return ((const float *)h)[i];
 }
 
 static flagos_code_t call_n(const char *name, int n_bufs, flagos_devptr_t *bufs, const int32_t *dts,
@@ -92,7 +84,7 @@ static flagos_code_t call(const char *name, flagos_devptr_t *bufs, const int32_t
 }
 
 static void run_case(const char *what, gcase_t g) {
-  size_t es = dt_size(g.dt);
+  size_t es = flagos_dtype_size(g.dt);
   int64_t sa = g.sa < 0 ? g.M * g.K : g.sa, sb = g.sb < 0 ? g.K * g.N : g.sb, sy = g.sy < 0 ? g.M * g.N : g.sy;
   size_t na = (size_t)((g.batch - 1) * sa + g.M * g.K), nb = (size_t)((g.batch - 1) * sb + g.K * g.N);
   size_t ny = (size_t)((g.batch - 1) * sy + g.M * g.N);
@@ -149,7 +141,7 @@ static void run_case(const char *what, gcase_t g) {
     double tol = es == 8 ? 1e-12 : 1e-5;
     int bad = 0, rounded = 0;
     for (size_t i = 0; i < ny && code == FLAGOS_OK; i++) {
-      double got = get(hy, i, g.dt);
+      double got = fl_load_as_double(g.dt, hy, i);
       double w = want[i];
       if (es == 2) {
         w = fl_f16_to_f32(fl_f32_to_f16((float)want[i]));
