@@ -1,8 +1,8 @@
 /* Library calls of the opencl backend: "gemm" through our own kernels
- * (ocl_gemm.c: by default on GPUs, f32 and f64, with the bias of a 4-buffer
- * call as an epilogue) or CLBlast (f32, f64 where the device has cl_khr_fp64,
- * f16 on request where it has cl_khr_fp16; no bias). Ours also take f16,
- * summing in float, on any device.
+ * (ocl_gemm.c: by default on GPUs; f32, f64, and f16 summed in float on any
+ * device; the bias of a 4-buffer call as an epilogue) or CLBlast (f32, f64
+ * where the device has cl_khr_fp64, f16 on request where it has cl_khr_fp16;
+ * no bias).
  * CLBlast (libclblast.so.1, or $FLAGOS_CLBLAST) is opened with dlopen at the
  * first call, so the plugin loads and runs its generic kernels without it.
  * The contract is in docs/kernel-ir.md:
@@ -15,7 +15,7 @@
  * host runs the kernel's generic body.
  *
  * FLAGOS_OPENCL_BLAS: 1 = f32 and f64 through the library (ours or CLBlast,
- * FLAGOS_OPENCL_GEMM picks); 0 = never (the generic kernels only); f16 = also
+ * FLAGOS_OPENCL_GEMM picks), f16 through ours; 0 = never (the generic kernels only); f16 = also
  * f16 through CLBlast (its Hgemm accumulates in half precision, far less
  * accurate than the generic kernel's f32 sums, so it is opt-in); unset = 1 on
  * GPUs and accelerators, on CPU devices products of at least 2^24 multiply-adds

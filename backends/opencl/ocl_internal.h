@@ -191,7 +191,7 @@ void ocl_blas_split_release(ocl_state_t *s, ocl_device_t *d);
 /* ocl_gemm.c: our own gemm kernels (FLAGOS_OPENCL_GEMM). The call's checked
  * arguments; bias NULL for none. */
 typedef struct ocl_gemm_args {
-  int32_t dtype; /* FLAGOS_FLOAT32 or FLAGOS_FLOAT64 */
+  int32_t dtype; /* FLAGOS_FLOAT32, FLAGOS_FLOAT64 or FLAGOS_FLOAT16 */
   cl_mem A, B, Y, bias;
   int64_t batch, M, N, K, sa, sb, sy;
   bool ta, tb;
@@ -199,9 +199,10 @@ typedef struct ocl_gemm_args {
 } ocl_gemm_args_t;
 /* Whether our kernels take gemm of dtype dt on d rather than CLBlast. */
 bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
-/* Queues the product on q (*taken true), or leaves it to CLBlast (*taken
- * false, nothing queued: shapes past 32-bit indices, a device that cannot run
- * the kernel); an error where queuing failed or our source does not build. */
+/* Queues the product on q (*taken true), or leaves it to CLBlast or the
+ * generic kernel (*taken false, nothing queued: shapes past 32-bit indices, a
+ * device that cannot run the kernel); an error where queuing failed or our
+ * source does not build. */
 flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_gemm_args_t *a,
                              ocl_trace_fn *trace, bool *taken);
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);

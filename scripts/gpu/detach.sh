@@ -6,10 +6,11 @@
 #       its own (it outlives the call), with OUT=$DETACH_DIR/out, and returns
 #   scripts/gpu/detach.sh wait SECONDS [FILE...]
 #       waits up to SECONDS for it to end, prints the end of its log, and copies
-#       into $OUT what it has written to its OUT so far (at most 7 files, the
-#       rest as one archive) and each FILE given (e.g. a results file that is
-#       rewritten as the job goes), so a machine lost between calls loses only
-#       what came after the last wait
+#       into $OUT the files at the top of its OUT and each FILE given (e.g. a
+#       results file that is rewritten as the job goes), six at most, and all
+#       it has written with its log as detached.tar.gz (the device brings back
+#       8 files), so a machine lost between calls loses only what came after
+#       the last wait
 #
 # A held machine goes back when it is idle for its warm time (30 s), so each wait
 # must follow the last call at once. DETACH_DIR defaults to /tmp/detached.
