@@ -85,3 +85,13 @@ if(TARGET flagos_backend_opencl)
     SKIP_REGULAR_EXPRESSION "device opencl:0 does not exist \\(0 device"
     ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 endif()
+
+# The GEMM benchmark's driver (bench/gpu/gemm_bench.c) on the first OpenCL
+# device (PoCL in CI), our kernels forced on: it must run and its host check of
+# the outputs must pass for the general and the vector kernel, a transpose, a
+# batch with a shared operand and the bias epilogue (skips without a device).
+add_test(NAME gemm_bench_opencl
+  COMMAND $<TARGET_FILE:flagos_gemm_bench> --backend opencl --iters 2 --warmup 1
+          37x29x53:a 68x132x40:+ 3x36x20x44:bs+ 2x12x8x20:s)
+set_tests_properties(gemm_bench_opencl PROPERTIES LABELS "unit" SKIP_RETURN_CODE 77
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends;FLAGOS_OPENCL_GEMM=1;FLAGOS_OPENCL_BLAS=1;FLAGOS_CACHE_DIR=${CMAKE_BINARY_DIR}/gemm-bench-cache")

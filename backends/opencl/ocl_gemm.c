@@ -45,7 +45,7 @@
  * summed in float. The work-group is NT = (TM/RM)*(TN/RN) work-items, x along
  * N. Indices within a matrix are int (the host keeps M*K, K*N and M*N below
  * 2^31); batch offsets are long. */
-static const char k_src[] =
+static const char k_pre[] =
     "#ifdef GEMM_F64\n"
     "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
     "#endif\n"
@@ -55,7 +55,10 @@ static const char k_src[] =
     "#else\n"
     "#define LD(p, i) ((p)[i])\n"
     "#define ST(p, i, v) ((p)[i] = (v))\n"
-    "#endif\n"
+    "#endif\n";
+
+/* The general kernel: any shape, any alignment. */
+static const char k_src[] =
     "#define NT ((TM / RM) * (TN / RN))\n"
     "#define LA (TM * TK / NT)\n"
     "#define LB (TN * TK / NT)\n"
@@ -162,8 +165,176 @@ static const char k_src[] =
     "      }\n"
     "    }\n"
     "  }\n"
-    "}\n"
-    "\n"
+    "}\n";
+
+/* The vector kernel, for f32 and f16 products whose operands' rows all start
+ * on 16-byte (f16: 8-byte) boundaries (the host checks: A's and B's leading
+ * dimensions and batch strides multiples of 4): operands read as float4
+ * (vloada_half4), tiles read from local memory as float4; its bounds tests
+ * are per float4, which lies wholly inside or outside an operand then. Y is
+ * written as float4 where its rows are aligned too (flags & 8), else element
+ * by element (GPT-2's logits: N = 50257). */
+static const char k_vec[] =
+    "#if defined(GEMM_F16)\n"
+    "#define LD4(p, i) vloada_half4(0, (__global const half *)((p) + (i)))\n"
+    "#define ST4(p, i, v) vstorea_half4_rte((v), 0, (__global half *)((p) + (i)))\n"
+    "#else\n"
+    "#define LD4(p, i) (*(__global const float4 *)((p) + (i)))\n"
+    "#define ST4(p, i, v) (*(__global float4 *)((p) + (i)) = (v))\n"
+    "#endif\n"
+    "#define TX (TN / RN)\n"
+    "#define TY (TM / RM)\n"
+    "#define NT (TX * TY)\n"
+    "#define VM (RM / 4)\n"
+    "#define VN (RN / 4)\n"
+    "#define FA (TM * TK / 4 / NT)\n"
+    "#define FB (TN * TK / 4 / NT)\n"
+    "#define PAD 4\n"
+    "#if TX % 8 != 0 || TY % 4 != 0 || FA * NT * 4 != TM * TK || FB * NT * 4 != TN * TK || TK % 4 != 0\n"
+    "#error \"a work-group of 8x4-work-item warps must load whole float4s of both tiles\"\n"
+    "#endif\n"
+    "/* Rows (columns) of a work-item's outputs: VM (VN) runs of 4 adjacent ones,\n"
+    " * TM/VM (TN/VN) apart, read from local memory as float4s; the work-items of a\n"
+    " * warp of 32 form an 8 (along N) x 4 (along M) block. */\n"
+    "__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))\n"
+    "void flagos_gemm(__global const T *restrict A, __global const T *restrict B, __global T *Y, __global C *W,\n"
+    "                 __global const T *restrict bias, int M, int N, int K, int trans, long sa, long sb,\n"
+    "                 long sy, C alpha, C beta, int kslice, int flags) {\n"
+    "  __local float As[TK][TM + PAD] __attribute__((aligned(16)));\n"
+    "  __local float Bs[TK][TN + PAD] __attribute__((aligned(16)));\n"
+    "  const int tid = get_local_id(0), lane = tid % 32, w = tid / 32;\n"
+    "  const int tx = (w % (TX / 8)) * 8 + lane % 8, ty = (w / (TX / 8)) * 4 + lane / 8;\n"
+    "  const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;\n"
+    "  const int z = get_group_id(2);\n"
+    "  const int split = flags & 4;\n"
+    "  const long b = split ? 0 : z;\n"
+    "  A += b * sa;\n"
+    "  B += b * sb;\n"
+    "  if (split)\n"
+    "    W += (long)z * sy;\n"
+    "  else\n"
+    "    Y += (long)z * sy;\n"
+    "  const int kbeg = split ? z * kslice : 0;\n"
+    "  const int ke = split ? min(K, kbeg + kslice) : K;\n"
+    "  const int ta = trans & 1, tb = (trans >> 1) & 1;\n"
+    "  float acc[RM][RN];\n"
+    "#pragma unroll\n"
+    "  for (int i = 0; i < RM; i++)\n"
+    "#pragma unroll\n"
+    "    for (int j = 0; j < RN; j++) acc[i][j] = 0;\n"
+    "  float4 ra[FA], rb[FB];\n"
+    "  /* float4 f = tid + e*NT of a tile: along the operand's contiguous dimension\n"
+    "   * (K for A, N for B untransposed; M for A, K for B transposed) */\n"
+    "#define FETCH(k0)                                                                    \\\n"
+    "  {                                                                                  \\\n"
+    "    _Pragma(\"unroll\") for (int e = 0; e < FA; e++) {                                 \\\n"
+    "      int f = tid + e * NT, r, k;                                                    \\\n"
+    "      if (ta) {                                                                      \\\n"
+    "        k = (k0) + f / (TM / 4), r = m0 + f % (TM / 4) * 4;                          \\\n"
+    "        ra[e] = k < ke && r < M ? LD4(A, k * M + r) : (float4)0;                     \\\n"
+    "      } else {                                                                       \\\n"
+    "        r = m0 + f / (TK / 4), k = (k0) + f % (TK / 4) * 4;                          \\\n"
+    "        ra[e] = k < ke && r < M ? LD4(A, r * K + k) : (float4)0;                     \\\n"
+    "      }                                                                              \\\n"
+    "    }                                                                                \\\n"
+    "    _Pragma(\"unroll\") for (int e = 0; e < FB; e++) {                                 \\\n"
+    "      int f = tid + e * NT, c, k;                                                    \\\n"
+    "      if (tb) {                                                                      \\\n"
+    "        c = n0 + f / (TK / 4), k = (k0) + f % (TK / 4) * 4;                          \\\n"
+    "        rb[e] = k < ke && c < N ? LD4(B, c * K + k) : (float4)0;                     \\\n"
+    "      } else {                                                                       \\\n"
+    "        k = (k0) + f / (TN / 4), c = n0 + f % (TN / 4) * 4;                          \\\n"
+    "        rb[e] = k < ke && c < N ? LD4(B, k * N + c) : (float4)0;                     \\\n"
+    "      }                                                                              \\\n"
+    "    }                                                                                \\\n"
+    "  }\n"
+    "  FETCH(kbeg)\n"
+    "  for (int k0 = kbeg; k0 < ke; k0 += TK) {\n"
+    "#pragma unroll\n"
+    "    for (int e = 0; e < FA; e++) {\n"
+    "      int f = tid + e * NT;\n"
+    "      if (ta) {\n"
+    "        *(__local float4 *)&As[f / (TM / 4)][f % (TM / 4) * 4] = ra[e];\n"
+    "      } else {\n"
+    "        int r = f / (TK / 4), k = f % (TK / 4) * 4;\n"
+    "        As[k][r] = ra[e].x;\n"
+    "        As[k + 1][r] = ra[e].y;\n"
+    "        As[k + 2][r] = ra[e].z;\n"
+    "        As[k + 3][r] = ra[e].w;\n"
+    "      }\n"
+    "    }\n"
+    "#pragma unroll\n"
+    "    for (int e = 0; e < FB; e++) {\n"
+    "      int f = tid + e * NT;\n"
+    "      if (tb) {\n"
+    "        int c = f / (TK / 4), k = f % (TK / 4) * 4;\n"
+    "        Bs[k][c] = rb[e].x;\n"
+    "        Bs[k + 1][c] = rb[e].y;\n"
+    "        Bs[k + 2][c] = rb[e].z;\n"
+    "        Bs[k + 3][c] = rb[e].w;\n"
+    "      } else {\n"
+    "        *(__local float4 *)&Bs[f / (TN / 4)][f % (TN / 4) * 4] = rb[e];\n"
+    "      }\n"
+    "    }\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (k0 + TK < ke) FETCH(k0 + TK)\n"
+    "#pragma unroll\n"
+    "    for (int kk = 0; kk < TK; kk++) {\n"
+    "      float a[RM], c[RN];\n"
+    "#pragma unroll\n"
+    "      for (int v = 0; v < VM; v++) {\n"
+    "        float4 t = *(__local const float4 *)&As[kk][v * (TM / VM) + ty * 4];\n"
+    "        a[v * 4] = t.x, a[v * 4 + 1] = t.y, a[v * 4 + 2] = t.z, a[v * 4 + 3] = t.w;\n"
+    "      }\n"
+    "#pragma unroll\n"
+    "      for (int v = 0; v < VN; v++) {\n"
+    "        float4 t = *(__local const float4 *)&Bs[kk][v * (TN / VN) + tx * 4];\n"
+    "        c[v * 4] = t.x, c[v * 4 + 1] = t.y, c[v * 4 + 2] = t.z, c[v * 4 + 3] = t.w;\n"
+    "      }\n"
+    "#pragma unroll\n"
+    "      for (int i = 0; i < RM; i++)\n"
+    "#pragma unroll\n"
+    "        for (int j = 0; j < RN; j++) acc[i][j] = mad(a[i], c[j], acc[i][j]);\n"
+    "    }\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  }\n"
+    "#pragma unroll\n"
+    "  for (int i = 0; i < RM; i++) {\n"
+    "    int m = m0 + i / 4 * (TM / VM) + ty * 4 + i % 4;\n"
+    "#pragma unroll\n"
+    "    for (int v = 0; v < VN; v++) {\n"
+    "      int n = n0 + v * (TN / VN) + tx * 4;\n"
+    "      if (m < M && n < N) {\n"
+    "        float4 r = alpha * (float4)(acc[i][v * 4], acc[i][v * 4 + 1], acc[i][v * 4 + 2], acc[i][v * 4 + 3]);\n"
+    "        if (flags & 8) {\n"
+    "          /* Y's rows on float4s (N a multiple of 4) */\n"
+    "          if (split) {\n"
+    "            *(__global float4 *)(W + m * N + n) = r;\n"
+    "          } else {\n"
+    "            if (flags & 2) r += beta * LD4(Y, m * N + n);\n"
+    "            if (flags & 1) r += LD4(bias, n);\n"
+    "            ST4(Y, m * N + n, r);\n"
+    "          }\n"
+    "        } else {\n"
+    "          float rr[4] = {r.x, r.y, r.z, r.w};\n"
+    "#pragma unroll\n"
+    "          for (int c = 0; c < 4; c++)\n"
+    "            if (n + c < N) {\n"
+    "              if (split) {\n"
+    "                W[m * N + n + c] = rr[c];\n"
+    "              } else {\n"
+    "                if (flags & 2) rr[c] += beta * LD(Y, m * N + n + c);\n"
+    "                if (flags & 1) rr[c] += LD(bias, n + c);\n"
+    "                ST(Y, m * N + n + c, rr[c]);\n"
+    "              }\n"
+    "            }\n"
+    "        }\n"
+    "      }\n"
+    "    }\n"
+    "  }\n"
+    "}\n";
+
+static const char k_sum[] =
     "__kernel void flagos_gemm_sum(__global T *Y, __global const C *restrict W, __global const T *restrict bias,\n"
     "                              int mn, int n, int parts, C beta, int flags) {\n"
     "  int i = get_global_id(0);\n"
@@ -180,19 +351,31 @@ typedef struct {
   int tm, tn, tk, rm, rn;
   bool f64;   /* also built for double */
   bool inter; /* a work-item's outputs interleaved (INTER) */
+  bool vec;   /* k_vec (f32 and f16 products with rows on 16-byte boundaries) */
 } gemm_variant_t;
 
 static const gemm_variant_t k_variants[] = {
-    {128, 128, 8, 8, 8, false, true}, /* 0: 256 work-items; GEMM_LARGE */
-    {32, 64, 16, 4, 4, true, false},  /* 1: 128; GEMM_SMALL */
-    {32, 64, 32, 4, 4, true, false},  /* 2: 128; GEMM_SMALL_K32 */
-    {64, 32, 32, 4, 4, true, false},  /* 3: 128 */
-    {64, 64, 16, 4, 4, false, true},  /* 4: 256 */
+    {128, 128, 8, 8, 8, false, true, false}, /* 0: 256 work-items; GEMM_LARGE */
+    {32, 64, 16, 4, 4, true, false, false},  /* 1: 128; GEMM_SMALL */
+    {32, 64, 32, 4, 4, true, false, false},  /* 2: 128; GEMM_SMALL_K32 */
+    {64, 32, 32, 4, 4, true, false, false},  /* 3: 128 */
+    {64, 64, 16, 4, 4, false, true, false},  /* 4: 256 */
+    {128, 128, 8, 8, 8, false, false, true}, /* 5: 256; GEMM_VLARGE */
+    {128, 128, 16, 8, 8, false, false, true}, /* 6: 256 */
+    {64, 64, 16, 4, 4, false, false, true},  /* 7: 256 */
+    {64, 128, 16, 4, 8, false, false, true}, /* 8: 256 */
+    {128, 64, 16, 8, 4, false, false, true}, /* 9: 256 */
+    {32, 64, 32, 4, 4, false, false, true},  /* 10: 128; GEMM_VSMALL */
+    {64, 32, 32, 4, 4, false, false, true},  /* 11: 128 */
+    {32, 32, 32, 4, 4, false, false, true},  /* 12: 64 */
+    {64, 64, 32, 4, 4, false, false, true},  /* 13: 256 */
 };
 #define GEMM_NV ((int)(sizeof k_variants / sizeof k_variants[0]))
 #define GEMM_LARGE 0
 #define GEMM_SMALL 1
 #define GEMM_SMALL_K32 2
+#define GEMM_VLARGE 5
+#define GEMM_VSMALL 10
 
 typedef struct {
   cl_program prog;
@@ -233,18 +416,19 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 #define GEMM_SPLIT_K 512
 #define GEMM_MIN_SLICE 128
 #define GEMM_MAX_SPLIT 16
-static int pick(const ocl_device_t *d, bool f64, bool bias, int64_t batch, int64_t M, int64_t N, int64_t K,
+static int pick(const ocl_device_t *d, bool f64, bool vec, bool bias, int64_t batch, int64_t M, int64_t N, int64_t K,
                 int *parts) {
   *parts = 1;
   const char *tv = getenv("FLAGOS_OPENCL_GEMM_TILE");
   int v = -1;
   if (tv && *tv) {
     v = atoi(tv);
-    if (v < 0 || v >= GEMM_NV || (f64 && !k_variants[v].f64)) v = -1;
+    if (v < 0 || v >= GEMM_NV || (f64 && !k_variants[v].f64) || (k_variants[v].vec && !vec)) v = -1;
   }
   int64_t cu = d->compute_units ? d->compute_units : 1;
   const gemm_variant_t *lg = &k_variants[GEMM_LARGE];
-  if (v < 0 && !f64 && 2 * cdiv(M, lg->tm) * cdiv(N, lg->tn) * batch >= 3 * cu) v = GEMM_LARGE;
+  if (v < 0 && !f64 && 2 * cdiv(M, lg->tm) * cdiv(N, lg->tn) * batch >= 3 * cu) v = vec ? GEMM_VLARGE : GEMM_LARGE;
+  if (v < 0 && vec) v = GEMM_VSMALL;
   if (v < 0) v = bias || batch > 1 ? GEMM_SMALL_K32 : GEMM_SMALL;
   const char *env = getenv("FLAGOS_OPENCL_SPLITK");
   if (batch != 1) return v;
@@ -279,11 +463,14 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
   char head[256];
   int hn = snprintf(head, sizeof head, "%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n",
                     types[kind], t->inter ? "#define INTER 1\n" : "", t->tm, t->tn, t->tk, t->rm, t->rn);
-  size_t n = (size_t)hn + sizeof k_src;
+  const char *body = t->vec ? k_vec : k_src;
+  size_t nb = strlen(body), n = (size_t)hn + sizeof k_pre - 1 + nb + sizeof k_sum;
   char *src = malloc(n);
   if (!src) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   memcpy(src, head, (size_t)hn);
-  memcpy(src + hn, k_src, sizeof k_src);
+  memcpy(src + hn, k_pre, sizeof k_pre - 1);
+  memcpy(src + hn + sizeof k_pre - 1, body, nb);
+  memcpy(src + hn + sizeof k_pre - 1 + nb, k_sum, sizeof k_sum);
   flagos_status_t err = ocl_program_build(s, d, src, n - 1, &p->prog);
   free(src);
   if (err) return err;
@@ -339,8 +526,13 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   if (a->K <= 0 || a->N <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N) return NULL;
   ocl_gemm_dev_t *g = gemm_dev(d);
   if (!g) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
+  /* k_vec: every row of A and B starts on a float4 (f16: 4 halves) */
+  int64_t lda = a->ta ? a->M : a->K, ldb = a->tb ? a->K : a->N;
+  bool vec = !f64 && lda % 4 == 0 && ldb % 4 == 0 && a->sa % 4 == 0 && a->sb % 4 == 0;
+  /* and Y's (else the vector kernel writes Y element by element) */
+  bool yvec = a->N % 4 == 0 && a->sy % 4 == 0;
   int parts;
-  int v = pick(d, f64, a->bias != NULL, a->batch, a->M, a->N, a->K, &parts);
+  int v = pick(d, f64, vec, a->bias != NULL, a->batch, a->M, a->N, a->K, &parts);
   /* the workspace is shared: only the default queue's order keeps its uses apart */
   if (q != d->queue) parts = 1;
   const gemm_variant_t *t = &k_variants[v];
@@ -374,7 +566,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   int M = (int)a->M, N = (int)a->N, K = (int)a->K, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0);
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
-  int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0);
+  int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0) | (yvec ? 8 : 0);
   /* slices of whole K steps; the last ones may be short or empty */
   int kslice = parts > 1 ? (int)((cdiv(K, parts) + t->tk - 1) / t->tk * t->tk) : K;
   cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;
@@ -404,11 +596,11 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the gemm kernel");
   *taken = true;
   if (trace)
-    trace("flagos trace: opencl gemm by flagos: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %dx%d/%d, %d K slice%s "
-          "on '%s'\n",
+    trace("flagos trace: opencl gemm by flagos: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %d (%dx%d/%d%s), %d K "
+          "slice%s on '%s'\n",
           f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
-          a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", t->tm, t->tn, t->tk, parts,
-          parts > 1 ? "s" : "", d->name);
+          a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
+          t->vec ? " vec" : "", parts, parts > 1 ? "s" : "", d->name);
   return NULL;
 }
 

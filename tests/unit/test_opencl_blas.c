@@ -263,6 +263,47 @@ static void test_ours(const char *blas_log) {
                              false}),
         n16++;
   }
+  /* the vector kernel's variants (k_vec): every leading dimension and batch
+   * stride a multiple of 4, no extent a multiple of the tile, K not a multiple
+   * of the K step; each must run as its own variant (the trace's "vec)") */
+  int vec_before = count_lines(blas_log, " vec)"), nvec = 0;
+  for (int v = 5; v <= 13; v++) {
+    char tile[8], what[64];
+    snprintf(tile, sizeof tile, "%d", v);
+    setenv("FLAGOS_OPENCL_GEMM_TILE", tile, 1);
+    snprintf(what, sizeof what, "ours, vec tile %d, plain, NaN in Y", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 132, 68, 72, 0, 0, -1, -1, -1, 1, 0, true, false}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %d, transA transB", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 36, 20, 44, 1, 1, -1, -1, -1, 0.75, 1.5, false, false}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %d, transA, bias", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 132, 68, 72, 1, 0, -1, -1, -1, 1, 0, true, true}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %d, batch, A shared, bias, beta", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 3, 68, 132, 40, 0, 0, 0, -1, -1, 1, 1, false, true}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %d, batch, B shared, transB", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 4, 12, 8, 16, 0, 1, -1, 0, -1, -2, 0, true, false}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %d, batch strides with gaps", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 3, 12, 8, 20, 1, 1, 12 * 20 + 4, 20 * 8 + 8, 12 * 8 + 4, 1, 0.5, false, true}),
+        n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %d, transB, N 67, bias, beta", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 36, 67, 44, 0, 1, -1, -1, -1, 1, 0.5, false, true}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %d, batch, N 5, NaN in Y", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 2, 12, 5, 12, 1, 1, -1, -1, -1, 1, 0, true, false}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, f16, vec tile %d, transA, NaN in Y, bias", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 1, 132, 68, 72, 1, 0, -1, -1, -1, 1, 0, true, true}), n16++, nvec++;
+    snprintf(what, sizeof what, "ours, f16, vec tile %d, transB, batch gaps, beta", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 3, 12, 8, 20, 0, 1, 12 * 20 + 4, 20 * 8 + 8, 12 * 8 + 4, 0.75, 1.5, false,
+                             false}),
+        n16++, nvec++;
+  }
+  /* a vector variant asked for on rows that do not start on float4s: the general kernel */
+  setenv("FLAGOS_OPENCL_GEMM_TILE", "5", 1);
+  run_case("ours, vec tile asked for, K 70", (gcase_t){FLAGOS_FLOAT32, 1, 132, 68, 70, 0, 0, -1, -1, -1, 1, 0, true, false}),
+      n++;
+  run_case("ours, vec tile asked for, batch stride 2 past",
+           (gcase_t){FLAGOS_FLOAT32, 2, 12, 8, 20, 0, 0, 12 * 20 + 2, -1, -1, 1, 0, true, false}),
+      n++;
+  int vec_ran = count_lines(blas_log, " vec)") - vec_before;
+  CHECK(vec_ran == nvec, "ours: %d products ran through the vector kernel (%d expected)", vec_ran, nvec);
   setenv("FLAGOS_OPENCL_GEMM_TILE", "2", 1);
   run_case("ours, f64 batch, transA", (gcase_t){FLAGOS_FLOAT64, 2, 33, 17, 65, 1, 0, -1, -1, -1, 0.5, 0.25, false, false});
   run_case("ours, f64 transB, NaN in Y, bias", (gcase_t){FLAGOS_FLOAT64, 1, 20, 19, 21, 0, 1, -1, -1, -1, 1, 0, true, true});
@@ -285,13 +326,20 @@ static void test_ours(const char *blas_log) {
   setenv("FLAGOS_OPENCL_SPLITK", "4", 1);
   run_case("ours, split 4, transB, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 70, 270, 0, 1, -1, -1, -1, -1, 0, true, false}), n++;
   run_case("ours, split 4, f64 bias", (gcase_t){FLAGOS_FLOAT64, 1, 21, 22, 75, 0, 0, -1, -1, -1, 1, 2, false, true});
+  setenv("FLAGOS_OPENCL_SPLITK", "3", 1);
+  run_case("ours, split 3, vec, transA beta bias",
+           (gcase_t){FLAGOS_FLOAT32, 1, 36, 28, 200, 1, 0, -1, -1, -1, 0.5, 0.25, false, true}), n++;
+  run_case("ours, split 3, vec, f16 transB NaN in Y",
+           (gcase_t){FLAGOS_FLOAT16, 1, 36, 28, 200, 0, 1, -1, -1, -1, 1, 0, true, false}), n16++;
+  run_case("ours, split 3, vec, N 67, transB bias",
+           (gcase_t){FLAGOS_FLOAT32, 1, 36, 67, 200, 0, 1, -1, -1, -1, 1, 0, false, true}), n++;
   /* batches are not split */
   run_case("ours, split 4, batch", (gcase_t){FLAGOS_FLOAT32, 2, 9, 8, 80, 0, 0, -1, -1, -1, 1, 0, false, false}), n++;
   unsetenv("FLAGOS_OPENCL_SPLITK");
   int split = count_lines(blas_log, "K slices on") - split_before;
   int ran = count_lines(blas_log, "by flagos") - before;
   int ran64 = count_lines(blas_log, "by flagos: f64"), ran16 = count_lines(blas_log, "by flagos: f16");
-  CHECK(split == 5 + (ran64 > 0), "ours: %d products ran in K slices (%d expected)", split, 5 + (ran64 > 0));
+  CHECK(split == 8 + (ran64 > 0), "ours: %d products ran in K slices (%d expected)", split, 8 + (ran64 > 0));
   CHECK(ran16 == n16, "ours: %d f16 products ran through our kernels (%d expected)", ran16, n16);
   CHECK(ran == n + ran64 + n16, "ours: %d products ran through our kernels (%d f32 and %d f16 expected, and %d f64)", ran,
         n, n16, ran64);

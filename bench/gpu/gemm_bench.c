@@ -1,0 +1,301 @@
+/* flagos_gemm_bench: times a backend plugin's "gemm" library call on given
+ * shapes, called back to back as a model's run calls it, and checks a sample
+ * of each product's outputs against a double-precision sum on the host. It
+ * measures the opencl plugin's GEMM (ocl_gemm.c) against the cuda plugin's
+ * (cuBLASLt) on the same GPU in the same run (scripts/gpu/gemm.sh); the shapes
+ * are those of the models' products.
+ *
+ * usage: flagos_gemm_bench [options] SHAPE...
+ *   SHAPE     [BATCHx]MxNxK[:FLAGS]; FLAGS letters: a (A transposed), b (B
+ *             transposed), + (a bias of N values: the 4-buffer call), s (A
+ *             shared by the batch: strideA 0, as a convolution's weights)
+ *   --backend NAME   plugin libflagos_backend_NAME.so (default opencl) in
+ *                    $FLAGOS_PLUGIN_PATH, else in this build's backends folder
+ *   --device I       the plugin's device index (default 0)
+ *   --dtype f32|f16|f64   (default f32)
+ *   --iters N        timed calls (default 100), --warmup N (default 10)
+ *   --check N        outputs of each product checked (default 256; 0: none)
+ *   --label TEXT     written into each line (e.g. the variant asked for)
+ *
+ * One JSON object per shape on stdout: backend, device, dtype, shape, label,
+ * us (device time per call, by the plugin's events over the timed calls),
+ * host_us (host time per call queuing them), tflops, and max_err (the
+ * largest |y - exact| / sum |alpha a b| + |beta y0| + |bias| of the checked
+ * outputs). Exit status: 0; 1 when a check fails (max_err above 1e-5 for
+ * f32 and f64, 2e-3 for f16) or a call fails; 2 for bad usage; 77 when the
+ * plugin or its device is missing. */
+#define _POSIX_C_SOURCE 200809L
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "flagos/backend.h"
+#include "flagos/flagos.h"
+
+#ifndef FLAGOS_BINARY_DIR
+#define FLAGOS_BINARY_DIR "."
+#endif
+
+typedef struct {
+  int64_t batch, M, N, K;
+  int ta, tb, bias, shared;
+  char text[96];
+} shape_t;
+
+static const flagos_backend_t *be;
+static void *bst;
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int usage(const char *why) {
+  if (why) fprintf(stderr, "flagos_gemm_bench: %s\n", why);
+  fprintf(stderr,
+          "usage: flagos_gemm_bench [--backend NAME] [--device I] [--dtype f32|f16|f64] [--iters N] [--warmup N]\n"
+          "                         [--check N] [--label TEXT] SHAPE...\n"
+          "  SHAPE: [BATCHx]MxNxK[:FLAGS], FLAGS: a (A transposed), b (B transposed), + (bias), s (A shared)\n"
+          "  prints one JSON object per shape (device time per call, host time, TFLOP/s, checked error)\n");
+  return 2;
+}
+
+static bool parse_shape(const char *arg, shape_t *s) {
+  memset(s, 0, sizeof(*s));
+  snprintf(s->text, sizeof s->text, "%s", arg);
+  int64_t v[4];
+  int n = 0;
+  const char *p = arg;
+  while (n < 4) {
+    char *end;
+    long long x = strtoll(p, &end, 10);
+    if (end == p || x <= 0 || x > (1LL << 30)) return false;
+    v[n++] = x;
+    p = end;
+    if (*p != 'x') break;
+    p++;
+  }
+  if (n == 3) {
+    s->batch = 1, s->M = v[0], s->N = v[1], s->K = v[2];
+  } else if (n == 4) {
+    s->batch = v[0], s->M = v[1], s->N = v[2], s->K = v[3];
+  } else {
+    return false;
+  }
+  if (*p == ':')
+    for (p++; *p; p++) {
+      if (*p == 'a') s->ta = 1;
+      else if (*p == 'b') s->tb = 1;
+      else if (*p == '+') s->bias = 1;
+      else if (*p == 's') s->shared = 1;
+      else return false;
+    }
+  else if (*p)
+    return false;
+  return true;
+}
+
+static void store(void *h, flagos_dtype_t dt, size_t i, double v) {
+  if (dt == FLAGOS_FLOAT64) ((double *)h)[i] = v;
+  else if (dt == FLAGOS_FLOAT16) ((uint16_t *)h)[i] = fl_f32_to_f16((float)v);
+  else ((float *)h)[i] = (float)v;
+}
+
+/* Uniform in [-1, 1) from a 64-bit LCG (the same values on every run). */
+static double rnd(uint64_t *st) {
+  *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+  return (double)(*st >> 11) / (double)(1ULL << 53) * 2.0 - 1.0;
+}
+
+static const char *code_msg(flagos_status_t st) { return st ? flagos_status_message(st) : "ok"; }
+
+/* Runs one shape; prints its line. 0 ok, 1 failed. */
+static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, int warmup, int n_check,
+                     const char *label, const char *backend, const char *dev_name) {
+  size_t es = flagos_dtype_size(dt);
+  int64_t sa = s->shared ? 0 : s->M * s->K, sb = s->K * s->N, sy = s->M * s->N;
+  size_t na = (size_t)((s->batch - 1) * sa + s->M * s->K), nb = (size_t)(s->batch * sb), ny = (size_t)(s->batch * sy);
+  void *ha = malloc(na * es), *hb = malloc(nb * es), *hy = malloc(ny * es), *hbias = malloc((size_t)s->N * es);
+  int rc = 1;
+  flagos_devptr_t bufs[4] = {0};
+  flagos_bevent_t e0 = NULL, e1 = NULL;
+  flagos_status_t st = NULL;
+  if (!ha || !hb || !hy || !hbias) {
+    fprintf(stderr, "flagos_gemm_bench: %s: out of host memory\n", s->text);
+    goto done;
+  }
+  uint64_t seed = 12345;
+  for (size_t i = 0; i < na; i++) store(ha, dt, i, rnd(&seed));
+  for (size_t i = 0; i < nb; i++) store(hb, dt, i, rnd(&seed));
+  for (int64_t j = 0; j < s->N; j++) store(hbias, dt, (size_t)j, rnd(&seed));
+  /* beta 0: Y's old contents must not matter; NaN makes a kernel that reads them fail the check */
+  for (size_t i = 0; i < ny; i++) store(hy, dt, i, NAN);
+  size_t sizes[4] = {na * es, nb * es, ny * es, (size_t)s->N * es};
+  const void *host[4] = {ha, hb, hy, hbias};
+  int n_bufs = s->bias ? 4 : 3;
+  for (int i = 0; i < n_bufs && !st; i++) st = be->mem_alloc(bst, dev, sizes[i], &bufs[i]);
+  for (int i = 0; i < n_bufs && !st; i++) st = be->copy_h2d(bst, NULL, bufs[i], 0, host[i], sizes[i]);
+  if (!st) st = be->event_create(bst, dev, &e0);
+  if (!st) st = be->event_create(bst, dev, &e1);
+  if (st) {
+    fprintf(stderr, "flagos_gemm_bench: %s: setting up: %s\n", s->text, code_msg(st));
+    goto done;
+  }
+  int32_t dts[4] = {dt, dt, dt, dt};
+  int64_t ints[9] = {s->batch, s->M, s->N, s->K, s->ta, s->tb, sa, sb, sy};
+  double fl[2] = {1.0, 0.0};
+  flagos_libcall_t call = {"gemm", bufs, dts, n_bufs, ints, 9, fl, 2};
+  for (int i = 0; i < warmup && !st; i++) st = be->library_call(bst, NULL, &call);
+  if (!st) st = be->stream_sync(bst, NULL);
+  double host_s = 0;
+  if (!st) st = be->event_record(bst, e0, NULL);
+  if (!st) {
+    double t0 = now_s();
+    for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, &call);
+    host_s = now_s() - t0;
+  }
+  if (!st) st = be->event_record(bst, e1, NULL);
+  if (!st) st = be->event_sync(bst, e1);
+  double ms = 0;
+  if (!st) st = be->event_elapsed_ms(bst, e0, e1, &ms);
+  if (!st) st = be->copy_d2h(bst, NULL, hy, bufs[2], 0, ny * es);
+  if (st) {
+    fprintf(stderr, "flagos_gemm_bench: %s on %s: %s\n", s->text, backend, code_msg(st));
+    goto done;
+  }
+  /* the check: sampled outputs against the exact sum of the inputs as stored */
+  double max_err = 0;
+  uint64_t pick = 777;
+  for (int c = 0; c < n_check; c++) {
+    int64_t b = (int64_t)((rnd(&pick) + 1) / 2 * (double)s->batch), i = (int64_t)((rnd(&pick) + 1) / 2 * (double)s->M),
+            j = (int64_t)((rnd(&pick) + 1) / 2 * (double)s->N);
+    if (b >= s->batch) b = s->batch - 1;
+    if (i >= s->M) i = s->M - 1;
+    if (j >= s->N) j = s->N - 1;
+    double sum = 0, mag = 0;
+    for (int64_t k = 0; k < s->K; k++) {
+      size_t ai = (size_t)(b * sa + (s->ta ? k * s->M + i : i * s->K + k));
+      size_t bi = (size_t)(b * sb + (s->tb ? j * s->K + k : k * s->N + j));
+      double p = fl_load_as_double(dt, ha, ai) * fl_load_as_double(dt, hb, bi);
+      sum += p;
+      mag += fabs(p);
+    }
+    if (s->bias) {
+      double bv = fl_load_as_double(dt, hbias, (size_t)j);
+      sum += bv;
+      mag += fabs(bv);
+    }
+    double got = fl_load_as_double(dt, hy, (size_t)(b * sy + i * s->N + j));
+    double err = fabs(got - sum) / (mag > 0 ? mag : 1);
+    if (!(err <= max_err)) max_err = isnan(err) ? INFINITY : err;
+  }
+  double tol = dt == FLAGOS_FLOAT16 ? 2e-3 : 1e-5;
+  double flops = 2.0 * (double)s->batch * (double)s->M * (double)s->N * (double)s->K;
+  double us = ms * 1e3 / iters;
+  printf("{\"backend\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"label\": \"%s\", "
+         "\"us\": %.3f, \"host_us\": %.3f, \"tflops\": %.3f, \"max_err\": %.3g}\n",
+         backend, dev_name, dt == FLAGOS_FLOAT16 ? "f16" : dt == FLAGOS_FLOAT64 ? "f64" : "f32", s->text, label, us,
+         host_s * 1e6 / iters, flops / (us * 1e-6) / 1e12, isinf(max_err) ? 1e300 : max_err);
+  fflush(stdout);
+  if (max_err > tol) {
+    fprintf(stderr, "flagos_gemm_bench: %s on %s: outputs off by %.3g (more than %.0e) of their magnitude\n", s->text,
+            backend, max_err, tol);
+    goto done;
+  }
+  rc = 0;
+done:
+  flagos_status_free(st);
+  if (e0) be->event_destroy(bst, e0);
+  if (e1) be->event_destroy(bst, e1);
+  for (int i = 0; i < 4; i++)
+    if (bufs[i]) be->mem_free(bst, dev, bufs[i]);
+  free(ha), free(hb), free(hy), free(hbias);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  const char *backend = "opencl", *label = "";
+  int dev = 0, iters = 100, warmup = 10, n_check = 256, first = argc;
+  flagos_dtype_t dt = FLAGOS_FLOAT32;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(NULL);
+      return 0;
+    }
+    if (a[0] != '-' || a[1] != '-') {
+      first = i;
+      break;
+    }
+    if (!v) return usage("an option without its value");
+    i++;
+    if (!strcmp(a, "--backend")) backend = v;
+    else if (!strcmp(a, "--label")) label = v;
+    else if (!strcmp(a, "--device")) dev = atoi(v);
+    else if (!strcmp(a, "--iters")) iters = atoi(v);
+    else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+    else if (!strcmp(a, "--check")) n_check = atoi(v);
+    else if (!strcmp(a, "--dtype")) {
+      if (!strcmp(v, "f32")) dt = FLAGOS_FLOAT32;
+      else if (!strcmp(v, "f16")) dt = FLAGOS_FLOAT16;
+      else if (!strcmp(v, "f64")) dt = FLAGOS_FLOAT64;
+      else return usage("--dtype takes f32, f16 or f64");
+    } else
+      return usage("unknown option");
+  }
+  if (iters < 1 || warmup < 0 || n_check < 0 || dev < 0) return usage("--iters must be at least 1, and counts not negative");
+  if (first >= argc) return usage("no shape");
+  shape_t *shapes = calloc((size_t)(argc - first), sizeof(shape_t));
+  if (!shapes) return 1;
+  for (int i = first; i < argc; i++)
+    if (!parse_shape(argv[i], &shapes[i - first])) {
+      fprintf(stderr, "flagos_gemm_bench: bad shape '%s'\n", argv[i]);
+      free(shapes);
+      return usage(NULL);
+    }
+  char so[1024];
+  const char *dir = getenv("FLAGOS_PLUGIN_PATH");
+  snprintf(so, sizeof so, "%s/libflagos_backend_%s.so", dir && *dir ? dir : FLAGOS_BINARY_DIR "/backends", backend);
+  void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  flagos_backend_entry_fn entry = h ? (flagos_backend_entry_fn)(uintptr_t)dlsym(h, FLAGOS_BACKEND_ENTRY_SYMBOL) : NULL;
+  be = entry ? entry(FLAGOS_BACKEND_ABI_VERSION) : NULL;
+  if (!be || !be->library_call || !be->event_elapsed_ms) {
+    fprintf(stderr, "flagos_gemm_bench: SKIP: no usable plugin %s (%s)\n", so, h ? "no library call or events" : dlerror());
+    free(shapes);
+    return 77;
+  }
+  char cache[512];
+  const char *cd = getenv("FLAGOS_CACHE_DIR");
+  snprintf(cache, sizeof cache, "%s", cd && *cd ? cd : "/tmp/flagos-gemm-bench-cache");
+  flagos_host_t host = {FLAGOS_BACKEND_ABI_VERSION, flagos_status_new, cache};
+  flagos_status_t st = be->init(&host, &bst);
+  if (st || !bst || be->device_count(bst) <= dev) {
+    fprintf(stderr, "flagos_gemm_bench: SKIP: %s has no device %d%s%s\n", backend, dev, st ? ": " : "",
+            st ? flagos_status_message(st) : "");
+    flagos_status_free(st);
+    if (bst) be->shutdown(bst);
+    free(shapes);
+    return 77;
+  }
+  flagos_device_info_t info;
+  memset(&info, 0, sizeof info);
+  flagos_status_free(be->device_info(bst, dev, &info));
+  char name[160];
+  size_t o = 0;
+  for (const char *p = info.name; *p && o + 1 < sizeof name; p++)
+    if (*p != '"' && *p != '\\') name[o++] = *p;
+  name[o] = 0;
+  int failed = 0;
+  for (int i = 0; i < argc - first; i++)
+    failed |= run_shape(dev, dt, &shapes[i], iters, warmup, n_check, label, backend, name);
+  be->shutdown(bst);
+  free(shapes);
+  return failed;
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The GEMM alone (bench/gpu/README.md, "GEMM shapes"): the opencl plugin's gemm
+# call (FlagOS's OpenCL GEMM, backends/opencl/ocl_gemm.c, on NVIDIA's OpenCL)
+# against the cuda plugin's (cuBLASLt) on the models' products, on one GPU in
+# one run, by bench/gpu/gemm_bench.c; written to $OUT/gemm.jsonl (one line a
+# product and configuration) and $OUT/gemm.md (bench/gpu/gemm_report.py).
+#
+# Environment:
+#   GEMM_SETS    which shape sets (default bert1,bert32,gpt2_1,resnet1,resnet64,square)
+#   GEMM_DTYPES  f32,f16 (default)
+#   GEMM_TILES   opencl tile variants to force one by one besides the rule's
+#                choice (FLAGOS_OPENCL_GEMM_TILE; "all": every one; default none)
+#   GEMM_EXTRA   more `NAME=VALUE ...` environments for extra opencl columns,
+#                separated by ';' (e.g. "FLAGOS_OPENCL_SPLITK=1")
+#   GEMM_ITERS   timed calls a product (default 100)
+#   FLAGOS_GPU_BUILD  the build folder (default build-gpu-bench)
+set -uo pipefail
+. "$(dirname "$0")/start.sh"
+. "$repo/scripts/gpu/prefix.sh"
+build=${FLAGOS_GPU_BUILD:-$repo/build-gpu-bench}
+if ! gpu_build "$build" "$out/gemm-build.log" flagos_backend_cuda flagos_backend_opencl flagos_gemm_bench; then
+  say "BUILD FAILED (gemm-build.log)"
+  tail -30 "$out/gemm-build.log"
+  exit 1
+fi
+say "built in $(elapsed)s"
+gpu_opencl_icd || exit 1
+export FLAGOS_PLUGIN_PATH=$build/backends FLAGOS_CACHE_DIR=${FLAGOS_CACHE_DIR:-/tmp/flagos-gemm-cache}
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}}
+
+# The models' products at sequence 128 (bench/gpu/models.py), as FlagOS's
+# lowerings call gemm: BERT's and GPT-2's linear layers with their bias,
+# attention's batched products (Q K^T with B transposed), GPT-2's logits
+# against the tied embedding (B transposed, N 50257), ResNet-50's
+# convolutions as im2col products (the weights shared by the images).
+declare -A sets=(
+  [bert1]="128x768x768:+ 128x3072x768:+ 128x768x3072:+ 12x128x128x64:b 12x128x64x128"
+  [bert32]="4096x768x768:+ 4096x3072x768:+ 4096x768x3072:+ 384x128x128x64:b 384x128x64x128"
+  [gpt2_1]="128x2304x768:+ 128x50257x768:b"
+  [resnet1]="64x12544x147:s 64x3136x576:s 256x3136x64:s 128x784x1152:s 256x196x2304:s 512x49x4608:s 2048x49x512:s"
+  [resnet64]="64x64x12544x147:s 64x64x3136x576:s 64x256x3136x64:s 64x128x784x1152:s 64x256x196x2304:s 64x512x49x4608:s"
+  [square]="2048x2048x2048 4096x4096x4096"
+)
+shapes=()
+for s in $(echo "${GEMM_SETS:-bert1,bert32,gpt2_1,resnet1,resnet64,square}" | tr ',' ' '); do
+  [ -n "${sets[$s]:-}" ] || { say "no shape set '$s' (sets: ${!sets[*]})"; exit 2; }
+  shapes+=(${sets[$s]})
+done
+tiles=${GEMM_TILES:-}
+[ "$tiles" = all ] && tiles=$(seq 0 13 | tr '\n' ' ')
+jl=$out/gemm.jsonl
+: >"$jl"
+b=("$build/flagos_gemm_bench" --iters "${GEMM_ITERS:-100}")
+for dt in $(echo "${GEMM_DTYPES:-f32,f16}" | tr ',' ' '); do
+  "${b[@]}" --backend cuda --dtype "$dt" --label cuBLASLt "${shapes[@]}" >>"$jl" 2>>"$out/gemm-errors.txt"
+  "${b[@]}" --backend opencl --dtype "$dt" --label rule "${shapes[@]}" >>"$jl" 2>>"$out/gemm-errors.txt"
+  for t in $tiles; do
+    FLAGOS_OPENCL_GEMM_TILE=$t "${b[@]}" --backend opencl --dtype "$dt" --label "tile $t" "${shapes[@]}" >>"$jl" \
+      2>>"$out/gemm-errors.txt"
+  done
+  IFS=';' read -ra extra <<<"${GEMM_EXTRA:-}"
+  for e in "${extra[@]}"; do
+    [ -n "$e" ] && env $e "${b[@]}" --backend opencl --dtype "$dt" --label "$e" "${shapes[@]}" >>"$jl" \
+      2>>"$out/gemm-errors.txt"
+  done
+  say "$dt done"
+done
+python3 "$repo/bench/gpu/gemm_report.py" "$jl" >"$out/gemm.md"
+cat "$out/gemm.md"
+[ -s "$out/gemm-errors.txt" ] && { say "errors (gemm-errors.txt):"; head -20 "$out/gemm-errors.txt"; }
+say "done in $(elapsed)s"
