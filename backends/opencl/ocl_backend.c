@@ -69,7 +69,7 @@ static void dev_str(ocl_state_t *s, cl_device_id id, cl_device_info what, char *
   buf[cap - 1] = 0;
 }
 
-static bool has_word(const char *list, const char *word) {
+bool ocl_has_word(const char *list, const char *word) {
   size_t l = strlen(word);
   for (const char *p = list; p && (p = strstr(p, word)); p += l)
     if ((p == list || p[-1] == ' ') && (p[l] == 0 || p[l] == ' ')) return true;
@@ -98,7 +98,7 @@ static void add_device(ocl_state_t *s, cl_platform_id p, cl_device_id id, const 
   cl_device_fp_config dbl = 0, sgl = 0;
   s->cl.clGetDeviceInfo(id, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof dbl, &dbl, NULL);
   s->cl.clGetDeviceInfo(id, CL_DEVICE_SINGLE_FP_CONFIG, sizeof sgl, &sgl, NULL);
-  d->fp64 = !no_fp64 && (has_word(d->extensions, "cl_khr_fp64") || dbl != 0);
+  d->fp64 = !no_fp64 && (ocl_has_word(d->extensions, "cl_khr_fp64") || dbl != 0);
   d->div_sqrt = (sgl & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
   if (d->max_wg == 0) d->max_wg = 1;
   s->n_dev++;

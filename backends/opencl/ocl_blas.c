@@ -201,13 +201,6 @@ static bool refused(cl_device_id dev, int32_t dt, bool add) {
   return found;
 }
 
-static bool has_ext(const char *list, const char *word) {
-  size_t l = strlen(word);
-  for (const char *p = list; p && (p = strstr(p, word)); p += l)
-    if ((p == list || p[-1] == ' ') && (p[l] == 0 || p[l] == ' ')) return true;
-  return false;
-}
-
 /* IEEE half bits of v, rounded to nearest even (for CLBlast's cl_half alpha and beta). */
 static cl_half half_of(double v) {
   float f = (float)v;
@@ -332,7 +325,7 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   }
   if (dt == FLAGOS_FLOAT16 && mode != 2)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: f16 gemm through CLBlast is opt-in (FLAGOS_OPENCL_BLAS=f16)");
-  if (dt == FLAGOS_FLOAT16 && !has_ext(d->extensions, "cl_khr_fp16"))
+  if (dt == FLAGOS_FLOAT16 && !ocl_has_word(d->extensions, "cl_khr_fp16"))
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp16", d->name);
   /* CLBlast has no bias epilogue: the host runs the bias kernel, then the plain call. */
   if (bias) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with a bias is left to the kernels");

@@ -334,6 +334,169 @@ static const char k_vec[] =
     "  }\n"
     "}\n";
 
+/* The tensor-core kernel, for f16 products on NVIDIA GPUs of compute
+ * capability 8.0 and later (FLAGOS_OPENCL_TENSOR): PTX's mma.sync (half in,
+ * float sums) as inline assembly, which NVIDIA's OpenCL compiler takes. Each
+ * warp computes a WM x WN block of the work-group's TM x TN tile from tiles in
+ * local memory held as pairs of halves along K, the layout the instruction's
+ * fragments read; operands come in 16-byte loads, so the host asks for leading
+ * dimensions and batch strides that are multiples of 8 halves. */
+static const char k_tc[] =
+    "#define NW ((TM / WM) * (TN / WN))\n"
+    "#define NT (NW * 32)\n"
+    "#define MI (WM / 16)\n"
+    "#define NI (WN / 8)\n"
+    "#define KW (TK / 2 + 4)\n"
+    "#define RA (TM * TK / 8 / NT)\n"
+    "#define RB (TN * TK / 8 / NT)\n"
+    "#if TM % WM != 0 || TN % WN != 0 || WM % 16 != 0 || WN % 8 != 0 || TK % 16 != 0 || RA % 2 != 0 || RB % 2 != 0\n"
+    "#error \"warp tiles must divide the tile, and each work-item load whole pairs of 8-half rows of both tiles\"\n"
+    "#endif\n"
+    "/* D += A B on a warp's 16x8 block, k 16: A 16x16 row-major, B 16x8 column-major,\n"
+    " * half in, float sums; the fragments as PTX's mma.m16n8k16 lays them out\n"
+    " * (a[0..3]: rows g, g+8, g, g+8 and halves 2t, 2t+1 (+8 for a[2], a[3]); b[0..1]:\n"
+    " * column g, halves 2t, 2t+1 (+8); d: row g (+8 for d[2], d[3]), columns 2t, 2t+1,\n"
+    " * where g = lane / 4 and t = lane % 4). MMA_EMULATE computes the same through\n"
+    " * local memory on any device (the tests' way to check this kernel without a GPU). */\n"
+    "#ifdef MMA_EMULATE\n"
+    "#define MMA(d, a, b)                                                                        \\\n"
+    "  {                                                                                         \\\n"
+    "    xa[w][lane][0] = a[0], xa[w][lane][1] = a[1], xa[w][lane][2] = a[2], xa[w][lane][3] = a[3]; \\\n"
+    "    xb[w][lane][0] = b[0], xb[w][lane][1] = b[1];                                          \\\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);                                                           \\\n"
+    "    _Pragma(\"unroll\") for (int o = 0; o < 4; o++) {                                        \\\n"
+    "      int r = g + (o >> 1) * 8, c = 2 * t + (o & 1);                                        \\\n"
+    "      float s = d[o];                                                                       \\\n"
+    "      for (int k = 0; k < 16; k++) {                                                        \\\n"
+    "        int ia = (((r % 8) * 4 + (k % 8) / 2) * 4 + (r / 8) + (k / 8) * 2) * 2 + k % 2;     \\\n"
+    "        int ib = ((c * 4 + (k % 8) / 2) * 2 + k / 8) * 2 + k % 2;                           \\\n"
+    "        s = fma(vload_half(ia, (__local const half *)xa[w]), vload_half(ib, (__local const half *)xb[w]), s); \\\n"
+    "      }                                                                                     \\\n"
+    "      d[o] = s;                                                                             \\\n"
+    "    }                                                                                       \\\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);                                                           \\\n"
+    "  }\n"
+    "#else\n"
+    "#define MMA(d, a, b)                                                                               \\\n"
+    "  asm(\"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, \" \\\n"
+    "      \"{%0,%1,%2,%3};\"                                                                             \\\n"
+    "      : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])                                              \\\n"
+    "      : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b[0]), \"r\"(b[1]))\n"
+    "#endif\n"
+    "/* Pair of halves (lo, hi) from the words x and y of two rows, half i of 8. */\n"
+    "#define PAIR(x, y, i) ((i) % 2 ? ((x) >> 16) | ((y) & 0xffff0000u) : ((x) & 0xffffu) | ((y) << 16))\n"
+    "/* An operand tile of R rows (of M for A, of N for B) by TK, into S[R][KW] words\n"
+    " * (pairs of halves along k): \"direct\" when the operand's rows run along k (A\n"
+    " * untransposed, B transposed): 8 halves of a row per load, copied; \"pair\" when\n"
+    " * they run along M or N: 8 halves of two consecutive k rows per two loads,\n"
+    " * interleaved into pairs. Loads f = tid + e*NT; r[] holds RX uint4s. */\n"
+    "#define FETCH_OP(X, r, RX, R, alongk, row0, lim, ld)                                    \\\n"
+    "  _Pragma(\"unroll\") for (int e = 0; e < RX; e++) {                                      \\\n"
+    "    if (alongk) {                                                                       \\\n"
+    "      int f = tid + e * NT, i = (row0) + f / (TK / 8), k = k0 + f % (TK / 8) * 8;      \\\n"
+    "      r[e] = i < (lim) && k < ke ? *(__global const uint4 *)((X) + (long)i * (ld) + k) : (uint4)0; \\\n"
+    "    } else {                                                                            \\\n"
+    "      int f = tid + e / 2 * NT, i = (row0) + f % ((R) / 8) * 8, k = k0 + f / ((R) / 8) * 2 + e % 2; \\\n"
+    "      r[e] = i < (lim) && k < ke ? *(__global const uint4 *)((X) + (long)k * (ld) + i) : (uint4)0; \\\n"
+    "    }                                                                                   \\\n"
+    "  }\n"
+    "#define STORE_OP(S, r, RX, R, alongk)                                                   \\\n"
+    "  _Pragma(\"unroll\") for (int e = 0; e < RX; e++) {                                      \\\n"
+    "    if (alongk) {                                                                       \\\n"
+    "      int f = tid + e * NT;                                                             \\\n"
+    "      *(__local uint4 *)&S[f / (TK / 8)][f % (TK / 8) * 4] = r[e];                      \\\n"
+    "    } else if (e % 2 == 0) {                                                            \\\n"
+    "      int f = tid + e / 2 * NT, i = f % ((R) / 8) * 8, kp = f / ((R) / 8);              \\\n"
+    "      uint4 x = r[e], y = r[e + 1];                                                     \\\n"
+    "      S[i][kp] = PAIR(x.x, y.x, 0), S[i + 1][kp] = PAIR(x.x, y.x, 1);                   \\\n"
+    "      S[i + 2][kp] = PAIR(x.y, y.y, 0), S[i + 3][kp] = PAIR(x.y, y.y, 1);               \\\n"
+    "      S[i + 4][kp] = PAIR(x.z, y.z, 0), S[i + 5][kp] = PAIR(x.z, y.z, 1);               \\\n"
+    "      S[i + 6][kp] = PAIR(x.w, y.w, 0), S[i + 7][kp] = PAIR(x.w, y.w, 1);               \\\n"
+    "    }                                                                                   \\\n"
+    "  }\n"
+    "__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))\n"
+    "void flagos_gemm(__global const T *restrict A, __global const T *restrict B, __global T *Y, __global C *W,\n"
+    "                 __global const T *restrict bias, int M, int N, int K, int trans, long sa, long sb,\n"
+    "                 long sy, C alpha, C beta, int kslice, int flags) {\n"
+    "  __local uint As[TM][KW] __attribute__((aligned(16)));\n"
+    "  __local uint Bs[TN][KW] __attribute__((aligned(16)));\n"
+    "#ifdef MMA_EMULATE\n"
+    "  __local uint xa[NW][32][4], xb[NW][32][2];\n"
+    "#endif\n"
+    "  const int tid = get_local_id(0), lane = tid % 32, w = tid / 32, g = lane / 4, t = lane % 4;\n"
+    "  const int wm0 = w / (TN / WN) * WM, wn0 = w % (TN / WN) * WN;\n"
+    "  const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;\n"
+    "  const int z = get_group_id(2);\n"
+    "  const int split = flags & 4;\n"
+    "  const long b = split ? 0 : z;\n"
+    "  A += b * sa;\n"
+    "  B += b * sb;\n"
+    "  if (split)\n"
+    "    W += (long)z * sy;\n"
+    "  else\n"
+    "    Y += (long)z * sy;\n"
+    "  const int kbeg = split ? z * kslice : 0;\n"
+    "  const int ke = split ? min(K, kbeg + kslice) : K;\n"
+    "  const int ta = trans & 1, tb = (trans >> 1) & 1;\n"
+    "  float acc[MI][NI][4];\n"
+    "#pragma unroll\n"
+    "  for (int i = 0; i < MI; i++)\n"
+    "#pragma unroll\n"
+    "    for (int j = 0; j < NI; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;\n"
+    "  uint4 ra[RA], rb[RB];\n"
+    "  int k0 = kbeg;\n"
+    "  FETCH_OP(A, ra, RA, TM, !ta, m0, M, ta ? M : K)\n"
+    "  FETCH_OP(B, rb, RB, TN, tb, n0, N, tb ? K : N)\n"
+    "  for (; k0 < ke;) {\n"
+    "    STORE_OP(As, ra, RA, TM, !ta)\n"
+    "    STORE_OP(Bs, rb, RB, TN, tb)\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    k0 += TK;\n"
+    "    if (k0 < ke) {\n"
+    "      FETCH_OP(A, ra, RA, TM, !ta, m0, M, ta ? M : K)\n"
+    "      FETCH_OP(B, rb, RB, TN, tb, n0, N, tb ? K : N)\n"
+    "    }\n"
+    "#pragma unroll\n"
+    "    for (int s = 0; s < TK / 16; s++) {\n"
+    "      uint af[MI][4], bf[NI][2];\n"
+    "#pragma unroll\n"
+    "      for (int i = 0; i < MI; i++) {\n"
+    "        int r = wm0 + i * 16 + g;\n"
+    "        af[i][0] = As[r][s * 8 + t], af[i][1] = As[r + 8][s * 8 + t];\n"
+    "        af[i][2] = As[r][s * 8 + t + 4], af[i][3] = As[r + 8][s * 8 + t + 4];\n"
+    "      }\n"
+    "#pragma unroll\n"
+    "      for (int j = 0; j < NI; j++) {\n"
+    "        int c = wn0 + j * 8 + g;\n"
+    "        bf[j][0] = Bs[c][s * 8 + t], bf[j][1] = Bs[c][s * 8 + t + 4];\n"
+    "      }\n"
+    "#pragma unroll\n"
+    "      for (int i = 0; i < MI; i++)\n"
+    "#pragma unroll\n"
+    "        for (int j = 0; j < NI; j++) MMA(acc[i][j], af[i], bf[j]);\n"
+    "    }\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  }\n"
+    "#pragma unroll\n"
+    "  for (int i = 0; i < MI; i++)\n"
+    "#pragma unroll\n"
+    "    for (int j = 0; j < NI; j++)\n"
+    "#pragma unroll\n"
+    "      for (int o = 0; o < 4; o++) {\n"
+    "        int m = m0 + wm0 + i * 16 + g + (o >> 1) * 8, n = n0 + wn0 + j * 8 + 2 * t + (o & 1);\n"
+    "        if (m < M && n < N) {\n"
+    "          float v = alpha * acc[i][j][o];\n"
+    "          if (split) {\n"
+    "            W[m * N + n] = v;\n"
+    "          } else {\n"
+    "            if (flags & 2) v += beta * LD(Y, m * N + n);\n"
+    "            if (flags & 1) v += LD(bias, n);\n"
+    "            ST(Y, m * N + n, v);\n"
+    "          }\n"
+    "        }\n"
+    "      }\n"
+    "}\n";
+
 static const char k_sum[] =
     "__kernel void flagos_gemm_sum(__global T *Y, __global const C *restrict W, __global const T *restrict bias,\n"
     "                              int mn, int n, int parts, C beta, int flags) {\n"
@@ -352,30 +515,46 @@ typedef struct {
   bool f64;   /* also built for double */
   bool inter; /* a work-item's outputs interleaved (INTER) */
   bool vec;   /* k_vec (f32 and f16 products with rows on 16-byte boundaries) */
+  bool tc;    /* k_tc (f16 products, rows on 16-byte boundaries), warp tiles wm x wn */
+  int wm, wn;
 } gemm_variant_t;
 
 static const gemm_variant_t k_variants[] = {
-    {128, 128, 8, 8, 8, false, true, false}, /* 0: 256 work-items; GEMM_LARGE */
-    {32, 64, 16, 4, 4, true, false, false},  /* 1: 128; GEMM_SMALL */
-    {32, 64, 32, 4, 4, true, false, false},  /* 2: 128; GEMM_SMALL_K32 */
-    {64, 32, 32, 4, 4, true, false, false},  /* 3: 128 */
-    {64, 64, 16, 4, 4, false, true, false},  /* 4: 256 */
-    {128, 128, 8, 8, 8, false, false, true}, /* 5: 256; GEMM_VLARGE */
-    {128, 128, 16, 8, 8, false, false, true}, /* 6: 256 */
-    {64, 64, 16, 4, 4, false, false, true},  /* 7: 256 */
-    {64, 128, 16, 4, 8, false, false, true}, /* 8: 256 */
-    {128, 64, 16, 8, 4, false, false, true}, /* 9: 256 */
-    {32, 64, 32, 4, 4, false, false, true},  /* 10: 128; GEMM_VSMALL */
-    {64, 32, 32, 4, 4, false, false, true},  /* 11: 128 */
-    {32, 32, 32, 4, 4, false, false, true},  /* 12: 64 */
-    {64, 64, 32, 4, 4, false, false, true},  /* 13: 256 */
+    {128, 128, 8, 8, 8, false, true, false},  /* 0: 256 work-items; GEMM_LARGE */
+    {32, 64, 16, 4, 4, true, false, false},   /* 1: 128; GEMM_SMALL */
+    {32, 64, 32, 4, 4, true, false, false},   /* 2: 128; GEMM_SMALL_K32 */
+    {64, 32, 32, 4, 4, true, false, false},   /* 3: 128 */
+    {64, 64, 16, 4, 4, false, true, false},   /* 4: 256; GEMM_MID */
+    {128, 128, 16, 8, 8, false, false, true}, /* 5: 256; GEMM_VLARGE */
+    {64, 128, 16, 4, 8, false, false, true},  /* 6: 256; GEMM_VWIDE */
+    {64, 64, 16, 4, 4, false, false, true},   /* 7: 256; GEMM_VMID */
+    {32, 64, 32, 4, 4, false, false, true},   /* 8: 128; GEMM_VSMALL */
+    {128, 64, 16, 8, 4, false, false, true},  /* 9: 256 */
+    {64, 64, 32, 4, 4, false, false, true},   /* 10: 256 */
+    {128, 128, 32, 0, 0, .tc = true, .wm = 64, .wn = 32}, /* 11: 256; GEMM_TLARGE */
+    {64, 128, 32, 0, 0, .tc = true, .wm = 32, .wn = 64},  /* 12: 128; GEMM_TWIDE */
+    {64, 64, 32, 0, 0, .tc = true, .wm = 32, .wn = 32},   /* 13: 128; GEMM_TMID */
+    {32, 64, 64, 0, 0, .tc = true, .wm = 16, .wn = 32},   /* 14: 128; GEMM_TSMALL */
+    {128, 64, 32, 0, 0, .tc = true, .wm = 64, .wn = 32},  /* 15: 128 */
 };
 #define GEMM_NV ((int)(sizeof k_variants / sizeof k_variants[0]))
 #define GEMM_LARGE 0
 #define GEMM_SMALL 1
 #define GEMM_SMALL_K32 2
+#define GEMM_MID 4
 #define GEMM_VLARGE 5
-#define GEMM_VSMALL 10
+#define GEMM_VWIDE 6
+#define GEMM_VMID 7
+#define GEMM_VSMALL 8
+#define GEMM_TLARGE 11
+#define GEMM_TWIDE 12
+#define GEMM_TMID 13
+#define GEMM_TSMALL 14
+
+/* Work-items of a variant's group. */
+static size_t threads(const gemm_variant_t *t) {
+  return t->tc ? (size_t)(t->tm / t->wm) * (size_t)(t->tn / t->wn) * 32 : (size_t)(t->tm / t->rm) * (size_t)(t->tn / t->rn);
+}
 
 typedef struct {
   cl_program prog;
@@ -386,7 +565,8 @@ typedef struct {
 
 struct ocl_gemm_dev {
   pthread_mutex_t lock;      /* kernel arguments are shared: setting them and queuing are one step */
-  gemm_prog_t p[3][GEMM_NV]; /* [kind: f32, f64, f16][variant] */
+  gemm_prog_t p[4][GEMM_NV]; /* [kind: f32, f64, f16, f16 with mma emulated][variant] */
+  int tc;                    /* -1 not yet known; else whether this device takes k_tc */
   cl_mem ws;                 /* split-K partial products */
   size_t ws_size;
 };
@@ -416,19 +596,31 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 #define GEMM_SPLIT_K 512
 #define GEMM_MIN_SLICE 128
 #define GEMM_MAX_SPLIT 16
-static int pick(const ocl_device_t *d, bool f64, bool vec, bool bias, int64_t batch, int64_t M, int64_t N, int64_t K,
-                int *parts) {
+static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, bool bias, int64_t batch, int64_t M, int64_t N,
+                int64_t K, int *parts) {
   *parts = 1;
   const char *tv = getenv("FLAGOS_OPENCL_GEMM_TILE");
   int v = -1;
   if (tv && *tv) {
     v = atoi(tv);
-    if (v < 0 || v >= GEMM_NV || (f64 && !k_variants[v].f64) || (k_variants[v].vec && !vec)) v = -1;
+    if (v < 0 || v >= GEMM_NV || (f64 && !k_variants[v].f64) || (k_variants[v].vec && !vec) ||
+        (k_variants[v].tc && !tc))
+      v = -1;
   }
   int64_t cu = d->compute_units ? d->compute_units : 1;
-  const gemm_variant_t *lg = &k_variants[GEMM_LARGE];
-  if (v < 0 && !f64 && 2 * cdiv(M, lg->tm) * cdiv(N, lg->tn) * batch >= 3 * cu) v = vec ? GEMM_VLARGE : GEMM_LARGE;
-  if (v < 0 && vec) v = GEMM_VSMALL;
+  int kind = tc ? 2 : vec ? 1 : 0;
+  if (v < 0 && !f64) {
+    /* the first tile that fills the GPU (a group per compute unit) and wastes
+     * at most a quarter of its outputs past M and N */
+    static const int big[3][2] = {{GEMM_LARGE, GEMM_MID}, {GEMM_VLARGE, GEMM_VWIDE}, {GEMM_TLARGE, GEMM_TWIDE}};
+    for (int i = 0; i < 2 && v < 0; i++) {
+      const gemm_variant_t *t = &k_variants[big[kind][i]];
+      int64_t gm = cdiv(M, t->tm), gn = cdiv(N, t->tn);
+      if (gm * gn * batch >= cu && 4 * M * N >= 3 * gm * t->tm * gn * t->tn) v = big[kind][i];
+    }
+  }
+  if (v < 0 && tc) v = bias || batch > 1 ? GEMM_TMID : GEMM_TSMALL;
+  if (v < 0 && vec) v = bias || batch > 1 ? GEMM_VMID : GEMM_VSMALL;
   if (v < 0) v = bias || batch > 1 ? GEMM_SMALL_K32 : GEMM_SMALL;
   const char *env = getenv("FLAGOS_OPENCL_SPLITK");
   if (batch != 1) return v;
@@ -451,19 +643,22 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool bias, int64_t ba
  * work-group size marks it failed, and CLBlast takes the products. */
 static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, int v, gemm_prog_t *p) {
   const gemm_variant_t *t = &k_variants[v];
-  size_t nt = (size_t)(t->tm / t->rm) * (size_t)(t->tn / t->rn);
+  size_t nt = threads(t);
   /* reqd_work_group_size past the device's limit fails the build itself on some compilers */
   if (d->max_wg && d->max_wg < nt) {
     *p = (gemm_prog_t){.failed = true, .why = CL_INVALID_WORK_GROUP_SIZE};
     return NULL;
   }
-  static const char *const types[3] = {"#define T float\n#define C float\n",
-                                       "#define T double\n#define C double\n#define GEMM_F64 1\n",
-                                       "#define T ushort\n#define C float\n#define GEMM_F16 1\n"};
-  char head[256];
-  int hn = snprintf(head, sizeof head, "%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n",
-                    types[kind], t->inter ? "#define INTER 1\n" : "", t->tm, t->tn, t->tk, t->rm, t->rn);
-  const char *body = t->vec ? k_vec : k_src;
+  static const char *const types[4] = {
+      "#define T float\n#define C float\n", "#define T double\n#define C double\n#define GEMM_F64 1\n",
+      "#define T ushort\n#define C float\n#define GEMM_F16 1\n",
+      "#define T ushort\n#define C float\n#define GEMM_F16 1\n#define MMA_EMULATE 1\n"};
+  char head[320];
+  int hn = snprintf(head, sizeof head,
+                    "%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
+                    "#define WN %d\n",
+                    types[kind], t->inter ? "#define INTER 1\n" : "", t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn);
+  const char *body = t->tc ? k_tc : t->vec ? k_vec : k_src;
   size_t nb = strlen(body), n = (size_t)hn + sizeof k_pre - 1 + nb + sizeof k_sum;
   char *src = malloc(n);
   if (!src) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
@@ -471,9 +666,14 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
   memcpy(src + hn, k_pre, sizeof k_pre - 1);
   memcpy(src + hn + sizeof k_pre - 1, body, nb);
   memcpy(src + hn + sizeof k_pre - 1 + nb, k_sum, sizeof k_sum);
-  flagos_status_t err = ocl_program_build(s, d, src, n - 1, &p->prog);
+  bool refused = false;
+  flagos_status_t err = ocl_program_build_opt(s, d, src, n - 1, &p->prog, t->tc ? &refused : NULL);
   free(src);
   if (err) return err;
+  if (refused) {
+    *p = (gemm_prog_t){.failed = true, .why = CL_BUILD_PROGRAM_FAILURE};
+    return NULL;
+  }
   cl_int e;
   p->gemm = s->cl.clCreateKernel(p->prog, "flagos_gemm", &e);
   if (p->gemm) p->sum = s->cl.clCreateKernel(p->prog, "flagos_gemm_sum", &e);
@@ -489,9 +689,30 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
   return NULL;
 }
 
+/* Whether products go to k_tc (under g->lock): 0 no; 1 through PTX's mma.sync,
+ * on NVIDIA devices of compute capability 8.0 and later (unless
+ * FLAGOS_OPENCL_TENSOR=0, or their compiler refused the kernel before); 2
+ * emulated, on any device (FLAGOS_OPENCL_TENSOR=emulate: tests). */
+static int tc_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g) {
+  const char *e = getenv("FLAGOS_OPENCL_TENSOR");
+  if (e && (!strcmp(e, "0") || !strcmp(e, "off"))) return 0;
+  if (e && !strcmp(e, "emulate")) return 2;
+  if (g->tc < 0) {
+    cl_uint major = 0;
+    g->tc = strstr(d->vendor, "NVIDIA") && ocl_has_word(d->extensions, "cl_nv_device_attribute_query") &&
+            s->cl.clGetDeviceInfo(d->id, 0x4000 /* CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV */, sizeof major, &major,
+                                  NULL) == CL_SUCCESS &&
+            major >= 8;
+  }
+  return g->tc;
+}
+
 static ocl_gemm_dev_t *gemm_dev(ocl_device_t *d) {
   pthread_mutex_lock(&g_gemm_new_lock);
-  if (!d->gemm && (d->gemm = calloc(1, sizeof(*d->gemm)))) pthread_mutex_init(&d->gemm->lock, NULL);
+  if (!d->gemm && (d->gemm = calloc(1, sizeof(*d->gemm)))) {
+    pthread_mutex_init(&d->gemm->lock, NULL);
+    d->gemm->tc = -1;
+  }
   ocl_gemm_dev_t *g = d->gemm;
   pthread_mutex_unlock(&g_gemm_new_lock);
   return g;
@@ -531,36 +752,54 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   bool vec = !f64 && lda % 4 == 0 && ldb % 4 == 0 && a->sa % 4 == 0 && a->sb % 4 == 0;
   /* and Y's (else the vector kernel writes Y element by element) */
   bool yvec = a->N % 4 == 0 && a->sy % 4 == 0;
-  int parts;
-  int v = pick(d, f64, vec, a->bias != NULL, a->batch, a->M, a->N, a->K, &parts);
-  /* the workspace is shared: only the default queue's order keeps its uses apart */
-  if (q != d->queue) parts = 1;
-  const gemm_variant_t *t = &k_variants[v];
-  /* the grid's second and third dimensions: 65535 groups at most on some
-   * platforms (NVIDIA's maps them onto CUDA's grid) */
-  if (cdiv(a->M, t->tm) > 65535 || (parts > 1 ? parts : a->batch) > 65535) return NULL;
-  size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N; /* es: the computed type's size (workspace, alpha) */
+  /* k_tc: f16 on rows of whole 16-byte loads, on a device that has mma.sync (or emulated) */
   pthread_mutex_lock(&g->lock);
-  gemm_prog_t *p = &g->p[kind][v];
-  if (!p->gemm && !p->failed) {
-    flagos_status_t err = build_variant(s, d, kind, v, p);
-    if (err) {
-      /* The run gets the build's error (with its log) once; after that the
-       * variant is marked and CLBlast or the generic kernel takes its products,
-       * rather than a build of several seconds failing every call. */
-      p->failed = true;
-      p->why = CL_BUILD_PROGRAM_FAILURE;
+  int tcm = f16 && lda % 8 == 0 && ldb % 8 == 0 && a->sa % 8 == 0 && a->sb % 8 == 0 ? tc_mode(s, d, g) : 0;
+  int parts, v;
+  const gemm_variant_t *t;
+  gemm_prog_t *kp = NULL;
+  size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N; /* es: the computed type's size (workspace, alpha) */
+  for (;;) {
+    v = pick(d, f64, vec, tcm != 0, a->bias != NULL, a->batch, a->M, a->N, a->K, &parts);
+    /* the workspace is shared: only the default queue's order keeps its uses apart */
+    if (q != d->queue) parts = 1;
+    t = &k_variants[v];
+    /* the grid's second and third dimensions: 65535 groups at most on some
+     * platforms (NVIDIA's maps them onto CUDA's grid) */
+    if (cdiv(a->M, t->tm) > 65535 || (parts > 1 ? parts : a->batch) > 65535) {
       pthread_mutex_unlock(&g->lock);
-      return err;
+      return NULL;
     }
-    if (p->failed && trace)
-      trace("flagos trace: opencl gemm: '%s' cannot run our %dx%d tile kernel (%s): CLBlast or the generic kernel "
-            "instead\n",
-            d->name, t->tm, t->tn, ocl_error_name(p->why));
-  }
-  if (!p->gemm) {
+    int k = t->tc && tcm == 2 ? 3 : kind;
+    gemm_prog_t *p = &g->p[k][v];
+    flagos_status_t err = NULL;
+    if (!p->gemm && !p->failed) {
+      err = build_variant(s, d, k, v, p);
+      if (err) {
+        p->failed = true;
+        p->why = CL_BUILD_PROGRAM_FAILURE;
+      }
+      if (p->failed && trace)
+        trace("flagos trace: opencl gemm: '%s' cannot run our %dx%d tile kernel%s (%s): %s instead\n", d->name, t->tm,
+              t->tn, t->tc ? " on tensor cores" : "", ocl_error_name(p->why),
+              t->tc ? "the other kernels" : "CLBlast or the generic kernel");
+    }
+    if (p->gemm) {
+      kp = p;
+      break;
+    }
+    if (t->tc && !err) {
+      /* the tensor-core kernel is a fast path: a device whose compiler does
+       * not take it (or cannot run it) goes on without it */
+      g->tc = 0;
+      tcm = 0;
+      continue;
+    }
+    /* The run gets the build's error (with its log) once; after that the
+     * variant is marked and CLBlast or the generic kernel takes its products,
+     * rather than a build of several seconds failing every call. */
     pthread_mutex_unlock(&g->lock);
-    return NULL;
+    return err;
   }
   if (parts > 1 && !split_room(s, d, g, (size_t)parts * mn * es)) parts = 1;
   int M = (int)a->M, N = (int)a->N, K = (int)a->K, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0);
@@ -578,19 +817,19 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
                           &flags};
   size_t sizes[16] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, 4, 8, 8, 8,
                       es, es, 4, 4};
-  size_t nt = (size_t)(t->tm / t->rm) * (size_t)(t->tn / t->rn);
+  size_t nt = threads(t);
   size_t global[3] = {(size_t)cdiv(a->N, t->tn) * nt, (size_t)cdiv(a->M, t->tm),
                       parts > 1 ? (size_t)parts : (size_t)a->batch};
   size_t local[3] = {nt, 1, 1};
-  cl_int e = set_args(s, p->gemm, vals, sizes, 16);
-  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, p->gemm, 3, NULL, global, local, 0, NULL, NULL);
+  cl_int e = set_args(s, kp->gemm, vals, sizes, 16);
+  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->gemm, 3, NULL, global, local, 0, NULL, NULL);
   if (e == CL_SUCCESS && parts > 1) {
     int imn = (int)mn, pp = parts;
     const void *sv[8] = {&a->Y, &g->ws, &bias, &imn, &N, &pp, beta, &flags};
     size_t ss[8] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4};
-    e = set_args(s, p->sum, sv, ss, 8);
+    e = set_args(s, kp->sum, sv, ss, 8);
     size_t sl = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, sg = (mn + sl - 1) / sl * sl;
-    if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, p->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
+    if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
   }
   pthread_mutex_unlock(&g->lock);
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the gemm kernel");
@@ -600,14 +839,14 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
           "slice%s on '%s'\n",
           f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
-          t->vec ? " vec" : "", parts, parts > 1 ? "s" : "", d->name);
+          t->vec ? " vec" : !t->tc ? "" : tcm == 2 ? " mma emulated" : " mma", parts, parts > 1 ? "s" : "", d->name);
   return NULL;
 }
 
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d) {
   ocl_gemm_dev_t *g = d->gemm;
   if (!g) return;
-  for (int f = 0; f < 3; f++)
+  for (int f = 0; f < 4; f++)
     for (int v = 0; v < GEMM_NV; v++) {
       gemm_prog_t *p = &g->p[f][v];
       if (p->sum) s->cl.clReleaseKernel(p->sum);

@@ -71,16 +71,9 @@ struct flagos_bgraph_s {
   int n_seg;
 };
 
-static bool has_word(const char *list, const char *word) {
-  size_t l = strlen(word);
-  for (const char *p = list; p && (p = strstr(p, word)); p += l)
-    if ((p == list || p[-1] == ' ') && (p[l] == 0 || p[l] == ' ')) return true;
-  return false;
-}
-
 void ocl_cb_load(ocl_state_t *s, ocl_device_t *d) {
   d->cb_ok = false;
-  if (s->cb_off || !has_word(d->extensions, "cl_khr_command_buffer")) {
+  if (s->cb_off || !ocl_has_word(d->extensions, "cl_khr_command_buffer")) {
     if (getenv("FLAGOS_TRACE"))
       fprintf(stderr, "flagos trace: opencl: '%s': no command buffers (%s): replays launch by launch\n", d->name,
               s->cb_off ? "FLAGOS_OPENCL_COMMAND_BUFFER=0" : "no cl_khr_command_buffer");

@@ -123,6 +123,9 @@ struct flagos_bevent_s {
 
 #define OCL_ERR(s, code, ...) ((s)->host.status_new((code), __VA_ARGS__))
 
+/* Whether the space-separated list (a device's extensions) holds word. */
+bool ocl_has_word(const char *list, const char *word);
+
 /* Name of an OpenCL error code ("CL_OUT_OF_RESOURCES"). */
 const char *ocl_error_name(cl_int e);
 /* A status for a failed OpenCL call: "opencl backend: <what>: CL_... (n)". */
@@ -165,6 +168,11 @@ flagos_status_t ocl_kernel_get(void *state, flagos_bmodule_t m, const char *name
 flagos_status_t ocl_launch(void *state, flagos_bstream_t s, flagos_bkernel_t k, const flagos_launch_t *args);
 /* Builds OpenCL C source for device d through the binary cache (plugin-made programs such as ocl_gemm.c's). */
 flagos_status_t ocl_program_build(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out);
+/* The same; where `refused` is given, a compiler that rejects the source sets
+ * it and returns no error (*out NULL, the source kept as <key>.failed.cl): for
+ * optional kernels such as ocl_gemm.c's tensor-core one. */
+flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out,
+                                      bool *refused);
 
 /* ocl_blas.c: "gemm" through our kernels (ocl_gemm.c) or CLBlast (opened at first use); anything else is
  * FLAGOS_ERR_UNSUPPORTED */

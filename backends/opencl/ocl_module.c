@@ -175,6 +175,12 @@ static flagos_status_t build_error(ocl_state_t *s, const ocl_device_t *d, cl_pro
 }
 
 flagos_status_t ocl_program_build(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out) {
+  return ocl_program_build_opt(s, d, src, len, out, NULL);
+}
+
+flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out,
+                                      bool *refused) {
+  *out = NULL;
   char opts[1024];
   const char *extra = getenv("FLAGOS_OPENCL_BUILD_OPTIONS");
   /* -w: warnings about generated code (constant conditions...) help no one, and
@@ -231,6 +237,11 @@ flagos_status_t ocl_program_build(ocl_state_t *s, ocl_device_t *d, const char *s
   e = s->cl.clBuildProgram(prog, 1, &d->id, opts, NULL, NULL);
   if (e != CL_SUCCESS) {
     if (cache_ok) write_atomic(failed, src, len, NULL, 0);
+    if (refused && e == CL_BUILD_PROGRAM_FAILURE) {
+      s->cl.clReleaseProgram(prog);
+      *refused = true;
+      return NULL;
+    }
     flagos_status_t st = build_error(s, d, prog, e, cache_ok ? failed : NULL);
     s->cl.clReleaseProgram(prog);
     return st;

@@ -48,7 +48,8 @@ for s in $(echo "${GEMM_SETS:-bert1,bert32,gpt2_1,resnet1,resnet64,square}" | tr
   shapes+=(${sets[$s]})
 done
 tiles=${GEMM_TILES:-}
-[ "$tiles" = all ] && tiles=$(seq 0 13 | tr '\n' ' ')
+# every entry of ocl_gemm.c's k_variants
+[ "$tiles" = all ] && tiles=$(seq 0 15 | tr '\n' ' ')
 jl=$out/gemm.jsonl
 : >"$jl"
 b=("$build/flagos_gemm_bench" --iters "${GEMM_ITERS:-100}")

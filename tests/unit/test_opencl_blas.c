@@ -267,7 +267,7 @@ static void test_ours(const char *blas_log) {
    * stride a multiple of 4, no extent a multiple of the tile, K not a multiple
    * of the K step; each must run as its own variant (the trace's "vec)") */
   int vec_before = count_lines(blas_log, " vec)"), nvec = 0;
-  for (int v = 5; v <= 13; v++) {
+  for (int v = 5; v <= 10; v++) {
     char tile[8], what[64];
     snprintf(tile, sizeof tile, "%d", v);
     setenv("FLAGOS_OPENCL_GEMM_TILE", tile, 1);
@@ -304,6 +304,62 @@ static void test_ours(const char *blas_log) {
       n++;
   int vec_ran = count_lines(blas_log, " vec)") - vec_before;
   CHECK(vec_ran == nvec, "ours: %d products ran through the vector kernel (%d expected)", vec_ran, nvec);
+  /* the tensor-core kernel's variants (k_tc), its mma.sync emulated
+   * (FLAGOS_OPENCL_TENSOR=emulate; the real instruction runs on NVIDIA GPUs
+   * only): f16 with every leading dimension and batch stride a multiple of 8,
+   * both ways of filling its tiles (rows along K copied, along M or N paired),
+   * a K tail, N odd; each must run as its own variant ("mma emulated)") */
+  setenv("FLAGOS_OPENCL_TENSOR", "emulate", 1);
+  int tc_before = count_lines(blas_log, " mma emulated)"), ntc = 0;
+  for (int v = 11; v <= 15; v++) {
+    char tile[8], what[64];
+    snprintf(tile, sizeof tile, "%d", v);
+    setenv("FLAGOS_OPENCL_GEMM_TILE", tile, 1);
+    snprintf(what, sizeof what, "ours, f16, mma tile %d, plain, NaN in Y", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 1, 136, 72, 80, 0, 0, -1, -1, -1, 1, 0, true, false}), n16++, ntc++;
+    snprintf(what, sizeof what, "ours, f16, mma tile %d, transA, bias", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 1, 136, 72, 80, 1, 0, -1, -1, -1, 1, 0, false, true}), n16++, ntc++;
+    snprintf(what, sizeof what, "ours, f16, mma tile %d, transB, batch gaps, beta", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 3, 24, 16, 40, 0, 1, 24 * 40 + 8, 40 * 16 + 8, 24 * 16 + 4, 0.75, 1.5,
+                             false, false}),
+        n16++, ntc++;
+    snprintf(what, sizeof what, "ours, f16, mma tile %d, transA transB, N 37", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 1, 40, 37, 48, 1, 1, -1, -1, -1, -2, 0, true, true}), n16++, ntc++;
+    snprintf(what, sizeof what, "ours, f16, mma tile %d, batch, A shared, bias, beta", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 3, 40, 136, 24, 0, 0, 0, -1, -1, 1, 1, false, true}), n16++, ntc++;
+  }
+  /* rows not on 16-byte boundaries: the other kernels */
+  run_case("ours, f16, mma tile asked for, K 76",
+           (gcase_t){FLAGOS_FLOAT16, 1, 40, 24, 76, 0, 0, -1, -1, -1, 1, 0, true, false}), n16++;
+  unsetenv("FLAGOS_OPENCL_GEMM_TILE");
+  setenv("FLAGOS_OPENCL_SPLITK", "3", 1);
+  run_case("ours, f16, mma, split 3, transA bias beta",
+           (gcase_t){FLAGOS_FLOAT16, 1, 40, 24, 200, 1, 0, -1, -1, -1, 0.5, 0.25, false, true}), n16++, ntc++;
+  unsetenv("FLAGOS_OPENCL_SPLITK");
+  unsetenv("FLAGOS_OPENCL_TENSOR");
+  int tc_ran = count_lines(blas_log, " mma emulated)") - tc_before;
+  CHECK(tc_ran == ntc, "ours: %d products ran through the tensor-core kernel, emulated (%d expected)", tc_ran, ntc);
+  /* the same products with the device's own mma.sync where it has one (an
+   * NVIDIA GPU of compute capability 8.0 or later: scripts/gpu/run.sh's unit
+   * stage), the other kernels elsewhere; results checked either way */
+  int real_before = count_lines(blas_log, " mma)");
+  for (int v = 11; v <= 15; v++) {
+    char tile[8], what[64];
+    snprintf(tile, sizeof tile, "%d", v);
+    setenv("FLAGOS_OPENCL_GEMM_TILE", tile, 1);
+    snprintf(what, sizeof what, "ours, f16, device mma tile %d, transA, bias", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 1, 136, 72, 80, 1, 0, -1, -1, -1, 1, 0, false, true}), n16++;
+    snprintf(what, sizeof what, "ours, f16, device mma tile %d, transB, batch gaps, beta", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 3, 24, 16, 40, 0, 1, 24 * 40 + 8, 40 * 16 + 8, 24 * 16 + 4, 0.75, 1.5,
+                             false, false}),
+        n16++;
+    snprintf(what, sizeof what, "ours, f16, device mma tile %d, batch, A shared, NaN in Y", v);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 3, 40, 136, 24, 0, 0, 0, -1, -1, 1, 0, true, true}), n16++;
+  }
+  unsetenv("FLAGOS_OPENCL_GEMM_TILE");
+  int real = count_lines(blas_log, " mma)") - real_before;
+  CHECK(real == 0 || real == 15, "ours: %d of 15 products through the device's mma.sync", real);
+  printf("test_opencl_blas: %d of 15 f16 products ran on the device's tensor cores (mma.sync)\n", real);
   setenv("FLAGOS_OPENCL_GEMM_TILE", "2", 1);
   run_case("ours, f64 batch, transA", (gcase_t){FLAGOS_FLOAT64, 2, 33, 17, 65, 1, 0, -1, -1, -1, 0.5, 0.25, false, false});
   run_case("ours, f64 transB, NaN in Y, bias", (gcase_t){FLAGOS_FLOAT64, 1, 20, 19, 21, 0, 1, -1, -1, -1, 1, 0, true, true});
