@@ -531,11 +531,11 @@ static const gemm_variant_t k_variants[] = {
     {32, 64, 32, 4, 4, false, false, true},   /* 8: 128; GEMM_VSMALL */
     {128, 64, 16, 8, 4, false, false, true},  /* 9: 256 */
     {64, 64, 32, 4, 4, false, false, true},   /* 10: 256 */
-    {128, 128, 32, 0, 0, .tc = true, .wm = 64, .wn = 32}, /* 11: 256; GEMM_TLARGE */
-    {64, 128, 32, 0, 0, .tc = true, .wm = 32, .wn = 64},  /* 12: 128; GEMM_TWIDE */
+    {128, 128, 32, 0, 0, .tc = true, .wm = 64, .wn = 32}, /* 11: 256 */
+    {64, 128, 32, 0, 0, .tc = true, .wm = 32, .wn = 64},  /* 12: 128 */
     {64, 64, 32, 0, 0, .tc = true, .wm = 32, .wn = 32},   /* 13: 128; GEMM_TMID */
     {32, 64, 64, 0, 0, .tc = true, .wm = 16, .wn = 32},   /* 14: 128; GEMM_TSMALL */
-    {128, 64, 32, 0, 0, .tc = true, .wm = 64, .wn = 32},  /* 15: 128 */
+    {128, 64, 32, 0, 0, .tc = true, .wm = 64, .wn = 32},  /* 15: 128; GEMM_TLARGE */
 };
 #define GEMM_NV ((int)(sizeof k_variants / sizeof k_variants[0]))
 #define GEMM_LARGE 0
@@ -546,8 +546,7 @@ static const gemm_variant_t k_variants[] = {
 #define GEMM_VWIDE 6
 #define GEMM_VMID 7
 #define GEMM_VSMALL 8
-#define GEMM_TLARGE 11
-#define GEMM_TWIDE 12
+#define GEMM_TLARGE 15
 #define GEMM_TMID 13
 #define GEMM_TSMALL 14
 
@@ -583,16 +582,20 @@ bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt) {
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* The variant and number of K slices for a product, from measurements on an
- * H100 (backends/opencl/README.md). The large tile reuses each loaded value
- * most, but only products with at least 1.5 of its tiles per compute unit fill
- * the GPU with it (2048^3: 676 us against 713 with the small tile). Others take
- * a 32x64 tile, K steps of 32 for products with a bias epilogue or a batch (BERT's
- * linear layers and attention: 3.03 ms a run against 3.25 with steps of 16),
- * steps of 16 for the rest (ResNet-50's convolutions: 1.72-1.77 ms against
- * 1.85-1.87 with steps of 32; a single-shape benchmark did not separate the
- * two, so this follows the models). Batch-1 products with a long K (at least
- * GEMM_SPLIT_K) are split over K until there are about 2.5 groups per compute
- * unit (slices of at least GEMM_MIN_SLICE, at most GEMM_MAX_SPLIT of them). */
+ * H100 (scripts/gpu/gemm.sh; bench/gpu/results-h100-2026-11-22-s8.md). The
+ * kernel: tensor cores for f16 (k_tc), else the vector kernel where the rows
+ * allow (k_vec), else the general one. The tile: the first of the kernel's two
+ * large ones that gives every compute unit a group and wastes at most a
+ * quarter of its outputs past M and N (128x128 then 64x64 for the general
+ * kernel, 128x128 then 64x128 for the vector one: 4096^3 f32 at 41.8 TFLOP/s
+ * against 25 before; 128x64 then 64x64 on tensor cores); else a 64x64 tile for
+ * products with a bias epilogue or a batch (BERT's linear layers and
+ * attention) and 32x64 for the rest (on tensor cores: 64x64, and 32x64 with
+ * K steps of 64; the general kernel's 32x64 with K steps of 32 and 16, as
+ * measured on the models in the sixth session). Batch-1 products with a long K
+ * (at least GEMM_SPLIT_K) are split over K until there are about 2.5 groups
+ * per compute unit (slices of at least GEMM_MIN_SLICE, at most GEMM_MAX_SPLIT
+ * of them). */
 #define GEMM_SPLIT_K 512
 #define GEMM_MIN_SLICE 128
 #define GEMM_MAX_SPLIT 16
@@ -612,7 +615,7 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, bool bias, i
   if (v < 0 && !f64) {
     /* the first tile that fills the GPU (a group per compute unit) and wastes
      * at most a quarter of its outputs past M and N */
-    static const int big[3][2] = {{GEMM_LARGE, GEMM_MID}, {GEMM_VLARGE, GEMM_VWIDE}, {GEMM_TLARGE, GEMM_TWIDE}};
+    static const int big[3][2] = {{GEMM_LARGE, GEMM_MID}, {GEMM_VLARGE, GEMM_VWIDE}, {GEMM_TLARGE, GEMM_TMID}};
     for (int i = 0; i < 2 && v < 0; i++) {
       const gemm_variant_t *t = &k_variants[big[kind][i]];
       int64_t gm = cdiv(M, t->tm), gn = cdiv(N, t->tn);
