@@ -51,9 +51,10 @@ for name in want:
     for k in ("name", "vendor", "driver_version", "plugin_version"):
         assert isinstance(d[k], str) and d[k], (name, k)
     assert d["calibrated"] is True, name
-    # Plausible for any CPU or PoCL device: between 10 MFLOP/s and 100 TFLOP/s.
+    # Plausible for any device: between 10 MFLOP/s and 10 PFLOP/s (an H100's
+    # OpenCL device measures 1e14 in f16 since its products run on tensor cores).
     for k in ("f32", "f16"):
-        assert 1e7 < d["peak_flops"][k] < 1e14, (name, k, d["peak_flops"][k])
+        assert 1e7 < d["peak_flops"][k] < 1e16, (name, k, d["peak_flops"][k])
     assert 1e7 < d["memory_bandwidth"] < 1e13, (name, d["memory_bandwidth"])
     assert 1e-8 < d["launch_overhead_s"] < 1e-1, (name, d["launch_overhead_s"])
     assert d["h2d_bandwidth"] > 1e6 and d["d2h_bandwidth"] > 1e6, name
