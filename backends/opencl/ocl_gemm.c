@@ -8,15 +8,16 @@
  * of a 4-buffer call is an epilogue, so MatMulBias and Gemm with a bias row end
  * their node in one launch.
  *
- * The kernel (k_src): each work-group computes a TM x TN tile of Y walking K in
- * steps of TK; both operand tiles go through local memory (k-major, padded so
- * the transposing stores of row-major A and column-major B spread over banks),
- * the next step's tile is fetched into registers while the current one is
- * multiplied, and each work-item keeps an RM x RN block of outputs in
- * registers. Transposes are uniform branches on an argument, so one kernel
- * serves the four cases. Each tile variant (k_variants) is its own program
- * (the source with its #defines in front), built at a device's first product
- * that needs it, through ocl_module.c's binary cache.
+ * The kernels (ocl_gemm_src.c): each work-group computes a TM x TN tile of Y
+ * walking K in steps of TK; both operand tiles go through local memory, the
+ * next step's tile is fetched into registers while the current one is
+ * multiplied, and each work-item (each warp, on tensor cores) keeps its block
+ * of outputs in registers. Transposes are uniform branches on an argument, so
+ * one kernel serves the four cases. Three kernels: the general one, the vector
+ * one (float4 accesses) and the tensor-core one (f16, PTX mma.sync). Each tile
+ * variant (k_variants) is its own program (the source with its #defines in
+ * front), built at a device's first product that needs it, through
+ * ocl_module.c's binary cache.
  *
  * Few output tiles (BERT at batch 1 has M = 128) leave most of a large GPU
  * idle: then the product is split over K, slices on the grid's third
@@ -37,460 +38,13 @@
 
 #include "ocl_internal.h"
 
-/* The kernels. Defined in front by the host: T (the buffers' element: float,
- * double, or ushort holding half bits), C (the type computed in: float or
- * double), TM, TN, TK, RM, RN; GEMM_F64 for double, GEMM_F16 for half. Half
- * values are read and written with vload_half/vstore_half_rte, which every
- * OpenCL device has (no cl_khr_fp16 needed: NVIDIA's platform lacks it), and
- * summed in float. The work-group is NT = (TM/RM)*(TN/RN) work-items, x along
- * N. Indices within a matrix are int (the host keeps M*K, K*N and M*N below
- * 2^31); batch offsets are long. */
-static const char k_pre[] =
-    "#ifdef GEMM_F64\n"
-    "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
-    "#endif\n"
-    "#ifdef GEMM_F16\n"
-    "#define LD(p, i) vload_half(0, (__global const half *)((p) + (i)))\n"
-    "#define ST(p, i, v) vstore_half_rte((v), 0, (__global half *)((p) + (i)))\n"
-    "#else\n"
-    "#define LD(p, i) ((p)[i])\n"
-    "#define ST(p, i, v) ((p)[i] = (v))\n"
-    "#endif\n"
-    "#define GEMM_ARGS __global const T *restrict A, __global const T *restrict B, __global T *Y, __global C *W, \\\n"
-    "  __global const T *restrict bias, int M, int N, int K, int trans, long sa, long sb, long sy, C alpha, C beta, \\\n"
-    "  int kslice, int flags\n"
-    "/* the group's tile (n0, m0), its batch or K slice (z: A, B and Y, or the\n"
-    " * workspace W, moved to it; K from kbeg to ke), the transposes */\n"
-    "#define GEMM_START                                                       \\\n"
-    "  const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;       \\\n"
-    "  const int z = get_group_id(2), split = flags & 4;                       \\\n"
-    "  const long b = split ? 0 : z;                                           \\\n"
-    "  A += b * sa;                                                            \\\n"
-    "  B += b * sb;                                                            \\\n"
-    "  if (split)                                                              \\\n"
-    "    W += (long)z * sy;                                                    \\\n"
-    "  else                                                                    \\\n"
-    "    Y += (long)z * sy;                                                    \\\n"
-    "  const int kbeg = split ? z * kslice : 0;                                \\\n"
-    "  const int ke = split ? min(K, kbeg + kslice) : K;                       \\\n"
-    "  const int ta = trans & 1, tb = (trans >> 1) & 1;\n";
-
-/* The general kernel: any shape, any alignment. */
-static const char k_src[] =
-    "#define NT ((TM / RM) * (TN / RN))\n"
-    "#define LA (TM * TK / NT)\n"
-    "#define LB (TN * TK / NT)\n"
-    "#define PAD 4\n"
-    "#if NT % TM != 0 || NT % TN != 0 || NT % TK != 0\n"
-    "#error \"a tile's rows, columns and K step must divide the work-group\"\n"
-    "#endif\n"
-    "/* a work-item's outputs: adjacent (4-wide local reads), or INTER: TM/RM rows\n"
-    " * and TN/RN columns apart (conflict-free scalar reads, coalesced stores) */\n"
-    "#ifdef INTER\n"
-    "#define ROW(i) (ty + (i) * (TM / RM))\n"
-    "#define COL(j) (tx + (j) * (TN / RN))\n"
-    "#else\n"
-    "#define ROW(i) (ty * RM + (i))\n"
-    "#define COL(j) (tx * RN + (j))\n"
-    "#endif\n"
-    "__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))\n"
-    "void flagos_gemm(GEMM_ARGS) {\n"
-    "  __local C As[TK][TM + PAD] __attribute__((aligned(16)));\n"
-    "  __local C Bs[TK][TN + PAD] __attribute__((aligned(16)));\n"
-    "  const int tid = get_local_id(0);\n"
-    "  const int tx = tid % (TN / RN), ty = tid / (TN / RN);\n"
-    "  GEMM_START\n"
-    "  /* element e of this work-item's share of a tile: A's row ia + e*dia and step\n"
-    "   * ka + e*dka, B's column jb + e*djb and step kb + e*dkb; consecutive\n"
-    "   * work-items take consecutive addresses of the operand's contiguous dimension\n"
-    "   * so that global reads coalesce */\n"
-    "  const int ia = ta ? tid % TM : tid / TK, ka = ta ? tid / TM : tid % TK;\n"
-    "  const int dia = ta ? 0 : NT / TK, dka = ta ? NT / TM : 0;\n"
-    "  const int rsA = ta ? 1 : K, ksA = ta ? M : 1;\n"
-    "  const int jb = tb ? tid / TK : tid % TN, kb = tb ? tid % TK : tid / TN;\n"
-    "  const int djb = tb ? NT / TK : 0, dkb = tb ? 0 : NT / TN;\n"
-    "  const int csB = tb ? K : 1, ksB = tb ? 1 : N;\n"
-    "  C acc[RM][RN];\n"
-    "#pragma unroll\n"
-    "  for (int i = 0; i < RM; i++)\n"
-    "#pragma unroll\n"
-    "    for (int j = 0; j < RN; j++) acc[i][j] = 0;\n"
-    "  C ra[LA], rb[LB];\n"
-    "#define FETCH(k0)                                                            \\\n"
-    "  {                                                                          \\\n"
-    "    _Pragma(\"unroll\") for (int e = 0; e < LA; e++) {                         \\\n"
-    "      int r = m0 + ia + e * dia, k = (k0) + ka + e * dka;                    \\\n"
-    "      ra[e] = r < M && k < ke ? LD(A, r * rsA + k * ksA) : (C)0;             \\\n"
-    "    }                                                                        \\\n"
-    "    _Pragma(\"unroll\") for (int e = 0; e < LB; e++) {                         \\\n"
-    "      int c = n0 + jb + e * djb, k = (k0) + kb + e * dkb;                    \\\n"
-    "      rb[e] = c < N && k < ke ? LD(B, c * csB + k * ksB) : (C)0;             \\\n"
-    "    }                                                                        \\\n"
-    "  }\n"
-    "  FETCH(kbeg)\n"
-    "  for (int k0 = kbeg; k0 < ke; k0 += TK) {\n"
-    "#pragma unroll\n"
-    "    for (int e = 0; e < LA; e++) As[ka + e * dka][ia + e * dia] = ra[e];\n"
-    "#pragma unroll\n"
-    "    for (int e = 0; e < LB; e++) Bs[kb + e * dkb][jb + e * djb] = rb[e];\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (k0 + TK < ke) FETCH(k0 + TK)\n"
-    "#pragma unroll\n"
-    "    for (int kk = 0; kk < TK; kk++) {\n"
-    "      C a[RM], c[RN];\n"
-    "#pragma unroll\n"
-    "      for (int i = 0; i < RM; i++) a[i] = As[kk][ROW(i)];\n"
-    "#pragma unroll\n"
-    "      for (int j = 0; j < RN; j++) c[j] = Bs[kk][COL(j)];\n"
-    "#pragma unroll\n"
-    "      for (int i = 0; i < RM; i++)\n"
-    "#pragma unroll\n"
-    "        for (int j = 0; j < RN; j++) acc[i][j] = mad(a[i], c[j], acc[i][j]);\n"
-    "    }\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "  }\n"
-    "#pragma unroll\n"
-    "  for (int i = 0; i < RM; i++) {\n"
-    "    int m = m0 + ROW(i);\n"
-    "#pragma unroll\n"
-    "    for (int j = 0; j < RN; j++) {\n"
-    "      int n = n0 + COL(j);\n"
-    "      if (m < M && n < N) {\n"
-    "        C v = alpha * acc[i][j];\n"
-    "        if (split) {\n"
-    "          W[m * N + n] = v;\n"
-    "        } else {\n"
-    "          /* beta 0 ignores Y's old contents (NaN included), as the gemm contract says */\n"
-    "          if (flags & 2) v += beta * LD(Y, m * N + n);\n"
-    "          if (flags & 1) v += LD(bias, n);\n"
-    "          ST(Y, m * N + n, v);\n"
-    "        }\n"
-    "      }\n"
-    "    }\n"
-    "  }\n"
-    "}\n";
-
-/* The vector kernel, for f32 and f16 products whose operands' rows all start
- * on 16-byte (f16: 8-byte) boundaries (the host checks: A's and B's leading
- * dimensions and batch strides multiples of 4): operands read as float4
- * (vloada_half4), tiles read from local memory as float4; its bounds tests
- * are per float4, which lies wholly inside or outside an operand then. Y is
- * written as float4 where its rows are aligned too (flags & 8), else element
- * by element (GPT-2's logits: N = 50257). */
-static const char k_vec[] =
-    "#if defined(GEMM_F16)\n"
-    "#define LD4(p, i) vloada_half4(0, (__global const half *)((p) + (i)))\n"
-    "#define ST4(p, i, v) vstorea_half4_rte((v), 0, (__global half *)((p) + (i)))\n"
-    "#else\n"
-    "#define LD4(p, i) (*(__global const float4 *)((p) + (i)))\n"
-    "#define ST4(p, i, v) (*(__global float4 *)((p) + (i)) = (v))\n"
-    "#endif\n"
-    "#define TX (TN / RN)\n"
-    "#define TY (TM / RM)\n"
-    "#define NT (TX * TY)\n"
-    "#define VM (RM / 4)\n"
-    "#define VN (RN / 4)\n"
-    "#define FA (TM * TK / 4 / NT)\n"
-    "#define FB (TN * TK / 4 / NT)\n"
-    "#define PAD 4\n"
-    "#if TX % 8 != 0 || TY % 4 != 0 || FA * NT * 4 != TM * TK || FB * NT * 4 != TN * TK || TK % 4 != 0\n"
-    "#error \"a work-group of 8x4-work-item warps must load whole float4s of both tiles\"\n"
-    "#endif\n"
-    "/* Rows (columns) of a work-item's outputs: VM (VN) runs of 4 adjacent ones,\n"
-    " * TM/VM (TN/VN) apart, read from local memory as float4s; the work-items of a\n"
-    " * warp of 32 form an 8 (along N) x 4 (along M) block. */\n"
-    "__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))\n"
-    "void flagos_gemm(GEMM_ARGS) {\n"
-    "  __local float As[TK][TM + PAD] __attribute__((aligned(16)));\n"
-    "  __local float Bs[TK][TN + PAD] __attribute__((aligned(16)));\n"
-    "  const int tid = get_local_id(0), lane = tid % 32, w = tid / 32;\n"
-    "  const int tx = (w % (TX / 8)) * 8 + lane % 8, ty = (w / (TX / 8)) * 4 + lane / 8;\n"
-    "  GEMM_START\n"
-    "  float acc[RM][RN];\n"
-    "#pragma unroll\n"
-    "  for (int i = 0; i < RM; i++)\n"
-    "#pragma unroll\n"
-    "    for (int j = 0; j < RN; j++) acc[i][j] = 0;\n"
-    "  float4 ra[FA], rb[FB];\n"
-    "  /* float4 f = tid + e*NT of a tile: along the operand's contiguous dimension\n"
-    "   * (K for A, N for B untransposed; M for A, K for B transposed) */\n"
-    "#define FETCH(k0)                                                                    \\\n"
-    "  {                                                                                  \\\n"
-    "    _Pragma(\"unroll\") for (int e = 0; e < FA; e++) {                                 \\\n"
-    "      int f = tid + e * NT, r, k;                                                    \\\n"
-    "      if (ta) {                                                                      \\\n"
-    "        k = (k0) + f / (TM / 4), r = m0 + f % (TM / 4) * 4;                          \\\n"
-    "        ra[e] = k < ke && r < M ? LD4(A, k * M + r) : (float4)0;                     \\\n"
-    "      } else {                                                                       \\\n"
-    "        r = m0 + f / (TK / 4), k = (k0) + f % (TK / 4) * 4;                          \\\n"
-    "        ra[e] = k < ke && r < M ? LD4(A, r * K + k) : (float4)0;                     \\\n"
-    "      }                                                                              \\\n"
-    "    }                                                                                \\\n"
-    "    _Pragma(\"unroll\") for (int e = 0; e < FB; e++) {                                 \\\n"
-    "      int f = tid + e * NT, c, k;                                                    \\\n"
-    "      if (tb) {                                                                      \\\n"
-    "        c = n0 + f / (TK / 4), k = (k0) + f % (TK / 4) * 4;                          \\\n"
-    "        rb[e] = k < ke && c < N ? LD4(B, c * K + k) : (float4)0;                     \\\n"
-    "      } else {                                                                       \\\n"
-    "        k = (k0) + f / (TN / 4), c = n0 + f % (TN / 4) * 4;                          \\\n"
-    "        rb[e] = k < ke && c < N ? LD4(B, k * N + c) : (float4)0;                     \\\n"
-    "      }                                                                              \\\n"
-    "    }                                                                                \\\n"
-    "  }\n"
-    "  FETCH(kbeg)\n"
-    "  for (int k0 = kbeg; k0 < ke; k0 += TK) {\n"
-    "#pragma unroll\n"
-    "    for (int e = 0; e < FA; e++) {\n"
-    "      int f = tid + e * NT;\n"
-    "      if (ta) {\n"
-    "        *(__local float4 *)&As[f / (TM / 4)][f % (TM / 4) * 4] = ra[e];\n"
-    "      } else {\n"
-    "        int r = f / (TK / 4), k = f % (TK / 4) * 4;\n"
-    "        As[k][r] = ra[e].x;\n"
-    "        As[k + 1][r] = ra[e].y;\n"
-    "        As[k + 2][r] = ra[e].z;\n"
-    "        As[k + 3][r] = ra[e].w;\n"
-    "      }\n"
-    "    }\n"
-    "#pragma unroll\n"
-    "    for (int e = 0; e < FB; e++) {\n"
-    "      int f = tid + e * NT;\n"
-    "      if (tb) {\n"
-    "        int c = f / (TK / 4), k = f % (TK / 4) * 4;\n"
-    "        Bs[k][c] = rb[e].x;\n"
-    "        Bs[k + 1][c] = rb[e].y;\n"
-    "        Bs[k + 2][c] = rb[e].z;\n"
-    "        Bs[k + 3][c] = rb[e].w;\n"
-    "      } else {\n"
-    "        *(__local float4 *)&Bs[f / (TN / 4)][f % (TN / 4) * 4] = rb[e];\n"
-    "      }\n"
-    "    }\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (k0 + TK < ke) FETCH(k0 + TK)\n"
-    "#pragma unroll\n"
-    "    for (int kk = 0; kk < TK; kk++) {\n"
-    "      float a[RM], c[RN];\n"
-    "#pragma unroll\n"
-    "      for (int v = 0; v < VM; v++) {\n"
-    "        float4 t = *(__local const float4 *)&As[kk][v * (TM / VM) + ty * 4];\n"
-    "        a[v * 4] = t.x, a[v * 4 + 1] = t.y, a[v * 4 + 2] = t.z, a[v * 4 + 3] = t.w;\n"
-    "      }\n"
-    "#pragma unroll\n"
-    "      for (int v = 0; v < VN; v++) {\n"
-    "        float4 t = *(__local const float4 *)&Bs[kk][v * (TN / VN) + tx * 4];\n"
-    "        c[v * 4] = t.x, c[v * 4 + 1] = t.y, c[v * 4 + 2] = t.z, c[v * 4 + 3] = t.w;\n"
-    "      }\n"
-    "#pragma unroll\n"
-    "      for (int i = 0; i < RM; i++)\n"
-    "#pragma unroll\n"
-    "        for (int j = 0; j < RN; j++) acc[i][j] = mad(a[i], c[j], acc[i][j]);\n"
-    "    }\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "  }\n"
-    "#pragma unroll\n"
-    "  for (int i = 0; i < RM; i++) {\n"
-    "    int m = m0 + i / 4 * (TM / VM) + ty * 4 + i % 4;\n"
-    "#pragma unroll\n"
-    "    for (int v = 0; v < VN; v++) {\n"
-    "      int n = n0 + v * (TN / VN) + tx * 4;\n"
-    "      if (m < M && n < N) {\n"
-    "        float4 r = alpha * (float4)(acc[i][v * 4], acc[i][v * 4 + 1], acc[i][v * 4 + 2], acc[i][v * 4 + 3]);\n"
-    "        if (flags & 8) {\n"
-    "          /* Y's rows on float4s (N a multiple of 4) */\n"
-    "          if (split) {\n"
-    "            *(__global float4 *)(W + m * N + n) = r;\n"
-    "          } else {\n"
-    "            if (flags & 2) r += beta * LD4(Y, m * N + n);\n"
-    "            if (flags & 1) r += LD4(bias, n);\n"
-    "            ST4(Y, m * N + n, r);\n"
-    "          }\n"
-    "        } else {\n"
-    "          float rr[4] = {r.x, r.y, r.z, r.w};\n"
-    "#pragma unroll\n"
-    "          for (int c = 0; c < 4; c++)\n"
-    "            if (n + c < N) {\n"
-    "              if (split) {\n"
-    "                W[m * N + n + c] = rr[c];\n"
-    "              } else {\n"
-    "                if (flags & 2) rr[c] += beta * LD(Y, m * N + n + c);\n"
-    "                if (flags & 1) rr[c] += LD(bias, n + c);\n"
-    "                ST(Y, m * N + n + c, rr[c]);\n"
-    "              }\n"
-    "            }\n"
-    "        }\n"
-    "      }\n"
-    "    }\n"
-    "  }\n"
-    "}\n";
-
-/* The tensor-core kernel, for f16 products on NVIDIA GPUs of compute
- * capability 8.0 and later (FLAGOS_OPENCL_TENSOR): PTX's mma.sync (half in,
- * float sums) as inline assembly, which NVIDIA's OpenCL compiler takes. Each
- * warp computes a WM x WN block of the work-group's TM x TN tile from tiles in
- * local memory held as pairs of halves along K, the layout the instruction's
- * fragments read; operands come in 16-byte loads, so the host asks for leading
- * dimensions and batch strides that are multiples of 8 halves. */
-static const char k_tc[] =
-    "#define NW ((TM / WM) * (TN / WN))\n"
-    "#define NT (NW * 32)\n"
-    "#define MI (WM / 16)\n"
-    "#define NI (WN / 8)\n"
-    "#define KW (TK / 2 + 4)\n"
-    "#define RA (TM * TK / 8 / NT)\n"
-    "#define RB (TN * TK / 8 / NT)\n"
-    "#if TM % WM != 0 || TN % WN != 0 || WM % 16 != 0 || WN % 8 != 0 || TK % 16 != 0 || RA % 2 != 0 || RB % 2 != 0\n"
-    "#error \"warp tiles must divide the tile, and each work-item load whole pairs of 8-half rows of both tiles\"\n"
-    "#endif\n"
-    "/* D += A B on a warp's 16x8 block, k 16: A 16x16 row-major, B 16x8 column-major,\n"
-    " * half in, float sums; the fragments as PTX's mma.m16n8k16 lays them out\n"
-    " * (a[0..3]: rows g, g+8, g, g+8 and halves 2t, 2t+1 (+8 for a[2], a[3]); b[0..1]:\n"
-    " * column g, halves 2t, 2t+1 (+8); d: row g (+8 for d[2], d[3]), columns 2t, 2t+1,\n"
-    " * where g = lane / 4 and t = lane % 4). MMA_EMULATE computes the same through\n"
-    " * local memory on any device (the tests' way to check this kernel without a GPU). */\n"
-    "#ifdef MMA_EMULATE\n"
-    "#define MMA(d, a, b)                                                                        \\\n"
-    "  {                                                                                         \\\n"
-    "    xa[w][lane][0] = a[0], xa[w][lane][1] = a[1], xa[w][lane][2] = a[2], xa[w][lane][3] = a[3]; \\\n"
-    "    xb[w][lane][0] = b[0], xb[w][lane][1] = b[1];                                          \\\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);                                                           \\\n"
-    "    _Pragma(\"unroll\") for (int o = 0; o < 4; o++) {                                        \\\n"
-    "      int r = g + (o >> 1) * 8, c = 2 * t + (o & 1);                                        \\\n"
-    "      float s = d[o];                                                                       \\\n"
-    "      for (int k = 0; k < 16; k++) {                                                        \\\n"
-    "        int ia = (((r % 8) * 4 + (k % 8) / 2) * 4 + (r / 8) + (k / 8) * 2) * 2 + k % 2;     \\\n"
-    "        int ib = ((c * 4 + (k % 8) / 2) * 2 + k / 8) * 2 + k % 2;                           \\\n"
-    "        s = fma(vload_half(ia, (__local const half *)xa[w]), vload_half(ib, (__local const half *)xb[w]), s); \\\n"
-    "      }                                                                                     \\\n"
-    "      d[o] = s;                                                                             \\\n"
-    "    }                                                                                       \\\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);                                                           \\\n"
-    "  }\n"
-    "#else\n"
-    "#define MMA(d, a, b)                                                                               \\\n"
-    "  asm(\"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, \" \\\n"
-    "      \"{%0,%1,%2,%3};\"                                                                             \\\n"
-    "      : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])                                              \\\n"
-    "      : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b[0]), \"r\"(b[1]))\n"
-    "#endif\n"
-    "/* Pair of halves (lo, hi) from the words x and y of two rows, half i of 8. */\n"
-    "#define PAIR(x, y, i) ((i) % 2 ? ((x) >> 16) | ((y) & 0xffff0000u) : ((x) & 0xffffu) | ((y) << 16))\n"
-    "/* An operand tile of R rows (of M for A, of N for B) by TK, into S[R][KW] words\n"
-    " * (pairs of halves along k): \"direct\" when the operand's rows run along k (A\n"
-    " * untransposed, B transposed): 8 halves of a row per load, copied; \"pair\" when\n"
-    " * they run along M or N: 8 halves of two consecutive k rows per two loads,\n"
-    " * interleaved into pairs. Loads f = tid + e*NT; r[] holds RX uint4s. */\n"
-    "#define FETCH_OP(X, r, RX, R, alongk, row0, lim, ld)                                    \\\n"
-    "  _Pragma(\"unroll\") for (int e = 0; e < RX; e++) {                                      \\\n"
-    "    if (alongk) {                                                                       \\\n"
-    "      int f = tid + e * NT, i = (row0) + f / (TK / 8), k = k0 + f % (TK / 8) * 8;      \\\n"
-    "      r[e] = i < (lim) && k < ke ? *(__global const uint4 *)((X) + (long)i * (ld) + k) : (uint4)0; \\\n"
-    "    } else {                                                                            \\\n"
-    "      int f = tid + e / 2 * NT, i = (row0) + f % ((R) / 8) * 8, k = k0 + f / ((R) / 8) * 2 + e % 2; \\\n"
-    "      r[e] = i < (lim) && k < ke ? *(__global const uint4 *)((X) + (long)k * (ld) + i) : (uint4)0; \\\n"
-    "    }                                                                                   \\\n"
-    "  }\n"
-    "#define STORE_OP(S, r, RX, R, alongk)                                                   \\\n"
-    "  _Pragma(\"unroll\") for (int e = 0; e < RX; e++) {                                      \\\n"
-    "    if (alongk) {                                                                       \\\n"
-    "      int f = tid + e * NT;                                                             \\\n"
-    "      *(__local uint4 *)&S[f / (TK / 8)][f % (TK / 8) * 4] = r[e];                      \\\n"
-    "    } else if (e % 2 == 0) {                                                            \\\n"
-    "      int f = tid + e / 2 * NT, i = f % ((R) / 8) * 8, kp = f / ((R) / 8);              \\\n"
-    "      uint4 x = r[e], y = r[e + 1];                                                     \\\n"
-    "      S[i][kp] = PAIR(x.x, y.x, 0), S[i + 1][kp] = PAIR(x.x, y.x, 1);                   \\\n"
-    "      S[i + 2][kp] = PAIR(x.y, y.y, 0), S[i + 3][kp] = PAIR(x.y, y.y, 1);               \\\n"
-    "      S[i + 4][kp] = PAIR(x.z, y.z, 0), S[i + 5][kp] = PAIR(x.z, y.z, 1);               \\\n"
-    "      S[i + 6][kp] = PAIR(x.w, y.w, 0), S[i + 7][kp] = PAIR(x.w, y.w, 1);               \\\n"
-    "    }                                                                                   \\\n"
-    "  }\n"
-    "__kernel __attribute__((reqd_work_group_size(NT, 1, 1)))\n"
-    "void flagos_gemm(GEMM_ARGS) {\n"
-    "  __local uint As[TM][KW] __attribute__((aligned(16)));\n"
-    "  __local uint Bs[TN][KW] __attribute__((aligned(16)));\n"
-    "#ifdef MMA_EMULATE\n"
-    "  __local uint xa[NW][32][4], xb[NW][32][2];\n"
-    "#endif\n"
-    "  const int tid = get_local_id(0), lane = tid % 32, w = tid / 32, g = lane / 4, t = lane % 4;\n"
-    "  const int wm0 = w / (TN / WN) * WM, wn0 = w % (TN / WN) * WN;\n"
-    "  GEMM_START\n"
-    "  float acc[MI][NI][4];\n"
-    "#pragma unroll\n"
-    "  for (int i = 0; i < MI; i++)\n"
-    "#pragma unroll\n"
-    "    for (int j = 0; j < NI; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;\n"
-    "  uint4 ra[RA], rb[RB];\n"
-    "  int k0 = kbeg;\n"
-    "  FETCH_OP(A, ra, RA, TM, !ta, m0, M, ta ? M : K)\n"
-    "  FETCH_OP(B, rb, RB, TN, tb, n0, N, tb ? K : N)\n"
-    "  for (; k0 < ke;) {\n"
-    "    STORE_OP(As, ra, RA, TM, !ta)\n"
-    "    STORE_OP(Bs, rb, RB, TN, tb)\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    k0 += TK;\n"
-    "    if (k0 < ke) {\n"
-    "      FETCH_OP(A, ra, RA, TM, !ta, m0, M, ta ? M : K)\n"
-    "      FETCH_OP(B, rb, RB, TN, tb, n0, N, tb ? K : N)\n"
-    "    }\n"
-    "#pragma unroll\n"
-    "    for (int s = 0; s < TK / 16; s++) {\n"
-    "      uint af[MI][4], bf[NI][2];\n"
-    "#pragma unroll\n"
-    "      for (int i = 0; i < MI; i++) {\n"
-    "        int r = wm0 + i * 16 + g;\n"
-    "        af[i][0] = As[r][s * 8 + t], af[i][1] = As[r + 8][s * 8 + t];\n"
-    "        af[i][2] = As[r][s * 8 + t + 4], af[i][3] = As[r + 8][s * 8 + t + 4];\n"
-    "      }\n"
-    "#pragma unroll\n"
-    "      for (int j = 0; j < NI; j++) {\n"
-    "        int c = wn0 + j * 8 + g;\n"
-    "        bf[j][0] = Bs[c][s * 8 + t], bf[j][1] = Bs[c][s * 8 + t + 4];\n"
-    "      }\n"
-    "#pragma unroll\n"
-    "      for (int i = 0; i < MI; i++)\n"
-    "#pragma unroll\n"
-    "        for (int j = 0; j < NI; j++) MMA(acc[i][j], af[i], bf[j]);\n"
-    "    }\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "  }\n"
-    "#pragma unroll\n"
-    "  for (int i = 0; i < MI; i++)\n"
-    "#pragma unroll\n"
-    "    for (int j = 0; j < NI; j++)\n"
-    "#pragma unroll\n"
-    "      for (int o = 0; o < 4; o++) {\n"
-    "        int m = m0 + wm0 + i * 16 + g + (o >> 1) * 8, n = n0 + wn0 + j * 8 + 2 * t + (o & 1);\n"
-    "        if (m < M && n < N) {\n"
-    "          float v = alpha * acc[i][j][o];\n"
-    "          if (split) {\n"
-    "            W[m * N + n] = v;\n"
-    "          } else {\n"
-    "            if (flags & 2) v += beta * LD(Y, m * N + n);\n"
-    "            if (flags & 1) v += LD(bias, n);\n"
-    "            ST(Y, m * N + n, v);\n"
-    "          }\n"
-    "        }\n"
-    "      }\n"
-    "}\n";
-
-static const char k_sum[] =
-    "__kernel void flagos_gemm_sum(__global T *Y, __global const C *restrict W, __global const T *restrict bias,\n"
-    "                              int mn, int n, int parts, C beta, int flags) {\n"
-    "  int i = get_global_id(0);\n"
-    "  if (i >= mn) return;\n"
-    "  C acc = 0;\n"
-    "  for (int p = 0; p < parts; p++) acc += W[(long)p * mn + i];\n"
-    "  if (flags & 2) acc += beta * LD(Y, i);\n"
-    "  if (flags & 1) acc += LD(bias, i % n);\n"
-    "  ST(Y, i, acc);\n"
-    "}\n";
-
 /* Tile shapes: TM x TN outputs a group, K steps of TK, RM x RN a work-item. */
 typedef struct {
   int tm, tn, tk, rm, rn;
   bool f64;   /* also built for double */
   bool inter; /* a work-item's outputs interleaved (INTER) */
-  bool vec;   /* k_vec (f32 and f16 products with rows on 16-byte boundaries) */
-  bool tc;    /* k_tc (f16 products, rows on 16-byte boundaries), warp tiles wm x wn */
+  bool vec;   /* ocl_gemm_vec (f32 and f16 products with rows on 16-byte boundaries) */
+  bool tc;    /* ocl_gemm_tc (f16 products, rows on 16-byte boundaries), warp tiles wm x wn */
   int wm, wn;
 } gemm_variant_t;
 
@@ -540,7 +94,7 @@ typedef struct {
 struct ocl_gemm_dev {
   pthread_mutex_t lock;      /* kernel arguments are shared: setting them and queuing are one step */
   gemm_prog_t p[4][GEMM_NV]; /* [kind: f32, f64, f16, f16 with mma emulated][variant] */
-  int tc;                    /* -1 not yet known; else whether this device takes k_tc */
+  int tc;                    /* -1 not yet known; else whether this device takes ocl_gemm_tc */
   cl_mem ws;                 /* split-K partial products */
   size_t ws_size;
 };
@@ -558,8 +112,8 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* The variant and number of K slices for a product, from measurements on an
  * H100 (scripts/gpu/gemm.sh; bench/gpu/results-h100-2026-11-22-s8.md). The
- * kernel: tensor cores for f16 (k_tc), else the vector kernel where the rows
- * allow (k_vec), else the general one. The tile: the first of the kernel's two
+ * kernel: tensor cores for f16 (ocl_gemm_tc), else the vector kernel where the rows
+ * allow (ocl_gemm_vec), else the general one. The tile: the first of the kernel's two
  * large ones that gives every compute unit a group and wastes at most a
  * quarter of its outputs past M and N (128x128 then 64x64 for the general
  * kernel, 128x128 then 64x128 for the vector one: 4096^3 f32 at 41.8 TFLOP/s
@@ -636,14 +190,14 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
                     "%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
                     "#define WN %d\n",
                     types[kind], t->inter ? "#define INTER 1\n" : "", t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn);
-  const char *body = t->tc ? k_tc : t->vec ? k_vec : k_src;
-  size_t nb = strlen(body), n = (size_t)hn + sizeof k_pre - 1 + nb + sizeof k_sum;
+  const char *body = t->tc ? ocl_gemm_tc : t->vec ? ocl_gemm_vec : ocl_gemm_general;
+  size_t np = strlen(ocl_gemm_pre), nb = strlen(body), ns = strlen(ocl_gemm_sum), n = (size_t)hn + np + nb + ns + 1;
   char *src = malloc(n);
   if (!src) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   memcpy(src, head, (size_t)hn);
-  memcpy(src + hn, k_pre, sizeof k_pre - 1);
-  memcpy(src + hn + sizeof k_pre - 1, body, nb);
-  memcpy(src + hn + sizeof k_pre - 1 + nb, k_sum, sizeof k_sum);
+  memcpy(src + hn, ocl_gemm_pre, np);
+  memcpy(src + hn + np, body, nb);
+  memcpy(src + hn + np + nb, ocl_gemm_sum, ns + 1);
   bool refused = false;
   flagos_status_t err = ocl_program_build_opt(s, d, src, n - 1, &p->prog, t->tc ? &refused : NULL);
   free(src);
@@ -667,7 +221,7 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
   return NULL;
 }
 
-/* Whether products go to k_tc (under g->lock): 0 no; 1 through PTX's mma.sync,
+/* Whether products go to ocl_gemm_tc (under g->lock): 0 no; 1 through PTX's mma.sync,
  * on NVIDIA devices of compute capability 8.0 and later (unless
  * FLAGOS_OPENCL_TENSOR=0, or their compiler refused the kernel before); 2
  * emulated, on any device (FLAGOS_OPENCL_TENSOR=emulate: tests). */
@@ -725,12 +279,12 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   if (a->K <= 0 || a->N <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N) return NULL;
   ocl_gemm_dev_t *g = gemm_dev(d);
   if (!g) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  /* k_vec: every row of A and B starts on a float4 (f16: 4 halves) */
+  /* ocl_gemm_vec: every row of A and B starts on a float4 (f16: 4 halves) */
   int64_t lda = a->ta ? a->M : a->K, ldb = a->tb ? a->K : a->N;
   bool vec = !f64 && lda % 4 == 0 && ldb % 4 == 0 && a->sa % 4 == 0 && a->sb % 4 == 0;
   /* and Y's (else the vector kernel writes Y element by element) */
   bool yvec = a->N % 4 == 0 && a->sy % 4 == 0;
-  /* k_tc: f16 on rows of whole 16-byte loads, on a device that has mma.sync (or emulated) */
+  /* ocl_gemm_tc: f16 on rows of whole 16-byte loads, on a device that has mma.sync (or emulated) */
   pthread_mutex_lock(&g->lock);
   int tcm = f16 && lda % 8 == 0 && ldb % 8 == 0 && a->sa % 8 == 0 && a->sb % 8 == 0 ? tc_mode(s, d, g) : 0;
   int parts, v;

@@ -214,5 +214,8 @@ bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
 flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_gemm_args_t *a,
                              ocl_trace_fn *trace, bool *taken);
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);
+/* ocl_gemm_src.c: the kernels' OpenCL C sources (the common prelude, the
+ * general, vector and tensor-core kernels, the split-K sum). */
+extern const char ocl_gemm_pre[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_tc[], ocl_gemm_sum[];
 
 #endif
