@@ -37,6 +37,7 @@
 #include "base/base.h"
 #include "flagos/backend.h"
 #include "flagos/flagos.h"
+#include "runtime/host_strings.h"
 
 #ifndef FLAGOS_BINARY_DIR
 #define FLAGOS_BINARY_DIR "."
@@ -102,12 +103,6 @@ static bool parse_shape(const char *arg, shape_t *s) {
   return true;
 }
 
-static void store(void *h, flagos_dtype_t dt, size_t i, double v) {
-  if (dt == FLAGOS_FLOAT64) ((double *)h)[i] = v;
-  else if (dt == FLAGOS_FLOAT16) ((uint16_t *)h)[i] = fl_f32_to_f16((float)v);
-  else ((float *)h)[i] = (float)v;
-}
-
 /* Uniform in [-1, 1) from a 64-bit LCG (the same values on every run). */
 static double rnd(uint64_t *st) {
   *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -132,11 +127,11 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
     goto done;
   }
   uint64_t seed = 12345;
-  for (size_t i = 0; i < na; i++) store(ha, dt, i, rnd(&seed));
-  for (size_t i = 0; i < nb; i++) store(hb, dt, i, rnd(&seed));
-  for (int64_t j = 0; j < s->N; j++) store(hbias, dt, (size_t)j, rnd(&seed));
+  for (size_t i = 0; i < na; i++) rt_hs_store_float(dt, ha, (int64_t)i, rnd(&seed));
+  for (size_t i = 0; i < nb; i++) rt_hs_store_float(dt, hb, (int64_t)i, rnd(&seed));
+  for (int64_t j = 0; j < s->N; j++) rt_hs_store_float(dt, hbias, j, rnd(&seed));
   /* beta 0: Y's old contents must not matter; NaN makes a kernel that reads them fail the check */
-  for (size_t i = 0; i < ny; i++) store(hy, dt, i, NAN);
+  for (size_t i = 0; i < ny; i++) rt_hs_store_float(dt, hy, (int64_t)i, NAN);
   size_t sizes[4] = {na * es, nb * es, ny * es, (size_t)s->N * es};
   const void *host[4] = {ha, hb, hy, hbias};
   int n_bufs = s->bias ? 4 : 3;

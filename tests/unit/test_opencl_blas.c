@@ -23,6 +23,7 @@
 #include "base/base.h"
 #include "flagos/backend.h"
 #include "flagos/flagos.h"
+#include "runtime/host_strings.h"
 
 #define SKIP 77
 
@@ -58,15 +59,6 @@ static double val(int64_t i, int salt) { return (double)((i * 7 + salt * 13) % 1
  * way, fails. */
 static double val16(int64_t i, int salt) { return (double)((i * 37 + salt * 101) % 255 - 128) / 8.0; }
 static double valx(int64_t i, int salt, flagos_dtype_t dt) { return dt == FLAGOS_FLOAT16 ? val16(i, salt) : val(i, salt); }
-
-static void put(void *h, size_t i, flagos_dtype_t dt, double v) {
-  if (dt == FLAGOS_FLOAT64)
-    ((double *)h)[i] = v;
-  else if (dt == FLAGOS_FLOAT16)
-    ((uint16_t *)h)[i] = fl_f32_to_f16((float)v);
-  else
-    ((float *)h)[i] = (float)v;
-}
 
 static flagos_code_t call_n(const char *name, int n_bufs, flagos_devptr_t *bufs, const int32_t *dts,
                             const int64_t *ints, const double *fl, char *msg, size_t cap) {
@@ -106,10 +98,10 @@ static void run_case(const char *what, gcase_t g) {
         double *w = &want[t * sy + i * g.N + j];
         *w = g.alpha * s + (g.beta == 0 ? 0 : g.beta * y0[t * sy + i * g.N + j]) + bias[j];
       }
-  for (size_t i = 0; i < na; i++) put(ha, i, g.dt, a[i]);
-  for (size_t i = 0; i < nb; i++) put(hb, i, g.dt, b[i]);
-  for (size_t i = 0; i < ny; i++) put(hy, i, g.dt, y0[i]);
-  for (int64_t j = 0; j < g.N; j++) put(hbias, (size_t)j, g.dt, bias[j]);
+  for (size_t i = 0; i < na; i++) rt_hs_store_float(g.dt, ha, (int64_t)i, a[i]);
+  for (size_t i = 0; i < nb; i++) rt_hs_store_float(g.dt, hb, (int64_t)i, b[i]);
+  for (size_t i = 0; i < ny; i++) rt_hs_store_float(g.dt, hy, (int64_t)i, y0[i]);
+  for (int64_t j = 0; j < g.N; j++) rt_hs_store_float(g.dt, hbias, j, bias[j]);
   flagos_devptr_t bufs[4] = {0};
   flagos_status_t st = be->mem_alloc(bst, g_dev, na * es, &bufs[0]);
   if (!st) st = be->mem_alloc(bst, g_dev, nb * es, &bufs[1]);
