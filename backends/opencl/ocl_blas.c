@@ -1,4 +1,5 @@
-/* Library calls of the opencl backend: "gemm" through our own kernels
+/* Library calls of the opencl backend: "conv" through our own kernels
+ * (ocl_conv.c, where they take gemm); "gemm" through our own kernels
  * (ocl_gemm.c: by default on GPUs; f32, f64, and f16 summed in float on any
  * device; the bias of a 4-buffer call as an epilogue) or CLBlast (f32, f64
  * where the device has cl_khr_fp64, f16 on request where it has cl_khr_fp16;
@@ -156,7 +157,7 @@ static void blas_load(void) {
   memcpy(&g_blas.override, &o, sizeof o);
 }
 
-static void trace_line(const char *fmt, ...) FLAGOS_PRINTF(1, 2);
+#define trace_line ocl_blas_trace
 
 static void blas_load_once(void) {
   blas_load();
@@ -223,7 +224,7 @@ static cl_half half_of(double v) {
 /* One line to $FLAGOS_OPENCL_BLAS_LOG (appended: `flagos conformance` runs its
  * tests in worker processes whose stderr goes nowhere), else to stderr under
  * FLAGOS_TRACE. */
-static void trace_line(const char *fmt, ...) {
+void ocl_blas_trace(const char *fmt, ...) {
   const char *log = getenv("FLAGOS_OPENCL_BLAS_LOG");
   bool to_log = log && *log;
   if (!to_log && !getenv("FLAGOS_TRACE")) return;
@@ -258,7 +259,9 @@ static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64
   return (uint64_t)bytes <= (uint64_t)size;
 }
 
-static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c) {
+/* *took gets the product's arguments where our kernels took it (took->M < 0 otherwise). */
+static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_gemm_args_t *took) {
+  took->M = -1;
   if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints != 9 || c->n_floats != 2)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "opencl backend: gemm takes 3 or 4 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
@@ -320,7 +323,8 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
                           .batch = batch, .M = M, .N = N, .K = K, .sa = sa, .sb = sb, .sy = sy,
                           .ta = ta, .tb = tb, .alpha = alpha, .beta = beta};
     bool taken = false;
-    flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, trace_line, &taken);
+    flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, trace_line, &taken, NULL);
+    if (!err && taken) *took = ga;
     if (err || taken) return err;
   }
   if (dt == FLAGOS_FLOAT16 && mode != 2)
@@ -411,7 +415,8 @@ flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_
   ocl_state_t *s = state;
   if (!call || !call->name)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: library call without a name");
-  if (strcmp(call->name, "gemm") != 0)
+  bool is_conv = strcmp(call->name, "conv") == 0;
+  if (strcmp(call->name, "gemm") != 0 && !is_conv)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no library call '%s'", call->name);
   /* Inside a capture the call runs once here as well (ocl_graph.c says why) and is recorded. */
   const ocl_buf_t *y = call->n_bufs > 0 ? call->bufs[call->n_bufs - 1] : NULL;
@@ -421,7 +426,11 @@ flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_
   const char *gb = getenv("FLAGOS_OPENCL_GRAPH_BLAS");
   if (cap && gb && strcmp(gb, "0") == 0)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no library gemm in captures (FLAGOS_OPENCL_GRAPH_BLAS=0)");
-  flagos_status_t err = gemm(s, st, call);
-  if (!err && cap) err = ocl_record_call(s, cap, call);
+  ocl_gemm_args_t ours;
+  ocl_conv_args_t conv;
+  ours.M = -1;
+  flagos_status_t err = is_conv ? ocl_conv_call(s, st, call, &conv) : gemm(s, st, call, &ours);
+  if (!err && cap) err = ocl_record_call(s, cap, call, ours.M >= 0 ? &ours : NULL, is_conv ? &conv : NULL);
   return err;
 }
+

@@ -268,8 +268,33 @@ static cl_int set_args(ocl_state_t *s, cl_kernel k, const void *const *vals, con
   return e;
 }
 
+/* A plan's own kernel object for kernel `name` of p, with the arguments set; NULL and *e on failure. */
+static cl_kernel own_kernel(ocl_state_t *s, const gemm_prog_t *p, const char *name, const void *const *vals,
+                            const size_t *sizes, cl_uint n, cl_int *e) {
+  cl_kernel k = s->cl.clCreateKernel(p->prog, name, e);
+  if (k && (*e = set_args(s, k, vals, sizes, n)) != CL_SUCCESS) {
+    s->cl.clReleaseKernel(k);
+    k = NULL;
+  }
+  return k;
+}
+
+cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q) {
+  cl_int e = CL_SUCCESS;
+  for (int i = 0; i < p->n && e == CL_SUCCESS; i++)
+    e = s->cl.clEnqueueNDRangeKernel(q, p->k[i], p->dims[i], NULL, p->global[i], p->local[i], 0, NULL, NULL);
+  return e;
+}
+
+void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p) {
+  for (int i = 0; i < OCL_PLAN_MAX; i++)
+    if (p->k[i]) s->cl.clReleaseKernel(p->k[i]);
+  for (int i = 0; i < p->n_held; i++) s->cl.clReleaseMemObject(p->held[i]);
+  memset(p, 0, sizeof(*p));
+}
+
 flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_gemm_args_t *a,
-                             ocl_trace_fn *trace, bool *taken) {
+                             ocl_trace_fn *trace, bool *taken, ocl_gemm_plan_t *plan) {
   *taken = false;
   bool f64 = a->dtype == FLAGOS_FLOAT64, f16 = a->dtype == FLAGOS_FLOAT16;
   int kind = f64 ? 1 : f16 ? 2 : 0;
@@ -337,7 +362,8 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   int M = (int)a->M, N = (int)a->N, K = (int)a->K, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0);
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
-  int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0) | (yvec ? 8 : 0);
+  int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0) | (yvec ? 8 : 0) |
+              (a->bias && a->bias_rows ? 16 : 0);
   /* slices of whole K steps; the last ones may be short or empty */
   int kslice = parts > 1 ? (int)((cdiv(K, parts) + t->tk - 1) / t->tk * t->tk) : K;
   cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;
@@ -353,23 +379,52 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   size_t global[3] = {(size_t)cdiv(a->N, t->tn) * nt, (size_t)cdiv(a->M, t->tm),
                       parts > 1 ? (size_t)parts : (size_t)a->batch};
   size_t local[3] = {nt, 1, 1};
-  cl_int e = set_args(s, kp->gemm, vals, sizes, 16);
-  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->gemm, 3, NULL, global, local, 0, NULL, NULL);
-  if (e == CL_SUCCESS && parts > 1) {
-    int imn = (int)mn, pp = parts;
-    const void *sv[8] = {&a->Y, &g->ws, &bias, &imn, &N, &pp, beta, &flags};
-    size_t ss[8] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4};
-    e = set_args(s, kp->sum, sv, ss, 8);
-    size_t sl = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, sg = (mn + sl - 1) / sl * sl;
-    if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
+  int imn = (int)mn, pp = parts;
+  const void *sv[8] = {&a->Y, &g->ws, &bias, &imn, &N, &pp, beta, &flags};
+  size_t ss[8] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4};
+  size_t sl = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, sg = (mn + sl - 1) / sl * sl;
+  cl_int e = CL_SUCCESS;
+  if (plan) {
+    /* kernel objects of the plan's own, arguments set once, after what the
+     * plan holds already; the buffers they name are retained (clSetKernelArg
+     * does not), as a recorded launch's are */
+    int i0 = plan->n;
+    if (i0 + 2 > OCL_PLAN_MAX || plan->n_held + 5 > OCL_PLAN_HELD) e = CL_OUT_OF_HOST_MEMORY;
+    else plan->k[i0] = own_kernel(s, kp, "flagos_gemm", vals, sizes, 16, &e);
+    if (e == CL_SUCCESS && parts > 1) plan->k[i0 + 1] = own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 8, &e);
+    if (e != CL_SUCCESS) {
+      pthread_mutex_unlock(&g->lock);
+      return ocl_fail(s, e, "making the gemm kernel's plan");
+    }
+    plan->n = i0 + (parts > 1 ? 2 : 1);
+    plan->dims[i0] = 3;
+    memcpy(plan->global[i0], global, sizeof global);
+    memcpy(plan->local[i0], local, sizeof local);
+    if (parts > 1) {
+      plan->dims[i0 + 1] = 1;
+      plan->global[i0 + 1][0] = sg;
+      plan->local[i0 + 1][0] = sl;
+    }
+    cl_mem held[5] = {a->A, a->B, a->Y, a->bias, parts > 1 ? g->ws : NULL};
+    for (int i = 0; i < 5; i++)
+      if (held[i]) {
+        s->cl.clRetainMemObject(held[i]);
+        plan->held[plan->n_held++] = held[i];
+      }
+    plan->q = q;
+  } else {
+    e = set_args(s, kp->gemm, vals, sizes, 16);
+    if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->gemm, 3, NULL, global, local, 0, NULL, NULL);
+    if (e == CL_SUCCESS && parts > 1) e = set_args(s, kp->sum, sv, ss, 8);
+    if (e == CL_SUCCESS && parts > 1) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
   }
   pthread_mutex_unlock(&g->lock);
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the gemm kernel");
   *taken = true;
   if (trace)
-    trace("flagos trace: opencl gemm by flagos: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %d (%dx%d/%d%s), %d K "
+    trace("flagos trace: opencl gemm %s: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %d (%dx%d/%d%s), %d K "
           "slice%s on '%s'\n",
-          f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
+          plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
           t->vec ? " vec" : !t->tc ? "" : tcm == 2 ? " mma emulated" : " mma", parts, parts > 1 ? "s" : "", d->name);
   return NULL;

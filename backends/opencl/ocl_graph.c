@@ -45,6 +45,9 @@ typedef struct ocl_rec {
   cl_uint n_args;
   size_t global, local;
   flagos_libcall_t call; /* arrays owned (the casts below drop const to free them) */
+  int ours;              /* the call was our kernels': 1 a product (ga), 2 a convolution (ca) */
+  ocl_gemm_args_t ga;
+  ocl_conv_args_t ca;
 } ocl_rec_t;
 
 struct ocl_capture {
@@ -60,6 +63,7 @@ typedef struct ocl_seg {
   ocl_cb_t cb;     /* the launches as a command buffer, or NULL */
   cl_kernel *own;  /* a kernel object per launch, arguments set (make_own), or NULL */
   cl_event last;   /* the command buffer's last execution (without simultaneous use) */
+  ocl_gemm_plan_t *plan; /* a library call made ready (ocl_gemm_run's plan), or NULL */
 } ocl_seg_t;
 
 struct flagos_bgraph_s {
@@ -152,9 +156,13 @@ static void *dup_mem(const void *p, size_t n) {
   return d;
 }
 
-flagos_status_t ocl_record_call(ocl_state_t *s, ocl_capture_t *c, const flagos_libcall_t *call) {
+flagos_status_t ocl_record_call(ocl_state_t *s, ocl_capture_t *c, const flagos_libcall_t *call,
+                                const ocl_gemm_args_t *ours, const ocl_conv_args_t *conv) {
   ocl_rec_t *r = rec_new(c);
   if (r) {
+    r->ours = ours ? 1 : conv ? 2 : 0;
+    if (ours) r->ga = *ours;
+    if (conv) r->ca = *conv;
     flagos_libcall_t *o = &r->call;
     o->name = dup_mem(call->name, strlen(call->name) + 1);
     o->bufs = dup_mem(call->bufs, sizeof(*call->bufs) * (size_t)call->n_bufs);
@@ -290,11 +298,38 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
   g->simultaneous = d->cb.simultaneous;
   for (int i = 0; i < g->rec.n; i++) {
     bool call = !g->rec.r[i].k;
-    if (call || i == 0 || !g->rec.r[i - 1].k) g->seg[g->n_seg++] = (ocl_seg_t){i, 0, call, NULL, NULL, NULL};
+    if (call || i == 0 || !g->rec.r[i - 1].k) g->seg[g->n_seg++] = (ocl_seg_t){i, 0, call, NULL, NULL, NULL, NULL};
     g->seg[g->n_seg - 1].n++;
   }
   for (int i = 0; i < g->n_seg; i++)
     if (!g->seg[i].call && make_own(s, g, &g->seg[i]) == CL_SUCCESS && use_cb) make_cb(s, d, g, &g->seg[i]);
+  /* Our gemm kernels' products become plans, made for the capturing queue
+   * (FLAGOS_OPENCL_GEMM_PLANS=0: the call is made again at each replay). */
+  const char *pe = getenv("FLAGOS_OPENCL_GEMM_PLANS");
+  bool plans = !pe || (strcmp(pe, "0") != 0 && strcmp(pe, "off") != 0);
+  cl_command_queue cq = ocl_queue(s, st, device);
+  for (int i = 0; plans && i < g->n_seg; i++) {
+    ocl_seg_t *sg = &g->seg[i];
+    const ocl_rec_t *r = &g->rec.r[sg->first];
+    if (!sg->call || !r->ours) continue;
+    ocl_gemm_plan_t *p = calloc(1, sizeof(*p));
+    bool taken = false;
+    flagos_status_t err = !p              ? OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory")
+                          : r->ours == 1 ? ocl_gemm_run(s, d, cq, &r->ga, ocl_blas_trace, &taken, p)
+                                         : ocl_conv_run(s, d, cq, &r->ca, ocl_blas_trace, &taken, p);
+    if (err) {
+      if (p) ocl_gemm_plan_release(s, p);
+      free(p);
+      ocl_graph_destroy(s, g);
+      return err;
+    }
+    if (taken) {
+      sg->plan = p;
+    } else {
+      ocl_gemm_plan_release(s, p); /* a convolution's im2col, made before its product was left */
+      free(p);
+    } /* our kernels leave it now (cannot happen for a call they took): the call again at each replay */
+  }
   *out = g;
   return NULL;
 }
@@ -309,6 +344,11 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
   cl_command_queue q = ocl_queue(s, st, g->dev);
   for (int i = 0; i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
+    if (sg->plan && q == sg->plan->q) {
+      cl_int e = ocl_gemm_plan_run(s, sg->plan, q);
+      if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a gemm");
+      continue;
+    }
     if (sg->call) {
       flagos_status_t err = ocl_library_call(s, st, &g->rec.r[sg->first].call);
       if (err) return err;
@@ -343,6 +383,8 @@ void ocl_graph_destroy(void *state, flagos_bgraph_t g) {
     /* OpenCL frees a command buffer, and the buffers it uses, once its queued executions are done */
     if (g->seg[i].cb) d->cb.release(g->seg[i].cb);
     release_own(s, &g->seg[i]);
+    if (g->seg[i].plan) ocl_gemm_plan_release(s, g->seg[i].plan);
+    free(g->seg[i].plan);
     if (g->seg[i].last) s->cl.clReleaseEvent(g->seg[i].last);
   }
   free(g->seg);

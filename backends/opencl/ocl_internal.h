@@ -55,6 +55,9 @@ typedef struct ocl_pool {
 
 typedef struct ocl_capture ocl_capture_t;
 typedef struct ocl_gemm_dev ocl_gemm_dev_t; /* ocl_gemm.c's per-device kernels and workspace */
+typedef struct ocl_gemm_args ocl_gemm_args_t; /* a product's checked arguments (below) */
+typedef struct ocl_conv_args ocl_conv_args_t; /* a convolution's (below) */
+typedef struct ocl_conv_dev ocl_conv_dev_t;   /* ocl_conv.c's per-device im2col kernels and workspace */
 
 typedef struct ocl_device {
   cl_platform_id platform;
@@ -75,6 +78,7 @@ typedef struct ocl_device {
   cl_mem split_ws;
   size_t split_ws_size;
   ocl_gemm_dev_t *gemm; /* our gemm kernels (ocl_gemm.c), made at the first product */
+  ocl_conv_dev_t *conv; /* our convolutions' im2col (ocl_conv.c), made at the first one */
   /* Created on first use (under the state's lock). */
   bool ready;
   cl_context ctx;
@@ -143,10 +147,13 @@ void ocl_pool_drain(ocl_state_t *s, ocl_device_t *d); /* under the lock */
 /* ocl_graph.c: capture and replay (the ABI's capture_begin ... graph_destroy).
  * The capture of stream st (NULL: the device's default stream), or NULL. */
 ocl_capture_t *ocl_capturing(ocl_state_t *s, flagos_bstream_t st, int dev);
-/* Records a launch (arguments retained) or a library call (deep-copied). */
+/* Records a launch (arguments retained) or a library call (deep-copied; ours:
+ * the product's arguments where our own gemm kernels took it, else NULL;
+ * conv: the same for a convolution). */
 flagos_status_t ocl_record_kernel(ocl_state_t *s, ocl_capture_t *c, flagos_bkernel_t k, const cl_mem *args,
                                   cl_uint n_args, size_t global, size_t local);
-flagos_status_t ocl_record_call(ocl_state_t *s, ocl_capture_t *c, const flagos_libcall_t *call);
+flagos_status_t ocl_record_call(ocl_state_t *s, ocl_capture_t *c, const flagos_libcall_t *call,
+                                const ocl_gemm_args_t *ours, const ocl_conv_args_t *conv);
 void ocl_cb_load(ocl_state_t *s, ocl_device_t *d);
 /* Drops a capture that never reached capture_end (its stream is destroyed). */
 void ocl_capture_discard(ocl_state_t *s, ocl_capture_t *c);
@@ -177,6 +184,8 @@ flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const cha
 /* ocl_blas.c: "gemm" through our kernels (ocl_gemm.c) or CLBlast (opened at first use); anything else is
  * FLAGOS_ERR_UNSUPPORTED */
 flagos_status_t ocl_library_call(void *state, flagos_bstream_t s, const flagos_libcall_t *call);
+/* One trace line to $FLAGOS_OPENCL_BLAS_LOG (appended), else to stderr under FLAGOS_TRACE, else nowhere. */
+void ocl_blas_trace(const char *fmt, ...) FLAGOS_PRINTF(1, 2);
 
 /* ocl_blas_params.c: CLBlast tuning parameters for devices its database lacks.
  * CLBlastOverrideParameters (precision: CLBlastPrecision's value, 32 = single). */
@@ -198,24 +207,65 @@ void ocl_blas_split_release(ocl_state_t *s, ocl_device_t *d);
 
 /* ocl_gemm.c: our own gemm kernels (FLAGOS_OPENCL_GEMM). The call's checked
  * arguments; bias NULL for none. */
-typedef struct ocl_gemm_args {
+struct ocl_gemm_args {
   int32_t dtype; /* FLAGOS_FLOAT32, FLAGOS_FLOAT64 or FLAGOS_FLOAT16 */
   cl_mem A, B, Y, bias;
   int64_t batch, M, N, K, sa, sb, sy;
   bool ta, tb;
+  bool bias_rows; /* the bias has a value per row of Y (M values), not per column */
   double alpha, beta;
-} ocl_gemm_args_t;
+};
 /* Whether our kernels take gemm of dtype dt on d rather than CLBlast. */
 bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
 /* Queues the product on q (*taken true), or leaves it to CLBlast or the
  * generic kernel (*taken false, nothing queued: shapes past 32-bit indices, a
  * device that cannot run the kernel); an error where queuing failed or our
  * source does not build. */
+/* A product made ready for replays (ocl_graph.c): kernel objects of its own
+ * with every argument set, so that queuing it again is one
+ * clEnqueueNDRangeKernel (two when split over K), without the call's checks,
+ * choices and argument setting; the buffers it names are retained. */
+#define OCL_PLAN_MAX 3  /* kernels: a convolution's im2col, the product, the split-K sum */
+#define OCL_PLAN_HELD 7 /* buffers */
+typedef struct ocl_gemm_plan {
+  cl_kernel k[OCL_PLAN_MAX]; /* queued in order */
+  cl_uint dims[OCL_PLAN_MAX];
+  size_t global[OCL_PLAN_MAX][3], local[OCL_PLAN_MAX][3];
+  int n;
+  cl_mem held[OCL_PLAN_HELD];
+  int n_held;
+  cl_command_queue q; /* the queue it was made for (split-K needs the default one) */
+} ocl_gemm_plan_t;
+/* With plan NULL: queues the product on q (*taken true), or leaves it to
+ * CLBlast or the generic kernel (*taken false, nothing queued: shapes past
+ * 32-bit indices, a device that cannot run the kernel); an error where queuing
+ * failed or our source does not build. With a plan (zeroed, or holding a
+ * convolution's im2col): the same choices, but nothing is queued and the
+ * product's kernels are added to *plan (*taken true); on an error the caller
+ * releases the plan. */
 flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_gemm_args_t *a,
-                             ocl_trace_fn *trace, bool *taken);
+                             ocl_trace_fn *trace, bool *taken, ocl_gemm_plan_t *plan);
+cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q);
+void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p);
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);
 /* ocl_gemm_src.c: the kernels' OpenCL C sources (the common prelude, the
  * general, vector and tensor-core kernels, the split-K sum). */
 extern const char ocl_gemm_pre[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_tc[], ocl_gemm_sum[];
+
+/* ocl_conv.c: the "conv" library call through our kernels (im2col into a
+ * workspace, then the product with the bias by row). The call's checked
+ * arguments (2-D, NCHW, group 1): */
+struct ocl_conv_args {
+  int32_t dtype;
+  cl_mem X, W, bias, Y; /* bias NULL for none */
+  int64_t n, c, h, w, m, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw;
+};
+/* The call: NULL and *took filled where our kernels took it (took->n < 0
+ * otherwise); FLAGOS_ERR_UNSUPPORTED where they leave it to the node's kernels. */
+flagos_status_t ocl_conv_call(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_conv_args_t *took);
+/* As ocl_gemm_run, for a convolution (a plan gets its im2col, then the product). */
+flagos_status_t ocl_conv_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_conv_args_t *a,
+                             ocl_trace_fn *trace, bool *taken, ocl_gemm_plan_t *plan);
+void ocl_conv_release(ocl_state_t *s, ocl_device_t *d);
 
 #endif

@@ -8,7 +8,8 @@
  *
  * Then the same call through our own kernels (ocl_gemm.c, FLAGOS_OPENCL_GEMM=1,
  * with or without CLBlast): every tile variant, the bias epilogue (4 buffers)
- * and split-K (test_ours).
+ * and split-K (test_ours), products recorded and replayed (test_ours_capture),
+ * and the "conv" call (test_conv).
  *
  * Skips (exit 77) when the plugin was not built or no OpenCL device exists.
  * Without CLBlast (FLAGOS_CLBLAST=/nonexistent), every call must answer
@@ -171,7 +172,8 @@ static void test_refusals(void) {
   int64_t ok[9] = {1, 4, 4, 4, 0, 0, 0, 0, 0};
   CHECK(call("gemm", bufs, i32, ok, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "int32: %s", msg);
   CHECK(call("gemm", bufs, f16, ok, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "f16 is opt-in: %s", msg);
-  CHECK(call("conv", bufs, f32, ok, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "conv: %s", msg);
+  CHECK(call("pool", bufs, f32, ok, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "an unknown call: %s", msg);
+  CHECK(call("conv", bufs, f32, ok, fl, msg, sizeof msg) == FLAGOS_ERR_INVALID_ARGUMENT, "conv with 9 ints: %s", msg);
   int64_t one_y[9] = {2, 2, 2, 2, 0, 0, 4, 4, 0};
   CHECK(call("gemm", bufs, f32, one_y, fl, msg, sizeof msg) == FLAGOS_ERR_UNSUPPORTED, "batches into one Y: %s", msg);
   int64_t empty[9] = {3, 0, 4, 4, 0, 0, 0, 0, 0};
@@ -407,13 +409,21 @@ static void test_ours(const char *blas_log) {
   CHECK(count_lines(blas_log, "by flagos") - before - ran == ran_default, "FLAGOS_OPENCL_GEMM=0 still ran our kernel");
 }
 
-/* A 4-buffer product through our kernel recorded on a stream (capture_begin ..
- * capture_end), then replayed on new A and a reset Y: once as recorded, once
- * with FLAGOS_OPENCL_SPLITK=2 (the replay runs on the default queue, where a
- * product may be split). Expected: A*B + 0.5*Y0 + bias in double. */
-static void test_ours_capture(const char *blas_log) {
+/* A 4-buffer product through our kernel recorded (capture_begin ..
+ * capture_end), then replayed twice on new A and a reset Y. Expected: A*B +
+ * 0.5*Y0 + bias in double. `mode`:
+ *   0: recorded on a stream of its own; replayed on the default queue, where
+ *      the plan made for the stream's queue does not apply: the call is made
+ *      again each time, the second time with FLAGOS_OPENCL_SPLITK=2;
+ *   1: recorded on the default queue with FLAGOS_OPENCL_SPLITK=2: the replays
+ *      queue the plan (split over K, its own kernel objects) and never make
+ *      the call again, though the variable is gone by then;
+ *   2: as 1 with FLAGOS_OPENCL_GEMM_PLANS=0: no plan, the call each time
+ *      (and, the variable gone, not split). */
+static void test_ours_capture(const char *blas_log, int mode) {
   if (!FLAGOS_BACKEND_HAS(be, capture_begin)) return;
   setenv("FLAGOS_OPENCL_GEMM", "1", 1);
+  if (mode == 2) setenv("FLAGOS_OPENCL_GEMM_PLANS", "0", 1);
   enum { M = 13, N = 9, K = 11 };
   float a[M * K], b[K * N], y0[M * N], bias[N], y[M * N];
   for (int i = 0; i < K * N; i++) b[i] = (float)val(i, 2);
@@ -423,8 +433,8 @@ static void test_ours_capture(const char *blas_log) {
   size_t sz[4] = {sizeof a, sizeof b, sizeof y0, sizeof bias};
   for (int i = 0; i < 4; i++) CHECK_OK(be->mem_alloc(bst, g_dev, sz[i], &bufs[i]));
   flagos_bstream_t cs = NULL;
-  CHECK_OK(be->stream_create(bst, g_dev, &cs));
-  if (!bufs[0] || !bufs[1] || !bufs[2] || !bufs[3] || !cs) return;
+  if (mode == 0) CHECK_OK(be->stream_create(bst, g_dev, &cs));
+  if (!bufs[0] || !bufs[1] || !bufs[2] || !bufs[3] || (mode == 0 && !cs)) return;
   for (int i = 0; i < M * K; i++) a[i] = (float)val(i, 1);
   CHECK_OK(be->copy_h2d(bst, NULL, bufs[0], 0, a, sizeof a));
   CHECK_OK(be->copy_h2d(bst, NULL, bufs[1], 0, b, sizeof b));
@@ -435,14 +445,17 @@ static void test_ours_capture(const char *blas_log) {
   double fl[2] = {1, 0.5};
   flagos_libcall_t c = {"gemm", bufs, dts, 4, ints, 9, fl, 2};
   int before = count_lines(blas_log, "by flagos"), split_before = count_lines(blas_log, "K slices on");
+  int planned_before = count_lines(blas_log, "planned for replays");
+  if (mode != 0) setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
   CHECK_OK(be->capture_begin(bst, g_dev, cs));
   CHECK_OK(be->library_call(bst, cs, &c));
   flagos_bgraph_t g = NULL;
   CHECK_OK(be->capture_end(bst, g_dev, cs, &g));
-  be->stream_destroy(bst, cs);
+  unsetenv("FLAGOS_OPENCL_SPLITK");
+  if (cs) be->stream_destroy(bst, cs);
   if (!g) return;
   for (int rep = 0; rep < 2; rep++) {
-    if (rep == 1) setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
+    if (rep == 1 && mode == 0) setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
     for (int i = 0; i < M * K; i++) a[i] = (float)val(i * (rep + 2), 5 + rep);
     CHECK_OK(be->copy_h2d(bst, NULL, bufs[0], 0, a, sizeof a));
     CHECK_OK(be->copy_h2d(bst, NULL, bufs[2], 0, y0, sizeof y0));
@@ -455,15 +468,157 @@ static void test_ours_capture(const char *blas_log) {
         for (int k = 0; k < K; k++) w += (double)a[i * K + k] * b[k * N + j];
         bad += !(fabs(y[i * N + j] - w) <= 1e-5 * (1 + fabs(w) + K));
       }
-    CHECK(bad == 0, "ours, captured with a bias, replay %d: %d of %d values wrong", rep, bad, M * N);
+    CHECK(bad == 0, "ours, captured (mode %d) with a bias, replay %d: %d of %d values wrong", mode, rep, bad, M * N);
   }
   unsetenv("FLAGOS_OPENCL_SPLITK");
-  CHECK(count_lines(blas_log, "K slices on") - split_before == 1, "ours, captured: the second replay was not split");
-  /* the call ran once while recorded and once in each replay, all through our kernel */
-  CHECK(count_lines(blas_log, "by flagos") - before == 3, "ours, captured: %d products by our kernel (3 expected)",
-        count_lines(blas_log, "by flagos") - before);
+  unsetenv("FLAGOS_OPENCL_GEMM_PLANS");
+  int split = count_lines(blas_log, "K slices on") - split_before, by = count_lines(blas_log, "by flagos") - before;
+  int planned = count_lines(blas_log, "planned for replays") - planned_before;
+  /* the call ran once while recorded, then once in each replay where there is no plan for the queue */
+  static const int want_by[3] = {3, 1, 3}, want_split[3] = {1, 2, 1}, want_planned[3] = {1, 1, 0};
+  CHECK(by == want_by[mode], "ours, captured (mode %d): %d calls by our kernel (%d expected)", mode, by, want_by[mode]);
+  CHECK(planned == want_planned[mode], "ours, captured (mode %d): %d plans (%d expected)", mode, planned,
+        want_planned[mode]);
+  CHECK(split == want_split[mode], "ours, captured (mode %d): %d products split over K (%d expected)", mode, split,
+        want_split[mode]);
   be->graph_destroy(bst, g);
   for (int i = 0; i < 4; i++) be->mem_free(bst, g_dev, bufs[i]);
+  unsetenv("FLAGOS_OPENCL_GEMM");
+}
+
+/* The "conv" library call (ocl_conv.c) on our kernels: a 2-D convolution in
+ * NCHW with group 1, against the definition in docs/kernel-ir.md computed here
+ * in double; f16 bit for bit (the exact sum rounded once). `plan`: recorded
+ * on the default queue and replayed twice on new X (the plan's im2col and
+ * product, made at capture_end). */
+typedef struct {
+  flagos_dtype_t dt;
+  int64_t n, c, h, w, m, kh, kw, ph, pw, eh, ew, sh, sw, dh, dw; /* eh, ew: end pads */
+  bool bias, plan;
+} ccase_t;
+
+static void conv_case(const char *what, ccase_t t, const char *blas_log) {
+  size_t es = flagos_dtype_size(t.dt);
+  int64_t oh = (t.h + t.ph + t.eh - t.dh * (t.kh - 1) - 1) / t.sh + 1;
+  int64_t ow = (t.w + t.pw + t.ew - t.dw * (t.kw - 1) - 1) / t.sw + 1;
+  size_t nx = (size_t)(t.n * t.c * t.h * t.w), nw = (size_t)(t.m * t.c * t.kh * t.kw), ny = (size_t)(t.n * t.m * oh * ow);
+  double *x = malloc(nx * 8), *wt = malloc(nw * 8), *bias = malloc((size_t)t.m * 8), *want = malloc(ny * 8);
+  void *hx = malloc(nx * es), *hw = malloc(nw * es), *hb = malloc((size_t)t.m * es), *hy = malloc(ny * es);
+  for (size_t i = 0; i < nw; i++) wt[i] = valx((int64_t)i, 2, t.dt);
+  for (int64_t k = 0; k < t.m; k++) bias[k] = t.bias ? valx(k, 4, t.dt) * 3 : 0;
+  for (size_t i = 0; i < nw; i++) rt_hs_store_float(t.dt, hw, (int64_t)i, wt[i]);
+  for (int64_t k = 0; k < t.m; k++) rt_hs_store_float(t.dt, hb, k, bias[k]);
+  flagos_devptr_t bufs[4] = {0};
+  flagos_status_t st = be->mem_alloc(bst, g_dev, nx * es, &bufs[0]);
+  if (!st) st = be->mem_alloc(bst, g_dev, nw * es, &bufs[1]);
+  if (!st) st = be->mem_alloc(bst, g_dev, (size_t)t.m * es, &bufs[2]);
+  if (!st) st = be->mem_alloc(bst, g_dev, ny * es, &bufs[3]);
+  if (!st) st = be->copy_h2d(bst, NULL, bufs[1], 0, hw, nw * es);
+  if (!st) st = be->copy_h2d(bst, NULL, bufs[2], 0, hb, (size_t)t.m * es);
+  CHECK(!st, "%s: set-up: %s", what, flagos_status_message(st));
+  flagos_status_free(st);
+  flagos_devptr_t cb[4] = {bufs[0], bufs[1], t.bias ? bufs[2] : bufs[3], bufs[3]};
+  int32_t dts[4] = {t.dt, t.dt, t.dt, t.dt};
+  int64_t ints[16] = {t.n, t.c, t.h, t.w, t.m, oh, ow, t.kh, t.kw, t.ph, t.pw, t.sh, t.sw, t.dh, t.dw, 1};
+  flagos_libcall_t c = {"conv", cb, dts, t.bias ? 4 : 3, ints, 16, NULL, 0};
+  flagos_bgraph_t g = NULL;
+  int planned = count_lines(blas_log, "conv planned for replays");
+  int runs = t.plan ? 2 : 1;
+  if (t.plan) CHECK_OK(be->capture_begin(bst, g_dev, NULL));
+  for (int r = 0; r < runs; r++) {
+    for (size_t i = 0; i < nx; i++) x[i] = valx((int64_t)i * (r + 1), 1 + r, t.dt);
+    for (size_t i = 0; i < nx; i++) rt_hs_store_float(t.dt, hx, (int64_t)i, x[i]);
+    CHECK_OK(be->copy_h2d(bst, NULL, bufs[0], 0, hx, nx * es));
+    if (r == 0) {
+      st = be->library_call(bst, NULL, &c);
+      CHECK(!st, "%s: conv: %s", what, flagos_status_message(st));
+      flagos_status_free(st);
+      if (t.plan) CHECK_OK(be->capture_end(bst, g_dev, NULL, &g));
+    }
+    if (t.plan && g) CHECK_OK(be->graph_launch(bst, g, NULL));
+    CHECK_OK(be->copy_d2h(bst, NULL, hy, bufs[3], 0, ny * es));
+    int bad = 0;
+    for (int64_t n = 0; n < t.n; n++)
+      for (int64_t k = 0; k < t.m; k++)
+        for (int64_t i = 0; i < oh; i++)
+          for (int64_t j = 0; j < ow; j++) {
+            double v = bias[k];
+            for (int64_t ci = 0; ci < t.c; ci++)
+              for (int64_t a = 0; a < t.kh; a++)
+                for (int64_t e = 0; e < t.kw; e++) {
+                  int64_t yy = i * t.sh - t.ph + a * t.dh, xx = j * t.sw - t.pw + e * t.dw;
+                  if (yy >= 0 && yy < t.h && xx >= 0 && xx < t.w)
+                    v += x[((n * t.c + ci) * t.h + yy) * t.w + xx] * wt[((k * t.c + ci) * t.kh + a) * t.kw + e];
+                }
+            size_t o = (size_t)(((n * t.m + k) * oh + i) * ow + j);
+            double w = es == 2 ? fl_f16_to_f32(fl_f32_to_f16((float)v)) : v;
+            double got = fl_load_as_double(t.dt, hy, o);
+            double lim = es == 2 ? 0 : 1e-5 * (1 + fabs(v) + (double)(t.c * t.kh * t.kw));
+            if (!(fabs(got - w) <= lim) && bad++ < 3)
+              CHECK(false, "%s, run %d: Y[%zu] = %.9g, expected %.9g", what, r, o, got, w);
+          }
+    CHECK(bad == 0, "%s, run %d: %d of %zu values wrong", what, r, bad, ny);
+  }
+  if (t.plan) {
+    CHECK(count_lines(blas_log, "conv planned for replays") - planned == 1, "%s: no plan made", what);
+    if (g) be->graph_destroy(bst, g);
+  }
+  for (int i = 0; i < 4; i++)
+    if (bufs[i]) be->mem_free(bst, g_dev, bufs[i]);
+  free(x), free(wt), free(bias), free(want), free(hx), free(hw), free(hb), free(hy);
+}
+
+static void test_conv(const char *blas_log) {
+  setenv("FLAGOS_OPENCL_GEMM", "1", 1);
+  int before = count_lines(blas_log, "conv by flagos"), pw = count_lines(blas_log, ", pointwise on");
+  conv_case("conv 3x3 pad 1, bias", (ccase_t){FLAGOS_FLOAT32, 2, 3, 7, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, true, false},
+            blas_log);
+  conv_case("conv 1x1, bias", (ccase_t){FLAGOS_FLOAT32, 3, 4, 5, 5, 6, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, true, false},
+            blas_log);
+  conv_case("conv 3x2, pads 2/2 0/0, strides 2 3, dilations 2 1",
+            (ccase_t){FLAGOS_FLOAT32, 1, 2, 9, 8, 4, 3, 2, 2, 0, 2, 0, 2, 3, 2, 1, false, false}, blas_log);
+  conv_case("conv 1x1 stride 2, end pad 1", (ccase_t){FLAGOS_FLOAT32, 2, 3, 5, 4, 2, 1, 1, 0, 0, 1, 1, 2, 2, 1, 1, true, false},
+            blas_log);
+  conv_case("conv f16 3x3 pad 1, bias", (ccase_t){FLAGOS_FLOAT16, 2, 8, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, true, false},
+            blas_log);
+  conv_case("conv f16 1x1, bias", (ccase_t){FLAGOS_FLOAT16, 2, 16, 4, 4, 8, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, true, false},
+            blas_log);
+  /* rows of 16 bytes: the tensor-core kernel's epilogue (emulated where the device has no mma.sync) */
+  const char *tc = getenv("FLAGOS_OPENCL_TENSOR");
+  if (!tc) setenv("FLAGOS_OPENCL_TENSOR", "emulate", 1);
+  int tc_before = count_lines(blas_log, " mma");
+  conv_case("conv f16 1x1 on tensor cores, bias",
+            (ccase_t){FLAGOS_FLOAT16, 2, 16, 4, 4, 8, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, true, false}, blas_log);
+  CHECK(count_lines(blas_log, " mma") - tc_before == 1, "conv f16 1x1: not on the tensor-core kernel");
+  if (!tc) unsetenv("FLAGOS_OPENCL_TENSOR");
+  conv_case("conv 5x5 pad 2, bias, replayed", (ccase_t){FLAGOS_FLOAT32, 2, 3, 9, 7, 4, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1, true, true},
+            blas_log);
+  conv_case("conv 1x1, replayed", (ccase_t){FLAGOS_FLOAT32, 2, 5, 3, 3, 4, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, false, true},
+            blas_log);
+  int by = count_lines(blas_log, "conv by flagos") - before, point = count_lines(blas_log, ", pointwise on") - pw;
+  CHECK(by == 9, "conv: %d calls by our kernels (9 expected)", by);
+  /* the pointwise path (no im2col) three times by call, once recorded and once planned */
+  CHECK(point == 5, "conv: %d pointwise lines (5 expected)", point);
+  /* grouped convolutions and a device where our kernels are off go to the node's kernels */
+  flagos_devptr_t b[3] = {0};
+  for (int i = 0; i < 3; i++) CHECK_OK(be->mem_alloc(bst, g_dev, 4096, &b[i]));
+  int32_t dts[3] = {FLAGOS_FLOAT32, FLAGOS_FLOAT32, FLAGOS_FLOAT32};
+  int64_t ints[16] = {1, 4, 4, 4, 4, 4, 4, 1, 1, 0, 0, 1, 1, 1, 1, 2};
+  flagos_libcall_t c = {"conv", b, dts, 3, ints, 16, NULL, 0};
+  flagos_status_t st = be->library_call(bst, NULL, &c);
+  CHECK(st && flagos_status_code(st) == FLAGOS_ERR_UNSUPPORTED, "conv, group 2: not left to the kernels");
+  flagos_status_free(st);
+  ints[15] = 1;
+  ints[1] = 400; /* X is 1x400x4x4 floats: past its 4096 bytes */
+  st = be->library_call(bst, NULL, &c);
+  CHECK(st && flagos_status_code(st) == FLAGOS_ERR_INVALID_ARGUMENT, "conv past its buffers: not refused");
+  flagos_status_free(st);
+  ints[1] = 4;
+  setenv("FLAGOS_OPENCL_GEMM", "0", 1);
+  st = be->library_call(bst, NULL, &c);
+  CHECK(st && flagos_status_code(st) == FLAGOS_ERR_UNSUPPORTED, "conv, FLAGOS_OPENCL_GEMM=0: not left to the kernels");
+  flagos_status_free(st);
+  for (int i = 0; i < 3; i++) be->mem_free(bst, g_dev, b[i]);
   unsetenv("FLAGOS_OPENCL_GEMM");
 }
 
@@ -559,7 +714,8 @@ int main(void) {
   CHECK(!g_have_blas || split == 4, "split-K: %d products ran in K slices (4 expected)", split);
   test_refusals();
   test_ours(blas_log);
-  test_ours_capture(blas_log);
+  for (int mode = 0; mode < 3; mode++) test_ours_capture(blas_log, mode);
+  test_conv(blas_log);
   if (g_have_blas) {
     int applied = 0, refused = 0, malformed = 0, other = 0;
     FILE *lf = fopen(blas_log, "r");
