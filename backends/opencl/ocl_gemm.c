@@ -13,8 +13,9 @@
  * next step's tile is fetched into registers while the current one is
  * multiplied, and each work-item (each warp, on tensor cores) keeps its block
  * of outputs in registers. Transposes are uniform branches on an argument, so
- * one kernel serves the four cases. Three kernels: the general one, the vector
- * one (float4 accesses) and the tensor-core one (f16, PTX mma.sync). Each tile
+ * one kernel serves the four cases. Three kernels: the general one (f64, and
+ * FLAGOS_OPENCL_GEMM_TILE), the vector one (float4 accesses) and the
+ * tensor-core one (f16, PTX mma.sync). Each tile
  * variant (k_variants) is its own program (the source with its #defines in
  * front), built at a device's first product that needs it, through
  * ocl_module.c's binary cache.
@@ -112,8 +113,8 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* The variant and number of K slices for a product, from measurements on an
  * H100 (scripts/gpu/gemm.sh; bench/gpu/results-h100-2026-11-22-s8.md). The
- * kernel: tensor cores for f16 (ocl_gemm_tc), else the vector kernel where the rows
- * allow (ocl_gemm_vec), else the general one. The tile: the first of the kernel's two
+ * kernel: tensor cores for f16 where the rows allow (ocl_gemm_tc), else the vector
+ * kernel for f32 and f16 (ocl_gemm_vec), else (f64) the general one. The tile: the first of the kernel's two
  * large ones that gives every compute unit a group and wastes at most a
  * quarter of its outputs past M and N (128x128 then 64x64 for the general
  * kernel, 128x128 then 64x128 for the vector one: 4096^3 f32 at 41.8 TFLOP/s
@@ -304,9 +305,13 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   if (a->K <= 0 || a->N <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N) return NULL;
   ocl_gemm_dev_t *g = gemm_dev(d);
   if (!g) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  /* ocl_gemm_vec: every row of A and B starts on a float4 (f16: 4 halves) */
+  /* ocl_gemm_vec: float4 loads of an operand whose rows all start on a
+   * float4 (f16: 4 halves), element by element of the other one (unless
+   * FLAGOS_OPENCL_VEC_UNALIGNED=0, which leaves such products to the general kernel) */
   int64_t lda = a->ta ? a->M : a->K, ldb = a->tb ? a->K : a->N;
-  bool vec = !f64 && lda % 4 == 0 && ldb % 4 == 0 && a->sa % 4 == 0 && a->sb % 4 == 0;
+  bool a_al = lda % 4 == 0 && a->sa % 4 == 0, b_al = ldb % 4 == 0 && a->sb % 4 == 0;
+  const char *vu = getenv("FLAGOS_OPENCL_VEC_UNALIGNED");
+  bool vec = !f64 && ((a_al && b_al) || !vu || (strcmp(vu, "0") != 0 && strcmp(vu, "off") != 0));
   /* and Y's (else the vector kernel writes Y element by element) */
   bool yvec = a->N % 4 == 0 && a->sy % 4 == 0;
   /* ocl_gemm_tc: f16 on rows of whole 16-byte loads, on a device that has mma.sync (or emulated) */
@@ -363,7 +368,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
   int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0) | (yvec ? 8 : 0) |
-              (a->bias && a->bias_rows ? 16 : 0);
+              (a->bias && a->bias_rows ? 16 : 0) | (t->vec && !a_al ? 32 : 0) | (t->vec && !b_al ? 64 : 0);
   /* slices of whole K steps; the last ones may be short or empty */
   int kslice = parts > 1 ? (int)((cdiv(K, parts) + t->tk - 1) / t->tk * t->tk) : K;
   cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;

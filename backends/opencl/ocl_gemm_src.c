@@ -140,11 +140,13 @@ const char ocl_gemm_general[] =
     "  }\n"
     "}\n";
 
-/* The vector kernel, for f32 and f16 products whose operands' rows all start
- * on 16-byte (f16: 8-byte) boundaries (the host checks: A's and B's leading
- * dimensions and batch strides multiples of 4): operands read as float4
- * (vloada_half4), tiles read from local memory as float4; its bounds tests
- * are per float4, which lies wholly inside or outside an operand then. Y is
+/* The vector kernel, for f32 and f16 products: operands whose rows all start
+ * on 16-byte (f16: 8-byte) boundaries (A's and B's leading dimensions and
+ * batch strides multiples of 4) are read as float4 (vloada_half4), and their
+ * bounds tests are per float4, which lies wholly inside or outside an
+ * operand then; an operand whose rows do not (flags & 32: A, 64: B; ResNet-50's
+ * stem, K = 147, and 7x7 stage, N = 49) is read element by element into the
+ * same float4s, each tested. Tiles are read from local memory as float4. Y is
  * written as float4 where its rows are aligned too (flags & 8), else element
  * by element (GPT-2's logits: N = 50257). */
 const char ocl_gemm_vec[] =
@@ -155,6 +157,15 @@ const char ocl_gemm_vec[] =
     "#define LD4(p, i) (*(__global const float4 *)((p) + (i)))\n"
     "#define ST4(p, i, v) (*(__global float4 *)((p) + (i)) = (v))\n"
     "#endif\n"
+    "/* 4 elements from p[i] on, of which the first n (n > 0) are inside the operand:\n"
+    " * an operand whose rows do not start on float4s (flags & 32 for A, 64 for B) */\n"
+    "float4 ldu4(__global const T *p, int i, int n) {\n"
+    "  float4 v = (float4)(LD(p, i), 0, 0, 0);\n"
+    "  if (n > 1) v.y = LD(p, i + 1);\n"
+    "  if (n > 2) v.z = LD(p, i + 2);\n"
+    "  if (n > 3) v.w = LD(p, i + 3);\n"
+    "  return v;\n"
+    "}\n"
     "#define TX (TN / RN)\n"
     "#define TY (TM / RM)\n"
     "#define NT (TX * TY)\n"
@@ -176,6 +187,7 @@ const char ocl_gemm_vec[] =
     "  const int tid = get_local_id(0), lane = tid % 32, w = tid / 32;\n"
     "  const int tx = (w % (TX / 8)) * 8 + lane % 8, ty = (w / (TX / 8)) * 4 + lane / 8;\n"
     "  GEMM_START\n"
+    "  const int ua = flags & 32, ub = flags & 64;\n"
     "  float acc[RM][RN];\n"
     "#pragma unroll\n"
     "  for (int i = 0; i < RM; i++)\n"
@@ -190,20 +202,20 @@ const char ocl_gemm_vec[] =
     "      int f = tid + e * NT, r, k;                                                    \\\n"
     "      if (ta) {                                                                      \\\n"
     "        k = (k0) + f / (TM / 4), r = m0 + f % (TM / 4) * 4;                          \\\n"
-    "        ra[e] = k < ke && r < M ? LD4(A, k * M + r) : (float4)0;                     \\\n"
+    "        ra[e] = k >= ke || r >= M ? (float4)0 : ua ? ldu4(A, k * M + r, M - r) : LD4(A, k * M + r); \\\n"
     "      } else {                                                                       \\\n"
     "        r = m0 + f / (TK / 4), k = (k0) + f % (TK / 4) * 4;                          \\\n"
-    "        ra[e] = k < ke && r < M ? LD4(A, r * K + k) : (float4)0;                     \\\n"
+    "        ra[e] = k >= ke || r >= M ? (float4)0 : ua ? ldu4(A, r * K + k, ke - k) : LD4(A, r * K + k); \\\n"
     "      }                                                                              \\\n"
     "    }                                                                                \\\n"
     "    _Pragma(\"unroll\") for (int e = 0; e < FB; e++) {                                 \\\n"
     "      int f = tid + e * NT, c, k;                                                    \\\n"
     "      if (tb) {                                                                      \\\n"
     "        c = n0 + f / (TK / 4), k = (k0) + f % (TK / 4) * 4;                          \\\n"
-    "        rb[e] = k < ke && c < N ? LD4(B, c * K + k) : (float4)0;                     \\\n"
+    "        rb[e] = k >= ke || c >= N ? (float4)0 : ub ? ldu4(B, c * K + k, ke - k) : LD4(B, c * K + k); \\\n"
     "      } else {                                                                       \\\n"
     "        k = (k0) + f / (TN / 4), c = n0 + f % (TN / 4) * 4;                          \\\n"
-    "        rb[e] = k < ke && c < N ? LD4(B, k * N + c) : (float4)0;                     \\\n"
+    "        rb[e] = k >= ke || c >= N ? (float4)0 : ub ? ldu4(B, k * N + c, N - c) : LD4(B, k * N + c); \\\n"
     "      }                                                                              \\\n"
     "    }                                                                                \\\n"
     "  }\n"

@@ -289,13 +289,32 @@ static void test_ours(const char *blas_log) {
                              false}),
         n16++, nvec++;
   }
-  /* a vector variant asked for on rows that do not start on float4s: the general kernel */
-  setenv("FLAGOS_OPENCL_GEMM_TILE", "5", 1);
-  run_case("ours, vec tile asked for, K 70", (gcase_t){FLAGOS_FLOAT32, 1, 132, 68, 70, 0, 0, -1, -1, -1, 1, 0, true, false}),
+  /* rows that do not start on float4s: that operand element by element, each
+   * element's bounds tested (flags & 32, 64); K 70 and N 49 (ResNet-50's 7x7
+   * stage) in every transpose, a batch stride 2 past, f16 */
+  static const char *uvec[] = {"5", "7", "8"};
+  for (int i = 0; i < 3; i++) {
+    char what[80];
+    setenv("FLAGOS_OPENCL_GEMM_TILE", uvec[i], 1);
+    snprintf(what, sizeof what, "ours, vec tile %s, K 70, NaN in Y", uvec[i]);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 132, 68, 70, 0, 0, -1, -1, -1, 1, 0, true, false}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %s, K 70, transA transB, bias", uvec[i]);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 37, 68, 70, 1, 1, -1, -1, -1, 1, 0.5, false, true}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %s, batch, A shared, N 49, K 147", uvec[i]);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 2, 66, 49, 147, 0, 0, 0, -1, -1, 1, 0, true, true}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %s, M 49 transA, N 49 transB", uvec[i]);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 1, 49, 49, 36, 1, 1, -1, -1, -1, 1, 0, true, false}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, vec tile %s, batch stride 2 past", uvec[i]);
+    run_case(what, (gcase_t){FLAGOS_FLOAT32, 2, 12, 8, 20, 0, 0, 12 * 20 + 2, -1, -1, 1, 0, true, false}), n++, nvec++;
+    snprintf(what, sizeof what, "ours, f16, vec tile %s, N 49, K 147, bias", uvec[i]);
+    run_case(what, (gcase_t){FLAGOS_FLOAT16, 2, 66, 49, 147, 0, 0, 0, -1, -1, 1, 0, true, true}), n16++, nvec++;
+  }
+  /* FLAGOS_OPENCL_VEC_UNALIGNED=0: such products go to the general kernel */
+  setenv("FLAGOS_OPENCL_VEC_UNALIGNED", "0", 1);
+  run_case("ours, vec tile asked for, K 70, unaligned off",
+           (gcase_t){FLAGOS_FLOAT32, 1, 132, 68, 70, 0, 0, -1, -1, -1, 1, 0, true, false}),
       n++;
-  run_case("ours, vec tile asked for, batch stride 2 past",
-           (gcase_t){FLAGOS_FLOAT32, 2, 12, 8, 20, 0, 0, 12 * 20 + 2, -1, -1, 1, 0, true, false}),
-      n++;
+  unsetenv("FLAGOS_OPENCL_VEC_UNALIGNED");
   int vec_ran = count_lines(blas_log, " vec)") - vec_before;
   CHECK(vec_ran == nvec, "ours: %d products ran through the vector kernel (%d expected)", vec_ran, nvec);
   /* the tensor-core kernel's variants (k_tc), its mma.sync emulated
