@@ -25,26 +25,25 @@
 
 #include "ocl_internal.h"
 
-/* One work-item per element of the patch matrix col[n][c][a][e][i][j] (a, e:
- * the kernel's row and column; i, j: the output's), copied as raw bits of
- * T (uint, ushort or ulong: the element's size), zero in the padding. */
+/* One work-item per element of the patch matrix col[n][c][a][e][o] (a, e:
+ * the kernel's row and column; o = i*OW + j, the output's position, in rows
+ * of OP >= OH*OW elements), copied as raw bits of T (uint, ushort or ulong:
+ * the element's size), zero in the padding and past OH*OW. */
 static const char k_im2col_src[] =
     "__kernel void flagos_im2col(__global const T *restrict X, __global T *restrict col, int C, int H, int W,\n"
     "                            int OH, int OW, int KH, int KW, int ph, int pw, int sh, int sw, int dh, int dw,\n"
-    "                            long total) {\n"
+    "                            int OP, long total) {\n"
     "  long t = get_global_id(0);\n"
     "  if (t >= total) return;\n"
-    "  const long o = t;\n"
-    "  const int j = t % OW;\n"
-    "  t /= OW;\n"
-    "  const int i = t % OH;\n"
-    "  t /= OH;\n"
+    "  const long at = t;\n"
+    "  const int o = t % OP, i = o / OW, j = o % OW;\n"
+    "  t /= OP;\n"
     "  const int e = t % KW;\n"
     "  t /= KW;\n"
     "  const int a = t % KH;\n"
     "  t /= KH; /* n * C + c */\n"
     "  const int y = i * sh - ph + a * dh, x = j * sw - pw + e * dw;\n"
-    "  col[o] = y >= 0 && y < H && x >= 0 && x < W ? X[(t * H + y) * W + x] : (T)0;\n"
+    "  col[at] = o < OH * OW && y >= 0 && y < H && x >= 0 && x < W ? X[(t * H + y) * W + x] : (T)0;\n"
     "}\n";
 
 struct ocl_conv_dev {
@@ -99,15 +98,20 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   ocl_gemm_args_t ga = {.dtype = a->dtype, .A = a->W, .B = a->X, .Y = a->Y, .bias = a->bias, .batch = a->n,
                         .M = a->m, .N = O, .K = K, .sa = 0, .sb = K * O, .sy = a->m * O, .bias_rows = true,
                         .alpha = 1, .beta = 0};
-  if (pointwise(a)) return ocl_gemm_run(s, d, q, &ga, trace, taken, plan);
+  /* f16 on tensor cores needs B's rows on 16 bytes: where OH*OW is not a
+   * multiple of 8 (ResNet-50's 14x14 and 7x7 stages), the patch rows are
+   * padded to one (a pointwise convolution then takes the im2col too: a copy,
+   * against the float kernels' far slower product) */
+  int64_t op = es == 2 && K % 8 == 0 && O % 8 != 0 && ocl_gemm_tensor_cores(s, d) ? (O + 7) / 8 * 8 : O;
+  if (pointwise(a) && op == O) return ocl_gemm_run(s, d, q, &ga, trace, taken, plan);
   ocl_conv_dev_t *c = conv_dev(d);
   if (!c) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   /* the kernel's int arguments; the patch matrix's elements are counted in long */
   const int64_t lim = INT32_MAX;
-  if (a->c > lim || a->h > lim || a->w > lim || O > lim || K > lim || a->ph > lim || a->pw > lim || a->sh > lim ||
+  if (a->c > lim || a->h > lim || a->w > lim || op > lim || K > lim || a->ph > lim || a->pw > lim || a->sh > lim ||
       a->sw > lim || a->dh > lim || a->dw > lim)
     return NULL;
-  size_t bytes = (size_t)a->n * (size_t)K * (size_t)O * (size_t)es;
+  size_t bytes = (size_t)a->n * (size_t)K * (size_t)op * (size_t)es;
   pthread_mutex_lock(&c->lock);
   cl_kernel k = NULL;
   flagos_status_t err = im2col_kernel(s, d, c, (size_t)es, &k);
@@ -133,8 +137,8 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
     return NULL;
   }
   int iv[14] = {(int)a->c, (int)a->h, (int)a->w, (int)a->oh, (int)a->ow, (int)a->kh, (int)a->kw,
-                (int)a->ph, (int)a->pw, (int)a->sh, (int)a->sw, (int)a->dh, (int)a->dw, 0};
-  cl_long total = (cl_long)a->n * K * O;
+                (int)a->ph, (int)a->pw, (int)a->sh, (int)a->sw, (int)a->dh, (int)a->dw, (int)op};
+  cl_long total = (cl_long)a->n * K * op;
   size_t local = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, global = ((size_t)total + local - 1) / local * local;
   cl_kernel use = k;
   if (plan) {
@@ -146,8 +150,8 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   }
   e = s->cl.clSetKernelArg(use, 0, sizeof(cl_mem), &a->X);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(use, 1, sizeof(cl_mem), &col);
-  for (cl_uint i = 0; i < 13 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(use, 2 + i, sizeof(int), &iv[i]);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(use, 15, sizeof total, &total);
+  for (cl_uint i = 0; i < 14 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(use, 2 + i, sizeof(int), &iv[i]);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(use, 16, sizeof total, &total);
   if (plan && e == CL_SUCCESS) {
     int i0 = plan->n;
     plan->k[i0] = use;
@@ -172,6 +176,8 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   }
   /* the product, still under the lock: no other convolution's patches may reach the workspace before it reads them */
   ga.B = col;
+  ga.ldb = op;
+  ga.sb = K * op;
   err = ocl_gemm_run(s, d, q, &ga, trace, taken, plan);
   if (!shared) s->cl.clReleaseMemObject(col);
   pthread_mutex_unlock(&c->lock);
@@ -192,7 +198,8 @@ flagos_status_t ocl_conv_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
           plan ? "planned for replays" : "by flagos",
           a->dtype == FLAGOS_FLOAT64 ? "f64" : a->dtype == FLAGOS_FLOAT32 ? "f32" : "f16", (long long)a->n,
           (long long)a->c, (long long)a->h, (long long)a->w, (long long)a->m, (long long)a->oh, (long long)a->ow,
-          (long long)a->kh, (long long)a->kw, a->bias ? ", bias" : "", pointwise(a) ? ", pointwise" : "", d->name);
+          (long long)a->kh, (long long)a->kw, a->bias ? ", bias" : "", pointwise(a) ? ", pointwise" : "",
+          d->name);
   return err;
 }
 

@@ -251,6 +251,15 @@ static ocl_gemm_dev_t *gemm_dev(ocl_device_t *d) {
   return g;
 }
 
+bool ocl_gemm_tensor_cores(ocl_state_t *s, ocl_device_t *d) {
+  ocl_gemm_dev_t *g = gemm_dev(d);
+  if (!g) return false;
+  pthread_mutex_lock(&g->lock);
+  bool tc = tc_mode(s, d, g) != 0;
+  pthread_mutex_unlock(&g->lock);
+  return tc;
+}
+
 /* A workspace of at least `bytes` (under g->lock); false where there is no room (no split then). */
 static bool split_room(ocl_state_t *s, ocl_device_t *d, ocl_gemm_dev_t *g, size_t bytes) {
   if (g->ws_size >= bytes) return true;
@@ -302,13 +311,17 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* 32-bit indices within a matrix, with room for the sums past an extent
    * (a row one tile beyond M, a K slice's end beyond K): products up to 2^30 */
   const int64_t lim = (int64_t)1 << 30;
-  if (a->K <= 0 || a->N <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N) return NULL;
+  /* B's rows: N apart (K transposed), or ldb where the caller padded them (ocl_conv.c) */
+  int64_t ldb = a->ldb ? a->ldb : a->tb ? a->K : a->N;
+  if (a->K <= 0 || a->N <= 0 || ldb <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N ||
+      a->K > lim / ldb)
+    return NULL;
   ocl_gemm_dev_t *g = gemm_dev(d);
   if (!g) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   /* ocl_gemm_vec: float4 loads of an operand whose rows all start on a
    * float4 (f16: 4 halves), element by element of the other one (unless
    * FLAGOS_OPENCL_VEC_UNALIGNED=0, which leaves such products to the general kernel) */
-  int64_t lda = a->ta ? a->M : a->K, ldb = a->tb ? a->K : a->N;
+  int64_t lda = a->ta ? a->M : a->K;
   bool a_al = lda % 4 == 0 && a->sa % 4 == 0, b_al = ldb % 4 == 0 && a->sb % 4 == 0;
   const char *vu = getenv("FLAGOS_OPENCL_VEC_UNALIGNED");
   bool vec = !f64 && ((a_al && b_al) || !vu || (strcmp(vu, "0") != 0 && strcmp(vu, "off") != 0));
@@ -376,10 +389,11 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   const void *alpha = f64 ? (const void *)&a->alpha : &alpha32, *beta = f64 ? (const void *)&a->beta : &beta32;
   /* unused bias and workspace arguments still need valid buffers */
   cl_mem w = parts > 1 ? g->ws : a->Y, bias = a->bias ? a->bias : a->Y;
-  const void *vals[16] = {&a->A, &a->B, &a->Y, &w, &bias, &M, &N, &K, &trans, &sa, &sb, &sy, alpha, beta, &kslice,
-                          &flags};
-  size_t sizes[16] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, 4, 8, 8, 8,
-                      es, es, 4, 4};
+  int ildb = (int)ldb;
+  const void *vals[17] = {&a->A, &a->B, &a->Y, &w, &bias, &M, &N, &K, &trans, &sa, &sb, &sy, alpha, beta, &kslice,
+                          &flags, &ildb};
+  size_t sizes[17] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, 4, 8, 8, 8,
+                      es, es, 4, 4, 4};
   size_t nt = threads(t);
   size_t global[3] = {(size_t)cdiv(a->N, t->tn) * nt, (size_t)cdiv(a->M, t->tm),
                       parts > 1 ? (size_t)parts : (size_t)a->batch};
@@ -395,7 +409,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
      * does not), as a recorded launch's are */
     int i0 = plan->n;
     if (i0 + 2 > OCL_PLAN_MAX || plan->n_held + 5 > OCL_PLAN_HELD) e = CL_OUT_OF_HOST_MEMORY;
-    else plan->k[i0] = own_kernel(s, kp, "flagos_gemm", vals, sizes, 16, &e);
+    else plan->k[i0] = own_kernel(s, kp, "flagos_gemm", vals, sizes, 17, &e);
     if (e == CL_SUCCESS && parts > 1) plan->k[i0 + 1] = own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 8, &e);
     if (e != CL_SUCCESS) {
       pthread_mutex_unlock(&g->lock);
@@ -418,7 +432,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       }
     plan->q = q;
   } else {
-    e = set_args(s, kp->gemm, vals, sizes, 16);
+    e = set_args(s, kp->gemm, vals, sizes, 17);
     if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->gemm, 3, NULL, global, local, 0, NULL, NULL);
     if (e == CL_SUCCESS && parts > 1) e = set_args(s, kp->sum, sv, ss, 8);
     if (e == CL_SUCCESS && parts > 1) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);

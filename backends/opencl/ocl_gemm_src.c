@@ -11,8 +11,9 @@
  * values are read and written with vload_half/vstore_half_rte, which every
  * OpenCL device has (no cl_khr_fp16 needed: NVIDIA's platform lacks it), and
  * summed in float. The work-group is NT = (TM/RM)*(TN/RN) work-items, x along
- * N. Indices within a matrix are int (the host keeps M*K, K*N and M*N below
- * 2^31); batch offsets are long. */
+ * N. Indices within a matrix are int (the host keeps M*K, K*N, K*ldb and M*N
+ * below 2^31); batch offsets are long. B's rows are ldb apart (the caller may
+ * pad them: ocl_conv.c). */
 const char ocl_gemm_pre[] =
     "#ifdef GEMM_F64\n"
     "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
@@ -28,7 +29,7 @@ const char ocl_gemm_pre[] =
     "#define BIAS(m, n) LD(bias, (flags & 16) ? (m) : (n))\n"
     "#define GEMM_ARGS __global const T *restrict A, __global const T *restrict B, __global T *Y, __global C *W, \\\n"
     "  __global const T *restrict bias, int M, int N, int K, int trans, long sa, long sb, long sy, C alpha, C beta, \\\n"
-    "  int kslice, int flags\n"
+    "  int kslice, int flags, int ldb\n"
     "/* the group's tile (n0, m0), its batch or K slice (z: A, B and Y, or the\n"
     " * workspace W, moved to it; K from kbeg to ke), the transposes */\n"
     "#define GEMM_START                                                       \\\n"
@@ -79,7 +80,7 @@ const char ocl_gemm_general[] =
     "  const int rsA = ta ? 1 : K, ksA = ta ? M : 1;\n"
     "  const int jb = tb ? tid / TK : tid % TN, kb = tb ? tid % TK : tid / TN;\n"
     "  const int djb = tb ? NT / TK : 0, dkb = tb ? 0 : NT / TN;\n"
-    "  const int csB = tb ? K : 1, ksB = tb ? 1 : N;\n"
+    "  const int csB = tb ? ldb : 1, ksB = tb ? 1 : ldb;\n"
     "  C acc[RM][RN];\n"
     "#pragma unroll\n"
     "  for (int i = 0; i < RM; i++)\n"
@@ -212,10 +213,10 @@ const char ocl_gemm_vec[] =
     "      int f = tid + e * NT, c, k;                                                    \\\n"
     "      if (tb) {                                                                      \\\n"
     "        c = n0 + f / (TK / 4), k = (k0) + f % (TK / 4) * 4;                          \\\n"
-    "        rb[e] = k >= ke || c >= N ? (float4)0 : ub ? ldu4(B, c * K + k, ke - k) : LD4(B, c * K + k); \\\n"
+    "        rb[e] = k >= ke || c >= N ? (float4)0 : ub ? ldu4(B, c * ldb + k, ke - k) : LD4(B, c * ldb + k); \\\n"
     "      } else {                                                                       \\\n"
     "        k = (k0) + f / (TN / 4), c = n0 + f % (TN / 4) * 4;                          \\\n"
-    "        rb[e] = k >= ke || c >= N ? (float4)0 : ub ? ldu4(B, k * N + c, N - c) : LD4(B, k * N + c); \\\n"
+    "        rb[e] = k >= ke || c >= N ? (float4)0 : ub ? ldu4(B, k * ldb + c, N - c) : LD4(B, k * ldb + c); \\\n"
     "      }                                                                              \\\n"
     "    }                                                                                \\\n"
     "  }\n"
@@ -410,7 +411,7 @@ const char ocl_gemm_tc[] =
     "  uint4 ra[RA], rb[RB];\n"
     "  int k0 = kbeg;\n"
     "  FETCH_OP(A, ra, RA, TM, !ta, m0, M, ta ? M : K)\n"
-    "  FETCH_OP(B, rb, RB, TN, tb, n0, N, tb ? K : N)\n"
+    "  FETCH_OP(B, rb, RB, TN, tb, n0, N, ldb)\n"
     "  for (; k0 < ke;) {\n"
     "    STORE_OP(As, ra, RA, TM, !ta)\n"
     "    STORE_OP(Bs, rb, RB, TN, tb)\n"
@@ -418,7 +419,7 @@ const char ocl_gemm_tc[] =
     "    k0 += TK;\n"
     "    if (k0 < ke) {\n"
     "      FETCH_OP(A, ra, RA, TM, !ta, m0, M, ta ? M : K)\n"
-    "      FETCH_OP(B, rb, RB, TN, tb, n0, N, tb ? K : N)\n"
+    "      FETCH_OP(B, rb, RB, TN, tb, n0, N, ldb)\n"
     "    }\n"
     "UNROLL\n"
     "    for (int s = 0; s < TK / 16; s++) {\n"

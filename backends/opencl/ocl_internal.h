@@ -213,6 +213,7 @@ struct ocl_gemm_args {
   int64_t batch, M, N, K, sa, sb, sy;
   bool ta, tb;
   bool bias_rows; /* the bias has a value per row of Y (M values), not per column */
+  int64_t ldb;    /* elements between B's rows; 0: K transposed, else N (ocl_conv.c pads rows to 16 bytes) */
   double alpha, beta;
 };
 /* Whether our kernels take gemm of dtype dt on d rather than CLBlast. */
@@ -245,6 +246,8 @@ typedef struct ocl_gemm_plan {
  * releases the plan. */
 flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_gemm_args_t *a,
                              ocl_trace_fn *trace, bool *taken, ocl_gemm_plan_t *plan);
+/* Whether f16 products on d go to the tensor-core kernel (mma.sync, or emulated) where their rows allow. */
+bool ocl_gemm_tensor_cores(ocl_state_t *s, ocl_device_t *d);
 cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q);
 void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p);
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);

@@ -609,15 +609,23 @@ static void test_conv(const char *blas_log) {
   conv_case("conv f16 1x1 on tensor cores, bias",
             (ccase_t){FLAGOS_FLOAT16, 2, 16, 4, 4, 8, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, true, false}, blas_log);
   CHECK(count_lines(blas_log, " mma") - tc_before == 1, "conv f16 1x1: not on the tensor-core kernel");
+  /* 7x7 outputs (49, not a multiple of 8): the patch rows padded to 56 for the tensor cores, pointwise too */
+  tc_before = count_lines(blas_log, " mma");
+  conv_case("conv f16 1x1 7x7, patch rows padded, bias",
+            (ccase_t){FLAGOS_FLOAT16, 2, 16, 7, 7, 8, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, true, false}, blas_log);
+  conv_case("conv f16 3x3 pad 1 7x7, patch rows padded",
+            (ccase_t){FLAGOS_FLOAT16, 3, 8, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, false}, blas_log);
+  CHECK(count_lines(blas_log, " mma") - tc_before == 2, "conv f16 7x7: %d of 2 on the tensor-core kernel",
+        count_lines(blas_log, " mma") - tc_before);
   if (!tc) unsetenv("FLAGOS_OPENCL_TENSOR");
   conv_case("conv 5x5 pad 2, bias, replayed", (ccase_t){FLAGOS_FLOAT32, 2, 3, 9, 7, 4, 5, 5, 2, 2, 2, 2, 1, 1, 1, 1, true, true},
             blas_log);
   conv_case("conv 1x1, replayed", (ccase_t){FLAGOS_FLOAT32, 2, 5, 3, 3, 4, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, false, true},
             blas_log);
   int by = count_lines(blas_log, "conv by flagos") - before, point = count_lines(blas_log, ", pointwise on") - pw;
-  CHECK(by == 9, "conv: %d calls by our kernels (9 expected)", by);
-  /* the pointwise path (no im2col) three times by call, once recorded and once planned */
-  CHECK(point == 5, "conv: %d pointwise lines (5 expected)", point);
+  CHECK(by == 11, "conv: %d calls by our kernels (11 expected)", by);
+  /* pointwise convolutions: four by call (one of them padded through the im2col), one recorded and planned */
+  CHECK(point == 6, "conv: %d pointwise lines (6 expected)", point);
   /* grouped convolutions and a device where our kernels are off go to the node's kernels */
   flagos_devptr_t b[3] = {0};
   for (int i = 0; i < 3; i++) CHECK_OK(be->mem_alloc(bst, g_dev, 4096, &b[i]));
