@@ -28,21 +28,22 @@
 /* One work-item per element of the patch matrix col[n][c][a][e][o] (a, e:
  * the kernel's row and column; o = i*OW + j, the output's position, in rows
  * of OP >= OH*OW elements), copied as raw bits of T (uint, ushort or ulong:
- * the element's size), zero in the padding and past OH*OW. The grid is (o,
- * the row r = (c*KH + a)*KW + e, n), so that only 32-bit divisions are made
- * (64-bit ones, emulated on GPUs, made the first version of this kernel take
- * longer than the product it fed). The host keeps C*H*W and K*OP below 2^31. */
+ * the element's size), zero in the padding and past OH*OW. */
 static const char k_im2col_src[] =
     "__kernel void flagos_im2col(__global const T *restrict X, __global T *restrict col, int C, int H, int W,\n"
     "                            int OH, int OW, int KH, int KW, int ph, int pw, int sh, int sw, int dh, int dw,\n"
-    "                            int OP) {\n"
-    "  const int o = get_global_id(0), r = get_global_id(1), n = get_global_id(2);\n"
-    "  if (o >= OP) return;\n"
-    "  const int i = o / OW, j = o - i * OW, e = r % KW, a = r / KW % KH, c = r / (KW * KH);\n"
+    "                            int OP, long total) {\n"
+    "  long t = get_global_id(0);\n"
+    "  if (t >= total) return;\n"
+    "  const long at = t;\n"
+    "  const int o = t % OP, i = o / OW, j = o % OW;\n"
+    "  t /= OP;\n"
+    "  const int e = t % KW;\n"
+    "  t /= KW;\n"
+    "  const int a = t % KH;\n"
+    "  t /= KH; /* n * C + c */\n"
     "  const int y = i * sh - ph + a * dh, x = j * sw - pw + e * dw;\n"
-    "  const long K = (long)C * KH * KW;\n"
-    "  col[(n * K + r) * OP + o] = o < OH * OW && y >= 0 && y < H && x >= 0 && x < W\n"
-    "                                  ? X[(long)n * C * H * W + (c * H + y) * W + x] : (T)0;\n"
+    "  col[at] = o < OH * OW && y >= 0 && y < H && x >= 0 && x < W ? X[(t * H + y) * W + x] : (T)0;\n"
     "}\n";
 
 struct ocl_conv_dev {
@@ -107,8 +108,7 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   if (!c) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   /* the kernel's int arguments; the patch matrix's elements are counted in long */
   const int64_t lim = INT32_MAX;
-  /* the grid's second and third dimensions: 65535 groups at most on some platforms */
-  if (K > 65535 || a->n > 65535 || a->c * a->h * a->w > lim || K * op > lim || a->oh * a->ow > lim || a->ph > lim || a->pw > lim || a->sh > lim ||
+  if (a->c > lim || a->h > lim || a->w > lim || op > lim || K > lim || a->ph > lim || a->pw > lim || a->sh > lim ||
       a->sw > lim || a->dh > lim || a->dw > lim)
     return NULL;
   size_t bytes = (size_t)a->n * (size_t)K * (size_t)op * (size_t)es;
@@ -138,11 +138,8 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   }
   int iv[14] = {(int)a->c, (int)a->h, (int)a->w, (int)a->oh, (int)a->ow, (int)a->kh, (int)a->kw,
                 (int)a->ph, (int)a->pw, (int)a->sh, (int)a->sw, (int)a->dh, (int)a->dw, (int)op};
-  /* groups of at most 256 along a row of the patch matrix, no wider than the row needs */
-  size_t l0 = (size_t)(op + 31) / 32 * 32;
-  if (l0 > 256) l0 = 256;
-  if (d->max_wg && l0 > d->max_wg) l0 = d->max_wg;
-  size_t local[3] = {l0, 1, 1}, global[3] = {((size_t)op + l0 - 1) / l0 * l0, (size_t)K, (size_t)a->n};
+  cl_long total = (cl_long)a->n * K * op;
+  size_t local = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, global = ((size_t)total + local - 1) / local * local;
   cl_kernel use = k;
   if (plan) {
     use = s->cl.clCreateKernel(c->prog[es == 2 ? 0 : es == 4 ? 1 : 2], "flagos_im2col", &e);
@@ -154,12 +151,13 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   e = s->cl.clSetKernelArg(use, 0, sizeof(cl_mem), &a->X);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(use, 1, sizeof(cl_mem), &col);
   for (cl_uint i = 0; i < 14 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(use, 2 + i, sizeof(int), &iv[i]);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(use, 16, sizeof total, &total);
   if (plan && e == CL_SUCCESS) {
     int i0 = plan->n;
     plan->k[i0] = use;
-    plan->dims[i0] = 3;
-    memcpy(plan->global[i0], global, sizeof global);
-    memcpy(plan->local[i0], local, sizeof local);
+    plan->dims[i0] = 1;
+    plan->global[i0][0] = global;
+    plan->local[i0][0] = local;
     plan->n = i0 + 1;
     cl_mem held[2] = {a->X, col};
     for (int i = 0; i < 2; i++) {
@@ -168,7 +166,7 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
     }
     use = NULL;
   } else if (e == CL_SUCCESS) {
-    e = s->cl.clEnqueueNDRangeKernel(q, use, 3, NULL, global, local, 0, NULL, NULL);
+    e = s->cl.clEnqueueNDRangeKernel(q, use, 1, NULL, &global, &local, 0, NULL, NULL);
   }
   if (use && use != k) s->cl.clReleaseKernel(use);
   if (e != CL_SUCCESS) {
