@@ -303,8 +303,9 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
   }
   for (int i = 0; i < g->n_seg; i++)
     if (!g->seg[i].call && make_own(s, g, &g->seg[i]) == CL_SUCCESS && use_cb) make_cb(s, d, g, &g->seg[i]);
-  /* Our gemm kernels' products become plans, made for the capturing queue
-   * (FLAGOS_OPENCL_GEMM_PLANS=0: the call is made again at each replay). */
+  /* The products and convolutions our kernels took become plans, made for
+   * the capturing queue (FLAGOS_OPENCL_GEMM_PLANS=0: the call is made again
+   * at each replay). */
   const char *pe = getenv("FLAGOS_OPENCL_GEMM_PLANS");
   bool plans = !pe || (strcmp(pe, "0") != 0 && strcmp(pe, "off") != 0);
   cl_command_queue cq = ocl_queue(s, st, device);
@@ -326,9 +327,12 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
     if (taken) {
       sg->plan = p;
     } else {
-      ocl_gemm_plan_release(s, p); /* a convolution's im2col, made before its product was left */
+      /* our kernels leave it now (shapes they took when recorded: not seen),
+       * so the call is made again at each replay; a convolution's plan may
+       * hold its im2col already */
+      ocl_gemm_plan_release(s, p);
       free(p);
-    } /* our kernels leave it now (cannot happen for a call they took): the call again at each replay */
+    }
   }
   *out = g;
   return NULL;
