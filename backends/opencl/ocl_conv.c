@@ -42,7 +42,7 @@ static const char k_im2col_src[] =
     "  t /= KW;\n"
     "  const int a = t % KH;\n"
     "  t /= KH; /* n * C + c */\n"
-    "  const int y = i * sh - ph + a * dh, x = j * sw - pw + e * dw;\n"
+    "  const long y = (long)i * sh - ph + (long)a * dh, x = (long)j * sw - pw + (long)e * dw;\n"
     "  col[at] = o < OH * OW && y >= 0 && y < H && x >= 0 && x < W ? X[(t * H + y) * W + x] : (T)0;\n"
     "}\n";
 
@@ -50,6 +50,7 @@ struct ocl_conv_dev {
   pthread_mutex_t lock; /* the im2col kernels' arguments, the workspace, and the order of their uses */
   cl_program prog[3];   /* by element size: 2, 4, 8 bytes */
   cl_kernel im2col[3];
+  bool failed[3];       /* could not be built or made: the node's kernels take such convolutions */
   cl_mem ws;
   size_t ws_size;
 };
@@ -64,10 +65,15 @@ static ocl_conv_dev_t *conv_dev(ocl_device_t *d) {
   return c;
 }
 
-/* The im2col kernel for elements of es bytes (under c->lock). */
+/* The im2col kernel for elements of es bytes (under c->lock), or NULL where it
+ * cannot be had: the build's error is returned once (its log says why), after
+ * which such convolutions go to the node's kernels without trying again. */
 static flagos_status_t im2col_kernel(ocl_state_t *s, ocl_device_t *d, ocl_conv_dev_t *c, size_t es, cl_kernel *out) {
   int i = es == 2 ? 0 : es == 4 ? 1 : 2;
+  *out = NULL;
+  if (c->failed[i]) return NULL;
   if (!c->im2col[i]) {
+    c->failed[i] = true; /* until it is made */
     static const char *const types[3] = {"#define T ushort\n", "#define T uint\n", "#define T ulong\n"};
     size_t nh = strlen(types[i]), nb = strlen(k_im2col_src);
     char *src = malloc(nh + nb + 1);
@@ -80,6 +86,7 @@ static flagos_status_t im2col_kernel(ocl_state_t *s, ocl_device_t *d, ocl_conv_d
     cl_int e;
     c->im2col[i] = s->cl.clCreateKernel(c->prog[i], "flagos_im2col", &e);
     if (!c->im2col[i]) return ocl_fail(s, e, "creating the im2col kernel");
+    c->failed[i] = false;
   }
   *out = c->im2col[i];
   return NULL;
@@ -106,16 +113,19 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   if (pointwise(a) && op == O) return ocl_gemm_run(s, d, q, &ga, trace, taken, plan);
   ocl_conv_dev_t *c = conv_dev(d);
   if (!c) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  /* the kernel's int arguments; the patch matrix's elements are counted in long */
-  const int64_t lim = INT32_MAX;
+  /* the kernel's int arguments (the patch matrix's elements are counted in
+   * long), and the product's limits (ocl_gemm_run's: 32-bit indices within a
+   * matrix, 65535 batches), checked before any workspace is made for it */
+  const int64_t lim = INT32_MAX, plim = (int64_t)1 << 30;
   if (a->c > lim || a->h > lim || a->w > lim || op > lim || K > lim || a->ph > lim || a->pw > lim || a->sh > lim ||
-      a->sw > lim || a->dh > lim || a->dw > lim)
+      a->sw > lim || a->dh > lim || a->dw > lim || a->n > 65535 || a->m > plim / K || K > plim / op ||
+      a->m > plim / O)
     return NULL;
   size_t bytes = (size_t)a->n * (size_t)K * (size_t)op * (size_t)es;
   pthread_mutex_lock(&c->lock);
   cl_kernel k = NULL;
   flagos_status_t err = im2col_kernel(s, d, c, (size_t)es, &k);
-  if (err) {
+  if (err || !k) {
     pthread_mutex_unlock(&c->lock);
     return err;
   }
@@ -154,6 +164,7 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(use, 16, sizeof total, &total);
   if (plan && e == CL_SUCCESS) {
     int i0 = plan->n;
+    if (shared) plan->lock[0] = &c->lock; /* replays keep the workspace's uses apart as calls do */
     plan->k[i0] = use;
     plan->dims[i0] = 1;
     plan->global[i0][0] = global;

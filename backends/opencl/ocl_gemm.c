@@ -291,8 +291,12 @@ static cl_kernel own_kernel(ocl_state_t *s, const gemm_prog_t *p, const char *na
 
 cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q) {
   cl_int e = CL_SUCCESS;
+  for (int l = 0; l < 2; l++)
+    if (p->lock[l]) pthread_mutex_lock(p->lock[l]);
   for (int i = 0; i < p->n && e == CL_SUCCESS; i++)
     e = s->cl.clEnqueueNDRangeKernel(q, p->k[i], p->dims[i], NULL, p->global[i], p->local[i], 0, NULL, NULL);
+  for (int l = 1; l >= 0; l--)
+    if (p->lock[l]) pthread_mutex_unlock(p->lock[l]);
   return e;
 }
 
@@ -314,7 +318,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* B's rows: N apart (K transposed), or ldb where the caller padded them (ocl_conv.c) */
   int64_t ldb = a->ldb ? a->ldb : a->tb ? a->K : a->N;
   if (a->K <= 0 || a->N <= 0 || ldb <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N ||
-      a->K > lim / ldb)
+      (a->tb ? a->N : a->K) > lim / ldb)
     return NULL;
   ocl_gemm_dev_t *g = gemm_dev(d);
   if (!g) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
@@ -424,6 +428,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       plan->global[i0 + 1][0] = sg;
       plan->local[i0 + 1][0] = sl;
     }
+    if (parts > 1) plan->lock[1] = &g->lock; /* the split-K workspace, as calls hold it */
     cl_mem held[5] = {a->A, a->B, a->Y, a->bias, parts > 1 ? g->ws : NULL};
     for (int i = 0; i < 5; i++)
       if (held[i]) {

@@ -236,6 +236,9 @@ typedef struct ocl_gemm_plan {
   cl_mem held[OCL_PLAN_HELD];
   int n_held;
   cl_command_queue q; /* the queue it was made for (split-K needs the default one) */
+  /* the locks of the shared workspaces it uses (a convolution's patches, then
+   * split-K's partial products), held while it is queued, as calls hold them */
+  pthread_mutex_t *lock[2];
 } ocl_gemm_plan_t;
 /* With plan NULL: queues the product on q (*taken true), or leaves it to
  * CLBlast or the generic kernel (*taken false, nothing queued: shapes past
