@@ -157,11 +157,9 @@ static void blas_load(void) {
   memcpy(&g_blas.override, &o, sizeof o);
 }
 
-#define trace_line ocl_blas_trace
-
 static void blas_load_once(void) {
   blas_load();
-  if (!g_blas.lib) trace_line("flagos trace: opencl gemm: no CLBlast (%s): generic kernels\n", g_blas.why);
+  if (!g_blas.lib) ocl_blas_trace("flagos trace: opencl gemm: no CLBlast (%s): generic kernels\n", g_blas.why);
 }
 
 /* 0: off, 1: f32/f64, 2: also f16, 3: f32/f64 products of at least
@@ -323,7 +321,7 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
                           .batch = batch, .M = M, .N = N, .K = K, .sa = sa, .sb = sb, .sy = sy,
                           .ta = ta, .tb = tb, .alpha = alpha, .beta = beta};
     bool taken = false;
-    flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, trace_line, &taken, NULL);
+    flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, ocl_blas_trace, &taken, NULL);
     if (!err && taken) *took = ga;
     if (err || taken) return err;
   }
@@ -344,8 +342,8 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   pthread_mutex_lock(&g_refused_lock);
   if (!d->blas_params) {
     d->blas_params = true;
-    if (g_blas.override) ocl_blas_params_apply(s, d, g_blas.override, trace_line);
-    else trace_line("flagos trace: opencl gemm: this CLBlast has no %s: its own parameters only\n", BLAS_OVERRIDE);
+    if (g_blas.override) ocl_blas_params_apply(s, d, g_blas.override, ocl_blas_trace);
+    else ocl_blas_trace("flagos trace: opencl gemm: this CLBlast has no %s: its own parameters only\n", BLAS_OVERRIDE);
   }
   pthread_mutex_unlock(&g_refused_lock);
 
@@ -371,8 +369,9 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     ocl_blas_split_end();
     if (r == BLAS_SUCCESS && e != CL_SUCCESS) return ocl_fail(s, e, "split-K sum");
     if (r == BLAS_SUCCESS)
-      trace_line("flagos trace: opencl gemm by CLBlast: f32 M %lld N %lld K %lld%s%s in %d K slices on '%s'\n",
-                 (long long)M, (long long)N, (long long)K, ta ? " transA" : "", tb ? " transB" : "", parts, d->name);
+      ocl_blas_trace("flagos trace: opencl gemm by CLBlast: f32 M %lld N %lld K %lld%s%s in %d K slices on '%s'\n",
+                     (long long)M, (long long)N, (long long)K, ta ? " transA" : "", tb ? " transB" : "", parts,
+                     d->name);
     /* a refusal falls through to the plain call below, which answers for itself */
     if (r == BLAS_SUCCESS) return NULL;
   }
@@ -392,9 +391,9 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
                 : g_blas.hgemm_sb(BLAS_ROW_MAJOR, opa, opb, m, n, k, half_of(alpha), A->mem, 0, lda, xa, B->mem, 0,
                                   ldb, xb, half_of(beta), Y->mem, 0, ldy, xy, nb, &q, NULL);
   if (r == BLAS_SUCCESS) {
-    trace_line("flagos trace: opencl gemm by CLBlast: %s batch %lld M %lld N %lld K %lld%s%s on '%s'\n", dt_name(dt),
-               (long long)batch, (long long)M, (long long)N, (long long)K, ta ? " transA" : "", tb ? " transB" : "",
-               d->name);
+    ocl_blas_trace("flagos trace: opencl gemm by CLBlast: %s batch %lld M %lld N %lld K %lld%s%s on '%s'\n",
+                   dt_name(dt), (long long)batch, (long long)M, (long long)N, (long long)K, ta ? " transA" : "",
+                   tb ? " transB" : "", d->name);
     return NULL;
   }
   /* CLBlast's own codes and build failures come before anything is queued:
@@ -404,8 +403,8 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     bool whole_device = r == CL_BUILD_PROGRAM_FAILURE || r == CL_COMPILER_NOT_AVAILABLE || r == BLAS_NOT_IMPLEMENTED ||
                         r == BLAS_NO_HALF || r == BLAS_NO_DOUBLE || r == BLAS_DATABASE_ERROR || r == BLAS_LOCAL_MEM;
     if (whole_device) refused(d->id, dt, true);
-    trace_line("flagos trace: opencl gemm: CLBlast refused %s on '%s' (status %d)%s\n", dt_name(dt), d->name, r,
-               whole_device ? ": generic kernels from now on" : "");
+    ocl_blas_trace("flagos trace: opencl gemm: CLBlast refused %s on '%s' (status %d)%s\n", dt_name(dt), d->name, r,
+                   whole_device ? ": generic kernels from now on" : "");
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: CLBlast refused %s gemm (status %d)", dt_name(dt), r);
   }
   return ocl_fail(s, r, "CLBlast gemm");

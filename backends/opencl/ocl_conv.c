@@ -65,11 +65,14 @@ static ocl_conv_dev_t *conv_dev(ocl_device_t *d) {
   return c;
 }
 
+/* The program and kernel slot for elements of es bytes. */
+static int slot(size_t es) { return es == 2 ? 0 : es == 4 ? 1 : 2; }
+
 /* The im2col kernel for elements of es bytes (under c->lock), or NULL where it
  * cannot be had: the build's error is returned once (its log says why), after
  * which such convolutions go to the node's kernels without trying again. */
 static flagos_status_t im2col_kernel(ocl_state_t *s, ocl_device_t *d, ocl_conv_dev_t *c, size_t es, cl_kernel *out) {
-  int i = es == 2 ? 0 : es == 4 ? 1 : 2;
+  int i = slot(es);
   *out = NULL;
   if (c->failed[i]) return NULL;
   if (!c->im2col[i]) {
@@ -152,7 +155,7 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   size_t local = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, global = ((size_t)total + local - 1) / local * local;
   cl_kernel use = k;
   if (plan) {
-    use = s->cl.clCreateKernel(c->prog[es == 2 ? 0 : es == 4 ? 1 : 2], "flagos_im2col", &e);
+    use = s->cl.clCreateKernel(c->prog[slot((size_t)es)], "flagos_im2col", &e);
     if (!use) {
       pthread_mutex_unlock(&c->lock);
       return ocl_fail(s, e, "making the im2col kernel's plan");
@@ -250,7 +253,8 @@ flagos_status_t ocl_conv_call(ocl_state_t *s, flagos_bstream_t st, const flagos_
                    (long long)v[15]);
   for (int i = 0; i < 15; i++)
     if (v[i] < 0 || (v[i] == 0 && i != 9 && i != 10))
-      return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: conv with an empty or negative extent is left to the kernels");
+      return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED,
+                     "opencl backend: conv with an empty or negative extent is left to the kernels");
   int64_t es = es_of(dt);
   int64_t xe[4] = {a.n, a.c, a.h, a.w}, we[4] = {a.m, a.c, a.kh, a.kw}, ye[4] = {a.n, a.m, a.oh, a.ow};
   if (!fits(X->size, xe, 4, es) || !fits(Wt->size, we, 4, es) || !fits(Y->size, ye, 4, es) ||
