@@ -11,8 +11,9 @@
  * The kernels (ocl_gemm_src.c): each work-group computes a TM x TN tile of Y
  * walking K in steps of TK; both operand tiles go through local memory, the
  * next step's tile is fetched into registers while the current one is
- * multiplied, and each work-item (each warp, on tensor cores) keeps its block
- * of outputs in registers. Transposes are uniform branches on an argument, so
+ * multiplied (on tensor cores: copied by cp.async straight into one of
+ * STAGES rings of local memory, several steps ahead), and each work-item
+ * (each warp, on tensor cores) keeps its block of outputs in registers. Transposes are uniform branches on an argument, so
  * one kernel serves the four cases. Three kernels: the general one (f64, and
  * FLAGOS_OPENCL_GEMM_TILE), the vector one (float4 accesses) and the
  * tensor-core one (f16, PTX mma.sync). Each tile
@@ -171,6 +172,31 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, bool bias, i
   return v;
 }
 
+/* The tensor-core kernel's stages (K steps in flight): as many as fit in the
+ * device's local memory (NVIDIA's OpenCL gives a work-group 48 KiB), at most
+ * four, at least two; FLAGOS_OPENCL_TC_STAGES=N asks for N (2 to 8; a build
+ * past the device's local memory fails and the other kernels take the
+ * products). A stage is both operands' tiles in the kernel's layout
+ * (ocl_gemm_src.c: AROOM, BROOM words). */
+static int tc_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t *t, bool emulated) {
+  const char *e = getenv("FLAGOS_OPENCL_TC_STAGES");
+  if (e && *e) {
+    int n = atoi(e);
+    if (n >= 2 && n <= 8) return n;
+  }
+  long kw = t->tk / 2 + 4, akw = t->tm / 2 + 4, bkw = t->tn / 2 + 4;
+  long aroom = t->tm * kw > t->tk * akw ? t->tm * kw : t->tk * akw;
+  long broom = t->tn * kw > t->tk * bkw ? t->tn * kw : t->tk * bkw;
+  long stage = 4 * (aroom + broom), warps = (long)(t->tm / t->wm) * (t->tn / t->wn);
+  cl_ulong local = 0;
+  if (s->cl.clGetDeviceInfo(d->id, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL) != CL_SUCCESS || !local)
+    local = 48 * 1024;
+  if (local > 48 * 1024) local = 48 * 1024;
+  long room = (long)local - (emulated ? warps * 32 * 6 * 4 : 0) - 1024; /* the emulation's exchange; slack */
+  long n = room / stage;
+  return n < 2 ? 2 : n > 4 ? 4 : (int)n;
+}
+
 /* Builds variant v into p. A source that does not build is an error (the log
  * says why; FLAGOS_OPENCL_GEMM=0 avoids it); a device that cannot run its
  * work-group size marks it failed, and CLBlast takes the products. */
@@ -186,11 +212,13 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
       "#define T float\n#define C float\n", "#define T double\n#define C double\n#define GEMM_F64 1\n",
       "#define T ushort\n#define C float\n#define GEMM_F16 1\n",
       "#define T ushort\n#define C float\n#define GEMM_F16 1\n#define MMA_EMULATE 1\n"};
-  char head[320];
+  int stages = t->tc ? tc_stages(s, d, t, kind == 3) : 0;
+  char head[400];
   int hn = snprintf(head, sizeof head,
                     "%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
-                    "#define WN %d\n",
-                    types[kind], t->inter ? "#define INTER 1\n" : "", t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn);
+                    "#define WN %d\n#define STAGES %d\n#define WAITG \"%d\"\n",
+                    types[kind], t->inter ? "#define INTER 1\n" : "", t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn,
+                    stages, stages - 2);
   const char *body = t->tc ? ocl_gemm_tc : t->vec ? ocl_gemm_vec : ocl_gemm_general;
   size_t np = strlen(ocl_gemm_pre), nb = strlen(body), ns = strlen(ocl_gemm_sum), n = (size_t)hn + np + nb + ns + 1;
   char *src = malloc(n);
