@@ -100,6 +100,10 @@ static void add_device(ocl_state_t *s, cl_platform_id p, cl_device_id id, const 
   s->cl.clGetDeviceInfo(id, CL_DEVICE_SINGLE_FP_CONFIG, sizeof sgl, &sgl, NULL);
   d->fp64 = !no_fp64 && (ocl_has_word(d->extensions, "cl_khr_fp64") || dbl != 0);
   d->div_sqrt = (sgl & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+  /* warps of 32 and inline PTX (the cooperative form's shuffles, src/codegen/dialect_opencl.c):
+   * NVIDIA's GPUs; FLAGOS_OPENCL_WARP=0 keeps the local-memory trees */
+  const char *warp = getenv("FLAGOS_OPENCL_WARP");
+  d->warp32 = strstr(d->vendor, "NVIDIA") && (d->type & CL_DEVICE_TYPE_GPU) && !(warp && !strcmp(warp, "0"));
   if (d->max_wg == 0) d->max_wg = 1;
   s->n_dev++;
 }

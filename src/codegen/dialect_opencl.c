@@ -8,7 +8,10 @@
  * recovered by division; where loads and stores run along the innermost level a
  * work-item takes 4 points (vload4/vstore4), 8 in kernels with 16-bit buffers. Kernels dominated by reductions
  * over rows take the cooperative form (emit_coop.c): a work-group per row,
- * combining through a tree over local memory. A reduction hoisted to an outer
+ * combining through a tree over local memory, or, where the program is built
+ * with FO_WARP32 (the opencl plugin's define for NVIDIA GPUs), a warp per row
+ * up to 1024 points combining through PTX shuffles, and a group per longer
+ * row combining the warps' results in local memory. A reduction hoisted to an outer
  * level that the cooperative form does not share makes that level the one
  * spread over work-items (a work-item per row). Serial kernels, and rank-0
  * kernels (one point), declare reqd_work_group_size(1,1,1) and run on work-item
@@ -216,40 +219,88 @@ static bool ocl_vec_store(cg_t *g, int buf, const char *off, const char *arr, in
 /* Work-groups sharing a row have at most this many work-items (the size of
  * their local arrays; the plugin launches them so). */
 #define CG_OCL_GROUP_MAX 256
+/* Rows up to this many points are shared by a warp where the device has warps
+ * of 32 (FO_WARP32: the plugin defines it for NVIDIA GPUs), as in the CUDA
+ * dialect: a group holds several rows and combines with shuffles, no barrier. */
+#define CG_OCL_WARP_ROW 1024
 
-/* One work-group per row. */
+/* A work-group per row; with FO_WARP32, a warp per row for rows up to
+ * CG_OCL_WARP_ROW (fo_team). Warps need groups of whole warps (fo_wok): the
+ * plugin's are 256, FLAGOS_OPENCL_LOCAL_SIZE may ask otherwise. Both are the
+ * same for every work-item of a group, so barriers stay uniform. */
 static void ocl_coop_setup(cg_t *g, fl_buf_t *out) {
-  FL_UNUSED(g);
-  cg_line(out, 1, "const int fo_gt = (int)get_local_id(0);");
-  cg_line(out, 1, "const int fo_gw = (int)get_local_size(0);");
-  cg_line(out, 1, "const int64_t fo_row0 = (int64_t)get_group_id(0);");
-  cg_line(out, 1, "const int64_t fo_rstep = (int64_t)get_num_groups(0);");
+  cg_line(out, 0, "#ifdef FO_WARP32");
+  cg_line(out, 1, "const int fo_wok = (get_local_size(0) & 31) == 0;");
+  cg_line(out, 0, "#else");
+  cg_line(out, 1, "const int fo_wok = 0;");
+  cg_line(out, 0, "#endif");
+  if (g->coop_rowsz)
+    cg_line(out, 1, "const int fo_team = fo_wok && (%s) <= %d;", g->coop_rowsz, CG_OCL_WARP_ROW);
+  else
+    cg_line(out, 1, "const int fo_team = 0;");
+  cg_line(out, 1, "const int fo_gt = fo_team ? (int)(get_local_id(0) & 31) : (int)get_local_id(0);");
+  cg_line(out, 1, "const int fo_gw = fo_team ? 32 : (int)get_local_size(0);");
+  cg_line(out, 1, "const int64_t fo_row0 = fo_team ? (int64_t)get_group_id(0) * (int64_t)(get_local_size(0) >> 5) + "
+                  "(int64_t)(get_local_id(0) >> 5) : (int64_t)get_group_id(0);");
+  cg_line(out, 1, "const int64_t fo_rstep = (int64_t)get_num_groups(0) * (fo_team ? (int64_t)(get_local_size(0) >> 5) : 1);");
   cg_line(out, 1, "int fo_p2 = 1;");
   cg_line(out, 1, "while (fo_p2 < fo_gw) fo_p2 <<= 1;");
 }
 
-/* A tree over local memory (OpenCL 1.2 has no group reductions), for any group
- * size up to CG_OCL_GROUP_MAX; every work-item reads the root. */
+/* A value of C type T from lane (own ^ fo_o) of the warp. */
+static const char *ocl_shfl(cg_t *g, const char *T, const char *v) {
+  if (!strcmp(T, "float")) return cg_fmt(g, "as_float(fo_shfl_b32(as_uint(%s), fo_o))", v);
+  if (!strcmp(T, "double")) return cg_fmt(g, "fo_shfl_f64(%s, fo_o)", v);
+  if (strstr(T, "64")) return cg_fmt(g, "(%s)fo_shfl_b64((ulong)(%s), fo_o)", T, v);
+  return cg_fmt(g, "(%s)fo_shfl_b32((uint)(%s), fo_o)", T, v);
+}
+
+/* Without warps: a tree over local memory (OpenCL 1.2 has no group
+ * reductions), for any group size up to CG_OCL_GROUP_MAX; every work-item
+ * reads the root. With them: a butterfly over the warp (every lane ends with
+ * the same value, the steps being commutative), then for a group-wide row the
+ * warps' results through local memory, read by every work-item in the same
+ * order. */
 static void ocl_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out) {
   const char *T = cg_ctype(g, dt), *sh = cg_fmt(g, "fo_sh%d", g->n_coop);
   cg_line(&g->decls, 1, "__local %s %s[%d];", T, sh, CG_OCL_GROUP_MAX);
-  cg_line(out, depth, "%s[fo_gt] = %s;", sh, acc);
-  cg_line(out, depth, "barrier(CLK_LOCAL_MEM_FENCE);");
-  cg_line(out, depth, "for (int fo_s = fo_p2 >> 1; fo_s > 0; fo_s >>= 1) {");
+  cg_line(out, 0, "#ifdef FO_WARP32");
+  cg_line(out, depth, "if (fo_wok) {");
+  cg_line(out, depth + 1, "for (int fo_o = 16; fo_o > 0; fo_o >>= 1) {");
+  cg_line(out, depth + 2, "const %s fo_y = %s;", T, ocl_shfl(g, T, acc));
+  cg_line(out, depth + 2, "%s = %s;", acc, cg_reduce_step(g, op, dt, acc, "fo_y"));
+  cg_line(out, depth + 1, "}");
+  cg_line(out, depth + 1, "if (!fo_team) {");
+  cg_line(out, depth + 2, "if ((get_local_id(0) & 31) == 0) %s[get_local_id(0) >> 5] = %s;", sh, acc);
+  cg_line(out, depth + 2, "barrier(CLK_LOCAL_MEM_FENCE);");
+  cg_line(out, depth + 2, "%s = %s[0];", acc, sh);
+  cg_line(out, depth + 2, "for (int fo_w = 1; fo_w < (int)(get_local_size(0) >> 5); fo_w++) %s = %s;", acc,
+          cg_reduce_step(g, op, dt, acc, cg_fmt(g, "%s[fo_w]", sh)));
+  cg_line(out, depth + 2, "barrier(CLK_LOCAL_MEM_FENCE);");
+  cg_line(out, depth + 1, "}");
+  cg_line(out, depth, "} else");
+  cg_line(out, 0, "#endif");
+  cg_line(out, depth, "{");
+  cg_line(out, depth + 1, "%s[fo_gt] = %s;", sh, acc);
+  cg_line(out, depth + 1, "barrier(CLK_LOCAL_MEM_FENCE);");
+  cg_line(out, depth + 1, "for (int fo_s = fo_p2 >> 1; fo_s > 0; fo_s >>= 1) {");
   const char *a = cg_fmt(g, "%s[fo_gt]", sh);
-  cg_line(out, depth + 1, "if (fo_gt < fo_s && fo_gt + fo_s < fo_gw) %s = %s;", a,
+  cg_line(out, depth + 2, "if (fo_gt < fo_s && fo_gt + fo_s < fo_gw) %s = %s;", a,
           cg_reduce_step(g, op, dt, a, cg_fmt(g, "%s[fo_gt + fo_s]", sh)));
+  cg_line(out, depth + 2, "barrier(CLK_LOCAL_MEM_FENCE);");
+  cg_line(out, depth + 1, "}");
+  cg_line(out, depth + 1, "%s = %s[0];", acc, sh);
   cg_line(out, depth + 1, "barrier(CLK_LOCAL_MEM_FENCE);");
   cg_line(out, depth, "}");
-  cg_line(out, depth, "%s = %s[0];", acc, sh);
-  cg_line(out, depth, "barrier(CLK_LOCAL_MEM_FENCE);");
 }
 
-/* The row cache: slots sized for groups of CG_OCL_GROUP_MAX (what the plugin
- * gives GPUs; smaller groups read the rest of a row again), at most 32 a
- * work-item. */
+/* The row cache: slots sized for a warp on rows up to CG_OCL_WARP_ROW, else
+ * for groups of CG_OCL_GROUP_MAX (what the plugin gives GPUs; smaller groups,
+ * and devices without warps on short rows, use fewer and read the rest of a
+ * row again), at most 32 a work-item. */
 static int ocl_coop_slots(int64_t row, int arrays) {
-  int64_t k = (row + CG_OCL_GROUP_MAX - 1) / CG_OCL_GROUP_MAX, cap = 32 / arrays;
+  int64_t w = row <= CG_OCL_WARP_ROW ? 32 : CG_OCL_GROUP_MAX;
+  int64_t k = (row + w - 1) / w, cap = 32 / arrays;
   return (int)(k < cap ? k : cap);
 }
 
