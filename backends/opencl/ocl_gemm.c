@@ -63,7 +63,7 @@ static const gemm_variant_t k_variants[] = {
     {128, 64, 16, 8, 4, false, false, true},  /* 9: 256 */
     {64, 64, 32, 4, 4, false, false, true},   /* 10: 256 */
     {128, 128, 32, 0, 0, .tc = true, .wm = 64, .wn = 32}, /* 11: 256 */
-    {64, 128, 32, 0, 0, .tc = true, .wm = 32, .wn = 64},  /* 12: 128 */
+    {64, 128, 32, 0, 0, .tc = true, .wm = 32, .wn = 64},  /* 12: 128; GEMM_TWIDE */
     {64, 64, 32, 0, 0, .tc = true, .wm = 32, .wn = 32},   /* 13: 128; GEMM_TMID */
     {32, 64, 64, 0, 0, .tc = true, .wm = 16, .wn = 32},   /* 14: 128; GEMM_TSMALL */
     {128, 64, 32, 0, 0, .tc = true, .wm = 64, .wn = 32},  /* 15: 128; GEMM_TLARGE */
@@ -78,6 +78,7 @@ static const gemm_variant_t k_variants[] = {
 #define GEMM_VMID 7
 #define GEMM_VSMALL 8
 #define GEMM_TLARGE 15
+#define GEMM_TWIDE 12
 #define GEMM_TMID 13
 #define GEMM_TSMALL 14
 
@@ -119,7 +120,9 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
  * large ones that gives every compute unit a group and wastes at most a
  * quarter of its outputs past M and N (128x128 then 64x64 for the general
  * kernel, 128x128 then 64x128 for the vector one: 4096^3 f32 at 41.8 TFLOP/s
- * against 25 before; 128x64 then 64x64 on tensor cores); else a 64x64 tile for
+ * against 25 before; 128x64, 64x128, then 64x64 on tensor cores: with the
+ * multi-stage kernel 64x128 took ResNet-50's 64-row convolutions at batch 64
+ * in 150 us against 188 for 64x64, tenth session); else a 64x64 tile for
  * products with a bias epilogue or a batch (BERT's linear layers and
  * attention) and 32x64 for the rest (on tensor cores: 64x64, and 32x64 with
  * K steps of 64; the general kernel's 32x64 with K steps of 32 and 16, as
@@ -146,8 +149,9 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, bool bias, i
   if (v < 0 && !f64) {
     /* the first tile that fills the GPU (a group per compute unit) and wastes
      * at most a quarter of its outputs past M and N */
-    static const int big[3][2] = {{GEMM_LARGE, GEMM_MID}, {GEMM_VLARGE, GEMM_VWIDE}, {GEMM_TLARGE, GEMM_TMID}};
-    for (int i = 0; i < 2 && v < 0; i++) {
+    static const int big[3][3] = {
+        {GEMM_LARGE, GEMM_MID, -1}, {GEMM_VLARGE, GEMM_VWIDE, -1}, {GEMM_TLARGE, GEMM_TWIDE, GEMM_TMID}};
+    for (int i = 0; i < 3 && v < 0 && big[kind][i] >= 0; i++) {
       const gemm_variant_t *t = &k_variants[big[kind][i]];
       int64_t gm = cdiv(M, t->tm), gn = cdiv(N, t->tn);
       if (gm * gn * batch >= cu && 4 * M * N >= 3 * gm * t->tm * gn * t->tn) v = big[kind][i];
