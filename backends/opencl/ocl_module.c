@@ -367,6 +367,21 @@ flagos_status_t ocl_kernel_get(void *state, flagos_bmodule_t m, const char *name
   if (k->rows && want > OCL_GROUP_MAX) want = OCL_GROUP_MAX;
   size_t local = want < kmax ? want : kmax;
   if (mult > 1 && local >= mult) local -= local % mult;
+  /* the cooperative form's warps (-DFO_WARP32, src/codegen/dialect_opencl.c) assume groups of whole warps */
+  if (d->warp32 && k->rows) {
+    if (kmax < 32) {
+      flagos_status_t err = OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED,
+                     "opencl backend: kernel '%s' runs in groups of at most %zu work-items on '%s'; its rows need whole warps "
+                     "of 32 (FLAGOS_OPENCL_WARP=0 builds it without them)",
+                     name, kmax, d->name);
+      s->cl.clReleaseKernel(ck);
+      pthread_mutex_destroy(&k->lock);
+      free(k->name);
+      free(k);
+      return err;
+    }
+    local = local < 32 ? 32 : local - local % 32;
+  }
   k->local = local ? local : 1;
   m->k[m->n_k++] = k;
   *out = k;

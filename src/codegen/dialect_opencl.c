@@ -226,11 +226,13 @@ static bool ocl_vec_store(cg_t *g, int buf, const char *off, const char *arr, in
 
 /* A work-group per row; with FO_WARP32, a warp per row for rows up to
  * CG_OCL_WARP_ROW (fo_team). Warps need groups of whole warps (fo_wok): the
- * plugin's are 256, FLAGOS_OPENCL_LOCAL_SIZE may ask otherwise. Both are the
- * same for every work-item of a group, so barriers stay uniform. */
+ * plugin launches such kernels so on those devices, and fo_wok is a constant
+ * there, so that on a row of known size fo_team and fo_gw fold too and the
+ * row cache's guards vanish (as in the CUDA dialect). Both are the same for
+ * every work-item of a group, so barriers stay uniform. */
 static void ocl_coop_setup(cg_t *g, fl_buf_t *out) {
   cg_line(out, 0, "#ifdef FO_WARP32");
-  cg_line(out, 1, "const int fo_wok = (get_local_size(0) & 31) == 0;");
+  cg_line(out, 1, "const int fo_wok = 1;");
   cg_line(out, 0, "#else");
   cg_line(out, 1, "const int fo_wok = 0;");
   cg_line(out, 0, "#endif");
