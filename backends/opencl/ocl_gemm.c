@@ -13,8 +13,9 @@
  * next step's tile is fetched into registers while the current one is
  * multiplied (on tensor cores: copied by cp.async straight into one of
  * STAGES rings of local memory, several steps ahead), and each work-item
- * (each warp, on tensor cores) keeps its block of outputs in registers. Transposes are uniform branches on an argument, so
- * one kernel serves the four cases. Three kernels: the general one (f64, and
+ * (each warp, on tensor cores) keeps its block of outputs in registers.
+ * Transposes are uniform branches on an argument, so one kernel serves the
+ * four cases. Three kernels: the general one (f64, and
  * FLAGOS_OPENCL_GEMM_TILE), the vector one (float4 accesses) and the
  * tensor-core one (f16, PTX mma.sync). Each tile
  * variant (k_variants) is its own program (the source with its #defines in
