@@ -272,6 +272,18 @@ void cg_coop_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out);
 /* Appends the function body's statements (root) to out: in the cooperative
  * form with vector slots, twice, the first for aligned buffers. */
 void cg_coop_put(cg_t *g, const fl_buf_t *root, fl_buf_t *out);
+/* The combining step of dialects whose groups run as warps of 32: a
+ * butterfly of `shfl` (C text of acc's value from lane own ^ fo_o) over the
+ * warp, every lane ending with the same value (the steps are commutative);
+ * then, where `wide` (C condition) holds, the warps' results through the
+ * group-shared array `sh`, read back by every thread in the same order. `lane`
+ * and `size` are C text of the thread's index in the group and the group's
+ * size, `sync` a group barrier statement. */
+typedef struct {
+  const char *lane, *size, *sync;
+} cg_warp_names_t;
+void cg_coop_warp_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, const char *shfl, const char *sh,
+                          const char *wide, const cg_warp_names_t *n, int depth, fl_buf_t *out);
 
 /* ---- the tiled form (emit_tile.c) ---- */
 /* Chooses g->tile_lw (-1 where the form does not apply). */

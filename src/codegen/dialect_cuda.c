@@ -362,19 +362,9 @@ static void cuda_coop_setup(cg_t *g, fl_buf_t *out) {
  * results in shared memory, read back by every thread in the same order. */
 static void cuda_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out) {
   const char *T = cg_ctype(g, dt), *sh = cg_fmt(g, "fo_sh%d", g->n_coop);
+  static const cg_warp_names_t names = {"threadIdx.x", "blockDim.x", "__syncthreads();"};
   cg_line(&g->decls, 1, "__shared__ %s %s[32];", T, sh);
-  cg_line(out, depth, "for (int fo_o = 16; fo_o > 0; fo_o >>= 1) {");
-  cg_line(out, depth + 1, "const %s fo_y = fo_shfl_xor(%s, fo_o);", T, acc);
-  cg_line(out, depth + 1, "%s = %s;", acc, cg_reduce_step(g, op, dt, acc, "fo_y"));
-  cg_line(out, depth, "}");
-  cg_line(out, depth, "if (fo_wide) {");
-  cg_line(out, depth + 1, "if ((threadIdx.x & 31) == 0) %s[threadIdx.x >> 5] = %s;", sh, acc);
-  cg_line(out, depth + 1, "__syncthreads();");
-  cg_line(out, depth + 1, "%s = %s[0];", acc, sh);
-  cg_line(out, depth + 1, "for (int fo_w = 1; fo_w < (int)(blockDim.x >> 5); fo_w++) %s = %s;", acc,
-          cg_reduce_step(g, op, dt, acc, cg_fmt(g, "%s[fo_w]", sh)));
-  cg_line(out, depth + 1, "__syncthreads();");
-  cg_line(out, depth, "}");
+  cg_coop_warp_combine(g, op, dt, acc, cg_fmt(g, "fo_shfl_xor(%s, fo_o)", acc), sh, "fo_wide", &names, depth, out);
 }
 
 /* Row elements a thread keeps in registers at most (the row cache): up to 64

@@ -225,28 +225,28 @@ static bool ocl_vec_store(cg_t *g, int buf, const char *off, const char *arr, in
 #define CG_OCL_WARP_ROW 1024
 
 /* A work-group per row; with FO_WARP32, a warp per row for rows up to
- * CG_OCL_WARP_ROW (fo_team). Warps need groups of whole warps (fo_wok): the
- * plugin launches such kernels so on those devices, and fo_wok is a constant
- * there, so that on a row of known size fo_team and fo_gw fold too and the
- * row cache's guards vanish (as in the CUDA dialect). Both are the same for
- * every work-item of a group, so barriers stay uniform. */
+ * CG_OCL_WARP_ROW (fo_team). The plugin launches such kernels in groups of
+ * whole warps on those devices, so on a row of known size fo_team and fo_gw
+ * are constants and the row cache's guards vanish (as in the CUDA dialect).
+ * fo_team is the same for every work-item of a group: barriers stay uniform. */
 static void ocl_coop_setup(cg_t *g, fl_buf_t *out) {
   cg_line(out, 0, "#ifdef FO_WARP32");
-  cg_line(out, 1, "const int fo_wok = 1;");
-  cg_line(out, 0, "#else");
-  cg_line(out, 1, "const int fo_wok = 0;");
-  cg_line(out, 0, "#endif");
   if (g->coop_rowsz)
-    cg_line(out, 1, "const int fo_team = fo_wok && (%s) <= %d;", g->coop_rowsz, CG_OCL_WARP_ROW);
+    cg_line(out, 1, "const int fo_team = (%s) <= %d;", g->coop_rowsz, CG_OCL_WARP_ROW);
   else
     cg_line(out, 1, "const int fo_team = 0;");
+  cg_line(out, 0, "#else");
+  cg_line(out, 1, "const int fo_team = 0;");
+  cg_line(out, 0, "#endif");
   cg_line(out, 1, "const int fo_gt = fo_team ? (int)(get_local_id(0) & 31) : (int)get_local_id(0);");
   cg_line(out, 1, "const int fo_gw = fo_team ? 32 : (int)get_local_size(0);");
   cg_line(out, 1, "const int64_t fo_row0 = fo_team ? (int64_t)get_group_id(0) * (int64_t)(get_local_size(0) >> 5) + "
                   "(int64_t)(get_local_id(0) >> 5) : (int64_t)get_group_id(0);");
   cg_line(out, 1, "const int64_t fo_rstep = (int64_t)get_num_groups(0) * (fo_team ? (int64_t)(get_local_size(0) >> 5) : 1);");
+  cg_line(out, 0, "#ifndef FO_WARP32");
   cg_line(out, 1, "int fo_p2 = 1;");
   cg_line(out, 1, "while (fo_p2 < fo_gw) fo_p2 <<= 1;");
+  cg_line(out, 0, "#endif");
 }
 
 /* A value of C type T from lane (own ^ fo_o) of the warp. */
@@ -257,43 +257,28 @@ static const char *ocl_shfl(cg_t *g, const char *T, const char *v) {
   return cg_fmt(g, "(%s)fo_shfl_b32((uint)(%s), fo_o)", T, v);
 }
 
-/* Without warps: a tree over local memory (OpenCL 1.2 has no group
- * reductions), for any group size up to CG_OCL_GROUP_MAX; every work-item
- * reads the root. With them: a butterfly over the warp (every lane ends with
- * the same value, the steps being commutative), then for a group-wide row the
- * warps' results through local memory, read by every work-item in the same
- * order. */
+/* With warps (FO_WARP32): the shared warp step (emit_coop.c), the warps'
+ * results combined for a group-wide row. Without: a tree over local memory
+ * (OpenCL 1.2 has no group reductions), for any group size up to
+ * CG_OCL_GROUP_MAX; every work-item reads the root. */
 static void ocl_coop_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, int depth, fl_buf_t *out) {
+  static const cg_warp_names_t names = {"get_local_id(0)", "get_local_size(0)", "barrier(CLK_LOCAL_MEM_FENCE);"};
   const char *T = cg_ctype(g, dt), *sh = cg_fmt(g, "fo_sh%d", g->n_coop);
   cg_line(&g->decls, 1, "__local %s %s[%d];", T, sh, CG_OCL_GROUP_MAX);
   cg_line(out, 0, "#ifdef FO_WARP32");
-  cg_line(out, depth, "if (fo_wok) {");
-  cg_line(out, depth + 1, "for (int fo_o = 16; fo_o > 0; fo_o >>= 1) {");
-  cg_line(out, depth + 2, "const %s fo_y = %s;", T, ocl_shfl(g, T, acc));
-  cg_line(out, depth + 2, "%s = %s;", acc, cg_reduce_step(g, op, dt, acc, "fo_y"));
-  cg_line(out, depth + 1, "}");
-  cg_line(out, depth + 1, "if (!fo_team) {");
-  cg_line(out, depth + 2, "if ((get_local_id(0) & 31) == 0) %s[get_local_id(0) >> 5] = %s;", sh, acc);
-  cg_line(out, depth + 2, "barrier(CLK_LOCAL_MEM_FENCE);");
-  cg_line(out, depth + 2, "%s = %s[0];", acc, sh);
-  cg_line(out, depth + 2, "for (int fo_w = 1; fo_w < (int)(get_local_size(0) >> 5); fo_w++) %s = %s;", acc,
-          cg_reduce_step(g, op, dt, acc, cg_fmt(g, "%s[fo_w]", sh)));
-  cg_line(out, depth + 2, "barrier(CLK_LOCAL_MEM_FENCE);");
-  cg_line(out, depth + 1, "}");
-  cg_line(out, depth, "} else");
-  cg_line(out, 0, "#endif");
-  cg_line(out, depth, "{");
-  cg_line(out, depth + 1, "%s[fo_gt] = %s;", sh, acc);
-  cg_line(out, depth + 1, "barrier(CLK_LOCAL_MEM_FENCE);");
-  cg_line(out, depth + 1, "for (int fo_s = fo_p2 >> 1; fo_s > 0; fo_s >>= 1) {");
+  cg_coop_warp_combine(g, op, dt, acc, ocl_shfl(g, T, acc), sh, "!fo_team", &names, depth, out);
+  cg_line(out, 0, "#else");
+  cg_line(out, depth, "%s[fo_gt] = %s;", sh, acc);
+  cg_line(out, depth, "barrier(CLK_LOCAL_MEM_FENCE);");
+  cg_line(out, depth, "for (int fo_s = fo_p2 >> 1; fo_s > 0; fo_s >>= 1) {");
   const char *a = cg_fmt(g, "%s[fo_gt]", sh);
-  cg_line(out, depth + 2, "if (fo_gt < fo_s && fo_gt + fo_s < fo_gw) %s = %s;", a,
+  cg_line(out, depth + 1, "if (fo_gt < fo_s && fo_gt + fo_s < fo_gw) %s = %s;", a,
           cg_reduce_step(g, op, dt, a, cg_fmt(g, "%s[fo_gt + fo_s]", sh)));
-  cg_line(out, depth + 2, "barrier(CLK_LOCAL_MEM_FENCE);");
-  cg_line(out, depth + 1, "}");
-  cg_line(out, depth + 1, "%s = %s[0];", acc, sh);
   cg_line(out, depth + 1, "barrier(CLK_LOCAL_MEM_FENCE);");
   cg_line(out, depth, "}");
+  cg_line(out, depth, "%s = %s[0];", acc, sh);
+  cg_line(out, depth, "barrier(CLK_LOCAL_MEM_FENCE);");
+  cg_line(out, 0, "#endif");
 }
 
 /* The row cache: slots sized for a warp on rows up to CG_OCL_WARP_ROW, else

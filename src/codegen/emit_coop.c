@@ -627,3 +627,19 @@ void cg_coop_put(cg_t *g, const fl_buf_t *root, fl_buf_t *out) {
   fl_buf_free(&decl);
   fl_buf_free(&shadow);
 }
+
+void cg_coop_warp_combine(cg_t *g, kir_op_t op, flagos_dtype_t dt, const char *acc, const char *shfl, const char *sh,
+                          const char *wide, const cg_warp_names_t *n, int depth, fl_buf_t *out) {
+  cg_line(out, depth, "for (int fo_o = 16; fo_o > 0; fo_o >>= 1) {");
+  cg_line(out, depth + 1, "const %s fo_y = %s;", cg_ctype(g, dt), shfl);
+  cg_line(out, depth + 1, "%s = %s;", acc, cg_reduce_step(g, op, dt, acc, "fo_y"));
+  cg_line(out, depth, "}");
+  cg_line(out, depth, "if (%s) {", wide);
+  cg_line(out, depth + 1, "if ((%s & 31) == 0) %s[%s >> 5] = %s;", n->lane, sh, n->lane, acc);
+  cg_line(out, depth + 1, "%s", n->sync);
+  cg_line(out, depth + 1, "%s = %s[0];", acc, sh);
+  cg_line(out, depth + 1, "for (int fo_w = 1; fo_w < (int)(%s >> 5); fo_w++) %s = %s;", n->size, acc,
+          cg_reduce_step(g, op, dt, acc, cg_fmt(g, "%s[fo_w]", sh)));
+  cg_line(out, depth + 1, "%s", n->sync);
+  cg_line(out, depth, "}");
+}
