@@ -104,6 +104,10 @@ static void add_device(ocl_state_t *s, cl_platform_id p, cl_device_id id, const 
    * NVIDIA's GPUs; FLAGOS_OPENCL_WARP=0 keeps the local-memory trees */
   const char *warp = getenv("FLAGOS_OPENCL_WARP");
   d->warp32 = strstr(d->vendor, "NVIDIA") && (d->type & CL_DEVICE_TYPE_GPU) && !(warp && !strcmp(warp, "0"));
+  /* generated kernels' vector accesses (up to 32 bytes) assume buffers on 32 bytes (the prelude's FO_VLD) */
+  cl_uint align_bits = 0;
+  s->cl.clGetDeviceInfo(id, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+  d->vec_unaligned = align_bits < 256;
   if (d->max_wg == 0) d->max_wg = 1;
   s->n_dev++;
 }

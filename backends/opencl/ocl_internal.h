@@ -72,6 +72,7 @@ typedef struct ocl_device {
   bool fp64;            /* cl_khr_fp64 (or an OpenCL 3.0 double config) */
   bool div_sqrt;        /* CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT for float */
   bool warp32;          /* an NVIDIA GPU: work-groups run as warps of 32 taking PTX (programs get -DFO_WARP32) */
+  bool vec_unaligned;   /* buffers may start on less than 32 bytes (programs get -DFO_VEC_UNALIGNED) */
   bool blas_params;     /* CLBlast parameters applied (ocl_blas.c, under its lock) */
   /* split-K products (ocl_blas_split.c, under its lock): the sum kernel and the workspace */
   cl_program split_prog;

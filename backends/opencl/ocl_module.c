@@ -185,9 +185,9 @@ flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const cha
   const char *extra = getenv("FLAGOS_OPENCL_BUILD_OPTIONS");
   /* -w: warnings about generated code (constant conditions...) help no one, and
    * some implementations print them on stderr */
-  snprintf(opts, sizeof opts, "-w%s%s%s%s%s", d->div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "",
-           d->fp64 ? "" : " -DFO_NO_F64", d->warp32 ? " -DFO_WARP32" : "", extra && *extra ? " " : "",
-           extra && *extra ? extra : "");
+  snprintf(opts, sizeof opts, "-w%s%s%s%s%s%s", d->div_sqrt ? " -cl-fp32-correctly-rounded-divide-sqrt" : "",
+           d->fp64 ? "" : " -DFO_NO_F64", d->warp32 ? " -DFO_WARP32" : "", d->vec_unaligned ? " -DFO_VEC_UNALIGNED" : "",
+           extra && *extra ? " " : "", extra && *extra ? extra : "");
 
   ocl_key_t key = {0xcbf29ce484222325ull, 0x6a09e667f3bcc908ull};
   key_str(&key, CACHE_MAGIC);

@@ -319,9 +319,10 @@ static bool cuda_vec_store(cg_t *g, int buf, const char *off, const char *arr, i
     int b = c * n;
     const char *at = cg_fmt(g, "(%s *)(b%d + %s + %d)", n == 8 ? "uint4" : V, buf, off, b), *val;
     if (n == 8)
+      /* through uint16_t, so that a negative int16 fills only its own half */
       val = cg_fmt(g,
-                   "make_uint4((uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | ((uint32_t)%s[%d] << "
-                   "16), (uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint32_t)%s[%d] | ((uint32_t)%s[%d] << 16))",
+                   "make_uint4((uint16_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint16_t)%s[%d] | ((uint32_t)%s[%d] << "
+                   "16), (uint16_t)%s[%d] | ((uint32_t)%s[%d] << 16), (uint16_t)%s[%d] | ((uint32_t)%s[%d] << 16))",
                    arr, b, arr, b + 1, arr, b + 2, arr, b + 3, arr, b + 4, arr, b + 5, arr, b + 6, arr, b + 7);
     else
       val = cg_fmt(g, "make_%s(%s[%d], %s[%d], %s[%d], %s[%d])", V, arr, b, arr, b + 1, arr, b + 2, arr, b + 3);

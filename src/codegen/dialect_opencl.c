@@ -6,7 +6,7 @@
  * linear point index, striding by the global size (so any NDRange covers the
  * space; the host launches about `work` work-items), with the loop variables
  * recovered by division; where loads and stores run along the innermost level a
- * work-item takes 4 points (vload4/vstore4), 8 in kernels with 16-bit buffers. Kernels dominated by reductions
+ * work-item takes 4 points (one vector access), 8 in kernels with 16-bit buffers. Kernels dominated by reductions
  * over rows take the cooperative form (emit_coop.c): a work-group per row,
  * combining through a tree over local memory, or, where the program is built
  * with FO_WARP32 (the opencl plugin's define for NVIDIA GPUs), a warp per row
@@ -188,30 +188,63 @@ static void ocl_main_loop(cg_t *g, cg_block_t *blk, fl_buf_t *out) {
   cg_line(out, depth, "}");
 }
 
-/* vloadN/vstoreN need only element alignment; narrow floats are stored as
- * bits. 8-wide kernels (16-bit buffers) use vload8 (16 bytes of ushort). */
+/* Through the prelude's FO_VLD/FO_VST (FO_VLDW/FO_VSTW): one access of the
+ * vector's alignment (vloadN/vstoreN where the device's buffers may start on
+ * less). Narrow floats are stored as bits. Vectors of 1- and 2-byte elements
+ * move as 32-bit words (uint, uint2, uint4: 8 halves in one 16-byte access),
+ * each element shifted out of or into its word, as in the CUDA dialect: a
+ * vector of ushort reached NVIDIA's PTX as 8-byte pieces. */
 static const char *ocl_vec_type(flagos_dtype_t dt) { return cg_vec_elem(ocl_stype(dt)); }
+
+/* The 32-bit words of a vector of w elements of type V (NULL for 4-byte
+ * elements, which move as V itself); *per: elements a word, *ue: the unsigned
+ * element type. */
+static const char *ocl_vec_words(const char *V, int w, int *per, const char **ue) {
+  bool b16 = strstr(V, "short") != NULL, b8 = !b16 && strstr(V, "char") != NULL;
+  if (!b16 && !b8) return NULL;
+  *per = b16 ? 2 : 4;
+  *ue = b16 ? "ushort" : "uchar";
+  int n = w / *per;
+  return n == 1 ? "uint" : n == 2 ? "uint2" : "uint4";
+}
 
 static bool ocl_vec_load(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
   flagos_dtype_t dt = g->k->bufs[buf].dtype;
-  const char *V = ocl_vec_type(dt);
+  const char *V = ocl_vec_type(dt), *S = ocl_stype(dt), *ue;
   if (!V) return false;
-  int w = g->vec_w;
-  cg_line(out, depth, "const %s%d %s_v = vload%d(0, b%d + %s);", V, w, arr, w, buf, off);
+  int w = g->vec_w, per;
+  const char *W = ocl_vec_words(V, w, &per, &ue);
   fl_buf_t init = {0};
-  for (int j = 0; j < w; j++) fl_buf_printf(&init, "%s%s_v.s%d", j ? ", " : "", arr, j);
-  cg_line(out, depth, "const %s %s[%d] = {%s};", ocl_stype(dt), arr, w, init.data);
+  if (!W) {
+    cg_line(out, depth, "const %s%d %s_v = FO_VLD(%s%d, %d, b%d + %s);", V, w, arr, V, w, w, buf, off);
+    for (int j = 0; j < w; j++) fl_buf_printf(&init, "%s%s_v.s%d", j ? ", " : "", arr, j);
+  } else {
+    cg_line(out, depth, "const %s %s_v = FO_VLDW(%s, %s, %d, b%d + %s);", W, arr, W, ue, w, buf, off);
+    bool one = w == per; /* a single uint: no components */
+    for (int j = 0; j < w; j++)
+      fl_buf_printf(&init, "%s(%s)(%s_v%s%s >> %d)", j ? ", " : "", S, arr, one ? "" : ".s",
+                    one ? "" : cg_fmt(g, "%d", j / per), 32 / per * (j % per));
+  }
+  cg_line(out, depth, "const %s %s[%d] = {%s};", S, arr, w, init.data);
   fl_buf_free(&init);
   return true;
 }
 
 static bool ocl_vec_store(cg_t *g, int buf, const char *off, const char *arr, int depth, fl_buf_t *out) {
-  const char *V = ocl_vec_type(g->k->bufs[buf].dtype);
+  const char *V = ocl_vec_type(g->k->bufs[buf].dtype), *ue;
   if (!V) return false;
-  int w = g->vec_w;
+  int w = g->vec_w, per;
+  const char *W = ocl_vec_words(V, w, &per, &ue);
   fl_buf_t v = {0};
-  for (int j = 0; j < w; j++) fl_buf_printf(&v, "%s%s[%d]", j ? ", " : "", arr, j);
-  cg_line(out, depth, "vstore%d((%s%d)(%s), 0, b%d + %s);", w, V, w, v.data, buf, off);
+  if (!W) {
+    for (int j = 0; j < w; j++) fl_buf_printf(&v, "%s%s[%d]", j ? ", " : "", arr, j);
+    cg_line(out, depth, "FO_VST(%s%d, %d, b%d + %s, (%s%d)(%s));", V, w, w, buf, off, V, w, v.data);
+  } else {
+    /* each element through its unsigned type, so that a negative one fills only its own bits */
+    for (int j = 0; j < w; j++)
+      fl_buf_printf(&v, "%s(uint)(%s)%s[%d] << %d", j % per ? " | " : j ? ", " : "", ue, arr, j, 32 / per * (j % per));
+    cg_line(out, depth, "FO_VSTW(%s, %s, %d, b%d + %s, (%s)(%s));", W, ue, w, buf, off, W, v.data);
+  }
   fl_buf_free(&v);
   return true;
 }

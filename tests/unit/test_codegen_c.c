@@ -931,9 +931,10 @@ static void check_f16_forms(void) {
             count(cu.data, "(uint4 *)(b2 + ") == 2 && count(cu.data, "fo_u < 8;") == 2 &&
             count(cu.data, "E1 % 8 == 0") == 2 && count(cu.data, "& 15) == 0") == 6,
         "CUDA moves 16-bit elements 8 at a time in 16-byte aligned accesses");
-  CHECK(count(cl.data, "= vload8(0, b0 + ") == 2 && count(cl.data, "= vload8(0, b1 + ") == 2 &&
-            count(cl.data, "vstore8((ushort8)(") == 2 && count(cl.data, "fo_u < 8;") == 2,
-        "OpenCL moves 16-bit elements 8 at a time");
+  CHECK(count(cl.data, "= FO_VLDW(uint4, ushort, 8, b0 + ") == 2 && count(cl.data, "= FO_VLDW(uint4, ushort, 8, b1 + ") == 2 &&
+            count(cl.data, "FO_VSTW(uint4, ushort, 8, b2 + ") == 2 && count(cl.data, "fo_u < 8;") == 2 &&
+            count(cl.data, "#define FO_VLDW(U, E, n, p) (*(__global const U *)(p))") == 1,
+        "OpenCL moves 16-bit elements 8 at a time, as 16-byte words of the vector's alignment");
   /* NVRTC, where the toolkit is installed: the inline PTX assembles */
   char dir[] = "/tmp/flagos-test-cgen16-XXXXXX";
   void *blob = NULL;

@@ -211,6 +211,13 @@ static void build_kernels(void) {
   static const kir_op_t ops[] = {KIR_DIV, KIR_MOD, KIR_FLOORDIV, KIR_FLOORMOD, KIR_SHL, KIR_SHR, KIR_POW};
   for (int o = 0; o < 7; o++) St1(k, B(k, FLAGOS_INT32, 1, S(0)), i, bin(ops[o], p, q), NULL);
 
+  /* the vector form on 16- and 8-bit integers (8 a work-item, packed into words): y = -3 x (int16), z = (uint8)x */
+  k = K("t_i16_vec", 1);
+  x = B(k, FLAGOS_INT16, 1, S(0));
+  i = space1(k, S(0));
+  St1(k, B(k, FLAGOS_INT16, 1, S(0)), i, bin(KIR_MUL, L1(k, x, i), kir_const(A, FLAGOS_INT16, -3.0)), NULL);
+  St1(k, B(k, FLAGOS_UINT8, 1, S(0)), i, kir_cast(A, FLAGOS_UINT8, L1(k, x, i)), NULL);
+
   /* conditional store: y[i] = 10 x[i] where x[i] > 0, untouched elsewhere */
   k = K("t_cond_store", 1);
   x = B(k, FLAGOS_FLOAT32, 1, S(0));
@@ -388,6 +395,16 @@ static void test_ints(void) {
   for (int o = 0; o < 7; o++) hb[2 + o] = HB(out[o], sizeof out[o]);
   int64_t n = N;
   run("t_div_i32", hb, 9, &n, 1, N);
+  /* negative int16s in every lane: each fills only its own half of a word */
+  int16_t h[16], hy[16];
+  uint8_t hz[16];
+  for (int j = 0; j < 16; j++) h[j] = (int16_t)(j % 3 ? -1000 * j - 1 : 700 * j + 1);
+  hbuf_t hv[3] = {HB(h, sizeof h), HB(hy, sizeof hy), HB(hz, sizeof hz)};
+  int64_t n16 = 16;
+  run("t_i16_vec", hv, 3, &n16, 1, 16);
+  for (int j = 0; j < 16; j++)
+    CHECK(hy[j] == (int16_t)(h[j] * -3) && hz[j] == (uint8_t)h[j], "int16 vector lane %d: %d, %u from %d", j, hy[j],
+          hz[j], h[j]);
   static const char *const names[7] = {"div", "mod", "floordiv", "floormod", "shl", "shr", "pow"};
   for (int o = 0; o < 7; o++)
     for (int i = 0; i < N; i++)
