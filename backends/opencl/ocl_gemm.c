@@ -97,7 +97,12 @@ typedef struct {
 
 struct ocl_gemm_dev {
   pthread_mutex_t lock;      /* kernel arguments are shared: setting them and queuing are one step */
-  gemm_prog_t p[4][GEMM_NV]; /* [kind: f32, f64, f16, f16 with mma emulated][variant] */
+  /* [kind: f32, f64, f16, f16 with mma emulated][variant][transposes]: the
+   * tensor-core kernel on the device (kind 2) is built for each pair of
+   * transposes it meets (TRANS), so that its copies and ldmatrix addresses
+   * lose their run-time branches; every other program takes them at run time
+   * and sits at [0] */
+  gemm_prog_t p[4][GEMM_NV][4];
   int tc;                    /* -1 not yet known; else whether this device takes ocl_gemm_tc */
   cl_mem ws;                 /* split-K partial products */
   size_t ws_size;
@@ -205,7 +210,7 @@ static int tc_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t
 /* Builds variant v into p. A source that does not build is an error (the log
  * says why; FLAGOS_OPENCL_GEMM=0 avoids it); a device that cannot run its
  * work-group size marks it failed, and CLBlast takes the products. */
-static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, int v, gemm_prog_t *p) {
+static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, int v, int trans, gemm_prog_t *p) {
   const gemm_variant_t *t = &k_variants[v];
   size_t nt = threads(t);
   /* reqd_work_group_size past the device's limit fails the build itself on some compilers */
@@ -218,11 +223,12 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
       "#define T ushort\n#define C float\n#define GEMM_F16 1\n",
       "#define T ushort\n#define C float\n#define GEMM_F16 1\n#define MMA_EMULATE 1\n"};
   int stages = t->tc ? tc_stages(s, d, t, kind == 3) : 0;
-  char head[400];
+  char head[400], tr[32] = "";
+  if (trans >= 0) snprintf(tr, sizeof tr, "#define TRANS %d\n", trans);
   int hn = snprintf(head, sizeof head,
-                    "%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
+                    "%s%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
                     "#define WN %d\n#define STAGES %d\n#define WAITG \"%d\"\n",
-                    types[kind], t->inter ? "#define INTER 1\n" : "", t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn,
+                    types[kind], t->inter ? "#define INTER 1\n" : "", tr, t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn,
                     stages, stages - 2);
   const char *body = t->tc ? ocl_gemm_tc : t->vec ? ocl_gemm_vec : ocl_gemm_general;
   size_t np = strlen(ocl_gemm_pre), nb = strlen(body), ns = strlen(ocl_gemm_sum), n = (size_t)hn + np + nb + ns + 1;
@@ -367,7 +373,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* ocl_gemm_tc: f16 on rows of whole 16-byte loads, on a device that has mma.sync (or emulated) */
   pthread_mutex_lock(&g->lock);
   int tcm = f16 && lda % 8 == 0 && ldb % 8 == 0 && a->sa % 8 == 0 && a->sb % 8 == 0 ? tc_mode(s, d, g) : 0;
-  int parts, v;
+  int parts, v, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0);
   const gemm_variant_t *t;
   gemm_prog_t *kp = NULL;
   size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N; /* es: the computed type's size (workspace, alpha) */
@@ -383,10 +389,11 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       return NULL;
     }
     int k = t->tc && tcm == 2 ? 3 : kind;
-    gemm_prog_t *p = &g->p[k][v];
+    int tr = k == 2 && t->tc ? trans : -1;
+    gemm_prog_t *p = &g->p[k][v][tr < 0 ? 0 : tr];
     flagos_status_t err = NULL;
     if (!p->gemm && !p->failed) {
-      err = build_variant(s, d, k, v, p);
+      err = build_variant(s, d, k, v, tr, p);
       if (err) {
         p->failed = true;
         p->why = CL_BUILD_PROGRAM_FAILURE;
@@ -414,7 +421,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
     return err;
   }
   if (parts > 1 && !split_room(s, d, g, (size_t)parts * mn * es)) parts = 1;
-  int M = (int)a->M, N = (int)a->N, K = (int)a->K, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0);
+  int M = (int)a->M, N = (int)a->N, K = (int)a->K;
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
   int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0) | (yvec ? 8 : 0) |
@@ -491,12 +498,13 @@ void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d) {
   ocl_gemm_dev_t *g = d->gemm;
   if (!g) return;
   for (int f = 0; f < 4; f++)
-    for (int v = 0; v < GEMM_NV; v++) {
-      gemm_prog_t *p = &g->p[f][v];
-      if (p->sum) s->cl.clReleaseKernel(p->sum);
-      if (p->gemm) s->cl.clReleaseKernel(p->gemm);
-      if (p->prog) s->cl.clReleaseProgram(p->prog);
-    }
+    for (int v = 0; v < GEMM_NV; v++)
+      for (int tr = 0; tr < 4; tr++) {
+        gemm_prog_t *p = &g->p[f][v][tr];
+        if (p->sum) s->cl.clReleaseKernel(p->sum);
+        if (p->gemm) s->cl.clReleaseKernel(p->gemm);
+        if (p->prog) s->cl.clReleaseProgram(p->prog);
+      }
   if (g->ws) s->cl.clReleaseMemObject(g->ws);
   pthread_mutex_destroy(&g->lock);
   free(g);

@@ -27,6 +27,12 @@ const char ocl_gemm_pre[] =
     "#endif\n"
     "/* the bias of output (m, n): one value a column, or a row with flags & 16 (convolutions) */\n"
     "#define BIAS(m, n) LD(bias, (flags & 16) ? (m) : (n))\n"
+    "/* the transposes: fixed where the host built the program for them (TRANS), else the argument */\n"
+    "#ifdef TRANS\n"
+    "#define GEMM_TRANS TRANS\n"
+    "#else\n"
+    "#define GEMM_TRANS trans\n"
+    "#endif\n"
     "#define GEMM_ARGS __global const T *restrict A, __global const T *restrict B, __global T *Y, __global C *W, \\\n"
     "  __global const T *restrict bias, int M, int N, int K, int trans, long sa, long sb, long sy, C alpha, C beta, \\\n"
     "  int kslice, int flags, int ldb\n"
@@ -44,7 +50,7 @@ const char ocl_gemm_pre[] =
     "    Y += (long)z * sy;                                                    \\\n"
     "  const int kbeg = split ? z * kslice : 0;                                \\\n"
     "  const int ke = split ? min(K, kbeg + kslice) : K;                       \\\n"
-    "  const int ta = trans & 1, tb = (trans >> 1) & 1;\n";
+    "  const int ta = GEMM_TRANS & 1, tb = (GEMM_TRANS >> 1) & 1;\n";
 
 /* The general kernel: any shape, any alignment. */
 const char ocl_gemm_general[] =
