@@ -98,10 +98,10 @@ typedef struct {
 struct ocl_gemm_dev {
   pthread_mutex_t lock;      /* kernel arguments are shared: setting them and queuing are one step */
   /* [kind: f32, f64, f16, f16 with mma emulated][variant][transposes]: the
-   * tensor-core kernel on the device (kind 2) is built for each pair of
-   * transposes it meets (TRANS), so that its copies and ldmatrix addresses
-   * lose their run-time branches; every other program takes them at run time
-   * and sits at [0] */
+   * tensor-core kernel on the device (kind 2), and the vector kernel on GPUs,
+   * are built for each pair of transposes they meet (TRANS, fixed_trans), so
+   * that their loads and ldmatrix addresses lose their run-time branches;
+   * every other program takes them at run time and sits at [0] */
   gemm_prog_t p[4][GEMM_NV][4];
   int tc;                    /* -1 not yet known; else whether this device takes ocl_gemm_tc */
   cl_mem ws;                 /* split-K partial products */
@@ -205,6 +205,15 @@ static int tc_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t
   long room = (long)local - (emulated ? warps * 32 * 6 * 4 : 0) - 1024; /* the emulation's exchange; slack */
   long n = room / stage;
   return n < 2 ? 2 : n > 4 ? 4 : (int)n;
+}
+
+/* Whether the tensor-core kernel (on the device) and the vector kernel (on
+ * GPUs) are built for their products' transposes: FLAGOS_OPENCL_GEMM_TRANS=0
+ * keeps them a run-time argument (for measurements). CPU devices keep it so:
+ * four programs a tile would cost PoCL minutes of compiling. */
+static bool fixed_trans(void) {
+  const char *e = getenv("FLAGOS_OPENCL_GEMM_TRANS");
+  return !(e && (!strcmp(e, "0") || !strcmp(e, "off")));
 }
 
 /* Builds variant v into p. A source that does not build is an error (the log
@@ -389,7 +398,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       return NULL;
     }
     int k = t->tc && tcm == 2 ? 3 : kind;
-    int tr = k == 2 && t->tc ? trans : -1;
+    int tr = fixed_trans() && ((k == 2 && t->tc) || (t->vec && (d->type & CL_DEVICE_TYPE_GPU))) ? trans : -1;
     gemm_prog_t *p = &g->p[k][v][tr < 0 ? 0 : tr];
     flagos_status_t err = NULL;
     if (!p->gemm && !p->failed) {
