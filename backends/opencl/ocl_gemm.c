@@ -123,7 +123,8 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 /* The variant and number of K slices for a product, from measurements on an
  * H100 (scripts/gpu/gemm.sh; bench/gpu/results-h100-2026-11-22-s8.md). The
  * kernel: tensor cores for f16 where the rows allow (ocl_gemm_tc), else the vector
- * kernel for f32 and f16 (ocl_gemm_vec), else (f64) the general one. The tile: the first of the kernel's two
+ * kernel for f32 and f16 (ocl_gemm_vec), else (f64) the general one. The tile (on tensor cores 128x128
+ * first where it gives every compute unit 2.5 groups, below): the first of the kernel's two
  * large ones that gives every compute unit a group and wastes at most a
  * quarter of its outputs past M and N (128x128 then 64x64 for the general
  * kernel, 128x128 then 64x128 for the vector one: 4096^3 f32 at 41.8 TFLOP/s
