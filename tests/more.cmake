@@ -75,6 +75,13 @@ endif()
 if(TEST test_opencl_blas)
   set_tests_properties(test_opencl_blas PROPERTIES SKIP_RETURN_CODE 77)
 endif()
+# The same kernels with the vector form's accesses as vloadN/vstoreN (what the
+# plugin builds for devices whose buffers may start on less than 32 bytes).
+if(TEST test_opencl_basic)
+  add_test(NAME test_opencl_basic_vloadn COMMAND test_opencl_basic)
+  set_tests_properties(test_opencl_basic_vloadn PROPERTIES LABELS "unit" SKIP_RETURN_CODE 77
+    ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends;FLAGOS_OPENCL_BUILD_OPTIONS=-DFO_VEC_UNALIGNED")
+endif()
 if(TARGET flagos_backend_opencl)
   add_test(NAME conformance_node_opencl
     COMMAND $<TARGET_FILE:flagos_cli> conformance ${FLAGOS_CONFORMANCE_DIR}/onnx-node --target opencl

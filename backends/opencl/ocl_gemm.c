@@ -219,13 +219,18 @@ static int tc_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t
   return n < 2 ? 2 : n > 4 ? 4 : (int)n;
 }
 
-/* Whether the tensor-core kernel (on the device) and the vector kernel (on
- * GPUs) are built for their products' transposes: FLAGOS_OPENCL_GEMM_TRANS=0
- * keeps them a run-time argument (for measurements). CPU devices keep it so:
- * four programs a tile would cost PoCL minutes of compiling. */
-static bool fixed_trans(void) {
+/* Whether kernel k (kind, variant) is built for its products' transposes:
+ * by default the tensor-core kernel on the device and the vector kernel on
+ * GPUs; CPU devices and the emulated tensor-core kernel take them at run time
+ * (four programs a tile would cost PoCL minutes of compiling).
+ * FLAGOS_OPENCL_GEMM_TRANS=0 keeps them a run-time argument everywhere (for
+ * measurements), =1 builds both kernels for them on every device (the tests'
+ * way to check those programs on PoCL). */
+static bool fixed_trans(const ocl_device_t *d, int kind, const gemm_variant_t *t) {
   const char *e = getenv("FLAGOS_OPENCL_GEMM_TRANS");
-  return !(e && (!strcmp(e, "0") || !strcmp(e, "off")));
+  if (e && (!strcmp(e, "0") || !strcmp(e, "off"))) return false;
+  if (e && !strcmp(e, "1")) return t->tc || t->vec;
+  return (kind == 2 && t->tc) || (t->vec && (d->type & CL_DEVICE_TYPE_GPU));
 }
 
 /* Builds variant v into p. A source that does not build is an error (the log
@@ -394,7 +399,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* ocl_gemm_tc: f16 on rows of whole 16-byte loads, on a device that has mma.sync (or emulated) */
   pthread_mutex_lock(&g->lock);
   int tcm = f16 && lda % 8 == 0 && ldb % 8 == 0 && a->sa % 8 == 0 && a->sb % 8 == 0 ? tc_mode(s, d, g) : 0;
-  int parts, v, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0);
+  int parts, v, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0), tr = -1;
   const gemm_variant_t *t;
   gemm_prog_t *kp = NULL;
   size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N; /* es: the computed type's size (workspace, alpha) */
@@ -410,7 +415,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       return NULL;
     }
     int k = t->tc && tcm == 2 ? 3 : kind;
-    int tr = fixed_trans() && ((k == 2 && t->tc) || (t->vec && (d->type & CL_DEVICE_TYPE_GPU))) ? trans : -1;
+    tr = fixed_trans(d, k, t) ? trans : -1;
     gemm_prog_t *p = &g->p[k][v][tr < 0 ? 0 : tr];
     flagos_status_t err = NULL;
     if (!p->gemm && !p->failed) {
@@ -508,10 +513,11 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   *taken = true;
   if (trace)
     trace("flagos trace: opencl gemm %s: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %d (%dx%d/%d%s), %d K "
-          "slice%s on '%s'\n",
+          "slice%s%s on '%s'\n",
           plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
-          t->vec ? " vec" : !t->tc ? "" : tcm == 2 ? " mma emulated" : " mma", parts, parts > 1 ? "s" : "", d->name);
+          t->vec ? " vec" : !t->tc ? "" : tcm == 2 ? " mma emulated" : " mma", parts, parts > 1 ? "s" : "",
+          tr >= 0 ? ", built for its transposes" : "", d->name);
   return NULL;
 }
 

@@ -376,6 +376,26 @@ static void test_ours(const char *blas_log) {
   int real = count_lines(blas_log, " mma)") - real_before;
   CHECK(real == 0 || real == 20, "ours: %d of 20 products through the device's mma.sync", real);
   printf("test_opencl_blas: %d of 20 f16 products ran on the device's tensor cores (mma.sync)\n", real);
+  /* programs built for their transposes (TRANS: the default for the vector
+   * kernel on GPUs and the tensor-core one on the device), forced on this
+   * device: the vector kernel and the emulated tensor-core one in each pair */
+  setenv("FLAGOS_OPENCL_GEMM_TRANS", "1", 1);
+  int fixed_before = count_lines(blas_log, "built for its transposes"), nfixed = 0;
+  static const int pairs[4][2] = {{0, 0}, {1, 0}, {0, 1}, {1, 1}};
+  for (int i = 0; i < 8; i++) {
+    int ta = pairs[i % 4][0], tb = pairs[i % 4][1];
+    char what[80];
+    setenv("FLAGOS_OPENCL_GEMM_TILE", i < 4 ? "7" : "13", 1);
+    if (i >= 4) setenv("FLAGOS_OPENCL_TENSOR", "emulate", 1);
+    snprintf(what, sizeof what, "ours, %s tile, transposes %d%d built in", i < 4 ? "f32 vec" : "f16 mma emulated", ta, tb);
+    run_case(what, (gcase_t){i < 4 ? FLAGOS_FLOAT32 : FLAGOS_FLOAT16, 2, 72, 40, 56, ta, tb, -1, -1, -1, 1, 0.5, false,
+                             true}),
+        nfixed++, i < 4 ? n++ : n16++;
+  }
+  unsetenv("FLAGOS_OPENCL_TENSOR");
+  unsetenv("FLAGOS_OPENCL_GEMM_TRANS");
+  int fixed = count_lines(blas_log, "built for its transposes") - fixed_before;
+  CHECK(fixed == nfixed, "ours: %d of %d products ran in programs built for their transposes", fixed, nfixed);
   setenv("FLAGOS_OPENCL_GEMM_TILE", "2", 1);
   run_case("ours, f64 batch, transA", (gcase_t){FLAGOS_FLOAT64, 2, 33, 17, 65, 1, 0, -1, -1, -1, 0.5, 0.25, false, false});
   run_case("ours, f64 transB, NaN in Y, bias", (gcase_t){FLAGOS_FLOAT64, 1, 20, 19, 21, 0, 1, -1, -1, -1, 1, 0, true, true});
