@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../gemm_fold.h"
 #include "cuda_blas_api.h"
 #include "cuda_internal.h"
 
@@ -421,11 +422,7 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   if (!b->loaded) return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: %s", b->why));
   if (s->n_devices == 0)
     return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm without a device (%s)", s->why_none));
-  /* One shared B, A and Y contiguous over the batch: one GEMM of batch*M rows. */
-  if (batch > 1 && sb == 0 && !ta && sa == M * K && sy == M * N) {
-    M *= batch;
-    batch = 1;
-  }
+  flagos_gemm_fold_batch(&batch, &M, K, N, ta, sa, sb, sy);
   if (batch > INT32_MAX)
     return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm batch beyond cuBLASLt's 32-bit count"));
   int d = cuda_call_device(s, stream, c, 2);

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../gemm_fold.h"
 #include "ocl_internal.h"
 
 /* ---- the part of CLBlast's C API used here (clblast_c.h, CLBlast 1.x) ---- */
@@ -314,15 +315,9 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
 
   if (dt == FLAGOS_FLOAT64 && !d->fp64)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp64", d->name);
-  /* One shared B, A and Y contiguous over the batch (a linear layer on a
-   * batch of sequences): one product of batch*M rows, which the tile and
-   * split-K rules see whole (as the cuda plugin does for cuBLASLt). BERT's
-   * FFN output product at batch 32, f32, on an H100: 0.62 ms as 32 products
-   * of 128 rows, 0.49 as one of 4096 (eleventh session). */
-  if (batch > 1 && sb == 0 && !ta && sa == M * K && sy == M * N) {
-    M *= batch;
-    batch = 1;
-  }
+  /* BERT's FFN output product at batch 32, f32, on an H100: 0.62 ms as 32
+   * products of 128 rows, 0.49 as one of 4096 (eleventh session) */
+  flagos_gemm_fold_batch(&batch, &M, K, N, ta, sa, sb, sy);
   /* Our own kernels (ocl_gemm.c) where wanted (f16 needs no cl_khr_fp16 there);
    * CLBlast for what they leave. */
   if (ours) {
