@@ -157,6 +157,9 @@ static flagos_status_t ocl_init(const flagos_host_t *host, void **state) {
   s->graphs_off = g && strcmp(g, "0") == 0;
   const char *cb = getenv("FLAGOS_OPENCL_COMMAND_BUFFER");
   s->cb_off = cb && strcmp(cb, "0") == 0;
+  const char *fl = getenv("FLAGOS_OPENCL_FLUSH");
+  s->flush_every = fl ? atoi(fl) : 0;
+  if (s->flush_every < 0) s->flush_every = 0;
   /* No loader, or a loader without platforms: zero devices, not an error. */
   if (load_api(&s->cl)) enumerate(s);
   *state = s;

@@ -338,6 +338,19 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
   return NULL;
 }
 
+/* FLAGOS_OPENCL_FLUSH=N: a replay hands its commands to the device every N
+ * (clFlush). An implementation may hold queued commands until a flush or a
+ * wait, so that the device would start only once the host has queued the
+ * whole replay; the flushes let it start while the host queues the rest. */
+static void flush_some(ocl_state_t *s, cl_command_queue q, int *queued, int n) {
+  if (s->flush_every <= 0) return;
+  *queued += n;
+  if (*queued >= s->flush_every) {
+    s->cl.clFlush(q);
+    *queued = 0;
+  }
+}
+
 flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_t st) {
   ocl_state_t *s = state;
   if (!g) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: launch of a NULL graph");
@@ -346,16 +359,19 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
                    g->dev, st->dev);
   ocl_device_t *d = &s->dev[g->dev];
   cl_command_queue q = ocl_queue(s, st, g->dev);
+  int queued = 0; /* commands since the last flush */
   for (int i = 0; i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
     if (sg->plan && q == sg->plan->q) {
       cl_int e = ocl_gemm_plan_run(s, sg->plan, q);
       if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a gemm");
+      flush_some(s, q, &queued, 1);
       continue;
     }
     if (sg->call) {
       flagos_status_t err = ocl_library_call(s, st, &g->rec.r[sg->first].call);
       if (err) return err;
+      flush_some(s, q, &queued, 1);
       continue;
     }
     cl_int e = CL_SUCCESS;
@@ -367,12 +383,14 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
       }
       if (e == CL_SUCCESS) e = d->cb.enqueue(0, NULL, sg->cb, 0, NULL, g->simultaneous ? NULL : &sg->last);
       if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing a command buffer");
+      flush_some(s, q, &queued, 1);
       continue;
     }
     for (int j = 0; j < sg->n && e == CL_SUCCESS; j++) {
       const ocl_rec_t *r = &g->rec.r[sg->first + j];
       e = sg->own ? s->cl.clEnqueueNDRangeKernel(q, sg->own[j], 1, NULL, &r->global, &r->local, 0, NULL, NULL)
                   : ocl_kernel_run(s, r->k, r->args, r->n_args, r->global, r->local, q);
+      flush_some(s, q, &queued, 1);
     }
     if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a launch");
   }

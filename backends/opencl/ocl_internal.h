@@ -105,6 +105,7 @@ typedef struct ocl_state {
   pthread_mutex_t lock;
   bool graphs_off; /* FLAGOS_OPENCL_GRAPHS=0 */
   bool cb_off;     /* FLAGOS_OPENCL_COMMAND_BUFFER=0 */
+  int flush_every; /* FLAGOS_OPENCL_FLUSH: a replay's commands between clFlush calls, 0 none (ocl_graph.c) */
 } ocl_state_t;
 
 /* Device memory: flagos_devptr_t points to one of these. */
