@@ -49,6 +49,7 @@ typedef struct {
   bool vec;   /* ocl_gemm_vec (f32 and f16 products with rows on 16-byte boundaries) */
   bool tc;    /* ocl_gemm_tc (f16 products, rows on 16-byte boundaries), warp tiles wm x wn */
   int wm, wn;
+  bool wg;    /* with tc: ocl_gemm_wg instead (sm_90a's wgmma), a warpgroup for every 64 rows */
 } gemm_variant_t;
 
 static const gemm_variant_t k_variants[] = {
@@ -68,6 +69,8 @@ static const gemm_variant_t k_variants[] = {
     {64, 64, 32, 0, 0, .tc = true, .wm = 32, .wn = 32},   /* 13: 128; GEMM_TMID */
     {32, 64, 64, 0, 0, .tc = true, .wm = 16, .wn = 32},   /* 14: 128; GEMM_TSMALL */
     {128, 64, 32, 0, 0, .tc = true, .wm = 64, .wn = 32},  /* 15: 128; GEMM_TLARGE */
+    {128, 128, 32, 0, 0, .tc = true, .wg = true},         /* 16: 256; GEMM_WHUGE */
+    {64, 128, 32, 0, 0, .tc = true, .wg = true},          /* 17: 128; GEMM_WWIDE */
 };
 #define GEMM_NV ((int)(sizeof k_variants / sizeof k_variants[0]))
 #define GEMM_LARGE 0
@@ -83,9 +86,12 @@ static const gemm_variant_t k_variants[] = {
 #define GEMM_TWIDE 12
 #define GEMM_TMID 13
 #define GEMM_TSMALL 14
+#define GEMM_WHUGE 16
+#define GEMM_WWIDE 17
 
 /* Work-items of a variant's group. */
 static size_t threads(const gemm_variant_t *t) {
+  if (t->wg) return (size_t)(t->tm / 64) * 128;
   return t->tc ? (size_t)(t->tm / t->wm) * (size_t)(t->tn / t->wn) * 32 : (size_t)(t->tm / t->rm) * (size_t)(t->tn / t->rn);
 }
 
@@ -105,6 +111,7 @@ struct ocl_gemm_dev {
    * every other program takes them at run time and sits at [0] */
   gemm_prog_t p[4][GEMM_NV][4];
   int tc;                    /* -1 not yet known; else whether this device takes ocl_gemm_tc */
+  int wg;                    /* the same for ocl_gemm_wg */
   cl_mem ws;                 /* split-K partial products */
   size_t ws_size;
 };
@@ -141,15 +148,15 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 #define GEMM_SPLIT_K 512
 #define GEMM_MIN_SLICE 128
 #define GEMM_MAX_SPLIT 16
-static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, bool bias, int64_t batch, int64_t M, int64_t N,
-                int64_t K, int *parts) {
+static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, int wg, bool bias, int64_t batch, int64_t M,
+                int64_t N, int64_t K, int *parts) {
   *parts = 1;
   const char *tv = getenv("FLAGOS_OPENCL_GEMM_TILE");
   int v = -1;
   if (tv && *tv) {
     v = atoi(tv);
     if (v < 0 || v >= GEMM_NV || (f64 && !k_variants[v].f64) || (k_variants[v].vec && !vec) ||
-        (k_variants[v].tc && !tc))
+        (k_variants[v].tc && !tc) || (k_variants[v].wg && !wg))
       v = -1;
   }
   int64_t cu = d->compute_units ? d->compute_units : 1;
@@ -159,6 +166,14 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, bool bias, i
    * wastes at most a quarter of its outputs: 4096^3 f16 in 519 us against 697
    * for 128x64, GPT-2's logits (128x50257x768) in 100 against 112, BERT's
    * 4096x3072x768 in 118 against 140; 4096x768x768 took 69 against 38 (eleventh session) */
+  /* wgmma (sm_90a): 128x128 where it gives every compute unit two groups,
+   * else 64x128 where it gives each one, at most a quarter of the outputs
+   * wasted (twelfth session: gemm.sh, bench/gpu/results-h100-2026-11-23-s12.md) */
+  for (int i = 0; wg == 1 && v < 0 && i < 2; i++) {
+    const gemm_variant_t *t = &k_variants[i ? GEMM_WWIDE : GEMM_WHUGE];
+    int64_t gm = cdiv(M, t->tm), gn = cdiv(N, t->tn);
+    if (gm * gn * batch >= (i ? 1 : 2) * cu && 4 * M * N >= 3 * gm * t->tm * gn * t->tn) v = i ? GEMM_WWIDE : GEMM_WHUGE;
+  }
   if (v < 0 && tc) {
     const gemm_variant_t *t = &k_variants[GEMM_THUGE];
     int64_t gm = cdiv(M, t->tm), gn = cdiv(N, t->tn);
@@ -219,14 +234,55 @@ static int tc_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t
   return n < 2 ? 2 : n > 4 ? 4 : (int)n;
 }
 
+/* The warpgroup kernel's stages: a stage is both operands' tiles, 2 (TM + TN)
+ * TK bytes, without padding (ocl_gemm_src.c: AST, BST); as many as fit in
+ * 48 KiB (or the device's local memory), two to four, or
+ * FLAGOS_OPENCL_TC_STAGES. */
+static int wg_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t *t) {
+  const char *e = getenv("FLAGOS_OPENCL_TC_STAGES");
+  if (e && *e) {
+    int n = atoi(e);
+    if (n >= 2 && n <= 8) return n;
+  }
+  cl_ulong local = 0;
+  if (s->cl.clGetDeviceInfo(d->id, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL) != CL_SUCCESS || !local)
+    local = 48 * 1024;
+  if (local > 48 * 1024) local = 48 * 1024;
+  long n = (long)local / (2L * (t->tm + t->tn) * t->tk);
+  return n < 2 ? 2 : n > 4 ? 4 : (int)n;
+}
+
+/* The instruction of the warpgroup kernel on the device (WGMMA(da, db)):
+ * m64nTNk16 with TN / 2 float sums a work-item, A and B from local memory
+ * through descriptors da and db, D = A B + D, the transposes as immediates (A
+ * M-major where transposed, B N-major where not). Behind "//FOWG": ocl_module.c
+ * restores it in the PTX. Malloc'ed; NULL when out of memory. */
+static char *wgmma_def(int tn, int ta, int tb) {
+  int n = tn / 2;
+  size_t cap = 400 + (size_t)n * 24;
+  char *d = malloc(cap);
+  if (!d) return NULL;
+  int o = snprintf(d, cap,
+                   "#define WGMMA(da, db) asm volatile(\"//FOWG { .reg .pred p; setp.ne.b32 p, %%%d, 0; "
+                   "wgmma.mma_async.sync.aligned.m64n%dk16.f32.f16.f16 {",
+                   n + 2, tn);
+  for (int i = 0; i < n; i++) o += snprintf(d + o, cap - (size_t)o, "%s%%%d", i ? "," : "", i);
+  o += snprintf(d + o, cap - (size_t)o, "}, %%%d, %%%d, p, 1, 1, %d, %d; }\" : ", n, n + 1, ta, !tb);
+  for (int i = 0; i < n; i++) o += snprintf(d + o, cap - (size_t)o, "%s\"+f\"(acc[%d])", i ? ", " : "", i);
+  snprintf(d + o, cap - (size_t)o, " : \"l\"(da), \"l\"(db), \"r\"(1) : \"memory\")\n");
+  return d;
+}
+
 /* Whether kernel k (kind, variant) is built for its products' transposes:
  * by default the tensor-core kernel on the device and the vector kernel on
  * GPUs; CPU devices and the emulated tensor-core kernel take them at run time
  * (four programs a tile would cost PoCL minutes of compiling).
- * FLAGOS_OPENCL_GEMM_TRANS=0 keeps them a run-time argument everywhere (for
+ * FLAGOS_OPENCL_GEMM_TRANS=0 keeps them a run-time argument everywhere but in
+ * the warpgroup kernel on the device, whose instruction takes them as immediates (for
  * measurements), =1 builds both kernels for them on every device (the tests'
  * way to check those programs on PoCL). */
 static bool fixed_trans(const ocl_device_t *d, int kind, const gemm_variant_t *t) {
+  if (kind == 2 && t->wg) return true; /* the instruction's immediates */
   const char *e = getenv("FLAGOS_OPENCL_GEMM_TRANS");
   if (e && (!strcmp(e, "0") || !strcmp(e, "off"))) return false;
   if (e && !strcmp(e, "1")) return t->tc || t->vec;
@@ -248,24 +304,37 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
       "#define T float\n#define C float\n", "#define T double\n#define C double\n#define GEMM_F64 1\n",
       "#define T ushort\n#define C float\n#define GEMM_F16 1\n",
       "#define T ushort\n#define C float\n#define GEMM_F16 1\n#define MMA_EMULATE 1\n"};
-  int stages = t->tc ? tc_stages(s, d, t, kind == 3) : 0;
+  int stages = t->wg ? wg_stages(s, d, t) : t->tc ? tc_stages(s, d, t, kind == 3) : 0;
   char head[400], tr[32] = "";
   if (trans >= 0) snprintf(tr, sizeof tr, "#define TRANS %d\n", trans);
-  int hn = snprintf(head, sizeof head,
+  snprintf(head, sizeof head,
                     "%s%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
                     "#define WN %d\n#define STAGES %d\n#define WAITG \"%d\"\n",
                     types[kind], t->inter ? "#define INTER 1\n" : "", tr, t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn,
                     stages, stages - 2);
-  const char *body = t->tc ? ocl_gemm_tc : t->vec ? ocl_gemm_vec : ocl_gemm_general;
-  size_t np = strlen(ocl_gemm_pre), nb = strlen(body), ns = strlen(ocl_gemm_sum), n = (size_t)hn + np + nb + ns + 1;
+  /* the device's wgmma (kind 2; transposes fixed: they are the instruction's immediates) */
+  bool sm90a = t->wg && kind == 2;
+  char *wdef = sm90a && trans >= 0 ? wgmma_def(t->tn, trans & 1, trans >> 1 & 1) : NULL;
+  if (sm90a && !wdef) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
+  const char *parts[6] = {head, wdef ? wdef : "", ocl_gemm_pre, t->tc ? ocl_gemm_async : "",
+                          t->wg ? ocl_gemm_wg : t->tc ? ocl_gemm_tc : t->vec ? ocl_gemm_vec : ocl_gemm_general,
+                          ocl_gemm_sum};
+  size_t n = 1;
+  for (int i = 0; i < 6; i++) n += strlen(parts[i]);
   char *src = malloc(n);
-  if (!src) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  memcpy(src, head, (size_t)hn);
-  memcpy(src + hn, ocl_gemm_pre, np);
-  memcpy(src + hn + np, body, nb);
-  memcpy(src + hn + np + nb, ocl_gemm_sum, ns + 1);
+  if (!src) {
+    free(wdef);
+    return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
+  }
+  src[0] = 0;
+  for (size_t i = 0, o = 0; i < 6; i++) {
+    size_t l = strlen(parts[i]);
+    memcpy(src + o, parts[i], l + 1);
+    o += l;
+  }
+  free(wdef);
   bool refused = false;
-  flagos_status_t err = ocl_program_build_opt(s, d, src, n - 1, &p->prog, t->tc ? &refused : NULL);
+  flagos_status_t err = ocl_program_build_ex(s, d, src, n - 1, &p->prog, t->tc ? &refused : NULL, sm90a);
   free(src);
   if (err) return err;
   if (refused) {
@@ -305,11 +374,29 @@ static int tc_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g) {
   return g->tc;
 }
 
+/* Whether products go to ocl_gemm_wg, given tc_mode's answer tcm (under
+ * g->lock): 0 no; 1 through sm_90a's wgmma, on NVIDIA devices of compute
+ * capability 9.0 (unless FLAGOS_OPENCL_WGMMA=0, or the program was refused
+ * before); 2 emulated (tcm 2), for the tiles a test asks for. */
+static int wg_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g, int tcm) {
+  const char *e = getenv("FLAGOS_OPENCL_WGMMA");
+  if (!tcm || (e && (!strcmp(e, "0") || !strcmp(e, "off")))) return 0;
+  if (tcm == 2) return 2;
+  if (g->wg < 0) {
+    cl_uint major = 0, minor = 0;
+    g->wg = s->cl.clGetDeviceInfo(d->id, 0x4000 /* CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV */, sizeof major, &major,
+                                  NULL) == CL_SUCCESS &&
+            s->cl.clGetDeviceInfo(d->id, 0x4001 /* ..._MINOR_NV */, sizeof minor, &minor, NULL) == CL_SUCCESS &&
+            major == 9 && minor == 0;
+  }
+  return g->wg;
+}
+
 static ocl_gemm_dev_t *gemm_dev(ocl_device_t *d) {
   pthread_mutex_lock(&g_gemm_new_lock);
   if (!d->gemm && (d->gemm = calloc(1, sizeof(*d->gemm)))) {
     pthread_mutex_init(&d->gemm->lock, NULL);
-    d->gemm->tc = -1;
+    d->gemm->tc = d->gemm->wg = -1;
   }
   ocl_gemm_dev_t *g = d->gemm;
   pthread_mutex_unlock(&g_gemm_new_lock);
@@ -399,12 +486,13 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* ocl_gemm_tc: f16 on rows of whole 16-byte loads, on a device that has mma.sync (or emulated) */
   pthread_mutex_lock(&g->lock);
   int tcm = f16 && lda % 8 == 0 && ldb % 8 == 0 && a->sa % 8 == 0 && a->sb % 8 == 0 ? tc_mode(s, d, g) : 0;
+  int wgm = wg_mode(s, d, g, tcm);
   int parts, v, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0), tr = -1;
   const gemm_variant_t *t;
   gemm_prog_t *kp = NULL;
   size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N; /* es: the computed type's size (workspace, alpha) */
   for (;;) {
-    v = pick(d, f64, vec, tcm != 0, a->bias != NULL, a->batch, a->M, a->N, a->K, &parts);
+    v = pick(d, f64, vec, tcm != 0, wgm, a->bias != NULL, a->batch, a->M, a->N, a->K, &parts);
     /* the workspace is shared: only the default queue's order keeps its uses apart */
     if (q != d->queue) parts = 1;
     t = &k_variants[v];
@@ -432,6 +520,12 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
     if (p->gemm) {
       kp = p;
       break;
+    }
+    if (t->wg && !err) {
+      /* the same for the warpgroup kernel: the mma.sync one takes over */
+      g->wg = 0;
+      wgm = 0;
+      continue;
     }
     if (t->tc && !err) {
       /* the tensor-core kernel is a fast path: a device whose compiler does
@@ -516,7 +610,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
           "slice%s%s on '%s'\n",
           plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
-          t->vec ? " vec" : !t->tc ? "" : tcm == 2 ? " mma emulated" : " mma", parts, parts > 1 ? "s" : "",
+          t->vec ? " vec" : !t->tc ? "" : t->wg ? (tcm == 2 ? " wgmma emulated" : " wgmma") : tcm == 2 ? " mma emulated" : " mma", parts, parts > 1 ? "s" : "",
           tr >= 0 ? ", built for its transposes" : "", d->name);
   return NULL;
 }

@@ -183,6 +183,11 @@ flagos_status_t ocl_program_build(ocl_state_t *s, ocl_device_t *d, const char *s
  * optional kernels such as ocl_gemm.c's tensor-core one. */
 flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out,
                                       bool *refused);
+/* The same, sm90a: the source's "//FOWG" instructions (sm_90a's wgmma, behind
+ * a PTX comment) restored in the program's PTX, then built for sm_90a
+ * (ocl_module.c: patch_sm90a); a device where that fails is `refused`. */
+flagos_status_t ocl_program_build_ex(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out,
+                                     bool *refused, bool sm90a);
 
 /* ocl_blas.c: "gemm" through our kernels (ocl_gemm.c) or CLBlast (opened at first use); anything else is
  * FLAGOS_ERR_UNSUPPORTED */
@@ -259,7 +264,8 @@ void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p);
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);
 /* ocl_gemm_src.c: the kernels' OpenCL C sources (the common prelude, the
  * general, vector and tensor-core kernels, the split-K sum). */
-extern const char ocl_gemm_pre[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_tc[], ocl_gemm_sum[];
+extern const char ocl_gemm_pre[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_async[], ocl_gemm_tc[], ocl_gemm_wg[],
+    ocl_gemm_sum[];
 
 /* ocl_conv.c: the "conv" library call through our kernels (im2col into a
  * workspace, then the product with the bias by row). The call's checked

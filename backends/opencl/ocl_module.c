@@ -178,8 +178,38 @@ flagos_status_t ocl_program_build(ocl_state_t *s, ocl_device_t *d, const char *s
   return ocl_program_build_opt(s, d, src, len, out, NULL);
 }
 
+/* NVIDIA's OpenCL compiles for its device's plain target (sm_90 on an H100),
+ * where sm_90a's wgmma is not an instruction. A kernel that wants it writes
+ * each such instruction in its inline assembly behind "//FOWG", a PTX comment,
+ * so that the source builds; the program's binary, which on that platform is
+ * the PTX text, gets the instructions back and the target sm_90a, and is built
+ * again from that binary. The edit keeps the binary's length (the target gains
+ * a character, the first marker loses one). False where the binary is not such
+ * PTX. */
+static bool patch_sm90a(unsigned char *b, size_t n) {
+  static const char target[] = ".target sm_90", mark[] = "//FOWG";
+  const size_t nt = sizeof target - 1, nm = sizeof mark - 1;
+  unsigned char *t = NULL, *f = NULL;
+  for (size_t i = 0; i + nt < n && !t; i++)
+    if (!memcmp(b + i, target, nt) && (b[i + nt] == ',' || b[i + nt] == '\n' || b[i + nt] == ' ')) t = b + i;
+  for (unsigned char *i = t ? t : b; t && i + nm <= b + n && !f; i++)
+    if (!memcmp(i, mark, nm)) f = i;
+  if (!t || !f) return false;
+  memmove(t + nt + 1, t + nt, (size_t)(f - (t + nt)));
+  t[nt] = 'a';
+  memset(f + 1, ' ', nm - 1);
+  for (unsigned char *i = f + nm; i + nm <= b + n; i++)
+    if (!memcmp(i, mark, nm)) memset(i, ' ', nm);
+  return true;
+}
+
 flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out,
                                       bool *refused) {
+  return ocl_program_build_ex(s, d, src, len, out, refused, false);
+}
+
+flagos_status_t ocl_program_build_ex(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out,
+                                     bool *refused, bool sm90a) {
   *out = NULL;
   char opts[1024];
   const char *extra = getenv("FLAGOS_OPENCL_BUILD_OPTIONS");
@@ -198,6 +228,7 @@ flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const cha
   key_str(&key, d->version);
   key_str(&key, d->driver);
   key_str(&key, opts);
+  key_str(&key, sm90a ? "sm_90a" : "");
   key_add(&key, src, len);
   char dir[4200], path[4300], failed[4300];
   snprintf(dir, sizeof dir, "%s/opencl", s->cache_dir);
@@ -246,6 +277,37 @@ flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const cha
     flagos_status_t st = build_error(s, d, prog, e, cache_ok ? failed : NULL);
     s->cl.clReleaseProgram(prog);
     return st;
+  }
+  if (sm90a) {
+    /* the instructions back in the binary, then built again from it */
+    size_t bs = 0;
+    unsigned char *bin = NULL;
+    cl_program p2 = NULL;
+    if (s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof bs, &bs, NULL) == CL_SUCCESS && bs > 0 &&
+        (bin = malloc(bs))) {
+      unsigned char *bins[1] = {bin};
+      if (s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
+          patch_sm90a(bin, bs)) {
+        const unsigned char *bp = bin;
+        cl_int bst = CL_SUCCESS;
+        p2 = s->cl.clCreateProgramWithBinary(d->ctx, 1, &d->id, &bs, &bp, &bst, &e);
+        if (p2 && (e != CL_SUCCESS || bst != CL_SUCCESS || s->cl.clBuildProgram(p2, 1, &d->id, opts, NULL, NULL) != CL_SUCCESS)) {
+          s->cl.clReleaseProgram(p2);
+          p2 = NULL;
+        }
+      }
+    }
+    free(bin);
+    s->cl.clReleaseProgram(prog);
+    if (!p2) {
+      if (cache_ok) write_atomic(failed, src, len, NULL, 0);
+      if (refused) {
+        *refused = true;
+        return NULL;
+      }
+      return OCL_ERR(s, FLAGOS_ERR_BACKEND, "opencl backend: '%s' did not take the kernels' sm_90a instructions", d->name);
+    }
+    prog = p2;
   }
   size_t bs = 0;
   if (cache_ok && s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof bs, &bs, NULL) == CL_SUCCESS && bs > 0) {

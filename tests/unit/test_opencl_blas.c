@@ -321,10 +321,11 @@ static void test_ours(const char *blas_log) {
    * (FLAGOS_OPENCL_TENSOR=emulate; the real instruction runs on NVIDIA GPUs
    * only): f16 with every leading dimension and batch stride a multiple of 8,
    * both ways of filling its tiles (rows along K copied, along M or N paired),
-   * a K tail, N odd; each must run as its own variant ("mma emulated)") */
+   * a K tail, N odd; each must run as its own variant ("mma emulated)"; tiles
+   * 16 and 17 the warpgroup kernel's wgmma, "wgmma emulated)") */
   setenv("FLAGOS_OPENCL_TENSOR", "emulate", 1);
-  int tc_before = count_lines(blas_log, " mma emulated)"), ntc = 0;
-  for (int v = 11; v <= 15; v++) {
+  int tc_before = count_lines(blas_log, "mma emulated)"), ntc = 0, wg_em = count_lines(blas_log, " wgmma emulated)");
+  for (int v = 11; v <= 17; v++) {
     char tile[8], what[64];
     snprintf(tile, sizeof tile, "%d", v);
     setenv("FLAGOS_OPENCL_GEMM_TILE", tile, 1);
@@ -350,13 +351,15 @@ static void test_ours(const char *blas_log) {
            (gcase_t){FLAGOS_FLOAT16, 1, 40, 24, 200, 1, 0, -1, -1, -1, 0.5, 0.25, false, true}), n16++, ntc++;
   unsetenv("FLAGOS_OPENCL_SPLITK");
   unsetenv("FLAGOS_OPENCL_TENSOR");
-  int tc_ran = count_lines(blas_log, " mma emulated)") - tc_before;
+  int tc_ran = count_lines(blas_log, "mma emulated)") - tc_before;
+  wg_em = count_lines(blas_log, " wgmma emulated)") - wg_em;
+  CHECK(wg_em == 10, "ours: %d products ran through the warpgroup kernel, emulated (10 expected)", wg_em);
   CHECK(tc_ran == ntc, "ours: %d products ran through the tensor-core kernel, emulated (%d expected)", tc_ran, ntc);
   /* the same products with the device's own mma.sync where it has one (an
    * NVIDIA GPU of compute capability 8.0 or later: scripts/gpu/run.sh's unit
    * stage), the other kernels elsewhere; results checked either way */
-  int real_before = count_lines(blas_log, " mma)");
-  for (int v = 11; v <= 15; v++) {
+  int real_before = count_lines(blas_log, " mma)"), wg_before = count_lines(blas_log, " wgmma)");
+  for (int v = 11; v <= 17; v++) {
     char tile[8], what[64];
     snprintf(tile, sizeof tile, "%d", v);
     setenv("FLAGOS_OPENCL_GEMM_TILE", tile, 1);
@@ -373,9 +376,11 @@ static void test_ours(const char *blas_log) {
     run_case(what, (gcase_t){FLAGOS_FLOAT16, 1, 40, 37, 48, 1, 1, -1, -1, -1, -2, 0, true, true}), n16++;
   }
   unsetenv("FLAGOS_OPENCL_GEMM_TILE");
-  int real = count_lines(blas_log, " mma)") - real_before;
-  CHECK(real == 0 || real == 20, "ours: %d of 20 products through the device's mma.sync", real);
-  printf("test_opencl_blas: %d of 20 f16 products ran on the device's tensor cores (mma.sync)\n", real);
+  int real = count_lines(blas_log, " mma)") - real_before, wgr = count_lines(blas_log, " wgmma)") - wg_before;
+  /* tiles 16 and 17 on wgmma where the device has it (compute capability 9.0), else on mma.sync */
+  CHECK((real == 0 && wgr == 0) || (real == 20 && wgr == 8) || (real == 28 && wgr == 0),
+        "ours: %d and %d of 28 products through the device's mma.sync and wgmma", real, wgr);
+  printf("test_opencl_blas: %d and %d of 28 f16 products ran on the device's tensor cores (mma.sync, wgmma)\n", real, wgr);
   /* programs built for their transposes (TRANS: the default for the vector
    * kernel on GPUs and the tensor-core one on the device), forced on this
    * device: the vector kernel and the emulated tensor-core one in each pair */
