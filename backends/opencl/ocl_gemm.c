@@ -166,9 +166,9 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, int wg, bool
    * wastes at most a quarter of its outputs: 4096^3 f16 in 519 us against 697
    * for 128x64, GPT-2's logits (128x50257x768) in 100 against 112, BERT's
    * 4096x3072x768 in 118 against 140; 4096x768x768 took 69 against 38 (eleventh session) */
-  /* wgmma (sm_90a): 128x128 where it gives every compute unit two groups,
-   * else 64x128 where it gives each one, at most a quarter of the outputs
-   * wasted (twelfth session: gemm.sh, bench/gpu/results-h100-2026-11-23-s12.md) */
+  /* wgmma (sm_90a), where FLAGOS_OPENCL_WGMMA=1: 128x128 where it gives every
+   * compute unit two groups, else 64x128 where it gives each one, at most a
+   * quarter of the outputs wasted */
   for (int i = 0; wg == 1 && v < 0 && i < 2; i++) {
     const gemm_variant_t *t = &k_variants[i ? GEMM_WWIDE : GEMM_WHUGE];
     int64_t gm = cdiv(M, t->tm), gn = cdiv(N, t->tn);
@@ -374,10 +374,13 @@ static int tc_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g) {
   return g->tc;
 }
 
-/* Whether products go to ocl_gemm_wg, given tc_mode's answer tcm (under
- * g->lock): 0 no; 1 through sm_90a's wgmma, on NVIDIA devices of compute
- * capability 9.0 (unless FLAGOS_OPENCL_WGMMA=0, or the program was refused
- * before); 2 emulated (tcm 2), for the tiles a test asks for. */
+/* Whether products may go to ocl_gemm_wg, given tc_mode's answer tcm (under
+ * g->lock): 0 no; on NVIDIA devices of compute capability 9.0 (sm_90a's
+ * wgmma; unless FLAGOS_OPENCL_WGMMA=0, or the program was refused before) 1
+ * where FLAGOS_OPENCL_WGMMA=1 (pick's rule takes its tiles), else 3 (the
+ * tiles FLAGOS_OPENCL_GEMM_TILE asks for only: at twice the mma.sync kernel's
+ * time, twelfth session, the kernel is not yet the default); 2 emulated (tcm
+ * 2), for the tiles a test asks for. */
 static int wg_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g, int tcm) {
   const char *e = getenv("FLAGOS_OPENCL_WGMMA");
   if (!tcm || (e && (!strcmp(e, "0") || !strcmp(e, "off")))) return 0;
@@ -389,7 +392,7 @@ static int wg_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g, int
             s->cl.clGetDeviceInfo(d->id, 0x4001 /* ..._MINOR_NV */, sizeof minor, &minor, NULL) == CL_SUCCESS &&
             major == 9 && minor == 0;
   }
-  return g->wg;
+  return g->wg == 1 && !(e && !strcmp(e, "1")) ? 3 : g->wg;
 }
 
 static ocl_gemm_dev_t *gemm_dev(ocl_device_t *d) {
@@ -607,11 +610,11 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   *taken = true;
   if (trace)
     trace("flagos trace: opencl gemm %s: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %d (%dx%d/%d%s), %d K "
-          "slice%s%s on '%s'\n",
+          "slice%s on '%s'%s\n",
           plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
           t->vec ? " vec" : !t->tc ? "" : t->wg ? (tcm == 2 ? " wgmma emulated" : " wgmma") : tcm == 2 ? " mma emulated" : " mma", parts, parts > 1 ? "s" : "",
-          tr >= 0 ? ", built for its transposes" : "", d->name);
+          d->name, tr >= 0 ? ", built for its transposes" : "");
   return NULL;
 }
 
