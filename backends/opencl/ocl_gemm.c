@@ -17,7 +17,9 @@
  * Transposes are uniform branches on an argument, so one kernel serves the
  * four cases. Three kernels: the general one (f64, and
  * FLAGOS_OPENCL_GEMM_TILE), the vector one (float4 accesses) and the
- * tensor-core one (f16, PTX mma.sync). Each tile
+ * tensor-core one (f16, PTX mma.sync); a fourth, the warpgroup one (f16,
+ * sm_90a's wgmma on compute capability 9.0), only where FLAGOS_OPENCL_WGMMA=1
+ * or a tile asks for it (wg_mode). Each tile
  * variant (k_variants) is its own program (the source with its #defines in
  * front), built at a device's first product that needs it, through
  * ocl_module.c's binary cache.
