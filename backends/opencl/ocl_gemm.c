@@ -171,7 +171,9 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, int wg, bool
   /* wgmma (sm_90a), where FLAGOS_OPENCL_WGMMA=1: 128x128 where it gives every
    * compute unit two groups, else 64x128 where it gives each one, at most a
    * quarter of the outputs wasted */
-  for (int i = 0; wg == 1 && v < 0 && i < 2; i++) {
+  const char *we = getenv("FLAGOS_OPENCL_WGMMA");
+  bool wg_rule = wg == 1 && we && !strcmp(we, "1");
+  for (int i = 0; wg_rule && v < 0 && i < 2; i++) {
     const gemm_variant_t *t = &k_variants[i ? GEMM_WWIDE : GEMM_WHUGE];
     int64_t gm = cdiv(M, t->tm), gn = cdiv(N, t->tn);
     if (gm * gn * batch >= (i ? 1 : 2) * cu && 4 * M * N >= 3 * gm * t->tm * gn * t->tn) v = i ? GEMM_WWIDE : GEMM_WHUGE;
@@ -211,47 +213,41 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, int wg, bool
   return v;
 }
 
-/* The tensor-core kernel's stages (K steps in flight): as many as fit in the
- * device's local memory (NVIDIA's OpenCL gives a work-group 48 KiB), at most
- * four, at least two; FLAGOS_OPENCL_TC_STAGES=N asks for N (2 to 8; a build
- * past the device's local memory fails and the other kernels take the
- * products). A stage is both operands' tiles in the kernel's layout
- * (ocl_gemm_src.c: AROOM, BROOM words). */
-static int tc_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t *t, bool emulated) {
+/* Stages (K steps in flight) of `stage` bytes that fit beside `reserve` bytes
+ * in the device's local memory (NVIDIA's OpenCL gives a work-group 48 KiB),
+ * at most four, at least two; FLAGOS_OPENCL_TC_STAGES=N asks for N (2 to 8;
+ * a build past the device's local memory fails and the other kernels take
+ * the products). */
+static int fit_stages(ocl_state_t *s, const ocl_device_t *d, long stage, long reserve) {
   const char *e = getenv("FLAGOS_OPENCL_TC_STAGES");
   if (e && *e) {
     int n = atoi(e);
     if (n >= 2 && n <= 8) return n;
   }
-  long kw = t->tk / 2 + 4, akw = t->tm / 2 + 4, bkw = t->tn / 2 + 4;
-  long aroom = t->tm * kw > t->tk * akw ? t->tm * kw : t->tk * akw;
-  long broom = t->tn * kw > t->tk * bkw ? t->tn * kw : t->tk * bkw;
-  long stage = 4 * (aroom + broom), warps = (long)(t->tm / t->wm) * (t->tn / t->wn);
   cl_ulong local = 0;
   if (s->cl.clGetDeviceInfo(d->id, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL) != CL_SUCCESS || !local)
     local = 48 * 1024;
   if (local > 48 * 1024) local = 48 * 1024;
-  long room = (long)local - (emulated ? warps * 32 * 6 * 4 : 0) - 1024; /* the emulation's exchange; slack */
-  long n = room / stage;
+  long n = ((long)local - reserve) / stage;
   return n < 2 ? 2 : n > 4 ? 4 : (int)n;
 }
 
-/* The warpgroup kernel's stages: a stage is both operands' tiles, 2 (TM + TN)
- * TK bytes, without padding (ocl_gemm_src.c: AST, BST); as many as fit in
- * 48 KiB (or the device's local memory), two to four, or
- * FLAGOS_OPENCL_TC_STAGES. */
+/* The tensor-core kernel's: a stage is both operands' tiles in the kernel's
+ * layout (ocl_gemm_src.c: AROOM, BROOM words). */
+static int tc_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t *t, bool emulated) {
+  long kw = t->tk / 2 + 4, akw = t->tm / 2 + 4, bkw = t->tn / 2 + 4;
+  long aroom = t->tm * kw > t->tk * akw ? t->tm * kw : t->tk * akw;
+  long broom = t->tn * kw > t->tk * bkw ? t->tn * kw : t->tk * bkw;
+  long warps = (long)(t->tm / t->wm) * (t->tn / t->wn);
+  /* the emulation's exchange; slack */
+  return fit_stages(s, d, 4 * (aroom + broom), (emulated ? warps * 32 * 6 * 4 : 0) + 1024);
+}
+
+/* The warpgroup kernel's: a stage is both operands' tiles, 2 (TM + TN) TK
+ * bytes, without padding (ocl_gemm_src.c: AST, BST), and the whole 48 KiB
+ * may hold them (128x128: three stages). */
 static int wg_stages(ocl_state_t *s, const ocl_device_t *d, const gemm_variant_t *t) {
-  const char *e = getenv("FLAGOS_OPENCL_TC_STAGES");
-  if (e && *e) {
-    int n = atoi(e);
-    if (n >= 2 && n <= 8) return n;
-  }
-  cl_ulong local = 0;
-  if (s->cl.clGetDeviceInfo(d->id, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL) != CL_SUCCESS || !local)
-    local = 48 * 1024;
-  if (local > 48 * 1024) local = 48 * 1024;
-  long n = (long)local / (2L * (t->tm + t->tn) * t->tk);
-  return n < 2 ? 2 : n > 4 ? 4 : (int)n;
+  return fit_stages(s, d, 2L * (t->tm + t->tn) * t->tk, 0);
 }
 
 /* The instruction of the warpgroup kernel on the device (WGMMA(da, db)):
@@ -377,12 +373,12 @@ static int tc_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g) {
 }
 
 /* Whether products may go to ocl_gemm_wg, given tc_mode's answer tcm (under
- * g->lock): 0 no; on NVIDIA devices of compute capability 9.0 (sm_90a's
- * wgmma; unless FLAGOS_OPENCL_WGMMA=0, or the program was refused before) 1
- * where FLAGOS_OPENCL_WGMMA=1 (pick's rule takes its tiles), else 3 (the
- * tiles FLAGOS_OPENCL_GEMM_TILE asks for only: at twice the mma.sync kernel's
- * time, twelfth session, the kernel is not yet the default); 2 emulated (tcm
- * 2), for the tiles a test asks for. */
+ * g->lock): 0 no; 1 through sm_90a's wgmma, on NVIDIA devices of compute
+ * capability 9.0 (unless FLAGOS_OPENCL_WGMMA=0, or the program was refused
+ * before); 2 emulated (tcm 2). pick's rule takes its tiles only where
+ * FLAGOS_OPENCL_WGMMA=1; otherwise they run where FLAGOS_OPENCL_GEMM_TILE
+ * asks for them (at twice the mma.sync kernel's time, twelfth session, the
+ * kernel is not yet the default). */
 static int wg_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g, int tcm) {
   const char *e = getenv("FLAGOS_OPENCL_WGMMA");
   if (!tcm || (e && (!strcmp(e, "0") || !strcmp(e, "off")))) return 0;
@@ -394,7 +390,7 @@ static int wg_mode(ocl_state_t *s, const ocl_device_t *d, ocl_gemm_dev_t *g, int
             s->cl.clGetDeviceInfo(d->id, 0x4001 /* ..._MINOR_NV */, sizeof minor, &minor, NULL) == CL_SUCCESS &&
             major == 9 && minor == 0;
   }
-  return g->wg == 1 && !(e && !strcmp(e, "1")) ? 3 : g->wg;
+  return g->wg;
 }
 
 static ocl_gemm_dev_t *gemm_dev(ocl_device_t *d) {
@@ -462,6 +458,14 @@ void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p) {
     if (p->k[i]) s->cl.clReleaseKernel(p->k[i]);
   for (int i = 0; i < p->n_held; i++) s->cl.clReleaseMemObject(p->held[i]);
   memset(p, 0, sizeof(*p));
+}
+
+/* The kernel a trace line names after the tile (the tests count these). */
+static const char *kernel_label(const gemm_variant_t *t, bool emulated) {
+  if (t->vec) return " vec";
+  if (!t->tc) return "";
+  if (t->wg) return emulated ? " wgmma emulated" : " wgmma";
+  return emulated ? " mma emulated" : " mma";
 }
 
 flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_gemm_args_t *a,
@@ -615,7 +619,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
           "slice%s on '%s'%s\n",
           plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
-          t->vec ? " vec" : !t->tc ? "" : t->wg ? (tcm == 2 ? " wgmma emulated" : " wgmma") : tcm == 2 ? " mma emulated" : " mma", parts, parts > 1 ? "s" : "",
+          kernel_label(t, tcm == 2), parts, parts > 1 ? "s" : "",
           d->name, tr >= 0 ? ", built for its transposes" : "");
   return NULL;
 }

@@ -342,9 +342,9 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
  * (clFlush). An implementation may hold queued commands until a flush or a
  * wait, so that the device would start only once the host has queued the
  * whole replay; the flushes let it start while the host queues the rest. */
-static void flush_some(ocl_state_t *s, cl_command_queue q, int *queued, int n) {
+static void flush_some(ocl_state_t *s, cl_command_queue q, int *queued) {
   if (s->flush_every <= 0) return;
-  *queued += n;
+  ++*queued;
   if (*queued >= s->flush_every) {
     s->cl.clFlush(q);
     *queued = 0;
@@ -365,13 +365,13 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
     if (sg->plan && q == sg->plan->q) {
       cl_int e = ocl_gemm_plan_run(s, sg->plan, q);
       if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a gemm");
-      flush_some(s, q, &queued, 1);
+      flush_some(s, q, &queued);
       continue;
     }
     if (sg->call) {
       flagos_status_t err = ocl_library_call(s, st, &g->rec.r[sg->first].call);
       if (err) return err;
-      flush_some(s, q, &queued, 1);
+      flush_some(s, q, &queued);
       continue;
     }
     cl_int e = CL_SUCCESS;
@@ -383,14 +383,14 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
       }
       if (e == CL_SUCCESS) e = d->cb.enqueue(0, NULL, sg->cb, 0, NULL, g->simultaneous ? NULL : &sg->last);
       if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing a command buffer");
-      flush_some(s, q, &queued, 1);
+      flush_some(s, q, &queued);
       continue;
     }
     for (int j = 0; j < sg->n && e == CL_SUCCESS; j++) {
       const ocl_rec_t *r = &g->rec.r[sg->first + j];
       e = sg->own ? s->cl.clEnqueueNDRangeKernel(q, sg->own[j], 1, NULL, &r->global, &r->local, 0, NULL, NULL)
                   : ocl_kernel_run(s, r->k, r->args, r->n_args, r->global, r->local, q);
-      flush_some(s, q, &queued, 1);
+      flush_some(s, q, &queued);
     }
     if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a launch");
   }

@@ -203,6 +203,30 @@ static bool patch_sm90a(unsigned char *b, size_t n) {
   return true;
 }
 
+/* A program's binary for its one device, malloc'ed (*n its size); NULL where there is none. */
+static unsigned char *program_binary(ocl_state_t *s, cl_program prog, size_t *n) {
+  *n = 0;
+  if (s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof *n, n, NULL) != CL_SUCCESS || !*n) return NULL;
+  unsigned char *bin = malloc(*n);
+  unsigned char *bins[1] = {bin};
+  if (bin && s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) != CL_SUCCESS) {
+    free(bin);
+    bin = NULL;
+  }
+  return bin;
+}
+
+/* A program built from a binary, or NULL where the device refuses it. */
+static cl_program from_binary(ocl_state_t *s, ocl_device_t *d, const unsigned char *bin, size_t n, const char *opts) {
+  cl_int e, bst = CL_SUCCESS;
+  cl_program prog = s->cl.clCreateProgramWithBinary(d->ctx, 1, &d->id, &n, &bin, &bst, &e);
+  if (prog && (e != CL_SUCCESS || bst != CL_SUCCESS || s->cl.clBuildProgram(prog, 1, &d->id, opts, NULL, NULL) != CL_SUCCESS)) {
+    s->cl.clReleaseProgram(prog);
+    prog = NULL;
+  }
+  return prog;
+}
+
 flagos_status_t ocl_program_build_opt(ocl_state_t *s, ocl_device_t *d, const char *src, size_t len, cl_program *out,
                                       bool *refused) {
   return ocl_program_build_ex(s, d, src, len, out, refused, false);
@@ -244,17 +268,7 @@ flagos_status_t ocl_program_build_ex(ocl_state_t *s, ocl_device_t *d, const char
   if (file && blen > 16 && memcmp(file, CACHE_MAGIC, 8) == 0) {
     uint64_t n;
     memcpy(&n, file + 8, 8);
-    if (n == blen - 16) {
-      const unsigned char *bp = file + 16;
-      size_t bl = (size_t)n;
-      cl_int bst = CL_SUCCESS;
-      prog = s->cl.clCreateProgramWithBinary(d->ctx, 1, &d->id, &bl, &bp, &bst, &e);
-      if (prog && (e != CL_SUCCESS || bst != CL_SUCCESS ||
-                   s->cl.clBuildProgram(prog, 1, &d->id, opts, NULL, NULL) != CL_SUCCESS)) {
-        s->cl.clReleaseProgram(prog);
-        prog = NULL;
-      }
-    }
+    if (n == blen - 16) prog = from_binary(s, d, file + 16, (size_t)n, opts);
     if (!prog) unlink(path); /* stale or refused: rebuild from the source */
   }
   free(file);
@@ -280,23 +294,9 @@ flagos_status_t ocl_program_build_ex(ocl_state_t *s, ocl_device_t *d, const char
   }
   if (sm90a) {
     /* the instructions back in the binary, then built again from it */
-    size_t bs = 0;
-    unsigned char *bin = NULL;
-    cl_program p2 = NULL;
-    if (s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof bs, &bs, NULL) == CL_SUCCESS && bs > 0 &&
-        (bin = malloc(bs))) {
-      unsigned char *bins[1] = {bin};
-      if (s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS &&
-          patch_sm90a(bin, bs)) {
-        const unsigned char *bp = bin;
-        cl_int bst = CL_SUCCESS;
-        p2 = s->cl.clCreateProgramWithBinary(d->ctx, 1, &d->id, &bs, &bp, &bst, &e);
-        if (p2 && (e != CL_SUCCESS || bst != CL_SUCCESS || s->cl.clBuildProgram(p2, 1, &d->id, opts, NULL, NULL) != CL_SUCCESS)) {
-          s->cl.clReleaseProgram(p2);
-          p2 = NULL;
-        }
-      }
-    }
+    size_t bs;
+    unsigned char *bin = program_binary(s, prog, &bs);
+    cl_program p2 = bin && patch_sm90a(bin, bs) ? from_binary(s, d, bin, bs, opts) : NULL;
     free(bin);
     s->cl.clReleaseProgram(prog);
     if (!p2) {
@@ -309,19 +309,16 @@ flagos_status_t ocl_program_build_ex(ocl_state_t *s, ocl_device_t *d, const char
     }
     prog = p2;
   }
-  size_t bs = 0;
-  if (cache_ok && s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof bs, &bs, NULL) == CL_SUCCESS && bs > 0) {
-    unsigned char *bin = malloc(bs);
-    unsigned char *bins[1] = {bin};
-    if (bin && s->cl.clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) == CL_SUCCESS) {
-      unsigned char head[16];
-      uint64_t n = bs;
-      memcpy(head, CACHE_MAGIC, 8);
-      memcpy(head + 8, &n, 8);
-      write_atomic(path, head, sizeof head, bin, bs);
-    }
-    free(bin);
+  size_t bs;
+  unsigned char *bin = cache_ok ? program_binary(s, prog, &bs) : NULL;
+  if (bin) {
+    unsigned char head[16];
+    uint64_t n = bs;
+    memcpy(head, CACHE_MAGIC, 8);
+    memcpy(head + 8, &n, 8);
+    write_atomic(path, head, sizeof head, bin, bs);
   }
+  free(bin);
   *out = prog;
   return NULL;
 }
