@@ -303,12 +303,15 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
   }
   for (int i = 0; i < g->n_seg; i++)
     if (!g->seg[i].call && make_own(s, g, &g->seg[i]) == CL_SUCCESS && use_cb) make_cb(s, d, g, &g->seg[i]);
-  /* The products and convolutions our kernels took become plans, made for
-   * the capturing queue (FLAGOS_OPENCL_GEMM_PLANS=0: the call is made again
-   * at each replay). */
+  /* The products and convolutions our kernels took become plans
+   * (FLAGOS_OPENCL_GEMM_PLANS=0: the call is made again at each replay),
+   * made for the default queue whatever stream recorded them: the runtime
+   * records on a stream of its own and replays on the default queue
+   * (src/runtime/graph.c), and only there may a plan use the shared
+   * workspaces (split-K's partial products, a convolution's patches). */
   const char *pe = getenv("FLAGOS_OPENCL_GEMM_PLANS");
   bool plans = !pe || (strcmp(pe, "0") != 0 && strcmp(pe, "off") != 0);
-  cl_command_queue cq = ocl_queue(s, st, device);
+  cl_command_queue cq = g->q;
   for (int i = 0; plans && i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
     const ocl_rec_t *r = &g->rec.r[sg->first];
@@ -362,7 +365,7 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
   int queued = 0; /* commands since the last flush */
   for (int i = 0; i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
-    if (sg->plan && q == sg->plan->q) {
+    if (sg->plan && (q == sg->plan->q || ocl_gemm_plan_portable(sg->plan))) {
       cl_int e = ocl_gemm_plan_run(s, sg->plan, q);
       if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a gemm");
       flush_some(s, q, &queued);

@@ -234,7 +234,7 @@ bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
  * with every argument set, so that queuing it again is one
  * clEnqueueNDRangeKernel (two when split over K), without the call's checks,
  * choices and argument setting; the buffers it names are retained. */
-#define OCL_PLAN_MAX 3  /* kernels: a convolution's im2col, the product, the split-K sum */
+#define OCL_PLAN_MAX 2  /* kernels: a convolution's im2col, the product */
 #define OCL_PLAN_HELD 7 /* buffers */
 typedef struct ocl_gemm_plan {
   cl_kernel k[OCL_PLAN_MAX]; /* queued in order */
@@ -243,7 +243,7 @@ typedef struct ocl_gemm_plan {
   int n;
   cl_mem held[OCL_PLAN_HELD];
   int n_held;
-  cl_command_queue q; /* the queue it was made for (split-K needs the default one) */
+  cl_command_queue q; /* the queue it was made for (the shared workspaces need the default one) */
   /* the locks of the shared workspaces it uses (a convolution's patches, then
    * split-K's partial products), held while it is queued, as calls hold them */
   pthread_mutex_t *lock[2];
@@ -260,12 +260,14 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
 /* Whether f16 products on d go to the tensor-core kernel (mma.sync, or emulated) where their rows allow. */
 bool ocl_gemm_tensor_cores(ocl_state_t *s, ocl_device_t *d);
 cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q);
+/* Whether a plan may be queued on any queue of its device: it uses no shared workspace (no lock). */
+bool ocl_gemm_plan_portable(const ocl_gemm_plan_t *p);
 void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p);
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);
 /* ocl_gemm_src.c: the kernels' OpenCL C sources (the common prelude, the
- * general, vector and tensor-core kernels, the split-K sum). */
-extern const char ocl_gemm_pre[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_async[], ocl_gemm_tc[], ocl_gemm_wg[],
-    ocl_gemm_sum[];
+ * split over K, the general, vector and tensor-core kernels). */
+extern const char ocl_gemm_pre[], ocl_gemm_split[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_async[], ocl_gemm_tc[],
+    ocl_gemm_wg[];
 
 /* ocl_conv.c: the "conv" library call through our kernels (im2col into a
  * workspace, then the product with the bias by row). The call's checked

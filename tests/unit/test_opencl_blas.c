@@ -459,14 +459,17 @@ static void test_ours(const char *blas_log) {
 /* A 4-buffer product through our kernel recorded (capture_begin ..
  * capture_end), then replayed twice on new A and a reset Y. Expected: A*B +
  * 0.5*Y0 + bias in double. `mode`:
- *   0: recorded on a stream of its own; replayed on the default queue, where
- *      the plan made for the stream's queue does not apply: the call is made
- *      again each time, the second time with FLAGOS_OPENCL_SPLITK=2;
+ *   0: recorded on a stream of its own (as the runtime records) with
+ *      FLAGOS_OPENCL_SPLITK=2: the call runs on the stream's queue, not split
+ *      (the split-K workspace is the default queue's), and the plan is made
+ *      for the default queue, split; the replays there queue it;
  *   1: recorded on the default queue with FLAGOS_OPENCL_SPLITK=2: the replays
  *      queue the plan (split over K, its own kernel objects) and never make
  *      the call again, though the variable is gone by then;
  *   2: as 1 with FLAGOS_OPENCL_GEMM_PLANS=0: no plan, the call each time
- *      (and, the variable gone, not split). */
+ *      (and, the variable gone, not split);
+ *   3: as 1, replayed on a stream: the plan uses the default queue's
+ *      workspace, so the call is made again each time, not split. */
 static void test_ours_capture(const char *blas_log, int mode) {
   if (!FLAGOS_BACKEND_HAS(be, capture_begin)) return;
   setenv("FLAGOS_OPENCL_GEMM", "1", 1);
@@ -479,9 +482,10 @@ static void test_ours_capture(const char *blas_log, int mode) {
   flagos_devptr_t bufs[4] = {0};
   size_t sz[4] = {sizeof a, sizeof b, sizeof y0, sizeof bias};
   for (int i = 0; i < 4; i++) CHECK_OK(be->mem_alloc(bst, g_dev, sz[i], &bufs[i]));
-  flagos_bstream_t cs = NULL;
+  flagos_bstream_t cs = NULL, rs = NULL;
   if (mode == 0) CHECK_OK(be->stream_create(bst, g_dev, &cs));
-  if (!bufs[0] || !bufs[1] || !bufs[2] || !bufs[3] || (mode == 0 && !cs)) return;
+  if (mode == 3) CHECK_OK(be->stream_create(bst, g_dev, &rs));
+  if (!bufs[0] || !bufs[1] || !bufs[2] || !bufs[3] || (mode == 0 && !cs) || (mode == 3 && !rs)) return;
   for (int i = 0; i < M * K; i++) a[i] = (float)val(i, 1);
   CHECK_OK(be->copy_h2d(bst, NULL, bufs[0], 0, a, sizeof a));
   CHECK_OK(be->copy_h2d(bst, NULL, bufs[1], 0, b, sizeof b));
@@ -493,7 +497,7 @@ static void test_ours_capture(const char *blas_log, int mode) {
   flagos_libcall_t c = {"gemm", bufs, dts, 4, ints, 9, fl, 2};
   int before = count_lines(blas_log, "by flagos"), split_before = count_lines(blas_log, "K slices on");
   int planned_before = count_lines(blas_log, "planned for replays");
-  if (mode != 0) setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
+  setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
   CHECK_OK(be->capture_begin(bst, g_dev, cs));
   CHECK_OK(be->library_call(bst, cs, &c));
   flagos_bgraph_t g = NULL;
@@ -502,11 +506,11 @@ static void test_ours_capture(const char *blas_log, int mode) {
   if (cs) be->stream_destroy(bst, cs);
   if (!g) return;
   for (int rep = 0; rep < 2; rep++) {
-    if (rep == 1 && mode == 0) setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
     for (int i = 0; i < M * K; i++) a[i] = (float)val(i * (rep + 2), 5 + rep);
     CHECK_OK(be->copy_h2d(bst, NULL, bufs[0], 0, a, sizeof a));
     CHECK_OK(be->copy_h2d(bst, NULL, bufs[2], 0, y0, sizeof y0));
-    CHECK_OK(be->graph_launch(bst, g, NULL));
+    CHECK_OK(be->graph_launch(bst, g, rs));
+    if (rs) CHECK_OK(be->stream_sync(bst, rs));
     CHECK_OK(be->copy_d2h(bst, NULL, y, bufs[2], 0, sizeof y));
     int bad = 0;
     for (int i = 0; i < M; i++)
@@ -522,13 +526,14 @@ static void test_ours_capture(const char *blas_log, int mode) {
   int split = count_lines(blas_log, "K slices on") - split_before, by = count_lines(blas_log, "by flagos") - before;
   int planned = count_lines(blas_log, "planned for replays") - planned_before;
   /* the call ran once while recorded, then once in each replay where there is no plan for the queue */
-  static const int want_by[3] = {3, 1, 3}, want_split[3] = {1, 2, 1}, want_planned[3] = {1, 1, 0};
+  static const int want_by[4] = {1, 1, 3, 3}, want_split[4] = {1, 2, 1, 2}, want_planned[4] = {1, 1, 0, 1};
   CHECK(by == want_by[mode], "ours, captured (mode %d): %d calls by our kernel (%d expected)", mode, by, want_by[mode]);
   CHECK(planned == want_planned[mode], "ours, captured (mode %d): %d plans (%d expected)", mode, planned,
         want_planned[mode]);
   CHECK(split == want_split[mode], "ours, captured (mode %d): %d products split over K (%d expected)", mode, split,
         want_split[mode]);
   be->graph_destroy(bst, g);
+  if (rs) be->stream_destroy(bst, rs);
   for (int i = 0; i < 4; i++) be->mem_free(bst, g_dev, bufs[i]);
   unsetenv("FLAGOS_OPENCL_GEMM");
 }
@@ -769,7 +774,7 @@ int main(void) {
   CHECK(!g_have_blas || split == 4, "split-K: %d products ran in K slices (4 expected)", split);
   test_refusals();
   test_ours(blas_log);
-  for (int mode = 0; mode < 3; mode++) test_ours_capture(blas_log, mode);
+  for (int mode = 0; mode < 4; mode++) test_ours_capture(blas_log, mode);
   test_conv(blas_log);
   if (g_have_blas) {
     int applied = 0, refused = 0, malformed = 0, other = 0;
