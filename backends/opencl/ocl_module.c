@@ -500,9 +500,12 @@ static flagos_status_t syms_buffer(ocl_state_t *s, flagos_bkernel_t k, const int
 flagos_status_t ocl_launch(void *state, flagos_bstream_t st, flagos_bkernel_t k, const flagos_launch_t *args) {
   ocl_state_t *s = state;
   if (!k || !args) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: launch without a kernel");
-  if ((cl_uint)args->n_bufs + 1 != k->n_args)
-    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: kernel '%s' takes %u buffers, the launch passes %d",
-                   k->name, k->n_args ? k->n_args - 1 : 0, args->n_bufs);
+  /* the buffers, then the symbol array unless the kernel reads no symbol (src/codegen/dialect_opencl.c) */
+  bool takes_syms = k->n_args == (cl_uint)args->n_bufs + 1;
+  if (!takes_syms && k->n_args != (cl_uint)args->n_bufs)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "opencl backend: kernel '%s' takes %u arguments, the launch passes %d buffers (and the symbols)",
+                   k->name, k->n_args, args->n_bufs);
   if (args->work <= 0) return NULL; /* no points */
   flagos_bmodule_t m = k->m;
   ocl_device_t *d = &s->dev[m->dev];
@@ -534,8 +537,8 @@ flagos_status_t ocl_launch(void *state, flagos_bstream_t st, flagos_bkernel_t k,
   ocl_capture_t *cap = err ? NULL : ocl_capturing(s, st, m->dev);
   cl_int e = CL_SUCCESS;
   pthread_mutex_lock(&k->lock);
-  cm[args->n_bufs] = m->no_syms;
-  if (!err && args->n_syms > 0) err = syms_buffer(s, k, args->syms, args->n_syms, &cm[args->n_bufs]);
+  if (takes_syms) cm[args->n_bufs] = m->no_syms;
+  if (!err && takes_syms && args->n_syms > 0) err = syms_buffer(s, k, args->syms, args->n_syms, &cm[args->n_bufs]);
   if (!err && cap) err = ocl_record_kernel(s, cap, k, cm, k->n_args, global, local);
   if (!err && !cap) e = run_locked(s, k, cm, k->n_args, global, local, ocl_queue(s, st, m->dev));
   pthread_mutex_unlock(&k->lock);

@@ -25,7 +25,8 @@ flagos_status_t cgen_c_emit(kir_kernel_t *const *kernels, int n, fl_buf_t *out);
 /* ---- OpenCL C (dialect_opencl.c) ---- */
 /* Emits one OpenCL C program (appended to `out`) defining every kernel as
  *     __kernel void <kernel name>(__global T *b0, ..., __global const long *fo_syms)
- * (every kernel buffer in order, then the symbol array), covering its points with
+ * (every kernel buffer in order, then the symbol array unless the kernel reads no
+ * symbol), covering its points with
  * any 1-D NDRange (a loop striding by the global size). Serial and rank-0 kernels
  * declare reqd_work_group_size(1,1,1) and must be launched as one work-item. A
  * program with f64 data starts with the line "//! requires cl_khr_fp64". Fails as
