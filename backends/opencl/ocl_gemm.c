@@ -301,9 +301,10 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
     return NULL;
   }
   static const char *const types[4] = {
-      "#define T float\n#define C float\n", "#define T double\n#define C double\n#define GEMM_F64 1\n",
-      "#define T ushort\n#define C float\n#define GEMM_F16 1\n",
-      "#define T ushort\n#define C float\n#define GEMM_F16 1\n#define MMA_EMULATE 1\n"};
+      "#define T float\n#define C float\n#define C4 float4\n",
+      "#define T double\n#define C double\n#define C4 double4\n#define GEMM_F64 1\n",
+      "#define T ushort\n#define C float\n#define C4 float4\n#define GEMM_F16 1\n",
+      "#define T ushort\n#define C float\n#define C4 float4\n#define GEMM_F16 1\n#define MMA_EMULATE 1\n"};
   int stages = t->wg ? wg_stages(s, d, t) : t->tc ? tc_stages(s, d, t, kind == 3) : 0;
   char head[400], tr[32] = "";
   if (trans >= 0) snprintf(tr, sizeof tr, "#define TRANS %d\n", trans);

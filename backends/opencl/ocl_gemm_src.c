@@ -7,7 +7,7 @@
 
 /* The kernels. Defined in front by the host: T (the buffers' element: float,
  * double, or ushort holding half bits), C (the type computed in: float or
- * double), TM, TN, TK, RM, RN; GEMM_F64 for double, GEMM_F16 for half. Half
+ * double; C4 its vector of 4), TM, TN, TK, RM, RN; GEMM_F64 for double, GEMM_F16 for half. Half
  * values are read and written with vload_half/vstore_half_rte, which every
  * OpenCL device has (no cl_khr_fp16 needed: NVIDIA's platform lacks it), and
  * summed in float. The work-group is NT = (TM/RM)*(TN/RN) work-items, x along
@@ -69,17 +69,24 @@ const char ocl_gemm_split[] =
     "#define GEMM_CNT_C (GEMM_COUNTS * 4 / (int)sizeof(C))\n"
     "#define GEMM_TILE ((int)(get_group_id(1) * get_num_groups(0) + get_group_id(0)))\n"
     "#define WI(m, n) (((m) - m0) * TN + (n) - n0)\n"
+    "/* four outputs of a row a work-item at a time (TN is a multiple of 4), the\n"
+    " * slices' loads unrolled so that several are in flight: one group sums the\n"
+    " * whole tile, and its time is the loads' latency */\n"
     "void gemm_split_sum(__global const C *blk, __global T *Y, __global const T *restrict bias, int m0, int n0,\n"
     "                    int M, int N, C beta, int flags) {\n"
     "  const int parts = (int)get_num_groups(2);\n"
-    "  for (int e = (int)get_local_id(0); e < TM * TN; e += (int)get_local_size(0)) {\n"
+    "  for (int e = 4 * (int)get_local_id(0); e < TM * TN; e += 4 * (int)get_local_size(0)) {\n"
     "    const int m = m0 + e / TN, n = n0 + e % TN;\n"
     "    if (m >= M || n >= N) continue;\n"
-    "    C acc = 0;\n"
-    "    for (int p = 0; p < parts; p++) acc += blk[(long)p * (TM * TN) + e];\n"
-    "    if (flags & 2) acc += beta * LD(Y, m * N + n);\n"
-    "    if (flags & 1) acc += BIAS(m, n);\n"
-    "    ST(Y, m * N + n, acc);\n"
+    "    C4 acc = 0;\n"
+    "#pragma unroll 8\n"
+    "    for (int p = 0; p < parts; p++) acc += vload4(0, blk + (long)p * (TM * TN) + e);\n"
+    "    C r[4] = {acc.x, acc.y, acc.z, acc.w};\n"
+    "    for (int j = 0; j < 4 && n + j < N; j++) {\n"
+    "      if (flags & 2) r[j] += beta * LD(Y, m * N + n + j);\n"
+    "      if (flags & 1) r[j] += BIAS(m, n + j);\n"
+    "      ST(Y, m * N + n + j, r[j]);\n"
+    "    }\n"
     "  }\n"
     "}\n"
     "/* at the kernel's end, in every work-item, past its stores; flag: a __local\n"
