@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# What a kernel launch costs the host through NVIDIA's OpenCL
+# (bench/gpu/ocl_launch_probe.c): builds the probe against the carried ICD loader
+# and headers (.debs, scripts/gpu/fetch_debs.sh) and runs it; writes
+# $OUT/launch-probe.txt. PLATFORM picks the platform by name (default NVIDIA).
+set -uo pipefail
+. "$(dirname "$0")/start.sh"
+. "$repo/scripts/gpu/prefix.sh"
+gpu_opencl_icd
+root=$repo/.debs/root
+lib=$root/usr/lib/x86_64-linux-gnu
+cc -O2 -Wall -Wextra -Werror -I"$root/usr/include" "$repo/bench/gpu/ocl_launch_probe.c" -o /tmp/ocl_launch_probe \
+  -L"$lib" -l:libOpenCL.so.1 -lpthread -Wl,-rpath,"$lib" || { say "probe: build failed"; exit 1; }
+/tmp/ocl_launch_probe | tee "$out/launch-probe.txt"
