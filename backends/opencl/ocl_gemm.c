@@ -4,7 +4,7 @@
  * cl_kernel on every call, looks up its database...), against about 4.4 us for
  * one clEnqueueNDRangeKernel: at batch 1 that host time, not the GPU, bounds a
  * model. Here a product is clSetKernelArg on kernels made once per device and
- * one clEnqueueNDRangeKernel (split over K too); the bias
+ * one clEnqueueNDRangeKernel (a second, the sum, when split over K); the bias
  * of a 4-buffer call is an epilogue, so MatMulBias and Gemm with a bias row end
  * their node in one launch.
  *
@@ -26,11 +26,9 @@
  *
  * Few output tiles (BERT at batch 1 has M = 128) leave most of a large GPU
  * idle: then the product is split over K, slices on the grid's third
- * dimension writing alpha * partial products to a per-device workspace; the
- * group that completes a tile, as an atomic count says, sums its slices in
- * order with beta * Y and the bias (ocl_gemm_split: the result does not depend
- * on timing). The thirteenth session measured why one launch: about 4.3 us of
- * host time each on NVIDIA's OpenCL, which bounds batch-1 models.
+ * dimension writing alpha * partial products to a per-device workspace, and a
+ * second kernel sums them with beta * Y and the bias (no atomics: the result
+ * does not depend on timing).
  *
  * FLAGOS_OPENCL_GEMM: 1 = ours for every f32/f64/f16 gemm the call takes, on
  * any device (tests, PoCL); 0 = never (CLBlast as before, and f16 to the
@@ -101,7 +99,7 @@ static size_t threads(const gemm_variant_t *t) {
 
 typedef struct {
   cl_program prog;
-  cl_kernel gemm;
+  cl_kernel gemm, sum;
   bool failed; /* built, but the device cannot run it: not tried again */
   cl_int why;
 } gemm_prog_t;
@@ -301,10 +299,9 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
     return NULL;
   }
   static const char *const types[4] = {
-      "#define T float\n#define C float\n#define C4 float4\n",
-      "#define T double\n#define C double\n#define C4 double4\n#define GEMM_F64 1\n",
-      "#define T ushort\n#define C float\n#define C4 float4\n#define GEMM_F16 1\n",
-      "#define T ushort\n#define C float\n#define C4 float4\n#define GEMM_F16 1\n#define MMA_EMULATE 1\n"};
+      "#define T float\n#define C float\n", "#define T double\n#define C double\n#define GEMM_F64 1\n",
+      "#define T ushort\n#define C float\n#define GEMM_F16 1\n",
+      "#define T ushort\n#define C float\n#define GEMM_F16 1\n#define MMA_EMULATE 1\n"};
   int stages = t->wg ? wg_stages(s, d, t) : t->tc ? tc_stages(s, d, t, kind == 3) : 0;
   char head[400], tr[32] = "";
   if (trans >= 0) snprintf(tr, sizeof tr, "#define TRANS %d\n", trans);
@@ -317,8 +314,9 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
   bool sm90a = t->wg && kind == 2;
   char *wdef = sm90a && trans >= 0 ? wgmma_def(t->tn, trans & 1, trans >> 1 & 1) : NULL;
   if (sm90a && !wdef) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  const char *parts[6] = {head, wdef ? wdef : "", ocl_gemm_pre, ocl_gemm_split, t->tc ? ocl_gemm_async : "",
-                          t->wg ? ocl_gemm_wg : t->tc ? ocl_gemm_tc : t->vec ? ocl_gemm_vec : ocl_gemm_general};
+  const char *parts[6] = {head, wdef ? wdef : "", ocl_gemm_pre, t->tc ? ocl_gemm_async : "",
+                          t->wg ? ocl_gemm_wg : t->tc ? ocl_gemm_tc : t->vec ? ocl_gemm_vec : ocl_gemm_general,
+                          ocl_gemm_sum};
   size_t n = 1;
   for (int i = 0; i < 6; i++) n += strlen(parts[i]);
   char *src = malloc(n);
@@ -343,10 +341,12 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
   }
   cl_int e;
   p->gemm = s->cl.clCreateKernel(p->prog, "flagos_gemm", &e);
+  if (p->gemm) p->sum = s->cl.clCreateKernel(p->prog, "flagos_gemm_sum", &e);
   size_t wg = 0;
-  if (p->gemm) e = s->cl.clGetKernelWorkGroupInfo(p->gemm, d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+  if (p->sum) e = s->cl.clGetKernelWorkGroupInfo(p->gemm, d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
   if (e == CL_SUCCESS && wg < nt) e = CL_INVALID_WORK_GROUP_SIZE;
   if (e != CL_SUCCESS) {
+    if (p->sum) s->cl.clReleaseKernel(p->sum);
     if (p->gemm) s->cl.clReleaseKernel(p->gemm);
     s->cl.clReleaseProgram(p->prog);
     *p = (gemm_prog_t){.failed = true, .why = e};
@@ -413,24 +413,13 @@ bool ocl_gemm_tensor_cores(ocl_state_t *s, ocl_device_t *d) {
   return tc;
 }
 
-/* The split-K workspace's tile counts (ocl_gemm_split's GEMM_COUNTS ints, in
- * front of the partial products): a split product has at most this many tiles. */
-#define GEMM_COUNTS 4096
-
-/* A workspace of at least `bytes` of partial products behind zeroed counts
- * (under g->lock, on the default queue q); false where there is no room (no split then). */
-static bool split_room(ocl_state_t *s, ocl_device_t *d, ocl_gemm_dev_t *g, cl_command_queue q, size_t bytes) {
-  bytes += GEMM_COUNTS * sizeof(cl_int);
+/* A workspace of at least `bytes` (under g->lock); false where there is no room (no split then). */
+static bool split_room(ocl_state_t *s, ocl_device_t *d, ocl_gemm_dev_t *g, size_t bytes) {
   if (g->ws_size >= bytes) return true;
   /* the old workspace may still be read by queued commands: OpenCL frees it after them */
   if (g->ws) s->cl.clReleaseMemObject(g->ws);
   cl_int e;
   g->ws = s->cl.clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
-  static const cl_int zero[GEMM_COUNTS];
-  if (g->ws && s->cl.clEnqueueWriteBuffer(q, g->ws, CL_TRUE, 0, sizeof zero, zero, 0, NULL, NULL) != CL_SUCCESS) {
-    s->cl.clReleaseMemObject(g->ws);
-    g->ws = NULL;
-  }
   g->ws_size = g->ws ? bytes : 0;
   return g->ws != NULL;
 }
@@ -512,7 +501,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   int parts, v, trans = (a->ta ? 1 : 0) | (a->tb ? 2 : 0), tr = -1;
   const gemm_variant_t *t;
   gemm_prog_t *kp = NULL;
-  size_t es = f64 ? 8 : 4; /* the computed type's size (workspace, alpha) */
+  size_t es = f64 ? 8 : 4, mn = (size_t)a->M * (size_t)a->N; /* es: the computed type's size (workspace, alpha) */
   for (;;) {
     v = pick(d, f64, vec, tcm != 0, wgm, a->bias != NULL, a->batch, a->M, a->N, a->K, &parts);
     /* the workspace is shared: only the default queue's order keeps its uses apart */
@@ -562,10 +551,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
     pthread_mutex_unlock(&g->lock);
     return err;
   }
-  /* each tile's slices: TM x TN blocks of partial products (ocl_gemm_split) */
-  size_t tiles = (size_t)cdiv(a->M, t->tm) * (size_t)cdiv(a->N, t->tn);
-  if (parts > 1 && (tiles > GEMM_COUNTS || !split_room(s, d, g, q, tiles * (size_t)parts * (size_t)(t->tm * t->tn) * es)))
-    parts = 1;
+  if (parts > 1 && !split_room(s, d, g, (size_t)parts * mn * es)) parts = 1;
   int M = (int)a->M, N = (int)a->N, K = (int)a->K;
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
@@ -573,7 +559,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
               (a->bias && a->bias_rows ? 16 : 0) | (t->vec && !a_al ? 32 : 0) | (t->vec && !b_al ? 64 : 0);
   /* slices of whole K steps; the last ones may be short or empty */
   int kslice = parts > 1 ? (int)((cdiv(K, parts) + t->tk - 1) / t->tk * t->tk) : K;
-  cl_long sa = a->sa, sb = a->sb, sy = a->sy;
+  cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;
   float alpha32 = (float)a->alpha;
   const void *alpha = f64 ? (const void *)&a->alpha : &alpha32, *beta = f64 ? (const void *)&a->beta : &beta32;
   /* unused bias and workspace arguments still need valid buffers */
@@ -587,22 +573,32 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   size_t global[3] = {(size_t)cdiv(a->N, t->tn) * nt, (size_t)cdiv(a->M, t->tm),
                       parts > 1 ? (size_t)parts : (size_t)a->batch};
   size_t local[3] = {nt, 1, 1};
+  int imn = (int)mn, pp = parts;
+  const void *sv[8] = {&a->Y, &g->ws, &bias, &imn, &N, &pp, beta, &flags};
+  size_t ss[8] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4};
+  size_t sl = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, sg = (mn + sl - 1) / sl * sl;
   cl_int e = CL_SUCCESS;
   if (plan) {
     /* kernel objects of the plan's own, arguments set once, after what the
      * plan holds already; the buffers they name are retained (clSetKernelArg
      * does not), as a recorded launch's are */
     int i0 = plan->n;
-    if (i0 + 1 > OCL_PLAN_MAX || plan->n_held + 5 > OCL_PLAN_HELD) e = CL_OUT_OF_HOST_MEMORY;
+    if (i0 + 2 > OCL_PLAN_MAX || plan->n_held + 5 > OCL_PLAN_HELD) e = CL_OUT_OF_HOST_MEMORY;
     else plan->k[i0] = own_kernel(s, kp, "flagos_gemm", vals, sizes, 17, &e);
+    if (e == CL_SUCCESS && parts > 1) plan->k[i0 + 1] = own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 8, &e);
     if (e != CL_SUCCESS) {
       pthread_mutex_unlock(&g->lock);
       return ocl_fail(s, e, "making the gemm kernel's plan");
     }
-    plan->n = i0 + 1;
+    plan->n = i0 + (parts > 1 ? 2 : 1);
     plan->dims[i0] = 3;
     memcpy(plan->global[i0], global, sizeof global);
     memcpy(plan->local[i0], local, sizeof local);
+    if (parts > 1) {
+      plan->dims[i0 + 1] = 1;
+      plan->global[i0 + 1][0] = sg;
+      plan->local[i0 + 1][0] = sl;
+    }
     if (parts > 1) plan->lock[1] = &g->lock; /* the split-K workspace, as calls hold it */
     cl_mem held[5] = {a->A, a->B, a->Y, a->bias, parts > 1 ? g->ws : NULL};
     for (int i = 0; i < 5; i++)
@@ -614,6 +610,8 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   } else {
     e = set_args(s, kp->gemm, vals, sizes, 17);
     if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->gemm, 3, NULL, global, local, 0, NULL, NULL);
+    if (e == CL_SUCCESS && parts > 1) e = set_args(s, kp->sum, sv, ss, 8);
+    if (e == CL_SUCCESS && parts > 1) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
   }
   pthread_mutex_unlock(&g->lock);
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the gemm kernel");
@@ -635,6 +633,7 @@ void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d) {
     for (int v = 0; v < GEMM_NV; v++)
       for (int tr = 0; tr < 4; tr++) {
         gemm_prog_t *p = &g->p[f][v][tr];
+        if (p->sum) s->cl.clReleaseKernel(p->sum);
         if (p->gemm) s->cl.clReleaseKernel(p->gemm);
         if (p->prog) s->cl.clReleaseProgram(p->prog);
       }

@@ -1,13 +1,13 @@
 /* The OpenCL C sources of FlagOS's own GEMM (ocl_gemm.c builds them, one
- * program per tile variant: the variant's #defines, ocl_gemm_pre,
- * ocl_gemm_split, one of the kernels). The general kernel takes any product; the
+ * program per tile variant: the variant's #defines, ocl_gemm_pre, one of the
+ * three kernels, ocl_gemm_sum). The general kernel takes any product; the
  * vector one products whose operands' rows start on 16 bytes; the tensor-core
  * one f16 products on NVIDIA GPUs of compute capability 8.0 and later. */
 #include "ocl_internal.h"
 
 /* The kernels. Defined in front by the host: T (the buffers' element: float,
  * double, or ushort holding half bits), C (the type computed in: float or
- * double; C4 its vector of 4), TM, TN, TK, RM, RN; GEMM_F64 for double, GEMM_F16 for half. Half
+ * double), TM, TN, TK, RM, RN; GEMM_F64 for double, GEMM_F16 for half. Half
  * values are read and written with vload_half/vstore_half_rte, which every
  * OpenCL device has (no cl_khr_fp16 needed: NVIDIA's platform lacks it), and
  * summed in float. The work-group is NT = (TM/RM)*(TN/RN) work-items, x along
@@ -42,68 +42,15 @@ const char ocl_gemm_pre[] =
     "  const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;       \\\n"
     "  const int z = get_group_id(2), split = flags & 4;                       \\\n"
     "  const long b = split ? 0 : z;                                           \\\n"
-    "  __global C *const W0 = W;                                               \\\n"
     "  A += b * sa;                                                            \\\n"
     "  B += b * sb;                                                            \\\n"
     "  if (split)                                                              \\\n"
-    "    W += GEMM_CNT_C + ((long)GEMM_TILE * get_num_groups(2) + z) * (TM * TN); \\\n"
+    "    W += (long)z * sy;                                                    \\\n"
     "  else                                                                    \\\n"
     "    Y += (long)z * sy;                                                    \\\n"
     "  const int kbeg = split ? z * kslice : 0;                                \\\n"
     "  const int ke = split ? min(K, kbeg + kslice) : K;                       \\\n"
     "  const int ta = GEMM_TRANS & 1, tb = (GEMM_TRANS >> 1) & 1;\n";
-
-/* Split over K (flags & 4), in the product's one launch: in front of every kernel. */
-const char ocl_gemm_split[] =
-    "/* Group (x, y, z) computes K slice z of tile GEMM_TILE = (x, y) and writes\n"
-    " * its TM x TN partial products, alpha applied, row-major (WI) to a block of\n"
-    " * the workspace W: behind GEMM_COUNTS ints (a count of slices done a tile,\n"
-    " * zero between products), a tile's blocks are its slices in order. The\n"
-    " * group that completes a tile (its count reaches the number of slices) sums\n"
-    " * the blocks in slice order, so that the result does not depend on which\n"
-    " * group that is, adds beta Y and the bias, stores Y and sets the count back\n"
-    " * to zero. A tile's blocks share no cache line with another tile's and are\n"
-    " * read once, after the fences and the count that order them behind their\n"
-    " * writes. */\n"
-    "#define GEMM_COUNTS 4096\n"
-    "#define GEMM_CNT_C (GEMM_COUNTS * 4 / (int)sizeof(C))\n"
-    "#define GEMM_TILE ((int)(get_group_id(1) * get_num_groups(0) + get_group_id(0)))\n"
-    "#define WI(m, n) (((m) - m0) * TN + (n) - n0)\n"
-    "/* four outputs of a row a work-item at a time (TN is a multiple of 4), the\n"
-    " * slices' loads unrolled so that several are in flight: one group sums the\n"
-    " * whole tile, and its time is the loads' latency */\n"
-    "void gemm_split_sum(__global const C *blk, __global T *Y, __global const T *restrict bias, int m0, int n0,\n"
-    "                    int M, int N, C beta, int flags) {\n"
-    "  const int parts = (int)get_num_groups(2);\n"
-    "  for (int e = 4 * (int)get_local_id(0); e < TM * TN; e += 4 * (int)get_local_size(0)) {\n"
-    "    const int m = m0 + e / TN, n = n0 + e % TN;\n"
-    "    if (m >= M || n >= N) continue;\n"
-    "    C4 acc = 0;\n"
-    "#pragma unroll 8\n"
-    "    for (int p = 0; p < parts; p++) acc += vload4(0, blk + (long)p * (TM * TN) + e);\n"
-    "    C r[4] = {acc.x, acc.y, acc.z, acc.w};\n"
-    "    for (int j = 0; j < 4 && n + j < N; j++) {\n"
-    "      if (flags & 2) r[j] += beta * LD(Y, m * N + n + j);\n"
-    "      if (flags & 1) r[j] += BIAS(m, n + j);\n"
-    "      ST(Y, m * N + n + j, r[j]);\n"
-    "    }\n"
-    "  }\n"
-    "}\n"
-    "/* at the kernel's end, in every work-item, past its stores; flag: a __local\n"
-    " * int (in the tile memory, unused by then) */\n"
-    "#define GEMM_SPLIT_END(flag)                                                            \\\n"
-    "  if (split) {                                                                          \\\n"
-    "    volatile __global int *cnt = (volatile __global int *)W0 + GEMM_TILE;               \\\n"
-    "    mem_fence(CLK_GLOBAL_MEM_FENCE);                                                    \\\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);                                \\\n"
-    "    if (get_local_id(0) == 0) *(flag) = atomic_inc(cnt) == (int)get_num_groups(2) - 1;   \\\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);                                                       \\\n"
-    "    if (*(flag)) {                                                                      \\\n"
-    "      mem_fence(CLK_GLOBAL_MEM_FENCE);                                                  \\\n"
-    "      gemm_split_sum(W - (long)z * (TM * TN), Y, bias, m0, n0, M, N, beta, flags);      \\\n"
-    "      if (get_local_id(0) == 0) *cnt = 0;                                               \\\n"
-    "    }                                                                                   \\\n"
-    "  }\n";
 
 /* The general kernel: any shape, any alignment. */
 const char ocl_gemm_general[] =
@@ -188,7 +135,7 @@ const char ocl_gemm_general[] =
     "      if (m < M && n < N) {\n"
     "        C v = alpha * acc[i][j];\n"
     "        if (split) {\n"
-    "          W[WI(m, n)] = v;\n"
+    "          W[m * N + n] = v;\n"
     "        } else {\n"
     "          /* beta 0 ignores Y's old contents (NaN included), as the gemm contract says */\n"
     "          if (flags & 2) v += beta * LD(Y, m * N + n);\n"
@@ -198,7 +145,6 @@ const char ocl_gemm_general[] =
     "      }\n"
     "    }\n"
     "  }\n"
-    "  GEMM_SPLIT_END((__local int *)&As[0][0])\n"
     "}\n";
 
 /* The vector kernel, for f32 and f16 products: operands whose rows all start
@@ -341,7 +287,7 @@ const char ocl_gemm_vec[] =
     "        if (flags & 8) {\n"
     "          /* Y's rows on float4s (N a multiple of 4) */\n"
     "          if (split) {\n"
-    "            *(__global float4 *)(W + WI(m, n)) = r;\n"
+    "            *(__global float4 *)(W + m * N + n) = r;\n"
     "          } else {\n"
     "            if (flags & 2) r += beta * LD4(Y, m * N + n);\n"
     "            if (flags & 1) r += (flags & 16) ? (float4)LD(bias, m) : LD4(bias, n);\n"
@@ -353,7 +299,7 @@ const char ocl_gemm_vec[] =
     "          for (int c = 0; c < 4; c++)\n"
     "            if (n + c < N) {\n"
     "              if (split) {\n"
-    "                W[WI(m, n + c)] = rr[c];\n"
+    "                W[m * N + n + c] = rr[c];\n"
     "              } else {\n"
     "                if (flags & 2) rr[c] += beta * LD(Y, m * N + n + c);\n"
     "                if (flags & 1) rr[c] += BIAS(m, n + c);\n"
@@ -364,7 +310,6 @@ const char ocl_gemm_vec[] =
     "      }\n"
     "    }\n"
     "  }\n"
-    "  GEMM_SPLIT_END((__local int *)&As[0][0])\n"
     "}\n";
 
 /* What the tensor-core kernels share: UNROLL, their outputs' stores, and 16-byte copies from global to
@@ -381,8 +326,8 @@ const char ocl_gemm_async[] =
     " * over K), else with beta Y and the bias, one 4-byte store where the row allows */\n"
     "#define GEMM_PAIR_OUT(m, n, v)                                                                   \\\n"
     "  if (split) {                                                                                   \\\n"
-    "    if (n < N) W[WI(m, n)] = v.x;                                                               \\\n"
-    "    if (n + 1 < N) W[WI(m, n + 1)] = v.y;                                                       \\\n"
+    "    if (n < N) W[m * N + n] = v.x;                                                              \\\n"
+    "    if (n + 1 < N) W[m * N + n + 1] = v.y;                                                      \\\n"
     "  } else if (n + 1 < N && N % 2 == 0) {                                                          \\\n"
     "    __global half *y = (__global half *)(Y + m * N + n);                                         \\\n"
     "    if (flags & 2) v += beta * vload_half2(0, y);                                                \\\n"
@@ -400,7 +345,6 @@ const char ocl_gemm_async[] =
     "#define CP16(dst, src, ok) (*(__local uint4 *)(dst) = (ok) ? *(__global const uint4 *)(src) : (uint4)0)\n"
     "#define CP_COMMIT()\n"
     "#define CP_WAIT()\n"
-    "#define CP_DRAIN()\n"
     "#else\n"
     "/* 16 bytes from global to local memory without passing through registers\n"
     " * (cp.async, compute capability 8.0); zeros where !ok (src-size 0, nothing\n"
@@ -413,8 +357,6 @@ const char ocl_gemm_async[] =
     "               : \"memory\")\n"
     "#define CP_COMMIT() asm volatile(\"cp.async.commit_group;\" ::: \"memory\")\n"
     "#define CP_WAIT() asm volatile(\"cp.async.wait_group \" WAITG \";\" ::: \"memory\")\n"
-    "/* every copy landed (before the tile memory is used otherwise) */\n"
-    "#define CP_DRAIN() asm volatile(\"cp.async.wait_all;\" ::: \"memory\")\n"
     "#endif\n";
 
 /* The tensor-core kernel, for f16 products on NVIDIA GPUs of compute
@@ -634,8 +576,6 @@ const char ocl_gemm_tc[] =
     "        float2 v = (float2)(alpha * acc[i][j][2 * h], alpha * acc[i][j][2 * h + 1]);\n"
     "        GEMM_PAIR_OUT(m, n, v)\n"
     "      }\n"
-    "  if (split) CP_DRAIN();\n"
-    "  GEMM_SPLIT_END((__local int *)As0)\n"
     "}\n";
 
 /* The warpgroup kernel, for f16 products on NVIDIA GPUs of compute capability
@@ -778,6 +718,16 @@ const char ocl_gemm_wg[] =
     "      float2 v = (float2)(alpha * acc[4 * j + 2 * h], alpha * acc[4 * j + 2 * h + 1]);\n"
     "      GEMM_PAIR_OUT(m, n, v)\n"
     "    }\n"
-    "  if (split) CP_DRAIN();\n"
-    "  GEMM_SPLIT_END((__local int *)As0)\n"
+    "}\n";
+
+const char ocl_gemm_sum[] =
+    "__kernel void flagos_gemm_sum(__global T *Y, __global const C *restrict W, __global const T *restrict bias,\n"
+    "                              int mn, int n, int parts, C beta, int flags) {\n"
+    "  int i = get_global_id(0);\n"
+    "  if (i >= mn) return;\n"
+    "  C acc = 0;\n"
+    "  for (int p = 0; p < parts; p++) acc += W[(long)p * mn + i];\n"
+    "  if (flags & 2) acc += beta * LD(Y, i);\n"
+    "  if (flags & 1) acc += LD(bias, (flags & 16) ? i / n : i % n);\n"
+    "  ST(Y, i, acc);\n"
     "}\n";

@@ -234,7 +234,7 @@ bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
  * with every argument set, so that queuing it again is one
  * clEnqueueNDRangeKernel (two when split over K), without the call's checks,
  * choices and argument setting; the buffers it names are retained. */
-#define OCL_PLAN_MAX 2  /* kernels: a convolution's im2col, the product */
+#define OCL_PLAN_MAX 3  /* kernels: a convolution's im2col, the product, the split-K sum */
 #define OCL_PLAN_HELD 7 /* buffers */
 typedef struct ocl_gemm_plan {
   cl_kernel k[OCL_PLAN_MAX]; /* queued in order */
@@ -265,9 +265,9 @@ bool ocl_gemm_plan_portable(const ocl_gemm_plan_t *p);
 void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p);
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);
 /* ocl_gemm_src.c: the kernels' OpenCL C sources (the common prelude, the
- * split over K, the general, vector and tensor-core kernels). */
-extern const char ocl_gemm_pre[], ocl_gemm_split[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_async[], ocl_gemm_tc[],
-    ocl_gemm_wg[];
+ * general, vector and tensor-core kernels, the split-K sum). */
+extern const char ocl_gemm_pre[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_async[], ocl_gemm_tc[], ocl_gemm_wg[],
+    ocl_gemm_sum[];
 
 /* ocl_conv.c: the "conv" library call through our kernels (im2col into a
  * workspace, then the product with the bias by row). The call's checked
