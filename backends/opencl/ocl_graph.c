@@ -70,8 +70,9 @@ typedef struct ocl_seg {
 struct flagos_bgraph_s {
   int dev;
   ocl_capture_t rec;
-  cl_command_queue q; /* the queue the command buffers were made for */
+  cl_command_queue q; /* the default queue: the command buffers and the plans were made for it */
   bool simultaneous;
+  bool timed; /* FLAGOS_TRACE when recorded: each replay prints its host time */
   ocl_seg_t *seg;
   int n_seg;
 };
@@ -297,6 +298,7 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
   bool use_cb = d->cb_ok;
   pthread_mutex_unlock(&s->lock);
   g->simultaneous = d->cb.simultaneous;
+  g->timed = getenv("FLAGOS_TRACE") != NULL;
   for (int i = 0; i < g->rec.n; i++) {
     bool call = !g->rec.r[i].k;
     if (call || i == 0 || !g->rec.r[i - 1].k) g->seg[g->n_seg++] = (ocl_seg_t){i, 0, call, NULL, NULL, NULL, NULL};
@@ -364,11 +366,10 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
   ocl_device_t *d = &s->dev[g->dev];
   cl_command_queue q = ocl_queue(s, st, g->dev);
   int queued = 0; /* commands since the last flush */
-  /* FLAGOS_TRACE: the host time a replay takes to queue its commands, to set
-   * against the run's time (the rest is the device's) */
-  bool timed = getenv("FLAGOS_TRACE") != NULL;
+  /* the host time a replay takes to queue its commands, to set against the
+   * run's time (the rest is the device's) */
   struct timespec t0;
-  if (timed) clock_gettime(CLOCK_MONOTONIC, &t0);
+  if (g->timed) clock_gettime(CLOCK_MONOTONIC, &t0);
   for (int i = 0; i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
     if (sg->plan && (q == sg->plan->q || ocl_gemm_plan_portable(sg->plan))) {
@@ -403,7 +404,7 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
     }
     if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a launch");
   }
-  if (timed) {
+  if (g->timed) {
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fprintf(stderr, "flagos trace: opencl: a replay of %d commands queued in %.1f us of host time\n", g->rec.n,
