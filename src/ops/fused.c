@@ -11,7 +11,7 @@
 
 #include "ops/fused.h"
 
-static const fir_graph_t *body_of(const fir_node_t *n) {
+const fir_graph_t *ops_fused_body(const fir_node_t *n) {
   const fir_attr_t *a = fir_node_attr(n, OPS_FUSED_BODY);
   return a && a->kind == FIR_ATTR_GRAPH ? a->g : NULL;
 }
@@ -21,7 +21,7 @@ static const fir_graph_t *body_of(const fir_node_t *n) {
  * body inputs' element expressions and receives every node's), and their FLOP
  * counts when flops is given (-1 when one is unknown). */
 static flagos_status_t run_body(ops_ctx_t *c, kir_expr_t **ex, double *flops, ops_tensor_info_t **info_out) {
-  const fir_graph_t *b = body_of(c->node);
+  const fir_graph_t *b = ops_fused_body(c->node);
   if (!b) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "needs a graph attribute '%s'", OPS_FUSED_BODY);
   if (b->n_inputs != c->n_in || b->n_outputs != c->n_out)
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "body has %d inputs and %d outputs, the node %d and %d", b->n_inputs,
@@ -65,16 +65,8 @@ static flagos_status_t run_body(ops_ctx_t *c, kir_expr_t **ex, double *flops, op
       if (!sc->capture_out || sc->n_steps || sc->n_temps)
         return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "body node %s '%s' does not lower to one pointwise expression",
                        bn->op_type, bn->name);
-      kir_expr_t *e = sc->capture_out;
-      flagos_dtype_t odt = out[0].dtype, cdt = kir_compute_dtype(odt);
-      /* A separate node rounds its result to the output type at its store. A
-       * narrow float (f16, bf16) is carried in f32 and rounded only at a cast to
-       * it, so the round trip through f32 makes the rounding happen here too. */
-      if (cdt != odt && flagos_dtype_is_float(odt) && !(e->kind == KIR_CAST && e->dtype == odt))
-        e = kir_cast(c->arena, odt, kir_cast(c->arena, cdt, e));
-      else if (e->dtype != odt)
-        e = kir_cast(c->arena, odt, e);
-      ex[bn->outputs[0]->id] = e;
+      /* A separate node rounds its result to the output type at its store. */
+      ex[bn->outputs[0]->id] = ops_stored_value(c->arena, sc->capture_out, out[0].dtype);
     }
     out[0].value = NULL;
     info[bn->outputs[0]->id] = out[0];
@@ -86,10 +78,19 @@ static flagos_status_t run_body(ops_ctx_t *c, kir_expr_t **ex, double *flops, op
   return NULL;
 }
 
+kir_expr_t *ops_stored_value(fl_arena_t *a, kir_expr_t *e, flagos_dtype_t dt) {
+  flagos_dtype_t cdt = kir_compute_dtype(dt);
+  /* A narrow float is carried in f32 and rounded only at a cast to it, so the
+   * round trip through f32 makes the rounding happen here too. */
+  if (cdt != dt && flagos_dtype_is_float(dt) && !(e->kind == KIR_CAST && e->dtype == dt))
+    return kir_cast(a, dt, kir_cast(a, cdt, e));
+  return e->dtype != dt ? kir_cast(a, dt, e) : e;
+}
+
 static flagos_status_t infer_fused(ops_ctx_t *c) {
   ops_tensor_info_t *info;
   FL_TRY(run_body(c, NULL, NULL, &info));
-  const fir_graph_t *b = body_of(c->node);
+  const fir_graph_t *b = ops_fused_body(c->node);
   for (int k = 0; k < c->n_out; k++) {
     const ops_tensor_info_t *t = &info[b->outputs[k]->id];
     if (t->kind != FIR_TYPE_TENSOR || t->rank != info[b->outputs[0]->id].rank)
@@ -112,7 +113,7 @@ static flagos_status_t infer_fused(ops_ctx_t *c) {
 }
 
 static flagos_status_t lower_fused(ops_ctx_t *c) {
-  const fir_graph_t *b = body_of(c->node);
+  const fir_graph_t *b = ops_fused_body(c->node);
   kir_expr_t *v[OPS_MAX_RANK];
   kir_kernel_t *kk = ops_out_kernel(c, 0, "main", v);
   int r = c->out[0].rank;

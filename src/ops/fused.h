@@ -9,11 +9,28 @@
 #define OPS_FUSED_DOMAIN "ai.flagos"
 #define OPS_FUSED_OP "FusedElementwise"
 #define OPS_FUSED_BODY "body"
+/* InlinedProducer (src/ops/inlined.c): a producer run inside its only
+ * consumer's kernels; the inline fusion pass (src/passes/fuse_inline.c) builds it. */
+#define OPS_INLINE_OP "InlinedProducer"
+
+/* The `body` graph attribute of a fused node, or NULL. */
+const fir_graph_t *ops_fused_body(const fir_node_t *n);
+
+/* The value a store of e into a buffer of type dt writes, as an expression of
+ * type dt: a narrow float (f16, bf16) is rounded through the compute type, as
+ * a store rounds it (kernel IR carries f16 in f32 and rounds only at a cast). */
+kir_expr_t *ops_stored_value(fl_arena_t *a, kir_expr_t *e, flagos_dtype_t dt);
 
 /* True when node n (its values typed and static) can be a body node: its
  * operator's lowering goes through ops_ew_lower_map, so a trial lowering in
  * capture mode yields an expression and makes no kernel or temp. a holds the
  * trial's allocations. */
 bool ops_fused_can_fuse(fl_arena_t *a, const fir_node_t *n);
+
+/* True when producer pn can be inlined into consumer cn (their values typed and
+ * static): a trial lowering of the pair, ins[0..n_ins) being the inputs the
+ * fused node would have, succeeds. a holds the trial's allocations. */
+bool ops_inline_can(fl_arena_t *a, const fir_node_t *pn, const fir_node_t *cn, const fir_value_t *const *ins,
+                    int n_ins);
 
 #endif

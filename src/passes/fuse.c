@@ -44,14 +44,14 @@ static bool dtype_ok(flagos_dtype_t dt) {
   }
 }
 
-static bool value_ok(const fir_value_t *v) {
+bool pass_fusable_value(const fir_value_t *v) {
   return !v || (v->type->kind == FIR_TYPE_TENSOR && fir_type_is_static(v->type) && dtype_ok(v->type->dtype));
 }
 
 static bool node_ok(fuse_t *f, const fir_node_t *n) {
-  if (n->n_outputs != 1 || !n->outputs[0] || !value_ok(n->outputs[0])) return false;
+  if (n->n_outputs != 1 || !n->outputs[0] || !pass_fusable_value(n->outputs[0])) return false;
   for (int k = 0; k < n->n_inputs; k++)
-    if (!value_ok(n->inputs[k])) return false;
+    if (!pass_fusable_value(n->inputs[k])) return false;
   return ops_fused_can_fuse(f->a, n);
 }
 

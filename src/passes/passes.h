@@ -37,6 +37,17 @@ flagos_status_t pass_inline_if_at(fir_graph_t *g, int idx, bool *inlined);
  * inference and folding. FLAGOS_FUSE=0 turns it off; FLAGOS_FUSE_TRACE=1
  * prints each group. *n_fused (may be NULL) receives the number of fused nodes. */
 flagos_status_t pass_fuse_elementwise(fir_model_t *m, int *n_fused);
+/* True for a value fusion may touch: absent, or a static tensor of f16, bf16,
+ * f32, f64, an integer type or bool. */
+bool pass_fusable_value(const fir_value_t *v);
+/* Inline fusion (fuse_inline.c): a node whose output only one consumer reads
+ * (a pointwise node, FusedElementwise, Softmax, LogSoftmax, LayerNormalization
+ * or RMSNormalization) and that lowers to one plain store becomes, with that
+ * consumer, one InlinedProducer node (domain ai.flagos, src/ops/inlined.c)
+ * whose kernels are the consumer's with each load of the tensor replaced by
+ * the producer's element. Run after elementwise fusion; FLAGOS_FUSE=0 turns
+ * it off, FLAGOS_FUSE_TRACE=1 prints each pair. */
+flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused);
 /* MatMul + bias fusion (fuse_bias.c): a MatMul read only by an Add of a
  * constant vector over its last dim becomes one MatMulBias node (domain
  * ai.flagos, src/ops/linalg.c) whose bias is the gemm call's epilogue where the
@@ -47,7 +58,7 @@ flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused);
 bool pass_fusion_off(const fir_model_t *m);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
  * constant folding (pass_fold_constants), DCE, MatMul + bias fusion,
- * elementwise fusion. */
+ * elementwise fusion, inline fusion. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 
 #endif

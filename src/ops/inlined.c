@@ -1,0 +1,407 @@
+/* InlinedProducer (domain ai.flagos): a producer node whose output only one
+ * consumer reads, run inside the consumer's kernels. The inline fusion pass
+ * (src/passes/fuse_inline.c) builds these nodes; docs/fusion.md describes them.
+ *
+ * The `body` graph holds the two original nodes, producer first. The lowering
+ * lowers each with its own lowering, then rebuilds the consumer's kernels:
+ * every load of the producer's output becomes the producer's stored value at
+ * the load's indices (the producer's loop variables replaced by them, its loads
+ * moved into the consumer's kernel), converted as the producer's store would
+ * convert it. The intermediate tensor is never written, and the producer's
+ * launch is gone: Add -> LayerNormalization, the attention mask's Add ->
+ * Softmax and Transpose -> Mul are one kernel each.
+ *
+ * What may be inlined is what this rewrite can keep exact: a producer lowered
+ * to one kernel with one store of its output at the loop variables (no
+ * condition, no library call, no reduction, no temporary), shapes static so no
+ * kernel reads a runtime symbol, and a consumer that reads the producer's
+ * output under its own shape and never through a library call. */
+#include <string.h>
+
+#include "ops/fused.h"
+
+/* A producer's value is re-evaluated wherever the consumer loads it; past this
+ * many expression nodes it is cheaper to keep the tensor. */
+#define INLINE_MAX_NODES 48
+
+typedef struct pair {
+  ops_ctx_t *p, *q; /* the producer's and the consumer's contexts */
+  const ops_def_t *dp, *dq;
+  int *pin, *qin;   /* their inputs -> the node's input (-1: the producer's output) */
+} pair_t;
+
+static int index_of(const fir_value_t *const *ins, int n, const fir_value_t *v) {
+  for (int k = 0; k < n; k++)
+    if (ins[k] == v) return k;
+  return -1;
+}
+
+/* Infers the producer pn and the consumer cn on c's inputs, ins[k] being the
+ * value of c's input k. */
+static flagos_status_t pair_infer(ops_ctx_t *c, const fir_node_t *pn, const fir_node_t *cn,
+                                  const fir_value_t *const *ins, pair_t *pr) {
+  if (pn->n_outputs != 1 || !pn->outputs[0])
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the producer '%s' must have one output", pn->name);
+  const fir_node_t *nodes[2] = {pn, cn};
+  ops_ctx_t **ctx[2] = {&pr->p, &pr->q};
+  const ops_def_t **defs[2] = {&pr->dp, &pr->dq};
+  int **maps[2] = {&pr->pin, &pr->qin};
+  for (int i = 0; i < 2; i++) {
+    const fir_node_t *bn = nodes[i];
+    const ops_def_t *d = ops_find(bn->op_type, bn->domain);
+    if (!d || !d->lower || d->host || d->value_inputs)
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "%s '%s' cannot be part of an inlined pair", bn->op_type, bn->name);
+    ops_tensor_info_t *in = fl_arena_alloc(c->arena, sizeof(*in) * (size_t)(bn->n_inputs + 1));
+    ops_tensor_info_t *out = fl_arena_alloc(c->arena, sizeof(*out) * (size_t)(bn->n_outputs + 1));
+    int *map = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(bn->n_inputs + 1));
+    for (int j = 0; j < bn->n_inputs; j++) {
+      const fir_value_t *v = bn->inputs[j];
+      map[j] = -1;
+      if (!v) {
+        ops_info_from_value(&in[j], NULL);
+        continue;
+      }
+      if (i == 1 && v == pn->outputs[0]) {
+        in[j] = pr->p->out[0];
+        continue;
+      }
+      map[j] = index_of(ins, c->n_in, v);
+      if (map[j] < 0)
+        return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "'%s' reads '%s', which is not an input of the node", bn->name,
+                       v->name);
+      in[j] = c->in[map[j]];
+    }
+    ops_ctx_t *sc = fl_arena_alloc(c->arena, sizeof(*sc));
+    ops_ctx_init(sc, c->arena, bn, in, out, c->runtime);
+    flagos_status_t st = ops_ctx_infer(sc, d);
+    if (st) return flagos_status_wrap(st, "in the body of %s node '%s'", c->node->op_type, c->node->name);
+    if (!sc->is_static)
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "%s '%s' does not have static shapes", bn->op_type, bn->name);
+    *ctx[i] = sc;
+    *defs[i] = d;
+    *maps[i] = map;
+  }
+  return NULL;
+}
+
+/* ---- expression rewriting ---- */
+
+typedef struct memo {
+  const kir_expr_t **from;
+  kir_expr_t **to;
+  size_t cap, n;
+} memo_t;
+
+static kir_expr_t *memo_get(const memo_t *m, const kir_expr_t *e) {
+  if (!m->cap) return NULL;
+  for (size_t i = fl_hash_ptr(e) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+    if (m->from[i] == e) return m->to[i];
+    if (!m->from[i]) return NULL;
+  }
+}
+
+static void memo_put(fl_arena_t *a, memo_t *m, const kir_expr_t *e, kir_expr_t *r) {
+  if (2 * (m->n + 1) > m->cap) {
+    memo_t g = {.cap = m->cap ? m->cap * 2 : 64};
+    g.from = fl_arena_alloc(a, sizeof(*g.from) * g.cap);
+    g.to = fl_arena_alloc(a, sizeof(*g.to) * g.cap);
+    for (size_t i = 0; i < m->cap; i++)
+      if (m->from[i]) memo_put(a, &g, m->from[i], m->to[i]);
+    *m = g;
+  }
+  size_t i = fl_hash_ptr(e) & (m->cap - 1);
+  while (m->from[i]) i = (i + 1) & (m->cap - 1);
+  m->from[i] = e;
+  m->to[i] = r;
+  m->n++;
+}
+
+typedef struct rewrite {
+  ops_ctx_t *c;          /* the node's context: the new kernels are its steps */
+  const pair_t *pr;
+  kir_kernel_t *nk;      /* the kernel being built */
+  const kir_kernel_t *ck; /* the consumer kernel it replaces */
+  const ops_bind_t *cbind;
+  int *cmap;             /* consumer buffer -> nk buffer; -1: the producer's output */
+  const kir_kernel_t *pk;
+  const ops_bind_t *pbind;
+  int pout;              /* the producer kernel's output buffer */
+  int *pmap;             /* producer buffer -> nk buffer; -1 until first loaded */
+  memo_t memo;
+} rewrite_t;
+
+static bool same_dims(const kir_buf_t *x, int rank, kir_expr_t *const *dims) {
+  if (x->rank != rank) return false;
+  for (int d = 0; d < rank; d++) {
+    int64_t a, b;
+    if (!kir_eval_int(x->dims[d], NULL, 0, &a) || !kir_eval_int(dims[d], NULL, 0, &b) || a != b) return false;
+  }
+  return true;
+}
+
+/* The new kernel's buffer bound to (kind, index) with these dims: an existing
+ * one that is only read, else a new one. */
+static int bind_buf(rewrite_t *w, ops_bind_kind_t kind, int index, flagos_dtype_t dt, int rank, kir_expr_t *const *dims,
+                    bool written) {
+  const ops_step_t *s = &w->c->steps[w->c->n_steps - 1];
+  for (int b = 0; !written && b < w->nk->n_bufs; b++)
+    if (s->binds[b].kind == kind && s->binds[b].index == index && !w->nk->bufs[b].written &&
+        w->nk->bufs[b].dtype == dt && same_dims(&w->nk->bufs[b], rank, dims))
+      return b;
+  int b = ops_buf_view(w->c, w->nk, kind, index, rank, dims);
+  w->nk->bufs[b].dtype = dt;
+  return b;
+}
+
+static kir_expr_t *copy_node(fl_arena_t *a, const kir_expr_t *e) {
+  kir_expr_t *r = fl_arena_memdup(a, e, sizeof(*e));
+  if (e->n) r->a = fl_arena_alloc(a, sizeof(*r->a) * (size_t)e->n);
+  if (e->nr) r->rext = fl_arena_alloc(a, sizeof(*r->rext) * (size_t)e->nr);
+  return r;
+}
+
+/* The producer's value e with its loop variable pk->vars[d] standing for
+ * idx[d] (expressions of the new kernel); its loads move to the new kernel. */
+static kir_expr_t *subst(rewrite_t *w, const kir_expr_t *e, kir_expr_t *const *idx, memo_t *m) {
+  kir_expr_t *r = memo_get(m, e);
+  if (r) return r;
+  fl_arena_t *a = w->c->arena;
+  if (e->kind == KIR_VAR) {
+    for (int d = 0; d < w->pk->rank; d++)
+      if (w->pk->vars[d] == e->var) return idx[d];
+  }
+  r = copy_node(a, e);
+  for (int i = 0; i < e->n; i++) r->a[i] = subst(w, e->a[i], idx, m);
+  if (e->kind == KIR_LOAD) {
+    if (w->pmap[e->buf] < 0) {
+      const kir_buf_t *pb = &w->pk->bufs[e->buf];
+      const ops_bind_t *bd = &w->pbind[e->buf];
+      w->pmap[e->buf] = bind_buf(w, OPS_BIND_INPUT, w->pr->pin[bd->index], pb->dtype, pb->rank, pb->dims, false);
+    }
+    r->buf = w->pmap[e->buf];
+  }
+  memo_put(a, m, e, r);
+  return r;
+}
+
+static kir_expr_t *rewrite(rewrite_t *w, const kir_expr_t *e) {
+  if (!e) return NULL;
+  kir_expr_t *r = memo_get(&w->memo, e);
+  if (r) return r;
+  fl_arena_t *a = w->c->arena;
+  kir_expr_t *idx[OPS_MAX_RANK];
+  if (e->kind == KIR_LOAD && w->cmap[e->buf] < 0) {
+    for (int i = 0; i < e->n; i++) idx[i] = rewrite(w, e->a[i]);
+    memo_t m = {0};
+    const kir_store_t *ps = &w->pk->stores[0];
+    r = ops_stored_value(a, subst(w, ps->value, idx, &m), w->pk->bufs[w->pout].dtype);
+  } else {
+    r = copy_node(a, e);
+    for (int i = 0; i < e->n; i++) r->a[i] = rewrite(w, e->a[i]);
+    for (int i = 0; i < e->nr; i++) r->rext[i] = rewrite(w, e->rext[i]);
+    if (e->kind == KIR_LOAD) r->buf = w->cmap[e->buf];
+  }
+  memo_put(a, &w->memo, e, r);
+  return r;
+}
+
+/* ---- checks ---- */
+
+typedef struct scan {
+  int syms, reduces, loads_of, nodes;
+  int buf; /* counted in loads_of */
+} scan_t;
+
+static void scan_expr(const kir_expr_t *e, scan_t *s) {
+  if (!e) return;
+  s->nodes++;
+  s->syms += e->kind == KIR_SYM;
+  s->reduces += e->kind == KIR_REDUCE;
+  s->loads_of += e->kind == KIR_LOAD && e->buf == s->buf;
+  for (int i = 0; i < e->n; i++) scan_expr(e->a[i], s);
+  for (int i = 0; i < e->nr; i++) scan_expr(e->rext[i], s);
+}
+
+static void scan_kernel(const kir_kernel_t *k, scan_t *s) {
+  for (int b = 0; b < k->n_bufs; b++)
+    for (int d = 0; d < k->bufs[b].rank; d++) scan_expr(k->bufs[b].dims[d], s);
+  for (int d = 0; d < k->rank; d++) scan_expr(k->extents[d], s);
+  for (int i = 0; i < k->n_stores; i++) {
+    for (int d = 0; d < k->bufs[k->stores[i].buf].rank; d++) scan_expr(k->stores[i].idx[d], s);
+    scan_expr(k->stores[i].value, s);
+    scan_expr(k->stores[i].cond, s);
+  }
+  for (int i = 0; k->libcall && i < k->libcall->n_ints; i++) scan_expr(k->libcall->ints[i], s);
+}
+
+/* The producer's kernel, when it is one store of its output at the loop variables. */
+static flagos_status_t producer_kernel(ops_ctx_t *c, const ops_ctx_t *p, int *pout) {
+  if (p->n_steps != 1 || p->n_temps)
+    return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer lowers to %d kernels and %d temporaries, not one kernel",
+                   p->n_steps, p->n_temps);
+  const kir_kernel_t *k = p->steps[0].kernel;
+  const kir_store_t *s = k->n_stores == 1 ? &k->stores[0] : NULL;
+  if (!s || k->libcall || k->serial || s->cond || p->steps[0].binds[s->buf].kind != OPS_BIND_OUTPUT ||
+      k->bufs[s->buf].rank != k->rank)
+    return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's kernel is not one plain store of its output");
+  for (int d = 0; d < k->rank; d++)
+    if (s->idx[d]->kind != KIR_VAR || s->idx[d]->var != k->vars[d])
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's store is not at its loop variables");
+  scan_t sc = {.buf = s->buf};
+  scan_kernel(k, &sc);
+  if (sc.syms || sc.reduces || sc.loads_of || sc.nodes > INLINE_MAX_NODES)
+    return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
+                   "the producer's value reads symbols (%d), reduces (%d), reads its output (%d) or is large (%d nodes)",
+                   sc.syms, sc.reduces, sc.loads_of, sc.nodes);
+  *pout = s->buf;
+  return NULL;
+}
+
+/* Consumer kernel k's buffers: -1 for the producer's output, checked to be
+ * read only, under the producer's shape and not by the library call. */
+static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, const pair_t *pr, const kir_buf_t *pob,
+                                        bool *inl) {
+  const kir_kernel_t *k = st->kernel;
+  scan_t sc = {.buf = -1};
+  scan_kernel(k, &sc);
+  if (sc.syms) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the consumer's kernel %s reads runtime symbols", k->name);
+  for (int b = 0; b < k->n_bufs; b++) {
+    inl[b] = st->binds[b].kind == OPS_BIND_INPUT && pr->qin[st->binds[b].index] < 0;
+    if (!inl[b]) continue;
+    bool by_call = false;
+    for (int i = 0; k->libcall && i < k->libcall->n_bufs; i++) by_call = by_call || k->libcall->bufs[i] == b;
+    if (k->bufs[b].written || by_call || !same_dims(&k->bufs[b], pob->rank, pob->dims))
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
+                     "the consumer's kernel %s writes the producer's output, passes it to a library call or reads it "
+                     "under another shape",
+                     k->name);
+  }
+  return NULL;
+}
+
+/* Lowers pn inlined into cn as c's kernels; ins[k] is the value of c's input k. */
+static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fir_node_t *cn,
+                                    const fir_value_t *const *ins) {
+  pair_t pr;
+  FL_TRY(pair_infer(c, pn, cn, ins, &pr));
+  pr.p->kernel_prefix = fl_arena_printf(c->arena, "%s_producer", c->kernel_prefix ? c->kernel_prefix : "k");
+  pr.q->kernel_prefix = c->kernel_prefix;
+  FL_TRY(pr.dp->lower(pr.p));
+  int pout = -1;
+  FL_TRY(producer_kernel(c, pr.p, &pout));
+  FL_TRY(pr.dq->lower(pr.q));
+  const kir_kernel_t *pk = pr.p->steps[0].kernel;
+  for (int t = 0; t < pr.q->n_temps; t++) ops_temp(c, pr.q->temps[t].dtype, pr.q->temps[t].rank, pr.q->temps[t].dims);
+  for (int s = 0; s < pr.q->n_steps; s++) {
+    const ops_step_t *st = &pr.q->steps[s];
+    const kir_kernel_t *ck = st->kernel;
+    bool *inl = fl_arena_alloc(c->arena, sizeof(bool) * (size_t)(ck->n_bufs + 1));
+    FL_TRY(consumer_buffers(c, st, &pr, &pk->bufs[pout], inl));
+    kir_kernel_t *nk = ops_kernel(c, NULL);
+    nk->name = ck->name;
+    nk->rank = ck->rank;
+    nk->vars = ck->vars;
+    nk->extents = ck->extents;
+    nk->next_var = ck->next_var;
+    nk->serial = ck->serial;
+    rewrite_t w = {.c = c, .pr = &pr, .nk = nk, .ck = ck, .cbind = st->binds, .pk = pk,
+                   .pbind = pr.p->steps[0].binds, .pout = pout};
+    w.cmap = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(ck->n_bufs + 1));
+    w.pmap = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(pk->n_bufs + 1));
+    for (int b = 0; b < pk->n_bufs; b++) w.pmap[b] = -1;
+    for (int b = 0; b < ck->n_bufs; b++) {
+      const ops_bind_t *bd = &st->binds[b];
+      const kir_buf_t *kb = &ck->bufs[b];
+      w.cmap[b] = -1;
+      if (inl[b]) continue;
+      int index = bd->kind == OPS_BIND_INPUT ? pr.qin[bd->index] : bd->index;
+      w.cmap[b] = bind_buf(&w, bd->kind, index, kb->dtype, kb->rank, kb->dims, kb->written);
+    }
+    for (int i = 0; i < ck->n_stores; i++) {
+      const kir_store_t *cs = &ck->stores[i];
+      kir_expr_t *idx[OPS_MAX_RANK];
+      for (int d = 0; d < ck->bufs[cs->buf].rank; d++) idx[d] = rewrite(&w, cs->idx[d]);
+      kir_store(nk, w.cmap[cs->buf], idx, rewrite(&w, cs->value), rewrite(&w, cs->cond));
+    }
+    if (ck->libcall) {
+      const kir_libcall_t *lc = ck->libcall;
+      int *bufs = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(lc->n_bufs + 1));
+      for (int i = 0; i < lc->n_bufs; i++) bufs[i] = w.cmap[lc->bufs[i]];
+      kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, lc->n_ints, lc->ints, lc->n_floats, lc->floats);
+      nk->libcall->ends_node = lc->ends_node;
+    }
+  }
+  return NULL;
+}
+
+/* ---- the operator ---- */
+
+static flagos_status_t body_pair(const ops_ctx_t *c, const fir_graph_t **b) {
+  *b = ops_fused_body(c->node);
+  if (!*b || (*b)->n_nodes != 2 || (*b)->n_inputs != c->n_in || (*b)->n_outputs != c->n_out)
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "needs a graph attribute '%s' of two nodes (producer, consumer) with the node's inputs and outputs",
+                   OPS_FUSED_BODY);
+  const fir_node_t *q = (*b)->nodes[1];
+  if (q->n_outputs != c->n_out)
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's consumer has %d outputs, the node %d", q->n_outputs,
+                   c->n_out);
+  for (int k = 0; k < c->n_out; k++)
+    if (q->outputs[k] != (*b)->outputs[k])
+      return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "body output %d is not the consumer's output %d", k, k);
+  return NULL;
+}
+
+static flagos_status_t infer_inlined(ops_ctx_t *c) {
+  const fir_graph_t *b;
+  FL_TRY(body_pair(c, &b));
+  pair_t pr;
+  FL_TRY(pair_infer(c, b->nodes[0], b->nodes[1], (const fir_value_t *const *)b->inputs, &pr));
+  for (int k = 0; k < c->n_out; k++) {
+    const ops_tensor_info_t *t = &pr.q->out[k];
+    if (!t->present || t->kind != FIR_TYPE_TENSOR)
+      return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the consumer's output %d is not a tensor", k);
+    ops_set_out(c, k, t->dtype, t->rank, t->dims);
+  }
+  return NULL;
+}
+
+static flagos_status_t lower_inlined(ops_ctx_t *c) {
+  const fir_graph_t *b;
+  FL_TRY(body_pair(c, &b));
+  return inline_lower(c, b->nodes[0], b->nodes[1], (const fir_value_t *const *)b->inputs);
+}
+
+static double flops_inlined(const ops_ctx_t *c) {
+  ops_ctx_t tmp = *c; /* pair_infer only reads the node and its inputs */
+  const fir_graph_t *b;
+  pair_t pr;
+  flagos_status_t st = body_pair(&tmp, &b);
+  if (!st) st = pair_infer(&tmp, b->nodes[0], b->nodes[1], (const fir_value_t *const *)b->inputs, &pr);
+  if (st) {
+    flagos_status_free(st);
+    return -1;
+  }
+  double fp = ops_node_flops(pr.dp, pr.p), fq = ops_node_flops(pr.dq, pr.q);
+  return fp < 0 || fq < 0 ? -1 : fp + fq;
+}
+
+bool ops_inline_can(fl_arena_t *a, const fir_node_t *pn, const fir_node_t *cn, const fir_value_t *const *ins,
+                    int n_ins) {
+  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n_ins + 1));
+  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(cn->n_outputs + 1));
+  for (int k = 0; k < n_ins; k++) ops_info_from_value(&in[k], ins[k]);
+  ops_ctx_t *c = fl_arena_alloc(a, sizeof(*c));
+  ops_ctx_init(c, a, cn, in, out, false);
+  c->n_in = n_ins;
+  c->kernel_prefix = "trial";
+  flagos_status_t st = inline_lower(c, pn, cn, ins);
+  if (st) flagos_status_free(st);
+  return !st;
+}
+
+const ops_def_t ops_family_inlined[] = {
+    {.op_type = OPS_INLINE_OP, .domain = OPS_FUSED_DOMAIN, .infer = infer_inlined, .lower = lower_inlined,
+     .flops = flops_inlined},
+    {.op_type = NULL},
+};

@@ -1,0 +1,161 @@
+/* Inline fusion: a node whose output one consumer alone reads is run inside
+ * that consumer's kernels, as one InlinedProducer node (src/ops/inlined.c).
+ * It saves the producer's launch and the tensor's trip through memory where
+ * elementwise fusion cannot reach, because the consumer is not pointwise
+ * (Add -> LayerNormalization, the attention mask's Add -> Softmax) or the
+ * producer is not (Transpose -> Mul).
+ *
+ * A pair qualifies when the producer's single output is read by the consumer
+ * only (no other node, subgraph or graph output), both nodes have static
+ * tensors of the types elementwise fusion takes, the consumer reads each
+ * element of that output a bounded number of times (pointwise operators,
+ * FusedElementwise, Softmax, LogSoftmax, LayerNormalization,
+ * RMSNormalization), and a trial lowering of the pair succeeds
+ * (ops_inline_can: the producer is one plain store, the consumer never hands
+ * the tensor to a library call). Each node joins at most one pair. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/fused.h"
+#include "passes/passes.h"
+
+/* Consumers that read each element of their input a few times at most, so
+ * that recomputing the producer's element at each read costs little. */
+static bool consumer_op(fl_arena_t *a, const fir_node_t *n) {
+  static const char *const ops[] = {"Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization"};
+  if (strcmp(n->domain, OPS_FUSED_DOMAIN) == 0) return strcmp(n->op_type, OPS_FUSED_OP) == 0;
+  if (n->domain[0]) return false;
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (strcmp(n->op_type, ops[i]) == 0) return true;
+  return ops_fused_can_fuse(a, n);
+}
+
+static bool node_values_ok(const fir_node_t *n) {
+  for (int k = 0; k < n->n_inputs; k++)
+    if (n->inputs[k] && !pass_fusable_value(n->inputs[k])) return false;
+  for (int k = 0; k < n->n_outputs; k++)
+    if (!n->outputs[k] || !pass_fusable_value(n->outputs[k])) return false;
+  return true;
+}
+
+typedef struct reads {
+  const fir_graph_t *g;
+  int *count; /* value id -> readers (a subgraph or a graph output counts as two) */
+} reads_t;
+
+static void note_subgraph_read(fir_value_t *v, void *ctx) {
+  reads_t *r = ctx;
+  if (v && v->graph == r->g) r->count[v->id] += 2;
+}
+
+/* The inputs the pair's node takes: the producer's, then the consumer's other
+ * ones, each value once. */
+static int pair_inputs(const fir_node_t *p, const fir_node_t *c, fir_value_t **ins) {
+  int n = 0;
+  const fir_node_t *both[2] = {p, c};
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < both[i]->n_inputs; k++) {
+      fir_value_t *v = both[i]->inputs[k];
+      bool seen = !v || v == p->outputs[0];
+      for (int j = 0; j < n && !seen; j++) seen = ins[j] == v;
+      if (!seen) ins[n++] = v;
+    }
+  return n;
+}
+
+/* Moves node n into graph body (inputs mapped by bmap, value id -> body value). */
+static fir_node_t *move_node(fir_model_t *m, fir_graph_t *body, const fir_node_t *n, fir_value_t **bmap,
+                             fl_arena_t *a) {
+  fir_value_t **in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
+  fir_value_t **out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
+  for (int k = 0; k < n->n_inputs; k++) in[k] = n->inputs[k] ? bmap[n->inputs[k]->id] : NULL;
+  for (int k = 0; k < n->n_outputs; k++) {
+    const fir_value_t *o = n->outputs[k];
+    out[k] = bmap[o->id] = fir_value_create(body, fir_fresh_name(m, strlen(o->name) < 200 ? o->name : "inlined"),
+                                            fir_type_clone(m, o->type));
+  }
+  fir_node_t *bn = fir_node_create(body, n->op_type, n->domain, n->name, n->n_inputs, in, n->n_outputs, out);
+  bn->n_attrs = n->n_attrs;
+  bn->attrs = n->attrs;
+  for (int i = 0; i < n->n_attrs; i++) { /* a FusedElementwise's body now nests in this one */
+    if (n->attrs[i].kind == FIR_ATTR_GRAPH && n->attrs[i].g) n->attrs[i].g->parent = body;
+    for (int j = 0; n->attrs[i].kind == FIR_ATTR_GRAPHS && j < n->attrs[i].n; j++) n->attrs[i].graphs[j]->parent = body;
+  }
+  return bn;
+}
+
+static void build_pair(fir_model_t *m, const fir_node_t *p, const fir_node_t *c, fir_value_t **ins, int n_ins,
+                       fl_arena_t *a) {
+  fir_graph_t *g = m->graph;
+  const char *name = c->name[0] ? fl_arena_printf(m->arena, "%s_inlined", c->name)
+                                : fl_arena_printf(m->arena, "inlined_%s_%s", p->op_type, c->op_type);
+  fir_graph_t *body = fir_graph_create(m, g, name);
+  fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
+  for (int k = 0; k < n_ins; k++) {
+    fir_value_t *v = ins[k];
+    bmap[v->id] = fir_value_create(body, fir_fresh_name(m, strlen(v->name) < 200 ? v->name : "inlined"),
+                                   fir_type_clone(m, v->type));
+    fir_graph_add_input(body, bmap[v->id]);
+  }
+  move_node(m, body, p, bmap, a);
+  const fir_node_t *bc = move_node(m, body, c, bmap, a);
+  for (int k = 0; k < bc->n_outputs; k++) fir_graph_add_output(body, bc->outputs[k]);
+  fir_node_t *fn = fir_node_create(g, OPS_INLINE_OP, OPS_FUSED_DOMAIN, name, n_ins, ins, c->n_outputs, c->outputs);
+  fir_node_add_attr(fn, OPS_FUSED_BODY, FIR_ATTR_GRAPH)->g = body;
+  if (getenv("FLAGOS_FUSE_TRACE"))
+    fprintf(stderr, "flagos fuse: '%s' = %s inlined into %s (%d inputs)\n", name, p->op_type, c->op_type, n_ins);
+}
+
+flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
+  if (n_fused) *n_fused = 0;
+  if (pass_fusion_off(m)) return NULL;
+  fir_graph_t *g = m->graph;
+  fl_arena_t *a = fl_arena_create();
+  int n = g->n_nodes;
+  for (int i = 0; i < n; i++) g->nodes[i]->id = i;
+  reads_t r = {g, fl_arena_alloc(a, sizeof(int) * (size_t)(g->n_values + 1))};
+  for (int i = 0; i < g->n_outputs; i++)
+    if (g->outputs[i] && g->outputs[i]->graph == g) r.count[g->outputs[i]->id] += 2;
+  for (int i = 0; i < n; i++) {
+    const fir_node_t *x = g->nodes[i];
+    for (int k = 0; k < x->n_inputs; k++) {
+      const fir_value_t *v = x->inputs[k];
+      bool again = false; /* a node reading a value twice is one reader */
+      for (int j = 0; j < k && !again; j++) again = x->inputs[j] == v;
+      if (v && v->graph == g && !again) r.count[v->id]++;
+    }
+    fir_node_subgraph_reads(x, note_subgraph_read, &r);
+  }
+  bool *dead = fl_arena_alloc(a, sizeof(bool) * (size_t)(2 * n + 1)); /* the pairs are appended */
+  fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(g->n_values + 1));
+  int fused = 0;
+  for (int i = 0; i < n; i++) {
+    const fir_node_t *c = g->nodes[i];
+    if (dead[i] || !node_values_ok(c) || !consumer_op(a, c)) continue;
+    for (int k = 0; k < c->n_inputs; k++) {
+      const fir_value_t *v = c->inputs[k];
+      const fir_node_t *p = v && v->graph == g ? v->producer : NULL;
+      if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || r.count[v->id] != 1 || !node_values_ok(p))
+        continue;
+      int n_ins = pair_inputs(p, c, ins);
+      if (!ops_inline_can(a, p, c, (const fir_value_t *const *)ins, n_ins)) continue;
+      if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
+      build_pair(m, p, c, ins, n_ins, a);
+      dead[p->id] = dead[c->id] = true;
+      fused++;
+      break;
+    }
+  }
+  if (fused) fir_graph_remove_nodes(g, dead);
+  fl_arena_destroy(a);
+  if (!fused) return NULL;
+  /* The pairs' nodes were appended; verification puts them in topological order. */
+  flagos_status_t st = fir_verify(m);
+  if (st) return flagos_status_wrap(st, "after inline fusion");
+  for (int i = 0; i < g->n_nodes; i++)
+    if (strcmp(g->nodes[i]->op_type, OPS_INLINE_OP) == 0 && strcmp(g->nodes[i]->domain, OPS_FUSED_DOMAIN) == 0)
+      FL_TRY(pass_infer_node(m, g->nodes[i]));
+  if (n_fused) *n_fused = fused;
+  return NULL;
+}

@@ -1,0 +1,284 @@
+/* Inline fusion (src/passes/fuse_inline.c, src/ops/inlined.c):
+ * (a) Add -> LayerNormalization, Transpose -> Mul and Add (a broadcast mask)
+ *     -> Softmax each become one InlinedProducer node lowered to the
+ *     consumer's one kernel, and give NumPy's values;
+ * (b) a consumer of several kernels (Softmax over axis 0: max, sum, divide)
+ *     takes the producer into each kernel that reads it;
+ * (c) f16: the producer's element is rounded to f16 as its store rounded it, so
+ *     the pair gives the unfused nodes' output bit for bit, and NumPy's within
+ *     one unit in the last place (unrounded, one element differs);
+ * (d) refused: a producer read twice, a consumer handing the tensor to a library
+ *     call (MatMul), a producer with a reduction (Softmax), FLAGOS_FUSE=0;
+ * (e) all of it on the cpu, and on opencl (PoCL in CI) and cuda where present. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bundle/bundle.h"
+#include "check.h"
+#include "compiler/compiler.h"
+#include "flagos/flagos.h"
+#include "ops/fused.h"
+#include "passes/passes.h"
+#include "runtime/runtime.h"
+
+#define HEAD "flagir 1\nir_version 8\nproducer \"\"\nopset \"\" 17\n"
+
+static const char k_layernorm[] = HEAD
+    "graph \"g\" (%x: f32[2,8]) -> (%y: f32[2,8]) {\n"
+    "  %r: f32[2,8] = const [-1.5, 1, 0, -1, 1.5, 0.5, -0.5, -1.5, 1, 0, -1, 1.5, 0.5, -0.5, -1.5, 1]\n"
+    "  %s: f32[8] = const [1, 0.5, 2, 1.5, 1, 1, 0.25, 3]\n"
+    "  %b: f32[8] = const [0, 0.1, -0.1, 0.2, 0, 0.3, -0.2, 0.05]\n"
+    "  %a: f32[2,8] = Add(%x, %r)\n"
+    "  %y: f32[2,8] = LayerNormalization(%a, %s, %b) {axis = -1, epsilon = 1e-05}\n"
+    "}\n";
+
+static const char k_transpose[] = HEAD
+    "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[3,2,4]) {\n"
+    "  %k: f32[4] = const [0.5, -1, 2, 0.25]\n"
+    "  %t: f32[3,2,4] = Transpose(%x) {perm = [1, 0, 2]}\n"
+    "  %y: f32[3,2,4] = Mul(%t, %k)\n"
+    "}\n";
+
+static const char k_softmax[] = HEAD
+    "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
+    "  %mask: f32[1,1,4] = const [0, -10000, 0, -2]\n"
+    "  %a: f32[2,3,4] = Add(%x, %mask)\n"
+    "  %y: f32[2,3,4] = Softmax(%a) {axis = -1}\n"
+    "}\n";
+
+static const char k_softmax0[] = HEAD
+    "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
+    "  %mask: f32[1,1,4] = const [0, -10000, 0, -2]\n"
+    "  %a: f32[2,3,4] = Add(%x, %mask)\n"
+    "  %y: f32[2,3,4] = Softmax(%a) {axis = 0}\n"
+    "}\n";
+
+/* mask = f16([0.1, -3.3, 0.7, -2]) */
+static const char k_softmax_half[] = HEAD
+    "graph \"g\" (%x: f16[2,3,4]) -> (%y: f16[2,3,4]) {\n"
+    "  %mask: f16[1,1,4] = const dense<\"662e9ac29a3900c0\">\n"
+    "  %a: f16[2,3,4] = Add(%x, %mask)\n"
+    "  %y: f16[2,3,4] = Softmax(%a) {axis = -1}\n"
+    "}\n";
+
+/* %a is also a graph output: two readers. */
+static const char k_two_readers[] = HEAD
+    "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4], %a: f32[2,3,4]) {\n"
+    "  %mask: f32[1,1,4] = const [0, -10000, 0, -2]\n"
+    "  %a: f32[2,3,4] = Add(%x, %mask)\n"
+    "  %y: f32[2,3,4] = Softmax(%a) {axis = -1}\n"
+    "}\n";
+
+static const char k_matmul[] = HEAD
+    "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[3,2,2]) {\n"
+    "  %w: f32[4,2] = const [1, 0, 0, 1, 1, 1, -1, 0.5]\n"
+    "  %t: f32[3,2,4] = Transpose(%x) {perm = [1, 0, 2]}\n"
+    "  %y: f32[3,2,2] = MatMul(%t, %w)\n"
+    "}\n";
+
+static const char k_reduce_producer[] = HEAD
+    "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
+    "  %k: f32[] = const [2]\n"
+    "  %s: f32[2,3,4] = Softmax(%x) {axis = -1}\n"
+    "  %y: f32[2,3,4] = Mul(%s, %k)\n"
+    "}\n";
+
+/* NumPy, float32, on x[i] = ((7 i) mod 11 - 5) / 4. */
+static const float want_layernorm[16] = {
+    -1.8782923f, 0.6813762f, -0.63665497f, 0.6024912f,  1.3416374f,  0.21055752f, -0.08819689f, -2.9016023f,
+    -0.1106559f, 0.48729563f, -3.2721355f, 0.47663975f, 1.0696737f, -0.99098545f, -0.30143458f, 4.144268f};
+static const float want_transpose[24] = {-0.625f, -0.5f,  -1.0f,  0.3125f,  0.25f,  0.5f,   2.5f,  0.0625f,
+                                         0.125f,  0.75f,  2.0f,   0.0f,     -0.375f, -1.0f,  0.0f,  -0.25f,
+                                         -0.5f,   -0.75f, -0.5f,  -0.3125f, 0.375f, 0.25f,  -2.5f, 0.125f};
+static const float want_softmax[24] = {
+    0.20983182f, 0.0f, 0.444214f,   0.34595418f, 0.31032777f, 0.0f, 0.65696394f, 0.032708306f,
+    0.31032777f, 0.0f, 0.65696394f, 0.032708306f, 0.31032777f, 0.0f, 0.65696394f, 0.032708306f,
+    0.31032777f, 0.0f, 0.65696394f, 0.032708306f, 0.8059741f,  0.0f, 0.10907674f, 0.084949046f};
+static const float want_softmax0[24] = {
+    0.1480472f,  0.7310586f,  0.1480472f,  0.7310586f,  0.7310586f,  0.1480472f,  0.7310586f,  0.7310586f,
+    0.1480472f,  0.7310586f,  0.7310586f,  0.1480472f,  0.85195273f, 0.2689414f,  0.85195273f, 0.2689414f,
+    0.2689414f,  0.85195273f, 0.2689414f,  0.2689414f,  0.85195273f, 0.2689414f,  0.2689414f,  0.85195273f};
+/* NumPy float16: softmax(float32(f16(x) + f16(mask))) rounded to f16 */
+static const uint16_t want_half[24] = {0x30e4, 0x2783, 0x38b8, 0x334c, 0x3272, 0x190f, 0x3a37, 0x24eb,
+                                       0x3238, 0x28c6, 0x3a00, 0x24bf, 0x3272, 0x190f, 0x3a37, 0x24eb,
+                                       0x3238, 0x28c6, 0x3a00, 0x24bf, 0x39e8, 0x20a3, 0x31d4, 0x2c82};
+
+static fir_model_t *parse(const char *text) {
+  fir_model_t *m = NULL;
+  CHECK_OK(fir_parse(text, strlen(text), &m));
+  return m;
+}
+
+static int count_op(const fir_model_t *m, const char *op) {
+  int n = 0;
+  for (int i = 0; i < m->graph->n_nodes; i++) n += strcmp(m->graph->nodes[i]->op_type, op) == 0;
+  return n;
+}
+
+/* Kernels of the model's nodes, as the compiler lowers them (-1 on failure). */
+static int kernels_of(const fir_model_t *m) {
+  int total = 0;
+  for (int i = 0; i < m->graph->n_nodes; i++) {
+    const fir_node_t *n = m->graph->nodes[i];
+    fl_arena_t *a = fl_arena_create();
+    const ops_def_t *d = ops_find(n->op_type, n->domain);
+    ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
+    ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
+    for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
+    ops_ctx_t c;
+    ops_ctx_init(&c, a, n, in, out, false);
+    c.kernel_prefix = "t";
+    flagos_status_t st = d ? ops_ctx_infer(&c, d) : FL_ERR(FLAGOS_ERR_NOT_FOUND, "no operator");
+    if (!st) st = d->lower(&c);
+    CHECK(!st, "lowering %s: %s", n->op_type, flagos_status_message(st));
+    total = st || total < 0 ? -1 : total + c.n_steps;
+    flagos_status_free(st);
+    fl_arena_destroy(a);
+  }
+  return total;
+}
+
+/* Compiles text for target and runs it on device with input x (n_x elements
+ * of dims); the output's data is copied to y (n_y elements of size esz). */
+static bool run(const char *text, const char *target, const char *device, flagos_dtype_t dt, const void *x,
+                const int64_t *dims, int rank, void *y, int64_t n_y) {
+  fir_model_t *m = parse(text);
+  if (!m) return false;
+  void *img = NULL;
+  size_t len = 0;
+  flagos_compile_options_t o = {.targets = target};
+  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
+  fir_model_destroy(m);
+  bundle_file_t *f = NULL;
+  flagos_bundle_t *b = NULL;
+  if (!st) st = bundle_file_from_memory(img, len, true, &f);
+  if (!st) st = rt_bundle_from_file(f, &b);
+  flagos_session_t *s = NULL;
+  flagos_session_options_t so = {.device = device};
+  if (!st) st = flagos_session_create(b, &so, &s);
+  flagos_value_t in = {.kind = FLAGOS_VALUE_TENSOR}, out;
+  memset(&out, 0, sizeof out);
+  in.tensor.dtype = dt;
+  in.tensor.rank = rank;
+  int64_t n = 1;
+  for (int i = 0; i < rank; i++) n *= in.tensor.dims[i] = dims[i];
+  in.tensor.data = (void *)x;
+  in.tensor.nbytes = (size_t)n * flagos_dtype_size(dt);
+  if (!st) st = flagos_session_run(s, &in, 1, &out, 1);
+  bool ok = !st && out.tensor.data && flagos_tensor_numel(&out.tensor) == n_y && out.tensor.dtype == dt;
+  CHECK(ok, "run on %s: %s", device, st ? flagos_status_message(st) : "wrong output size or type");
+  if (ok) memcpy(y, out.tensor.data, (size_t)n_y * flagos_dtype_size(dt));
+  flagos_status_free(st);
+  flagos_value_clear(&out);
+  if (s) flagos_session_destroy(s);
+  if (b) flagos_bundle_close(b);
+  return ok;
+}
+
+static void xs(float *x, int n) {
+  for (int i = 0; i < n; i++) x[i] = (float)((i * 7) % 11 - 5) * 0.25f;
+}
+
+/* The pass makes one InlinedProducer of text's two nodes, lowered to `kernels`
+ * kernels, and the compiled model gives want on device. */
+static void check_pair(const char *name, const char *text, int kernels, const int64_t *dims, int rank,
+                       const float *want, int64_t n, const char *target, const char *device) {
+  fir_model_t *m = parse(text);
+  if (!m) return;
+  CHECK_OK(pass_run_default(m, NULL));
+  CHECK(m->graph->n_nodes == 1 && count_op(m, OPS_INLINE_OP) == 1, "%s: one %s node (%d nodes)", name, OPS_INLINE_OP,
+        m->graph->n_nodes);
+  CHECK(kernels_of(m) == kernels, "%s: %d kernels (%d)", name, kernels, kernels_of(m));
+  fir_model_destroy(m);
+  float x[64], y[64];
+  xs(x, 64);
+  if (!run(text, target, device, FLAGOS_FLOAT32, x, dims, rank, y, n)) return;
+  for (int64_t i = 0; i < n; i++)
+    CHECK(fabsf(y[i] - want[i]) <= 2e-6f + 2e-6f * fabsf(want[i]), "%s on %s: y[%lld] = %.9g, NumPy %.9g", name, device,
+          (long long)i, y[i], want[i]);
+}
+
+static void check_half(const char *target, const char *device) {
+  static const int64_t dims[3] = {2, 3, 4};
+  float xf[24];
+  uint16_t x[24], fused[24], plain[24];
+  xs(xf, 24);
+  for (int i = 0; i < 24; i++) x[i] = fl_f32_to_f16(xf[i]);
+  if (!run(k_softmax_half, target, device, FLAGOS_FLOAT16, x, dims, 3, fused, 24)) return;
+  setenv("FLAGOS_FUSE", "0", 1);
+  bool ok = run(k_softmax_half, target, device, FLAGOS_FLOAT16, x, dims, 3, plain, 24);
+  unsetenv("FLAGOS_FUSE");
+  for (int i = 0; ok && i < 24; i++)
+    CHECK(fused[i] == plain[i], "f16 on %s: y[%d] = 0x%04x inlined, 0x%04x unfused", device, i, fused[i], plain[i]);
+  for (int i = 0; i < 24; i++)
+    CHECK(abs((int)fused[i] - (int)want_half[i]) <= 1, "f16 on %s: y[%d] = 0x%04x, NumPy 0x%04x", device, i, fused[i],
+          want_half[i]);
+}
+
+static void check_refused(void) {
+  static const struct {
+    const char *name, *text, *op;
+  } cases[] = {
+      {"a producer read twice", k_two_readers, "Softmax"},
+      {"a library call", k_matmul, "MatMul"},
+      {"a reduction in the producer", k_reduce_producer, "Softmax"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fir_model_t *m = parse(cases[i].text);
+    if (!m) continue;
+    CHECK_OK(pass_run_default(m, NULL));
+    CHECK(count_op(m, OPS_INLINE_OP) == 0 && count_op(m, cases[i].op) == 1, "%s: left alone", cases[i].name);
+    fir_model_destroy(m);
+  }
+  setenv("FLAGOS_FUSE", "0", 1);
+  fir_model_t *m = parse(k_layernorm);
+  if (m) {
+    CHECK_OK(pass_run_default(m, NULL));
+    CHECK(count_op(m, OPS_INLINE_OP) == 0 && m->graph->n_nodes == 2, "FLAGOS_FUSE=0 leaves Add and LayerNormalization");
+    fir_model_destroy(m);
+  }
+  unsetenv("FLAGOS_FUSE");
+}
+
+static void check_device(const char *target, const char *device) {
+  static const int64_t d28[2] = {2, 8}, d234[3] = {2, 3, 4};
+  check_pair("Add -> LayerNormalization", k_layernorm, 1, d28, 2, want_layernorm, 16, target, device);
+  check_pair("Transpose -> Mul", k_transpose, 1, d234, 3, want_transpose, 24, target, device);
+  check_pair("Add -> Softmax", k_softmax, 1, d234, 3, want_softmax, 24, target, device);
+  check_pair("Add -> Softmax(axis 0)", k_softmax0, 3, d234, 3, want_softmax0, 24, target, device);
+  check_half(target, device);
+}
+
+static bool have(const char *target) {
+  fir_model_t *m = parse(k_transpose);
+  if (!m) return false;
+  void *img = NULL;
+  size_t len = 0;
+  flagos_compile_options_t o = {.targets = target};
+  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
+  fir_model_destroy(m);
+  bundle_file_t *f = NULL;
+  flagos_bundle_t *b = NULL;
+  if (!st) st = bundle_file_from_memory(img, len, true, &f);
+  if (!st) st = rt_bundle_from_file(f, &b);
+  flagos_session_t *s = NULL;
+  flagos_session_options_t so = {.device = target};
+  if (!st) st = flagos_session_create(b, &so, &s);
+  if (st) printf("test_fuse_inline: %s skipped (%s)\n", target, flagos_status_message(st));
+  bool ok = !st;
+  flagos_status_free(st);
+  if (s) flagos_session_destroy(s);
+  if (b) flagos_bundle_close(b);
+  return ok;
+}
+
+int main(void) {
+  check_refused();
+  check_device("cpu", "cpu");
+  if (have("opencl")) check_device("opencl", "opencl");
+  if (have("cuda")) check_device("cuda", "cuda");
+  printf("%d checks, %d failures\n", checks, failures);
+  return failures ? 1 : 0;
+}
