@@ -165,18 +165,27 @@ flagos_status_t ops_sh_infer_split(ops_ctx_t *c) {
   return NULL;
 }
 
+/* One kernel over the input: each element goes to the output whose range
+ * along the axis holds it (a conditional store per output), one launch for
+ * all the parts (GPT-2 splits its fused query-key-value product in three). */
 flagos_status_t ops_sh_lower_split(ops_ctx_t *c) {
   fl_arena_t *a = c->arena;
-  int axis;
-  FL_TRY(ops_axis(c, fir_attr_int(c->node, "axis", 0), c->in[0].rank, &axis));
+  int axis, r = c->in[0].rank;
+  FL_TRY(ops_axis(c, fir_attr_int(c->node, "axis", 0), r, &axis));
+  kir_expr_t *ext[OPS_MAX_RANK], *v[OPS_MAX_RANK], *idx[OPS_MAX_RANK];
+  for (int d = 0; d < r; d++) ext[d] = ops_in_dim(c, 0, d);
+  kir_kernel_t *kk = ops_kernel(c, "split");
+  int x = ops_buf_in(c, kk, 0);
+  kir_set_space(kk, r, ext, v);
+  kir_expr_t *val = kir_load(kk, x, v);
   for (int k = 0; k < c->n_out; k++) {
     if (!c->out[k].present || c->out[k].numel == 0) continue;
-    kir_expr_t *v[OPS_MAX_RANK], *idx[OPS_MAX_RANK];
-    kir_kernel_t *kk = ops_out_kernel(c, k, "part", v);
-    int x = ops_buf_in(c, kk, 0);
-    memcpy(idx, v, sizeof(*v) * (size_t)c->in[0].rank);
-    idx[axis] = kir_add(a, v[axis], ops_param(c, k));
-    kir_store(kk, 0, v, kir_load(kk, x, idx), NULL);
+    int ob = ops_buf_out(c, kk, k);
+    kir_expr_t *off = ops_param(c, k), *end = kir_add(a, off, ops_out_dim(c, k, axis));
+    memcpy(idx, v, sizeof(*v) * (size_t)r);
+    idx[axis] = kir_sub(a, v[axis], off);
+    kir_expr_t *in = kir_bin(a, KIR_AND, kir_bin(a, KIR_GE, v[axis], off), kir_bin(a, KIR_LT, v[axis], end));
+    kir_store(kk, ob, idx, val, in);
   }
   return NULL;
 }
