@@ -2,7 +2,8 @@
  * Anything else answers FLAGOS_ERR_UNSUPPORTED and the host runs the kernel's
  * generic body. The contract is in docs/kernel-ir.md:
  *   bufs [A, B, Y]; ints [batch, M, N, K, transA, transB, strideA, strideB, strideY]
- *   (batch strides in elements, 0 = the same matrix for every batch);
+ *   and optionally ldb (batch strides in elements, 0 = the same matrix for
+ *   every batch; ldb: elements between B's rows, 0 = packed);
  *   floats [alpha, beta]; row-major;
  *   Y_b = alpha * op(A_b) * op(B_b) + beta * Y_b for each batch b.
  * beta == 0 ignores Y's old contents (NaN included). A call with a bias (a 4th
@@ -17,12 +18,13 @@
 
 static flagos_status_t gemm(cpu_state_t *s, const flagos_libcall_t *c) {
   /* BLAS has no bias epilogue: the host runs the bias kernel, then the plain call. */
-  if (c->n_bufs == 4 && c->n_ints == 9 && c->n_floats == 2)
+  bool ints_ok = c->n_ints == 9 || c->n_ints == 10;
+  if (c->n_bufs == 4 && ints_ok && c->n_floats == 2)
     return CPU_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cpu backend: gemm with a bias is not provided");
-  if (c->n_bufs != 3 || c->n_ints != 9 || c->n_floats != 2)
+  if (c->n_bufs != 3 || !ints_ok || c->n_floats != 2)
     return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
-                   "cpu backend: gemm takes 3 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs, c->n_ints,
-                   c->n_floats);
+                   "cpu backend: gemm takes 3 buffers, 9 or 10 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
+                   c->n_ints, c->n_floats);
   int32_t dt = c->buf_dtypes[0];
   if ((dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT64) || c->buf_dtypes[1] != dt || c->buf_dtypes[2] != dt)
     return CPU_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cpu backend: gemm on dtypes %d/%d/%d is not provided", (int)dt,
@@ -30,7 +32,12 @@ static flagos_status_t gemm(cpu_state_t *s, const flagos_libcall_t *c) {
   const int64_t *v = c->ints;
   int64_t batch = v[0], M = v[1], N = v[2], K = v[3], sa = v[6], sb = v[7], sy = v[8];
   int ta = v[4] != 0, tb = v[5] != 0;
+  int64_t ldb_in = c->n_ints == 10 ? v[9] : 0;
   double alpha = c->floats[0], beta = c->floats[1];
+  if (ldb_in && ldb_in < (tb ? K : N))
+    return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cpu backend: gemm with B's rows %lld apart, shorter than a row",
+                   (long long)ldb_in);
+  if (ldb_in > INT_MAX) return CPU_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cpu backend: gemm ldb beyond BLAS's 32-bit range");
   if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0 || sy < 0)
     return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "cpu backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
@@ -42,7 +49,7 @@ static flagos_status_t gemm(cpu_state_t *s, const flagos_libcall_t *c) {
     return CPU_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cpu backend: gemm with a NULL buffer");
   int m = (int)M, n = (int)N, k = (int)K;
   /* BLAS wants leading dimensions of at least 1 even when a matrix is empty. */
-  int lda = ta ? m : (k > 0 ? k : 1), ldb = tb ? (k > 0 ? k : 1) : n;
+  int lda = ta ? m : (k > 0 ? k : 1), ldb = ldb_in ? (int)ldb_in : tb ? (k > 0 ? k : 1) : n;
   enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
   size_t es = dt == FLAGOS_FLOAT32 ? 4 : 8;
   for (int64_t b = 0; b < batch; b++) {

@@ -49,6 +49,7 @@ typedef struct blas_key {
   int32_t dtype, tf32, ws, ta, tb, beta0;
   uint32_t align_a, align_b, align_y, align_bias; /* align_bias 0: no bias */
   int64_t batch, m, n, k, sa, sb, sy;
+  int64_t ldb; /* B's row stride where the call gives one, else 0 (packed) */
 } blas_key_t;
 
 typedef struct blas_plan {
@@ -204,8 +205,8 @@ static int lt_type(int32_t dt) {
 }
 
 static lt_status_t layout(struct cuda_blas *b, lt_layout_t *l, int type, int64_t rows, int64_t cols, int64_t batch,
-                          int64_t stride) {
-  lt_status_t r = b->lib.LayoutCreate(l, type, (uint64_t)rows, (uint64_t)cols, rows);
+                          int64_t stride, int64_t ld) {
+  lt_status_t r = b->lib.LayoutCreate(l, type, (uint64_t)rows, (uint64_t)cols, ld ? ld : rows);
   if (r == LT_OK && batch > 1) {
     int32_t n = (int32_t)batch;
     r = b->lib.LayoutSet(*l, LT_LAYOUT_BATCH_COUNT, &n, sizeof n);
@@ -237,9 +238,9 @@ static flagos_status_t plan_make(cuda_state_t *s, struct cuda_blas *b, blas_dev_
     /* The heuristic reads the pointer's alignment; the call sets its own pointer. */
     if (r == LT_OK) r = b->lib.DescSet(p->op, LT_DESC_BIAS_POINTER, &bias, sizeof bias);
   }
-  if (r == LT_OK) r = layout(b, &p->la, type, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->batch, k->sb);
-  if (r == LT_OK) r = layout(b, &p->lb, type, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->batch, k->sa);
-  if (r == LT_OK) r = layout(b, &p->ly, type, k->n, k->m, k->batch, k->sy);
+  if (r == LT_OK) r = layout(b, &p->la, type, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->batch, k->sb, k->ldb);
+  if (r == LT_OK) r = layout(b, &p->lb, type, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->batch, k->sa, 0);
+  if (r == LT_OK) r = layout(b, &p->ly, type, k->n, k->m, k->batch, k->sy, 0);
   lt_pref_t pref = NULL;
   if (r == LT_OK) r = b->lib.PrefCreate(&pref);
   uint64_t ws = k->ws ? BLAS_WORKSPACE : 0;
@@ -393,11 +394,11 @@ static flagos_status_t declined(cuda_state_t *s, flagos_status_t st) {
 }
 
 static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c) {
-  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints != 9 || c->n_floats != 2 || !c->bufs || !c->ints ||
-      !c->floats || !c->buf_dtypes)
+  if ((c->n_bufs != 3 && c->n_bufs != 4) || (c->n_ints != 9 && c->n_ints != 10) || c->n_floats != 2 || !c->bufs ||
+      !c->ints || !c->floats || !c->buf_dtypes)
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
-                    "cuda backend: gemm takes 3 buffers (4 with a bias), 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
-                    c->n_ints, c->n_floats);
+                    "cuda backend: gemm takes 3 buffers (4 with a bias), 9 or 10 ints and 2 floats (got %d, %d, %d)",
+                    c->n_bufs, c->n_ints, c->n_floats);
   int32_t dt = c->buf_dtypes[0];
   bool known = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || dt == FLAGOS_FLOAT16 || dt == FLAGOS_BFLOAT16;
   const void *bias = c->n_bufs == 4 ? c->bufs[3] : NULL;
@@ -407,6 +408,10 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   const int64_t *iv = c->ints;
   int64_t batch = iv[0], M = iv[1], N = iv[2], K = iv[3], sa = iv[6], sb = iv[7], sy = iv[8];
   int ta = iv[4] != 0, tb = iv[5] != 0;
+  int64_t ldb = c->n_ints == 10 ? iv[9] : 0;
+  if (ldb < 0 || (ldb && ldb < (tb ? K : N)))
+    return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cuda backend: gemm with B's rows %lld apart, shorter than a row",
+                    (long long)ldb);
   if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0 || sy < 0)
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                     "cuda backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
@@ -443,6 +448,11 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   k.beta0 = beta == 0;
   k.align_a = align_of(c->bufs[0], sa, batch, es);
   k.align_b = align_of(c->bufs[1], sb, batch, es);
+  if (ldb) { /* the rows' alignment too */
+    uint32_t rows = align_of(c->bufs[1], ldb, 2, es);
+    if (rows < k.align_b) k.align_b = rows;
+  }
+  k.ldb = ldb;
   k.align_y = align_of(c->bufs[2], sy, batch, es);
   k.align_bias = bias ? align_of(bias, 0, 1, es) : 0;
   k.batch = batch;

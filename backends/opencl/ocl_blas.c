@@ -249,11 +249,13 @@ static const char *dt_name(int32_t dt) {
   return dt == FLAGOS_FLOAT32 ? "f32" : dt == FLAGOS_FLOAT64 ? "f64" : "f16";
 }
 
-/* True when (batch-1)*stride + rows*cols elements of es bytes fit in a buffer of `size` bytes. */
-static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64_t cols, size_t es) {
+/* True when (batch-1)*stride + (rows-1)*ld + cols elements of es bytes (ld 0:
+ * rows of cols packed) fit in a buffer of `size` bytes. */
+static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64_t cols, int64_t ld, size_t es) {
   int64_t last, mat, n, bytes;
-  if (__builtin_mul_overflow(batch - 1, stride, &last) || __builtin_mul_overflow(rows, cols, &mat) ||
-      __builtin_add_overflow(last, mat, &n) || __builtin_mul_overflow(n, (int64_t)es, &bytes))
+  if (__builtin_mul_overflow(batch - 1, stride, &last) || __builtin_mul_overflow(rows - 1, ld ? ld : cols, &mat) ||
+      __builtin_add_overflow(mat, cols, &mat) || __builtin_add_overflow(last, mat, &n) ||
+      __builtin_mul_overflow(n, (int64_t)es, &bytes))
     return false;
   return (uint64_t)bytes <= (uint64_t)size;
 }
@@ -261,14 +263,18 @@ static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64
 /* *took gets the product's arguments where our kernels took it (took->M < 0 otherwise). */
 static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_gemm_args_t *took) {
   took->M = -1;
-  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints != 9 || c->n_floats != 2)
+  if ((c->n_bufs != 3 && c->n_bufs != 4) || (c->n_ints != 9 && c->n_ints != 10) || c->n_floats != 2)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
-                   "opencl backend: gemm takes 3 or 4 buffers, 9 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
+                   "opencl backend: gemm takes 3 or 4 buffers, 9 or 10 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
                    c->n_ints, c->n_floats);
   const int64_t *v = c->ints;
   int64_t batch = v[0], M = v[1], N = v[2], K = v[3], sa = v[6], sb = v[7], sy = v[8];
   bool ta = v[4] != 0, tb = v[5] != 0;
+  int64_t ldb_in = c->n_ints == 10 ? v[9] : 0; /* B's rows apart; 0: packed */
   double alpha = c->floats[0], beta = c->floats[1];
+  if (ldb_in < 0 || (ldb_in && ldb_in < (tb ? K : N)))
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm with B's rows %lld apart, shorter than a row",
+                   (long long)ldb_in);
   if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0 || sy < 0)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "opencl backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
@@ -307,8 +313,8 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   if (batch > 1 && sy == 0)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: batched gemm into one Y is left to the kernel");
   size_t es = dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT32 ? 4 : 2;
-  if (!fits(A->size, batch, sa, M, K, es) || !fits(B->size, batch, sb, K, N, es) || !fits(Y->size, batch, sy, M, N, es) ||
-      (bias && !fits(bias->size, 1, 0, 1, N, es)))
+  if (!fits(A->size, batch, sa, M, K, 0, es) || !fits(B->size, batch, sb, tb ? N : K, tb ? K : N, ldb_in, es) ||
+      !fits(Y->size, batch, sy, M, N, 0, es) || (bias && !fits(bias->size, 1, 0, 1, N, 0, es)))
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "opencl backend: gemm (batch %lld, M %lld, N %lld, K %lld) overruns its buffers", (long long)batch,
                    (long long)M, (long long)N, (long long)K);
@@ -323,7 +329,7 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   if (ours) {
     ocl_gemm_args_t ga = {.dtype = dt, .A = A->mem, .B = B->mem, .Y = Y->mem, .bias = bias ? bias->mem : NULL,
                           .batch = batch, .M = M, .N = N, .K = K, .sa = sa, .sb = sb, .sy = sy,
-                          .ta = ta, .tb = tb, .alpha = alpha, .beta = beta};
+                          .ta = ta, .tb = tb, .alpha = alpha, .beta = beta, .ldb = ldb_in};
     bool taken = false;
     flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, ocl_blas_trace, &taken, NULL);
     if (!err && taken) *took = ga;
@@ -354,7 +360,7 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   cl_command_queue q = ocl_queue(s, st, dev);
   blas_enum_t opa = ta ? BLAS_TRANS : BLAS_NO_TRANS, opb = tb ? BLAS_TRANS : BLAS_NO_TRANS;
   size_t m = (size_t)M, n = (size_t)N, k = (size_t)K;
-  size_t lda = ta ? m : k, ldb = tb ? k : n, ldy = n, nb = (size_t)batch;
+  size_t lda = ta ? m : k, ldb = ldb_in ? (size_t)ldb_in : tb ? k : n, ldy = n, nb = (size_t)batch;
   size_t xa = (size_t)sa, xb = (size_t)sb, xy = (size_t)sy;
   blas_status_t r;
   /* Few output tiles and a long K: S products over K slices, then their sum
@@ -368,7 +374,7 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     if (err) return err;
     /* slice j: columns j*ks.. of A (rows of A stored transposed), rows j*ks.. of B (columns of B transposed) */
     r = g_blas.sgemm_sb(BLAS_ROW_MAJOR, opa, opb, m, n, ks, (float)alpha, A->mem, 0, lda, ta ? ks * m : ks, B->mem,
-                        0, ldb, tb ? ks : ks * n, 0.0f, ws, 0, ldy, m * n, (size_t)parts, &q, NULL);
+                        0, ldb, tb ? ks : ks * ldb, 0.0f, ws, 0, ldy, m * n, (size_t)parts, &q, NULL);
     cl_int e = r == BLAS_SUCCESS ? ocl_blas_split_sum(s, d, q, Y->mem, m * n, parts, (float)beta) : CL_SUCCESS;
     ocl_blas_split_end();
     if (r == BLAS_SUCCESS && e != CL_SUCCESS) return ocl_fail(s, e, "split-K sum");

@@ -478,7 +478,8 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* 32-bit indices within a matrix, with room for the sums past an extent
    * (a row one tile beyond M, a K slice's end beyond K): products up to 2^30 */
   const int64_t lim = (int64_t)1 << 30;
-  /* B's rows: N apart (K transposed), or ldb where the caller padded them (ocl_conv.c) */
+  /* B's rows: N apart (K transposed), or ldb where the caller padded them
+   * (ocl_conv.c) or reads B through a transpose (the call's tenth int) */
   int64_t ldb = a->ldb ? a->ldb : a->tb ? a->K : a->N;
   if (a->K <= 0 || a->N <= 0 || ldb <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N ||
       (a->tb ? a->N : a->K) > lim / ldb)

@@ -221,7 +221,8 @@ struct ocl_gemm_args {
   int64_t batch, M, N, K, sa, sb, sy;
   bool ta, tb;
   bool bias_rows; /* the bias has a value per row of Y (M values), not per column */
-  int64_t ldb;    /* elements between B's rows; 0: K transposed, else N (ocl_conv.c pads rows to 16 bytes) */
+  int64_t ldb;    /* elements between B's rows; 0: K transposed, else N (ocl_conv.c pads rows to 16 bytes; a
+                     gemm call's optional tenth int reads B through a transpose) */
   double alpha, beta;
 };
 /* Whether our kernels take gemm of dtype dt on d rather than CLBlast. */

@@ -15,7 +15,10 @@
  * to one kernel with one store of its output at the loop variables (no
  * condition, no library call, no reduction, no temporary), shapes static so no
  * kernel reads a runtime symbol, and a consumer that reads the producer's
- * output under its own shape and never through a library call. */
+ * output under its own shape. A library call may read it only as a gemm's B
+ * fed by a transpose: the call then reads the transpose's input with B's rows
+ * and batches as far apart as the transpose puts them (the gemm's optional
+ * ldb, docs/kernel-ir.md), as attention's value and key products do. */
 #include <string.h>
 
 #include "ops/fused.h"
@@ -257,23 +260,101 @@ static flagos_status_t producer_kernel(ops_ctx_t *c, const ops_ctx_t *p, int *po
   return NULL;
 }
 
+/* The producer as a transpose: its value a load of one of its buffers at a
+ * permutation of its loop variables. perm[i] receives the dim of that buffer
+ * that loop variable i indexes; returns the buffer, or -1. */
+static int producer_permutes(const kir_kernel_t *pk, int pout, int *perm) {
+  const kir_expr_t *e = pk->stores[0].value;
+  if (e->kind != KIR_LOAD || e->n != pk->rank || e->dtype != pk->bufs[pout].dtype) return -1;
+  for (int i = 0; i < pk->rank; i++) perm[i] = -1;
+  for (int d = 0; d < e->n; d++) {
+    int i = 0;
+    while (i < pk->rank && !(e->a[d]->kind == KIR_VAR && e->a[d]->var == pk->vars[i])) i++;
+    if (i == pk->rank || perm[i] >= 0) return -1;
+    perm[i] = d;
+  }
+  return e->buf;
+}
+
+static int64_t const_of(const kir_expr_t *e) {
+  int64_t v;
+  return kir_eval_int(e, NULL, 0, &v) ? v : -1;
+}
+
+/* A gemm call's B read through a transpose: the call reads the transpose's
+ * input instead, B's rows ldb apart (transB where the transpose puts K
+ * innermost), the batches strideB apart. False where the strides cannot say it. */
+static bool gemm_through_transpose(const kir_kernel_t *pk, int pout, const kir_libcall_t *lc, int *xbuf,
+                                   int64_t *tb_out, int64_t *ldb, int64_t *sb) {
+  int perm[OPS_MAX_RANK];
+  int x = producer_permutes(pk, pout, perm);
+  int r = pk->rank;
+  if (x < 0 || r < 2 || strcmp(lc->name, "gemm") != 0 || lc->n_ints != 9 || const_of(lc->ints[5]) != 0) return false;
+  const kir_buf_t *xb = &pk->bufs[x];
+  int64_t xs[OPS_MAX_RANK], st[OPS_MAX_RANK], len[OPS_MAX_RANK], acc = 1;
+  for (int d = xb->rank - 1; d >= 0; d--) {
+    xs[d] = acc;
+    int64_t n = const_of(xb->dims[d]);
+    if (n < 0) return false;
+    acc *= n;
+  }
+  for (int i = 0; i < r; i++) {
+    st[i] = xs[perm[i]];
+    len[i] = const_of(pk->extents[i]);
+  }
+  int64_t K = const_of(lc->ints[3]), N = const_of(lc->ints[2]), old_sb = const_of(lc->ints[7]);
+  if (len[r - 2] != K || len[r - 1] != N || old_sb < 0) return false;
+  if (st[r - 1] == 1 || N == 1) {
+    *tb_out = 0;
+    *ldb = st[r - 2];
+  } else if (st[r - 2] == 1 || K == 1) {
+    *tb_out = 1;
+    *ldb = st[r - 1];
+  } else {
+    return false;
+  }
+  if (*ldb < (*tb_out ? K : N)) return false;
+  /* the batch dims (size 1 ones aside) must step through X by one stride */
+  *sb = 0;
+  int64_t next = 0;
+  for (int i = r - 3; i >= 0 && old_sb; i--) {
+    if (len[i] == 1) continue;
+    if (!*sb) *sb = st[i];
+    else if (st[i] != next) return false;
+    next = st[i] * len[i];
+  }
+  *xbuf = x;
+  return true;
+}
+
 /* Consumer kernel k's buffers: -1 for the producer's output, checked to be
- * read only, under the producer's shape and not by the library call. */
-static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, const pair_t *pr, const kir_buf_t *pob,
-                                        bool *inl) {
+ * read only and under the producer's shape; a library call may read it only
+ * as a gemm's B that a transpose feeds (gemm_through_transpose). */
+static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, const pair_t *pr, const kir_kernel_t *pk,
+                                        int pout, bool *inl) {
   const kir_kernel_t *k = st->kernel;
+  const kir_buf_t *pob = &pk->bufs[pout];
   scan_t sc = {.buf = -1};
   scan_kernel(k, &sc);
   if (sc.syms) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the consumer's kernel %s reads runtime symbols", k->name);
   for (int b = 0; b < k->n_bufs; b++) {
     inl[b] = st->binds[b].kind == OPS_BIND_INPUT && pr->qin[st->binds[b].index] < 0;
     if (!inl[b]) continue;
-    bool by_call = false;
-    for (int i = 0; k->libcall && i < k->libcall->n_bufs; i++) by_call = by_call || k->libcall->bufs[i] == b;
+    bool by_call = false, as_b = false;
+    for (int i = 0; k->libcall && i < k->libcall->n_bufs; i++) {
+      by_call = by_call || k->libcall->bufs[i] == b;
+      as_b = as_b || (i == 1 && k->libcall->bufs[i] == b);
+    }
+    int x;
+    int64_t tb, ldb, sb;
+    if (by_call && as_b && k->libcall->bufs[0] != b && k->libcall->bufs[2] != b &&
+        (k->libcall->n_bufs < 4 || k->libcall->bufs[3] != b) &&
+        gemm_through_transpose(pk, pout, k->libcall, &x, &tb, &ldb, &sb))
+      by_call = false;
     if (k->bufs[b].written || by_call || !same_dims(&k->bufs[b], pob->rank, pob->dims))
       return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
-                     "the consumer's kernel %s writes the producer's output, passes it to a library call or reads it "
-                     "under another shape",
+                     "the consumer's kernel %s writes the producer's output, passes it to a library call that cannot "
+                     "read it through the producer, or reads it under another shape",
                      k->name);
   }
   return NULL;
@@ -296,7 +377,7 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
     const ops_step_t *st = &pr.q->steps[s];
     const kir_kernel_t *ck = st->kernel;
     bool *inl = fl_arena_alloc(c->arena, sizeof(bool) * (size_t)(ck->n_bufs + 1));
-    FL_TRY(consumer_buffers(c, st, &pr, &pk->bufs[pout], inl));
+    FL_TRY(consumer_buffers(c, st, &pr, pk, pout, inl));
     kir_kernel_t *nk = ops_kernel(c, NULL);
     nk->name = ck->name;
     nk->rank = ck->rank;
@@ -326,8 +407,22 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
     if (ck->libcall) {
       const kir_libcall_t *lc = ck->libcall;
       int *bufs = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(lc->n_bufs + 1));
+      kir_expr_t **ints = fl_arena_alloc(c->arena, sizeof(*ints) * (size_t)(lc->n_ints + 2));
+      memcpy(ints, lc->ints, sizeof(*ints) * (size_t)lc->n_ints);
+      int n_ints = lc->n_ints;
       for (int i = 0; i < lc->n_bufs; i++) bufs[i] = w.cmap[lc->bufs[i]];
-      kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, lc->n_ints, lc->ints, lc->n_floats, lc->floats);
+      int x;
+      int64_t tb, ldb, sb;
+      if (lc->n_bufs > 1 && inl[lc->bufs[1]] && gemm_through_transpose(pk, pout, lc, &x, &tb, &ldb, &sb)) {
+        const kir_buf_t *xb = &pk->bufs[x];
+        bufs[1] = w.pmap[x] >= 0 ? w.pmap[x]
+                                 : (w.pmap[x] = bind_buf(&w, OPS_BIND_INPUT, pr.pin[w.pbind[x].index], xb->dtype,
+                                                         xb->rank, xb->dims, false));
+        ints[5] = kir_i64(c->arena, tb);
+        ints[7] = kir_i64(c->arena, sb);
+        ints[n_ints++] = kir_i64(c->arena, ldb);
+      }
+      kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, n_ints, ints, lc->n_floats, lc->floats);
       nk->libcall->ends_node = lc->ends_node;
     }
   }

@@ -10,9 +10,11 @@
  * tensors of the types elementwise fusion takes, the consumer reads each
  * element of that output a bounded number of times (pointwise operators,
  * FusedElementwise, Softmax, LogSoftmax, LayerNormalization,
- * RMSNormalization), and a trial lowering of the pair succeeds
- * (ops_inline_can: the producer is one plain store, the consumer never hands
- * the tensor to a library call). Each node joins at most one pair. */
+ * RMSNormalization) or is a product (MatMul, MatMulBias) that a Transpose
+ * feeds, and a trial lowering of the pair succeeds (ops_inline_can: the
+ * producer is one plain store, the consumer hands the tensor to a library call
+ * only as a gemm's B that strides can read through the transpose). Each node
+ * joins at most one pair. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +22,19 @@
 #include "ops/fused.h"
 #include "passes/passes.h"
 
-/* Consumers that read each element of their input a few times at most, so
- * that recomputing the producer's element at each read costs little. */
-static bool consumer_op(fl_arena_t *a, const fir_node_t *n) {
+/* 1 for consumers that read each element of their input a few times at
+ * most, so that recomputing the producer's element at each read costs
+ * little; 2 for products, which take only a Transpose (its element is a load,
+ * and the gemm call reads its input through strides); else 0. */
+static int consumer_op(fl_arena_t *a, const fir_node_t *n) {
   static const char *const ops[] = {"Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization"};
-  if (strcmp(n->domain, OPS_FUSED_DOMAIN) == 0) return strcmp(n->op_type, OPS_FUSED_OP) == 0;
-  if (n->domain[0]) return false;
+  if (strcmp(n->domain, OPS_FUSED_DOMAIN) == 0)
+    return strcmp(n->op_type, OPS_FUSED_OP) == 0 ? 1 : strcmp(n->op_type, "MatMulBias") == 0 ? 2 : 0;
+  if (n->domain[0]) return 0;
   for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-    if (strcmp(n->op_type, ops[i]) == 0) return true;
-  return ops_fused_can_fuse(a, n);
+    if (strcmp(n->op_type, ops[i]) == 0) return 1;
+  if (strcmp(n->op_type, "MatMul") == 0) return 2;
+  return ops_fused_can_fuse(a, n) ? 1 : 0;
 }
 
 static bool node_values_ok(const fir_node_t *n) {
@@ -132,11 +138,12 @@ flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
   int fused = 0;
   for (int i = 0; i < n; i++) {
     const fir_node_t *c = g->nodes[i];
-    if (dead[i] || !node_values_ok(c) || !consumer_op(a, c)) continue;
-    for (int k = 0; k < c->n_inputs; k++) {
+    int kind = dead[i] || !node_values_ok(c) ? 0 : consumer_op(a, c);
+    for (int k = 0; k < c->n_inputs && kind; k++) {
       const fir_value_t *v = c->inputs[k];
       const fir_node_t *p = v && v->graph == g ? v->producer : NULL;
-      if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || r.count[v->id] != 1 || !node_values_ok(p))
+      if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || r.count[v->id] != 1 ||
+          !node_values_ok(p) || (kind == 2 && (p->domain[0] || strcmp(p->op_type, "Transpose") != 0)))
         continue;
       int n_ins = pair_inputs(p, c, ins);
       if (!ops_inline_can(a, p, c, (const fir_value_t *const *)ins, n_ins)) continue;

@@ -7,9 +7,14 @@
  * (c) f16: the producer's element is rounded to f16 as its store rounded it, so
  *     the pair gives the unfused nodes' output bit for bit, and NumPy's within
  *     one unit in the last place (unrounded, one element differs);
- * (d) refused: a producer read twice, a consumer handing the tensor to a library
- *     call (MatMul), a producer with a reduction (Softmax), FLAGOS_FUSE=0;
- * (e) all of it on the cpu, and on opencl (PoCL in CI) and cuda where present. */
+ * (d) a Transpose feeding a MatMul's B (attention's value, [b,s,h,d] ->
+ *     [b,h,s,d], and key, -> [b,h,d,s]): the gemm call reads the Transpose's
+ *     input, B's rows 6 apart and its batches 3 apart (transB for the key), and
+ *     the product is NumPy's (OpenBLAS and cuBLASLt take the call; PoCL runs
+ *     the rebuilt generic kernel);
+ * (e) refused: a producer read twice, a Transpose feeding a MatMul's A (the
+ *     call has no lda), a producer with a reduction (Softmax), FLAGOS_FUSE=0;
+ * (f) all of it on the cpu, and on opencl (PoCL in CI) and cuda where present. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +83,24 @@ static const char k_matmul[] = HEAD
     "  %y: f32[3,2,2] = MatMul(%t, %w)\n"
     "}\n";
 
+#define A_VALUES                                                                                                       \
+  "-2, 0.5, -1.5, 1, -1, 1.5, -0.5, 2, 0, -2, 0.5, -1.5, 1, -1, 1.5, -0.5, 2, 0, -2, 0.5, -1.5, 1, -1, 1.5, -0.5, 2, " \
+  "0, -2, 0.5, -1.5"
+
+static const char k_value[] = HEAD
+    "graph \"g\" (%x: f32[1,4,2,3]) -> (%y: f32[1,2,5,3]) {\n"
+    "  %a: f32[1,2,5,4] = const [" A_VALUES ", 1, -1, 1.5, -0.5, 2, 0, -2, 0.5, -1.5, 1]\n"
+    "  %t: f32[1,2,4,3] = Transpose(%x) {perm = [0, 2, 1, 3]}\n"
+    "  %y: f32[1,2,5,3] = MatMul(%a, %t)\n"
+    "}\n";
+
+static const char k_key[] = HEAD
+    "graph \"g\" (%x: f32[1,4,2,3]) -> (%y: f32[1,2,5,4]) {\n"
+    "  %a: f32[1,2,5,3] = const [" A_VALUES "]\n"
+    "  %t: f32[1,2,3,4] = Transpose(%x) {perm = [0, 2, 3, 1]}\n"
+    "  %y: f32[1,2,5,4] = MatMul(%a, %t)\n"
+    "}\n";
+
 static const char k_reduce_producer[] = HEAD
     "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
     "  %k: f32[] = const [2]\n"
@@ -104,6 +127,15 @@ static const float want_softmax0[24] = {
 static const uint16_t want_half[24] = {0x30e4, 0x2783, 0x38b8, 0x334c, 0x3272, 0x190f, 0x3a37, 0x24eb,
                                        0x3238, 0x28c6, 0x3a00, 0x24bf, 0x3272, 0x190f, 0x3a37, 0x24eb,
                                        0x3238, 0x28c6, 0x3a00, 0x24bf, 0x39e8, 0x20a3, 0x31d4, 0x2c82};
+
+/* NumPy: a @ x.transpose(0, 2, 1, 3) and a @ x.transpose(0, 2, 3, 1), x[i] as below */
+static const float want_value[30] = {2.25f,  -1.25f, -0.625f, 2.5f,  -2.25f, -0.125f, -1.75f,  1.25f, 1.5f,  -1.5f,
+                                     0.25f,  2.0f,   -3.5f,   1.5f,  -3.125f, -1.75f, -1.75f,  -0.375f, 1.375f, 1.875f,
+                                     -3.125f, 0.0f,  1.0f,    2.0f,  2.0f,   -1.0f,   1.5f,    -2.75f, -0.75f, -0.125f};
+static const float want_key[40] = {3.5f,   -0.5f,  -3.125f, -1.625f, -2.5f,   -0.5f,  2.875f, 2.125f, 1.625f,  -0.5f,
+                                   -1.25f, -2.0f,  3.5f,    -0.5f,   -3.125f, -1.625f, -2.5f, -0.5f,  2.875f,  2.125f,
+                                   -0.125f, -0.875f, -1.625f, -2.375f, -1.25f, 0.25f, -2.375f, -0.875f, -0.125f, -0.875f,
+                                   2.5f,   1.75f,  -0.125f, -0.875f, -1.625f, -2.375f, -1.25f, 0.25f, -2.375f, -0.875f};
 
 static fir_model_t *parse(const char *text) {
   fir_model_t *m = NULL;
@@ -138,6 +170,57 @@ static int kernels_of(const fir_model_t *m) {
     fl_arena_destroy(a);
   }
   return total;
+}
+
+/* The gemm call of the model's one node, as the compiler lowers it: its
+ * ints (n_ints, at most 10) and whether its B is the node's input 0. */
+static int gemm_ints(const fir_model_t *m, int64_t *ints, bool *b_is_x) {
+  const fir_node_t *n = m->graph->nodes[0];
+  fl_arena_t *a = fl_arena_create();
+  const ops_def_t *d = ops_find(n->op_type, n->domain);
+  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
+  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
+  for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
+  ops_ctx_t c;
+  ops_ctx_init(&c, a, n, in, out, false);
+  c.kernel_prefix = "t";
+  int got = -1;
+  flagos_status_t st = d ? ops_ctx_infer(&c, d) : FL_ERR(FLAGOS_ERR_NOT_FOUND, "no operator");
+  if (!st) st = d->lower(&c);
+  CHECK(!st, "lowering %s: %s", n->op_type, flagos_status_message(st));
+  for (int i = 0; !st && i < c.n_steps; i++) {
+    const kir_libcall_t *lc = c.steps[i].kernel->libcall;
+    if (!lc || strcmp(lc->name, "gemm") != 0 || lc->n_ints > 10) continue;
+    got = lc->n_ints;
+    for (int j = 0; j < lc->n_ints; j++) CHECK(kir_eval_int(lc->ints[j], NULL, 0, &ints[j]), "int %d is a constant", j);
+    const ops_bind_t *bd = &c.steps[i].binds[lc->bufs[1]];
+    *b_is_x = bd->kind == OPS_BIND_INPUT && n->inputs[bd->index] == m->graph->inputs[0];
+  }
+  flagos_status_free(st);
+  fl_arena_destroy(a);
+  return got;
+}
+
+static void check_strided_b(void) {
+  static const struct {
+    const char *name, *text;
+    int64_t tb, sb, ldb;
+  } cases[] = {{"value", k_value, 0, 3, 6}, {"key", k_key, 1, 3, 6}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fir_model_t *m = parse(cases[i].text);
+    if (!m) continue;
+    CHECK_OK(pass_run_default(m, NULL));
+    CHECK(m->graph->n_nodes == 1 && count_op(m, OPS_INLINE_OP) == 1, "%s: Transpose and MatMul are one node (%d)",
+          cases[i].name, m->graph->n_nodes);
+    int64_t v[10] = {0};
+    bool b_is_x = false;
+    int n = m->graph->n_nodes == 1 ? gemm_ints(m, v, &b_is_x) : -1;
+    CHECK(n == 10 && b_is_x, "%s: the gemm call has 10 ints (%d) and reads x as B", cases[i].name, n);
+    CHECK(n != 10 || (v[0] == 2 && v[5] == cases[i].tb && v[7] == cases[i].sb && v[9] == cases[i].ldb),
+          "%s: batch %lld, transB %lld, strideB %lld, ldb %lld", cases[i].name, (long long)v[0], (long long)v[5],
+          (long long)v[7], (long long)v[9]);
+    fir_model_destroy(m);
+  }
 }
 
 /* Compiles text for target and runs it on device with input x (n_x elements
@@ -222,7 +305,7 @@ static void check_refused(void) {
     const char *name, *text, *op;
   } cases[] = {
       {"a producer read twice", k_two_readers, "Softmax"},
-      {"a library call", k_matmul, "MatMul"},
+      {"a Transpose into a MatMul's A", k_matmul, "MatMul"},
       {"a reduction in the producer", k_reduce_producer, "Softmax"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -248,6 +331,9 @@ static void check_device(const char *target, const char *device) {
   check_pair("Transpose -> Mul", k_transpose, 1, d234, 3, want_transpose, 24, target, device);
   check_pair("Add -> Softmax", k_softmax, 1, d234, 3, want_softmax, 24, target, device);
   check_pair("Add -> Softmax(axis 0)", k_softmax0, 3, d234, 3, want_softmax0, 24, target, device);
+  static const int64_t d4123[4] = {1, 4, 2, 3};
+  check_pair("Transpose -> MatMul's B (value)", k_value, 1, d4123, 4, want_value, 30, target, device);
+  check_pair("Transpose -> MatMul's B (key)", k_key, 1, d4123, 4, want_key, 40, target, device);
   check_half(target, device);
 }
 
@@ -276,6 +362,7 @@ static bool have(const char *target) {
 
 int main(void) {
   check_refused();
+  check_strided_b();
   check_device("cpu", "cpu");
   if (have("opencl")) check_device("opencl", "opencl");
   if (have("cuda")) check_device("cuda", "cuda");
