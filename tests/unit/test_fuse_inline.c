@@ -149,24 +149,29 @@ static int count_op(const fir_model_t *m, const char *op) {
   return n;
 }
 
+/* Lowers node n as the compiler does, into c (allocations in a). */
+static bool lower(const fir_node_t *n, fl_arena_t *a, ops_ctx_t *c) {
+  const ops_def_t *d = ops_find(n->op_type, n->domain);
+  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
+  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
+  for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
+  ops_ctx_init(c, a, n, in, out, false);
+  c->kernel_prefix = "t";
+  flagos_status_t st = d ? ops_ctx_infer(c, d) : FL_ERR(FLAGOS_ERR_NOT_FOUND, "no operator");
+  if (!st) st = d->lower(c);
+  CHECK(!st, "lowering %s: %s", n->op_type, flagos_status_message(st));
+  bool ok = !st;
+  flagos_status_free(st);
+  return ok;
+}
+
 /* Kernels of the model's nodes, as the compiler lowers them (-1 on failure). */
 static int kernels_of(const fir_model_t *m) {
   int total = 0;
   for (int i = 0; i < m->graph->n_nodes; i++) {
-    const fir_node_t *n = m->graph->nodes[i];
     fl_arena_t *a = fl_arena_create();
-    const ops_def_t *d = ops_find(n->op_type, n->domain);
-    ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
-    ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
-    for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
     ops_ctx_t c;
-    ops_ctx_init(&c, a, n, in, out, false);
-    c.kernel_prefix = "t";
-    flagos_status_t st = d ? ops_ctx_infer(&c, d) : FL_ERR(FLAGOS_ERR_NOT_FOUND, "no operator");
-    if (!st) st = d->lower(&c);
-    CHECK(!st, "lowering %s: %s", n->op_type, flagos_status_message(st));
-    total = st || total < 0 ? -1 : total + c.n_steps;
-    flagos_status_free(st);
+    total = !lower(m->graph->nodes[i], a, &c) || total < 0 ? -1 : total + c.n_steps;
     fl_arena_destroy(a);
   }
   return total;
@@ -177,26 +182,17 @@ static int kernels_of(const fir_model_t *m) {
 static int gemm_ints(const fir_model_t *m, int64_t *ints, bool *b_is_x) {
   const fir_node_t *n = m->graph->nodes[0];
   fl_arena_t *a = fl_arena_create();
-  const ops_def_t *d = ops_find(n->op_type, n->domain);
-  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
-  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
-  for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
   ops_ctx_t c;
-  ops_ctx_init(&c, a, n, in, out, false);
-  c.kernel_prefix = "t";
   int got = -1;
-  flagos_status_t st = d ? ops_ctx_infer(&c, d) : FL_ERR(FLAGOS_ERR_NOT_FOUND, "no operator");
-  if (!st) st = d->lower(&c);
-  CHECK(!st, "lowering %s: %s", n->op_type, flagos_status_message(st));
-  for (int i = 0; !st && i < c.n_steps; i++) {
+  for (int i = 0; lower(n, a, &c) && i < c.n_steps; i++) {
     const kir_libcall_t *lc = c.steps[i].kernel->libcall;
     if (!lc || strcmp(lc->name, "gemm") != 0 || lc->n_ints > 10) continue;
     got = lc->n_ints;
     for (int j = 0; j < lc->n_ints; j++) CHECK(kir_eval_int(lc->ints[j], NULL, 0, &ints[j]), "int %d is a constant", j);
     const ops_bind_t *bd = &c.steps[i].binds[lc->bufs[1]];
     *b_is_x = bd->kind == OPS_BIND_INPUT && n->inputs[bd->index] == m->graph->inputs[0];
+    break;
   }
-  flagos_status_free(st);
   fl_arena_destroy(a);
   return got;
 }
@@ -223,24 +219,37 @@ static void check_strided_b(void) {
   }
 }
 
-/* Compiles text for target and runs it on device with input x (n_x elements
- * of dims); the output's data is copied to y (n_y elements of size esz). */
-static bool run(const char *text, const char *target, const char *device, flagos_dtype_t dt, const void *x,
-                const int64_t *dims, int rank, void *y, int64_t n_y) {
+/* Compiles text for target and opens a session of it on device (NULL and
+ * the error in *st on failure; *b to close after the session). */
+static flagos_session_t *open_session(const char *text, const char *target, const char *device, flagos_bundle_t **b,
+                                      flagos_status_t *st) {
+  *b = NULL;
   fir_model_t *m = parse(text);
-  if (!m) return false;
+  if (!m) {
+    *st = FL_ERR(FLAGOS_ERR_INVALID_ARGUMENT, "the test's model does not parse");
+    return NULL;
+  }
   void *img = NULL;
   size_t len = 0;
   flagos_compile_options_t o = {.targets = target};
-  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
+  *st = compiler_build_bundle(m, &o, &img, &len);
   fir_model_destroy(m);
   bundle_file_t *f = NULL;
-  flagos_bundle_t *b = NULL;
-  if (!st) st = bundle_file_from_memory(img, len, true, &f);
-  if (!st) st = rt_bundle_from_file(f, &b);
+  if (!*st) *st = bundle_file_from_memory(img, len, true, &f);
+  if (!*st) *st = rt_bundle_from_file(f, b);
   flagos_session_t *s = NULL;
   flagos_session_options_t so = {.device = device};
-  if (!st) st = flagos_session_create(b, &so, &s);
+  if (!*st) *st = flagos_session_create(*b, &so, &s);
+  return s;
+}
+
+/* Compiles text for target and runs it on device with input x (of dims); the
+ * output's n_y elements are copied to y. */
+static bool run(const char *text, const char *target, const char *device, flagos_dtype_t dt, const void *x,
+                const int64_t *dims, int rank, void *y, int64_t n_y) {
+  flagos_bundle_t *b;
+  flagos_status_t st;
+  flagos_session_t *s = open_session(text, target, device, &b, &st);
   flagos_value_t in = {.kind = FLAGOS_VALUE_TENSOR}, out;
   memset(&out, 0, sizeof out);
   in.tensor.dtype = dt;
@@ -338,20 +347,9 @@ static void check_device(const char *target, const char *device) {
 }
 
 static bool have(const char *target) {
-  fir_model_t *m = parse(k_transpose);
-  if (!m) return false;
-  void *img = NULL;
-  size_t len = 0;
-  flagos_compile_options_t o = {.targets = target};
-  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
-  fir_model_destroy(m);
-  bundle_file_t *f = NULL;
-  flagos_bundle_t *b = NULL;
-  if (!st) st = bundle_file_from_memory(img, len, true, &f);
-  if (!st) st = rt_bundle_from_file(f, &b);
-  flagos_session_t *s = NULL;
-  flagos_session_options_t so = {.device = target};
-  if (!st) st = flagos_session_create(b, &so, &s);
+  flagos_bundle_t *b;
+  flagos_status_t st;
+  flagos_session_t *s = open_session(k_transpose, target, target, &b, &st);
   if (st) printf("test_fuse_inline: %s skipped (%s)\n", target, flagos_status_message(st));
   bool ok = !st;
   flagos_status_free(st);
