@@ -123,8 +123,6 @@ typedef struct rewrite {
   ops_ctx_t *c;          /* the node's context: the new kernels are its steps */
   const pair_t *pr;
   kir_kernel_t *nk;      /* the kernel being built */
-  const kir_kernel_t *ck; /* the consumer kernel it replaces */
-  const ops_bind_t *cbind;
   int *cmap;             /* consumer buffer -> nk buffer; -1: the producer's output */
   const kir_kernel_t *pk;
   const ops_bind_t *pbind;
@@ -385,7 +383,7 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
     nk->extents = ck->extents;
     nk->next_var = ck->next_var;
     nk->serial = ck->serial;
-    rewrite_t w = {.c = c, .pr = &pr, .nk = nk, .ck = ck, .cbind = st->binds, .pk = pk,
+    rewrite_t w = {.c = c, .pr = &pr, .nk = nk, .pk = pk,
                    .pbind = pr.p->steps[0].binds, .pout = pout};
     w.cmap = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(ck->n_bufs + 1));
     w.pmap = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(pk->n_bufs + 1));
