@@ -317,12 +317,7 @@ flagos_status_t pass_fuse_elementwise(fir_model_t *m, int *n_fused) {
   if (fused) fir_graph_remove_nodes(g, dead);
   fl_arena_destroy(f.a);
   if (!fused) return NULL;
-  /* The fused nodes were appended; verification puts them in topological order. */
-  flagos_status_t st = fir_verify(m);
-  if (st) return flagos_status_wrap(st, "after elementwise fusion");
-  for (int i = 0; i < g->n_nodes; i++)
-    if (strcmp(g->nodes[i]->op_type, OPS_FUSED_OP) == 0 && strcmp(g->nodes[i]->domain, OPS_FUSED_DOMAIN) == 0)
-      FL_TRY(pass_infer_node(m, g->nodes[i]));
+  FL_TRY(pass_fusion_settle(m, OPS_FUSED_OP, OPS_FUSED_DOMAIN, "elementwise fusion"));
   if (n_fused) *n_fused = fused;
   return NULL;
 }

@@ -105,13 +105,7 @@ flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused) {
   if (fused) fir_graph_remove_nodes(g, dead);
   free(dead);
   if (!fused) return NULL;
-  /* The new nodes were appended; verification puts them in topological order. */
-  flagos_status_t st = fir_verify(m);
-  if (st) return flagos_status_wrap(st, "after matmul bias fusion");
-  for (int i = 0; i < g->n_nodes; i++)
-    if (strcmp(g->nodes[i]->op_type, OPS_LA_MATMUL_BIAS) == 0 &&
-        strcmp(g->nodes[i]->domain, OPS_LA_MATMUL_BIAS_DOMAIN) == 0)
-      FL_TRY(pass_infer_node(m, g->nodes[i]));
+  FL_TRY(pass_fusion_settle(m, OPS_LA_MATMUL_BIAS, OPS_LA_MATMUL_BIAS_DOMAIN, "matmul bias fusion"));
   if (n_fused) *n_fused = fused;
   return NULL;
 }

@@ -138,13 +138,16 @@ flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
   int fused = 0;
   for (int i = 0; i < n; i++) {
     const fir_node_t *c = g->nodes[i];
-    int kind = dead[i] || !node_values_ok(c) ? 0 : consumer_op(a, c);
+    if (dead[i] || !node_values_ok(c)) continue;
+    int kind = -1; /* consumer_op's answer, asked (a trial lowering) once a producer qualifies */
     for (int k = 0; k < c->n_inputs && kind; k++) {
       const fir_value_t *v = c->inputs[k];
       const fir_node_t *p = v && v->graph == g ? v->producer : NULL;
       if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || r.count[v->id] != 1 ||
-          !node_values_ok(p) || (kind == 2 && (p->domain[0] || strcmp(p->op_type, "Transpose") != 0)))
+          !node_values_ok(p))
         continue;
+      if (kind < 0) kind = consumer_op(a, c);
+      if (!kind || (kind == 2 && (p->domain[0] || strcmp(p->op_type, "Transpose") != 0))) continue;
       int n_ins = pair_inputs(p, c, ins);
       if (!ops_inline_can(a, p, c, (const fir_value_t *const *)ins, n_ins)) continue;
       if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
@@ -157,12 +160,7 @@ flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
   if (fused) fir_graph_remove_nodes(g, dead);
   fl_arena_destroy(a);
   if (!fused) return NULL;
-  /* The pairs' nodes were appended; verification puts them in topological order. */
-  flagos_status_t st = fir_verify(m);
-  if (st) return flagos_status_wrap(st, "after inline fusion");
-  for (int i = 0; i < g->n_nodes; i++)
-    if (strcmp(g->nodes[i]->op_type, OPS_INLINE_OP) == 0 && strcmp(g->nodes[i]->domain, OPS_FUSED_DOMAIN) == 0)
-      FL_TRY(pass_infer_node(m, g->nodes[i]));
+  FL_TRY(pass_fusion_settle(m, OPS_INLINE_OP, OPS_FUSED_DOMAIN, "inline fusion"));
   if (n_fused) *n_fused = fused;
   return NULL;
 }

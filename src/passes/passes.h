@@ -56,6 +56,10 @@ flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused);
 /* True when the fusion passes leave m's graph as written: FLAGOS_FUSE=0, fewer
  * than two nodes, or a Gradient node (it differentiates the nodes as written). */
 bool pass_fusion_off(const fir_model_t *m);
+/* After a fusion pass appended nodes of operator op (domain) and removed the
+ * ones they replace: verifies the model (which sorts the nodes) and infers the
+ * new nodes. Errors say "after <pass>". */
+flagos_status_t pass_fusion_settle(fir_model_t *m, const char *op, const char *domain, const char *pass);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
  * constant folding (pass_fold_constants), DCE, MatMul + bias fusion,
  * elementwise fusion, inline fusion. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fir_util.h"
 #include "compiler/compiler.h"
 #include "flagos/flagos.h"
 #include "ops/fused.h"
@@ -126,18 +127,6 @@ static const char k_half[] =
     "  %b: f16[4] = Mul(%a, %c2)\n"
     "  %y: f16[4] = Sub(%b, %x)\n"
     "}\n";
-
-static fir_model_t *parse(const char *text) {
-  fir_model_t *m = NULL;
-  CHECK_OK(fir_parse(text, strlen(text), &m));
-  return m;
-}
-
-static int count_op(const fir_model_t *m, const char *op) {
-  int n = 0;
-  for (int i = 0; i < m->graph->n_nodes; i++) n += strcmp(m->graph->nodes[i]->op_type, op) == 0;
-  return n;
-}
 
 static const fir_node_t *find_op(const fir_model_t *m, const char *op) {
   for (int i = 0; i < m->graph->n_nodes; i++)

@@ -22,6 +22,7 @@
 
 #include "bundle/bundle.h"
 #include "check.h"
+#include "fir_util.h"
 #include "compiler/compiler.h"
 #include "flagos/flagos.h"
 #include "ops/fused.h"
@@ -136,18 +137,6 @@ static const float want_key[40] = {3.5f,   -0.5f,  -3.125f, -1.625f, -2.5f,   -0
                                    -1.25f, -2.0f,  3.5f,    -0.5f,   -3.125f, -1.625f, -2.5f, -0.5f,  2.875f,  2.125f,
                                    -0.125f, -0.875f, -1.625f, -2.375f, -1.25f, 0.25f, -2.375f, -0.875f, -0.125f, -0.875f,
                                    2.5f,   1.75f,  -0.125f, -0.875f, -1.625f, -2.375f, -1.25f, 0.25f, -2.375f, -0.875f};
-
-static fir_model_t *parse(const char *text) {
-  fir_model_t *m = NULL;
-  CHECK_OK(fir_parse(text, strlen(text), &m));
-  return m;
-}
-
-static int count_op(const fir_model_t *m, const char *op) {
-  int n = 0;
-  for (int i = 0; i < m->graph->n_nodes; i++) n += strcmp(m->graph->nodes[i]->op_type, op) == 0;
-  return n;
-}
 
 /* Lowers node n as the compiler does, into c (allocations in a). */
 static bool lower(const fir_node_t *n, fl_arena_t *a, ops_ctx_t *c) {

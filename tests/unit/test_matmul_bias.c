@@ -18,6 +18,7 @@
 
 #include "bundle/bundle.h"
 #include "check.h"
+#include "fir_util.h"
 #include "wrap_cpu.h"
 #include "compiler/compiler.h"
 #include "flagos/backend.h"
@@ -64,20 +65,6 @@ static flagos_status_t f_library_call(void *st, flagos_bstream_t s, const flagos
   return NULL;
 }
 
-
-static fir_model_t *parse(const char *text) {
-  fir_model_t *m = NULL;
-  flagos_status_t st = fir_parse(text, strlen(text), &m);
-  CHECK(!st, "FlagIR parses: %s", st ? flagos_status_message(st) : "");
-  flagos_status_free(st);
-  return m;
-}
-
-static int count_op(const fir_model_t *m, const char *op) {
-  int n = 0;
-  for (int i = 0; i < m->graph->n_nodes; i++) n += strcmp(m->graph->nodes[i]->op_type, op) == 0;
-  return n;
-}
 
 static flagos_bundle_t *bundle_of(const char *text, const char *target) {
   fir_model_t *m = parse(text);

@@ -1,0 +1,24 @@
+/* Small helpers of the unit tests that build models from FlagIR text (the
+ * fusion tests). Include after check.h: a text that does not parse is a
+ * failed check. */
+#ifndef FLAGOS_TESTS_FIR_UTIL_H
+#define FLAGOS_TESTS_FIR_UTIL_H
+#include <string.h>
+
+#include "ir/ir.h"
+
+/* The model of FlagIR text, or NULL (a failed check). */
+static inline fir_model_t *parse(const char *text) {
+  fir_model_t *m = NULL;
+  CHECK_OK(fir_parse(text, strlen(text), &m));
+  return m;
+}
+
+/* Nodes of m's main graph whose operator is op. */
+static inline int count_op(const fir_model_t *m, const char *op) {
+  int n = 0;
+  for (int i = 0; i < m->graph->n_nodes; i++) n += strcmp(m->graph->nodes[i]->op_type, op) == 0;
+  return n;
+}
+
+#endif
