@@ -49,7 +49,7 @@ typedef struct blas_key {
   int32_t dtype, tf32, ws, ta, tb, beta0;
   uint32_t align_a, align_b, align_y, align_bias; /* align_bias 0: no bias */
   int64_t batch, m, n, k, sa, sb, sy;
-  int64_t ldb; /* B's row stride where the call gives one, else 0 (packed) */
+  int64_t lda, ldb, ldy; /* the rows' strides where the call gives them, else 0 (packed) */
 } blas_key_t;
 
 typedef struct blas_plan {
@@ -239,8 +239,8 @@ static flagos_status_t plan_make(cuda_state_t *s, struct cuda_blas *b, blas_dev_
     if (r == LT_OK) r = b->lib.DescSet(p->op, LT_DESC_BIAS_POINTER, &bias, sizeof bias);
   }
   if (r == LT_OK) r = layout(b, &p->la, type, k->tb ? k->k : k->n, k->tb ? k->n : k->k, k->batch, k->sb, k->ldb);
-  if (r == LT_OK) r = layout(b, &p->lb, type, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->batch, k->sa, 0);
-  if (r == LT_OK) r = layout(b, &p->ly, type, k->n, k->m, k->batch, k->sy, 0);
+  if (r == LT_OK) r = layout(b, &p->lb, type, k->ta ? k->m : k->k, k->ta ? k->k : k->m, k->batch, k->sa, k->lda);
+  if (r == LT_OK) r = layout(b, &p->ly, type, k->n, k->m, k->batch, k->sy, k->ldy);
   lt_pref_t pref = NULL;
   if (r == LT_OK) r = b->lib.PrefCreate(&pref);
   uint64_t ws = k->ws ? BLAS_WORKSPACE : 0;
@@ -394,10 +394,10 @@ static flagos_status_t declined(cuda_state_t *s, flagos_status_t st) {
 }
 
 static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c) {
-  if ((c->n_bufs != 3 && c->n_bufs != 4) || (c->n_ints != 9 && c->n_ints != 10) || c->n_floats != 2 || !c->bufs ||
+  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints < 9 || c->n_ints > 12 || c->n_floats != 2 || !c->bufs ||
       !c->ints || !c->floats || !c->buf_dtypes)
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
-                    "cuda backend: gemm takes 3 buffers (4 with a bias), 9 or 10 ints and 2 floats (got %d, %d, %d)",
+                    "cuda backend: gemm takes 3 buffers (4 with a bias), 9 to 12 ints and 2 floats (got %d, %d, %d)",
                     c->n_bufs, c->n_ints, c->n_floats);
   int32_t dt = c->buf_dtypes[0];
   bool known = dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT64 || dt == FLAGOS_FLOAT16 || dt == FLAGOS_BFLOAT16;
@@ -408,10 +408,11 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   const int64_t *iv = c->ints;
   int64_t batch = iv[0], M = iv[1], N = iv[2], K = iv[3], sa = iv[6], sb = iv[7], sy = iv[8];
   int ta = iv[4] != 0, tb = iv[5] != 0;
-  int64_t ldb = c->n_ints == 10 ? iv[9] : 0;
-  if (ldb < 0 || (ldb && ldb < (tb ? K : N)))
-    return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cuda backend: gemm with B's rows %lld apart, shorter than a row",
-                    (long long)ldb);
+  int64_t ld[3]; /* lda, ldb, ldy; 0: packed */
+  char bad = flagos_gemm_row_strides(iv, c->n_ints, M, N, K, ta, tb, ld);
+  if (bad)
+    return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "cuda backend: gemm with %c's rows %lld apart, shorter than a row",
+                    bad, (long long)ld[bad == 'A' ? 0 : bad == 'B' ? 1 : 2]);
   if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0 || sy < 0)
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                     "cuda backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
@@ -427,7 +428,7 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   if (!b->loaded) return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: %s", b->why));
   if (s->n_devices == 0)
     return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm without a device (%s)", s->why_none));
-  flagos_gemm_fold_batch(&batch, &M, K, N, ta, sa, sb, sy);
+  flagos_gemm_fold_batch(&batch, &M, K, N, ta, sa, sb, sy, ld[0], ld[2]);
   if (batch > INT32_MAX)
     return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm batch beyond cuBLASLt's 32-bit count"));
   int d = cuda_call_device(s, stream, c, 2);
@@ -448,12 +449,16 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
   k.beta0 = beta == 0;
   k.align_a = align_of(c->bufs[0], sa, batch, es);
   k.align_b = align_of(c->bufs[1], sb, batch, es);
-  if (ldb) { /* the rows' alignment too */
-    uint32_t rows = align_of(c->bufs[1], ldb, 2, es);
-    if (rows < k.align_b) k.align_b = rows;
-  }
-  k.ldb = ldb;
   k.align_y = align_of(c->bufs[2], sy, batch, es);
+  uint32_t *al[3] = {&k.align_a, &k.align_b, &k.align_y};
+  for (int i = 0; i < 3; i++) {
+    if (!ld[i]) continue;
+    uint32_t rows = align_of(c->bufs[i], ld[i], 2, es); /* the rows' alignment too */
+    if (rows < *al[i]) *al[i] = rows;
+  }
+  k.lda = ld[0];
+  k.ldb = ld[1];
+  k.ldy = ld[2];
   k.align_bias = bias ? align_of(bias, 0, 1, es) : 0;
   k.batch = batch;
   k.m = M;
@@ -483,7 +488,7 @@ static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flag
     /* The plan's descriptor is shared by the calls of one shape: each sets its bias. */
     if (bias) r = b->lib.DescSet(p->op, LT_DESC_BIAS_POINTER, &bias, sizeof bias);
     if (r == LT_OK && !p->tuned) {
-      int64_t ny = batch > 1 ? (batch - 1) * sy + M * N : M * N;
+      int64_t mat = (M - 1) * (ld[2] ? ld[2] : N) + N, ny = batch > 1 ? (batch - 1) * sy + mat : mat;
       plan_tune(s, b, v, p, c, pa, pb, (size_t)ny * es, cs);
     }
     void *ws = k.ws && p->ws_bytes ? (void *)(uintptr_t)wsp : NULL;

@@ -263,18 +263,19 @@ static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64
 /* *took gets the product's arguments where our kernels took it (took->M < 0 otherwise). */
 static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_gemm_args_t *took) {
   took->M = -1;
-  if ((c->n_bufs != 3 && c->n_bufs != 4) || (c->n_ints != 9 && c->n_ints != 10) || c->n_floats != 2)
+  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints < 9 || c->n_ints > 12 || c->n_floats != 2)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
-                   "opencl backend: gemm takes 3 or 4 buffers, 9 or 10 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
+                   "opencl backend: gemm takes 3 or 4 buffers, 9 to 12 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
                    c->n_ints, c->n_floats);
   const int64_t *v = c->ints;
   int64_t batch = v[0], M = v[1], N = v[2], K = v[3], sa = v[6], sb = v[7], sy = v[8];
   bool ta = v[4] != 0, tb = v[5] != 0;
-  int64_t ldb_in = c->n_ints == 10 ? v[9] : 0; /* B's rows apart; 0: packed */
+  int64_t ld[3]; /* lda, ldb, ldy: the rows apart; 0: packed */
+  char bad = flagos_gemm_row_strides(v, c->n_ints, M, N, K, ta, tb, ld);
   double alpha = c->floats[0], beta = c->floats[1];
-  if (ldb_in < 0 || (ldb_in && ldb_in < (tb ? K : N)))
-    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm with B's rows %lld apart, shorter than a row",
-                   (long long)ldb_in);
+  if (bad)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm with %c's rows %lld apart, shorter than a row",
+                   bad, (long long)ld[bad == 'A' ? 0 : bad == 'B' ? 1 : 2]);
   if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0 || sy < 0)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "opencl backend: gemm with a negative size or stride (batch %lld, M %lld, N %lld, K %lld)",
@@ -313,8 +314,9 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   if (batch > 1 && sy == 0)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: batched gemm into one Y is left to the kernel");
   size_t es = dt == FLAGOS_FLOAT64 ? 8 : dt == FLAGOS_FLOAT32 ? 4 : 2;
-  if (!fits(A->size, batch, sa, M, K, 0, es) || !fits(B->size, batch, sb, tb ? N : K, tb ? K : N, ldb_in, es) ||
-      !fits(Y->size, batch, sy, M, N, 0, es) || (bias && !fits(bias->size, 1, 0, 1, N, 0, es)))
+  if (!fits(A->size, batch, sa, ta ? K : M, ta ? M : K, ld[0], es) ||
+      !fits(B->size, batch, sb, tb ? N : K, tb ? K : N, ld[1], es) || !fits(Y->size, batch, sy, M, N, ld[2], es) ||
+      (bias && !fits(bias->size, 1, 0, 1, N, 0, es)))
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                    "opencl backend: gemm (batch %lld, M %lld, N %lld, K %lld) overruns its buffers", (long long)batch,
                    (long long)M, (long long)N, (long long)K);
@@ -323,13 +325,14 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: '%s' has no cl_khr_fp64", d->name);
   /* BERT's FFN output product at batch 32, f32, on an H100: 0.62 ms as 32
    * products of 128 rows, 0.49 as one of 4096 (eleventh session) */
-  flagos_gemm_fold_batch(&batch, &M, K, N, ta, sa, sb, sy);
+  flagos_gemm_fold_batch(&batch, &M, K, N, ta, sa, sb, sy, ld[0], ld[2]);
   /* Our own kernels (ocl_gemm.c) where wanted (f16 needs no cl_khr_fp16 there);
    * CLBlast for what they leave. */
   if (ours) {
     ocl_gemm_args_t ga = {.dtype = dt, .A = A->mem, .B = B->mem, .Y = Y->mem, .bias = bias ? bias->mem : NULL,
                           .batch = batch, .M = M, .N = N, .K = K, .sa = sa, .sb = sb, .sy = sy,
-                          .ta = ta, .tb = tb, .alpha = alpha, .beta = beta, .ldb = ldb_in};
+                          .ta = ta, .tb = tb, .alpha = alpha, .beta = beta, .lda = ld[0], .ldb = ld[1],
+                          .ldy = ld[2]};
     bool taken = false;
     flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, ocl_blas_trace, &taken, NULL);
     if (!err && taken) *took = ga;
@@ -360,21 +363,22 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   cl_command_queue q = ocl_queue(s, st, dev);
   blas_enum_t opa = ta ? BLAS_TRANS : BLAS_NO_TRANS, opb = tb ? BLAS_TRANS : BLAS_NO_TRANS;
   size_t m = (size_t)M, n = (size_t)N, k = (size_t)K;
-  size_t lda = ta ? m : k, ldb = ldb_in ? (size_t)ldb_in : tb ? k : n, ldy = n, nb = (size_t)batch;
+  size_t lda = ld[0] ? (size_t)ld[0] : ta ? m : k, ldb = ld[1] ? (size_t)ld[1] : tb ? k : n;
+  size_t ldy = ld[2] ? (size_t)ld[2] : n, nb = (size_t)batch;
   size_t xa = (size_t)sa, xb = (size_t)sb, xy = (size_t)sy;
   blas_status_t r;
   /* Few output tiles and a long K: S products over K slices, then their sum
    * (ocl_blas_split.c). Only on the device's default queue, whose order keeps
-   * the shared workspace's uses apart. */
-  int parts = dt == FLAGOS_FLOAT32 && q == d->queue ? ocl_blas_split_factor(d, batch, M, N, K) : 1;
+   * the shared workspace's uses apart. The sum writes Y's rows packed. */
+  int parts = dt == FLAGOS_FLOAT32 && q == d->queue && ldy == n ? ocl_blas_split_factor(d, batch, M, N, K) : 1;
   if (parts > 1) {
     cl_mem ws = NULL;
     size_t ks = k / (size_t)parts;
     flagos_status_t err = ocl_blas_split_begin(s, d, (size_t)parts * m * n * es, &ws);
     if (err) return err;
     /* slice j: columns j*ks.. of A (rows of A stored transposed), rows j*ks.. of B (columns of B transposed) */
-    r = g_blas.sgemm_sb(BLAS_ROW_MAJOR, opa, opb, m, n, ks, (float)alpha, A->mem, 0, lda, ta ? ks * m : ks, B->mem,
-                        0, ldb, tb ? ks : ks * ldb, 0.0f, ws, 0, ldy, m * n, (size_t)parts, &q, NULL);
+    r = g_blas.sgemm_sb(BLAS_ROW_MAJOR, opa, opb, m, n, ks, (float)alpha, A->mem, 0, lda, ta ? ks * lda : ks, B->mem,
+                        0, ldb, tb ? ks : ks * ldb, 0.0f, ws, 0, n, m * n, (size_t)parts, &q, NULL);
     cl_int e = r == BLAS_SUCCESS ? ocl_blas_split_sum(s, d, q, Y->mem, m * n, parts, (float)beta) : CL_SUCCESS;
     ocl_blas_split_end();
     if (r == BLAS_SUCCESS && e != CL_SUCCESS) return ocl_fail(s, e, "split-K sum");

@@ -481,20 +481,21 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   /* B's rows: N apart (K transposed), or ldb where the caller padded them
    * (ocl_conv.c) or reads B through a transpose (the call's tenth int) */
   int64_t ldb = a->ldb ? a->ldb : a->tb ? a->K : a->N;
-  if (a->K <= 0 || a->N <= 0 || ldb <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N ||
-      (a->tb ? a->N : a->K) > lim / ldb)
+  /* A's and Y's rows likewise (the call's eleventh and twelfth ints) */
+  int64_t lda = a->lda ? a->lda : a->ta ? a->M : a->K, ldy = a->ldy ? a->ldy : a->N;
+  if (a->K <= 0 || a->N <= 0 || a->M <= 0 || a->M > lim / a->K || a->K > lim / a->N || a->M > lim / a->N ||
+      (a->tb ? a->N : a->K) > lim / ldb || (a->ta ? a->K : a->M) > lim / lda || a->M > lim / ldy)
     return NULL;
   ocl_gemm_dev_t *g = gemm_dev(d);
   if (!g) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   /* ocl_gemm_vec: float4 loads of an operand whose rows all start on a
    * float4 (f16: 4 halves), element by element of the other one (unless
    * FLAGOS_OPENCL_VEC_UNALIGNED=0, which leaves such products to the general kernel) */
-  int64_t lda = a->ta ? a->M : a->K;
   bool a_al = lda % 4 == 0 && a->sa % 4 == 0, b_al = ldb % 4 == 0 && a->sb % 4 == 0;
   const char *vu = getenv("FLAGOS_OPENCL_VEC_UNALIGNED");
   bool vec = !f64 && ((a_al && b_al) || !vu || (strcmp(vu, "0") != 0 && strcmp(vu, "off") != 0));
   /* and Y's (else the vector kernel writes Y element by element) */
-  bool yvec = a->N % 4 == 0 && a->sy % 4 == 0;
+  bool yvec = ldy % 4 == 0 && a->sy % 4 == 0;
   /* ocl_gemm_tc: f16 on rows of whole 16-byte loads, on a device that has mma.sync (or emulated) */
   pthread_mutex_lock(&g->lock);
   int tcm = f16 && lda % 8 == 0 && ldb % 8 == 0 && a->sa % 8 == 0 && a->sb % 8 == 0 ? tc_mode(s, d, g) : 0;
@@ -557,7 +558,8 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
   int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0) | (yvec ? 8 : 0) |
-              (a->bias && a->bias_rows ? 16 : 0) | (t->vec && !a_al ? 32 : 0) | (t->vec && !b_al ? 64 : 0);
+              (a->bias && a->bias_rows ? 16 : 0) | (t->vec && !a_al ? 32 : 0) | (t->vec && !b_al ? 64 : 0) |
+              (ldy % 2 == 0 && a->sy % 2 == 0 ? 128 : 0); /* 128: Y's pairs of halves on 4 bytes */
   /* slices of whole K steps; the last ones may be short or empty */
   int kslice = parts > 1 ? (int)((cdiv(K, parts) + t->tk - 1) / t->tk * t->tk) : K;
   cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;
@@ -565,18 +567,18 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   const void *alpha = f64 ? (const void *)&a->alpha : &alpha32, *beta = f64 ? (const void *)&a->beta : &beta32;
   /* unused bias and workspace arguments still need valid buffers */
   cl_mem w = parts > 1 ? g->ws : a->Y, bias = a->bias ? a->bias : a->Y;
-  int ildb = (int)ldb;
-  const void *vals[17] = {&a->A, &a->B, &a->Y, &w, &bias, &M, &N, &K, &trans, &sa, &sb, &sy, alpha, beta, &kslice,
-                          &flags, &ildb};
-  size_t sizes[17] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, 4, 8, 8, 8,
-                      es, es, 4, 4, 4};
+  int ildb = (int)ldb, ilda = (int)lda, ildy = (int)ldy;
+  const void *vals[19] = {&a->A, &a->B, &a->Y, &w, &bias, &M, &N, &K, &trans, &sa, &sb, &sy, alpha, beta, &kslice,
+                          &flags, &ildb, &ilda, &ildy};
+  size_t sizes[19] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, 4, 8, 8, 8,
+                      es, es, 4, 4, 4, 4, 4};
   size_t nt = threads(t);
   size_t global[3] = {(size_t)cdiv(a->N, t->tn) * nt, (size_t)cdiv(a->M, t->tm),
                       parts > 1 ? (size_t)parts : (size_t)a->batch};
   size_t local[3] = {nt, 1, 1};
   int imn = (int)mn, pp = parts;
-  const void *sv[8] = {&a->Y, &g->ws, &bias, &imn, &N, &pp, beta, &flags};
-  size_t ss[8] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4};
+  const void *sv[9] = {&a->Y, &g->ws, &bias, &imn, &N, &pp, beta, &flags, &ildy};
+  size_t ss[9] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4, 4};
   size_t sl = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, sg = (mn + sl - 1) / sl * sl;
   cl_int e = CL_SUCCESS;
   if (plan) {
@@ -585,8 +587,8 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
      * does not), as a recorded launch's are */
     int i0 = plan->n;
     if (i0 + 2 > OCL_PLAN_MAX || plan->n_held + 5 > OCL_PLAN_HELD) e = CL_OUT_OF_HOST_MEMORY;
-    else plan->k[i0] = own_kernel(s, kp, "flagos_gemm", vals, sizes, 17, &e);
-    if (e == CL_SUCCESS && parts > 1) plan->k[i0 + 1] = own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 8, &e);
+    else plan->k[i0] = own_kernel(s, kp, "flagos_gemm", vals, sizes, 19, &e);
+    if (e == CL_SUCCESS && parts > 1) plan->k[i0 + 1] = own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 9, &e);
     if (e != CL_SUCCESS) {
       pthread_mutex_unlock(&g->lock);
       return ocl_fail(s, e, "making the gemm kernel's plan");
@@ -609,9 +611,9 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       }
     plan->q = q;
   } else {
-    e = set_args(s, kp->gemm, vals, sizes, 17);
+    e = set_args(s, kp->gemm, vals, sizes, 19);
     if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->gemm, 3, NULL, global, local, 0, NULL, NULL);
-    if (e == CL_SUCCESS && parts > 1) e = set_args(s, kp->sum, sv, ss, 8);
+    if (e == CL_SUCCESS && parts > 1) e = set_args(s, kp->sum, sv, ss, 9);
     if (e == CL_SUCCESS && parts > 1) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
   }
   pthread_mutex_unlock(&g->lock);

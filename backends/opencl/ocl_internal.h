@@ -223,6 +223,7 @@ struct ocl_gemm_args {
   bool bias_rows; /* the bias has a value per row of Y (M values), not per column */
   int64_t ldb;    /* elements between B's rows; 0: K transposed, else N (ocl_conv.c pads rows to 16 bytes; a
                      gemm call's optional tenth int reads B through a transpose) */
+  int64_t lda, ldy; /* A's and Y's likewise (0: packed; the call's eleventh and twelfth ints) */
   double alpha, beta;
 };
 /* Whether our kernels take gemm of dtype dt on d rather than CLBlast. */

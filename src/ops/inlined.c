@@ -15,10 +15,18 @@
  * to one kernel with one store of its output at the loop variables (no
  * condition, no library call, no reduction, no temporary), shapes static so no
  * kernel reads a runtime symbol, and a consumer that reads the producer's
- * output under its own shape. A library call may read it only as a gemm's B
- * fed by a transpose: the call then reads the transpose's input with B's rows
- * and batches as far apart as the transpose puts them (the gemm's optional
- * ldb, docs/kernel-ir.md), as attention's value and key products do. */
+ * output under its own shape. A library call may read it only as a gemm's A or
+ * B fed by a transpose, perhaps scaled by a constant scalar: the call then
+ * reads the transpose's input with the operand's rows and batches as far apart
+ * as the transpose puts them (the gemm's optional lda and ldb,
+ * docs/kernel-ir.md) and takes the scale into alpha, as attention's query, key
+ * and value products do.
+ *
+ * The other way round, a consumer that only transposes the producer's output
+ * (attention's context, [b,h,s,d] -> [b,s,h,d]) is run as the producer's own
+ * kernels storing at the permuted indices; a gemm call among them writes Y's
+ * rows and batches as far apart as the transpose puts them (ldy). */
+#include <math.h>
 #include <string.h>
 
 #include "ops/fused.h"
@@ -258,76 +266,155 @@ static flagos_status_t producer_kernel(ops_ctx_t *c, const ops_ctx_t *p, int *po
   return NULL;
 }
 
-/* The producer as a transpose: its value a load of one of its buffers at a
- * permutation of its loop variables. perm[i] receives the dim of that buffer
- * that loop variable i indexes; returns the buffer, or -1. */
-static int producer_permutes(const kir_kernel_t *pk, int pout, int *perm) {
-  const kir_expr_t *e = pk->stores[0].value;
-  if (e->kind != KIR_LOAD || e->n != pk->rank || e->dtype != pk->bufs[pout].dtype) return -1;
-  for (int i = 0; i < pk->rank; i++) perm[i] = -1;
-  for (int d = 0; d < e->n; d++) {
-    int i = 0;
-    while (i < pk->rank && !(e->a[d]->kind == KIR_VAR && e->a[d]->var == pk->vars[i])) i++;
-    if (i == pk->rank || perm[i] >= 0) return -1;
-    perm[i] = d;
-  }
-  return e->buf;
-}
-
 static int64_t const_of(const kir_expr_t *e) {
   int64_t v;
   return kir_eval_int(e, NULL, 0, &v) ? v : -1;
 }
 
-/* A gemm call's B read through a transpose: the call reads the transpose's
- * input instead, B's rows ldb apart (transB where the transpose puts K
- * innermost), the batches strideB apart. False where the strides cannot say it. */
-static bool gemm_through_transpose(const kir_kernel_t *pk, int pout, const kir_libcall_t *lc, int *xbuf,
-                                   int64_t *tb_out, int64_t *ldb, int64_t *sb) {
-  int perm[OPS_MAX_RANK];
-  int x = producer_permutes(pk, pout, perm);
-  int r = pk->rank;
-  if (x < 0 || r < 2 || strcmp(lc->name, "gemm") != 0 || lc->n_ints != 9 || const_of(lc->ints[5]) != 0) return false;
-  const kir_buf_t *xb = &pk->bufs[x];
-  int64_t xs[OPS_MAX_RANK], st[OPS_MAX_RANK], len[OPS_MAX_RANK], acc = 1;
-  for (int d = xb->rank - 1; d >= 0; d--) {
+/* Load e of kernel k at a permutation of k's loop variables: perm[i] receives
+ * the buffer dim that variable i indexes, or -1 for a variable of extent 1
+ * that indexes none (the load reads such a dim of size 1 at 0). */
+static bool load_permutes(const kir_kernel_t *k, const kir_expr_t *e, int *perm) {
+  const kir_buf_t *b = &k->bufs[e->buf];
+  if (e->kind != KIR_LOAD || e->n != k->rank || b->rank != e->n) return false;
+  for (int i = 0; i < k->rank; i++) perm[i] = -1;
+  for (int d = 0; d < e->n; d++) {
+    if (const_of(e->a[d]) == 0 && const_of(b->dims[d]) == 1) continue;
+    int i = 0;
+    while (i < k->rank && !(e->a[d]->kind == KIR_VAR && e->a[d]->var == k->vars[i])) i++;
+    if (i == k->rank || perm[i] >= 0) return false;
+    perm[i] = d;
+  }
+  for (int i = 0; i < k->rank; i++)
+    if (perm[i] < 0 && const_of(k->extents[i]) != 1) return false;
+  return true;
+}
+
+static const kir_expr_t *uncast(const kir_expr_t *e) {
+  while (e->kind == KIR_CAST && flagos_dtype_is_float(e->dtype)) e = e->a[0];
+  return e;
+}
+
+/* A load of a constant scalar input of the producer (its value in *v). */
+static bool constant_scalar(const ops_ctx_t *p, const ops_bind_t *pbind, const kir_expr_t *e, double *v) {
+  e = uncast(e);
+  if (e->kind != KIR_LOAD || pbind[e->buf].kind != OPS_BIND_INPUT) return false;
+  const ops_tensor_info_t *t = &p->in[pbind[e->buf].index];
+  if (!t->value || t->numel != 1 || !flagos_dtype_is_float(t->dtype)) return false;
+  *v = fl_load_as_double(t->dtype, t->value, 0);
+  return isfinite(*v) && *v != 0;
+}
+
+/* The producer as a transpose, perhaps scaled: its value a load of one of its
+ * buffers at a permutation of its loop variables, or that load times (or
+ * divided by) a constant scalar, *scale. perm[i] receives the dim of that
+ * buffer that loop variable i indexes (load_permutes); returns the buffer, or -1. */
+static int producer_permutes(const ops_ctx_t *p, const ops_bind_t *pbind, const kir_kernel_t *pk, int pout, int *perm,
+                             double *scale) {
+  const kir_expr_t *e = pk->stores[0].value;
+  *scale = 1;
+  if (p && uncast(e)->kind == KIR_BINARY) {
+    const kir_expr_t *b = uncast(e);
+    double v;
+    if (b->op == KIR_MUL && constant_scalar(p, pbind, b->a[0], &v)) {
+      e = uncast(b->a[1]);
+      *scale = v;
+    } else if ((b->op == KIR_MUL || b->op == KIR_DIV) && constant_scalar(p, pbind, b->a[1], &v)) {
+      e = uncast(b->a[0]);
+      *scale = b->op == KIR_MUL ? v : 1 / v;
+    } else {
+      return -1;
+    }
+  }
+  if (e->kind != KIR_LOAD || e->dtype != pk->bufs[pout].dtype || !load_permutes(pk, e, perm)) return -1;
+  return e->buf;
+}
+
+/* Strides, in elements, of each loop variable of kernel k over a buffer of
+ * dims `dims` that the variables index by perm (variable i indexes dim perm[i]). */
+static bool var_strides(const kir_kernel_t *k, const kir_buf_t *b, const int *perm, int64_t *st, int64_t *len) {
+  int64_t xs[OPS_MAX_RANK], acc = 1;
+  for (int d = b->rank - 1; d >= 0; d--) {
     xs[d] = acc;
-    int64_t n = const_of(xb->dims[d]);
+    int64_t n = const_of(b->dims[d]);
     if (n < 0) return false;
     acc *= n;
   }
-  for (int i = 0; i < r; i++) {
-    st[i] = xs[perm[i]];
-    len[i] = const_of(pk->extents[i]);
+  for (int i = 0; i < k->rank; i++) {
+    st[i] = perm[i] < 0 ? 0 : xs[perm[i]];
+    len[i] = const_of(k->extents[i]);
+    if (len[i] < 0) return false;
   }
-  int64_t K = const_of(lc->ints[3]), N = const_of(lc->ints[2]), old_sb = const_of(lc->ints[7]);
-  if (len[r - 2] != K || len[r - 1] != N || old_sb < 0) return false;
-  if (st[r - 1] == 1 || N == 1) {
-    *tb_out = 0;
-    *ldb = st[r - 2];
-  } else if (st[r - 2] == 1 || K == 1) {
-    *tb_out = 1;
-    *ldb = st[r - 1];
-  } else {
-    return false;
-  }
-  if (*ldb < (*tb_out ? K : N)) return false;
-  /* the batch dims (size 1 ones aside) must step through X by one stride */
-  *sb = 0;
+  return true;
+}
+
+/* The batch stride of a matrix whose leading loop dims (0 .. r-3) step
+ * through memory by st: one stride for all of them (size-1 dims aside), or
+ * false. old is the call's batch stride (0: one matrix for every batch). */
+static bool batch_stride(int r, const int64_t *st, const int64_t *len, int64_t old, int64_t *out) {
+  *out = 0;
   int64_t next = 0;
-  for (int i = r - 3; i >= 0 && old_sb; i--) {
+  for (int i = r - 3; i >= 0 && old; i--) {
     if (len[i] == 1) continue;
-    if (!*sb) *sb = st[i];
+    if (!*out) *out = st[i];
     else if (st[i] != next) return false;
     next = st[i] * len[i];
   }
-  *xbuf = x;
   return true;
+}
+
+/* The gemm call's int slots: transA/transB, strideA/strideB/strideY and the
+ * optional row strides (docs/kernel-ir.md). */
+static const int trans_slot[2] = {4, 5}, stride_slot[3] = {6, 7, 8}, ld_slot[3] = {10, 9, 11};
+
+static int64_t call_int(const kir_libcall_t *lc, int i) { return i < lc->n_ints ? const_of(lc->ints[i]) : 0; }
+
+/* How a gemm call reads its operand op (0: A, 1: B) through the producer:
+ * the transpose's input x, its rows ld apart (transposed where the transpose
+ * puts the operand's rows innermost), its batches s apart, alpha times scale. */
+typedef struct through {
+  int x;
+  int64_t t, ld, s;
+  double scale;
+} through_t;
+
+static bool gemm_through(const ops_ctx_t *p, const ops_bind_t *pbind, const kir_kernel_t *pk, int pout,
+                         const kir_libcall_t *lc, int op, through_t *r) {
+  int perm[OPS_MAX_RANK];
+  int rank = pk->rank;
+  if (strcmp(lc->name, "gemm") != 0 || lc->n_ints < 9 || lc->n_ints > 12 || lc->n_floats != 2 || rank < 2) return false;
+  r->x = producer_permutes(p, pbind, pk, pout, perm, &r->scale);
+  if (r->x < 0 || call_int(lc, trans_slot[op]) != 0 || call_int(lc, ld_slot[op]) != 0) return false;
+  int64_t st[OPS_MAX_RANK], len[OPS_MAX_RANK];
+  if (!var_strides(pk, &pk->bufs[r->x], perm, st, len)) return false;
+  int64_t M = call_int(lc, 1), N = call_int(lc, 2), K = call_int(lc, 3), old_s = call_int(lc, stride_slot[op]);
+  int64_t rows = op ? K : M, cols = op ? N : K;
+  if (len[rank - 2] != rows || len[rank - 1] != cols || old_s < 0) return false;
+  if (st[rank - 1] == 1 || cols == 1) {
+    r->t = 0;
+    r->ld = st[rank - 2];
+  } else if (st[rank - 2] == 1 || rows == 1) {
+    r->t = 1;
+    r->ld = st[rank - 1];
+  } else {
+    return false;
+  }
+  if (r->ld < (r->t ? rows : cols)) return false;
+  return batch_stride(rank, st, len, old_s, &r->s);
+}
+
+/* The operand slot (0: A, 1: B) by which a library call reads buffer b, -1 if
+ * it does not, -2 if it reads it otherwise (as Y or bias, or twice). */
+static int call_operand(const kir_libcall_t *lc, int b) {
+  int slot = -1;
+  for (int i = 0; lc && i < lc->n_bufs; i++)
+    if (lc->bufs[i] == b) slot = slot == -1 && i < 2 ? i : -2;
+  return slot;
 }
 
 /* Consumer kernel k's buffers: -1 for the producer's output, checked to be
  * read only and under the producer's shape; a library call may read it only
- * as a gemm's B that a transpose feeds (gemm_through_transpose). */
+ * as a gemm's A or B that a transpose feeds (gemm_through). */
 static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, const pair_t *pr, const kir_kernel_t *pk,
                                         int pout, bool *inl) {
   const kir_kernel_t *k = st->kernel;
@@ -338,22 +425,180 @@ static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, cons
   for (int b = 0; b < k->n_bufs; b++) {
     inl[b] = st->binds[b].kind == OPS_BIND_INPUT && pr->qin[st->binds[b].index] < 0;
     if (!inl[b]) continue;
-    bool by_call = false, as_b = false;
-    for (int i = 0; k->libcall && i < k->libcall->n_bufs; i++) {
-      by_call = by_call || k->libcall->bufs[i] == b;
-      as_b = as_b || (i == 1 && k->libcall->bufs[i] == b);
-    }
-    int x;
-    int64_t tb, ldb, sb;
-    if (by_call && as_b && k->libcall->bufs[0] != b && k->libcall->bufs[2] != b &&
-        (k->libcall->n_bufs < 4 || k->libcall->bufs[3] != b) &&
-        gemm_through_transpose(pk, pout, k->libcall, &x, &tb, &ldb, &sb))
-      by_call = false;
+    int op = call_operand(k->libcall, b);
+    through_t th;
+    bool by_call = op != -1 && !(op >= 0 && gemm_through(pr->p, pr->p->steps[0].binds, pk, pout, k->libcall, op, &th));
     if (k->bufs[b].written || by_call || !same_dims(&k->bufs[b], pob->rank, pob->dims))
       return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
                      "the consumer's kernel %s writes the producer's output, passes it to a library call that cannot "
                      "read it through the producer, or reads it under another shape",
                      k->name);
+  }
+  return NULL;
+}
+
+/* ---- a transposing consumer: the producer stores at the permuted indices ---- */
+
+/* The consumer as a transpose of the producer's output: one kernel storing
+ * its output at its loop variables the producer's output loaded at a
+ * permutation of them. sigma[d] receives the consumer dim that indexes the
+ * producer's dim d; *out the store's buffer. */
+static bool consumer_permutes(const pair_t *pr, int *sigma, const kir_buf_t **out) {
+  const ops_ctx_t *q = pr->q;
+  if (q->n_steps != 1 || q->n_temps) return false;
+  const ops_step_t *st = &q->steps[0];
+  const kir_kernel_t *k = st->kernel;
+  const kir_store_t *s = k->n_stores == 1 ? &k->stores[0] : NULL;
+  if (!s || k->libcall || k->serial || s->cond || st->binds[s->buf].kind != OPS_BIND_OUTPUT ||
+      st->binds[s->buf].index != 0 || k->bufs[s->buf].rank != k->rank)
+    return false;
+  for (int d = 0; d < k->rank; d++)
+    if (s->idx[d]->kind != KIR_VAR || s->idx[d]->var != k->vars[d]) return false;
+  const kir_expr_t *e = s->value;
+  int perm[OPS_MAX_RANK];
+  if (e->kind != KIR_LOAD || e->dtype != k->bufs[s->buf].dtype || st->binds[e->buf].kind != OPS_BIND_INPUT ||
+      pr->qin[st->binds[e->buf].index] >= 0 || !load_permutes(k, e, perm))
+    return false;
+  /* dims of size 1 read at 0 go with the variables of extent 1 that index nothing */
+  for (int d = 0; d < k->rank; d++) sigma[d] = -1;
+  for (int i = 0; i < k->rank; i++)
+    if (perm[i] >= 0) sigma[perm[i]] = i;
+  for (int i = 0, d = 0; i < k->rank; i++) {
+    if (perm[i] >= 0) continue;
+    while (sigma[d] >= 0) d++;
+    sigma[d] = i;
+  }
+  *out = &k->bufs[s->buf];
+  return true;
+}
+
+typedef struct restore {
+  ops_ctx_t *c;
+  const pair_t *pr;
+  kir_kernel_t *nk;
+  int *map;         /* producer kernel buffer -> nk buffer */
+  int out;          /* the producer kernel's buffer of its output, -1 if none */
+  const int *sigma;
+  memo_t memo;
+} restore_t;
+
+/* Indices of the producer's output, idx, as indices of the consumer's. */
+static void permute_idx(const restore_t *w, kir_expr_t *const *idx, kir_expr_t **to) {
+  for (int d = 0; d < w->pr->p->out[0].rank; d++) to[w->sigma[d]] = idx[d];
+}
+
+static kir_expr_t *restore_expr(restore_t *w, const kir_expr_t *e) {
+  if (!e) return NULL;
+  kir_expr_t *r = memo_get(&w->memo, e);
+  if (r) return r;
+  r = copy_node(w->c->arena, e);
+  for (int i = 0; i < e->n; i++) r->a[i] = restore_expr(w, e->a[i]);
+  for (int i = 0; i < e->nr; i++) r->rext[i] = restore_expr(w, e->rext[i]);
+  if (e->kind == KIR_LOAD) {
+    if (e->buf == w->out) {
+      kir_expr_t *idx[OPS_MAX_RANK];
+      memcpy(idx, r->a, sizeof(*idx) * (size_t)e->n);
+      permute_idx(w, idx, r->a);
+    }
+    r->buf = w->map[e->buf];
+  }
+  memo_put(w->c->arena, &w->memo, e, r);
+  return r;
+}
+
+/* Y of a gemm call (the producer's output, of rank r and dims pdims) written
+ * through the transpose into ob: its rows *ld apart, its batches *sy apart
+ * (Y's rows must stay contiguous). */
+static bool gemm_y_through(const kir_libcall_t *lc, int r, const int64_t *pdims, const kir_buf_t *ob,
+                           const int *sigma, int64_t *ld, int64_t *sy) {
+  if (strcmp(lc->name, "gemm") != 0 || lc->n_ints < 9 || lc->n_ints > 12 || lc->n_floats != 2 ||
+      call_int(lc, ld_slot[2]) != 0 || r < 2 || ob->rank != r)
+    return false;
+  int64_t os[OPS_MAX_RANK], st[OPS_MAX_RANK], len[OPS_MAX_RANK], acc = 1;
+  for (int d = r - 1; d >= 0; d--) {
+    os[d] = acc;
+    acc *= const_of(ob->dims[d]);
+  }
+  for (int d = 0; d < r; d++) {
+    st[d] = os[sigma[d]];
+    len[d] = pdims[d];
+  }
+  int64_t M = call_int(lc, 1), N = call_int(lc, 2), old = call_int(lc, stride_slot[2]);
+  if (len[r - 2] != M || len[r - 1] != N || old < 0 || (st[r - 1] != 1 && N != 1)) return false;
+  *ld = st[r - 2];
+  return *ld >= N && batch_stride(r, st, len, old, sy);
+}
+
+/* Lowers the pair as the producer's kernels writing the consumer's output at
+ * the permuted indices; an error (freed by the caller) where they cannot. */
+static flagos_status_t permuted_stores(ops_ctx_t *c, const pair_t *pr) {
+  int sigma[OPS_MAX_RANK];
+  const kir_buf_t *ob;
+  const ops_ctx_t *p = pr->p;
+  if (!consumer_permutes(pr, sigma, &ob))
+    return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the consumer does not only permute the producer's output");
+  if (p->out[0].rank != ob->rank || p->out[0].dtype != pr->q->out[0].dtype)
+    return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the consumer's output is not a permutation of the producer's");
+  kir_expr_t *pdims[OPS_MAX_RANK];
+  for (int d = 0; d < p->out[0].rank; d++) pdims[d] = kir_i64(c->arena, p->out[0].dims[d]);
+  for (int t = 0; t < p->n_temps; t++) ops_temp(c, p->temps[t].dtype, p->temps[t].rank, p->temps[t].dims);
+  for (int s = 0; s < p->n_steps; s++) {
+    const ops_step_t *st = &p->steps[s];
+    const kir_kernel_t *k = st->kernel;
+    scan_t sc = {.buf = -1};
+    scan_kernel(k, &sc);
+    if (sc.syms) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's kernel %s reads runtime symbols", k->name);
+    kir_kernel_t *nk = ops_kernel(c, NULL);
+    nk->name = k->name;
+    nk->rank = k->rank;
+    nk->vars = k->vars;
+    nk->extents = k->extents;
+    nk->next_var = k->next_var;
+    nk->serial = k->serial;
+    restore_t w = {.c = c, .pr = pr, .nk = nk, .out = -1, .sigma = sigma};
+    w.map = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(k->n_bufs + 1));
+    for (int b = 0; b < k->n_bufs; b++) {
+      const ops_bind_t *bd = &st->binds[b];
+      const kir_buf_t *kb = &k->bufs[b];
+      if (bd->kind == OPS_BIND_OUTPUT) {
+        if (bd->index != 0 || w.out >= 0 || !same_dims(kb, p->out[0].rank, pdims))
+          return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's kernel %s writes its output under another shape",
+                         k->name);
+        w.out = b;
+        w.map[b] = ops_buf_view(c, nk, OPS_BIND_OUTPUT, 0, ob->rank, ob->dims);
+      } else {
+        w.map[b] = ops_buf_view(c, nk, bd->kind, bd->kind == OPS_BIND_INPUT ? pr->pin[bd->index] : bd->index,
+                                kb->rank, kb->dims);
+      }
+      nk->bufs[w.map[b]].dtype = kb->dtype;
+    }
+    for (int i = 0; i < k->n_stores; i++) {
+      const kir_store_t *ks = &k->stores[i];
+      kir_expr_t *idx[OPS_MAX_RANK], *to[OPS_MAX_RANK];
+      for (int d = 0; d < k->bufs[ks->buf].rank; d++) idx[d] = restore_expr(&w, ks->idx[d]);
+      if (ks->buf == w.out) permute_idx(&w, idx, to);
+      kir_store(nk, w.map[ks->buf], ks->buf == w.out ? to : idx, restore_expr(&w, ks->value),
+                restore_expr(&w, ks->cond));
+    }
+    const kir_libcall_t *lc = k->libcall;
+    if (!lc) continue;
+    int *bufs = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(lc->n_bufs + 1));
+    kir_expr_t **ints = fl_arena_alloc(c->arena, sizeof(*ints) * 12);
+    memcpy(ints, lc->ints, sizeof(*ints) * (size_t)lc->n_ints);
+    int n_ints = lc->n_ints;
+    for (int i = 0; i < lc->n_bufs; i++) {
+      bufs[i] = w.map[lc->bufs[i]];
+      if (lc->bufs[i] != w.out) continue;
+      int64_t ld, sy;
+      if (i != 2 || !gemm_y_through(lc, p->out[0].rank, p->out[0].dims, ob, sigma, &ld, &sy))
+        return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's library call %s cannot write through the transpose",
+                       lc->name);
+      while (n_ints <= ld_slot[2]) ints[n_ints++] = kir_i64(c->arena, 0);
+      ints[stride_slot[2]] = kir_i64(c->arena, sy);
+      ints[ld_slot[2]] = kir_i64(c->arena, ld);
+    }
+    kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, n_ints, ints, lc->n_floats, lc->floats);
+    nk->libcall->ends_node = lc->ends_node;
   }
   return NULL;
 }
@@ -367,8 +612,17 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
   pr.q->kernel_prefix = c->kernel_prefix;
   FL_TRY(pr.dp->lower(pr.p));
   int pout = -1;
-  FL_TRY(producer_kernel(c, pr.p, &pout));
-  FL_TRY(pr.dq->lower(pr.q));
+  flagos_status_t why = producer_kernel(c, pr.p, &pout), st = pr.dq->lower(pr.q);
+  if (st) {
+    flagos_status_free(why);
+    return st;
+  }
+  if (why) { /* not one plain store: perhaps the consumer only transposes it */
+    st = permuted_stores(c, &pr);
+    if (!st) flagos_status_free(why);
+    else flagos_status_free(st);
+    return st ? why : NULL;
+  }
   const kir_kernel_t *pk = pr.p->steps[0].kernel;
   for (int t = 0; t < pr.q->n_temps; t++) ops_temp(c, pr.q->temps[t].dtype, pr.q->temps[t].rank, pr.q->temps[t].dims);
   for (int s = 0; s < pr.q->n_steps; s++) {
@@ -405,22 +659,25 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
     if (ck->libcall) {
       const kir_libcall_t *lc = ck->libcall;
       int *bufs = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(lc->n_bufs + 1));
-      kir_expr_t **ints = fl_arena_alloc(c->arena, sizeof(*ints) * (size_t)(lc->n_ints + 2));
+      kir_expr_t **ints = fl_arena_alloc(c->arena, sizeof(*ints) * 12);
       memcpy(ints, lc->ints, sizeof(*ints) * (size_t)lc->n_ints);
       int n_ints = lc->n_ints;
+      double *floats = fl_arena_memdup(c->arena, lc->floats, sizeof(double) * (size_t)(lc->n_floats + 1));
       for (int i = 0; i < lc->n_bufs; i++) bufs[i] = w.cmap[lc->bufs[i]];
-      int x;
-      int64_t tb, ldb, sb;
-      if (lc->n_bufs > 1 && inl[lc->bufs[1]] && gemm_through_transpose(pk, pout, lc, &x, &tb, &ldb, &sb)) {
-        const kir_buf_t *xb = &pk->bufs[x];
-        bufs[1] = w.pmap[x] >= 0 ? w.pmap[x]
-                                 : (w.pmap[x] = bind_buf(&w, OPS_BIND_INPUT, pr.pin[w.pbind[x].index], xb->dtype,
-                                                         xb->rank, xb->dims, false));
-        ints[5] = kir_i64(c->arena, tb);
-        ints[7] = kir_i64(c->arena, sb);
-        ints[n_ints++] = kir_i64(c->arena, ldb);
+      for (int op = 0; op < 2 && op < lc->n_bufs; op++) {
+        through_t th;
+        if (!inl[lc->bufs[op]] || !gemm_through(pr.p, w.pbind, pk, pout, lc, op, &th)) continue;
+        const kir_buf_t *xb = &pk->bufs[th.x];
+        bufs[op] = w.pmap[th.x] >= 0 ? w.pmap[th.x]
+                                     : (w.pmap[th.x] = bind_buf(&w, OPS_BIND_INPUT, pr.pin[w.pbind[th.x].index],
+                                                                xb->dtype, xb->rank, xb->dims, false));
+        while (n_ints <= ld_slot[op]) ints[n_ints++] = kir_i64(c->arena, 0);
+        ints[trans_slot[op]] = kir_i64(c->arena, th.t);
+        ints[stride_slot[op]] = kir_i64(c->arena, th.s);
+        ints[ld_slot[op]] = kir_i64(c->arena, th.ld);
+        floats[0] *= th.scale;
       }
-      kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, n_ints, ints, lc->n_floats, lc->floats);
+      kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, n_ints, ints, lc->n_floats, floats);
       nk->libcall->ends_node = lc->ends_node;
     }
   }

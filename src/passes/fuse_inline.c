@@ -7,14 +7,21 @@
  *
  * A pair qualifies when the producer's single output is read by the consumer
  * only (no other node, subgraph or graph output), both nodes have static
- * tensors of the types elementwise fusion takes, the consumer reads each
- * element of that output a bounded number of times (pointwise operators,
- * FusedElementwise, Softmax, LogSoftmax, LayerNormalization,
- * RMSNormalization) or is a product (MatMul, MatMulBias) that a Transpose
- * feeds, and a trial lowering of the pair succeeds (ops_inline_can: the
- * producer is one plain store, the consumer hands the tensor to a library call
- * only as a gemm's B that strides can read through the transpose). Each node
- * joins at most one pair. */
+ * tensors of the types elementwise fusion takes, and either
+ * - the consumer reads each element of that output a bounded number of times
+ *   (pointwise operators, FusedElementwise, Softmax, LogSoftmax,
+ *   LayerNormalization, RMSNormalization);
+ * - the consumer is a product (MatMul, MatMulBias, or a pair around one) that
+ *   a Transpose feeds, alone or scaled by a Mul or Div (an inlined pair of
+ *   them); or
+ * - the consumer is a Transpose of a product's output;
+ * and a trial lowering of the pair succeeds (ops_inline_can: the producer is
+ * one plain store, the consumer hands the tensor to a library call only as a
+ * gemm's A or B that strides can read through the transpose; or the
+ * transpose's permutation can be the product's stores and the call's Y
+ * strides). Each node joins at most one pair a round; the pass runs rounds
+ * until none pairs, so a product takes both its operands' transposes and
+ * then its output's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +29,43 @@
 #include "ops/fused.h"
 #include "passes/passes.h"
 
+static bool is_op(const fir_node_t *n, const char *domain, const char *op) {
+  return strcmp(n->domain, domain) == 0 && strcmp(n->op_type, op) == 0;
+}
+
+/* The inlined pair's nodes (producer, consumer), or NULL where n is no pair. */
+static const fir_node_t *pair_node(const fir_node_t *n, int i) {
+  const fir_graph_t *b = is_op(n, OPS_FUSED_DOMAIN, OPS_INLINE_OP) ? ops_fused_body(n) : NULL;
+  return b && b->n_nodes == 2 ? b->nodes[i] : NULL;
+}
+
+/* A product: MatMul, MatMulBias, or an inlined pair whose consumer is one. */
+static bool is_product(const fir_node_t *n) {
+  const fir_node_t *q = pair_node(n, 1);
+  if (q) return is_product(q);
+  return is_op(n, "", "MatMul") || is_op(n, OPS_FUSED_DOMAIN, "MatMulBias");
+}
+
+/* A Transpose, or an inlined Transpose scaled by a Mul or Div. */
+static bool is_transpose(const fir_node_t *n) {
+  const fir_node_t *p = pair_node(n, 0), *q = pair_node(n, 1);
+  if (p) return is_op(p, "", "Transpose") && (is_op(q, "", "Mul") || is_op(q, "", "Div"));
+  return is_op(n, "", "Transpose");
+}
+
 /* 1 for consumers that read each element of their input a few times at
  * most, so that recomputing the producer's element at each read costs
- * little; 2 for products, which take only a Transpose (its element is a load,
- * and the gemm call reads its input through strides); else 0. */
+ * little; 2 for products, which take only a transpose (its element is a load,
+ * and the gemm call reads its input through strides); 3 for a Transpose,
+ * which takes only a product; else 0. */
 static int consumer_op(fl_arena_t *a, const fir_node_t *n) {
   static const char *const ops[] = {"Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization"};
-  if (strcmp(n->domain, OPS_FUSED_DOMAIN) == 0)
-    return strcmp(n->op_type, OPS_FUSED_OP) == 0 ? 1 : strcmp(n->op_type, "MatMulBias") == 0 ? 2 : 0;
+  if (is_product(n)) return 2;
+  if (strcmp(n->domain, OPS_FUSED_DOMAIN) == 0) return strcmp(n->op_type, OPS_FUSED_OP) == 0 ? 1 : 0;
   if (n->domain[0]) return 0;
+  if (strcmp(n->op_type, "Transpose") == 0) return 3;
   for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
     if (strcmp(n->op_type, ops[i]) == 0) return 1;
-  if (strcmp(n->op_type, "MatMul") == 0) return 2;
   return ops_fused_can_fuse(a, n) ? 1 : 0;
 }
 
@@ -113,9 +145,8 @@ static void build_pair(fir_model_t *m, const fir_node_t *p, const fir_node_t *c,
     fprintf(stderr, "flagos fuse: '%s' = %s inlined into %s (%d inputs)\n", name, p->op_type, c->op_type, n_ins);
 }
 
-flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
-  if (n_fused) *n_fused = 0;
-  if (pass_fusion_off(m)) return NULL;
+/* One round: the pairs of the graph's nodes as they are; their number. */
+static int inline_round(fir_model_t *m) {
   fir_graph_t *g = m->graph;
   fl_arena_t *a = fl_arena_create();
   int n = g->n_nodes;
@@ -147,7 +178,7 @@ flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
           !node_values_ok(p))
         continue;
       if (kind < 0) kind = consumer_op(a, c);
-      if (!kind || (kind == 2 && (p->domain[0] || strcmp(p->op_type, "Transpose") != 0))) continue;
+      if (!kind || (kind == 2 && !is_transpose(p)) || (kind == 3 && !is_product(p))) continue;
       int n_ins = pair_inputs(p, c, ins);
       if (!ops_inline_can(a, p, c, (const fir_value_t *const *)ins, n_ins)) continue;
       if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
@@ -159,8 +190,15 @@ flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
   }
   if (fused) fir_graph_remove_nodes(g, dead);
   fl_arena_destroy(a);
-  if (!fused) return NULL;
-  FL_TRY(pass_fusion_settle(m, OPS_INLINE_OP, OPS_FUSED_DOMAIN, "inline fusion"));
-  if (n_fused) *n_fused = fused;
+  return fused;
+}
+
+flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
+  if (n_fused) *n_fused = 0;
+  if (pass_fusion_off(m)) return NULL;
+  for (int fused; (fused = inline_round(m)) > 0;) {
+    FL_TRY(pass_fusion_settle(m, OPS_INLINE_OP, OPS_FUSED_DOMAIN, "inline fusion"));
+    if (n_fused) *n_fused += fused;
+  }
   return NULL;
 }

@@ -12,9 +12,17 @@
  *     input, B's rows 6 apart and its batches 3 apart (transB for the key), and
  *     the product is NumPy's (OpenBLAS and cuBLASLt take the call; PoCL runs
  *     the rebuilt generic kernel);
- * (e) refused: a producer read twice, a Transpose feeding a MatMul's A (the
- *     call has no lda), a producer with a reduction (Softmax), FLAGOS_FUSE=0;
- * (f) all of it on the cpu, and on opencl (PoCL in CI) and cuda where present. */
+ * (e) refused: a producer read twice, a producer with a reduction (Softmax),
+ *     Transposes that spread a product's batches over two strides (batch 2:
+ *     its value and its output), FLAGOS_FUSE=0;
+ * (f) all of it on the cpu, and on opencl (PoCL in CI) and cuda where present;
+ * (g) a Transpose feeding a MatMul's A (rows 12 apart, batches 4 apart);
+ *     attention's scores, a query Transpose times 0.5 into A and a key
+ *     Transpose divided by 2 into B, nest into one node whose gemm call reads
+ *     x twice (lda 6, ldb 6 transposed, batches 3 apart) with alpha 0.25;
+ * (h) attention's context, Transpose(MatMul(p, value)): the product's call
+ *     writes the [b,s,h,d] output directly, Y's rows 6 apart and batches 3
+ *     apart (ldy), after reading the value through ldb. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +110,36 @@ static const char k_key[] = HEAD
     "  %y: f32[1,2,5,4] = MatMul(%a, %t)\n"
     "}\n";
 
+static const char k_scores[] = HEAD
+    "graph \"g\" (%x: f32[1,4,2,3]) -> (%y: f32[1,2,4,4]) {\n"
+    "  %h: f32[] = const [0.5]\n"
+    "  %two: f32[1] = const [2]\n"
+    "  %tq: f32[1,2,4,3] = Transpose(%x) {perm = [0, 2, 1, 3]}\n"
+    "  %q: f32[1,2,4,3] = Mul(%tq, %h)\n"
+    "  %tk: f32[1,2,3,4] = Transpose(%x) {perm = [0, 2, 3, 1]}\n"
+    "  %k: f32[1,2,3,4] = Div(%tk, %two)\n"
+    "  %y: f32[1,2,4,4] = MatMul(%q, %k)\n"
+    "}\n";
+
+#define P32 A_VALUES ", 1, -1"
+
+static const char k_context[] = HEAD
+    "graph \"g\" (%x: f32[1,4,2,3]) -> (%y: f32[1,4,2,3]) {\n"
+    "  %p: f32[1,2,4,4] = const [" P32 "]\n"
+    "  %v: f32[1,2,4,3] = Transpose(%x) {perm = [0, 2, 1, 3]}\n"
+    "  %c: f32[1,2,4,3] = MatMul(%p, %v)\n"
+    "  %y: f32[1,4,2,3] = Transpose(%c) {perm = [0, 2, 1, 3]}\n"
+    "}\n";
+
+/* batch 2: the output's batches (b, h) are s*h*d and d apart, not one stride */
+static const char k_context2[] = HEAD
+    "graph \"g\" (%x: f32[2,4,2,3]) -> (%y: f32[2,4,2,3]) {\n"
+    "  %p: f32[2,2,4,4] = const [" P32 ", " P32 "]\n"
+    "  %v: f32[2,2,4,3] = Transpose(%x) {perm = [0, 2, 1, 3]}\n"
+    "  %c: f32[2,2,4,3] = MatMul(%p, %v)\n"
+    "  %y: f32[2,4,2,3] = Transpose(%c) {perm = [0, 2, 1, 3]}\n"
+    "}\n";
+
 static const char k_reduce_producer[] = HEAD
     "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
     "  %k: f32[] = const [2]\n"
@@ -138,6 +176,17 @@ static const float want_key[40] = {3.5f,   -0.5f,  -3.125f, -1.625f, -2.5f,   -0
                                    -0.125f, -0.875f, -1.625f, -2.375f, -1.25f, 0.25f, -2.375f, -0.875f, -0.125f, -0.875f,
                                    2.5f,   1.75f,  -0.125f, -0.875f, -1.625f, -2.375f, -1.25f, 0.25f, -2.375f, -0.875f};
 
+static const float want_matmul[12] = {-3.0f, 0.625f, 1.5f, 0.875f, 1.25f, 0.25f, 0.25f, 0.5f, 0.0f, -0.125f, -1.0f, -1.25f};
+static const float want_scores[32] = {
+    0.515625f, -0.1875f,  -0.375f,   -0.21875f, -0.1875f,  0.5f,     -0.1875f, -0.1875f, -0.375f,   -0.1875f, 0.515625f,
+    0.359375f, -0.21875f, -0.1875f,  0.359375f, 0.390625f, 0.546875f, 0.453125f, -0.15625f, -0.25f, 0.453125f, 0.546875f,
+    -0.21875f, -0.125f,   -0.15625f, -0.21875f, 0.40625f,  0.34375f, -0.25f,    -0.125f,  0.34375f, 0.46875f};
+static const float want_context[48] = {
+    2.25f,  -1.25f, -0.625f, 1.875f, 1.375f, -3.25f, 2.5f,    -2.25f, -0.125f, -1.75f,  -1.75f, -0.375f,
+    -1.75f, 1.25f,  1.5f,    1.375f, 1.875f, -3.125f, -1.5f,  0.25f,  2.0f,    0.0f,    1.0f,   2.0f, /* batch 2: */
+    -0.625f, -2.75f, -0.75f, -3.25f, 1.75f,  2.625f, -0.125f, -0.75f, -2.75f,  -0.375f, -1.75f, 2.375f,
+    1.5f,   -1.0f,  2.0f,    -3.125f, 1.5f,  -3.5f,  2.0f,    1.0f,   0.0f,    2.0f,    0.25f,  -1.5f};
+
 /* Lowers node n as the compiler does, into c (allocations in a). */
 static bool lower(const fir_node_t *n, fl_arena_t *a, ops_ctx_t *c) {
   const ops_def_t *d = ops_find(n->op_type, n->domain);
@@ -166,46 +215,62 @@ static int kernels_of(const fir_model_t *m) {
   return total;
 }
 
-/* The gemm call of the model's one node, as the compiler lowers it: its
- * ints (n_ints, at most 10) and whether its B is the node's input 0. */
-static int gemm_ints(const fir_model_t *m, int64_t *ints, bool *b_is_x) {
+/* The gemm call of the model's one node, as the compiler lowers it: its ints
+ * (n_ints, at most 12, returned), its alpha, and whether its A and B are the
+ * graph's input x. */
+static int gemm_call(const fir_model_t *m, int64_t *ints, double *alpha, bool *x_is[2]) {
   const fir_node_t *n = m->graph->nodes[0];
   fl_arena_t *a = fl_arena_create();
   ops_ctx_t c;
   int got = -1;
   for (int i = 0; lower(n, a, &c) && i < c.n_steps; i++) {
     const kir_libcall_t *lc = c.steps[i].kernel->libcall;
-    if (!lc || strcmp(lc->name, "gemm") != 0 || lc->n_ints > 10) continue;
+    if (!lc || strcmp(lc->name, "gemm") != 0 || lc->n_ints > 12) continue;
     got = lc->n_ints;
     for (int j = 0; j < lc->n_ints; j++) CHECK(kir_eval_int(lc->ints[j], NULL, 0, &ints[j]), "int %d is a constant", j);
-    const ops_bind_t *bd = &c.steps[i].binds[lc->bufs[1]];
-    *b_is_x = bd->kind == OPS_BIND_INPUT && n->inputs[bd->index] == m->graph->inputs[0];
+    *alpha = lc->floats[0];
+    for (int op = 0; op < 2; op++) {
+      const ops_bind_t *bd = &c.steps[i].binds[lc->bufs[op]];
+      *x_is[op] = bd->kind == OPS_BIND_INPUT && n->inputs[bd->index] == m->graph->inputs[0];
+    }
     break;
   }
   fl_arena_destroy(a);
   return got;
 }
 
-static void check_strided_b(void) {
-  static const struct {
-    const char *name, *text;
-    int64_t tb, sb, ldb;
-  } cases[] = {{"value", k_value, 0, 3, 6}, {"key", k_key, 1, 3, 6}};
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    fir_model_t *m = parse(cases[i].text);
-    if (!m) continue;
-    CHECK_OK(pass_run_default(m, NULL));
-    CHECK(m->graph->n_nodes == 1 && count_op(m, OPS_INLINE_OP) == 1, "%s: Transpose and MatMul are one node (%d)",
-          cases[i].name, m->graph->n_nodes);
-    int64_t v[10] = {0};
-    bool b_is_x = false;
-    int n = m->graph->n_nodes == 1 ? gemm_ints(m, v, &b_is_x) : -1;
-    CHECK(n == 10 && b_is_x, "%s: the gemm call has 10 ints (%d) and reads x as B", cases[i].name, n);
-    CHECK(n != 10 || (v[0] == 2 && v[5] == cases[i].tb && v[7] == cases[i].sb && v[9] == cases[i].ldb),
-          "%s: batch %lld, transB %lld, strideB %lld, ldb %lld", cases[i].name, (long long)v[0], (long long)v[5],
-          (long long)v[7], (long long)v[9]);
-    fir_model_destroy(m);
-  }
+/* The pass makes text one node whose gemm call has the ints want (-1: any),
+ * alpha, and reads x as A and/or B where a_x and b_x say. */
+static void check_call(const char *name, const char *text, int n_ints, const int64_t *want, double alpha, bool a_x,
+                       bool b_x) {
+  fir_model_t *m = parse(text);
+  if (!m) return;
+  CHECK_OK(pass_run_default(m, NULL));
+  CHECK(m->graph->n_nodes == 1 && count_op(m, OPS_INLINE_OP) == 1, "%s: one node (%d)", name, m->graph->n_nodes);
+  int64_t v[12] = {0};
+  double al = 0;
+  bool ax = false, bx = false, *x_is[2] = {&ax, &bx};
+  int n = m->graph->n_nodes == 1 ? gemm_call(m, v, &al, x_is) : -1;
+  CHECK(n == n_ints && ax == a_x && bx == b_x && al == alpha,
+        "%s: the gemm call has %d ints (%d), alpha %g (%g), reads x as A %d (%d) and B %d (%d)", name, n_ints, n, alpha,
+        al, a_x, ax, b_x, bx);
+  for (int i = 0; n == n_ints && i < n; i++)
+    CHECK(want[i] < 0 || v[i] == want[i], "%s: gemm int %d is %lld (%lld)", name, i, (long long)want[i],
+          (long long)v[i]);
+  fir_model_destroy(m);
+}
+
+static void check_strided(void) {
+  /* batch, M, N, K, transA, transB, strideA, strideB, strideY, ldb, lda, ldy */
+  static const int64_t value[10] = {2, 5, 3, 4, 0, 0, 20, 3, 15, 6}, key[10] = {2, 5, 4, 3, 0, 1, 15, 3, 20, 6};
+  static const int64_t a[11] = {3, 2, 2, 4, 0, 0, 4, 0, 4, 0, 12};
+  static const int64_t scores[11] = {2, 4, 4, 3, 0, 1, 3, 3, 16, 6, 6};
+  static const int64_t context[12] = {2, 4, 3, 4, 0, 0, 16, 3, 3, 6, 0, 6};
+  check_call("value", k_value, 10, value, 1, false, true);
+  check_call("key", k_key, 10, key, 1, false, true);
+  check_call("Transpose -> MatMul's A", k_matmul, 11, a, 1, true, false);
+  check_call("scores", k_scores, 11, scores, 0.25, true, true);
+  check_call("context", k_context, 12, context, 1, false, true);
 }
 
 /* Compiles text for target and opens a session of it on device (NULL and
@@ -303,7 +368,6 @@ static void check_refused(void) {
     const char *name, *text, *op;
   } cases[] = {
       {"a producer read twice", k_two_readers, "Softmax"},
-      {"a Transpose into a MatMul's A", k_matmul, "MatMul"},
       {"a reduction in the producer", k_reduce_producer, "Softmax"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -312,6 +376,14 @@ static void check_refused(void) {
     CHECK_OK(pass_run_default(m, NULL));
     CHECK(count_op(m, OPS_INLINE_OP) == 0 && count_op(m, cases[i].op) == 1, "%s: left alone", cases[i].name);
     fir_model_destroy(m);
+  }
+  /* batch 2: the Transposes of the value and of the output stay */
+  fir_model_t *c2 = parse(k_context2);
+  if (c2) {
+    CHECK_OK(pass_run_default(c2, NULL));
+    CHECK(count_op(c2, OPS_INLINE_OP) == 0 && count_op(c2, "Transpose") == 2 && c2->graph->n_nodes == 3,
+          "a Transpose spreading the batches over two strides: left alone (%d nodes)", c2->graph->n_nodes);
+    fir_model_destroy(c2);
   }
   setenv("FLAGOS_FUSE", "0", 1);
   fir_model_t *m = parse(k_layernorm);
@@ -332,6 +404,16 @@ static void check_device(const char *target, const char *device) {
   static const int64_t d4123[4] = {1, 4, 2, 3};
   check_pair("Transpose -> MatMul's B (value)", k_value, 1, d4123, 4, want_value, 30, target, device);
   check_pair("Transpose -> MatMul's B (key)", k_key, 1, d4123, 4, want_key, 40, target, device);
+  check_pair("Transpose -> MatMul's A", k_matmul, 1, d234, 3, want_matmul, 12, target, device);
+  check_pair("scaled Transposes -> MatMul's A and B", k_scores, 1, d4123, 4, want_scores, 32, target, device);
+  check_pair("MatMul -> Transpose", k_context, 1, d4123, 4, want_context, 24, target, device);
+  static const int64_t d4223[4] = {2, 4, 2, 3};
+  float x[48], y[48];
+  xs(x, 48);
+  if (run(k_context2, target, device, FLAGOS_FLOAT32, x, d4223, 4, y, 48))
+    for (int i = 0; i < 48; i++)
+      CHECK(fabsf(y[i] - want_context[i]) <= 2e-6f + 2e-6f * fabsf(want_context[i]),
+            "context, batch 2, on %s: y[%d] = %.9g, NumPy %.9g", device, i, y[i], want_context[i]);
   check_half(target, device);
 }
 
@@ -349,7 +431,7 @@ static bool have(const char *target) {
 
 int main(void) {
   check_refused();
-  check_strided_b();
+  check_strided();
   check_device("cpu", "cpu");
   if (have("opencl")) check_device("opencl", "opencl");
   if (have("cuda")) check_device("cuda", "cuda");

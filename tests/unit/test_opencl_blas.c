@@ -44,6 +44,7 @@ typedef struct {
   double alpha, beta;
   bool nan_y; /* Y's old contents are NaN (only with beta 0) */
   bool bias;  /* a fourth buffer: N values added to every row */
+  int64_t lda, ldb, ldy; /* the rows' strides (the call's ints 10-12); 0: packed */
 } gcase_t;
 
 /* Our own kernels (ocl_gemm.c, FLAGOS_OPENCL_GEMM=1) are on: results are
@@ -62,8 +63,8 @@ static double val16(int64_t i, int salt) { return (double)((i * 37 + salt * 101)
 static double valx(int64_t i, int salt, flagos_dtype_t dt) { return dt == FLAGOS_FLOAT16 ? val16(i, salt) : val(i, salt); }
 
 static flagos_code_t call_n(const char *name, int n_bufs, flagos_devptr_t *bufs, const int32_t *dts,
-                            const int64_t *ints, const double *fl, char *msg, size_t cap) {
-  flagos_libcall_t c = {name, bufs, dts, n_bufs, ints, 9, fl, 2};
+                            const int64_t *ints, int n_ints, const double *fl, char *msg, size_t cap) {
+  flagos_libcall_t c = {name, bufs, dts, n_bufs, ints, n_ints, fl, 2};
   flagos_status_t st = be->library_call(bst, NULL, &c);
   flagos_code_t code = st ? flagos_status_code(st) : FLAGOS_OK;
   snprintf(msg, cap, "%s", st ? flagos_status_message(st) : "");
@@ -73,14 +74,18 @@ static flagos_code_t call_n(const char *name, int n_bufs, flagos_devptr_t *bufs,
 
 static flagos_code_t call(const char *name, flagos_devptr_t *bufs, const int32_t *dts, const int64_t *ints,
                           const double *fl, char *msg, size_t cap) {
-  return call_n(name, 3, bufs, dts, ints, fl, msg, cap);
+  return call_n(name, 3, bufs, dts, ints, 9, fl, msg, cap);
 }
 
 static void run_case(const char *what, gcase_t g) {
   size_t es = flagos_dtype_size(g.dt);
-  int64_t sa = g.sa < 0 ? g.M * g.K : g.sa, sb = g.sb < 0 ? g.K * g.N : g.sb, sy = g.sy < 0 ? g.M * g.N : g.sy;
-  size_t na = (size_t)((g.batch - 1) * sa + g.M * g.K), nb = (size_t)((g.batch - 1) * sb + g.K * g.N);
-  size_t ny = (size_t)((g.batch - 1) * sy + g.M * g.N);
+  /* rows lda, ldb, ldy apart (packed where 0); a matrix spans (rows - 1) * ld + cols */
+  int64_t lda = g.lda ? g.lda : g.ta ? g.M : g.K, ldb = g.ldb ? g.ldb : g.tb ? g.K : g.N, ldy = g.ldy ? g.ldy : g.N;
+  int64_t ra = g.ta ? g.K : g.M, rb = g.tb ? g.N : g.K;
+  int64_t sa = g.sa < 0 ? ra * lda : g.sa, sb = g.sb < 0 ? rb * ldb : g.sb, sy = g.sy < 0 ? g.M * ldy : g.sy;
+  size_t na = (size_t)((g.batch - 1) * sa + (ra - 1) * lda + g.M * g.K / ra);
+  size_t nb = (size_t)((g.batch - 1) * sb + (rb - 1) * ldb + g.K * g.N / rb);
+  size_t ny = (size_t)((g.batch - 1) * sy + (g.M - 1) * ldy + g.N);
   double *a = malloc(na * 8), *b = malloc(nb * 8), *y0 = malloc(ny * 8), *want = malloc(ny * 8);
   double *bias = malloc((size_t)g.N * 8);
   void *ha = malloc(na * es), *hb = malloc(nb * es), *hy = malloc(ny * es), *hbias = malloc((size_t)g.N * es);
@@ -95,9 +100,9 @@ static void run_case(const char *what, gcase_t g) {
       for (int64_t j = 0; j < g.N; j++) {
         double s = 0;
         for (int64_t k = 0; k < g.K; k++)
-          s += a[t * sa + (g.ta ? k * g.M + i : i * g.K + k)] * b[t * sb + (g.tb ? j * g.K + k : k * g.N + j)];
-        double *w = &want[t * sy + i * g.N + j];
-        *w = g.alpha * s + (g.beta == 0 ? 0 : g.beta * y0[t * sy + i * g.N + j]) + bias[j];
+          s += a[t * sa + (g.ta ? k * lda + i : i * lda + k)] * b[t * sb + (g.tb ? j * ldb + k : k * ldb + j)];
+        double *w = &want[t * sy + i * ldy + j];
+        *w = g.alpha * s + (g.beta == 0 ? 0 : g.beta * y0[t * sy + i * ldy + j]) + bias[j];
       }
   for (size_t i = 0; i < na; i++) rt_hs_store_float(g.dt, ha, (int64_t)i, a[i]);
   for (size_t i = 0; i < nb; i++) rt_hs_store_float(g.dt, hb, (int64_t)i, b[i]);
@@ -115,10 +120,12 @@ static void run_case(const char *what, gcase_t g) {
   CHECK(!st, "%s: set-up: %s", what, flagos_status_message(st));
   flagos_status_free(st);
   int32_t dts[4] = {g.dt, g.dt, g.dt, g.dt};
-  int64_t ints[9] = {g.batch, g.M, g.N, g.K, g.ta, g.tb, g.sa < 0 ? sa : g.sa, g.sb < 0 ? sb : g.sb, sy};
+  int64_t ints[12] = {g.batch, g.M, g.N, g.K, g.ta, g.tb, g.sa < 0 ? sa : g.sa, g.sb < 0 ? sb : g.sb, sy,
+                      g.ldb, g.lda, g.ldy};
   double fl[2] = {g.alpha, g.beta};
   char msg[512];
-  flagos_code_t code = call_n("gemm", g.bias ? 4 : 3, bufs, dts, ints, fl, msg, sizeof msg);
+  int n_ints = g.lda || g.ldb || g.ldy ? 12 : 9;
+  flagos_code_t code = call_n("gemm", g.bias ? 4 : 3, bufs, dts, ints, n_ints, fl, msg, sizeof msg);
   if (g.dt == FLAGOS_FLOAT64 && code == FLAGOS_ERR_UNSUPPORTED && strstr(msg, "cl_khr_fp64")) {
     printf("test_opencl_blas: %s: skipped (%s)\n", what, msg);
   } else if (!g_ours && g.bias) {
@@ -409,6 +416,37 @@ static void test_ours(const char *blas_log) {
   run_case("ours, M 1 N 1", (gcase_t){FLAGOS_FLOAT32, 2, 1, 1, 4, 0, 0, -1, -1, -1, 1, 0, false, false}), n++;
   run_case("ours, K 1", (gcase_t){FLAGOS_FLOAT32, 1, 19, 33, 1, 0, 0, -1, -1, -1, 1, 0, true, false}), n++;
   run_case("ours, transA, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 260, 270, 1, 0, -1, -1, -1, 1, 0, true, false}), n++;
+  /* rows further apart than packed (the call's ldb, lda, ldy: a product read
+   * through a transpose and written through one, docs/kernel-ir.md), the gaps
+   * between Y's rows kept; every kernel family, split over K too */
+  static const struct {
+    const char *tile, *tensor, *split;
+    flagos_dtype_t dt;
+    int ta, tb;
+  } lds[] = {{"2", NULL, NULL, FLAGOS_FLOAT32, 0, 0},      {"2", NULL, NULL, FLAGOS_FLOAT32, 1, 1},
+             {"7", NULL, NULL, FLAGOS_FLOAT32, 0, 1},      {"7", NULL, NULL, FLAGOS_FLOAT16, 1, 0},
+             {"13", "emulate", NULL, FLAGOS_FLOAT16, 0, 1}, {"16", "emulate", NULL, FLAGOS_FLOAT16, 1, 0},
+             {NULL, NULL, "3", FLAGOS_FLOAT32, 0, 1},       {NULL, NULL, "3", FLAGOS_FLOAT16, 0, 0}};
+  for (size_t i = 0; i < sizeof lds / sizeof lds[0]; i++) {
+    char what[96];
+    snprintf(what, sizeof what, "ours, rows apart, tile %s%s, split %s, %s, trans %d%d", lds[i].tile ? lds[i].tile : "rule",
+             lds[i].tensor ? " emulated" : "", lds[i].split ? lds[i].split : "none",
+             lds[i].dt == FLAGOS_FLOAT16 ? "f16" : "f32", lds[i].ta, lds[i].tb);
+    if (lds[i].tile) setenv("FLAGOS_OPENCL_GEMM_TILE", lds[i].tile, 1);
+    if (lds[i].tensor) setenv("FLAGOS_OPENCL_TENSOR", lds[i].tensor, 1);
+    if (lds[i].split) setenv("FLAGOS_OPENCL_SPLITK", lds[i].split, 1);
+    /* M 40, N 24, K 48 (whole 16-byte rows, as the tensor-core kernels need);
+     * rows 8 elements past packed, batches 2 rows of Y apart beyond them */
+    int64_t M = 40, N = 24, K = 48, lda = (lds[i].ta ? M : K) + 8, ldb = (lds[i].tb ? K : N) + 8, ldy = N + 8;
+    gcase_t g = {lds[i].dt, lds[i].split ? 1 : 2, M, N, K, lds[i].ta, lds[i].tb, -1, -1, (M + 2) * ldy, 0.5, 0.25,
+                 false, true, lda, ldb, ldy};
+    run_case(what, g);
+    if (lds[i].dt == FLAGOS_FLOAT16) n16++;
+    else n++;
+    unsetenv("FLAGOS_OPENCL_GEMM_TILE");
+    unsetenv("FLAGOS_OPENCL_TENSOR");
+    unsetenv("FLAGOS_OPENCL_SPLITK");
+  }
   int split_before = count_lines(blas_log, "K slices on");
   /* f16 first: its workspace (floats) is then sized by this call alone */
   setenv("FLAGOS_OPENCL_SPLITK", "4", 1);
