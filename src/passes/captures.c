@@ -1,6 +1,6 @@
 /* What the fusion passes share: the conditions under which they leave a graph
- * as written, and how they settle the nodes they made. (The values a node's
- * subgraphs read: fir_node_subgraph_reads.) */
+ * as written, how they count a value's readers, and how they settle the nodes
+ * they made. (The values a node's subgraphs read: fir_node_subgraph_reads.) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,4 +26,30 @@ flagos_status_t pass_fusion_settle(fir_model_t *m, const char *op, const char *d
     if (strcmp(g->nodes[i]->op_type, op) == 0 && strcmp(g->nodes[i]->domain, domain) == 0)
       FL_TRY(pass_infer_node(m, g->nodes[i]));
   return NULL;
+}
+
+typedef struct reads {
+  const fir_graph_t *g;
+  int *count;
+} reads_t;
+
+static void note_subgraph_read(fir_value_t *v, void *ctx) {
+  reads_t *r = ctx;
+  if (v && v->graph == r->g) r->count[v->id] += 2;
+}
+
+void pass_count_readers(const fir_graph_t *g, int *count) {
+  reads_t r = {g, count};
+  for (int i = 0; i < g->n_outputs; i++)
+    if (g->outputs[i] && g->outputs[i]->graph == g) count[g->outputs[i]->id] += 2;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const fir_node_t *x = g->nodes[i];
+    for (int k = 0; k < x->n_inputs; k++) {
+      const fir_value_t *v = x->inputs[k];
+      bool again = false; /* a node reading a value twice is one reader */
+      for (int j = 0; j < k && !again; j++) again = x->inputs[j] == v;
+      if (v && v->graph == g && !again) count[v->id]++;
+    }
+    fir_node_subgraph_reads(x, note_subgraph_read, &r);
+  }
 }

@@ -77,16 +77,6 @@ static bool node_values_ok(const fir_node_t *n) {
   return true;
 }
 
-typedef struct reads {
-  const fir_graph_t *g;
-  int *count; /* value id -> readers (a subgraph or a graph output counts as two) */
-} reads_t;
-
-static void note_subgraph_read(fir_value_t *v, void *ctx) {
-  reads_t *r = ctx;
-  if (v && v->graph == r->g) r->count[v->id] += 2;
-}
-
 /* The inputs the pair's node takes: the producer's, then the consumer's other
  * ones, each value once. */
 static int pair_inputs(const fir_node_t *p, const fir_node_t *c, fir_value_t **ins) {
@@ -151,19 +141,8 @@ static int inline_round(fir_model_t *m) {
   fl_arena_t *a = fl_arena_create();
   int n = g->n_nodes;
   for (int i = 0; i < n; i++) g->nodes[i]->id = i;
-  reads_t r = {g, fl_arena_alloc(a, sizeof(int) * (size_t)(g->n_values + 1))};
-  for (int i = 0; i < g->n_outputs; i++)
-    if (g->outputs[i] && g->outputs[i]->graph == g) r.count[g->outputs[i]->id] += 2;
-  for (int i = 0; i < n; i++) {
-    const fir_node_t *x = g->nodes[i];
-    for (int k = 0; k < x->n_inputs; k++) {
-      const fir_value_t *v = x->inputs[k];
-      bool again = false; /* a node reading a value twice is one reader */
-      for (int j = 0; j < k && !again; j++) again = x->inputs[j] == v;
-      if (v && v->graph == g && !again) r.count[v->id]++;
-    }
-    fir_node_subgraph_reads(x, note_subgraph_read, &r);
-  }
+  int *readers = fl_arena_alloc(a, sizeof(int) * (size_t)(g->n_values + 1));
+  pass_count_readers(g, readers);
   bool *dead = fl_arena_alloc(a, sizeof(bool) * (size_t)(2 * n + 1)); /* the pairs are appended */
   fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(g->n_values + 1));
   int fused = 0;
@@ -174,7 +153,7 @@ static int inline_round(fir_model_t *m) {
     for (int k = 0; k < c->n_inputs && kind; k++) {
       const fir_value_t *v = c->inputs[k];
       const fir_node_t *p = v && v->graph == g ? v->producer : NULL;
-      if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || r.count[v->id] != 1 ||
+      if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || readers[v->id] != 1 ||
           !node_values_ok(p))
         continue;
       if (kind < 0) kind = consumer_op(a, c);

@@ -56,13 +56,24 @@ flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused);
 /* True when the fusion passes leave m's graph as written: FLAGOS_FUSE=0, fewer
  * than two nodes, or a Gradient node (it differentiates the nodes as written). */
 bool pass_fusion_off(const fir_model_t *m);
+/* Readers of each value of g (count[value id], zeroed by the caller): a node
+ * reading it (once however many of its inputs), a subgraph reading it or the
+ * graph's output counts two, so that 1 means one node alone reads it. */
+void pass_count_readers(const fir_graph_t *g, int *count);
+/* Transpose chains (transposes.c): a Transpose followed by Transposes and
+ * Reshapes that only insert or drop dims of size 1, each read by the next
+ * alone, becomes one Transpose where the chain ends at its input's rank (as
+ * PyTorch's exporter writes attention's key: Transpose, Reshape to rank 3,
+ * Transpose, Reshape back). Run before the fusion passes; FLAGOS_FUSE=0 turns
+ * it off, FLAGOS_FUSE_TRACE=1 prints each chain. */
+flagos_status_t pass_fold_transpose_chains(fir_model_t *m, int *n_folded);
 /* After a fusion pass appended nodes of operator op (domain) and removed the
  * ones they replace: verifies the model (which sorts the nodes) and infers the
  * new nodes. Errors say "after <pass>". */
 flagos_status_t pass_fusion_settle(fir_model_t *m, const char *op, const char *domain, const char *pass);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
- * constant folding (pass_fold_constants), DCE, MatMul + bias fusion,
- * elementwise fusion, inline fusion. */
+ * constant folding (pass_fold_constants), DCE, Transpose chains, MatMul +
+ * bias fusion, elementwise fusion, inline fusion. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 
 #endif

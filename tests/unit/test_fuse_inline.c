@@ -20,6 +20,8 @@
  *     attention's scores, a query Transpose times 0.5 into A and a key
  *     Transpose divided by 2 into B, nest into one node whose gemm call reads
  *     x twice (lda 6, ldb 6 transposed, batches 3 apart) with alpha 0.25;
+ *     The key's Transpose as PyTorch's exporter writes it (Transpose,
+ *     Reshape to rank 3, Transpose, Reshape back) gives the same one node;
  * (h) attention's context, Transpose(MatMul(p, value)): the product's call
  *     writes the [b,s,h,d] output directly, Y's rows 6 apart and batches 3
  *     apart (ldy), after reading the value through ldb. */
@@ -118,6 +120,24 @@ static const char k_scores[] = HEAD
     "  %q: f32[1,2,4,3] = Mul(%tq, %h)\n"
     "  %tk: f32[1,2,3,4] = Transpose(%x) {perm = [0, 2, 3, 1]}\n"
     "  %k: f32[1,2,3,4] = Div(%tk, %two)\n"
+    "  %y: f32[1,2,4,4] = MatMul(%q, %k)\n"
+    "}\n";
+
+/* the same scores with the key's Transpose as PyTorch's exporter writes it:
+ * Transpose, Reshape to rank 3, Transpose, Reshape back (one Transpose after
+ * the Transpose chain pass) */
+static const char k_scores_chain[] = HEAD
+    "graph \"g\" (%x: f32[1,4,2,3]) -> (%y: f32[1,2,4,4]) {\n"
+    "  %h: f32[] = const [0.5]\n"
+    "  %s3: i64[3] = const [2, 4, 3]\n"
+    "  %s4: i64[4] = const [1, 2, 3, 4]\n"
+    "  %tq: f32[1,2,4,3] = Transpose(%x) {perm = [0, 2, 1, 3]}\n"
+    "  %q: f32[1,2,4,3] = Mul(%tq, %h)\n"
+    "  %t1: f32[1,2,4,3] = Transpose(%x) {perm = [0, 2, 1, 3]}\n"
+    "  %r1: f32[2,4,3] = Reshape(%t1, %s3)\n"
+    "  %t2: f32[2,3,4] = Transpose(%r1) {perm = [0, 2, 1]}\n"
+    "  %r2: f32[1,2,3,4] = Reshape(%t2, %s4)\n"
+    "  %k: f32[1,2,3,4] = Mul(%r2, %h)\n"
     "  %y: f32[1,2,4,4] = MatMul(%q, %k)\n"
     "}\n";
 
@@ -270,6 +290,7 @@ static void check_strided(void) {
   check_call("key", k_key, 10, key, 1, false, true);
   check_call("Transpose -> MatMul's A", k_matmul, 11, a, 1, true, false);
   check_call("scores", k_scores, 11, scores, 0.25, true, true);
+  check_call("scores, the key's Transpose chain", k_scores_chain, 11, scores, 0.25, true, true);
   check_call("context", k_context, 12, context, 1, false, true);
 }
 
@@ -406,6 +427,7 @@ static void check_device(const char *target, const char *device) {
   check_pair("Transpose -> MatMul's B (key)", k_key, 1, d4123, 4, want_key, 40, target, device);
   check_pair("Transpose -> MatMul's A", k_matmul, 1, d234, 3, want_matmul, 12, target, device);
   check_pair("scaled Transposes -> MatMul's A and B", k_scores, 1, d4123, 4, want_scores, 32, target, device);
+  check_pair("scores, the key's Transpose chain", k_scores_chain, 1, d4123, 4, want_scores, 32, target, device);
   check_pair("MatMul -> Transpose", k_context, 1, d4123, 4, want_context, 24, target, device);
   static const int64_t d4223[4] = {2, 4, 2, 3};
   float x[48], y[48];
