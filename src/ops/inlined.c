@@ -437,6 +437,18 @@ static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, cons
   return NULL;
 }
 
+/* A new kernel of c with k's name and loop nest, its buffers and stores to come. */
+static kir_kernel_t *kernel_like(ops_ctx_t *c, const kir_kernel_t *k) {
+  kir_kernel_t *nk = ops_kernel(c, NULL);
+  nk->name = k->name;
+  nk->rank = k->rank;
+  nk->vars = k->vars;
+  nk->extents = k->extents;
+  nk->next_var = k->next_var;
+  nk->serial = k->serial;
+  return nk;
+}
+
 /* ---- a transposing consumer: the producer stores at the permuted indices ---- */
 
 /* The consumer as a transpose of the producer's output: one kernel storing
@@ -548,13 +560,7 @@ static flagos_status_t permuted_stores(ops_ctx_t *c, const pair_t *pr) {
     scan_t sc = {.buf = -1};
     scan_kernel(k, &sc);
     if (sc.syms) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's kernel %s reads runtime symbols", k->name);
-    kir_kernel_t *nk = ops_kernel(c, NULL);
-    nk->name = k->name;
-    nk->rank = k->rank;
-    nk->vars = k->vars;
-    nk->extents = k->extents;
-    nk->next_var = k->next_var;
-    nk->serial = k->serial;
+    kir_kernel_t *nk = kernel_like(c, k);
     restore_t w = {.c = c, .pr = pr, .nk = nk, .out = -1, .sigma = sigma};
     w.map = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(k->n_bufs + 1));
     for (int b = 0; b < k->n_bufs; b++) {
@@ -630,13 +636,7 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
     const kir_kernel_t *ck = st->kernel;
     bool *inl = fl_arena_alloc(c->arena, sizeof(bool) * (size_t)(ck->n_bufs + 1));
     FL_TRY(consumer_buffers(c, st, &pr, pk, pout, inl));
-    kir_kernel_t *nk = ops_kernel(c, NULL);
-    nk->name = ck->name;
-    nk->rank = ck->rank;
-    nk->vars = ck->vars;
-    nk->extents = ck->extents;
-    nk->next_var = ck->next_var;
-    nk->serial = ck->serial;
+    kir_kernel_t *nk = kernel_like(c, ck);
     rewrite_t w = {.c = c, .pr = &pr, .nk = nk, .pk = pk,
                    .pbind = pr.p->steps[0].binds, .pout = pout};
     w.cmap = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(ck->n_bufs + 1));
