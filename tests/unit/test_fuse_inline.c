@@ -13,6 +13,7 @@
  *     the product is NumPy's (OpenBLAS and cuBLASLt take the call; PoCL runs
  *     the rebuilt generic kernel);
  * (e) refused: a producer read twice, a producer with a reduction (Softmax),
+ *     a Transpose chain through a Reshape that merges dims,
  *     Transposes that spread a product's batches over two strides (batch 2:
  *     its value and its output), FLAGOS_FUSE=0;
  * (f) all of it on the cpu, and on opencl (PoCL in CI) and cuda where present;
@@ -139,6 +140,15 @@ static const char k_scores_chain[] = HEAD
     "  %r2: f32[1,2,3,4] = Reshape(%t2, %s4)\n"
     "  %k: f32[1,2,3,4] = Mul(%r2, %h)\n"
     "  %y: f32[1,2,4,4] = MatMul(%q, %k)\n"
+    "}\n";
+
+/* a Reshape that merges dims is no link of a Transpose chain */
+static const char k_merge_chain[] = HEAD
+    "graph \"g\" (%x: f32[1,4,2,3]) -> (%y: f32[3,8]) {\n"
+    "  %s2: i64[2] = const [8, 3]\n"
+    "  %t1: f32[1,2,4,3] = Transpose(%x) {perm = [0, 2, 1, 3]}\n"
+    "  %r1: f32[8,3] = Reshape(%t1, %s2)\n"
+    "  %y: f32[3,8] = Transpose(%r1) {perm = [1, 0]}\n"
     "}\n";
 
 #define P32 A_VALUES ", 1, -1"
@@ -397,6 +407,12 @@ static void check_refused(void) {
     CHECK_OK(pass_run_default(m, NULL));
     CHECK(count_op(m, OPS_INLINE_OP) == 0 && count_op(m, cases[i].op) == 1, "%s: left alone", cases[i].name);
     fir_model_destroy(m);
+  }
+  fir_model_t *mc = parse(k_merge_chain);
+  if (mc) {
+    CHECK_OK(pass_run_default(mc, NULL));
+    CHECK(count_op(mc, "Transpose") == 2 && mc->graph->n_nodes == 3, "a chain through a merging Reshape: left alone");
+    fir_model_destroy(mc);
   }
   /* batch 2: the Transposes of the value and of the output stay */
   fir_model_t *c2 = parse(k_context2);
