@@ -313,7 +313,7 @@ static int producer_permutes(const ops_ctx_t *p, const ops_bind_t *pbind, const 
                              double *scale) {
   const kir_expr_t *e = pk->stores[0].value;
   *scale = 1;
-  if (p && uncast(e)->kind == KIR_BINARY) {
+  if (uncast(e)->kind == KIR_BINARY) {
     const kir_expr_t *b = uncast(e);
     double v;
     if (b->op == KIR_MUL && constant_scalar(p, pbind, b->a[0], &v)) {
@@ -529,7 +529,9 @@ static bool gemm_y_through(const kir_libcall_t *lc, int r, const int64_t *pdims,
   int64_t os[OPS_MAX_RANK], st[OPS_MAX_RANK], len[OPS_MAX_RANK], acc = 1;
   for (int d = r - 1; d >= 0; d--) {
     os[d] = acc;
-    acc *= const_of(ob->dims[d]);
+    int64_t n = const_of(ob->dims[d]);
+    if (n < 0) return false;
+    acc *= n;
   }
   for (int d = 0; d < r; d++) {
     st[d] = os[sigma[d]];

@@ -90,7 +90,7 @@ flagos_status_t pass_fold_transpose_chains(fir_model_t *m, int *n_folded) {
     if (!link(t, &rank, map)) continue;
     /* follow the chain while one node alone reads each value */
     const fir_node_t *end = t;
-    int len = 1, ends_rank = rank, ends_map[CHAIN_MAX_RANK], ends_len = 1;
+    int len = 1, ends_map[CHAIN_MAX_RANK], ends_len = 1;
     const fir_node_t *ends_at = t;
     memcpy(ends_map, map, sizeof map);
     for (;;) {
@@ -102,11 +102,10 @@ flagos_status_t pass_fold_transpose_chains(fir_model_t *m, int *n_folded) {
       if (rank == xr) { /* a place the chain may end: its input's rank again */
         ends_at = end;
         ends_len = len;
-        ends_rank = rank;
         memcpy(ends_map, map, sizeof map);
       }
     }
-    if (ends_len < 2 || ends_rank != xr) continue;
+    if (ends_len < 2) continue;
     /* the input's dims of size 1 go where the chain put dims of size 1 */
     bool used[CHAIN_MAX_RANK] = {false}, ok = true;
     for (int k = 0; k < xr; k++)
