@@ -357,6 +357,21 @@ static void flush_some(ocl_state_t *s, cl_command_queue q, int *queued) {
   }
 }
 
+/* the trace's kinds of command: 0 and 1 gemm plans (one launch, more), 2
+ * library calls, 3 + n launches of n buffer arguments (the last: n or more) */
+enum { OCL_TRACE_KINDS = 12 };
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+static void tally(double *by_kind, int *n_kind, int kind, double since) {
+  by_kind[kind] += now_us() - since;
+  n_kind[kind]++;
+}
+
 flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_t st) {
   ocl_state_t *s = state;
   if (!g) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: launch of a NULL graph");
@@ -367,21 +382,28 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
   cl_command_queue q = ocl_queue(s, st, g->dev);
   int queued = 0; /* commands since the last flush */
   /* the host time a replay takes to queue its commands, to set against the
-   * run's time (the rest is the device's) */
+   * run's time (the rest is the device's); traced, also by kind of command:
+   * a gemm plan's launches, a library call, a launch by its buffer arguments */
   struct timespec t0;
+  double by_kind[OCL_TRACE_KINDS] = {0};
+  int n_kind[OCL_TRACE_KINDS] = {0};
   if (g->timed) clock_gettime(CLOCK_MONOTONIC, &t0);
   for (int i = 0; i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
     if (sg->plan && (q == sg->plan->q || ocl_gemm_plan_portable(sg->plan))) {
+      double c0 = g->timed ? now_us() : 0;
       cl_int e = ocl_gemm_plan_run(s, sg->plan, q);
       if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a gemm");
       flush_some(s, q, &queued);
+      if (g->timed) tally(by_kind, n_kind, sg->plan->n > 1 ? 1 : 0, c0);
       continue;
     }
     if (sg->call) {
+      double c0 = g->timed ? now_us() : 0;
       flagos_status_t err = ocl_library_call(s, st, &g->rec.r[sg->first].call);
       if (err) return err;
       flush_some(s, q, &queued);
+      if (g->timed) tally(by_kind, n_kind, 2, c0);
       continue;
     }
     cl_int e = CL_SUCCESS;
@@ -398,9 +420,12 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
     }
     for (int j = 0; j < sg->n && e == CL_SUCCESS; j++) {
       const ocl_rec_t *r = &g->rec.r[sg->first + j];
+      double c0 = g->timed ? now_us() : 0;
       e = sg->own ? s->cl.clEnqueueNDRangeKernel(q, sg->own[j], 1, NULL, &r->global, &r->local, 0, NULL, NULL)
                   : ocl_kernel_run(s, r->k, r->args, r->n_args, r->global, r->local, q);
       flush_some(s, q, &queued);
+      int nb = r->n_args < OCL_TRACE_KINDS - 4 ? (int)r->n_args : OCL_TRACE_KINDS - 4;
+      if (g->timed) tally(by_kind, n_kind, 3 + nb, c0);
     }
     if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a launch");
   }
@@ -409,6 +434,17 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fprintf(stderr, "flagos trace: opencl: a replay of %d commands queued in %.1f us of host time\n", g->rec.n,
             (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3);
+    for (int k = 0; k < OCL_TRACE_KINDS; k++) {
+      if (!n_kind[k]) continue;
+      char what[64];
+      if (k < 3)
+        snprintf(what, sizeof what, "%s",
+                 k == 0 ? "gemm plans of one launch" : k == 1 ? "gemm plans of two or more launches" : "library calls");
+      else
+        snprintf(what, sizeof what, "launches with %d%s buffer arguments", k - 3,
+                 k == OCL_TRACE_KINDS - 1 ? " or more" : "");
+      fprintf(stderr, "flagos trace: opencl:   %4d %s, %.2f us each\n", n_kind[k], what, by_kind[k] / n_kind[k]);
+    }
   }
   return NULL;
 }

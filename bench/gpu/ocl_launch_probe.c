@@ -34,6 +34,15 @@ static const char *src =
     "__kernel void k8(__global float *a, __global float *b, __global float *c, __global float *d,\n"
     "                 __global float *e, __global float *f, __global float *g, __global float *h, int n) {\n"
     "  if (get_global_id(0) == (1 << 30)) a[0] = b[0] + c[0] + d[0] + e[0] + f[0] + g[0] + h[0]; }\n"
+    "__kernel void k4i(__global float *a, __global float *b, __global float *c, __global float *d,\n"
+    "                  int i0, int i1, int i2, int i3, int i4, int i5, int i6, int i7, int i8, int i9, int i10,\n"
+    "                  int i11, int i12, int i13, int i14) {\n"
+    "  if (get_global_id(0) == (1 << 30)) a[i0] = b[i1] + c[i2] + d[i3 + i4 + i5 + i6 + i7 + i8 + i9 + i10 + i11 +\n"
+    "                                              i12 + i13 + i14]; }\n"
+    "__kernel void k1i(__global float *a, int i0, int i1, int i2, int i3, int i4, int i5, int i6, int i7, int i8,\n"
+    "                  int i9, int i10, int i11, int i12, int i13, int i14) {\n"
+    "  if (get_global_id(0) == (1 << 30)) a[i0] = a[i1] + a[i2] + a[i3 + i4 + i5 + i6 + i7 + i8 + i9 + i10 + i11 +\n"
+    "                                              i12 + i13 + i14]; }\n"
     "__kernel void add(__global const float *a, __global const float *b, __global float *c, int n) {\n"
     "  int i = get_global_id(0); if (i < n) c[i] = a[i] + b[i]; }\n";
 
@@ -124,6 +133,32 @@ int main(void) {
   for (int a = 0; a < 4; a++) clSetKernelArg(k4, (cl_uint)a, sizeof(cl_mem), &b[0]);
   clSetKernelArg(k4, 4, sizeof n, &n);
   timed(qs[0], &k4, 1, g_empty, "empty, one buffer in all 4 arguments");
+  /* sixteenth session: sub-buffers of one buffer, int arguments, many live buffers */
+  cl_mem sub[4];
+  for (int a = 0; a < 4; a++) {
+    cl_buffer_region rg = {(size_t)a << 20, 1 << 20};
+    sub[a] = clCreateSubBuffer(b[8], CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &rg, &e);
+    check(e, "clCreateSubBuffer");
+    clSetKernelArg(k4, (cl_uint)a, sizeof(cl_mem), &sub[a]);
+  }
+  timed(qs[0], &k4, 1, g_empty, "empty, 4 sub-buffers of one buffer");
+  cl_kernel k4i = clCreateKernel(pr, "k4i", &e), k1i = clCreateKernel(pr, "k1i", &e);
+  check(e, "clCreateKernel");
+  for (int a = 0; a < 4; a++) clSetKernelArg(k4i, (cl_uint)a, sizeof(cl_mem), &b[a]);
+  for (int a = 0; a < 15; a++) clSetKernelArg(k4i, (cl_uint)(4 + a), sizeof n, &n);
+  clSetKernelArg(k1i, 0, sizeof(cl_mem), &b[0]);
+  for (int a = 0; a < 15; a++) clSetKernelArg(k1i, (cl_uint)(1 + a), sizeof n, &n);
+  timed(qs[0], &k4i, 1, g_empty, "empty, 4 buffers and 15 ints");
+  timed(qs[0], &k1i, 1, g_empty, "empty, 1 buffer and 15 ints");
+  static cl_mem live[1000];
+  for (int i = 0; i < 1000; i++) {
+    live[i] = clCreateBuffer(ctx, CL_MEM_READ_WRITE, 1 << 16, NULL, &e);
+    check(e, "clCreateBuffer");
+  }
+  for (int a = 0; a < 4; a++) clSetKernelArg(k4, (cl_uint)a, sizeof(cl_mem), &b[a]);
+  timed(qs[0], &k4, 1, g_empty, "empty, 4 buffers, 1000 more buffers live");
+  for (int a = 0; a < 4; a++) clSetKernelArg(k4, (cl_uint)a, sizeof(cl_mem), &live[a * 250]);
+  timed(qs[0], &k4, 1, g_empty, "empty, 4 of 1000 small buffers");
   for (int t = 0; t < 4; t++) {
     ks[t] = clCreateKernel(pr, "add", &e);
     check(e, "clCreateKernel");
