@@ -26,9 +26,13 @@
  *
  * Few output tiles (BERT at batch 1 has M = 128) leave most of a large GPU
  * idle: then the product is split over K, slices on the grid's third
- * dimension writing alpha * partial products to a per-device workspace, and a
- * second kernel sums them with beta * Y and the bias (no atomics: the result
- * does not depend on timing).
+ * dimension writing alpha * partial products to a per-device workspace. On
+ * NVIDIA the group that completes a tile, as an atomic count says, sums its
+ * slices (ocl_gemm_pre's GEMM_SPLIT_END, behind PTX's device-wide fence):
+ * one launch, where a launch costs 4.5-5 us of host time; elsewhere a second
+ * kernel sums them (FLAGOS_OPENCL_SPLIT_SUM=0|1 picks). Either way the slices
+ * are summed in order with beta * Y and the bias: the result does not depend
+ * on timing, nor on which way was taken.
  *
  * FLAGOS_OPENCL_GEMM: 1 = ours for every f32/f64/f16 gemm the call takes, on
  * any device (tests, PoCL); 0 = never (CLBlast as before, and f16 to the
@@ -36,6 +40,10 @@
  * half at the end (CLBlast's Hgemm sums in half and needs cl_khr_fp16).
  * FLAGOS_OPENCL_GEMM_TILE=i forces variant i of k_variants (measurements,
  * tests); FLAGOS_OPENCL_SPLITK=N forces N K slices on batch-1 products. */
+/* the split-K workspace's tile counts (ocl_gemm_pre's GEMM_COUNTS ints, in
+ * front of the partial products): a product summed in its kernel has at most
+ * this many tiles */
+#define GEMM_COUNTS 4096
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,6 +295,18 @@ static bool fixed_trans(const ocl_device_t *d, int kind, const gemm_variant_t *t
   return (kind == 2 && t->tc) || (t->vec && (d->type & CL_DEVICE_TYPE_GPU));
 }
 
+/* Whether the device's compiler takes PTX (NVIDIA's): GEMM_FENCE_PTX. */
+static bool ptx_fence(const ocl_device_t *d) { return strstr(d->vendor, "NVIDIA") != NULL; }
+
+/* Whether a split product's slices are summed by its own kernel (flags & 256)
+ * rather than by flagos_gemm_sum: by default where the fence is PTX's;
+ * FLAGOS_OPENCL_SPLIT_SUM=1 on every device (tests), 0 never. */
+static bool sum_in_kernel(const ocl_device_t *d) {
+  const char *e = getenv("FLAGOS_OPENCL_SPLIT_SUM");
+  if (e && *e) return strcmp(e, "0") != 0 && strcmp(e, "off") != 0;
+  return ptx_fence(d);
+}
+
 /* Builds variant v into p. A source that does not build is an error (the log
  * says why; FLAGOS_OPENCL_GEMM=0 avoids it); a device that cannot run its
  * work-group size marks it failed, and CLBlast takes the products. */
@@ -306,10 +326,10 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
   char head[400], tr[32] = "";
   if (trans >= 0) snprintf(tr, sizeof tr, "#define TRANS %d\n", trans);
   snprintf(head, sizeof head,
-                    "%s%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
+                    "%s%s%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
                     "#define WN %d\n#define STAGES %d\n#define WAITG \"%d\"\n",
-                    types[kind], t->inter ? "#define INTER 1\n" : "", tr, t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn,
-                    stages, stages - 2);
+                    types[kind], t->inter ? "#define INTER 1\n" : "", tr, ptx_fence(d) ? "#define GEMM_FENCE_PTX 1\n" : "",
+                    t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn, stages, stages - 2);
   /* the device's wgmma (kind 2; transposes fixed: they are the instruction's immediates) */
   bool sm90a = t->wg && kind == 2;
   char *wdef = sm90a && trans >= 0 ? wgmma_def(t->tn, trans & 1, trans >> 1 & 1) : NULL;
@@ -413,13 +433,21 @@ bool ocl_gemm_tensor_cores(ocl_state_t *s, ocl_device_t *d) {
   return tc;
 }
 
-/* A workspace of at least `bytes` (under g->lock); false where there is no room (no split then). */
-static bool split_room(ocl_state_t *s, ocl_device_t *d, ocl_gemm_dev_t *g, size_t bytes) {
+/* A workspace of at least `bytes` of partial products behind zeroed counts
+ * (under g->lock, on the default queue q, whose order puts the zeros before
+ * every use); false where there is no room (no split then). */
+static bool split_room(ocl_state_t *s, ocl_device_t *d, ocl_gemm_dev_t *g, cl_command_queue q, size_t bytes) {
+  bytes += GEMM_COUNTS * sizeof(cl_int);
   if (g->ws_size >= bytes) return true;
   /* the old workspace may still be read by queued commands: OpenCL frees it after them */
   if (g->ws) s->cl.clReleaseMemObject(g->ws);
   cl_int e;
+  static const cl_int zero[GEMM_COUNTS]; /* static: the write need not wait */
   g->ws = s->cl.clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
+  if (g->ws && s->cl.clEnqueueWriteBuffer(q, g->ws, CL_FALSE, 0, sizeof zero, zero, 0, NULL, NULL) != CL_SUCCESS) {
+    s->cl.clReleaseMemObject(g->ws);
+    g->ws = NULL;
+  }
   g->ws_size = g->ws ? bytes : 0;
   return g->ws != NULL;
 }
@@ -553,13 +581,16 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
     pthread_mutex_unlock(&g->lock);
     return err;
   }
-  if (parts > 1 && !split_room(s, d, g, (size_t)parts * mn * es)) parts = 1;
+  if (parts > 1 && !split_room(s, d, g, q, (size_t)parts * mn * es)) parts = 1;
+  /* the sum in the product's kernel: a count a tile */
+  bool in_kernel = parts > 1 && sum_in_kernel(d) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
   int M = (int)a->M, N = (int)a->N, K = (int)a->K;
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
   int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0) | (yvec ? 8 : 0) |
               (a->bias && a->bias_rows ? 16 : 0) | (t->vec && !a_al ? 32 : 0) | (t->vec && !b_al ? 64 : 0) |
-              (ldy % 2 == 0 && a->sy % 2 == 0 ? 128 : 0); /* 128: Y's pairs of halves on 4 bytes */
+              (ldy % 2 == 0 && a->sy % 2 == 0 ? 128 : 0) | /* 128: Y's pairs of halves on 4 bytes */
+              (in_kernel ? 256 : 0);
   /* slices of whole K steps; the last ones may be short or empty */
   int kslice = parts > 1 ? (int)((cdiv(K, parts) + t->tk - 1) / t->tk * t->tk) : K;
   cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;
@@ -580,6 +611,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   const void *sv[9] = {&a->Y, &g->ws, &bias, &imn, &N, &pp, beta, &flags, &ildy};
   size_t ss[9] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4, 4};
   size_t sl = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, sg = (mn + sl - 1) / sl * sl;
+  bool sum = parts > 1 && !in_kernel; /* a second kernel, flagos_gemm_sum */
   cl_int e = CL_SUCCESS;
   if (plan) {
     /* kernel objects of the plan's own, arguments set once, after what the
@@ -588,16 +620,16 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
     int i0 = plan->n;
     if (i0 + 2 > OCL_PLAN_MAX || plan->n_held + 5 > OCL_PLAN_HELD) e = CL_OUT_OF_HOST_MEMORY;
     else plan->k[i0] = own_kernel(s, kp, "flagos_gemm", vals, sizes, 19, &e);
-    if (e == CL_SUCCESS && parts > 1) plan->k[i0 + 1] = own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 9, &e);
+    if (e == CL_SUCCESS && sum) plan->k[i0 + 1] = own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 9, &e);
     if (e != CL_SUCCESS) {
       pthread_mutex_unlock(&g->lock);
       return ocl_fail(s, e, "making the gemm kernel's plan");
     }
-    plan->n = i0 + (parts > 1 ? 2 : 1);
+    plan->n = i0 + (sum ? 2 : 1);
     plan->dims[i0] = 3;
     memcpy(plan->global[i0], global, sizeof global);
     memcpy(plan->local[i0], local, sizeof local);
-    if (parts > 1) {
+    if (sum) {
       plan->dims[i0 + 1] = 1;
       plan->global[i0 + 1][0] = sg;
       plan->local[i0 + 1][0] = sl;
@@ -613,18 +645,18 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   } else {
     e = set_args(s, kp->gemm, vals, sizes, 19);
     if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->gemm, 3, NULL, global, local, 0, NULL, NULL);
-    if (e == CL_SUCCESS && parts > 1) e = set_args(s, kp->sum, sv, ss, 9);
-    if (e == CL_SUCCESS && parts > 1) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
+    if (e == CL_SUCCESS && sum) e = set_args(s, kp->sum, sv, ss, 9);
+    if (e == CL_SUCCESS && sum) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
   }
   pthread_mutex_unlock(&g->lock);
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the gemm kernel");
   *taken = true;
   if (trace)
     trace("flagos trace: opencl gemm %s: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %d (%dx%d/%d%s), %d K "
-          "slice%s on '%s'%s\n",
+          "slice%s%s on '%s'%s\n",
           plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
-          kernel_label(t, tcm == 2), parts, parts > 1 ? "s" : "",
+          kernel_label(t, tcm == 2), parts, parts > 1 ? "s" : "", in_kernel ? " summed in the kernel" : "",
           d->name, tr >= 0 ? ", built for its transposes" : "");
   return NULL;
 }

@@ -38,20 +38,74 @@ const char ocl_gemm_pre[] =
     "  __global const T *restrict bias, int M, int N, int K, int trans, long sa, long sb, long sy, C alpha, C beta, \\\n"
     "  int kslice, int flags, int ldb, int lda, int ldy\n"
     "/* the group's tile (n0, m0), its batch or K slice (z: A, B and Y, or the\n"
-    " * workspace W, moved to it; K from kbeg to ke), the transposes */\n"
+    " * workspace W, moved to it; K from kbeg to ke), the transposes; W0 the\n"
+    " * workspace's start (GEMM_SPLIT_END's counts), last its flag */\n"
     "#define GEMM_START                                                       \\\n"
     "  const int n0 = get_group_id(0) * TN, m0 = get_group_id(1) * TM;       \\\n"
     "  const int z = get_group_id(2), split = flags & 4;                       \\\n"
     "  const long b = split ? 0 : z;                                           \\\n"
+    "  __global C *const W0 = W;                                               \\\n"
+    "  __local int last;                                                       \\\n"
     "  A += b * sa;                                                            \\\n"
     "  B += b * sb;                                                            \\\n"
     "  if (split)                                                              \\\n"
-    "    W += (long)z * sy;                                                    \\\n"
+    "    W += GEMM_CNT_C + (long)z * sy;                                       \\\n"
     "  else                                                                    \\\n"
     "    Y += (long)z * sy;                                                    \\\n"
     "  const int kbeg = split ? z * kslice : 0;                                \\\n"
     "  const int ke = split ? min(K, kbeg + kslice) : K;                       \\\n"
-    "  const int ta = GEMM_TRANS & 1, tb = (GEMM_TRANS >> 1) & 1;\n";
+    "  const int ta = GEMM_TRANS & 1, tb = (GEMM_TRANS >> 1) & 1;\n"
+    "/* Split over K: the workspace starts with GEMM_COUNTS ints, a count of\n"
+    " * slices done a tile (zero between products), then the slices' partial\n"
+    " * products, alpha applied, each packed (rows N apart, slices sy = M N\n"
+    " * apart). With flags & 256 the group that completes a tile (its count\n"
+    " * reaches the number of slices) sums them in slice order, as\n"
+    " * flagos_gemm_sum would, adds beta Y and the bias, stores Y and sets the\n"
+    " * count back to zero: one launch a product. The fences around the count\n"
+    " * must be device-wide (the slices run on other compute units): PTX's\n"
+    " * membar.gl where the host defines GEMM_FENCE_PTX (NVIDIA); elsewhere\n"
+    " * OpenCL 1.2's mem_fence, which orders only a work-item's own accesses, so\n"
+    " * the host sets 256 there only when asked (tests, on PoCL). */\n"
+    "#define GEMM_COUNTS 4096\n"
+    "#define GEMM_CNT_C (GEMM_COUNTS * 4 / (int)sizeof(C))\n"
+    "#ifdef GEMM_FENCE_PTX\n"
+    "#define GEMM_DEV_FENCE() asm volatile(\"membar.gl;\" ::: \"memory\")\n"
+    "#else\n"
+    "#define GEMM_DEV_FENCE() mem_fence(CLK_GLOBAL_MEM_FENCE)\n"
+    "#endif\n"
+    "void gemm_split_sum(__global const C *W, __global T *Y, __global const T *restrict bias, int m0, int n0, int M,\n"
+    "                    int N, int ldy, long mn, C beta, int flags) {\n"
+    "  const int parts = (int)get_num_groups(2);\n"
+    "  for (int e = (int)get_local_id(0); e < TM * TN; e += (int)get_local_size(0)) {\n"
+    "    const int m = m0 + e / TN, n = n0 + e % TN;\n"
+    "    if (m >= M || n >= N) continue;\n"
+    "    const long i = (long)m * N + n;\n"
+    "    C acc = 0;\n"
+    "#pragma unroll 4\n"
+    "    for (int p = 0; p < parts; p++) acc += W[p * mn + i];\n"
+    "    if (flags & 2) acc += beta * LD(Y, m * ldy + n);\n"
+    "    if (flags & 1) acc += BIAS(m, n);\n"
+    "    ST(Y, m * ldy + n, acc);\n"
+    "  }\n"
+    "}\n"
+    "/* at every kernel's end, reached by every work-item */\n"
+    "#define GEMM_SPLIT_END                                                                     \\\n"
+    "  if ((flags & 260) == 260) {                                                              \\\n"
+    "    volatile __global int *cnt = (volatile __global int *)W0 +                             \\\n"
+    "                                 (get_group_id(1) * get_num_groups(0) + get_group_id(0));   \\\n"
+    "    GEMM_DEV_FENCE();                                                                      \\\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);                                   \\\n"
+    "    if (get_local_id(0) == 0) {                                                            \\\n"
+    "      GEMM_DEV_FENCE();                                                                    \\\n"
+    "      last = atomic_inc(cnt) == (int)get_num_groups(2) - 1;                                \\\n"
+    "    }                                                                                      \\\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);                                                          \\\n"
+    "    if (last) {                                                                            \\\n"
+    "      GEMM_DEV_FENCE();                                                                    \\\n"
+    "      gemm_split_sum(W0 + GEMM_CNT_C, Y, bias, m0, n0, M, N, ldy, sy, beta, flags);        \\\n"
+    "      if (get_local_id(0) == 0) *cnt = 0;                                                  \\\n"
+    "    }                                                                                      \\\n"
+    "  }\n";
 
 /* The general kernel: any shape, any alignment. */
 const char ocl_gemm_general[] =
@@ -146,6 +200,7 @@ const char ocl_gemm_general[] =
     "      }\n"
     "    }\n"
     "  }\n"
+    "  GEMM_SPLIT_END\n"
     "}\n";
 
 /* The vector kernel, for f32 and f16 products: operands whose rows all start
@@ -311,6 +366,7 @@ const char ocl_gemm_vec[] =
     "      }\n"
     "    }\n"
     "  }\n"
+    "  GEMM_SPLIT_END\n"
     "}\n";
 
 /* What the tensor-core kernels share: UNROLL, their outputs' stores, and 16-byte copies from global to
@@ -577,6 +633,7 @@ const char ocl_gemm_tc[] =
     "        float2 v = (float2)(alpha * acc[i][j][2 * h], alpha * acc[i][j][2 * h + 1]);\n"
     "        GEMM_PAIR_OUT(m, n, v)\n"
     "      }\n"
+    "  GEMM_SPLIT_END\n"
     "}\n";
 
 /* The warpgroup kernel, for f16 products on NVIDIA GPUs of compute capability
@@ -719,6 +776,7 @@ const char ocl_gemm_wg[] =
     "      float2 v = (float2)(alpha * acc[4 * j + 2 * h], alpha * acc[4 * j + 2 * h + 1]);\n"
     "      GEMM_PAIR_OUT(m, n, v)\n"
     "    }\n"
+    "  GEMM_SPLIT_END\n"
     "}\n";
 
 const char ocl_gemm_sum[] =
@@ -726,6 +784,7 @@ const char ocl_gemm_sum[] =
     "                              int mn, int n, int parts, C beta, int flags, int ldy) {\n"
     "  int i = get_global_id(0);\n"
     "  if (i >= mn) return;\n"
+    "  W += GEMM_CNT_C;\n"
     "  C acc = 0;\n"
     "  for (int p = 0; p < parts; p++) acc += W[(long)p * mn + i];\n"
     "  const int y = i / n * ldy + i % n;\n"

@@ -447,34 +447,44 @@ static void test_ours(const char *blas_log) {
     unsetenv("FLAGOS_OPENCL_TENSOR");
     unsetenv("FLAGOS_OPENCL_SPLITK");
   }
-  int split_before = count_lines(blas_log, "K slices on");
-  /* f16 first: its workspace (floats) is then sized by this call alone */
-  setenv("FLAGOS_OPENCL_SPLITK", "4", 1);
-  run_case("ours, split 4, f16 transA beta bias",
-           (gcase_t){FLAGOS_FLOAT16, 1, 30, 45, 200, 1, 0, -1, -1, -1, 0.5, 0.25, false, true}), n16++;
-  setenv("FLAGOS_OPENCL_SPLITK", "3", 1);
-  run_case("ours, split 3, NaN in Y", (gcase_t){FLAGOS_FLOAT32, 1, 37, 29, 54, 0, 0, -1, -1, -1, 1, 0, true, false}), n++;
-  run_case("ours, split 3, transA transB alpha beta bias",
-           (gcase_t){FLAGOS_FLOAT32, 1, 20, 12, 63, 1, 1, -1, -1, -1, 0.75, 1.5, false, true}), n++;
-  setenv("FLAGOS_OPENCL_SPLITK", "16", 1);
-  run_case("ours, split 16 over K 40", (gcase_t){FLAGOS_FLOAT32, 1, 33, 40, 40, 1, 0, -1, -1, -1, -1, 0.5, false, true}), n++;
-  setenv("FLAGOS_OPENCL_SPLITK", "4", 1);
-  run_case("ours, split 4, transB, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 70, 270, 0, 1, -1, -1, -1, -1, 0, true, false}), n++;
-  run_case("ours, split 4, f64 bias", (gcase_t){FLAGOS_FLOAT64, 1, 21, 22, 75, 0, 0, -1, -1, -1, 1, 2, false, true});
-  setenv("FLAGOS_OPENCL_SPLITK", "3", 1);
-  run_case("ours, split 3, vec, transA beta bias",
-           (gcase_t){FLAGOS_FLOAT32, 1, 36, 28, 200, 1, 0, -1, -1, -1, 0.5, 0.25, false, true}), n++;
-  run_case("ours, split 3, vec, f16 transB NaN in Y",
-           (gcase_t){FLAGOS_FLOAT16, 1, 36, 28, 200, 0, 1, -1, -1, -1, 1, 0, true, false}), n16++;
-  run_case("ours, split 3, vec, N 67, transB bias",
-           (gcase_t){FLAGOS_FLOAT32, 1, 36, 67, 200, 0, 1, -1, -1, -1, 1, 0, false, true}), n++;
-  /* batches are not split */
-  run_case("ours, split 4, batch", (gcase_t){FLAGOS_FLOAT32, 2, 9, 8, 80, 0, 0, -1, -1, -1, 1, 0, false, false}), n++;
+  int split_before = count_lines(blas_log, "K slices"), in_kernel_before = count_lines(blas_log, "summed in the kernel");
+  /* the slices summed by a second kernel, then by the group that completes a
+   * tile (FLAGOS_OPENCL_SPLIT_SUM; the counts go back to zero after each product,
+   * or the next one would never sum a tile) */
+  for (int in_kernel = 0; in_kernel < 2; in_kernel++) {
+    setenv("FLAGOS_OPENCL_SPLIT_SUM", in_kernel ? "1" : "0", 1);
+    /* f16 first: its workspace (floats) is then sized by this call alone */
+    setenv("FLAGOS_OPENCL_SPLITK", "4", 1);
+    run_case("ours, split 4, f16 transA beta bias",
+             (gcase_t){FLAGOS_FLOAT16, 1, 30, 45, 200, 1, 0, -1, -1, -1, 0.5, 0.25, false, true}), n16++;
+    setenv("FLAGOS_OPENCL_SPLITK", "3", 1);
+    run_case("ours, split 3, NaN in Y", (gcase_t){FLAGOS_FLOAT32, 1, 37, 29, 54, 0, 0, -1, -1, -1, 1, 0, true, false}), n++;
+    run_case("ours, split 3, transA transB alpha beta bias",
+             (gcase_t){FLAGOS_FLOAT32, 1, 20, 12, 63, 1, 1, -1, -1, -1, 0.75, 1.5, false, true}), n++;
+    setenv("FLAGOS_OPENCL_SPLITK", "16", 1);
+    run_case("ours, split 16 over K 40", (gcase_t){FLAGOS_FLOAT32, 1, 33, 40, 40, 1, 0, -1, -1, -1, -1, 0.5, false, true}), n++;
+    setenv("FLAGOS_OPENCL_SPLITK", "4", 1);
+    run_case("ours, split 4, transB, large", (gcase_t){FLAGOS_FLOAT32, 1, 300, 70, 270, 0, 1, -1, -1, -1, -1, 0, true, false}), n++;
+    run_case("ours, split 4, f64 bias", (gcase_t){FLAGOS_FLOAT64, 1, 21, 22, 75, 0, 0, -1, -1, -1, 1, 2, false, true});
+    setenv("FLAGOS_OPENCL_SPLITK", "3", 1);
+    run_case("ours, split 3, vec, transA beta bias",
+             (gcase_t){FLAGOS_FLOAT32, 1, 36, 28, 200, 1, 0, -1, -1, -1, 0.5, 0.25, false, true}), n++;
+    run_case("ours, split 3, vec, f16 transB NaN in Y",
+             (gcase_t){FLAGOS_FLOAT16, 1, 36, 28, 200, 0, 1, -1, -1, -1, 1, 0, true, false}), n16++;
+    run_case("ours, split 3, vec, N 67, transB bias",
+             (gcase_t){FLAGOS_FLOAT32, 1, 36, 67, 200, 0, 1, -1, -1, -1, 1, 0, false, true}), n++;
+    /* batches are not split */
+    run_case("ours, split 4, batch", (gcase_t){FLAGOS_FLOAT32, 2, 9, 8, 80, 0, 0, -1, -1, -1, 1, 0, false, false}), n++;
+  }
   unsetenv("FLAGOS_OPENCL_SPLITK");
-  int split = count_lines(blas_log, "K slices on") - split_before;
+  unsetenv("FLAGOS_OPENCL_SPLIT_SUM");
+  int split = count_lines(blas_log, "K slices") - split_before;
+  int in_kernel = count_lines(blas_log, "summed in the kernel") - in_kernel_before;
   int ran = count_lines(blas_log, "by flagos") - before;
   int ran64 = count_lines(blas_log, "by flagos: f64"), ran16 = count_lines(blas_log, "by flagos: f16");
-  CHECK(split == 8 + (ran64 > 0), "ours: %d products ran in K slices (%d expected)", split, 8 + (ran64 > 0));
+  CHECK(split == 16 + (ran64 > 0) * 2, "ours: %d products ran in K slices (%d expected)", split, 16 + (ran64 > 0) * 2);
+  CHECK(in_kernel == 8 + (ran64 > 0), "ours: %d split products summed in their kernel (%d expected)", in_kernel,
+        8 + (ran64 > 0));
   CHECK(ran16 == n16, "ours: %d f16 products ran through our kernels (%d expected)", ran16, n16);
   CHECK(ran == n + ran64 + n16, "ours: %d products ran through our kernels (%d f32 and %d f16 expected, and %d f64)", ran,
         n, n16, ran64);
@@ -533,9 +543,12 @@ static void test_ours_capture(const char *blas_log, int mode) {
   int64_t ints[9] = {1, M, N, K, 0, 0, M * K, K * N, M * N};
   double fl[2] = {1, 0.5};
   flagos_libcall_t c = {"gemm", bufs, dts, 4, ints, 9, fl, 2};
-  int before = count_lines(blas_log, "by flagos"), split_before = count_lines(blas_log, "K slices on");
+  int before = count_lines(blas_log, "by flagos"), split_before = count_lines(blas_log, "K slices");
   int planned_before = count_lines(blas_log, "planned for replays");
+  int in_kernel_before = count_lines(blas_log, "summed in the kernel");
   setenv("FLAGOS_OPENCL_SPLITK", "2", 1);
+  /* odd modes: the slices summed in the product's kernel, even: by a second one */
+  setenv("FLAGOS_OPENCL_SPLIT_SUM", mode & 1 ? "1" : "0", 1);
   CHECK_OK(be->capture_begin(bst, g_dev, cs));
   CHECK_OK(be->library_call(bst, cs, &c));
   flagos_bgraph_t g = NULL;
@@ -561,7 +574,9 @@ static void test_ours_capture(const char *blas_log, int mode) {
   }
   unsetenv("FLAGOS_OPENCL_SPLITK");
   unsetenv("FLAGOS_OPENCL_GEMM_PLANS");
-  int split = count_lines(blas_log, "K slices on") - split_before, by = count_lines(blas_log, "by flagos") - before;
+  unsetenv("FLAGOS_OPENCL_SPLIT_SUM");
+  int split = count_lines(blas_log, "K slices") - split_before, by = count_lines(blas_log, "by flagos") - before;
+  int in_kernel = count_lines(blas_log, "summed in the kernel") - in_kernel_before;
   int planned = count_lines(blas_log, "planned for replays") - planned_before;
   /* the call ran once while recorded, then once in each replay where there is no plan for the queue */
   static const int want_by[4] = {1, 1, 3, 3}, want_split[4] = {1, 2, 1, 2}, want_planned[4] = {1, 1, 0, 1};
@@ -570,6 +585,8 @@ static void test_ours_capture(const char *blas_log, int mode) {
         want_planned[mode]);
   CHECK(split == want_split[mode], "ours, captured (mode %d): %d products split over K (%d expected)", mode, split,
         want_split[mode]);
+  CHECK(in_kernel == (mode & 1 ? split : 0), "ours, captured (mode %d): %d split products summed in their kernel", mode,
+        in_kernel);
   be->graph_destroy(bst, g);
   if (rs) be->stream_destroy(bst, rs);
   for (int i = 0; i < 4; i++) be->mem_free(bst, g_dev, bufs[i]);
