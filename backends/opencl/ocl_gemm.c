@@ -298,11 +298,13 @@ static bool fixed_trans(const ocl_device_t *d, int kind, const gemm_variant_t *t
 /* Whether the device's compiler takes PTX (NVIDIA's): GEMM_FENCE_PTX. */
 static bool ptx_fence(const ocl_device_t *d) { return strstr(d->vendor, "NVIDIA") != NULL; }
 
-/* Whether a split product's slices are summed by its own kernel (flags & 256)
- * rather than by flagos_gemm_sum: by default where the fence is PTX's;
- * FLAGOS_OPENCL_SPLIT_SUM=1 on every device (tests), 0 never. */
-static bool sum_in_kernel(const ocl_device_t *d) {
-  const char *e = getenv("FLAGOS_OPENCL_SPLIT_SUM");
+/* Whether a product split into `parts` slices has them summed by its own
+ * kernel (flags & 256) rather than by flagos_gemm_sum: by default where the
+ * fence is PTX's; FLAGOS_OPENCL_SPLIT_SUM=1 on every device (tests), 0 never;
+ * FLAGOS_OPENCL_SPLIT_SUM_MAX=N only products of at most N slices. */
+static bool sum_in_kernel(const ocl_device_t *d, int parts) {
+  const char *e = getenv("FLAGOS_OPENCL_SPLIT_SUM"), *mx = getenv("FLAGOS_OPENCL_SPLIT_SUM_MAX");
+  if (mx && *mx && parts > atoi(mx)) return false;
   if (e && *e) return strcmp(e, "0") != 0 && strcmp(e, "off") != 0;
   return ptx_fence(d);
 }
@@ -583,7 +585,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   }
   if (parts > 1 && !split_room(s, d, g, q, (size_t)parts * mn * es)) parts = 1;
   /* the sum in the product's kernel: a count a tile */
-  bool in_kernel = parts > 1 && sum_in_kernel(d) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
+  bool in_kernel = parts > 1 && sum_in_kernel(d, parts) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
   int M = (int)a->M, N = (int)a->N, K = (int)a->K;
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
