@@ -299,14 +299,21 @@ static bool fixed_trans(const ocl_device_t *d, int kind, const gemm_variant_t *t
 static bool ptx_fence(const ocl_device_t *d) { return strstr(d->vendor, "NVIDIA") != NULL; }
 
 /* Whether a product split into `parts` slices has them summed by its own
- * kernel (flags & 256) rather than by flagos_gemm_sum: by default where the
- * fence is PTX's; FLAGOS_OPENCL_SPLIT_SUM=1 on every device (tests), 0 never;
- * FLAGOS_OPENCL_SPLIT_SUM_MAX=N only products of at most N slices. */
-static bool sum_in_kernel(const ocl_device_t *d, int parts) {
+ * kernel (flags & 256) rather than by flagos_gemm_sum. By default: f16
+ * products of at most GEMM_SUM_MAX slices where the fence is PTX's. On an H100
+ * (sixteenth session, bench/gpu/results-h100-2026-11-23-s16.md) that took
+ * BERT f16 at batch 1 from 2.75-3.02 ms to 1.96-1.98, GPT-2 f16 from 1.75-2.24
+ * to 1.47-1.48 and ResNet-50 f16 from 1.40-1.43 to 1.25-1.26, while every f32
+ * model got slower (BERT 2.00-2.03 ms to 2.23-2.25), and summing 8 or 16
+ * slices in the kernel was slower than the second kernel for all six.
+ * FLAGOS_OPENCL_SPLIT_SUM=1 sums in the kernel on every device and dtype
+ * (tests), 0 never; FLAGOS_OPENCL_SPLIT_SUM_MAX=N sets the most slices. */
+#define GEMM_SUM_MAX 4
+static bool sum_in_kernel(const ocl_device_t *d, int parts, bool f16) {
   const char *e = getenv("FLAGOS_OPENCL_SPLIT_SUM"), *mx = getenv("FLAGOS_OPENCL_SPLIT_SUM_MAX");
-  if (mx && *mx && parts > atoi(mx)) return false;
+  if (parts > (mx && *mx ? atoi(mx) : e && *e ? parts : GEMM_SUM_MAX)) return false;
   if (e && *e) return strcmp(e, "0") != 0 && strcmp(e, "off") != 0;
-  return ptx_fence(d);
+  return f16 && ptx_fence(d);
 }
 
 /* Builds variant v into p. A source that does not build is an error (the log
@@ -585,7 +592,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   }
   if (parts > 1 && !split_room(s, d, g, q, (size_t)parts * mn * es)) parts = 1;
   /* the sum in the product's kernel: a count a tile */
-  bool in_kernel = parts > 1 && sum_in_kernel(d, parts) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
+  bool in_kernel = parts > 1 && sum_in_kernel(d, parts, f16) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
   int M = (int)a->M, N = (int)a->N, K = (int)a->K;
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
