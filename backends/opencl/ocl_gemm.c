@@ -152,10 +152,15 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
  * attention) and 32x64 for the rest (on tensor cores: 64x64, and 32x64 with
  * K steps of 64; the general kernel's 32x64 with K steps of 32 and 16, as
  * measured on the models in the sixth session). Batch-1 products with a long K
- * (at least GEMM_SPLIT_K) are split over K until there are about 2.5 groups
- * per compute unit (slices of at least GEMM_MIN_SLICE, at most GEMM_MAX_SPLIT
- * of them). */
+ * (at least GEMM_SPLIT_K, GEMM_SPLIT_K_TC on tensor cores) are split over K
+ * until there are about 2.5 groups per compute unit (slices of at least
+ * GEMM_MIN_SLICE, at most GEMM_MAX_SPLIT of them). On tensor cores a K of 768
+ * is not worth splitting: 128x768x768 with a bias took 11.1 us unsplit against
+ * 17.1 in 4 slices, 128x3072x768 10.6 against 25.5, 128x2304x768 10.7
+ * against 23.8 (cuBLASLt 10.6, 10.9, 9.8), while 128x768x3072 took 25.9 unsplit
+ * against 16.2 in 16 slices (sixteenth session). */
 #define GEMM_SPLIT_K 512
+#define GEMM_SPLIT_K_TC 2048
 #define GEMM_MIN_SLICE 128
 #define GEMM_MAX_SPLIT 16
 static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, int wg, bool bias, int64_t batch, int64_t M,
@@ -212,7 +217,7 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, int wg, bool
     if (f > 1 && f <= 64 && f <= K) *parts = (int)f;
     return v;
   }
-  if (!(d->type & CL_DEVICE_TYPE_GPU) || K < GEMM_SPLIT_K) return v;
+  if (!(d->type & CL_DEVICE_TYPE_GPU) || K < (k_variants[v].tc ? GEMM_SPLIT_K_TC : GEMM_SPLIT_K)) return v;
   int64_t groups = cdiv(M, k_variants[v].tm) * cdiv(N, k_variants[v].tn);
   for (int f = 2; f <= GEMM_MAX_SPLIT && 2 * groups * *parts < 5 * cu; f *= 2) {
     if (K / f < GEMM_MIN_SLICE) break;
