@@ -26,11 +26,11 @@
  *
  * Few output tiles (BERT at batch 1 has M = 128) leave most of a large GPU
  * idle: then the product is split over K, slices on the grid's third
- * dimension writing alpha * partial products to a per-device workspace. On
- * NVIDIA the group that completes a tile, as an atomic count says, sums its
- * slices (ocl_gemm_pre's GEMM_SPLIT_END, behind PTX's device-wide fence):
- * one launch, where a launch costs 4.5-5 us of host time; elsewhere a second
- * kernel sums them (FLAGOS_OPENCL_SPLIT_SUM=0|1 picks). Either way the slices
+ * dimension writing alpha * partial products to a per-device workspace. A
+ * second kernel sums them, or (sum_in_kernel: f16 products of a few slices on
+ * NVIDIA) the group that completes a tile, as an atomic count says
+ * (ocl_gemm_pre's GEMM_SPLIT_END, behind PTX's device-wide fence): one launch,
+ * where a launch costs 4.5-8 us of host time. Either way the slices
  * are summed in order with beta * Y and the bias: the result does not depend
  * on timing, nor on which way was taken.
  *
