@@ -341,9 +341,9 @@ static flagos_status_t build_variant(ocl_state_t *s, ocl_device_t *d, int kind, 
   if (trans >= 0) snprintf(tr, sizeof tr, "#define TRANS %d\n", trans);
   snprintf(head, sizeof head,
                     "%s%s%s%s#define TM %d\n#define TN %d\n#define TK %d\n#define RM %d\n#define RN %d\n#define WM %d\n"
-                    "#define WN %d\n#define STAGES %d\n#define WAITG \"%d\"\n",
+                    "#define WN %d\n#define STAGES %d\n#define WAITG \"%d\"\n#define GEMM_COUNTS %d\n",
                     types[kind], t->inter ? "#define INTER 1\n" : "", tr, ptx_fence(d) ? "#define GEMM_FENCE_PTX 1\n" : "",
-                    t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn, stages, stages - 2);
+                    t->tm, t->tn, t->tk, t->rm, t->rn, t->wm, t->wn, stages, stages - 2, GEMM_COUNTS);
   /* the device's wgmma (kind 2; transposes fixed: they are the instruction's immediates) */
   bool sm90a = t->wg && kind == 2;
   char *wdef = sm90a && trans >= 0 ? wgmma_def(t->tn, trans & 1, trans >> 1 & 1) : NULL;

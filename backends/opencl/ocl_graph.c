@@ -384,10 +384,8 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
   /* the host time a replay takes to queue its commands, to set against the
    * run's time (the rest is the device's); traced, also by kind of command:
    * a gemm plan's launches, a library call, a launch by its buffer arguments */
-  struct timespec t0;
-  double by_kind[OCL_TRACE_KINDS] = {0};
+  double t0 = g->timed ? now_us() : 0, by_kind[OCL_TRACE_KINDS] = {0};
   int n_kind[OCL_TRACE_KINDS] = {0};
-  if (g->timed) clock_gettime(CLOCK_MONOTONIC, &t0);
   for (int i = 0; i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
     if (sg->plan && (q == sg->plan->q || ocl_gemm_plan_portable(sg->plan))) {
@@ -430,10 +428,8 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
     if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a launch");
   }
   if (g->timed) {
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     fprintf(stderr, "flagos trace: opencl: a replay of %d commands queued in %.1f us of host time\n", g->rec.n,
-            (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3);
+            now_us() - t0);
     for (int k = 0; k < OCL_TRACE_KINDS; k++) {
       if (!n_kind[k]) continue;
       char what[64];
