@@ -9,8 +9,10 @@
 #define OPS_FUSED_DOMAIN "ai.flagos"
 #define OPS_FUSED_OP "FusedElementwise"
 #define OPS_FUSED_BODY "body"
-/* InlinedProducer (src/ops/inlined.c): a producer run inside its only
- * consumer's kernels; the inline fusion pass (src/passes/fuse_inline.c) builds it. */
+/* InlinedProducer (src/ops/inlined.c): a producer run inside a consumer's
+ * kernels, its output kept (stored by the consumer's kernel, the node's last
+ * output) where other nodes read it too; the inline fusion pass
+ * (src/passes/fuse_inline.c) builds it. */
 #define OPS_INLINE_OP "InlinedProducer"
 
 /* The `body` graph attribute of a fused node, or NULL. */
@@ -29,8 +31,9 @@ bool ops_fused_can_fuse(fl_arena_t *a, const fir_node_t *n);
 
 /* True when producer pn can be inlined into consumer cn (their values typed and
  * static): a trial lowering of the pair, ins[0..n_ins) being the inputs the
- * fused node would have, succeeds. a holds the trial's allocations. */
+ * fused node would have, succeeds; with keep, the pair also stores pn's
+ * output. a holds the trial's allocations. */
 bool ops_inline_can(fl_arena_t *a, const fir_node_t *pn, const fir_node_t *cn, const fir_value_t *const *ins,
-                    int n_ins);
+                    int n_ins, bool keep);
 
 #endif

@@ -11,6 +11,12 @@
  * launch is gone: Add -> LayerNormalization, the attention mask's Add ->
  * Softmax and Transpose -> Mul are one kernel each.
  *
+ * In the kept form (the body's and the node's last output is the producer's,
+ * read by other nodes too) the consumer's one kernel, whose loop nest is the
+ * producer's output shape, also stores the producer's value there: GPT-2's
+ * residual Add and the LayerNormalization reading it are one kernel that
+ * writes both.
+ *
  * What may be inlined is what this rewrite can keep exact: a producer lowered
  * to one kernel with one store of its output at the loop variables (no
  * condition, no library call, no reduction, no temporary), shapes static so no
@@ -611,9 +617,30 @@ static flagos_status_t permuted_stores(ops_ctx_t *c, const pair_t *pr) {
   return NULL;
 }
 
-/* Lowers pn inlined into cn as c's kernels; ins[k] is the value of c's input k. */
+/* The kept form: the consumer's one kernel ck, rebuilt as w->nk, also stores
+ * the producer's value at its loop variables into the node's last output,
+ * which needs ck's loop nest to be the producer's output shape (LayerNorm,
+ * Softmax over the last axis, pointwise consumers) and no library call. */
+static flagos_status_t keep_store(ops_ctx_t *c, rewrite_t *w, const kir_kernel_t *ck) {
+  const kir_buf_t *pob = &w->pk->bufs[w->pout];
+  bool fits = w->pr->q->n_steps == 1 && !ck->libcall && !ck->serial && same_dims(pob, ck->rank, ck->extents);
+  if (!fits)
+    return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
+                   "the consumer's kernels do not run once over the producer's output, so they cannot also store it");
+  kir_expr_t *idx[OPS_MAX_RANK];
+  for (int d = 0; d < ck->rank; d++) idx[d] = kir_var(c->arena, ck->vars[d]);
+  memo_t m = {0};
+  kir_expr_t *v = ops_stored_value(c->arena, subst(w, w->pk->stores[0].value, idx, &m), pob->dtype);
+  int b = ops_buf_view(c, w->nk, OPS_BIND_OUTPUT, c->n_out - 1, pob->rank, pob->dims);
+  w->nk->bufs[b].dtype = pob->dtype;
+  kir_store(w->nk, b, idx, v, NULL);
+  return NULL;
+}
+
+/* Lowers pn inlined into cn as c's kernels; ins[k] is the value of c's input k;
+ * with keep, the kernels also store pn's output as c's last output. */
 static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fir_node_t *cn,
-                                    const fir_value_t *const *ins) {
+                                    const fir_value_t *const *ins, bool keep) {
   pair_t pr;
   FL_TRY(pair_infer(c, pn, cn, ins, &pr));
   pr.p->kernel_prefix = fl_arena_printf(c->arena, "%s_producer", c->kernel_prefix ? c->kernel_prefix : "k");
@@ -625,6 +652,7 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
     flagos_status_free(why);
     return st;
   }
+  if (why && keep) return why;
   if (why) { /* not one plain store: perhaps the consumer only transposes it */
     st = permuted_stores(c, &pr);
     if (!st) flagos_status_free(why);
@@ -682,35 +710,42 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
       kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, n_ints, ints, lc->n_floats, floats);
       nk->libcall->ends_node = lc->ends_node;
     }
+    if (keep) FL_TRY(keep_store(c, &w, ck));
   }
   return NULL;
 }
 
 /* ---- the operator ---- */
 
-static flagos_status_t body_pair(const ops_ctx_t *c, const fir_graph_t **b) {
+/* The node's body, and whether it keeps the producer's output (the body's
+ * and the node's last output, after the consumer's). */
+static flagos_status_t body_pair(const ops_ctx_t *c, const fir_graph_t **b, bool *keep) {
   *b = ops_fused_body(c->node);
   if (!*b || (*b)->n_nodes != 2 || (*b)->n_inputs != c->n_in || (*b)->n_outputs != c->n_out)
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT,
                    "needs a graph attribute '%s' of two nodes (producer, consumer) with the node's inputs and outputs",
                    OPS_FUSED_BODY);
-  const fir_node_t *q = (*b)->nodes[1];
-  if (q->n_outputs != c->n_out)
+  const fir_node_t *p = (*b)->nodes[0], *q = (*b)->nodes[1];
+  *keep = q->n_outputs + 1 == c->n_out;
+  if (q->n_outputs != c->n_out && !*keep)
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's consumer has %d outputs, the node %d", q->n_outputs,
                    c->n_out);
-  for (int k = 0; k < c->n_out; k++)
+  for (int k = 0; k < q->n_outputs; k++)
     if (q->outputs[k] != (*b)->outputs[k])
       return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "body output %d is not the consumer's output %d", k, k);
+  if (*keep && (p->n_outputs != 1 || p->outputs[0] != (*b)->outputs[c->n_out - 1]))
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's last output is not the producer's output");
   return NULL;
 }
 
 static flagos_status_t infer_inlined(ops_ctx_t *c) {
   const fir_graph_t *b;
-  FL_TRY(body_pair(c, &b));
+  bool keep;
+  FL_TRY(body_pair(c, &b, &keep));
   pair_t pr;
   FL_TRY(pair_infer(c, b->nodes[0], b->nodes[1], (const fir_value_t *const *)b->inputs, &pr));
   for (int k = 0; k < c->n_out; k++) {
-    const ops_tensor_info_t *t = &pr.q->out[k];
+    const ops_tensor_info_t *t = keep && k == c->n_out - 1 ? &pr.p->out[0] : &pr.q->out[k];
     if (!t->present || t->kind != FIR_TYPE_TENSOR)
       return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the consumer's output %d is not a tensor", k);
     ops_set_out(c, k, t->dtype, t->rank, t->dims);
@@ -720,15 +755,17 @@ static flagos_status_t infer_inlined(ops_ctx_t *c) {
 
 static flagos_status_t lower_inlined(ops_ctx_t *c) {
   const fir_graph_t *b;
-  FL_TRY(body_pair(c, &b));
-  return inline_lower(c, b->nodes[0], b->nodes[1], (const fir_value_t *const *)b->inputs);
+  bool keep;
+  FL_TRY(body_pair(c, &b, &keep));
+  return inline_lower(c, b->nodes[0], b->nodes[1], (const fir_value_t *const *)b->inputs, keep);
 }
 
 static double flops_inlined(const ops_ctx_t *c) {
   ops_ctx_t tmp = *c; /* pair_infer only reads the node and its inputs */
   const fir_graph_t *b;
+  bool keep;
   pair_t pr;
-  flagos_status_t st = body_pair(&tmp, &b);
+  flagos_status_t st = body_pair(&tmp, &b, &keep);
   if (!st) st = pair_infer(&tmp, b->nodes[0], b->nodes[1], (const fir_value_t *const *)b->inputs, &pr);
   if (st) {
     flagos_status_free(st);
@@ -739,15 +776,16 @@ static double flops_inlined(const ops_ctx_t *c) {
 }
 
 bool ops_inline_can(fl_arena_t *a, const fir_node_t *pn, const fir_node_t *cn, const fir_value_t *const *ins,
-                    int n_ins) {
+                    int n_ins, bool keep) {
   ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n_ins + 1));
-  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(cn->n_outputs + 1));
+  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(cn->n_outputs + 2));
   for (int k = 0; k < n_ins; k++) ops_info_from_value(&in[k], ins[k]);
   ops_ctx_t *c = fl_arena_alloc(a, sizeof(*c));
   ops_ctx_init(c, a, cn, in, out, false);
   c->n_in = n_ins;
+  if (keep) ops_info_from_value(&out[c->n_out++], pn->outputs[0]);
   c->kernel_prefix = "trial";
-  flagos_status_t st = inline_lower(c, pn, cn, ins);
+  flagos_status_t st = inline_lower(c, pn, cn, ins, keep);
   if (st) flagos_status_free(st);
   return !st;
 }

@@ -1,12 +1,17 @@
 /* Inline fusion: a node whose output one consumer alone reads is run inside
  * that consumer's kernels, as one InlinedProducer node (src/ops/inlined.c).
+ * Where other nodes read the output too, the pair keeps it: the consumer's
+ * kernel also stores it, as the node's last output (GPT-2's residual Add,
+ * read by the LayerNormalization and by the next residual Add).
  * It saves the producer's launch and the tensor's trip through memory where
  * elementwise fusion cannot reach, because the consumer is not pointwise
  * (Add -> LayerNormalization, the attention mask's Add -> Softmax) or the
  * producer is not (Transpose -> Mul).
  *
  * A pair qualifies when the producer's single output is read by the consumer
- * only (no other node, subgraph or graph output), both nodes have static
+ * only (no other node, subgraph or graph output) or, kept, by others too where
+ * the consumer is of the first kind below and its other inputs are graph
+ * inputs or initializers (none depends on the producer), both nodes have static
  * tensors of the types elementwise fusion takes, and either
  * - the consumer reads each element of that output a bounded number of times
  *   (pointwise operators, FusedElementwise, Softmax, LogSoftmax,
@@ -114,7 +119,7 @@ static fir_node_t *move_node(fir_model_t *m, fir_graph_t *body, const fir_node_t
 }
 
 static void build_pair(fir_model_t *m, const fir_node_t *p, const fir_node_t *c, fir_value_t **ins, int n_ins,
-                       fl_arena_t *a) {
+                       bool keep, fl_arena_t *a) {
   fir_graph_t *g = m->graph;
   const char *name = c->name[0] ? fl_arena_printf(m->arena, "%s_inlined", c->name)
                                 : fl_arena_printf(m->arena, "inlined_%s_%s", p->op_type, c->op_type);
@@ -126,18 +131,38 @@ static void build_pair(fir_model_t *m, const fir_node_t *p, const fir_node_t *c,
                                    fir_type_clone(m, v->type));
     fir_graph_add_input(body, bmap[v->id]);
   }
-  move_node(m, body, p, bmap, a);
+  const fir_node_t *bp = move_node(m, body, p, bmap, a);
   const fir_node_t *bc = move_node(m, body, c, bmap, a);
   for (int k = 0; k < bc->n_outputs; k++) fir_graph_add_output(body, bc->outputs[k]);
-  fir_node_t *fn = fir_node_create(g, OPS_INLINE_OP, OPS_FUSED_DOMAIN, name, n_ins, ins, c->n_outputs, c->outputs);
+  fir_value_t **outs = fl_arena_alloc(a, sizeof(*outs) * (size_t)(c->n_outputs + 1));
+  memcpy(outs, c->outputs, sizeof(*outs) * (size_t)c->n_outputs);
+  if (keep) { /* the producer's output stays, stored by the consumer's kernel: the last output */
+    fir_graph_add_output(body, bp->outputs[0]);
+    outs[c->n_outputs] = p->outputs[0];
+  }
+  fir_node_t *fn = fir_node_create(g, OPS_INLINE_OP, OPS_FUSED_DOMAIN, name, n_ins, ins, c->n_outputs + keep, outs);
   fir_node_add_attr(fn, OPS_FUSED_BODY, FIR_ATTR_GRAPH)->g = body;
   if (getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: '%s' = %s inlined into %s (%d inputs)\n", name, p->op_type, c->op_type, n_ins);
+    fprintf(stderr, "flagos fuse: '%s' = %s inlined into %s (%d inputs%s)\n", name, p->op_type, c->op_type, n_ins,
+            keep ? ", its output kept" : "");
+}
+
+/* Whether c's inputs other than p's output are all graph inputs or
+ * initializers: then none depends on p, and the pair may keep p's output
+ * for its other readers without making a cycle. */
+static bool others_free(const fir_node_t *p, const fir_node_t *c) {
+  for (int k = 0; k < c->n_inputs; k++) {
+    const fir_value_t *v = c->inputs[k];
+    if (v && v != p->outputs[0] && v->producer) return false;
+  }
+  return true;
 }
 
 /* One round: the pairs of the graph's nodes as they are; their number. */
 static int inline_round(fir_model_t *m) {
   fir_graph_t *g = m->graph;
+  const char *env = getenv("FLAGOS_FUSE_KEEP"); /* 0: no kept pairs, for measurements */
+  bool may_keep = !env || strcmp(env, "0") != 0;
   fl_arena_t *a = fl_arena_create();
   int n = g->n_nodes;
   for (int i = 0; i < n; i++) g->nodes[i]->id = i;
@@ -153,15 +178,18 @@ static int inline_round(fir_model_t *m) {
     for (int k = 0; k < c->n_inputs && kind; k++) {
       const fir_value_t *v = c->inputs[k];
       const fir_node_t *p = v && v->graph == g ? v->producer : NULL;
-      if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || readers[v->id] != 1 ||
+      if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || readers[v->id] < 1 ||
           !node_values_ok(p))
         continue;
       if (kind < 0) kind = consumer_op(a, c);
-      if (!kind || (kind == 2 && !is_transpose(p)) || (kind == 3 && !is_product(p))) continue;
+      bool keep = readers[v->id] > 1;
+      if (!kind || (kind == 2 && !is_transpose(p)) || (kind == 3 && !is_product(p)) ||
+          (keep && (!may_keep || kind != 1 || !others_free(p, c))))
+        continue;
       int n_ins = pair_inputs(p, c, ins);
-      if (!ops_inline_can(a, p, c, (const fir_value_t *const *)ins, n_ins)) continue;
+      if (!ops_inline_can(a, p, c, (const fir_value_t *const *)ins, n_ins, keep)) continue;
       if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
-      build_pair(m, p, c, ins, n_ins, a);
+      build_pair(m, p, c, ins, n_ins, keep, a);
       dead[p->id] = dead[c->id] = true;
       fused++;
       break;

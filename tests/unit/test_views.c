@@ -6,8 +6,9 @@
  * (a) x -> Add -> Reshape -> Mul: the values are the hand-computed ones and the
  *     profile lists no Reshape group (it launched nothing), twice in a row (the
  *     second run reuses freed buffers);
- * (b) the Add's output is also read by another node after the Reshape: the
- *     Reshape copies (its group is profiled), and both outputs are right;
+ * (b) the Add's output is also read by another node after the Reshape (the
+ *     graph unfused): the Reshape copies (its group is profiled), and both
+ *     outputs are right;
  * (c) FLAGOS_VIEWS=0 makes (a) copy. */
 #include <math.h>
 #include <stdio.h>
@@ -118,7 +119,11 @@ static int run(const char *text, const char *name, int n_out) {
 int main(void) {
   int n = run(k_last_reader, "last", 1);
   CHECK(n == 0, "the Reshape that is its input's last reader launched nothing (%d Reshape groups profiled)", n);
+  /* unfused: inline fusion would run the Add in the Softmax's kernel, which
+   * stores a before the Reshape, and the Reshape would be a's last reader */
+  setenv("FLAGOS_FUSE", "0", 1);
   n = run(k_shared, "shared", 2);
+  unsetenv("FLAGOS_FUSE");
   CHECK(n == 1, "the Reshape of a value read again later copies (%d Reshape groups profiled)", n);
   setenv("FLAGOS_VIEWS", "0", 1);
   n = run(k_last_reader, "off", 1);
