@@ -134,6 +134,17 @@ void fir_graph_remove_nodes(fir_graph_t *g, const bool *dead) {
   g->n_nodes = k;
 }
 
+void fir_graph_remove_values(fir_graph_t *g, const bool *dead, int n_dead) {
+  int k = 0;
+  for (int i = 0; i < g->n_values; i++) {
+    fir_value_t *v = g->values[i];
+    if (v->id < n_dead && dead[v->id]) continue;
+    g->values[k++] = v;
+  }
+  g->n_values = k;
+  for (int i = 0; i < k; i++) g->values[i]->id = i;
+}
+
 static bool name_taken(const fir_graph_t *g, const char *name) {
   for (int i = 0; i < g->n_values; i++)
     if (strcmp(g->values[i]->name, name) == 0) return true;

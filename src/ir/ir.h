@@ -170,6 +170,9 @@ fir_node_t *fir_node_create(fir_graph_t *g, const char *op_type, const char *dom
                             int n_inputs, fir_value_t *const *inputs, int n_outputs, fir_value_t *const *outputs);
 /* Removes nodes marked in `dead` (indexed by node->id) and renumbers ids. */
 void fir_graph_remove_nodes(fir_graph_t *g, const bool *dead);
+/* Removes the values whose id (below n_dead) is marked in `dead` (no node, graph
+ * input or output may refer to them) and renumbers ids. */
+void fir_graph_remove_values(fir_graph_t *g, const bool *dead, int n_dead);
 /* Calls fn for every value that n's subgraphs (and theirs, to any depth) read:
  * their nodes' inputs and their outputs, in order, repeats included; the
  * values of outer graphs among them are n's captures. */

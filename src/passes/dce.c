@@ -53,6 +53,7 @@ flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec) {
   FL_TRY(pass_dce(m));
   FL_TRY(pass_fold_transpose_chains(m, NULL));
   FL_TRY(pass_fuse_matmul_bias(m, NULL));
+  FL_TRY(pass_merge_products(m, NULL));
   FL_TRY(pass_fuse_elementwise(m, NULL));
   FL_TRY(pass_fuse_inline(m, NULL));
   return NULL;

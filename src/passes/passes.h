@@ -53,6 +53,13 @@ flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused);
  * ai.flagos, src/ops/linalg.c) whose bias is the gemm call's epilogue where the
  * backend has one. Run before elementwise fusion; FLAGOS_FUSE=0 turns it off. */
 flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused);
+/* Sibling products (merge_products.c): MatMul nodes, or MatMulBias nodes, that
+ * multiply one value by constant matrices of one shape become one product by
+ * the matrices side by side and a Split of its last axis (BERT's query, key
+ * and value projections: one gemm call). Run after MatMul + bias fusion;
+ * FLAGOS_FUSE=0 or FLAGOS_FUSE_MERGE=0 turns it off, FLAGOS_FUSE_TRACE=1
+ * prints each merge. *n_merged (may be NULL) receives the number of merges. */
+flagos_status_t pass_merge_products(fir_model_t *m, int *n_merged);
 /* True when the fusion passes leave m's graph as written: FLAGOS_FUSE=0, fewer
  * than two nodes, or a Gradient node (it differentiates the nodes as written). */
 bool pass_fusion_off(const fir_model_t *m);
@@ -73,7 +80,7 @@ flagos_status_t pass_fold_transpose_chains(fir_model_t *m, int *n_folded);
 flagos_status_t pass_fusion_settle(fir_model_t *m, const char *op, const char *domain, const char *pass);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
  * constant folding (pass_fold_constants), DCE, Transpose chains, MatMul +
- * bias fusion, elementwise fusion, inline fusion. */
+ * bias fusion, sibling products, elementwise fusion, inline fusion. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 
 #endif

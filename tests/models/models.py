@@ -146,10 +146,12 @@ def vit(seed):
 
 # ------------------------------------------------------------ attention parts
 class SelfAttention(nn.Module):
-    def __init__(self, dim, heads, causal, max_len=64):
+    def __init__(self, dim, heads, causal, max_len=64, separate=False):
         super().__init__()
         self.heads, self.causal = heads, causal
-        self.qkv = nn.Linear(dim, 3 * dim)
+        # separate: three projections of x, as BERT writes them (FlagOS merges
+        # them into one product, src/passes/merge_products.c); else one, as GPT-2
+        self.qkv = nn.ModuleList(nn.Linear(dim, dim) for _ in range(3)) if separate else nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         if causal:
             self.register_buffer("tril", torch.tril(torch.ones(max_len, max_len, dtype=torch.bool)))
@@ -157,7 +159,10 @@ class SelfAttention(nn.Module):
     def forward(self, x, additive_mask=None):
         b, t, d = x.shape
         h = self.heads
-        q, k, v = self.qkv(x).split(d, dim=2)
+        if isinstance(self.qkv, nn.ModuleList):
+            q, k, v = (p(x) for p in self.qkv)
+        else:
+            q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (z.reshape(b, t, h, d // h).transpose(1, 2) for z in (q, k, v))
         att = q @ k.transpose(-2, -1) / math.sqrt(d // h)
         if self.causal:
@@ -172,7 +177,7 @@ class SelfAttention(nn.Module):
 class BertLayer(nn.Module):
     def __init__(self, dim, heads, ff):
         super().__init__()
-        self.att = SelfAttention(dim, heads, causal=False)
+        self.att = SelfAttention(dim, heads, causal=False, separate=True)
         self.ln1 = nn.LayerNorm(dim, eps=1e-12)
         self.ff1, self.ff2 = nn.Linear(dim, ff), nn.Linear(ff, dim)
         self.ln2 = nn.LayerNorm(dim, eps=1e-12)

@@ -1,0 +1,262 @@
+/* Sibling products (src/passes/merge_products.c, docs/fusion.md):
+ * (a) three MatMul + Add(bias) of one input A [2,3,4] by constant W [4,3]
+ *     (BERT's query, key and value, small) become one MatMulBias of A by
+ *     [4,9] (the three side by side, the biases end to end) and one Split;
+ *     the old constants leave the graph; the merged constant's entries are
+ *     the old ones at their new places;
+ * (b) a group of two merges and a third product stays when it has no bias;
+ *     nothing merges for products of different inputs, of matrices of other
+ *     shapes, of a matrix read by another node too or given as a graph input,
+ *     nor with FLAGOS_FUSE_MERGE=0 or FLAGOS_FUSE=0;
+ * (c) compiled and run on the cpu (and on opencl and cuda where present), the
+ *     three outputs equal a double-precision loop over the text's constants,
+ *     in f32 and (plain MatMul siblings) in f16. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "bundle/bundle.h"
+#include "check.h"
+#include "fir_util.h"
+#include "compiler/compiler.h"
+#include "flagos/flagos.h"
+#include "passes/passes.h"
+#include "runtime/runtime.h"
+
+enum { B = 2, S = 3, K = 4, N = 3, P = 3 };
+
+static float w_of(int p, int k, int j) { return (float)((p * 5 + k * 3 + j * 7) % 9 - 4) * 0.25f; }
+static float b_of(int p, int j) { return (float)(p * 3 + j) * 0.5f - 2.0f; }
+static float a_of(int i) { return (float)((i * 5) % 13 - 6) * 0.125f; }
+
+/* The model: P products of %a by constants %w<p> [K,N] (with biases %b<p>
+ * when bias), their outputs the graph's outputs. dtype "f32" or "f16". */
+static char *model(const char *dtype, bool bias) {
+  size_t cap = 16384, len = 0;
+  char *t = malloc(cap);
+#define PUT(...) len += (size_t)snprintf(t + len, cap - len, __VA_ARGS__)
+  PUT("flagir 1\nir_version 8\nopset \"\" 17\n");
+  PUT("graph \"g\" (%%a: %s[%d,%d,%d]) -> (%%y0: %s[%d,%d,%d], %%y1: %s[%d,%d,%d], %%y2: %s[%d,%d,%d]) {\n", dtype, B, S,
+      K, dtype, B, S, N, dtype, B, S, N, dtype, B, S, N);
+  for (int p = 0; p < P; p++) {
+    bool half = strcmp(dtype, "f16") == 0; /* f16 constants are written as their bytes */
+    PUT("  %%w%d: %s[%d,%d] = const %s", p, dtype, K, N, half ? "dense<\"" : "[");
+    for (int k = 0; k < K; k++)
+      for (int j = 0; j < N; j++) {
+        uint16_t h = fl_f32_to_f16(w_of(p, k, j));
+        if (half) PUT("%02x%02x", h & 0xff, h >> 8);
+        else PUT("%s%g", k + j ? ", " : "", w_of(p, k, j));
+      }
+    PUT("%s\n", half ? "\">" : "]");
+    if (bias) {
+      PUT("  %%b%d: %s[%d] = const [", p, dtype, N);
+      for (int j = 0; j < N; j++) PUT("%s%g", j ? ", " : "", b_of(p, j));
+      PUT("]\n");
+      PUT("  %%m%d: %s[%d,%d,%d] = MatMul \"mm%d\" (%%a, %%w%d)\n", p, dtype, B, S, N, p, p);
+      PUT("  %%y%d: %s[%d,%d,%d] = Add \"add%d\" (%%m%d, %%b%d)\n", p, dtype, B, S, N, p, p, p);
+    } else {
+      PUT("  %%y%d: %s[%d,%d,%d] = MatMul \"mm%d\" (%%a, %%w%d)\n", p, dtype, B, S, N, p, p);
+    }
+  }
+  PUT("}\n");
+#undef PUT
+  return t;
+}
+
+static fir_model_t *passed(const char *text) {
+  fir_model_t *m = parse(text);
+  if (m) CHECK_OK(pass_run_default(m, NULL));
+  return m;
+}
+
+static const fir_node_t *find(const fir_model_t *m, const char *op) {
+  for (int i = 0; i < m->graph->n_nodes; i++)
+    if (strcmp(m->graph->nodes[i]->op_type, op) == 0) return m->graph->nodes[i];
+  return NULL;
+}
+
+static void check_merged(void) {
+  char *text = model("f32", true);
+  fir_model_t *m = passed(text);
+  free(text);
+  if (!m) return;
+  const fir_node_t *mb = find(m, "MatMulBias"), *sp = find(m, "Split");
+  CHECK(count_op(m, "MatMulBias") == 1 && count_op(m, "Split") == 1 && m->graph->n_nodes == 2,
+        "one MatMulBias and one Split (%d nodes)", m->graph->n_nodes);
+  for (int p = 0; p < P; p++) {
+    char w[8], b[8];
+    snprintf(w, sizeof w, "w%d", p);
+    snprintf(b, sizeof b, "b%d", p);
+    CHECK(!fir_graph_lookup(m->graph, w) && !fir_graph_lookup(m->graph, b), "constants %s and %s left the graph", w, b);
+  }
+  if (!mb || !sp) {
+    fir_model_destroy(m);
+    return;
+  }
+  const fir_value_t *w = mb->inputs[1], *bias = mb->inputs[2];
+  CHECK(w->init && w->init->rank == 2 && w->init->dims[0] == K && w->init->dims[1] == P * N, "the merged matrix is [%d,%d]",
+        K, P * N);
+  CHECK(bias->init && bias->init->numel == P * N, "the merged bias holds %d values", P * N);
+  if (w->init && w->init->numel == K * P * N && bias->init && bias->init->numel == P * N) {
+    const float *wd = w->init->data, *bd = bias->init->data;
+    int bad = 0;
+    for (int p = 0; p < P; p++)
+      for (int j = 0; j < N; j++) {
+        bad += bd[p * N + j] != b_of(p, j);
+        for (int k = 0; k < K; k++) bad += wd[k * P * N + p * N + j] != w_of(p, k, j);
+      }
+    CHECK(bad == 0, "the merged constants hold the old ones side by side (%d misplaced)", bad);
+  }
+  CHECK(sp->n_outputs == P && fir_attr_int(sp, "axis", -9) == 2, "the Split cuts the last axis in %d", P);
+  for (int p = 0; p < P && sp->n_outputs == P; p++) {
+    char y[8];
+    snprintf(y, sizeof y, "y%d", p);
+    CHECK(sp->outputs[p] && strcmp(sp->outputs[p]->name, y) == 0, "the Split's output %d is %s", p, y);
+  }
+  fir_model_destroy(m);
+}
+
+/* Cases where nothing (or less) merges: want_mb MatMulBias, want_mm MatMul and
+ * want_split Split nodes after the passes. */
+static void check_refused(void) {
+  static const struct {
+    const char *what, *text;
+    int mb, mm, split;
+  } cases[] = {
+      {"different inputs",
+       "flagir 1\nir_version 8\nopset \"\" 17\n"
+       "graph \"g\" (%a: f32[3,4], %c: f32[3,4]) -> (%y0: f32[3,2], %y1: f32[3,2]) {\n"
+       "  %w0: f32[4,2] = const [1, 2, 3, 4, 5, 6, 7, 8]\n  %w1: f32[4,2] = const [8, 7, 6, 5, 4, 3, 2, 1]\n"
+       "  %y0: f32[3,2] = MatMul(%a, %w0)\n  %y1: f32[3,2] = MatMul(%c, %w1)\n}\n",
+       0, 2, 0},
+      {"matrices of other shapes",
+       "flagir 1\nir_version 8\nopset \"\" 17\n"
+       "graph \"g\" (%a: f32[3,4]) -> (%y0: f32[3,2], %y1: f32[3,1]) {\n"
+       "  %w0: f32[4,2] = const [1, 2, 3, 4, 5, 6, 7, 8]\n  %w1: f32[4,1] = const [8, 7, 6, 5]\n"
+       "  %y0: f32[3,2] = MatMul(%a, %w0)\n  %y1: f32[3,1] = MatMul(%a, %w1)\n}\n",
+       0, 2, 0},
+      {"a matrix another node reads",
+       "flagir 1\nir_version 8\nopset \"\" 17\n"
+       "graph \"g\" (%a: f32[3,4], %c: f32[4,2]) -> (%y0: f32[3,2], %y1: f32[3,2], %z: f32[4,2]) {\n"
+       "  %w0: f32[4,2] = const [1, 2, 3, 4, 5, 6, 7, 8]\n  %w1: f32[4,2] = const [8, 7, 6, 5, 4, 3, 2, 1]\n"
+       "  %y0: f32[3,2] = MatMul(%a, %w0)\n  %y1: f32[3,2] = MatMul(%a, %w1)\n  %z: f32[4,2] = Mul(%w1, %c)\n}\n",
+       0, 2, 0},
+      {"a matrix given as a graph input",
+       "flagir 1\nir_version 8\nopset \"\" 17\n"
+       "graph \"g\" (%a: f32[3,4], %w1: f32[4,2]) -> (%y0: f32[3,2], %y1: f32[3,2]) {\n"
+       "  %w0: f32[4,2] = const [1, 2, 3, 4, 5, 6, 7, 8]\n"
+       "  %y0: f32[3,2] = MatMul(%a, %w0)\n  %y1: f32[3,2] = MatMul(%a, %w1)\n}\n",
+       0, 2, 0},
+      {"two with a bias, one without",
+       "flagir 1\nir_version 8\nopset \"\" 17\n"
+       "graph \"g\" (%a: f32[3,4]) -> (%y0: f32[3,2], %y1: f32[3,2], %y2: f32[3,2]) {\n"
+       "  %w0: f32[4,2] = const [1, 2, 3, 4, 5, 6, 7, 8]\n  %w1: f32[4,2] = const [8, 7, 6, 5, 4, 3, 2, 1]\n"
+       "  %w2: f32[4,2] = const [1, 1, 2, 2, 3, 3, 4, 4]\n"
+       "  %b0: f32[2] = const [1, 2]\n  %b1: f32[2] = const [3, 4]\n"
+       "  %m0: f32[3,2] = MatMul(%a, %w0)\n  %y0: f32[3,2] = Add(%m0, %b0)\n"
+       "  %m1: f32[3,2] = MatMul(%a, %w1)\n  %y1: f32[3,2] = Add(%m1, %b1)\n"
+       "  %y2: f32[3,2] = MatMul(%a, %w2)\n}\n",
+       1, 1, 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    fir_model_t *m = passed(cases[i].text);
+    if (!m) continue;
+    int mb = count_op(m, "MatMulBias"), mm = count_op(m, "MatMul"), sp = count_op(m, "Split");
+    CHECK(mb == cases[i].mb && mm == cases[i].mm && sp == cases[i].split,
+          "%s: %d MatMulBias, %d MatMul, %d Split (want %d, %d, %d)", cases[i].what, mb, mm, sp, cases[i].mb,
+          cases[i].mm, cases[i].split);
+    fir_model_destroy(m);
+  }
+  static const char *const off[2] = {"FLAGOS_FUSE_MERGE", "FLAGOS_FUSE"};
+  for (int i = 0; i < 2; i++) {
+    setenv(off[i], "0", 1);
+    char *text = model("f32", true);
+    fir_model_t *m = passed(text);
+    free(text);
+    if (m) {
+      CHECK(count_op(m, "Split") == 0 && count_op(m, "MatMulBias") + count_op(m, "MatMul") == P,
+            "%s=0 leaves the %d products apart", off[i], P);
+      fir_model_destroy(m);
+    }
+    unsetenv(off[i]);
+  }
+}
+
+/* Runs the model on device: the P outputs against a double-precision loop. */
+static void check_values(const char *target, const char *device, bool half) {
+  char *text = model(half ? "f16" : "f32", !half);
+  fir_model_t *m = parse(text);
+  free(text);
+  if (!m) return;
+  void *img = NULL;
+  size_t len = 0;
+  flagos_compile_options_t o = {.targets = target};
+  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
+  fir_model_destroy(m);
+  bundle_file_t *f = NULL;
+  flagos_bundle_t *b = NULL;
+  flagos_session_t *s = NULL;
+  if (!st) st = bundle_file_from_memory(img, len, true, &f);
+  if (!st) st = rt_bundle_from_file(f, &b);
+  flagos_session_options_t so = {.device = device};
+  if (!st) st = flagos_session_create(b, &so, &s);
+  if (st && strcmp(target, "cpu") != 0) { /* no such device here */
+    if (!half) printf("test_merge_products: %s skipped (%s)\n", target, flagos_status_message(st));
+    flagos_status_free(st);
+    if (b) flagos_bundle_close(b);
+    return;
+  }
+  float af[B * S * K];
+  uint16_t ah[B * S * K];
+  for (int i = 0; i < B * S * K; i++) {
+    af[i] = a_of(i);
+    ah[i] = fl_f32_to_f16(af[i]);
+  }
+  flagos_value_t in = {.kind = FLAGOS_VALUE_TENSOR}, out[P];
+  memset(out, 0, sizeof out);
+  in.tensor.dtype = half ? FLAGOS_FLOAT16 : FLAGOS_FLOAT32;
+  in.tensor.rank = 3;
+  in.tensor.dims[0] = B, in.tensor.dims[1] = S, in.tensor.dims[2] = K;
+  in.tensor.data = half ? (void *)ah : (void *)af;
+  in.tensor.nbytes = (size_t)(B * S * K) * (half ? 2 : 4);
+  if (!st) st = flagos_session_run(s, &in, 1, out, P);
+  CHECK(!st, "%s%s: %s", device, half ? " f16" : "", st ? flagos_status_message(st) : "");
+  for (int p = 0; p < P && !st; p++) {
+    const flagos_tensor_t *y = &out[p].tensor;
+    if (!y->data || flagos_tensor_numel(y) != B * S * N || y->dtype != in.tensor.dtype) {
+      CHECK(false, "%s: output %d has the wrong size or type", device, p);
+      continue;
+    }
+    int bad = 0;
+    double worst = 0;
+    for (int r = 0; r < B * S; r++)
+      for (int j = 0; j < N; j++) {
+        double want = half ? 0 : b_of(p, j);
+        for (int k = 0; k < K; k++) want += (double)af[r * K + k] * w_of(p, k, j);
+        int i = r * N + j;
+        double got = half ? fl_f16_to_f32(((const uint16_t *)y->data)[i]) : ((const float *)y->data)[i];
+        double err = fabs(got - want), tol = half ? 4e-3 * (1 + fabs(want)) : 1e-6 * (1 + fabs(want));
+        if (err > worst) worst = err;
+        bad += !(err <= tol);
+      }
+    CHECK(bad == 0, "%s%s: output %d equals the loop (%d off, worst %g)", device, half ? " f16" : "", p, bad, worst);
+  }
+  flagos_status_free(st);
+  for (int p = 0; p < P; p++) flagos_value_clear(&out[p]);
+  if (s) flagos_session_destroy(s);
+  if (b) flagos_bundle_close(b);
+}
+
+int main(void) {
+  check_merged();
+  check_refused();
+  static const char *const targets[3] = {"cpu", "opencl", "cuda"};
+  for (int t = 0; t < 3; t++) {
+    check_values(targets[t], targets[t], false);
+    check_values(targets[t], targets[t], true);
+  }
+  printf("test_merge_products: %d checks, %d failures\n", checks, failures);
+  return failures ? 1 : 0;
+}
