@@ -7,11 +7,12 @@
  * they are one 768x2304 gemm call and one Split kernel, not three gemm calls,
  * and on the GPU one product that fills the device better than three.
  *
- * A matrix (or bias) joins only if its one reader is the product (the merged
- * copy replaces it; a matrix read elsewhere would be stored twice), is an
- * initializer and not a graph input (whose default a caller may override),
- * and the products' outputs have static shapes. The old matrices leave the
- * graph, so the bundle holds the weights once. Runs after MatMul + bias fusion
+ * A matrix joins only if its one reader is the product (the merged copy
+ * replaces it; a matrix read elsewhere would be stored twice); a bias may be
+ * shared (its N values are copied). Both must be initializers and not graph
+ * inputs (whose defaults a caller may override), and the products' outputs
+ * static. The old constants leave the graph with their last reader, so the
+ * bundle holds the weights once. Runs after MatMul + bias fusion
  * and before elementwise fusion; FLAGOS_FUSE=0 or FLAGOS_FUSE_MERGE=0 turns it
  * off, FLAGOS_FUSE_TRACE=1 prints each merge. */
 #include <stdio.h>
@@ -38,11 +39,13 @@ static bool float_type(flagos_dtype_t dt) {
   return dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT16 || dt == FLAGOS_BFLOAT16 || dt == FLAGOS_FLOAT64;
 }
 
-/* A constant of g read by one node alone, not a graph input, of dtype dt and
- * static shape. */
-static bool own_constant(const merge_t *s, const fir_value_t *v, flagos_dtype_t dt) {
-  return v && v->graph == s->g && v->init && v->init->data && !s->is_input[v->id] && s->readers[v->id] == 1 &&
-         v->type->kind == FIR_TYPE_TENSOR && fir_type_is_static(v->type) && v->type->dtype == dt;
+/* A constant of g, not a graph input, of dtype dt and static shape, read by
+ * one node alone unless shared (a bias: PyTorch's exporter stores BERT's
+ * all-zero biases once, read by every projection). */
+static bool constant_of(const merge_t *s, const fir_value_t *v, flagos_dtype_t dt, bool shared) {
+  return v && v->graph == s->g && v->init && v->init->data && !s->is_input[v->id] &&
+         (shared || s->readers[v->id] == 1) && v->type->kind == FIR_TYPE_TENSOR && fir_type_is_static(v->type) &&
+         v->type->dtype == dt;
 }
 
 /* Whether n can join a merge: MatMul(A, W) or MatMulBias(A, W, b) of a float
@@ -59,12 +62,12 @@ static bool candidate(const merge_t *s, const fir_node_t *n) {
   if (!float_type(dt) || !fir_type_is_static(ta) || !fir_type_is_static(ty) || ta->rank < 2 || ty->rank != ta->rank ||
       ty->rank > FLAGOS_MAX_RANK)
     return false;
-  if (!own_constant(s, w, dt) || tw->rank != 2 || tw->dims[0].value != ta->dims[ta->rank - 1].value) return false;
+  if (!constant_of(s, w, dt, false) || tw->rank != 2 || tw->dims[0].value != ta->dims[ta->rank - 1].value) return false;
   int64_t nn = tw->dims[1].value;
   if (ty->dims[ty->rank - 1].value != nn || ty->dtype != dt) return false;
   if (!bias) return true;
   const fir_value_t *b = n->inputs[2];
-  if (!own_constant(s, b, dt) || b->type->rank < 1 || b->type->dims[b->type->rank - 1].value != nn) return false;
+  if (!constant_of(s, b, dt, true) || b->type->rank < 1 || b->type->dims[b->type->rank - 1].value != nn) return false;
   for (int j = 0; j + 1 < b->type->rank; j++)
     if (b->type->dims[j].value != 1) return false;
   return true;
@@ -108,8 +111,10 @@ static void merge(merge_t *s, fir_node_t *const *grp, int n, fir_node_t **made) 
   if (bias) {
     fir_tensor_t *b = fir_tensor_create(s->m, dt, 1, &bd);
     for (int i = 0; i < n; i++) {
-      memcpy((char *)b->data + (size_t)(i * N) * es, grp[i]->inputs[2]->init->data, (size_t)N * es);
-      s->dead_value[grp[i]->inputs[2]->id] = true;
+      const fir_value_t *old = grp[i]->inputs[2];
+      memcpy((char *)b->data + (size_t)(i * N) * es, old->init->data, (size_t)N * es);
+      /* a bias the group shares leaves with its last reader */
+      if (--s->readers[old->id] == 0) s->dead_value[old->id] = true;
     }
     in[2] = constant(s, x->inputs[2]->name, b);
   }

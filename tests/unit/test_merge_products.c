@@ -4,7 +4,8 @@
  *     [4,9] (the three side by side, the biases end to end) and one Split;
  *     the old constants leave the graph; the merged constant's entries are
  *     the old ones at their new places;
- * (b) a group of two merges and a third product stays when it has no bias;
+ * (b) products sharing one bias merge (the bias leaves the graph unless
+ *     another node reads it); a group of two merges and a third product stays when it has no bias;
  *     nothing merges for products of different inputs, of matrices of other
  *     shapes, of a matrix read by another node too or given as a graph input,
  *     nor with FLAGOS_FUSE_MERGE=0 or FLAGOS_FUSE=0;
@@ -184,6 +185,38 @@ static void check_refused(void) {
   }
 }
 
+/* One bias shared by the products (PyTorch's exporter stores equal biases
+ * once): they merge, and the bias leaves the graph unless another node reads it. */
+static void check_shared_bias(void) {
+  static const char *const texts[2] = {
+      "flagir 1\nir_version 8\nopset \"\" 17\n"
+      "graph \"g\" (%a: f32[3,4]) -> (%y0: f32[3,2], %y1: f32[3,2]) {\n"
+      "  %w0: f32[4,2] = const [1, 2, 3, 4, 5, 6, 7, 8]\n  %w1: f32[4,2] = const [8, 7, 6, 5, 4, 3, 2, 1]\n"
+      "  %b: f32[2] = const [0.5, -1]\n"
+      "  %m0: f32[3,2] = MatMul(%a, %w0)\n  %y0: f32[3,2] = Add(%m0, %b)\n"
+      "  %m1: f32[3,2] = MatMul(%a, %w1)\n  %y1: f32[3,2] = Add(%m1, %b)\n}\n",
+      "flagir 1\nir_version 8\nopset \"\" 17\n"
+      "graph \"g\" (%a: f32[3,4], %c: f32[2]) -> (%y0: f32[3,2], %y1: f32[3,2], %z: f32[2]) {\n"
+      "  %w0: f32[4,2] = const [1, 2, 3, 4, 5, 6, 7, 8]\n  %w1: f32[4,2] = const [8, 7, 6, 5, 4, 3, 2, 1]\n"
+      "  %b: f32[2] = const [0.5, -1]\n"
+      "  %m0: f32[3,2] = MatMul(%a, %w0)\n  %y0: f32[3,2] = Add(%m0, %b)\n"
+      "  %m1: f32[3,2] = MatMul(%a, %w1)\n  %y1: f32[3,2] = Add(%m1, %b)\n  %z: f32[2] = Mul(%b, %c)\n}\n",
+  };
+  for (int i = 0; i < 2; i++) {
+    fir_model_t *m = passed(texts[i]);
+    if (!m) continue;
+    const fir_node_t *mb = find(m, "MatMulBias");
+    CHECK(count_op(m, "MatMulBias") == 1 && count_op(m, "Split") == 1, "shared bias %d: the products merge", i);
+    CHECK((fir_graph_lookup(m->graph, "b") != NULL) == (i == 1), "shared bias %d: the bias %s", i,
+          i ? "stays for its other reader" : "leaves the graph");
+    if (mb && mb->inputs[2]->init && mb->inputs[2]->init->numel == 4) {
+      const float *d = mb->inputs[2]->init->data;
+      CHECK(d[0] == 0.5f && d[1] == -1 && d[2] == 0.5f && d[3] == -1, "shared bias %d: copied for each product", i);
+    }
+    fir_model_destroy(m);
+  }
+}
+
 /* Runs the model on device: the P outputs against a double-precision loop. */
 static void check_values(const char *target, const char *device, bool half) {
   char *text = model(half ? "f16" : "f32", !half);
@@ -252,6 +285,7 @@ static void check_values(const char *target, const char *device, bool half) {
 int main(void) {
   check_merged();
   check_refused();
+  check_shared_bias();
   static const char *const targets[3] = {"cpu", "opencl", "cuda"};
   for (int t = 0; t < 3; t++) {
     check_values(targets[t], targets[t], false);
