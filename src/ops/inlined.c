@@ -35,17 +35,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "ops/fused.h"
+#include "ops/inlined_int.h"
 
 /* A producer's value is re-evaluated wherever the consumer loads it; past this
  * many expression nodes it is cheaper to keep the tensor. */
 #define INLINE_MAX_NODES 48
-
-typedef struct pair {
-  ops_ctx_t *p, *q; /* the producer's and the consumer's contexts */
-  const ops_def_t *dp, *dq;
-  int *pin, *qin;   /* their inputs -> the node's input (-1: the producer's output) */
-} pair_t;
 
 static int index_of(const fir_value_t *const *ins, int n, const fir_value_t *v) {
   for (int k = 0; k < n; k++)
@@ -103,13 +97,7 @@ static flagos_status_t pair_infer(ops_ctx_t *c, const fir_node_t *pn, const fir_
 
 /* ---- expression rewriting ---- */
 
-typedef struct memo {
-  const kir_expr_t **from;
-  kir_expr_t **to;
-  size_t cap, n;
-} memo_t;
-
-static kir_expr_t *memo_get(const memo_t *m, const kir_expr_t *e) {
+kir_expr_t *ops_inl_memo_get(const memo_t *m, const kir_expr_t *e) {
   if (!m->cap) return NULL;
   for (size_t i = fl_hash_ptr(e) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
     if (m->from[i] == e) return m->to[i];
@@ -117,13 +105,13 @@ static kir_expr_t *memo_get(const memo_t *m, const kir_expr_t *e) {
   }
 }
 
-static void memo_put(fl_arena_t *a, memo_t *m, const kir_expr_t *e, kir_expr_t *r) {
+void ops_inl_memo_put(fl_arena_t *a, memo_t *m, const kir_expr_t *e, kir_expr_t *r) {
   if (2 * (m->n + 1) > m->cap) {
     memo_t g = {.cap = m->cap ? m->cap * 2 : 64};
     g.from = fl_arena_alloc(a, sizeof(*g.from) * g.cap);
     g.to = fl_arena_alloc(a, sizeof(*g.to) * g.cap);
     for (size_t i = 0; i < m->cap; i++)
-      if (m->from[i]) memo_put(a, &g, m->from[i], m->to[i]);
+      if (m->from[i]) ops_inl_memo_put(a, &g, m->from[i], m->to[i]);
     *m = g;
   }
   size_t i = fl_hash_ptr(e) & (m->cap - 1);
@@ -145,7 +133,7 @@ typedef struct rewrite {
   memo_t memo;
 } rewrite_t;
 
-static bool same_dims(const kir_buf_t *x, int rank, kir_expr_t *const *dims) {
+bool ops_inl_same_dims(const kir_buf_t *x, int rank, kir_expr_t *const *dims) {
   if (x->rank != rank) return false;
   for (int d = 0; d < rank; d++) {
     int64_t a, b;
@@ -161,14 +149,14 @@ static int bind_buf(rewrite_t *w, ops_bind_kind_t kind, int index, flagos_dtype_
   const ops_step_t *s = &w->c->steps[w->c->n_steps - 1];
   for (int b = 0; !written && b < w->nk->n_bufs; b++)
     if (s->binds[b].kind == kind && s->binds[b].index == index && !w->nk->bufs[b].written &&
-        w->nk->bufs[b].dtype == dt && same_dims(&w->nk->bufs[b], rank, dims))
+        w->nk->bufs[b].dtype == dt && ops_inl_same_dims(&w->nk->bufs[b], rank, dims))
       return b;
   int b = ops_buf_view(w->c, w->nk, kind, index, rank, dims);
   w->nk->bufs[b].dtype = dt;
   return b;
 }
 
-static kir_expr_t *copy_node(fl_arena_t *a, const kir_expr_t *e) {
+kir_expr_t *ops_inl_copy_node(fl_arena_t *a, const kir_expr_t *e) {
   kir_expr_t *r = fl_arena_memdup(a, e, sizeof(*e));
   if (e->n) r->a = fl_arena_alloc(a, sizeof(*r->a) * (size_t)e->n);
   if (e->nr) r->rext = fl_arena_alloc(a, sizeof(*r->rext) * (size_t)e->nr);
@@ -178,14 +166,14 @@ static kir_expr_t *copy_node(fl_arena_t *a, const kir_expr_t *e) {
 /* The producer's value e with its loop variable pk->vars[d] standing for
  * idx[d] (expressions of the new kernel); its loads move to the new kernel. */
 static kir_expr_t *subst(rewrite_t *w, const kir_expr_t *e, kir_expr_t *const *idx, memo_t *m) {
-  kir_expr_t *r = memo_get(m, e);
+  kir_expr_t *r = ops_inl_memo_get(m, e);
   if (r) return r;
   fl_arena_t *a = w->c->arena;
   if (e->kind == KIR_VAR) {
     for (int d = 0; d < w->pk->rank; d++)
       if (w->pk->vars[d] == e->var) return idx[d];
   }
-  r = copy_node(a, e);
+  r = ops_inl_copy_node(a, e);
   for (int i = 0; i < e->n; i++) r->a[i] = subst(w, e->a[i], idx, m);
   if (e->kind == KIR_LOAD) {
     if (w->pmap[e->buf] < 0) {
@@ -195,13 +183,13 @@ static kir_expr_t *subst(rewrite_t *w, const kir_expr_t *e, kir_expr_t *const *i
     }
     r->buf = w->pmap[e->buf];
   }
-  memo_put(a, m, e, r);
+  ops_inl_memo_put(a, m, e, r);
   return r;
 }
 
 static kir_expr_t *rewrite(rewrite_t *w, const kir_expr_t *e) {
   if (!e) return NULL;
-  kir_expr_t *r = memo_get(&w->memo, e);
+  kir_expr_t *r = ops_inl_memo_get(&w->memo, e);
   if (r) return r;
   fl_arena_t *a = w->c->arena;
   kir_expr_t *idx[OPS_MAX_RANK];
@@ -211,42 +199,37 @@ static kir_expr_t *rewrite(rewrite_t *w, const kir_expr_t *e) {
     const kir_store_t *ps = &w->pk->stores[0];
     r = ops_stored_value(a, subst(w, ps->value, idx, &m), w->pk->bufs[w->pout].dtype);
   } else {
-    r = copy_node(a, e);
+    r = ops_inl_copy_node(a, e);
     for (int i = 0; i < e->n; i++) r->a[i] = rewrite(w, e->a[i]);
     for (int i = 0; i < e->nr; i++) r->rext[i] = rewrite(w, e->rext[i]);
     if (e->kind == KIR_LOAD) r->buf = w->cmap[e->buf];
   }
-  memo_put(a, &w->memo, e, r);
+  ops_inl_memo_put(a, &w->memo, e, r);
   return r;
 }
 
 /* ---- checks ---- */
 
-typedef struct scan {
-  int syms, reduces, loads_of, nodes;
-  int buf; /* counted in loads_of */
-} scan_t;
-
-static void scan_expr(const kir_expr_t *e, scan_t *s) {
+void ops_inl_scan_expr(const kir_expr_t *e, scan_t *s) {
   if (!e) return;
   s->nodes++;
   s->syms += e->kind == KIR_SYM;
   s->reduces += e->kind == KIR_REDUCE;
   s->loads_of += e->kind == KIR_LOAD && e->buf == s->buf;
-  for (int i = 0; i < e->n; i++) scan_expr(e->a[i], s);
-  for (int i = 0; i < e->nr; i++) scan_expr(e->rext[i], s);
+  for (int i = 0; i < e->n; i++) ops_inl_scan_expr(e->a[i], s);
+  for (int i = 0; i < e->nr; i++) ops_inl_scan_expr(e->rext[i], s);
 }
 
-static void scan_kernel(const kir_kernel_t *k, scan_t *s) {
+void ops_inl_scan_kernel(const kir_kernel_t *k, scan_t *s) {
   for (int b = 0; b < k->n_bufs; b++)
-    for (int d = 0; d < k->bufs[b].rank; d++) scan_expr(k->bufs[b].dims[d], s);
-  for (int d = 0; d < k->rank; d++) scan_expr(k->extents[d], s);
+    for (int d = 0; d < k->bufs[b].rank; d++) ops_inl_scan_expr(k->bufs[b].dims[d], s);
+  for (int d = 0; d < k->rank; d++) ops_inl_scan_expr(k->extents[d], s);
   for (int i = 0; i < k->n_stores; i++) {
-    for (int d = 0; d < k->bufs[k->stores[i].buf].rank; d++) scan_expr(k->stores[i].idx[d], s);
-    scan_expr(k->stores[i].value, s);
-    scan_expr(k->stores[i].cond, s);
+    for (int d = 0; d < k->bufs[k->stores[i].buf].rank; d++) ops_inl_scan_expr(k->stores[i].idx[d], s);
+    ops_inl_scan_expr(k->stores[i].value, s);
+    ops_inl_scan_expr(k->stores[i].cond, s);
   }
-  for (int i = 0; k->libcall && i < k->libcall->n_ints; i++) scan_expr(k->libcall->ints[i], s);
+  for (int i = 0; k->libcall && i < k->libcall->n_ints; i++) ops_inl_scan_expr(k->libcall->ints[i], s);
 }
 
 /* The producer's kernel, when it is one store of its output at the loop variables. */
@@ -263,7 +246,7 @@ static flagos_status_t producer_kernel(ops_ctx_t *c, const ops_ctx_t *p, int *po
     if (s->idx[d]->kind != KIR_VAR || s->idx[d]->var != k->vars[d])
       return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's store is not at its loop variables");
   scan_t sc = {.buf = s->buf};
-  scan_kernel(k, &sc);
+  ops_inl_scan_kernel(k, &sc);
   if (sc.syms || sc.reduces || sc.loads_of || sc.nodes > INLINE_MAX_NODES)
     return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
                    "the producer's value reads symbols (%d), reduces (%d), reads its output (%d) or is large (%d nodes)",
@@ -426,7 +409,7 @@ static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, cons
   const kir_kernel_t *k = st->kernel;
   const kir_buf_t *pob = &pk->bufs[pout];
   scan_t sc = {.buf = -1};
-  scan_kernel(k, &sc);
+  ops_inl_scan_kernel(k, &sc);
   if (sc.syms) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the consumer's kernel %s reads runtime symbols", k->name);
   for (int b = 0; b < k->n_bufs; b++) {
     inl[b] = st->binds[b].kind == OPS_BIND_INPUT && pr->qin[st->binds[b].index] < 0;
@@ -434,7 +417,7 @@ static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, cons
     int op = call_operand(k->libcall, b);
     through_t th;
     bool by_call = op != -1 && !(op >= 0 && gemm_through(pr->p, pr->p->steps[0].binds, pk, pout, k->libcall, op, &th));
-    if (k->bufs[b].written || by_call || !same_dims(&k->bufs[b], pob->rank, pob->dims))
+    if (k->bufs[b].written || by_call || !ops_inl_same_dims(&k->bufs[b], pob->rank, pob->dims))
       return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
                      "the consumer's kernel %s writes the producer's output, passes it to a library call that cannot "
                      "read it through the producer, or reads it under another shape",
@@ -444,7 +427,7 @@ static flagos_status_t consumer_buffers(ops_ctx_t *c, const ops_step_t *st, cons
 }
 
 /* A new kernel of c with k's name and loop nest, its buffers and stores to come. */
-static kir_kernel_t *kernel_like(ops_ctx_t *c, const kir_kernel_t *k) {
+kir_kernel_t *ops_inl_kernel_like(ops_ctx_t *c, const kir_kernel_t *k) {
   kir_kernel_t *nk = ops_kernel(c, NULL);
   nk->name = k->name;
   nk->rank = k->rank;
@@ -507,9 +490,9 @@ static void permute_idx(const restore_t *w, kir_expr_t *const *idx, kir_expr_t *
 
 static kir_expr_t *restore_expr(restore_t *w, const kir_expr_t *e) {
   if (!e) return NULL;
-  kir_expr_t *r = memo_get(&w->memo, e);
+  kir_expr_t *r = ops_inl_memo_get(&w->memo, e);
   if (r) return r;
-  r = copy_node(w->c->arena, e);
+  r = ops_inl_copy_node(w->c->arena, e);
   for (int i = 0; i < e->n; i++) r->a[i] = restore_expr(w, e->a[i]);
   for (int i = 0; i < e->nr; i++) r->rext[i] = restore_expr(w, e->rext[i]);
   if (e->kind == KIR_LOAD) {
@@ -520,7 +503,7 @@ static kir_expr_t *restore_expr(restore_t *w, const kir_expr_t *e) {
     }
     r->buf = w->map[e->buf];
   }
-  memo_put(w->c->arena, &w->memo, e, r);
+  ops_inl_memo_put(w->c->arena, &w->memo, e, r);
   return r;
 }
 
@@ -566,16 +549,16 @@ static flagos_status_t permuted_stores(ops_ctx_t *c, const pair_t *pr) {
     const ops_step_t *st = &p->steps[s];
     const kir_kernel_t *k = st->kernel;
     scan_t sc = {.buf = -1};
-    scan_kernel(k, &sc);
+    ops_inl_scan_kernel(k, &sc);
     if (sc.syms) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's kernel %s reads runtime symbols", k->name);
-    kir_kernel_t *nk = kernel_like(c, k);
+    kir_kernel_t *nk = ops_inl_kernel_like(c, k);
     restore_t w = {.c = c, .pr = pr, .nk = nk, .out = -1, .sigma = sigma};
     w.map = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(k->n_bufs + 1));
     for (int b = 0; b < k->n_bufs; b++) {
       const ops_bind_t *bd = &st->binds[b];
       const kir_buf_t *kb = &k->bufs[b];
       if (bd->kind == OPS_BIND_OUTPUT) {
-        if (bd->index != 0 || w.out >= 0 || !same_dims(kb, p->out[0].rank, pdims))
+        if (bd->index != 0 || w.out >= 0 || !ops_inl_same_dims(kb, p->out[0].rank, pdims))
           return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's kernel %s writes its output under another shape",
                          k->name);
         w.out = b;
@@ -623,7 +606,7 @@ static flagos_status_t permuted_stores(ops_ctx_t *c, const pair_t *pr) {
  * Softmax over the last axis, pointwise consumers) and no library call. */
 static flagos_status_t keep_store(ops_ctx_t *c, rewrite_t *w, const kir_kernel_t *ck) {
   const kir_buf_t *pob = &w->pk->bufs[w->pout];
-  bool fits = w->pr->q->n_steps == 1 && !ck->libcall && !ck->serial && same_dims(pob, ck->rank, ck->extents);
+  bool fits = w->pr->q->n_steps == 1 && !ck->libcall && !ck->serial && ops_inl_same_dims(pob, ck->rank, ck->extents);
   if (!fits)
     return ops_err(c, FLAGOS_ERR_UNSUPPORTED,
                    "the consumer's kernels do not run once over the producer's output, so they cannot also store it");
@@ -653,8 +636,15 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
     return st;
   }
   if (why && keep) return why;
-  if (why) { /* not one plain store: perhaps the consumer only transposes it */
+  if (why) { /* not one plain store: perhaps the consumer only transposes it, or is pointwise over it */
+    int steps = c->n_steps, temps = c->n_temps;
     st = permuted_stores(c, &pr);
+    if (st) {
+      flagos_status_free(st);
+      c->n_steps = steps; /* drop what the failed attempt made */
+      c->n_temps = temps;
+      st = ops_inl_pointwise_stores(c, &pr);
+    }
     if (!st) flagos_status_free(why);
     else flagos_status_free(st);
     return st ? why : NULL;
@@ -666,7 +656,7 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
     const kir_kernel_t *ck = st->kernel;
     bool *inl = fl_arena_alloc(c->arena, sizeof(bool) * (size_t)(ck->n_bufs + 1));
     FL_TRY(consumer_buffers(c, st, &pr, pk, pout, inl));
-    kir_kernel_t *nk = kernel_like(c, ck);
+    kir_kernel_t *nk = ops_inl_kernel_like(c, ck);
     rewrite_t w = {.c = c, .pr = &pr, .nk = nk, .pk = pk,
                    .pbind = pr.p->steps[0].binds, .pout = pout};
     w.cmap = fl_arena_alloc(c->arena, sizeof(int) * (size_t)(ck->n_bufs + 1));

@@ -24,7 +24,9 @@
  * one plain store, the consumer hands the tensor to a library call only as a
  * gemm's A or B that strides can read through the transpose; or the
  * transpose's permutation can be the product's stores and the call's Y
- * strides). Each node joins at most one pair a round; the pass runs rounds
+ * strides; or, the epilogue form, the consumer is one pointwise kernel over
+ * the output of a producer that stores it once and never reads it back:
+ * Softmax -> Where(IsNaN(p), 0, p) as PyTorch's exporter writes attention). Each node joins at most one pair a round; the pass runs rounds
  * until none pairs, so a product takes both its operands' transposes and
  * then its output's. */
 #include <stdio.h>

@@ -12,7 +12,7 @@
  *     input, B's rows 6 apart and its batches 3 apart (transB for the key), and
  *     the product is NumPy's (OpenBLAS and cuBLASLt take the call; PoCL runs
  *     the rebuilt generic kernel);
- * (e) refused: a producer with a reduction (Softmax),
+ * (e) refused: a consumer reading a reducing producer's output broadcast,
  *     a Transpose chain through a Reshape that merges dims,
  *     Transposes that spread a product's batches over two strides (batch 2:
  *     its value and its output), FLAGOS_FUSE=0;
@@ -31,7 +31,13 @@
  *     and Softmax's input; GPT-2's residual Add, read by LayerNormalization
  *     and by the next residual Add), one kernel, NumPy's values for both
  *     outputs; refused where the consumer's other input depends on the
- *     producer (LayerNormalization scaled by a mean of its own input). */
+ *     producer (LayerNormalization scaled by a mean of its own input);
+ * (j) the epilogue form: a pointwise consumer of a producer that is no plain
+ *     store (Softmax over the last axis, one kernel; over axis 0, three)
+ *     runs in the producer's kernel that stores its output: Softmax -> Mul,
+ *     and attention's mask, Softmax and Where(IsNaN(p), 0, p) as PyTorch's
+ *     exporter writes them, one node each, NumPy's values; with
+ *     FLAGOS_FUSE_EPILOGUE=0 the guard stays apart. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,12 +204,54 @@ static const char k_dependent[] = HEAD
     "  %y: f32[2,8] = LayerNormalization(%a, %m) {axis = -1, epsilon = 1e-05}\n"
     "}\n";
 
-static const char k_reduce_producer[] = HEAD
+/* The epilogue form: a pointwise consumer of a producer that reduces. */
+static const char k_softmax_mul[] = HEAD
     "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
     "  %k: f32[] = const [2]\n"
     "  %s: f32[2,3,4] = Softmax(%x) {axis = -1}\n"
     "  %y: f32[2,3,4] = Mul(%s, %k)\n"
     "}\n";
+
+static const char k_softmax0_mul[] = HEAD
+    "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
+    "  %k: f32[] = const [2]\n"
+    "  %s: f32[2,3,4] = Softmax(%x) {axis = 0}\n"
+    "  %y: f32[2,3,4] = Mul(%s, %k)\n"
+    "}\n";
+
+/* attention's probabilities as PyTorch's exporter writes them: mask, Softmax,
+ * then Where(IsNaN(p), 0, p) */
+static const char k_guard[] = HEAD
+    "graph \"g\" (%x: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
+    "  %m: f32[4] = const [0, -1e30, 0.5, 0]\n"
+    "  %z: f32[] = const [0]\n"
+    "  %a: f32[2,3,4] = Add(%x, %m)\n"
+    "  %s: f32[2,3,4] = Softmax(%a) {axis = -1}\n"
+    "  %n: bool[2,3,4] = IsNaN(%s)\n"
+    "  %y: f32[2,3,4] = Where(%n, %z, %s)\n"
+    "}\n";
+
+/* refused: the consumer reads the producer's output broadcast into a larger shape */
+static const char k_broadcast_consumer[] = HEAD
+    "graph \"g\" (%x: f32[3,4], %b: f32[2,3,4]) -> (%y: f32[2,3,4]) {\n"
+    "  %s: f32[3,4] = Softmax(%x) {axis = -1}\n"
+    "  %y: f32[2,3,4] = Mul(%s, %b)\n"
+    "}\n";
+
+/* NumPy, float32, on x[i] = ((7 i) mod 11 - 5) / 4: 2 * softmax(x, -1), 2 *
+ * softmax(x, 0), and softmax(x + m, -1) with NaNs made 0. */
+static const float want_softmax_mul[24] = {
+    0.0949933976f, 0.546649218f, 0.201101005f, 1.15725636f, 0.469078302f, 0.172564268f, 0.993038833f, 0.365318537f,
+    0.207245216f,  1.19261384f,  0.438738108f, 0.161402732f, 0.469078302f, 0.172564268f, 0.993038833f, 0.365318537f,
+    0.207245216f,  1.19261384f,  0.438738108f, 0.161402732f, 0.876418293f, 0.322416246f, 0.118610315f, 0.682555199f};
+static const float want_softmax0_mul[24] = {
+    0.296094388f, 1.4621172f,   0.296094388f, 1.4621172f,   1.4621172f,  0.296094388f, 1.4621172f,  1.4621172f,
+    0.296094388f, 1.4621172f,   1.4621172f,   0.296094388f, 1.70390546f, 0.537882805f, 1.70390546f, 0.537882805f,
+    0.537882805f, 1.70390546f,  0.537882805f, 0.537882805f, 1.70390546f, 0.537882805f, 0.537882805f, 1.70390546f};
+static const float want_guard[24] = {
+    0.0599778034f, 0.0f, 0.209343061f, 0.730679154f, 0.189784154f, 0.0f, 0.662411869f, 0.147804052f,
+    0.189784154f,  0.0f, 0.662411869f, 0.147804052f, 0.189784154f, 0.0f, 0.662411869f, 0.147804052f,
+    0.189784154f,  0.0f, 0.662411869f, 0.147804052f, 0.499517798f, 0.0f, 0.111457482f, 0.389024824f};
 
 /* NumPy, float32, on x[i] = ((7 i) mod 11 - 5) / 4. */
 static const float want_layernorm[16] = {
@@ -433,7 +481,7 @@ static void check_refused(void) {
   static const struct {
     const char *name, *text, *op;
   } cases[] = {
-      {"a reduction in the producer", k_reduce_producer, "Softmax"},
+      {"a consumer reading a reducing producer's output broadcast", k_broadcast_consumer, "Softmax"},
       {"a consumer's other input depending on the producer", k_dependent, "Add"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -443,6 +491,15 @@ static void check_refused(void) {
     CHECK(count_op(m, OPS_INLINE_OP) == 0 && count_op(m, cases[i].op) == 1, "%s: left alone", cases[i].name);
     fir_model_destroy(m);
   }
+  setenv("FLAGOS_FUSE_EPILOGUE", "0", 1);
+  fir_model_t *me = parse(k_guard);
+  if (me) {
+    CHECK_OK(pass_run_default(me, NULL));
+    CHECK(me->graph->n_nodes == 2, "FLAGOS_FUSE_EPILOGUE=0: the guard stays apart from Softmax (%d nodes)",
+          me->graph->n_nodes);
+    fir_model_destroy(me);
+  }
+  unsetenv("FLAGOS_FUSE_EPILOGUE");
   fir_model_t *mc = parse(k_merge_chain);
   if (mc) {
     CHECK_OK(pass_run_default(mc, NULL));
@@ -516,6 +573,9 @@ static void check_device(const char *target, const char *device) {
   check_pair("Transpose -> Mul", k_transpose, 1, d234, 3, want_transpose, 24, target, device);
   check_pair("Add -> Softmax", k_softmax, 1, d234, 3, want_softmax, 24, target, device);
   check_pair("Add -> Softmax(axis 0)", k_softmax0, 3, d234, 3, want_softmax0, 24, target, device);
+  check_pair("Softmax -> Mul (epilogue)", k_softmax_mul, 1, d234, 3, want_softmax_mul, 24, target, device);
+  check_pair("Softmax(axis 0) -> Mul (epilogue)", k_softmax0_mul, 3, d234, 3, want_softmax0_mul, 24, target, device);
+  check_pair("Add -> Softmax -> Where(IsNaN) (epilogue)", k_guard, 1, d234, 3, want_guard, 24, target, device);
   static const int64_t d4123[4] = {1, 4, 2, 3};
   check_pair("Transpose -> MatMul's B (value)", k_value, 1, d4123, 4, want_value, 30, target, device);
   check_pair("Transpose -> MatMul's B (key)", k_key, 1, d4123, 4, want_key, 40, target, device);
