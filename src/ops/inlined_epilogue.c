@@ -35,13 +35,22 @@ static bool is_pout(const epi_t *w, int b) {
   return w->cbind[b].kind == OPS_BIND_INPUT && w->pr->qin[w->cbind[b].index] < 0;
 }
 
+/* Whether index e of dim d is kernel k's loop variable d (or 0, where that
+ * variable's extent is 1: a load broadcasting a dim of size 1 reads it at 0). */
+static bool at_var(const kir_kernel_t *k, const kir_expr_t *e, int d) {
+  if (e->kind == KIR_VAR) return e->var == k->vars[d];
+  int64_t v, n;
+  return e->kind == KIR_CONST && kir_eval_int(e, NULL, 0, &v) && v == 0 && kir_eval_int(k->extents[d], NULL, 0, &n) &&
+         n == 1;
+}
+
 /* Every load of the producer's output in e is at the kernel's loop variables. */
 static bool loads_at_vars(const kir_kernel_t *k, const ops_bind_t *binds, const pair_t *pr, const kir_expr_t *e) {
   if (!e) return true;
   if (e->kind == KIR_LOAD && binds[e->buf].kind == OPS_BIND_INPUT && pr->qin[binds[e->buf].index] < 0) {
     if (e->n != k->rank) return false;
     for (int d = 0; d < e->n; d++)
-      if (e->a[d]->kind != KIR_VAR || e->a[d]->var != k->vars[d]) return false;
+      if (!at_var(k, e->a[d], d)) return false;
   }
   for (int i = 0; i < e->n; i++)
     if (!loads_at_vars(k, binds, pr, e->a[i])) return false;
@@ -105,7 +114,7 @@ static const kir_kernel_t *pointwise_consumer(const pair_t *pr) {
       q->out[0].rank != k->rank)
     return NULL;
   for (int d = 0; d < k->rank; d++)
-    if (s->idx[d]->kind != KIR_VAR || s->idx[d]->var != k->vars[d] || q->out[0].dims[d] != p->out[0].dims[d])
+    if (!at_var(k, s->idx[d], d) || q->out[0].dims[d] != p->out[0].dims[d])
       return NULL;
   kir_expr_t *pdims[OPS_MAX_RANK];
   for (int d = 0; d < k->rank; d++) pdims[d] = kir_i64(p->arena, p->out[0].dims[d]);

@@ -36,7 +36,8 @@
  *     store (Softmax over the last axis, one kernel; over axis 0, three)
  *     runs in the producer's kernel that stores its output: Softmax -> Mul,
  *     and attention's mask, Softmax and Where(IsNaN(p), 0, p) as PyTorch's
- *     exporter writes them, one node each, NumPy's values; with
+ *     exporter writes them (also with a leading dim of 1, which the
+ *     pointwise kernel reads at 0), one node each, NumPy's values; with
  *     FLAGOS_FUSE_EPILOGUE=0 the guard stays apart. */
 #include <math.h>
 #include <stdio.h>
@@ -229,6 +230,18 @@ static const char k_guard[] = HEAD
     "  %s: f32[2,3,4] = Softmax(%a) {axis = -1}\n"
     "  %n: bool[2,3,4] = IsNaN(%s)\n"
     "  %y: f32[2,3,4] = Where(%n, %z, %s)\n"
+    "}\n";
+
+/* the same with a leading dim of 1, as attention's [1, heads, s, s] (the
+ * pointwise kernel reads that dim at 0) */
+static const char k_guard1[] = HEAD
+    "graph \"g\" (%x: f32[1,2,3,4]) -> (%y: f32[1,2,3,4]) {\n"
+    "  %m: f32[1,1,1,4] = const [0, -1e30, 0.5, 0]\n"
+    "  %z: f32[] = const [0]\n"
+    "  %a: f32[1,2,3,4] = Add(%x, %m)\n"
+    "  %s: f32[1,2,3,4] = Softmax(%a) {axis = -1}\n"
+    "  %n: bool[1,2,3,4] = IsNaN(%s)\n"
+    "  %y: f32[1,2,3,4] = Where(%n, %z, %s)\n"
     "}\n";
 
 /* refused: the consumer reads the producer's output broadcast into a larger shape */
@@ -576,6 +589,8 @@ static void check_device(const char *target, const char *device) {
   check_pair("Softmax -> Mul (epilogue)", k_softmax_mul, 1, d234, 3, want_softmax_mul, 24, target, device);
   check_pair("Softmax(axis 0) -> Mul (epilogue)", k_softmax0_mul, 3, d234, 3, want_softmax0_mul, 24, target, device);
   check_pair("Add -> Softmax -> Where(IsNaN) (epilogue)", k_guard, 1, d234, 3, want_guard, 24, target, device);
+  static const int64_t d1234[4] = {1, 2, 3, 4};
+  check_pair("the same, a leading dim of 1", k_guard1, 1, d1234, 4, want_guard, 24, target, device);
   static const int64_t d4123[4] = {1, 4, 2, 3};
   check_pair("Transpose -> MatMul's B (value)", k_value, 1, d4123, 4, want_value, 30, target, device);
   check_pair("Transpose -> MatMul's B (key)", k_key, 1, d4123, 4, want_key, 40, target, device);
