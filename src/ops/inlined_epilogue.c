@@ -44,10 +44,12 @@ static bool at_var(const kir_kernel_t *k, const kir_expr_t *e, int d) {
          n == 1;
 }
 
-/* Every load of the producer's output in e is at the kernel's loop variables. */
+/* Every load in e is of an input, and each of the producer's output is at the
+ * kernel's loop variables. */
 static bool loads_at_vars(const kir_kernel_t *k, const ops_bind_t *binds, const pair_t *pr, const kir_expr_t *e) {
   if (!e) return true;
-  if (e->kind == KIR_LOAD && binds[e->buf].kind == OPS_BIND_INPUT && pr->qin[binds[e->buf].index] < 0) {
+  if (e->kind == KIR_LOAD && binds[e->buf].kind != OPS_BIND_INPUT) return false;
+  if (e->kind == KIR_LOAD && pr->qin[binds[e->buf].index] < 0) {
     if (e->n != k->rank) return false;
     for (int d = 0; d < e->n; d++)
       if (!at_var(k, e->a[d], d)) return false;
