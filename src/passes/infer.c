@@ -14,7 +14,20 @@ static void print_dims(char *buf, size_t n, int rank, const int64_t *dims) {
   if (o < n) snprintf(buf + o, n - o, "]");
 }
 
-/* The type an output gets: the inferred one, completed by what the model declared. */
+static bool is_graph_output(const fir_value_t *v) {
+  const fir_graph_t *g = v->graph;
+  for (int i = 0; g && i < g->n_outputs; i++)
+    if (g->outputs[i] == v) return true;
+  return false;
+}
+
+/* The type an output gets: the inferred one, completed by what the model
+ * declared. A declared static dim that differs from the inferred one is an
+ * error for a graph output (the caller was promised that shape) and a warning
+ * for an intermediate value, whose declaration an exporter can get wrong
+ * (torch 2.5's dynamo exporter declares the CPU flash attention's logsumexp as
+ * [b, h, s] where its own Expand computes [b, s, 32]; ONNX Runtime runs such
+ * models): the inferred shape, which the kernels compute, is used. */
 static flagos_status_t merge_output_type(fir_model_t *m, const fir_node_t *n, fir_value_t *v, const ops_tensor_info_t *t) {
   const fir_type_t *decl = v->type;
   if (t->kind == FIR_TYPE_SEQUENCE || t->kind == FIR_TYPE_OPTIONAL) {
@@ -47,8 +60,12 @@ static flagos_status_t merge_output_type(fir_model_t *m, const fir_node_t *n, fi
         for (int j = 0; j < decl->rank && j < OPS_MAX_RANK; j++) dv[j] = decl->dims[j].value;
         print_dims(a, sizeof a, t->rank, t->dims);
         print_dims(b, sizeof b, decl->rank, dv);
-        return FL_ERR(FLAGOS_ERR_SHAPE, "%s node '%s': output '%s' is inferred as shape %s but the model declares %s",
-                      n->op_type, n->name, v->name, a, b);
+        if (is_graph_output(v))
+          return FL_ERR(FLAGOS_ERR_SHAPE, "%s node '%s': output '%s' is inferred as shape %s but the model declares %s",
+                        n->op_type, n->name, v->name, a, b);
+        fprintf(stderr, "flagos: warning: %s node '%s': value '%s' is inferred as shape %s but the model declares %s; "
+                "the inferred shape is used\n", n->op_type, n->name, v->name, a, b);
+        break;
       }
     }
   }
