@@ -51,6 +51,7 @@ flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec) {
   bool changed;
   FL_TRY(pass_fold_constants(m, &changed));
   FL_TRY(pass_dce(m));
+  FL_TRY(pass_cse(m, NULL));
   FL_TRY(pass_fold_transpose_chains(m, NULL));
   FL_TRY(pass_fuse_matmul_bias(m, NULL));
   FL_TRY(pass_merge_products(m, NULL));

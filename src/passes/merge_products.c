@@ -1,8 +1,9 @@
 /* Sibling products as one (docs/fusion.md, "Sibling products"): MatMul nodes,
- * or MatMulBias nodes, that multiply the same value A by constant matrices of
- * one shape [K, N] become one product of A by the matrices side by side,
- * [K, n*N] (and, with biases, the biases end to end, [n*N]), followed by a
- * Split of its last axis into the n original outputs. BERT's query, key and
+ * MatMulBias nodes or Gemm nodes that multiply the same value A by constant
+ * matrices of one shape [K, N] become one product of A by the matrices side by
+ * side, [K, n*N] (one under the other, [n*N, K], for Gemm's transB; with
+ * biases, the biases end to end, [n*N]), followed by a Split of its last axis
+ * into the n original outputs. BERT's query, key and
  * value projections are three 768x768 products of one hidden state: merged
  * they are one 768x2304 gemm call and one Split kernel, not three gemm calls,
  * and on the GPU one product that fills the device better than three.
@@ -48,22 +49,33 @@ static bool constant_of(const merge_t *s, const fir_value_t *v, flagos_dtype_t d
          v->type->dtype == dt;
 }
 
-/* Whether n can join a merge: MatMul(A, W) or MatMulBias(A, W, b) of a float
- * type, W an own constant [K, N], b an own constant of N values ([N] or
- * [1, ..., 1, N]), A and the output static of rank >= 2. */
+static bool is_gemm(const fir_node_t *n) { return strcmp(n->op_type, "Gemm") == 0 && n->domain[0] == 0; }
+
+/* Whether n can join a merge: MatMul(A, W), MatMulBias(A, W, b) or Gemm(A, W
+ * [, b]) (transA 0; W transposed where transB says) of a float type, W an own
+ * constant [K, N] ([N, K] transposed), b a constant of N values ([N] or
+ * [1, ..., 1, N]), A and the output static of rank >= 2 (2 for Gemm). */
 static bool candidate(const merge_t *s, const fir_node_t *n) {
-  bool bias = strcmp(n->op_type, OPS_LA_MATMUL_BIAS) == 0 && strcmp(n->domain, OPS_LA_MATMUL_BIAS_DOMAIN) == 0;
+  bool gemm = is_gemm(n);
+  bool mmb = strcmp(n->op_type, OPS_LA_MATMUL_BIAS) == 0 && strcmp(n->domain, OPS_LA_MATMUL_BIAS_DOMAIN) == 0;
   bool plain = strcmp(n->op_type, "MatMul") == 0 && n->domain[0] == 0;
-  if ((!bias && !plain) || n->n_inputs != (bias ? 3 : 2) || n->n_outputs != 1 || !n->outputs[0]) return false;
+  bool bias = mmb || (gemm && n->n_inputs == 3 && n->inputs[2]);
+  if (!gemm && !mmb && !plain) return false;
+  if ((gemm ? (n->n_inputs < 2 || n->n_inputs > 3) : n->n_inputs != (mmb ? 3 : 2)) || n->n_outputs != 1 ||
+      !n->outputs[0])
+    return false;
+  if (gemm && fir_attr_int(n, "transA", 0) != 0) return false;
+  bool tb = gemm && fir_attr_int(n, "transB", 0) != 0;
   const fir_value_t *a = n->inputs[0], *w = n->inputs[1], *y = n->outputs[0];
   if (!a || !w || a->type->kind != FIR_TYPE_TENSOR || y->type->kind != FIR_TYPE_TENSOR) return false;
   const fir_type_t *ta = a->type, *tw = w->type, *ty = y->type;
   flagos_dtype_t dt = ta->dtype;
   if (!float_type(dt) || !fir_type_is_static(ta) || !fir_type_is_static(ty) || ta->rank < 2 || ty->rank != ta->rank ||
-      ty->rank > FLAGOS_MAX_RANK)
+      ty->rank > FLAGOS_MAX_RANK || (gemm && ta->rank != 2))
     return false;
-  if (!constant_of(s, w, dt, false) || tw->rank != 2 || tw->dims[0].value != ta->dims[ta->rank - 1].value) return false;
-  int64_t nn = tw->dims[1].value;
+  if (!constant_of(s, w, dt, false) || tw->rank != 2 || tw->dims[tb ? 1 : 0].value != ta->dims[ta->rank - 1].value)
+    return false;
+  int64_t nn = tw->dims[tb ? 0 : 1].value;
   if (ty->dims[ty->rank - 1].value != nn || ty->dtype != dt) return false;
   if (!bias) return true;
   const fir_value_t *b = n->inputs[2];
@@ -73,11 +85,18 @@ static bool candidate(const merge_t *s, const fir_node_t *n) {
   return true;
 }
 
-/* Whether candidates x and y (x first) merge: one operator, one A, matrices of
- * one shape. */
+/* Whether candidates x and y (x first) merge: one operator with the same
+ * attributes (Gemm's alpha, beta, transB), one A, matrices of one shape, both
+ * with a bias or neither. */
 static bool siblings(const fir_node_t *x, const fir_node_t *y) {
-  return strcmp(x->op_type, y->op_type) == 0 && x->inputs[0] == y->inputs[0] &&
-         fir_type_equal(x->inputs[1]->type, y->inputs[1]->type);
+  if (strcmp(x->op_type, y->op_type) != 0 || x->inputs[0] != y->inputs[0] ||
+      !fir_type_equal(x->inputs[1]->type, y->inputs[1]->type) || x->n_inputs != y->n_inputs)
+    return false;
+  if (!is_gemm(x)) return true;
+  return fir_attr_float(x, "alpha", 1) == fir_attr_float(y, "alpha", 1) &&
+         fir_attr_float(x, "beta", 1) == fir_attr_float(y, "beta", 1) &&
+         fir_attr_int(x, "transB", 0) == fir_attr_int(y, "transB", 0) && (x->n_inputs < 3) == (y->n_inputs < 3) &&
+         (x->n_inputs < 3 || (x->inputs[2] == NULL) == (y->inputs[2] == NULL));
 }
 
 /* A constant value of g named after base, holding t. */
@@ -93,18 +112,22 @@ static fir_value_t *constant(merge_t *s, const char *base, fir_tensor_t *t) {
 /* Replaces the products grp[0 .. n) by one product and a Split (made[0], made[1]). */
 static void merge(merge_t *s, fir_node_t *const *grp, int n, fir_node_t **made) {
   const fir_node_t *x = grp[0];
-  bool bias = x->n_inputs == 3;
+  bool bias = x->n_inputs == 3 && x->inputs[2];
+  bool tb = is_gemm(x) && fir_attr_int(x, "transB", 0) != 0;
   const fir_type_t *tw = x->inputs[1]->type, *ty = x->outputs[0]->type;
   flagos_dtype_t dt = tw->dtype;
   size_t es = flagos_dtype_size(dt);
-  int64_t K = tw->dims[0].value, N = tw->dims[1].value;
-  int64_t wd[2] = {K, N * n}, bd = N * n;
+  int64_t K = tw->dims[tb ? 1 : 0].value, N = tw->dims[tb ? 0 : 1].value;
+  int64_t wd[2] = {tb ? N * n : K, tb ? K : N * n}, bd = N * n;
   fir_tensor_t *w = fir_tensor_create(s->m, dt, 2, wd);
   for (int i = 0; i < n; i++) {
     const char *src = grp[i]->inputs[1]->init->data;
-    for (int64_t k = 0; k < K; k++)
-      memcpy((char *)w->data + ((size_t)k * (size_t)(N * n) + (size_t)(i * N)) * es, src + (size_t)(k * N) * es,
-             (size_t)N * es);
+    if (tb) /* [N, K] each: the matrices one under the other */
+      memcpy((char *)w->data + (size_t)(i * N * K) * es, src, (size_t)(N * K) * es);
+    else /* [K, N] each: side by side */
+      for (int64_t k = 0; k < K; k++)
+        memcpy((char *)w->data + ((size_t)k * (size_t)(N * n) + (size_t)(i * N)) * es, src + (size_t)(k * N) * es,
+               (size_t)N * es);
     s->dead_value[grp[i]->inputs[1]->id] = true;
   }
   fir_value_t *in[3] = {x->inputs[0], constant(s, x->inputs[1]->name, w), NULL};
@@ -125,6 +148,8 @@ static void merge(merge_t *s, fir_node_t *const *grp, int n, fir_node_t **made) 
   snprintf(name, sizeof name, "%s_merged", x->name[0] ? x->name : "product");
   fir_value_t *p = fir_value_create(s->g, fir_fresh_name(s->m, name), fir_type_tensor(s->m, dt, ty->rank, pd));
   made[0] = fir_node_create(s->g, x->op_type, x->domain, name, bias ? 3 : 2, in, 1, &p);
+  made[0]->n_attrs = x->n_attrs; /* Gemm's alpha, beta, transB */
+  made[0]->attrs = x->attrs;
   fir_value_t *outs[MERGE_MAX];
   for (int i = 0; i < n; i++) {
     outs[i] = grp[i]->outputs[0];

@@ -53,6 +53,12 @@ flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused);
  * ai.flagos, src/ops/linalg.c) whose bias is the gemm call's epilogue where the
  * backend has one. Run before elementwise fusion; FLAGOS_FUSE=0 turns it off. */
 flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused);
+/* Common subexpressions of views (cse.c): a Reshape, Flatten, Squeeze,
+ * Unsqueeze or Identity of the main graph repeating an earlier one (same
+ * inputs or equal small constants, same attributes) is dropped, its readers
+ * reading the earlier node's output. FLAGOS_CSE=0 turns it off. *n_dropped
+ * may be NULL. */
+flagos_status_t pass_cse(fir_model_t *m, int *n_dropped);
 /* Sibling products (merge_products.c): MatMul nodes, or MatMulBias nodes, that
  * multiply one value by constant matrices of one shape become one product by
  * the matrices side by side and a Split of its last axis (BERT's query, key
@@ -79,8 +85,9 @@ flagos_status_t pass_fold_transpose_chains(fir_model_t *m, int *n_folded);
  * new nodes. Errors say "after <pass>". */
 flagos_status_t pass_fusion_settle(fir_model_t *m, const char *op, const char *domain, const char *pass);
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
- * constant folding (pass_fold_constants), DCE, Transpose chains, MatMul +
- * bias fusion, sibling products, elementwise fusion, inline fusion. */
+ * constant folding (pass_fold_constants), DCE, common subexpressions,
+ * Transpose chains, MatMul + bias fusion, sibling products, elementwise
+ * fusion, inline fusion. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 
 #endif

@@ -11,7 +11,10 @@
  *     nor with FLAGOS_FUSE_MERGE=0 or FLAGOS_FUSE=0;
  * (c) compiled and run on the cpu (and on opencl and cuda where present), the
  *     three outputs equal a double-precision loop over the text's constants,
- *     in f32 and (plain MatMul siblings) in f16. */
+ *     in f32 and (plain MatMul siblings) in f16;
+ * (d) three Gemms with transB (a Linear of a 2-D input) of three views of one
+ *     input: the views become one (common subexpressions), the Gemms one with
+ *     the matrices one under the other, and the outputs equal a loop. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,6 +285,90 @@ static void check_values(const char *target, const char *device, bool half) {
   if (b) flagos_bundle_close(b);
 }
 
+/* Gemm with transB, as PyTorch's exporters write a Linear of a 2-D input, on
+ * three views of one input (a Reshape each, by shape constants of their own):
+ * the views become one (common subexpressions), then the three Gemms one, with
+ * the matrices [2,4] one under the other, [6,4]; the outputs against a loop. */
+static const char k_gemm[] =
+    "flagir 1\nir_version 8\nopset \"\" 17\n"
+    "graph \"g\" (%x: f32[1,3,4]) -> (%y0: f32[3,2], %y1: f32[3,2], %y2: f32[3,2]) {\n"
+    "  %s0: i64[2] = const [3, 4]\n  %s1: i64[2] = const [3, 4]\n  %s2: i64[2] = const [3, 4]\n"
+    "  %w0: f32[2,4] = const [1, 2, 3, 4, 5, 6, 7, 8]\n  %w1: f32[2,4] = const [-1, 0, 1, 0, 2, 2, -2, 1]\n"
+    "  %w2: f32[2,4] = const [0.5, 0, 0, 0.5, 1, -1, 1, -1]\n"
+    "  %b0: f32[2] = const [1, -1]\n  %b1: f32[2] = const [0.5, 0.25]\n  %b2: f32[2] = const [0, 3]\n"
+    "  %v0: f32[3,4] = Reshape(%x, %s0)\n  %v1: f32[3,4] = Reshape(%x, %s1)\n  %v2: f32[3,4] = Reshape(%x, %s2)\n"
+    "  %y0: f32[3,2] = Gemm \"g0\" (%v0, %w0, %b0) {transB = 1}\n"
+    "  %y1: f32[3,2] = Gemm \"g1\" (%v1, %w1, %b1) {transB = 1}\n"
+    "  %y2: f32[3,2] = Gemm \"g2\" (%v2, %w2, %b2) {transB = 1}\n"
+    "}\n";
+
+static void check_gemm(const char *target, const char *device) {
+  static const float w[3][8] = {{1, 2, 3, 4, 5, 6, 7, 8}, {-1, 0, 1, 0, 2, 2, -2, 1}, {0.5f, 0, 0, 0.5f, 1, -1, 1, -1}};
+  static const float bias[3][2] = {{1, -1}, {0.5f, 0.25f}, {0, 3}};
+  if (strcmp(target, "cpu") == 0) {
+    fir_model_t *m = passed(k_gemm);
+    if (m) {
+      CHECK(count_op(m, "Gemm") == 1 && count_op(m, "Split") == 1 && count_op(m, "Reshape") <= 1,
+            "Gemm views: one Gemm and one Split (%d Gemm, %d Split, %d Reshape)", count_op(m, "Gemm"),
+            count_op(m, "Split"), count_op(m, "Reshape"));
+      const fir_node_t *gm = find(m, "Gemm");
+      CHECK(gm && gm->inputs[1]->type->dims[0].value == 6 && gm->inputs[1]->type->dims[1].value == 4 &&
+                fir_attr_int(gm, "transB", 0) == 1,
+            "Gemm views: the merged matrix is [6,4], transposed");
+      fir_model_destroy(m);
+    }
+  }
+  fir_model_t *m = parse(k_gemm);
+  if (!m) return;
+  void *img = NULL;
+  size_t len = 0;
+  flagos_compile_options_t o = {.targets = target};
+  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
+  fir_model_destroy(m);
+  bundle_file_t *f = NULL;
+  flagos_bundle_t *b = NULL;
+  flagos_session_t *s = NULL;
+  if (!st) st = bundle_file_from_memory(img, len, true, &f);
+  if (!st) st = rt_bundle_from_file(f, &b);
+  flagos_session_options_t so = {.device = device};
+  if (!st) st = flagos_session_create(b, &so, &s);
+  if (st && strcmp(target, "cpu") != 0) {
+    flagos_status_free(st);
+    if (b) flagos_bundle_close(b);
+    return;
+  }
+  float x[12];
+  for (int i = 0; i < 12; i++) x[i] = a_of(i);
+  flagos_value_t in = {.kind = FLAGOS_VALUE_TENSOR}, out[3];
+  memset(out, 0, sizeof out);
+  in.tensor.dtype = FLAGOS_FLOAT32;
+  in.tensor.rank = 3;
+  in.tensor.dims[0] = 1, in.tensor.dims[1] = 3, in.tensor.dims[2] = 4;
+  in.tensor.data = x;
+  in.tensor.nbytes = sizeof x;
+  if (!st) st = flagos_session_run(s, &in, 1, out, 3);
+  CHECK(!st, "Gemm views on %s: %s", device, st ? flagos_status_message(st) : "");
+  for (int p = 0; p < 3 && !st; p++) {
+    const float *y = out[p].tensor.data;
+    if (!y || flagos_tensor_numel(&out[p].tensor) != 6) {
+      CHECK(false, "Gemm views on %s: output %d has the wrong size", device, p);
+      continue;
+    }
+    int bad = 0;
+    for (int r = 0; r < 3; r++)
+      for (int j = 0; j < 2; j++) {
+        double want = bias[p][j];
+        for (int k = 0; k < 4; k++) want += (double)x[r * 4 + k] * w[p][j * 4 + k];
+        bad += fabs(y[r * 2 + j] - want) > 1e-6 * (1 + fabs(want));
+      }
+    CHECK(bad == 0, "Gemm views on %s: output %d equals the loop (%d off)", device, p, bad);
+  }
+  flagos_status_free(st);
+  for (int p = 0; p < 3; p++) flagos_value_clear(&out[p]);
+  if (s) flagos_session_destroy(s);
+  if (b) flagos_bundle_close(b);
+}
+
 int main(void) {
   check_merged();
   check_refused();
@@ -290,6 +377,7 @@ int main(void) {
   for (int t = 0; t < 3; t++) {
     check_values(targets[t], targets[t], false);
     check_values(targets[t], targets[t], true);
+    check_gemm(targets[t], targets[t]);
   }
   printf("test_merge_products: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
