@@ -139,11 +139,18 @@ flagos_status_t ops_inl_pointwise_stores(ops_ctx_t *c, const pair_t *pr) {
   if (!ck) return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the consumer is not one pointwise kernel over the producer's output");
   /* the producer's output: stored once in all its kernels, never loaded, no call writes it */
   int stores = 0;
+  kir_expr_t *pdims[OPS_MAX_RANK];
+  for (int d = 0; d < p->out[0].rank; d++) pdims[d] = kir_i64(c->arena, p->out[0].dims[d]);
   for (int s = 0; s < p->n_steps; s++) {
     const ops_step_t *st = &p->steps[s];
     const kir_kernel_t *k = st->kernel;
+    int bound = 0;
     for (int b = 0; b < k->n_bufs; b++) {
       if (st->binds[b].kind != OPS_BIND_OUTPUT) continue;
+      /* one buffer of the output a kernel, under the output's own shape */
+      if (++bound > 1 || !ops_inl_same_dims(&k->bufs[b], p->out[0].rank, pdims))
+        return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's kernel %s binds its output twice or under "
+                       "another shape", k->name);
       scan_t sc = {.buf = b};
       ops_inl_scan_kernel(k, &sc);
       /* a call that ends the node would skip the kernel that now stores the consumer's value */

@@ -50,11 +50,12 @@ static flagos_status_t merge_output_type(fir_model_t *m, const fir_node_t *n, fi
                   n->name, v->name, flagos_dtype_name(t->dtype), flagos_dtype_name(decl->dtype));
   fir_type_t *ty = fir_type_tensor(m, t->dtype, t->rank, t->dims);
   if (decl->kind == FIR_TYPE_TENSOR && decl->rank == t->rank && t->rank >= 0) {
+    bool warned = false;
     for (int i = 0; i < t->rank; i++) {
       const fir_dim_t *dd = &decl->dims[i];
       if (t->dims[i] < 0) {
         ty->dims[i] = *dd; /* keeps the declared static value or symbol name */
-      } else if (dd->value >= 0 && dd->value != t->dims[i]) {
+      } else if (dd->value >= 0 && dd->value != t->dims[i] && !warned) {
         char a[256], b[256];
         int64_t dv[OPS_MAX_RANK];
         for (int j = 0; j < decl->rank && j < OPS_MAX_RANK; j++) dv[j] = decl->dims[j].value;
@@ -65,7 +66,7 @@ static flagos_status_t merge_output_type(fir_model_t *m, const fir_node_t *n, fi
                         n->op_type, n->name, v->name, a, b);
         fprintf(stderr, "flagos: warning: %s node '%s': value '%s' is inferred as shape %s but the model declares %s; "
                 "the inferred shape is used\n", n->op_type, n->name, v->name, a, b);
-        break;
+        warned = true;
       }
     }
   }

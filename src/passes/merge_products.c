@@ -102,7 +102,7 @@ static bool siblings(const fir_node_t *x, const fir_node_t *y) {
 /* A constant value of g named after base, holding t. */
 static fir_value_t *constant(merge_t *s, const char *base, fir_tensor_t *t) {
   char name[256];
-  snprintf(name, sizeof name, "%s_merged", base);
+  snprintf(name, sizeof name, "%s_merged", strlen(base) < 200 ? base : "merged"); /* room for fresh names' suffix */
   fir_value_t *v = fir_value_create(s->g, fir_fresh_name(s->m, name), fir_type_tensor(s->m, t->dtype, t->rank, t->dims));
   t->name = v->name;
   v->init = t;
@@ -145,7 +145,8 @@ static void merge(merge_t *s, fir_node_t *const *grp, int n, fir_node_t **made) 
   for (int j = 0; j < ty->rank; j++) pd[j] = ty->dims[j].value;
   pd[ty->rank - 1] = N * n;
   char name[256];
-  snprintf(name, sizeof name, "%s_merged", x->name[0] ? x->name : "product");
+  const char *base = x->name[0] && strlen(x->name) < 200 ? x->name : "product";
+  snprintf(name, sizeof name, "%s_merged", base);
   fir_value_t *p = fir_value_create(s->g, fir_fresh_name(s->m, name), fir_type_tensor(s->m, dt, ty->rank, pd));
   made[0] = fir_node_create(s->g, x->op_type, x->domain, name, bias ? 3 : 2, in, 1, &p);
   made[0]->n_attrs = x->n_attrs; /* Gemm's alpha, beta, transB */
@@ -155,7 +156,7 @@ static void merge(merge_t *s, fir_node_t *const *grp, int n, fir_node_t **made) 
     outs[i] = grp[i]->outputs[0];
     s->dead_node[grp[i]->id] = true;
   }
-  snprintf(name, sizeof name, "%s_split", x->name[0] ? x->name : "product");
+  snprintf(name, sizeof name, "%s_split", base);
   fir_node_t *sp = fir_node_create(s->g, "Split", "", name, 1, &p, n, outs);
   fir_node_add_attr(sp, "axis", FIR_ATTR_INT)->i = ty->rank - 1;
   if (sp->opset >= 18) fir_node_add_attr(sp, "num_outputs", FIR_ATTR_INT)->i = n;

@@ -5,7 +5,9 @@
  *     names the value, and the model runs on the cpu with the right values;
  * (b) a graph output declared so is an error naming the output and both
  *     shapes;
- * (c) an intermediate declared with another dtype is an error. */
+ * (c) an intermediate declared with another dtype is an error;
+ * (d) after a mismatched dim, a later dim that inference leaves open still
+ *     takes the declared value. */
 #include <stdio.h>
 #include <string.h>
 
@@ -88,6 +90,27 @@ static void check_intermediate(void) {
   if (b) flagos_bundle_close(b);
 }
 
+/* t is declared [3,8]; inferred [2,?]: the mismatch warns, and the second dim,
+ * which inference leaves open, still takes the declared 8 */
+static const char k_later_dims[] =
+    "flagir 1\nir_version 8\nopset \"\" 17\n"
+    "graph \"g\" (%x: f32[2,N]) -> (%y: f32[2,?]) {\n"
+    "  %t: f32[3,8] = Concat \"cat\" (%x, %x) {axis = 1}\n"
+    "  %y: f32[2,?] = Neg(%t)\n"
+    "}\n";
+
+static void check_later_dims(void) {
+  fir_model_t *m = parse(k_later_dims);
+  if (!m) return;
+  flagos_status_t st = pass_infer_types(m);
+  CHECK(!st, "later dims: inference passes (%s)", st ? flagos_status_message(st) : "");
+  flagos_status_free(st);
+  const fir_value_t *t = fir_graph_lookup(m->graph, "t");
+  CHECK(t && t->type->rank == 2 && t->type->dims[0].value == 2 && t->type->dims[1].value == 8,
+        "later dims: t is [2,8] (the inferred 2, the declared 8)");
+  fir_model_destroy(m);
+}
+
 static void check_error(const char *text, const char *what, const char *const *words, int n_words) {
   fir_model_t *m = parse(text);
   if (!m) return;
@@ -102,6 +125,7 @@ static void check_error(const char *text, const char *what, const char *const *w
 
 int main(void) {
   check_intermediate();
+  check_later_dims();
   static const char *const out_words[] = {"'y'", "[2,3]", "[3,2]"};
   check_error(k_output, "a graph output declared with another shape", out_words, 3);
   static const char *const dt_words[] = {"'a'", "f32", "f16"};

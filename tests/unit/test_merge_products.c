@@ -14,7 +14,9 @@
  *     in f32 and (plain MatMul siblings) in f16;
  * (d) three Gemms with transB (a Linear of a 2-D input) of three views of one
  *     input: the views become one (common subexpressions), the Gemms one with
- *     the matrices one under the other, and the outputs equal a loop. */
+ *     the matrices one under the other, and the outputs equal a loop;
+ * (e) names of 260 characters that share their first 255: two merges, each
+ *     with names of its own. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,10 +371,33 @@ static void check_gemm(const char *target, const char *device) {
   if (b) flagos_bundle_close(b);
 }
 
+/* Names of 260 characters sharing all but their last: the merged constants'
+ * and nodes still get names of their own (fresh names need room for their
+ * suffix), and the pass ends. */
+static void check_long_names(void) {
+  char w[262], text[4096];
+  memset(w, 'w', 260);
+  w[260] = 0;
+  snprintf(text, sizeof text,
+           "flagir 1\nir_version 8\nopset \"\" 17\n"
+           "graph \"g\" (%%a: f32[3,4], %%c: f32[3,4]) -> (%%y0: f32[3,2], %%y1: f32[3,2], %%y2: f32[3,2], %%y3: f32[3,2]) {\n"
+           "  %%%s0: f32[4,2] = const [1, 2, 3, 4, 5, 6, 7, 8]\n  %%%s1: f32[4,2] = const [8, 7, 6, 5, 4, 3, 2, 1]\n"
+           "  %%%s2: f32[4,2] = const [1, 1, 2, 2, 3, 3, 4, 4]\n  %%%s3: f32[4,2] = const [0, 1, 0, 1, 0, 1, 0, 1]\n"
+           "  %%y0: f32[3,2] = MatMul \"%s_a\" (%%a, %%%s0)\n  %%y1: f32[3,2] = MatMul \"%s_b\" (%%a, %%%s1)\n"
+           "  %%y2: f32[3,2] = MatMul \"%s_c\" (%%c, %%%s2)\n  %%y3: f32[3,2] = MatMul \"%s_d\" (%%c, %%%s3)\n}\n",
+           w, w, w, w, w, w, w, w, w, w, w, w);
+  fir_model_t *m = passed(text);
+  if (!m) return;
+  CHECK(count_op(m, "MatMul") == 2 && count_op(m, "Split") == 2, "long names: two merges (%d MatMul, %d Split)",
+        count_op(m, "MatMul"), count_op(m, "Split"));
+  fir_model_destroy(m);
+}
+
 int main(void) {
   check_merged();
   check_refused();
   check_shared_bias();
+  check_long_names();
   static const char *const targets[3] = {"cpu", "opencl", "cuda"};
   for (int t = 0; t < 3; t++) {
     check_values(targets[t], targets[t], false);
