@@ -15,13 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bundle/bundle.h"
 #include "check.h"
 #include "fir_util.h"
-#include "compiler/compiler.h"
-#include "flagos/flagos.h"
 #include "passes/passes.h"
-#include "runtime/runtime.h"
+#include "run_text.h"
 
 #define HEAD "flagir 1\nir_version 8\nopset \"\" 17\n"
 
@@ -94,28 +91,13 @@ static void check_counts(const char *what, const char *text, const char *op, int
 
 /* Runs k_views on the cpu: each output against minus NumPy's softmax of x as [2,3]. */
 static void check_values(void) {
-  fir_model_t *m = parse(k_views);
-  if (!m) return;
-  void *img = NULL;
-  size_t len = 0;
-  flagos_compile_options_t o = {.targets = "cpu"};
-  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
-  fir_model_destroy(m);
-  bundle_file_t *f = NULL;
-  flagos_bundle_t *b = NULL;
-  flagos_session_t *s = NULL;
-  if (!st) st = bundle_file_from_memory(img, len, true, &f);
-  if (!st) st = rt_bundle_from_file(f, &b);
-  flagos_session_options_t so = {.device = "cpu"};
-  if (!st) st = flagos_session_create(b, &so, &s);
+  flagos_bundle_t *b;
+  flagos_session_t *s;
+  flagos_status_t st = text_session(k_views, "cpu", "cpu", &b, &s);
   float x[6] = {0.5f, -1, 2, 0, 1.5f, -0.25f};
-  flagos_value_t in = {.kind = FLAGOS_VALUE_TENSOR}, out[3];
+  static const int64_t dims[1] = {6};
+  flagos_value_t in = tensor_of(FLAGOS_FLOAT32, x, 1, dims), out[3];
   memset(out, 0, sizeof out);
-  in.tensor.dtype = FLAGOS_FLOAT32;
-  in.tensor.rank = 1;
-  in.tensor.dims[0] = 6;
-  in.tensor.data = x;
-  in.tensor.nbytes = sizeof x;
   if (!st) st = flagos_session_run(s, &in, 1, out, 3);
   CHECK(!st, "run: %s", st ? flagos_status_message(st) : "");
   for (int k = 0; k < 3 && !st; k++) {
@@ -140,8 +122,7 @@ static void check_values(void) {
   }
   flagos_status_free(st);
   for (int k = 0; k < 3; k++) flagos_value_clear(&out[k]);
-  if (s) flagos_session_destroy(s);
-  if (b) flagos_bundle_close(b);
+  text_close(b, s);
 }
 
 int main(void) {

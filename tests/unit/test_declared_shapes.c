@@ -11,13 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "bundle/bundle.h"
 #include "check.h"
 #include "fir_util.h"
-#include "compiler/compiler.h"
-#include "flagos/flagos.h"
 #include "passes/passes.h"
-#include "runtime/runtime.h"
+#include "run_text.h"
 
 /* e is Expand(0, [2,3]) declared [3,2]; y = x + e + 1 */
 static const char k_intermediate[] =
@@ -53,29 +50,14 @@ static void check_intermediate(void) {
   const fir_value_t *e = fir_graph_lookup(m->graph, "e");
   CHECK(!e || (e->type->rank == 2 && e->type->dims[0].value == 2 && e->type->dims[1].value == 3),
         "the intermediate takes the inferred shape [2,3]");
-  void *img = NULL;
-  size_t len = 0;
   fir_model_destroy(m);
-  m = parse(k_intermediate);
-  if (!m) return;
-  flagos_compile_options_t o = {.targets = "cpu"};
-  st = compiler_build_bundle(m, &o, &img, &len);
-  fir_model_destroy(m);
-  bundle_file_t *f = NULL;
-  flagos_bundle_t *b = NULL;
-  flagos_session_t *s = NULL;
-  if (!st) st = bundle_file_from_memory(img, len, true, &f);
-  if (!st) st = rt_bundle_from_file(f, &b);
-  flagos_session_options_t so = {.device = "cpu"};
-  if (!st) st = flagos_session_create(b, &so, &s);
+  flagos_bundle_t *b;
+  flagos_session_t *s;
+  st = text_session(k_intermediate, "cpu", "cpu", &b, &s);
   float x[6] = {0, 1, 2, 3, 4, 5};
-  flagos_value_t in = {.kind = FLAGOS_VALUE_TENSOR}, out;
+  static const int64_t dims[2] = {2, 3};
+  flagos_value_t in = tensor_of(FLAGOS_FLOAT32, x, 2, dims), out;
   memset(&out, 0, sizeof out);
-  in.tensor.dtype = FLAGOS_FLOAT32;
-  in.tensor.rank = 2;
-  in.tensor.dims[0] = 2, in.tensor.dims[1] = 3;
-  in.tensor.data = x;
-  in.tensor.nbytes = sizeof x;
   if (!st) st = flagos_session_run(s, &in, 1, &out, 1);
   CHECK(!st, "it runs: %s", st ? flagos_status_message(st) : "");
   if (!st && out.tensor.data && flagos_tensor_numel(&out.tensor) == 6) {
@@ -86,8 +68,7 @@ static void check_intermediate(void) {
   }
   flagos_status_free(st);
   flagos_value_clear(&out);
-  if (s) flagos_session_destroy(s);
-  if (b) flagos_bundle_close(b);
+  text_close(b, s);
 }
 
 /* t is declared [3,8]; inferred [2,?]: the mismatch warns, and the second dim,

@@ -23,13 +23,10 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "bundle/bundle.h"
 #include "check.h"
 #include "fir_util.h"
-#include "compiler/compiler.h"
-#include "flagos/flagos.h"
 #include "passes/passes.h"
-#include "runtime/runtime.h"
+#include "run_text.h"
 
 enum { B = 2, S = 3, K = 4, N = 3, P = 3 };
 
@@ -225,25 +222,14 @@ static void check_shared_bias(void) {
 /* Runs the model on device: the P outputs against a double-precision loop. */
 static void check_values(const char *target, const char *device, bool half) {
   char *text = model(half ? "f16" : "f32", !half);
-  fir_model_t *m = parse(text);
+  flagos_bundle_t *b;
+  flagos_session_t *s;
+  flagos_status_t st = text_session(text, target, device, &b, &s);
   free(text);
-  if (!m) return;
-  void *img = NULL;
-  size_t len = 0;
-  flagos_compile_options_t o = {.targets = target};
-  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
-  fir_model_destroy(m);
-  bundle_file_t *f = NULL;
-  flagos_bundle_t *b = NULL;
-  flagos_session_t *s = NULL;
-  if (!st) st = bundle_file_from_memory(img, len, true, &f);
-  if (!st) st = rt_bundle_from_file(f, &b);
-  flagos_session_options_t so = {.device = device};
-  if (!st) st = flagos_session_create(b, &so, &s);
   if (st && strcmp(target, "cpu") != 0) { /* no such device here */
     if (!half) printf("test_merge_products: %s skipped (%s)\n", target, flagos_status_message(st));
     flagos_status_free(st);
-    if (b) flagos_bundle_close(b);
+    text_close(b, s);
     return;
   }
   float af[B * S * K];
@@ -252,13 +238,10 @@ static void check_values(const char *target, const char *device, bool half) {
     af[i] = a_of(i);
     ah[i] = fl_f32_to_f16(af[i]);
   }
-  flagos_value_t in = {.kind = FLAGOS_VALUE_TENSOR}, out[P];
+  static const int64_t adims[3] = {B, S, K};
+  flagos_value_t in = tensor_of(half ? FLAGOS_FLOAT16 : FLAGOS_FLOAT32, half ? (void *)ah : (void *)af, 3, adims),
+                 out[P];
   memset(out, 0, sizeof out);
-  in.tensor.dtype = half ? FLAGOS_FLOAT16 : FLAGOS_FLOAT32;
-  in.tensor.rank = 3;
-  in.tensor.dims[0] = B, in.tensor.dims[1] = S, in.tensor.dims[2] = K;
-  in.tensor.data = half ? (void *)ah : (void *)af;
-  in.tensor.nbytes = (size_t)(B * S * K) * (half ? 2 : 4);
   if (!st) st = flagos_session_run(s, &in, 1, out, P);
   CHECK(!st, "%s%s: %s", device, half ? " f16" : "", st ? flagos_status_message(st) : "");
   for (int p = 0; p < P && !st; p++) {
@@ -283,8 +266,7 @@ static void check_values(const char *target, const char *device, bool half) {
   }
   flagos_status_free(st);
   for (int p = 0; p < P; p++) flagos_value_clear(&out[p]);
-  if (s) flagos_session_destroy(s);
-  if (b) flagos_bundle_close(b);
+  text_close(b, s);
 }
 
 /* Gemm with transB, as PyTorch's exporters write a Linear of a 2-D input, on
@@ -320,34 +302,19 @@ static void check_gemm(const char *target, const char *device) {
       fir_model_destroy(m);
     }
   }
-  fir_model_t *m = parse(k_gemm);
-  if (!m) return;
-  void *img = NULL;
-  size_t len = 0;
-  flagos_compile_options_t o = {.targets = target};
-  flagos_status_t st = compiler_build_bundle(m, &o, &img, &len);
-  fir_model_destroy(m);
-  bundle_file_t *f = NULL;
-  flagos_bundle_t *b = NULL;
-  flagos_session_t *s = NULL;
-  if (!st) st = bundle_file_from_memory(img, len, true, &f);
-  if (!st) st = rt_bundle_from_file(f, &b);
-  flagos_session_options_t so = {.device = device};
-  if (!st) st = flagos_session_create(b, &so, &s);
+  flagos_bundle_t *b;
+  flagos_session_t *s;
+  flagos_status_t st = text_session(k_gemm, target, device, &b, &s);
   if (st && strcmp(target, "cpu") != 0) {
     flagos_status_free(st);
-    if (b) flagos_bundle_close(b);
+    text_close(b, s);
     return;
   }
   float x[12];
   for (int i = 0; i < 12; i++) x[i] = a_of(i);
-  flagos_value_t in = {.kind = FLAGOS_VALUE_TENSOR}, out[3];
+  static const int64_t xdims[3] = {1, 3, 4};
+  flagos_value_t in = tensor_of(FLAGOS_FLOAT32, x, 3, xdims), out[3];
   memset(out, 0, sizeof out);
-  in.tensor.dtype = FLAGOS_FLOAT32;
-  in.tensor.rank = 3;
-  in.tensor.dims[0] = 1, in.tensor.dims[1] = 3, in.tensor.dims[2] = 4;
-  in.tensor.data = x;
-  in.tensor.nbytes = sizeof x;
   if (!st) st = flagos_session_run(s, &in, 1, out, 3);
   CHECK(!st, "Gemm views on %s: %s", device, st ? flagos_status_message(st) : "");
   for (int p = 0; p < 3 && !st; p++) {
@@ -367,8 +334,7 @@ static void check_gemm(const char *target, const char *device) {
   }
   flagos_status_free(st);
   for (int p = 0; p < 3; p++) flagos_value_clear(&out[p]);
-  if (s) flagos_session_destroy(s);
-  if (b) flagos_bundle_close(b);
+  text_close(b, s);
 }
 
 /* Names of 260 characters sharing all but their last: the merged constants'
