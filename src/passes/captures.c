@@ -53,3 +53,10 @@ void pass_count_readers(const fir_graph_t *g, int *count) {
     fir_node_subgraph_reads(x, note_subgraph_read, &r);
   }
 }
+
+void pass_mark_graph_inputs(const fir_graph_t *g, bool *is_input) {
+  for (int i = 0; i < g->n_inputs; i++) {
+    const fir_value_t *v = g->inputs[i];
+    if (v && v->graph == g && v->id >= 0 && v->id < g->n_values) is_input[v->id] = true;
+  }
+}

@@ -137,8 +137,7 @@ flagos_status_t pass_cse(fir_model_t *m, int *n_dropped) {
   }
   for (int i = 0; i < g->n_values; i++) g->values[i]->id = i;
   for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->id = i;
-  for (int i = 0; i < g->n_inputs; i++)
-    if (g->inputs[i] && g->inputs[i]->graph == g) s.is_input[g->inputs[i]->id] = true;
+  pass_mark_graph_inputs(g, s.is_input);
   for (int i = 0; i < g->n_outputs; i++)
     if (g->outputs[i] && g->outputs[i]->graph == g) s.protected[g->outputs[i]->id] = true;
   for (int i = 0; i < g->n_nodes; i++) fir_node_subgraph_reads(g->nodes[i], mark_read, &s);

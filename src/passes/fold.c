@@ -258,9 +258,7 @@ done:
 flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed) {
   fir_graph_t *g = m->graph;
   bool *graph_input = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_values + 1));
-  for (int i = 0; i < g->n_inputs; i++)
-    if (g->inputs[i]->graph == g && g->inputs[i]->id >= 0 && g->inputs[i]->id < g->n_values)
-      graph_input[g->inputs[i]->id] = true;
+  pass_mark_graph_inputs(g, graph_input);
   /* Folded nodes are remembered by pointer: inlining an If renumbers the nodes. */
   int n_dead = 0, cap_dead = 16;
   fir_node_t **dead = fl_arena_alloc(m->arena, sizeof(*dead) * (size_t)cap_dead);

@@ -188,8 +188,7 @@ flagos_status_t pass_merge_products(fir_model_t *m, int *n_merged) {
   for (int i = 0; i < g->n_values; i++) g->values[i]->id = i;
   for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->id = i;
   pass_count_readers(g, s.readers);
-  for (int i = 0; i < g->n_inputs; i++)
-    if (g->inputs[i] && g->inputs[i]->graph == g) s.is_input[g->inputs[i]->id] = true;
+  pass_mark_graph_inputs(g, s.is_input);
   int merged = 0, n0 = g->n_nodes;
   for (int i = 0; i < n0; i++) {
     fir_node_t *x = g->nodes[i];

@@ -73,6 +73,10 @@ bool pass_fusion_off(const fir_model_t *m);
  * reading it (once however many of its inputs), a subgraph reading it or the
  * graph's output counts two, so that 1 means one node alone reads it. */
 void pass_count_readers(const fir_graph_t *g, int *count);
+/* Marks g's inputs in is_input[value id] (zeroed by the caller): an
+ * initializer that is also a graph input is a default a caller may override,
+ * never a constant. */
+void pass_mark_graph_inputs(const fir_graph_t *g, bool *is_input);
 /* Transpose chains (transposes.c): a Transpose followed by Transposes and
  * Reshapes that only insert or drop dims of size 1, each read by the next
  * alone, becomes one Transpose where the chain ends at its input's rank (as
