@@ -40,6 +40,18 @@ flagos_status_t pass_dce(fir_model_t *m) {
     fir_node_subgraph_reads(n, mark_used, &mk);
   }
   if (any) fir_graph_remove_nodes(g, dead);
+  /* Initializers no live node reads (a folded node's constant inputs, the
+   * shape constants of views that CSE dropped) leave the graph, so that the
+   * bundle neither stores nor uploads them; a graph input's default stays. */
+  bool *keep_in = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_values + 1));
+  pass_mark_graph_inputs(g, keep_in);
+  bool *unread = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_values + 1));
+  int n_unread = 0;
+  for (int i = 0; i < g->n_values; i++) {
+    const fir_value_t *v = g->values[i];
+    if (v->init && !v->producer && !used[v->id] && !keep_in[v->id]) unread[v->id] = true, n_unread++;
+  }
+  if (n_unread) fir_graph_remove_values(g, unread, g->n_values);
   return NULL;
 }
 
@@ -57,5 +69,7 @@ flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec) {
   FL_TRY(pass_merge_products(m, NULL));
   FL_TRY(pass_fuse_elementwise(m, NULL));
   FL_TRY(pass_fuse_inline(m, NULL));
+  /* what CSE and the fusion passes left unread (a dropped view's shape constant) */
+  FL_TRY(pass_dce(m));
   return NULL;
 }

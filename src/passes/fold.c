@@ -63,6 +63,23 @@ static bool fold_shape_size(fir_model_t *m, fir_node_t *n) {
   return true;
 }
 
+/* CastLike(x, like) is Cast(x, to = like's element type) once that type is
+ * known: `like` lends its type only. As a Cast the node folds where x is a
+ * constant (PyTorch's dynamo exporter computes attention's scale as
+ * CastLike(constant, q) followed by Sqrt and Div, three kernels a layer
+ * otherwise) and fuses with its neighbours (a CastLike stays out of fused
+ * groups, whose loads would read `like`). saturate and round_mode carry over:
+ * Cast takes them in every opset CastLike does. */
+static void castlike_to_cast(fir_node_t *n) {
+  if (n->domain[0] || strcmp(n->op_type, "CastLike") != 0 || n->n_inputs != 2 || !n->inputs[0] || !n->inputs[1])
+    return;
+  const fir_type_t *t = n->inputs[1]->type;
+  if (t->kind != FIR_TYPE_TENSOR || t->dtype == FLAGOS_UNDEFINED || fir_node_attr(n, "to")) return;
+  n->op_type = "Cast";
+  n->n_inputs = 1;
+  fir_node_add_attr(n, "to", FIR_ATTR_INT)->i = t->dtype;
+}
+
 static bool numeric(flagos_dtype_t dt) {
   return dt != FLAGOS_UNDEFINED && dt != FLAGOS_STRING && dt != FLAGOS_COMPLEX64 && dt != FLAGOS_COMPLEX128 &&
          dt < FLAGOS_DTYPE_COUNT;
@@ -72,8 +89,33 @@ static bool is_constant(const fir_value_t *v, const bool *graph_input) {
   return v->init && v->init->data && !graph_input[v->id] && numeric(v->init->dtype);
 }
 
+/* The most output elements a node may fold into: FOLD_MAX_OUT_ELEMS, or, where
+ * the node is the one reader of constants that its outputs then replace (a
+ * Transpose of a weight: PyTorch's dynamo exporter of torch 2.5 transposes
+ * each linear layer's matrix at run time, 24 kernels a run in BERT-base), as
+ * many elements as those constants' bytes hold, so that the bundle does not
+ * grow. readers counts the readers of the values that existed when the pass
+ * began (n_counted of them); a value folded since has none counted. */
+static int64_t max_out_elems(const fir_node_t *n, const int *readers, int n_counted, const bool *graph_input) {
+  int64_t freed = 0, most = 0;
+  for (int k = 0; k < n->n_inputs; k++) {
+    const fir_value_t *v = n->inputs[k];
+    bool again = false;
+    for (int j = 0; j < k && !again; j++) again = n->inputs[j] == v;
+    if (v && !again && v->id < n_counted && readers[v->id] == 1 && is_constant(v, graph_input))
+      freed += (int64_t)v->init->nbytes;
+  }
+  for (int k = 0; k < n->n_outputs; k++)
+    if (n->outputs[k] && n->outputs[k]->type->kind == FIR_TYPE_TENSOR) {
+      size_t es = flagos_dtype_size(n->outputs[k]->type->dtype);
+      if (es && freed / (int64_t)es > most) most = freed / (int64_t)es;
+    }
+  if (most > FOLD_MAX_TEMP_BYTES) most = FOLD_MAX_TEMP_BYTES;
+  return most > FOLD_MAX_OUT_ELEMS ? most : FOLD_MAX_OUT_ELEMS;
+}
+
 /* Whether the node may be folded at all, before anything is lowered. */
-static const char *unfoldable(const fir_node_t *n, const bool *graph_input) {
+static const char *unfoldable(const fir_node_t *n, const bool *graph_input, int64_t max_out) {
   for (size_t i = 0; i < FL_ARRAY_LEN(k_random_ops); i++)
     if (strcmp(n->op_type, k_random_ops[i]) == 0) return "random";
   for (int a = 0; a < n->n_attrs; a++)
@@ -96,7 +138,7 @@ static const char *unfoldable(const fir_node_t *n, const bool *graph_input) {
     if (v->type->kind != FIR_TYPE_TENSOR || !fir_type_is_static(v->type) || !numeric(v->type->dtype))
       return "an output is not a static numeric tensor";
     total += fir_type_numel(v->type);
-    if (total > FOLD_MAX_OUT_ELEMS) return "outputs too large";
+    if (total > max_out) return "outputs too large";
   }
   return present ? "" : "no outputs";
 }
@@ -165,7 +207,7 @@ static bool run_steps(const ops_ctx_t *c, const fold_mem_t *mem, const int64_t *
 
 /* Lowers node n exactly as the compiler does (compile.c's lower_node) and runs
  * it; on success its outputs become initializers. */
-static bool fold_eval(fir_model_t *m, fir_node_t *n) {
+static bool fold_eval(fir_model_t *m, fir_node_t *n, int64_t max_out) {
   const ops_def_t *d = ops_find(n->op_type, n->domain);
   if (!d || !d->lower) return trace(n, "no lowering", NULL), false;
   fl_arena_t *a = fl_arena_create();
@@ -209,7 +251,7 @@ static bool fold_eval(fir_model_t *m, fir_node_t *n) {
     int64_t ne = 1;
     for (int i = 0; i < t->rank; i++) ne *= t->dims[i];
     const fir_value_t *v = n->outputs[k];
-    if (!numeric(t->dtype) || ne > FOLD_MAX_OUT_ELEMS ||
+    if (!numeric(t->dtype) || ne > max_out ||
         (v && (v->type->dtype != t->dtype || fir_type_numel(v->type) != ne))) {
       why = "an output's inferred type differs from the graph's";
       goto done;
@@ -259,6 +301,9 @@ flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed) {
   fir_graph_t *g = m->graph;
   bool *graph_input = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_values + 1));
   pass_mark_graph_inputs(g, graph_input);
+  int n_counted = g->n_values;
+  int *readers = fl_arena_alloc(m->arena, sizeof(int) * (size_t)(n_counted + 1));
+  pass_count_readers(g, readers);
   /* Folded nodes are remembered by pointer: inlining an If renumbers the nodes. */
   int n_dead = 0, cap_dead = 16;
   fir_node_t **dead = fl_arena_alloc(m->arena, sizeof(*dead) * (size_t)cap_dead);
@@ -276,12 +321,14 @@ flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed) {
         continue;
       }
     }
+    castlike_to_cast(n);
     FL_TRY(pass_infer_node(m, n));
     bool folded = fold_shape_size(m, n);
     if (!folded) {
-      const char *why = unfoldable(n, graph_input);
+      int64_t max_out = max_out_elems(n, readers, n_counted, graph_input);
+      const char *why = unfoldable(n, graph_input, max_out);
       if (why && *why) trace(n, why, NULL);
-      else if (why) folded = fold_eval(m, n);
+      else if (why) folded = fold_eval(m, n, max_out);
     }
     if (folded) {
       if (n_dead == cap_dead) {

@@ -17,10 +17,13 @@ flagos_status_t pass_infer_types(fir_model_t *m);
  * of a static tensor, or any operator with a lowering whose inputs are all
  * constants (evaluated by the kernel IR interpreter with the compiled kernels'
  * exact semantics; random operators, subgraphs and outputs over 1M elements are
- * left alone). Nodes inside subgraphs are not folded. Fails only where
- * inference fails. */
+ * left alone, unless the outputs replace constants the node alone reads and
+ * take no more bytes than they do). A CastLike whose second input's type is
+ * known becomes a Cast first. Nodes inside subgraphs are not folded. Fails
+ * only where inference fails. */
 flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed);
-/* Removes nodes none of whose outputs is used by a node or a graph output. */
+/* Removes nodes none of whose outputs is used by a node or a graph output,
+ * then the initializers no remaining node reads (graph inputs' defaults stay). */
 flagos_status_t pass_dce(fir_model_t *m);
 /* Infers one node (used by passes that change a node and by tests). */
 flagos_status_t pass_infer_node(fir_model_t *m, fir_node_t *n);
