@@ -89,15 +89,27 @@ static bool is_constant(const fir_value_t *v, const bool *graph_input) {
   return v->init && v->init->data && !graph_input[v->id] && numeric(v->init->dtype);
 }
 
+/* Operators that only move or convert data: their work is their output's
+ * size, so folding a large one costs the interpreter no more than a copy. */
+static const char *const k_moving_ops[] = {"Transpose", "Cast",  "Reshape", "Flatten", "Squeeze", "Unsqueeze",
+                                           "Identity",  "Slice", "Gather",  "Concat",  "Split",   "Expand"};
+
 /* The most output elements a node may fold into: FOLD_MAX_OUT_ELEMS, or, where
- * the node is the one reader of constants that its outputs then replace (a
- * Transpose of a weight: PyTorch's dynamo exporter of torch 2.5 transposes
- * each linear layer's matrix at run time, 24 kernels a run in BERT-base), as
- * many elements as those constants' bytes hold, so that the bundle does not
- * grow. readers counts the readers of the values that existed when the pass
- * began (n_counted of them); a value folded since has none counted. */
+ * a data-moving node is the one reader of constants that its outputs then
+ * replace (a Transpose of a weight: PyTorch's dynamo exporter of torch 2.5
+ * transposes each linear layer's matrix at run time, 24 kernels a run in
+ * BERT-base), all its outputs' elements as long as their bytes do not exceed
+ * those constants' (the bundle does not grow) nor FOLD_MAX_TEMP_BYTES.
+ * readers counts the readers of the values that existed when the pass began
+ * (n_counted of them; a node keeps its output values when it folds, so their
+ * counts hold for the nodes after it); a value made since (an inlined If's)
+ * counts as read elsewhere too. */
 static int64_t max_out_elems(const fir_node_t *n, const int *readers, int n_counted, const bool *graph_input) {
-  int64_t freed = 0, most = 0;
+  bool moving = false;
+  for (size_t i = 0; i < FL_ARRAY_LEN(k_moving_ops) && !n->domain[0]; i++)
+    moving |= strcmp(n->op_type, k_moving_ops[i]) == 0;
+  if (!moving) return FOLD_MAX_OUT_ELEMS;
+  int64_t freed = 0, bytes = 0, elems = 0;
   for (int k = 0; k < n->n_inputs; k++) {
     const fir_value_t *v = n->inputs[k];
     bool again = false;
@@ -105,13 +117,16 @@ static int64_t max_out_elems(const fir_node_t *n, const int *readers, int n_coun
     if (v && !again && v->id < n_counted && readers[v->id] == 1 && is_constant(v, graph_input))
       freed += (int64_t)v->init->nbytes;
   }
-  for (int k = 0; k < n->n_outputs; k++)
-    if (n->outputs[k] && n->outputs[k]->type->kind == FIR_TYPE_TENSOR) {
-      size_t es = flagos_dtype_size(n->outputs[k]->type->dtype);
-      if (es && freed / (int64_t)es > most) most = freed / (int64_t)es;
-    }
-  if (most > FOLD_MAX_TEMP_BYTES) most = FOLD_MAX_TEMP_BYTES;
-  return most > FOLD_MAX_OUT_ELEMS ? most : FOLD_MAX_OUT_ELEMS;
+  for (int k = 0; k < n->n_outputs; k++) {
+    const fir_value_t *v = n->outputs[k];
+    if (!v) continue;
+    int64_t ne = v->type->kind == FIR_TYPE_TENSOR ? fir_type_numel(v->type) : -1;
+    size_t es = ne >= 0 ? flagos_dtype_size(v->type->dtype) : 0;
+    if (!es) return FOLD_MAX_OUT_ELEMS;
+    elems += ne;
+    bytes += ne * (int64_t)es;
+  }
+  return bytes <= freed && bytes <= FOLD_MAX_TEMP_BYTES && elems > FOLD_MAX_OUT_ELEMS ? elems : FOLD_MAX_OUT_ELEMS;
 }
 
 /* Whether the node may be folded at all, before anything is lowered. */

@@ -6,9 +6,12 @@
  *     which the cpu runs (f16 in, f32 out);
  * (c) a Transpose of a constant of more than a million elements that it alone
  *     reads folds (its output replaces the constant), and the constant leaves
- *     the graph; read by another node too, it stays a Transpose;
- * (d) initializers nothing reads leave the graph, a graph input's default
- *     stays.
+ *     the graph; read by another node too, it stays a Transpose; a Cast of it
+ *     to f32 (four times its bytes) stays a Cast;
+ * (d) initializers nothing reads leave the graph, graph inputs' defaults stay
+ *     (read or not);
+ * (e) the shape constant of a view that CSE dropped leaves the graph (the
+ *     dead-code pass after the fusion passes).
  * FLAGOS_FUSE=0 throughout, so that the node counts are the passes' alone. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,10 +39,18 @@ static const char k_like[] = HEAD
     "}\n";
 
 static const char k_unread[] = HEAD
-    "graph \"g\" (%x: f32[3], %d: f32[3]) -> (%y: f32[3]) {\n"
+    "graph \"g\" (%x: f32[3], %d: f32[3], %e: f32[3]) -> (%y: f32[3]) {\n"
     "  %d = default tensor<f32[3]> [1.0, 2.0, 3.0]\n"
+    "  %e = default tensor<f32[3]> [7.0, 8.0, 9.0]\n"
     "  %u: f32[3] = const [4.0, 5.0, 6.0]\n"
     "  %y: f32[3] = Add(%x, %d)\n"
+    "}\n";
+
+static const char k_views[] = HEAD
+    "graph \"g\" (%x: f32[6]) -> (%y1: f32[2,3], %y2: f32[2,3]) {\n"
+    "  %s1: i64[2] = const [2, 3]\n  %s2: i64[2] = const [2, 3]\n"
+    "  %v1: f32[2,3] = Reshape(%x, %s1)\n  %v2: f32[2,3] = Reshape(%x, %s2)\n"
+    "  %y1: f32[2,3] = Neg(%v1)\n  %y2: f32[2,3] = Neg(%v2)\n"
     "}\n";
 
 static fir_model_t *passed(const char *text) {
@@ -131,16 +142,18 @@ static void check_like(void) {
 }
 
 /* (c): W u8[R,C] with W[i][j] = (7i + 13j) mod 256, R C > 2^20; T = Transpose(W),
- * y = Add(T, x); with `shared`, a second output Add(W, W) reads W too. */
+ * y = Add(T, x); with `shared`, a second output Add(W, W) reads W too; with
+ * `widen`, T = Cast(W) to f32 instead (x f32[R,C]). */
 enum { R = 1025, C = 1024 };
 
-static char *transpose_text(bool shared) {
+static char *transpose_text(bool shared, bool widen) {
   size_t cap = (size_t)R * C * 2 + 1024;
   char *t = malloc(cap);
   if (!t) return NULL;
-  int o = snprintf(t, cap,
-                   HEAD "graph \"g\" (%%x: u8[%d,%d]) -> (%%y: u8[%d,%d]%s) {\n  %%W: u8[%d,%d] = const dense<\"", C,
-                   R, C, R, shared ? ", %w2: u8[1025,1024]" : "", R, C);
+  int o = widen ? snprintf(t, cap, HEAD "graph \"g\" (%%x: f32[%d,%d]) -> (%%y: f32[%d,%d]) {\n", R, C, R, C)
+                : snprintf(t, cap, HEAD "graph \"g\" (%%x: u8[%d,%d]) -> (%%y: u8[%d,%d]%s) {\n", C, R, C, R,
+                           shared ? ", %w2: u8[1025,1024]" : "");
+  o += snprintf(t + o, cap - (size_t)o, "  %%W: u8[%d,%d] = const dense<\"", R, C);
   static const char hex[] = "0123456789abcdef";
   for (int i = 0; i < R; i++)
     for (int j = 0; j < C; j++) {
@@ -148,6 +161,11 @@ static char *transpose_text(bool shared) {
       t[o++] = hex[v >> 4];
       t[o++] = hex[v & 15];
     }
+  if (widen) {
+    snprintf(t + o, cap - (size_t)o, "\">\n  %%T: f32[%d,%d] = Cast(%%W) {to = 1}\n  %%y: f32[%d,%d] = Add(%%T, %%x)\n}\n",
+             R, C, R, C);
+    return t;
+  }
   snprintf(t + o, cap - (size_t)o,
            "\">\n  %%T: u8[%d,%d] = Transpose(%%W) {perm = [1, 0]}\n  %%y: u8[%d,%d] = Add(%%T, %%x)\n%s}\n", C, R, C,
            R, shared ? "  %w2: u8[1025,1024] = Add(%W, %W)\n" : "");
@@ -156,7 +174,7 @@ static char *transpose_text(bool shared) {
 
 static void check_transpose(bool shared) {
   const char *what = shared ? "a weight read twice" : "a weight read once";
-  char *text = transpose_text(shared);
+  char *text = transpose_text(shared, false);
   fir_model_t *m = text ? passed(text) : NULL;
   free(text);
   if (!m) {
@@ -179,13 +197,36 @@ static void check_transpose(bool shared) {
   fir_model_destroy(m);
 }
 
+/* (c): a Cast to four times the bytes is not folded past the limit */
+static void check_widen(void) {
+  char *text = transpose_text(false, true);
+  fir_model_t *m = text ? passed(text) : NULL;
+  free(text);
+  if (!m) {
+    CHECK(false, "widen: no model");
+    return;
+  }
+  CHECK(count_op(m, "Cast") == 1 && value_named(m, "W") != NULL, "widen: the Cast to f32 stays, the weight too");
+  fir_model_destroy(m);
+}
+
 /* (d) */
 static void check_unread(void) {
   fir_model_t *m = passed(k_unread);
   if (!m) return;
   CHECK(value_named(m, "u") == NULL, "unread: the unread initializer leaves the graph");
-  const fir_value_t *d = value_named(m, "d");
-  CHECK(d && d->init, "unread: the graph input's default stays");
+  const fir_value_t *d = value_named(m, "d"), *e = value_named(m, "e");
+  CHECK(d && d->init, "unread: the read graph input's default stays");
+  CHECK(e && e->init, "unread: the unread graph input's default stays");
+  fir_model_destroy(m);
+}
+
+/* (e) */
+static void check_views(void) {
+  fir_model_t *m = passed(k_views);
+  if (!m) return;
+  int left = (value_named(m, "s1") != NULL) + (value_named(m, "s2") != NULL);
+  CHECK(count_op(m, "Reshape") == 1 && left == 1, "views: one Reshape and one shape constant left (%d)", left);
   fir_model_destroy(m);
 }
 
@@ -195,7 +236,9 @@ int main(void) {
   check_like();
   check_transpose(false);
   check_transpose(true);
+  check_widen();
   check_unread();
+  check_views();
   printf("test_fold_weights: %d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }
