@@ -342,8 +342,8 @@ static void test_trace(const char *device, int S, bool check_share) {
   CHECK_OK(flagos_session_run(s, in, 2, out, 1)); /* warm-up, not recorded */
   flagos_value_clear(&out[0]);
   CHECK_OK(flagos_session_enable_profiling(s, true));
-  double wall_ms = 0, run_ms[5];
-  const int runs = 5;
+  enum { runs = 10 };
+  double wall_ms = 0, run_ms[runs];
   for (int r = 0; r < runs; r++) {
     CHECK_OK(flagos_session_run(s, in, 2, out, 1));
     flagos_value_clear(&out[0]);
@@ -370,14 +370,15 @@ static void test_trace(const char *device, int S, bool check_share) {
   flagos_session_t *ss[1] = {s};
   CHECK_OK(flagos_profile_write_trace(path, ss, 1));
   int nk, nc;
-  double per_run_us[5] = {0};
+  double per_run_us[runs] = {0};
   double kernel_us = validate_trace(path, &nk, &nc, per_run_us, runs);
   CHECK(nk == 2 * runs && nc > 0, "%s: trace has %d kernel events and %d counters", device, nk, nc);
   /* Each run's kernels within 10% of its measured time; judged on the best run:
    * a run is only ever lowered by the host being preempted between kernels
-   * (the median of five failed at 89% on a loaded 2-core machine), while events
-   * that missed part of the work would lower every run. */
-  double ratio[5];
+   * (the median of five failed at 89% on a loaded 2-core machine, and once the
+   * best of five while another test suite shared its 2 cores: ten runs now),
+   * while events that missed part of the work would lower every run. */
+  double ratio[runs];
   for (int r = 0; r < runs; r++) {
     ratio[r] = per_run_us[r] / 1e3 / run_ms[r];
     CHECK(ratio[r] <= 1.0 + 1e-6, "%s: run %d: kernels %.3f ms exceed the run's %.3f ms", device, r, per_run_us[r] / 1e3,
@@ -500,7 +501,7 @@ int main(void) {
     memset(&info, 0, sizeof info);
     flagos_status_t is = ocl->api->device_info(ocl->state, 0, &info);
     flagos_status_free(is);
-    test_trace("opencl:0", 256, info.kind == FLAGOS_DEVICE_CPU);
+    test_trace("opencl:0", 384, info.kind == FLAGOS_DEVICE_CPU);
   }
   else printf("trace on opencl: skipped (%s)\n", st ? flagos_status_message(st) : "no device");
   flagos_status_free(st);
