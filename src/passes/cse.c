@@ -11,8 +11,8 @@
  * can cost more than it saves (inline fusion runs a producer inside its
  * consumer only where one consumer reads it: two Transposes of one input that
  * two products read through strides would become one Transpose kernel). The
- * comparison itself is general (random operators, Dropout, subgraphs and
- * non-tensor outputs excluded). A node whose output is a graph output or is
+ * comparison itself is general (any inputs and attributes; nodes with
+ * subgraphs and non-tensor outputs excluded). A node whose output is a graph output or is
  * read inside a subgraph stays. Runs after folding and before the fusion
  * passes; FLAGOS_CSE=0 turns it off, FLAGOS_FUSE_TRACE=1 prints each node
  * dropped. */
@@ -21,9 +21,6 @@
 #include <string.h>
 
 #include "passes/passes.h"
-
-static const char *const k_never[] = {"RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike",
-                                      "Bernoulli",     "Multinomial",       "Dropout"};
 
 typedef struct cse {
   fir_graph_t *g;
@@ -41,10 +38,8 @@ static const char *const k_views[] = {"Reshape", "Flatten", "Squeeze", "Unsqueez
 static bool eligible(const cse_t *s, const fir_node_t *n) {
   if (n->domain[0] || n->n_outputs < 1) return false;
   bool view = false;
-  for (size_t i = 0; i < sizeof k_views / sizeof k_views[0]; i++) view = view || strcmp(n->op_type, k_views[i]) == 0;
+  for (size_t i = 0; i < FL_ARRAY_LEN(k_views); i++) view = view || strcmp(n->op_type, k_views[i]) == 0;
   if (!view) return false;
-  for (size_t i = 0; i < sizeof k_never / sizeof k_never[0]; i++)
-    if (strcmp(n->op_type, k_never[i]) == 0) return false;
   for (int a = 0; a < n->n_attrs; a++)
     if (n->attrs[a].kind == FIR_ATTR_GRAPH || n->attrs[a].kind == FIR_ATTR_GRAPHS) return false;
   for (int k = 0; k < n->n_outputs; k++)

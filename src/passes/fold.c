@@ -94,43 +94,45 @@ static bool is_constant(const fir_value_t *v, const bool *graph_input) {
 static const char *const k_moving_ops[] = {"Transpose", "Cast",  "Reshape", "Flatten", "Squeeze", "Unsqueeze",
                                            "Identity",  "Slice", "Gather",  "Concat",  "Split",   "Expand"};
 
-/* The most output elements a node may fold into: FOLD_MAX_OUT_ELEMS, or, where
- * a data-moving node is the one reader of constants that its outputs then
- * replace (a Transpose of a weight: PyTorch's dynamo exporter of torch 2.5
- * transposes each linear layer's matrix at run time, 24 kernels a run in
- * BERT-base), all its outputs' elements as long as their bytes do not exceed
- * those constants' (the bundle does not grow) nor FOLD_MAX_TEMP_BYTES.
- * readers counts the readers of the values that existed when the pass began
- * (n_counted of them; a node keeps its output values when it folds, so their
- * counts hold for the nodes after it); a value made since (an inlined If's)
- * counts as read elsewhere too. */
-static int64_t max_out_elems(const fir_node_t *n, const int *readers, int n_counted, const bool *graph_input) {
+/* What the walk knows of the graph: its inputs (by value id), and the readers
+ * of the values that existed when the pass began (n_counted of them; a node
+ * keeps its output values when it folds, so their counts hold for the nodes
+ * after it; a value made since, an inlined If's, counts as read elsewhere). */
+typedef struct fold_walk {
+  const bool *graph_input;
+  const int *readers;
+  int n_counted;
+} fold_walk_t;
+
+/* Whether n's outputs (static numeric tensors) may pass FOLD_MAX_OUT_ELEMS:
+ * n only moves or converts data (its work is its output's size) and is the one
+ * reader of constants its outputs replace, taking no more bytes than they do
+ * (the bundle does not grow) nor FOLD_MAX_TEMP_BYTES. PyTorch's dynamo
+ * exporter of torch 2.5 transposes each linear layer's matrix at run time:
+ * 24 kernels a run in BERT-base. */
+static bool replaces_inputs(const fold_walk_t *w, const fir_node_t *n) {
   bool moving = false;
-  for (size_t i = 0; i < FL_ARRAY_LEN(k_moving_ops) && !n->domain[0]; i++)
-    moving |= strcmp(n->op_type, k_moving_ops[i]) == 0;
-  if (!moving) return FOLD_MAX_OUT_ELEMS;
-  int64_t freed = 0, bytes = 0, elems = 0;
+  for (size_t i = 0; i < FL_ARRAY_LEN(k_moving_ops); i++) moving |= strcmp(n->op_type, k_moving_ops[i]) == 0;
+  if (!moving || n->domain[0]) return false;
+  int64_t freed = 0, bytes = 0;
   for (int k = 0; k < n->n_inputs; k++) {
     const fir_value_t *v = n->inputs[k];
     bool again = false;
     for (int j = 0; j < k && !again; j++) again = n->inputs[j] == v;
-    if (v && !again && v->id < n_counted && readers[v->id] == 1 && is_constant(v, graph_input))
+    if (v && !again && v->id < w->n_counted && w->readers[v->id] == 1 && is_constant(v, w->graph_input))
       freed += (int64_t)v->init->nbytes;
   }
-  for (int k = 0; k < n->n_outputs; k++) {
-    const fir_value_t *v = n->outputs[k];
-    if (!v) continue;
-    int64_t ne = v->type->kind == FIR_TYPE_TENSOR ? fir_type_numel(v->type) : -1;
-    size_t es = ne >= 0 ? flagos_dtype_size(v->type->dtype) : 0;
-    if (!es) return FOLD_MAX_OUT_ELEMS;
-    elems += ne;
-    bytes += ne * (int64_t)es;
-  }
-  return bytes <= freed && bytes <= FOLD_MAX_TEMP_BYTES && elems > FOLD_MAX_OUT_ELEMS ? elems : FOLD_MAX_OUT_ELEMS;
+  for (int k = 0; k < n->n_outputs; k++)
+    if (n->outputs[k])
+      bytes += fir_type_numel(n->outputs[k]->type) * (int64_t)flagos_dtype_size(n->outputs[k]->type->dtype);
+  return bytes <= freed && bytes <= FOLD_MAX_TEMP_BYTES;
 }
 
-/* Whether the node may be folded at all, before anything is lowered. */
-static const char *unfoldable(const fir_node_t *n, const bool *graph_input, int64_t max_out) {
+/* Whether the node may be folded at all, before anything is lowered; *max_out
+ * receives the most output elements its folding may make. */
+static const char *unfoldable(const fold_walk_t *w, const fir_node_t *n, int64_t *max_out) {
+  const bool *graph_input = w->graph_input;
+  *max_out = FOLD_MAX_OUT_ELEMS;
   for (size_t i = 0; i < FL_ARRAY_LEN(k_random_ops); i++)
     if (strcmp(n->op_type, k_random_ops[i]) == 0) return "random";
   for (int a = 0; a < n->n_attrs; a++)
@@ -153,7 +155,10 @@ static const char *unfoldable(const fir_node_t *n, const bool *graph_input, int6
     if (v->type->kind != FIR_TYPE_TENSOR || !fir_type_is_static(v->type) || !numeric(v->type->dtype))
       return "an output is not a static numeric tensor";
     total += fir_type_numel(v->type);
-    if (total > max_out) return "outputs too large";
+  }
+  if (total > FOLD_MAX_OUT_ELEMS) {
+    if (!replaces_inputs(w, n)) return "outputs too large";
+    *max_out = total;
   }
   return present ? "" : "no outputs";
 }
@@ -316,9 +321,9 @@ flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed) {
   fir_graph_t *g = m->graph;
   bool *graph_input = fl_arena_alloc(m->arena, sizeof(bool) * (size_t)(g->n_values + 1));
   pass_mark_graph_inputs(g, graph_input);
-  int n_counted = g->n_values;
-  int *readers = fl_arena_alloc(m->arena, sizeof(int) * (size_t)(n_counted + 1));
+  int *readers = fl_arena_alloc(m->arena, sizeof(int) * (size_t)(g->n_values + 1));
   pass_count_readers(g, readers);
+  const fold_walk_t w = {graph_input, readers, g->n_values};
   /* Folded nodes are remembered by pointer: inlining an If renumbers the nodes. */
   int n_dead = 0, cap_dead = 16;
   fir_node_t **dead = fl_arena_alloc(m->arena, sizeof(*dead) * (size_t)cap_dead);
@@ -340,8 +345,8 @@ flagos_status_t pass_fold_constants(fir_model_t *m, bool *changed) {
     FL_TRY(pass_infer_node(m, n));
     bool folded = fold_shape_size(m, n);
     if (!folded) {
-      int64_t max_out = max_out_elems(n, readers, n_counted, graph_input);
-      const char *why = unfoldable(n, graph_input, max_out);
+      int64_t max_out;
+      const char *why = unfoldable(&w, n, &max_out);
       if (why && *why) trace(n, why, NULL);
       else if (why) folded = fold_eval(m, n, max_out);
     }

@@ -62,9 +62,10 @@ flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused);
  * reading the earlier node's output. FLAGOS_CSE=0 turns it off. *n_dropped
  * may be NULL. */
 flagos_status_t pass_cse(fir_model_t *m, int *n_dropped);
-/* Sibling products (merge_products.c): MatMul nodes, or MatMulBias nodes, that
+/* Sibling products (merge_products.c): MatMul, MatMulBias or Gemm nodes that
  * multiply one value by constant matrices of one shape become one product by
- * the matrices side by side and a Split of its last axis (BERT's query, key
+ * the matrices side by side (one under the other for Gemm's transB) and a
+ * Split of its last axis (BERT's query, key
  * and value projections: one gemm call). Run after MatMul + bias fusion;
  * FLAGOS_FUSE=0 or FLAGOS_FUSE_MERGE=0 turns it off, FLAGOS_FUSE_TRACE=1
  * prints each merge. *n_merged (may be NULL) receives the number of merges. */

@@ -76,14 +76,8 @@ static const char k_outputs[] = HEAD
     "  %y1: f32[6] = Softmax(%x)\n  %y2: f32[6] = Softmax(%x)\n"
     "}\n";
 
-static fir_model_t *passed(const char *text) {
-  fir_model_t *m = parse(text);
-  if (m) CHECK_OK(pass_run_default(m, NULL));
-  return m;
-}
-
 static void check_counts(const char *what, const char *text, const char *op, int want) {
-  fir_model_t *m = passed(text);
+  fir_model_t *m = parse_passed(text);
   if (!m) return;
   CHECK(count_op(m, op) == want, "%s: %d %s nodes (want %d)", what, count_op(m, op), op, want);
   fir_model_destroy(m);

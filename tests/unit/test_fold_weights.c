@@ -53,18 +53,6 @@ static const char k_views[] = HEAD
     "  %y1: f32[2,3] = Neg(%v1)\n  %y2: f32[2,3] = Neg(%v2)\n"
     "}\n";
 
-static fir_model_t *passed(const char *text) {
-  fir_model_t *m = parse(text);
-  if (m) CHECK_OK(pass_run_default(m, NULL));
-  return m;
-}
-
-static const fir_value_t *value_named(const fir_model_t *m, const char *name) {
-  for (int i = 0; i < m->graph->n_values; i++)
-    if (strcmp(m->graph->values[i]->name, name) == 0) return m->graph->values[i];
-  return NULL;
-}
-
 static uint16_t half_of(float f) { /* exact for the small integers used here */
   uint32_t u;
   memcpy(&u, &f, 4);
@@ -80,7 +68,7 @@ static float float_of(uint16_t h) {
 
 /* (a) */
 static void check_scale(void) {
-  fir_model_t *m = passed(k_scale);
+  fir_model_t *m = parse_passed(k_scale);
   if (m) {
     CHECK(m->graph->n_nodes == 1 && count_op(m, "Mul") == 1, "scale: %d nodes left (want the Mul alone)",
           m->graph->n_nodes);
@@ -111,7 +99,7 @@ static void check_scale(void) {
 
 /* (b) */
 static void check_like(void) {
-  fir_model_t *m = passed(k_like);
+  fir_model_t *m = parse_passed(k_like);
   if (m) {
     const fir_node_t *n = NULL;
     for (int i = 0; i < m->graph->n_nodes; i++)
@@ -175,7 +163,7 @@ static char *transpose_text(bool shared, bool widen) {
 static void check_transpose(bool shared) {
   const char *what = shared ? "a weight read twice" : "a weight read once";
   char *text = transpose_text(shared, false);
-  fir_model_t *m = text ? passed(text) : NULL;
+  fir_model_t *m = text ? parse_passed(text) : NULL;
   free(text);
   if (!m) {
     CHECK(false, "%s: no model", what);
@@ -183,8 +171,8 @@ static void check_transpose(bool shared) {
   }
   CHECK(count_op(m, "Transpose") == (shared ? 1 : 0), "%s: %d Transposes (want %d)", what,
         count_op(m, "Transpose"), shared ? 1 : 0);
-  CHECK((value_named(m, "W") != NULL) == shared, "%s: the weight %s the graph", what, shared ? "stays in" : "leaves");
-  const fir_value_t *t = value_named(m, "T");
+  CHECK((fir_graph_lookup(m->graph, "W") != NULL) == shared, "%s: the weight %s the graph", what, shared ? "stays in" : "leaves");
+  const fir_value_t *t = fir_graph_lookup(m->graph, "T");
   if (!shared) {
     bool ok = t && t->init && t->init->rank == 2 && t->init->dims[0] == C && t->init->dims[1] == R;
     CHECK(ok, "%s: T is a constant [%d, %d]", what, C, R);
@@ -200,22 +188,22 @@ static void check_transpose(bool shared) {
 /* (c): a Cast to four times the bytes is not folded past the limit */
 static void check_widen(void) {
   char *text = transpose_text(false, true);
-  fir_model_t *m = text ? passed(text) : NULL;
+  fir_model_t *m = text ? parse_passed(text) : NULL;
   free(text);
   if (!m) {
     CHECK(false, "widen: no model");
     return;
   }
-  CHECK(count_op(m, "Cast") == 1 && value_named(m, "W") != NULL, "widen: the Cast to f32 stays, the weight too");
+  CHECK(count_op(m, "Cast") == 1 && fir_graph_lookup(m->graph, "W") != NULL, "widen: the Cast to f32 stays, the weight too");
   fir_model_destroy(m);
 }
 
 /* (d) */
 static void check_unread(void) {
-  fir_model_t *m = passed(k_unread);
+  fir_model_t *m = parse_passed(k_unread);
   if (!m) return;
-  CHECK(value_named(m, "u") == NULL, "unread: the unread initializer leaves the graph");
-  const fir_value_t *d = value_named(m, "d"), *e = value_named(m, "e");
+  CHECK(fir_graph_lookup(m->graph, "u") == NULL, "unread: the unread initializer leaves the graph");
+  const fir_value_t *d = fir_graph_lookup(m->graph, "d"), *e = fir_graph_lookup(m->graph, "e");
   CHECK(d && d->init, "unread: the read graph input's default stays");
   CHECK(e && e->init, "unread: the unread graph input's default stays");
   fir_model_destroy(m);
@@ -223,9 +211,9 @@ static void check_unread(void) {
 
 /* (e) */
 static void check_views(void) {
-  fir_model_t *m = passed(k_views);
+  fir_model_t *m = parse_passed(k_views);
   if (!m) return;
-  int left = (value_named(m, "s1") != NULL) + (value_named(m, "s2") != NULL);
+  int left = (fir_graph_lookup(m->graph, "s1") != NULL) + (fir_graph_lookup(m->graph, "s2") != NULL);
   CHECK(count_op(m, "Reshape") == 1 && left == 1, "views: one Reshape and one shape constant left (%d)", left);
   fir_model_destroy(m);
 }

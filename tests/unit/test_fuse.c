@@ -131,12 +131,6 @@ static const char k_half[] =
     "  %y: f16[4] = Sub(%b, %x)\n"
     "}\n";
 
-static const fir_node_t *find_op(const fir_model_t *m, const char *op) {
-  for (int i = 0; i < m->graph->n_nodes; i++)
-    if (strcmp(m->graph->nodes[i]->op_type, op) == 0) return m->graph->nodes[i];
-  return NULL;
-}
-
 /* The kernels node n lowers to, as the compiler lowers it. */
 static int kernels_of(const fir_node_t *n) {
   fl_arena_t *a = fl_arena_create();

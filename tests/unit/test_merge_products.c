@@ -68,24 +68,12 @@ static char *model(const char *dtype, bool bias) {
   return t;
 }
 
-static fir_model_t *passed(const char *text) {
-  fir_model_t *m = parse(text);
-  if (m) CHECK_OK(pass_run_default(m, NULL));
-  return m;
-}
-
-static const fir_node_t *find(const fir_model_t *m, const char *op) {
-  for (int i = 0; i < m->graph->n_nodes; i++)
-    if (strcmp(m->graph->nodes[i]->op_type, op) == 0) return m->graph->nodes[i];
-  return NULL;
-}
-
 static void check_merged(void) {
   char *text = model("f32", true);
-  fir_model_t *m = passed(text);
+  fir_model_t *m = parse_passed(text);
   free(text);
   if (!m) return;
-  const fir_node_t *mb = find(m, "MatMulBias"), *sp = find(m, "Split");
+  const fir_node_t *mb = find_op(m, "MatMulBias"), *sp = find_op(m, "Split");
   CHECK(count_op(m, "MatMulBias") == 1 && count_op(m, "Split") == 1 && m->graph->n_nodes == 2,
         "one MatMulBias and one Split (%d nodes)", m->graph->n_nodes);
   for (int p = 0; p < P; p++) {
@@ -164,7 +152,7 @@ static void check_refused(void) {
        1, 1, 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    fir_model_t *m = passed(cases[i].text);
+    fir_model_t *m = parse_passed(cases[i].text);
     if (!m) continue;
     int mb = count_op(m, "MatMulBias"), mm = count_op(m, "MatMul"), sp = count_op(m, "Split");
     CHECK(mb == cases[i].mb && mm == cases[i].mm && sp == cases[i].split,
@@ -176,7 +164,7 @@ static void check_refused(void) {
   for (int i = 0; i < 2; i++) {
     setenv(off[i], "0", 1);
     char *text = model("f32", true);
-    fir_model_t *m = passed(text);
+    fir_model_t *m = parse_passed(text);
     free(text);
     if (m) {
       CHECK(count_op(m, "Split") == 0 && count_op(m, "MatMulBias") + count_op(m, "MatMul") == P,
@@ -205,9 +193,9 @@ static void check_shared_bias(void) {
       "  %m1: f32[3,2] = MatMul(%a, %w1)\n  %y1: f32[3,2] = Add(%m1, %b)\n  %z: f32[2] = Mul(%b, %c)\n}\n",
   };
   for (int i = 0; i < 2; i++) {
-    fir_model_t *m = passed(texts[i]);
+    fir_model_t *m = parse_passed(texts[i]);
     if (!m) continue;
-    const fir_node_t *mb = find(m, "MatMulBias");
+    const fir_node_t *mb = find_op(m, "MatMulBias");
     CHECK(count_op(m, "MatMulBias") == 1 && count_op(m, "Split") == 1, "shared bias %d: the products merge", i);
     CHECK((fir_graph_lookup(m->graph, "b") != NULL) == (i == 1), "shared bias %d: the bias %s", i,
           i ? "stays for its other reader" : "leaves the graph");
@@ -290,12 +278,12 @@ static void check_gemm(const char *target, const char *device) {
   static const float w[3][8] = {{1, 2, 3, 4, 5, 6, 7, 8}, {-1, 0, 1, 0, 2, 2, -2, 1}, {0.5f, 0, 0, 0.5f, 1, -1, 1, -1}};
   static const float bias[3][2] = {{1, -1}, {0.5f, 0.25f}, {0, 3}};
   if (strcmp(target, "cpu") == 0) {
-    fir_model_t *m = passed(k_gemm);
+    fir_model_t *m = parse_passed(k_gemm);
     if (m) {
       CHECK(count_op(m, "Gemm") == 1 && count_op(m, "Split") == 1 && count_op(m, "Reshape") <= 1,
             "Gemm views: one Gemm and one Split (%d Gemm, %d Split, %d Reshape)", count_op(m, "Gemm"),
             count_op(m, "Split"), count_op(m, "Reshape"));
-      const fir_node_t *gm = find(m, "Gemm");
+      const fir_node_t *gm = find_op(m, "Gemm");
       CHECK(gm && gm->inputs[1]->type->dims[0].value == 6 && gm->inputs[1]->type->dims[1].value == 4 &&
                 fir_attr_int(gm, "transB", 0) == 1,
             "Gemm views: the merged matrix is [6,4], transposed");
@@ -352,7 +340,7 @@ static void check_long_names(void) {
            "  %%y0: f32[3,2] = MatMul \"%s_a\" (%%a, %%%s0)\n  %%y1: f32[3,2] = MatMul \"%s_b\" (%%a, %%%s1)\n"
            "  %%y2: f32[3,2] = MatMul \"%s_c\" (%%c, %%%s2)\n  %%y3: f32[3,2] = MatMul \"%s_d\" (%%c, %%%s3)\n}\n",
            w, w, w, w, w, w, w, w, w, w, w, w);
-  fir_model_t *m = passed(text);
+  fir_model_t *m = parse_passed(text);
   if (!m) return;
   CHECK(count_op(m, "MatMul") == 2 && count_op(m, "Split") == 2, "long names: two merges (%d MatMul, %d Split)",
         count_op(m, "MatMul"), count_op(m, "Split"));
