@@ -266,8 +266,9 @@ cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_qu
 bool ocl_gemm_plan_portable(const ocl_gemm_plan_t *p);
 void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p);
 void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d);
-/* ocl_gemm_src.c: the kernels' OpenCL C sources (the common prelude, the
- * general, vector and tensor-core kernels, the split-K sum). */
+/* ocl_gemm_src.c and ocl_gemm_src_tc.c: the kernels' OpenCL C sources (the
+ * common prelude, the general and vector kernels, the split-K sum; the
+ * tensor-core and warpgroup kernels and what they share). */
 extern const char ocl_gemm_pre[], ocl_gemm_general[], ocl_gemm_vec[], ocl_gemm_async[], ocl_gemm_tc[], ocl_gemm_wg[],
     ocl_gemm_sum[];
 
