@@ -56,6 +56,14 @@ add_test(NAME three_chips
 set_tests_properties(three_chips PROPERTIES LABELS "unit" TIMEOUT 900 SKIP_RETURN_CODE 77
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 
+# Attention fusion and the opencl "attention" call against ONNX Runtime: cpu,
+# and opencl with and without the call where present (tests/cli/test_attention.py).
+add_test(NAME attention_fusion
+  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_attention.py $<TARGET_FILE:flagos_cli>
+          ${CMAKE_CURRENT_BINARY_DIR}/attention-fusion)
+set_tests_properties(attention_fusion PROPERTIES LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+
 # Real architectures exported from PyTorch at test time, compared with ONNX Runtime (tests/models/README.md).
 include(${CMAKE_CURRENT_LIST_DIR}/models/models.cmake)
 

@@ -177,6 +177,7 @@ static void ocl_shutdown(void *state) {
     ocl_blas_split_release(s, d);
     ocl_gemm_release(s, d);
     ocl_conv_release(s, d);
+    ocl_attention_release(s, d);
     if (d->queue) s->cl.clReleaseCommandQueue(d->queue);
     if (d->old_queue) s->cl.clReleaseCommandQueue(d->old_queue);
     if (d->ctx) s->cl.clReleaseContext(d->ctx);

@@ -428,8 +428,8 @@ flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_
   ocl_state_t *s = state;
   if (!call || !call->name)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: library call without a name");
-  bool is_conv = strcmp(call->name, "conv") == 0;
-  if (strcmp(call->name, "gemm") != 0 && !is_conv)
+  bool is_conv = strcmp(call->name, "conv") == 0, is_attention = strcmp(call->name, "attention") == 0;
+  if (strcmp(call->name, "gemm") != 0 && !is_conv && !is_attention)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no library call '%s'", call->name);
   /* Inside a capture the call runs once here as well (ocl_graph.c says why) and is recorded. */
   const ocl_buf_t *y = call->n_bufs > 0 ? call->bufs[call->n_bufs - 1] : NULL;
@@ -442,7 +442,9 @@ flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_
   ocl_gemm_args_t ours;
   ocl_conv_args_t conv;
   ours.M = -1;
-  flagos_status_t err = is_conv ? ocl_conv_call(s, st, call, &conv) : gemm(s, st, call, &ours);
+  flagos_status_t err = is_attention ? ocl_attention_call(s, st, call)
+                        : is_conv    ? ocl_conv_call(s, st, call, &conv)
+                                     : gemm(s, st, call, &ours);
   if (!err && cap) err = ocl_record_call(s, cap, call, ours.M >= 0 ? &ours : NULL, is_conv ? &conv : NULL);
   return err;
 }

@@ -58,6 +58,7 @@ typedef struct ocl_gemm_dev ocl_gemm_dev_t; /* ocl_gemm.c's per-device kernels a
 typedef struct ocl_gemm_args ocl_gemm_args_t; /* a product's checked arguments (below) */
 typedef struct ocl_conv_args ocl_conv_args_t; /* a convolution's (below) */
 typedef struct ocl_conv_dev ocl_conv_dev_t;   /* ocl_conv.c's per-device im2col kernels and workspace */
+typedef struct ocl_attn_dev ocl_attn_dev_t;   /* ocl_attention.c's per-device kernels */
 
 typedef struct ocl_device {
   cl_platform_id platform;
@@ -81,6 +82,7 @@ typedef struct ocl_device {
   size_t split_ws_size;
   ocl_gemm_dev_t *gemm; /* our gemm kernels (ocl_gemm.c), made at the first product */
   ocl_conv_dev_t *conv; /* our convolutions' im2col (ocl_conv.c), made at the first one */
+  ocl_attn_dev_t *attn; /* our attention kernels (ocl_attention.c), made at the first call */
   /* Created on first use (under the state's lock). */
   bool ready;
   cl_context ctx;
@@ -287,5 +289,9 @@ flagos_status_t ocl_conv_call(ocl_state_t *s, flagos_bstream_t st, const flagos_
 flagos_status_t ocl_conv_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, const ocl_conv_args_t *a,
                              ocl_trace_fn *trace, bool *taken, ocl_gemm_plan_t *plan);
 void ocl_conv_release(ocl_state_t *s, ocl_device_t *d);
+
+/* ocl_attention.c: the "attention" library call through our kernel (FLAGOS_ERR_UNSUPPORTED where it declines). */
+flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *call);
+void ocl_attention_release(ocl_state_t *s, ocl_device_t *d);
 
 #endif

@@ -14,6 +14,11 @@
  * output) where other nodes read it too; the inline fusion pass
  * (src/passes/fuse_inline.c) builds it. */
 #define OPS_INLINE_OP "InlinedProducer"
+/* FusedAttention (src/ops/attention_fused.c): attention's scores product,
+ * softmax and context product as one node, whose first kernel carries the
+ * "attention" library call; the attention fusion pass
+ * (src/passes/fuse_attention.c) builds it. */
+#define OPS_ATTENTION_OP "FusedAttention"
 
 /* The `body` graph attribute of a fused node, or NULL. */
 const fir_graph_t *ops_fused_body(const fir_node_t *n);
@@ -35,5 +40,11 @@ bool ops_fused_can_fuse(fl_arena_t *a, const fir_node_t *n);
  * output. a holds the trial's allocations. */
 bool ops_inline_can(fl_arena_t *a, const fir_node_t *pn, const fir_node_t *cn, const fir_value_t *const *ins,
                     int n_ins, bool keep);
+
+/* NULL when n, a FusedAttention node not yet in a graph (its values typed and
+ * static), lowers and its first kernel carries the attention call (its body
+ * is attention as the call computes it), else why not. a holds the trial's
+ * allocations and the answer. */
+const char *ops_attention_why_not(fl_arena_t *a, const fir_node_t *n);
 
 #endif

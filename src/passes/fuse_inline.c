@@ -99,8 +99,7 @@ static int pair_inputs(const fir_node_t *p, const fir_node_t *c, fir_value_t **i
   return n;
 }
 
-/* Moves node n into graph body (inputs mapped by bmap, value id -> body value). */
-static fir_node_t *move_node(fir_model_t *m, fir_graph_t *body, const fir_node_t *n, fir_value_t **bmap,
+fir_node_t *pass_move_node(fir_model_t *m, fir_graph_t *body, const fir_node_t *n, fir_value_t **bmap,
                              fl_arena_t *a) {
   fir_value_t **in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
   fir_value_t **out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
@@ -133,8 +132,8 @@ static void build_pair(fir_model_t *m, const fir_node_t *p, const fir_node_t *c,
                                    fir_type_clone(m, v->type));
     fir_graph_add_input(body, bmap[v->id]);
   }
-  const fir_node_t *bp = move_node(m, body, p, bmap, a);
-  const fir_node_t *bc = move_node(m, body, c, bmap, a);
+  const fir_node_t *bp = pass_move_node(m, body, p, bmap, a);
+  const fir_node_t *bc = pass_move_node(m, body, c, bmap, a);
   for (int k = 0; k < bc->n_outputs; k++) fir_graph_add_output(body, bc->outputs[k]);
   fir_value_t **outs = fl_arena_alloc(a, sizeof(*outs) * (size_t)(c->n_outputs + 1));
   memcpy(outs, c->outputs, sizeof(*outs) * (size_t)c->n_outputs);

@@ -51,6 +51,19 @@ bool pass_fusable_value(const fir_value_t *v);
  * the producer's element. Run after elementwise fusion; FLAGOS_FUSE=0 turns
  * it off, FLAGOS_FUSE_TRACE=1 prints each pair. */
 flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused);
+/* Attention fusion (fuse_attention.c): a scores product read only by a
+ * softmax over its last axis (its mask added inside, perhaps PyTorch's NaN
+ * guard after it) read only by a product becomes one FusedAttention node
+ * (domain ai.flagos, src/ops/attention_fused.c) whose first kernel carries
+ * the "attention" library call, where a trial lowering finds the body
+ * computing what the call computes. Run after inline fusion; FLAGOS_FUSE=0 or
+ * FLAGOS_FUSE_ATTENTION=0 turns it off, FLAGOS_FUSE_TRACE=1 prints each node. */
+flagos_status_t pass_fuse_attention(fir_model_t *m, int *n_fused);
+/* Moves a copy of node n into graph body: its inputs mapped by bmap (value id
+ * -> body value), its outputs new body values recorded there; a subgraph of n
+ * now nests in body. */
+fir_node_t *pass_move_node(fir_model_t *m, fir_graph_t *body, const fir_node_t *n, fir_value_t **bmap,
+                           fl_arena_t *a);
 /* MatMul + bias fusion (fuse_bias.c): a MatMul read only by an Add of a
  * constant vector over its last dim becomes one MatMulBias node (domain
  * ai.flagos, src/ops/linalg.c) whose bias is the gemm call's epilogue where the

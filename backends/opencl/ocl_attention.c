@@ -1,0 +1,231 @@
+/* The opencl plugin's "attention" library call (docs/kernel-ir.md): attention's
+ * scores, softmax and context as one kernel of ours, where the node's own
+ * kernels take three launches (src/ops/attention_fused.c). On NVIDIA's OpenCL a
+ * launch costs the GPU about 4 us beyond its work (bench/gpu/results-h100-
+ * 2026-11-23-s19.md), so two launches fewer a layer is what this is for.
+ *
+ * A work-group takes AT_ROWS query rows of one batch: it keeps the rows
+ * (scaled) and their scores in local memory, computes the scores against every
+ * key, the softmax of each row (max, sum of exponentials, division, in f32),
+ * then the rows of the context. f16 buffers are read and written with
+ * vload_half / vstore_half_rte (no cl_khr_fp16 needed); everything in between
+ * is f32, where the node's kernels round the scores and the probabilities to
+ * f16 on the way through memory.
+ *
+ * FLAGOS_OPENCL_ATTENTION=0 declines every call (the node's kernels run). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ocl_internal.h"
+
+#define AT_WG 128       /* work-items of a group */
+#define AT_MAX_ROWS 8   /* query rows of a group at most */
+#define AT_LOCAL 24576  /* bytes of local memory the rows and scores may take */
+
+/* the call's ints (docs/kernel-ir.md) */
+enum { A_BATCH, A_SQ, A_SK, A_D, A_DV, A_SQS, A_LDQ, A_TK, A_SKS, A_LDK, A_TV, A_SVS, A_LDV, A_SYS, A_LDY, A_H, A_MB,
+       A_MH, A_MI, A_MJ, A_GUARD, A_NINTS };
+
+static const char k_attention_src[] =
+    "#define NAN_OR(x, y) (isnan(x) ? (x) : (y))\n"
+    "__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))\n"
+    "void NAME(__global const T *q, __global const T *k, __global const T *v, __global T *y, __global const T *m,\n"
+    "          long batch, long sq, long sk, long d, long dv, long sqs, long ldq, long tk, long sks, long ldk,\n"
+    "          long tv, long svs, long ldv, long sys, long ldy, long h, long mb, long mh, long mi, long mj,\n"
+    "          long guard, float alpha, float alpha2, int rows_per_group, int has_mask,\n"
+    "          __local float *qs, __local float *p) {\n"
+    "  __local float red[WG];\n"
+    "  __local float stat[2 * MAX_ROWS];\n"
+    "  const long b = get_group_id(1), r0 = (long)get_group_id(0) * rows_per_group;\n"
+    "  const int tid = get_local_id(0);\n"
+    "  const int rows = (int)min((long)rows_per_group, sq - r0);\n"
+    "  q += b * sqs + r0 * ldq;\n"
+    "  k += b * sks;\n"
+    "  v += b * svs;\n"
+    "  y += b * sys + r0 * ldy;\n"
+    "  const long mo = has_mask ? (b / h) * mb + (b % h) * mh + r0 * mi : 0;\n"
+    "  for (long e = tid; e < rows * d; e += WG) qs[e] = LD(q, (e / d) * ldq + e % d);\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    /* scores: a work-item per (row, key), keys fastest */
+    "  for (long e = tid; e < rows * sk; e += WG) {\n"
+    "    const long i = e / sk, j = e % sk;\n"
+    "    const __local float *qi = qs + i * d;\n"
+    "    float acc = 0.0f;\n"
+    "    if (tk) { for (long c = 0; c < d; c++) acc += qi[c] * LD(k, j * ldk + c); }\n"
+    "    else { for (long c = 0; c < d; c++) acc += qi[c] * LD(k, c * ldk + j); }\n"
+    "    float s = alpha * acc;\n"
+    "    if (has_mask) s += LD(m, mo + i * mi + j * mj);\n"
+    "    p[e] = s;\n"
+    "  }\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    /* softmax: LANES work-items a row; a NaN anywhere in a row makes it NaN, as the node's kernels do */
+    "  const int lanes = WG / rows_per_group, i = tid / lanes, l = tid % lanes;\n"
+    "  __local float *pi = p + (long)i * sk;\n"
+    "  float mx = -INFINITY;\n"
+    "  if (i < rows) for (long j = l; j < sk; j += lanes) mx = NAN_OR(pi[j], NAN_OR(mx, fmax(mx, pi[j])));\n"
+    "  red[tid] = mx;\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  if (l == 0 && i < rows) {\n"
+    "    for (int t = 1; t < lanes; t++) mx = NAN_OR(red[tid + t], NAN_OR(mx, fmax(mx, red[tid + t])));\n"
+    "    stat[i] = mx;\n"
+    "  }\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  float sum = 0.0f;\n"
+    "  if (i < rows) {\n"
+    "    mx = stat[i];\n"
+    "    for (long j = l; j < sk; j += lanes) { float x = exp(pi[j] - mx); pi[j] = x; sum += x; }\n"
+    "  }\n"
+    "  red[tid] = sum;\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  if (l == 0 && i < rows) {\n"
+    "    for (int t = 1; t < lanes; t++) sum += red[tid + t];\n"
+    "    stat[MAX_ROWS + i] = sum;\n"
+    "  }\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "  if (i < rows) {\n"
+    "    sum = stat[MAX_ROWS + i];\n"
+    "    for (long j = l; j < sk; j += lanes) { float x = pi[j] / sum; pi[j] = guard && isnan(x) ? 0.0f : x; }\n"
+    "  }\n"
+    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
+    /* the context: a work-item per (row, column), columns fastest */
+    "  for (long e = tid; e < rows * dv; e += WG) {\n"
+    "    const long i2 = e / dv, c = e % dv;\n"
+    "    const __local float *pr = p + i2 * sk;\n"
+    "    float acc = 0.0f;\n"
+    "    if (tv) { for (long j = 0; j < sk; j++) acc += pr[j] * LD(v, c * ldv + j); }\n"
+    "    else { for (long j = 0; j < sk; j++) acc += pr[j] * LD(v, j * ldv + c); }\n"
+    "    ST(y, i2 * ldy + c, alpha2 * acc);\n"
+    "  }\n"
+    "}\n";
+
+static const char k_f32_defs[] =
+    "#define T float\n#define NAME flagos_attention_f32\n#define LD(p, i) ((p)[i])\n#define ST(p, i, x) ((p)[i] = (x))\n";
+static const char k_f16_defs[] =
+    "#define T half\n#define NAME flagos_attention_f16\n#define LD(p, i) vload_half((i), (p))\n"
+    "#define ST(p, i, x) vstore_half_rte((x), (i), (p))\n";
+static const char k_undefs[] = "#undef T\n#undef NAME\n#undef LD\n#undef ST\n#undef NAN_OR\n";
+
+/* Per device: the program and its two kernels, made at the first call (under the lock). */
+struct ocl_attn_dev {
+  cl_program prog;
+  cl_kernel k[2]; /* f32, f16 */
+  bool failed;    /* the program does not build here: calls are declined */
+};
+
+static pthread_mutex_t g_attn_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static flagos_status_t attn_kernels(ocl_state_t *s, ocl_device_t *d) {
+  if (d->attn && (d->attn->prog || d->attn->failed)) return NULL;
+  if (!d->attn && !(d->attn = calloc(1, sizeof(*d->attn))))
+    return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
+  char head[96];
+  int nh = snprintf(head, sizeof head, "#define WG %d\n#define MAX_ROWS %d\n", AT_WG, AT_MAX_ROWS);
+  size_t nb = strlen(k_attention_src), n32 = strlen(k_f32_defs), n16 = strlen(k_f16_defs), nu = strlen(k_undefs);
+  size_t len = (size_t)nh + n32 + nb + nu + n16 + nb;
+  char *src = malloc(len + 1);
+  if (!src) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
+  char *w = src;
+  memcpy(w, head, (size_t)nh);
+  w += nh;
+  const char *parts[5] = {k_f32_defs, k_attention_src, k_undefs, k_f16_defs, k_attention_src};
+  size_t lens[5] = {n32, nb, nu, n16, nb};
+  for (int i = 0; i < 5; i++) {
+    memcpy(w, parts[i], lens[i]);
+    w += lens[i];
+  }
+  *w = 0;
+  bool refused = false;
+  flagos_status_t err = ocl_program_build_opt(s, d, src, len, &d->attn->prog, &refused);
+  free(src);
+  if (err) return err;
+  if (refused) {
+    d->attn->failed = true;
+    return NULL;
+  }
+  static const char *const names[2] = {"flagos_attention_f32", "flagos_attention_f16"};
+  for (int i = 0; i < 2; i++) {
+    cl_int e;
+    d->attn->k[i] = s->cl.clCreateKernel(d->attn->prog, names[i], &e);
+    if (!d->attn->k[i]) return ocl_fail(s, e, "creating the attention kernel");
+  }
+  return NULL;
+}
+
+void ocl_attention_release(ocl_state_t *s, ocl_device_t *d) {
+  if (!d->attn) return;
+  for (int i = 0; i < 2; i++)
+    if (d->attn->k[i]) s->cl.clReleaseKernel(d->attn->k[i]);
+  if (d->attn->prog) s->cl.clReleaseProgram(d->attn->prog);
+  free(d->attn);
+  d->attn = NULL;
+}
+
+static bool env_off(void) {
+  const char *e = getenv("FLAGOS_OPENCL_ATTENTION");
+  return e && strcmp(e, "0") == 0;
+}
+
+flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *call) {
+  if (env_off()) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention calls off (FLAGOS_OPENCL_ATTENTION=0)");
+  if ((call->n_bufs != 4 && call->n_bufs != 5) || call->n_ints != A_NINTS || call->n_floats != 2)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention takes 4 or 5 buffers, %d ints, 2 floats",
+                   A_NINTS);
+  int32_t dt = call->buf_dtypes[0];
+  for (int i = 0; i < call->n_bufs; i++)
+    if (!call->bufs[i] || call->buf_dtypes[i] != dt)
+      return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention's buffers must share one dtype");
+  if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT16)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no attention for this dtype");
+  const int64_t *x = call->ints;
+  for (int i = 0; i < A_NINTS; i++)
+    if (x[i] < 0) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention int %d is negative", i);
+  if (x[A_BATCH] == 0 || x[A_SQ] == 0 || x[A_DV] == 0) return NULL; /* an empty output */
+  if (x[A_SK] == 0 || x[A_H] == 0 || x[A_BATCH] > 65535)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention without keys or past 65535 batches");
+  /* the rows of a group and their scores in local memory */
+  int64_t per_row = (x[A_SK] + x[A_D]) * 4;
+  int rows = AT_MAX_ROWS;
+  while (rows > 1 && rows * per_row > AT_LOCAL) rows /= 2;
+  if (rows * per_row > AT_LOCAL)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention's rows do not fit local memory");
+  const ocl_buf_t *const *b = (const ocl_buf_t *const *)call->bufs;
+  ocl_device_t *d;
+  flagos_status_t err = ocl_device_ready(s, b[0]->dev, &d);
+  if (err) return err;
+  for (int i = 1; i < call->n_bufs; i++)
+    if (b[i]->dev != b[0]->dev)
+      return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention's buffers are on different devices");
+  cl_command_queue q = ocl_queue(s, st, b[0]->dev);
+  pthread_mutex_lock(&g_attn_lock);
+  err = attn_kernels(s, d);
+  if (err || d->attn->failed) {
+    pthread_mutex_unlock(&g_attn_lock);
+    return err ? err : OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: the attention kernel does not build here");
+  }
+  cl_kernel k = d->attn->k[dt == FLAGOS_FLOAT16];
+  cl_mem mem[5] = {b[0]->mem, b[1]->mem, b[2]->mem, b[3]->mem, call->n_bufs == 5 ? b[4]->mem : b[0]->mem};
+  float alpha = (float)call->floats[0], alpha2 = (float)call->floats[1];
+  cl_int has_mask = call->n_bufs == 5, rpg = rows, e = CL_SUCCESS;
+  cl_uint arg = 0;
+  for (int i = 0; i < 5 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_mem), &mem[i]);
+  for (int i = 0; i < A_NINTS && e == CL_SUCCESS; i++) {
+    cl_long v = (cl_long)x[i];
+    e = s->cl.clSetKernelArg(k, arg++, sizeof v, &v);
+  }
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof alpha, &alpha);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof alpha2, &alpha2);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof rpg, &rpg);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof has_mask, &has_mask);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * x[A_D]), NULL);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * x[A_SK]), NULL);
+  size_t local[2] = {AT_WG, 1}, global[2] = {(size_t)((x[A_SQ] + rows - 1) / rows) * AT_WG, (size_t)x[A_BATCH]};
+  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, k, 2, NULL, global, local, 0, NULL, NULL);
+  pthread_mutex_unlock(&g_attn_lock);
+  if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the attention kernel");
+  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld, %d rows a group on '%s'\n",
+                 dt == FLAGOS_FLOAT16 ? "f16" : "f32", (long long)x[A_BATCH], (long long)x[A_SQ], (long long)x[A_SK],
+                 (long long)x[A_D], (long long)x[A_DV], rows, d->name);
+  return NULL;
+}

@@ -1,0 +1,456 @@
+/* FusedAttention (domain ai.flagos): attention's three nodes as one — the
+ * scores product, the softmax with its mask added inside (perhaps with
+ * PyTorch's NaN guard as its epilogue) and the context product, as the earlier
+ * passes leave them (src/passes/fuse_attention.c builds the node; docs/fusion.md
+ * describes it).
+ *
+ * The `body` graph holds the three nodes in order. The lowering is:
+ * - first, where the body's kernels are the expected ones, a kernel of no
+ *   points carrying the "attention" library call (docs/kernel-ir.md) for the
+ *   whole node (ends_node): a backend that takes it runs attention as one
+ *   kernel; one that declines it launches nothing for it;
+ * - then the body's nodes lowered one after the other, each by its own
+ *   lowering, the scores and the probabilities in temporaries: what the three
+ *   nodes ran before, launch for launch.
+ * The call's arguments are read off the body's lowered kernels (the two gemm
+ * calls' operands, strides and scales) and the softmax node's inputs (the
+ * mask's broadcast), so the call computes what the kernels compute. Static
+ * shapes only. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/fused.h"
+
+#define AR (c->arena)
+
+/* The body's nodes' contexts: sub[i] for body node i; where[v] says where the
+ * body value v (by id) lives in the node: an input (kind INPUT), the output
+ * (OUTPUT) or a temporary (TEMP). */
+typedef struct seq {
+  int n;
+  ops_ctx_t **sub;
+  const ops_def_t **def;
+  ops_bind_t *where;
+} seq_t;
+
+static const fir_graph_t *body_of(const ops_ctx_t *c) {
+  const fir_graph_t *b = ops_fused_body(c->node);
+  return b && b->n_nodes == 3 && b->n_inputs == c->n_in && b->n_outputs == 1 && c->n_out == 1 ? b : NULL;
+}
+
+static int input_index(const fir_graph_t *b, const fir_value_t *v) {
+  for (int k = 0; k < b->n_inputs; k++)
+    if (b->inputs[k] == v) return k;
+  return -1;
+}
+
+/* The context of the body node that produces v and its output index. */
+static const ops_tensor_info_t *produced(const seq_t *s, const fir_graph_t *b, const fir_value_t *v, int upto) {
+  for (int i = 0; i < upto; i++)
+    for (int o = 0; o < b->nodes[i]->n_outputs; o++)
+      if (b->nodes[i]->outputs[o] == v) return &s->sub[i]->out[o];
+  return NULL;
+}
+
+static flagos_status_t seq_infer(ops_ctx_t *c, const fir_graph_t *b, seq_t *s) {
+  s->n = b->n_nodes;
+  s->sub = fl_arena_alloc(AR, sizeof(*s->sub) * (size_t)s->n);
+  s->def = fl_arena_alloc(AR, sizeof(*s->def) * (size_t)s->n);
+  for (int i = 0; i < s->n; i++) {
+    const fir_node_t *bn = b->nodes[i];
+    const ops_def_t *d = ops_find(bn->op_type, bn->domain);
+    if (!d || !d->lower || d->host || d->value_inputs)
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "%s '%s' cannot be part of a fused attention", bn->op_type, bn->name);
+    ops_tensor_info_t *in = fl_arena_alloc(AR, sizeof(*in) * (size_t)(bn->n_inputs + 1));
+    ops_tensor_info_t *out = fl_arena_alloc(AR, sizeof(*out) * (size_t)(bn->n_outputs + 1));
+    for (int j = 0; j < bn->n_inputs; j++) {
+      const fir_value_t *v = bn->inputs[j];
+      int k = v ? input_index(b, v) : -1;
+      const ops_tensor_info_t *t = v && k < 0 ? produced(s, b, v, i) : NULL;
+      if (!v) ops_info_from_value(&in[j], NULL);
+      else if (k >= 0) in[j] = c->in[k];
+      else if (t) in[j] = *t;
+      else
+        return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "'%s' reads '%s', which neither the node nor the body gives",
+                       bn->name, v->name);
+    }
+    ops_ctx_t *sc = fl_arena_alloc(AR, sizeof(*sc));
+    ops_ctx_init(sc, AR, bn, in, out, c->runtime);
+    flagos_status_t st = ops_ctx_infer(sc, d);
+    if (st) return flagos_status_wrap(st, "in the body of %s node '%s'", c->node->op_type, c->node->name);
+    if (!sc->is_static)
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "%s '%s' does not have static shapes", bn->op_type, bn->name);
+    s->sub[i] = sc;
+    s->def[i] = d;
+  }
+  return NULL;
+}
+
+static flagos_status_t infer_attention(ops_ctx_t *c) {
+  const fir_graph_t *b = body_of(c);
+  if (!b)
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "needs a graph attribute '%s' of three nodes with the node's inputs and its one output",
+                   OPS_FUSED_BODY);
+  seq_t s;
+  FL_TRY(seq_infer(c, b, &s));
+  const ops_tensor_info_t *t = produced(&s, b, b->outputs[0], s.n);
+  if (!t || !t->present || t->kind != FIR_TYPE_TENSOR)
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's output is not a tensor its nodes produce");
+  ops_set_out(c, 0, t->dtype, t->rank, t->dims);
+  return NULL;
+}
+
+/* Where the body's values live in the node: the inputs, the output, and a
+ * temporary for each value one body node hands the next. */
+static flagos_status_t place_values(ops_ctx_t *c, const fir_graph_t *b, seq_t *s) {
+  s->where = fl_arena_alloc(AR, sizeof(*s->where) * (size_t)(b->n_values + 1));
+  for (int i = 0; i < b->n_values; i++) s->where[i].index = -1;
+  for (int k = 0; k < b->n_inputs; k++) s->where[b->inputs[k]->id] = (ops_bind_t){OPS_BIND_INPUT, k};
+  for (int i = 0; i < s->n; i++)
+    for (int o = 0; o < b->nodes[i]->n_outputs; o++) {
+      const fir_value_t *v = b->nodes[i]->outputs[o];
+      if (!v) continue;
+      if (v == b->outputs[0]) {
+        s->where[v->id] = (ops_bind_t){OPS_BIND_OUTPUT, 0};
+        continue;
+      }
+      const ops_tensor_info_t *t = &s->sub[i]->out[o];
+      kir_expr_t *dims[OPS_MAX_RANK];
+      for (int d = 0; d < t->rank; d++) dims[d] = kir_i64(AR, t->dims[d]);
+      s->where[v->id] = (ops_bind_t){OPS_BIND_TEMP, ops_temp(c, t->dtype, t->rank, dims)};
+    }
+  return NULL;
+}
+
+/* Body node i lowered, its kernels appended to c's steps with their buffers
+ * bound to where the body's values live. */
+static flagos_status_t lower_one(ops_ctx_t *c, const fir_graph_t *b, seq_t *s, int i) {
+  ops_ctx_t *sc = s->sub[i];
+  const fir_node_t *bn = b->nodes[i];
+  sc->kernel_prefix = fl_arena_printf(AR, "%s_%d", c->kernel_prefix ? c->kernel_prefix : "k", i);
+  FL_TRY(s->def[i]->lower(sc));
+  int *tmap = fl_arena_alloc(AR, sizeof(int) * (size_t)(sc->n_temps + 1));
+  for (int t = 0; t < sc->n_temps; t++) {
+    int64_t ne;
+    if (!kir_eval_int(sc->temps[t].numel, NULL, 0, &ne))
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "a temporary of '%s' has no static size", bn->name);
+    tmap[t] = ops_temp(c, sc->temps[t].dtype, sc->temps[t].rank, sc->temps[t].dims);
+  }
+  for (int k = 0; k < sc->n_steps; k++) {
+    const ops_step_t *st = &sc->steps[k];
+    kir_kernel_t *kk = st->kernel;
+    ops_bind_t *binds = fl_arena_alloc(AR, sizeof(*binds) * (size_t)(kk->n_bufs + 1));
+    for (int j = 0; j < kk->n_bufs; j++) {
+      ops_bind_t bd = st->binds[j];
+      const fir_value_t *v = bd.kind == OPS_BIND_INPUT ? bn->inputs[bd.index] : bd.kind == OPS_BIND_OUTPUT ? bn->outputs[bd.index] : NULL;
+      binds[j] = bd.kind == OPS_BIND_TEMP ? (ops_bind_t){OPS_BIND_TEMP, tmap[bd.index]} : v ? s->where[v->id] : (ops_bind_t){OPS_BIND_TEMP, -1};
+      if (binds[j].index < 0)
+        return ops_err(c, FLAGOS_ERR_INTERNAL, "buffer %d of kernel %s has no place in the fused node", j, kk->name);
+    }
+    /* The node's own step, holding the body's kernel under a name unique in the node. */
+    kir_kernel_t *slot = ops_kernel(c, kk->name);
+    kk->name = slot->name;
+    kk->n_syms = c->n_syms;
+    c->steps[c->n_steps - 1].kernel = kk;
+    c->steps[c->n_steps - 1].binds = binds;
+  }
+  return NULL;
+}
+
+/* ---- the library call ---- */
+
+static bool const_int(const kir_expr_t *e, int64_t *v) { return kir_eval_int(e, NULL, 0, v); }
+
+/* A gemm call of one kernel, its ints read: 12 of them (absent ones 0). */
+typedef struct gemm_view {
+  const ops_step_t *st;
+  int64_t i[12];
+  double alpha, beta;
+} gemm_view_t;
+
+static bool gemm_of(const ops_step_t *st, gemm_view_t *g) {
+  const kir_libcall_t *lc = st->kernel->libcall;
+  if (!lc || strcmp(lc->name, "gemm") != 0 || lc->n_bufs != 3 || lc->n_ints < 9 || lc->n_ints > 12 ||
+      lc->n_floats != 2)
+    return false;
+  memset(g, 0, sizeof(*g));
+  g->st = st;
+  for (int i = 0; i < lc->n_ints; i++)
+    if (!const_int(lc->ints[i], &g->i[i])) return false;
+  g->alpha = lc->floats[0];
+  g->beta = lc->floats[1];
+  return g->beta == 0.0;
+}
+
+static ops_bind_t call_bind(const gemm_view_t *g, int operand) {
+  return g->st->binds[g->st->kernel->libcall->bufs[operand]];
+}
+
+enum { G_BATCH, G_M, G_N, G_K, G_TA, G_TB, G_SA, G_SB, G_SY, G_LDB, G_LDA, G_LDY };
+
+/* The softmax node of the body: Softmax over the last axis, alone or with the
+ * mask added inside (an InlinedProducer of Add -> Softmax), perhaps followed by
+ * PyTorch's guard Where(IsNaN(p), 0, p) (an InlinedProducer of that with a
+ * FusedElementwise). Sets *mask to the node input holding the mask (-1: none)
+ * and *nan_guard. */
+static bool is_node(const fir_node_t *n, const char *domain, const char *op) {
+  return strcmp(n->domain, domain) == 0 && strcmp(n->op_type, op) == 0;
+}
+
+static bool last_axis_softmax(const fir_node_t *n) {
+  if (!is_node(n, "", "Softmax") || !n->inputs[0] || !n->inputs[0]->type) return false;
+  int r = n->inputs[0]->type->rank;
+  int64_t axis = fir_attr_int(n, "axis", n->opset >= 13 ? -1 : 1);
+  return r >= 2 && (axis == -1 || axis == r - 1);
+}
+
+static bool scalar_zero(const fir_value_t *v) {
+  const fir_tensor_t *t = v ? v->init : NULL;
+  if (!t || t->numel != 1) return false;
+  if (t->dtype == FLAGOS_FLOAT32) return *(const float *)t->data == 0.0f;
+  if (t->dtype == FLAGOS_FLOAT16) return (*(const uint16_t *)t->data & 0x7fff) == 0;
+  return false;
+}
+
+/* What a body value is in the node n whose body b holds it: the node's input
+ * for a body input, else itself. */
+static const fir_value_t *outer(const fir_graph_t *b, const fir_node_t *n, const fir_value_t *v) {
+  for (int k = 0; k < b->n_inputs && k < n->n_inputs; k++)
+    if (b->inputs[k] == v) return n->inputs[k];
+  return v;
+}
+
+/* A FusedElementwise q (a node of body b of node n) computing
+ * Where(IsNaN(x), 0, x) of its input x. */
+static bool nan_guard(const fir_graph_t *b, const fir_node_t *n, const fir_node_t *q, const fir_value_t *x) {
+  const fir_graph_t *qb = is_node(q, OPS_FUSED_DOMAIN, OPS_FUSED_OP) ? ops_fused_body(q) : NULL;
+  if (!qb || qb->n_nodes != 2 || qb->n_outputs != 1 || qb->n_inputs != q->n_inputs) return false;
+  const fir_node_t *isnan = qb->nodes[0], *where = qb->nodes[1];
+  int kx = -1;
+  for (int k = 0; k < q->n_inputs; k++)
+    if (q->inputs[k] == x) kx = k;
+  if (kx < 0 || !is_node(isnan, "", "IsNaN") || !is_node(where, "", "Where") || where->n_inputs != 3 ||
+      isnan->inputs[0] != qb->inputs[kx] || where->inputs[0] != isnan->outputs[0] ||
+      where->inputs[2] != qb->inputs[kx] || where->outputs[0] != qb->outputs[0])
+    return false;
+  /* the zero: a constant, inside or among the node's inputs */
+  return scalar_zero(outer(b, n, outer(qb, q, where->inputs[1])));
+}
+
+static bool softmax_form(const fir_node_t *n, const fir_value_t *scores, const fir_value_t **mask, bool *guard) {
+  *mask = NULL;
+  *guard = false;
+  if (n->inputs[0] == scores && last_axis_softmax(n)) return true;
+  const fir_graph_t *b = is_node(n, OPS_FUSED_DOMAIN, OPS_INLINE_OP) ? ops_fused_body(n) : NULL;
+  if (!b || b->n_nodes != 2 || b->n_inputs != n->n_inputs || b->n_outputs != 1) return false;
+  const fir_node_t *p = b->nodes[0], *q = b->nodes[1];
+  if (b->outputs[0] != q->outputs[0] || p->n_outputs != 1) return false;
+  if (is_node(p, "", "Add") && p->n_inputs == 2 && last_axis_softmax(q) && q->inputs[0] == p->outputs[0]) {
+    const fir_value_t *x = outer(b, n, p->inputs[0]), *y = outer(b, n, p->inputs[1]);
+    if ((x == scores) == (y == scores)) return false;
+    *mask = x == scores ? y : x;
+    return (*mask)->graph != b;
+  }
+  /* the NaN guard around one of the forms above: p seen with the node's values */
+  if (!nan_guard(b, n, q, p->outputs[0]) || p->n_inputs > 8) return false;
+  fir_node_t pn = *p;
+  fir_value_t *ins[8];
+  for (int j = 0; j < p->n_inputs; j++) ins[j] = (fir_value_t *)outer(b, n, p->inputs[j]);
+  pn.inputs = ins;
+  bool g;
+  if (!softmax_form(&pn, scores, mask, &g) || g) return false;
+  *guard = true;
+  return true;
+}
+
+/* The mask's element strides along the scores' axes (0 where broadcast). */
+static bool mask_strides(const ops_tensor_info_t *m, const ops_tensor_info_t *s, int64_t *st) {
+  if (m->rank > s->rank) return false;
+  int64_t run = 1;
+  for (int a = s->rank - 1; a >= 0; a--) {
+    int am = a - (s->rank - m->rank);
+    int64_t d = am >= 0 ? m->dims[am] : 1;
+    if (d != 1 && d != s->dims[a]) return false;
+    st[a] = d == 1 ? 0 : run;
+    run *= d;
+  }
+  return true;
+}
+
+enum { A_BATCH, A_SQ, A_SK, A_D, A_DV, A_SQS, A_LDQ, A_TK, A_SKS, A_LDK, A_TV, A_SVS, A_LDV, A_SYS, A_LDY, A_H, A_MB,
+       A_MH, A_MI, A_MJ, A_GUARD, A_NINTS };
+
+typedef struct call_args {
+  int q, k, v, m; /* the node's inputs (m -1: no mask) */
+  int64_t ints[A_NINTS];
+  double alpha[2];
+} call_args_t;
+
+static bool bind_is(ops_bind_t b, ops_bind_kind_t kind, int index) { return b.kind == kind && b.index == index; }
+
+/* The call's arguments read off the lowered body (first[i]: body node i's
+ * first step; first[3]: the steps' end): NULL, or why the body is not
+ * attention as the call computes it. */
+static const char *attention_call(const ops_ctx_t *c, const fir_graph_t *b, const seq_t *s, const int *first,
+                           call_args_t *a) {
+  gemm_view_t g1, g2;
+  if (first[1] - first[0] != 1 || first[3] - first[2] != 1 || !gemm_of(&c->steps[first[0]], &g1) ||
+      !gemm_of(&c->steps[first[2]], &g2))
+    return "the products are not one gemm call each";
+  const fir_value_t *sv = b->nodes[0]->outputs[0], *pv = b->nodes[1]->outputs[0], *mask;
+  /* the softmax node seen with the fused node's own inputs (its constants are initializers there) */
+  fir_node_t sn = *b->nodes[1];
+  fir_value_t *sins[8];
+  if (sn.n_inputs > 8) return "the middle node has more than 8 inputs";
+  for (int j = 0; j < sn.n_inputs; j++) sins[j] = (fir_value_t *)outer(b, c->node, sn.inputs[j]);
+  sn.inputs = sins;
+  bool guard;
+  if (!softmax_form(&sn, sv, &mask, &guard) || b->nodes[2]->outputs[0] != b->outputs[0]) return "the middle node is not a softmax over the last axis with an added mask";
+  ops_bind_t q = call_bind(&g1, 0), k = call_bind(&g1, 1), v = call_bind(&g2, 1);
+  if (q.kind != OPS_BIND_INPUT || k.kind != OPS_BIND_INPUT || v.kind != OPS_BIND_INPUT ||
+      !bind_is(call_bind(&g1, 2), OPS_BIND_TEMP, s->where[sv->id].index) ||
+      s->where[sv->id].kind != OPS_BIND_TEMP || s->where[pv->id].kind != OPS_BIND_TEMP ||
+      !bind_is(call_bind(&g2, 0), OPS_BIND_TEMP, s->where[pv->id].index) ||
+      !bind_is(call_bind(&g2, 2), OPS_BIND_OUTPUT, 0))
+    return "the calls do not read the query, key and value and hand on the scores and probabilities";
+  a->q = q.index;
+  a->k = k.index;
+  a->v = v.index;
+  a->m = -1;
+  for (int j = 0; mask && j < c->n_in; j++)
+    if (c->node->inputs[j] == mask) a->m = j;
+  if (mask && a->m < 0) return "the mask is not an input of the node";
+  /* one dtype, f32 or f16 */
+  flagos_dtype_t dt = c->out[0].dtype;
+  const ops_tensor_info_t *S = &s->sub[0]->out[0];
+  if ((dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT16) || c->in[a->q].dtype != dt || c->in[a->k].dtype != dt ||
+      c->in[a->v].dtype != dt || S->dtype != dt || s->sub[1]->out[0].dtype != dt ||
+      (a->m >= 0 && c->in[a->m].dtype != dt))
+    return "the tensors are not all f32 or all f16";
+  /* the scores [.., Sq, Sk]: g1's Y, packed; the probabilities g2's A, packed */
+  int64_t batch = g1.i[G_BATCH], sq = g1.i[G_M], sk = g1.i[G_N], d = g1.i[G_K], dv = g2.i[G_N];
+  int r = S->rank;
+  if (r < 2 || r > 4 || S->dims[r - 2] != sq || S->dims[r - 1] != sk || S->numel != batch * sq * sk) return "the scores are not [.., Sq, Sk] of the scores product";
+  if (g1.i[G_TA] || (g1.i[G_LDY] && g1.i[G_LDY] != sk) || (batch > 1 && g1.i[G_SY] != sq * sk)) return "the scores product does not read the query as rows or write packed scores";
+  if (g2.i[G_BATCH] != batch || g2.i[G_M] != sq || g2.i[G_K] != sk || g2.i[G_TA] ||
+      (g2.i[G_LDA] && g2.i[G_LDA] != sk) || (batch > 1 && g2.i[G_SA] != sq * sk))
+    return "the context product does not read packed probabilities";
+  int64_t *x = a->ints;
+  x[A_BATCH] = batch;
+  x[A_SQ] = sq;
+  x[A_SK] = sk;
+  x[A_D] = d;
+  x[A_DV] = dv;
+  x[A_SQS] = g1.i[G_SA];
+  x[A_LDQ] = g1.i[G_LDA] ? g1.i[G_LDA] : d;
+  x[A_TK] = g1.i[G_TB] != 0;
+  x[A_SKS] = g1.i[G_SB];
+  x[A_LDK] = g1.i[G_LDB] ? g1.i[G_LDB] : x[A_TK] ? d : sk;
+  x[A_TV] = g2.i[G_TB] != 0;
+  x[A_SVS] = g2.i[G_SB];
+  x[A_LDV] = g2.i[G_LDB] ? g2.i[G_LDB] : x[A_TV] ? sk : dv;
+  x[A_SYS] = g2.i[G_SY];
+  x[A_LDY] = g2.i[G_LDY] ? g2.i[G_LDY] : dv;
+  int64_t ms[4] = {0, 0, 0, 0};
+  if (a->m >= 0 && !mask_strides(&c->in[a->m], S, ms)) return "the mask does not broadcast to the scores";
+  /* the batch index splits as (b, h) over the scores' leading dims */
+  x[A_H] = r == 4 ? S->dims[1] : r == 3 ? S->dims[0] : 1;
+  x[A_MB] = r == 4 ? ms[0] : 0;
+  x[A_MH] = r == 4 ? ms[1] : r == 3 ? ms[0] : 0;
+  x[A_MI] = ms[r - 2];
+  x[A_MJ] = ms[r - 1];
+  x[A_GUARD] = guard;
+  a->alpha[0] = g1.alpha;
+  a->alpha[1] = g2.alpha;
+  return NULL;
+}
+
+/* The kernel of no points that carries the call, made the node's first step. */
+static void call_kernel(ops_ctx_t *c, const call_args_t *a) {
+  kir_kernel_t *kk = ops_kernel(c, "attention");
+  int bufs[5] = {ops_buf_in(c, kk, a->q), ops_buf_in(c, kk, a->k), ops_buf_in(c, kk, a->v), ops_buf_out(c, kk, 0), 0};
+  if (a->m >= 0) bufs[4] = ops_buf_in(c, kk, a->m);
+  kir_expr_t *ext = kir_i64(AR, 0), *var, *idx[OPS_MAX_RANK];
+  kir_set_space(kk, 1, &ext, &var);
+  for (int d = 0; d < c->out[0].rank; d++) idx[d] = d ? kir_i64(AR, 0) : var;
+  kir_store(kk, bufs[3], idx, kir_const(AR, c->out[0].dtype, 0.0), NULL);
+  kir_expr_t *ints[A_NINTS];
+  for (int i = 0; i < A_NINTS; i++) ints[i] = kir_i64(AR, a->ints[i]);
+  kir_set_libcall(kk, "attention", a->m >= 0 ? 5 : 4, bufs, A_NINTS, ints, 2, a->alpha);
+  kk->libcall->ends_node = true;
+  ops_step_t call = c->steps[c->n_steps - 1];
+  memmove(&c->steps[1], &c->steps[0], sizeof(call) * (size_t)(c->n_steps - 1));
+  c->steps[0] = call;
+}
+
+/* FLAGOS_ATTENTION_CALL=0 leaves the call out (the body's kernels alone), for measurements. */
+static bool call_on(void) {
+  const char *e = getenv("FLAGOS_ATTENTION_CALL");
+  return !(e && strcmp(e, "0") == 0);
+}
+
+static flagos_status_t lower_body(ops_ctx_t *c, const char **why_not) {
+  const fir_graph_t *b = body_of(c);
+  if (!b) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "needs a graph attribute '%s' of three nodes", OPS_FUSED_BODY);
+  seq_t s;
+  FL_TRY(seq_infer(c, b, &s));
+  FL_TRY(place_values(c, b, &s));
+  int first[4];
+  for (int i = 0; i < 3; i++) {
+    first[i] = c->n_steps;
+    FL_TRY(lower_one(c, b, &s, i));
+  }
+  first[3] = c->n_steps;
+  call_args_t a;
+  *why_not = call_on() ? attention_call(c, b, &s, first, &a) : "FLAGOS_ATTENTION_CALL=0";
+  if (!*why_not) call_kernel(c, &a);
+  return NULL;
+}
+
+static flagos_status_t lower_attention(ops_ctx_t *c) {
+  const char *why_not;
+  return lower_body(c, &why_not);
+}
+
+static double flops_attention(const ops_ctx_t *c) {
+  ops_ctx_t tmp = *c; /* seq_infer only reads the node and its inputs */
+  const fir_graph_t *b = body_of(c);
+  seq_t s;
+  flagos_status_t st = b ? seq_infer(&tmp, b, &s) : NULL;
+  if (!b || st) {
+    flagos_status_free(st);
+    return -1;
+  }
+  double sum = 0;
+  for (int i = 0; i < s.n; i++) {
+    double f = ops_node_flops(s.def[i], s.sub[i]);
+    if (f < 0) return -1;
+    sum += f;
+  }
+  return sum;
+}
+
+const char *ops_attention_why_not(fl_arena_t *a, const fir_node_t *n) {
+  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
+  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * 2);
+  for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
+  ops_ctx_t *c = fl_arena_alloc(a, sizeof(*c));
+  ops_ctx_init(c, a, n, in, out, false);
+  c->kernel_prefix = "trial";
+  if (!body_of(c)) return "no body of three nodes";
+  const char *why_not = NULL;
+  flagos_status_t st = ops_ctx_infer(c, ops_find(OPS_ATTENTION_OP, OPS_FUSED_DOMAIN));
+  if (!st) st = lower_body(c, &why_not);
+  if (st) {
+    why_not = fl_arena_strdup(a, flagos_status_message(st));
+    flagos_status_free(st);
+  }
+  return why_not;
+}
+
+const ops_def_t ops_family_attention_fused[] = {
+    {.op_type = OPS_ATTENTION_OP, .domain = OPS_FUSED_DOMAIN, .infer = infer_attention, .lower = lower_attention,
+     .flops = flops_attention},
+    {.op_type = NULL},
+};

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Attention fusion (src/passes/fuse_attention.c, src/ops/attention_fused.c)
+and the opencl plugin's "attention" call (backends/opencl/ocl_attention.c),
+against ONNX Runtime.
+
+    test_attention.py FLAGOS_BINARY WORK_DIR
+
+Models, built here with onnx's helper, as PyTorch's exporters write one
+attention layer: query, key and value [1, S, H*D] reshaped to heads and
+transposed, query and key each scaled by D^-1/4, the scores' product, an
+additive mask computed once by Where(keep, 0, -inf) from a bool input (also a
+graph output, as a mask that every layer reads), Softmax over the last axis,
+the context product, transposed and reshaped back. One row of `keep` is all
+False, so that row's softmax is NaN:
+- `plain`: as above (that row's output is NaN, as ONNX Runtime's);
+- `guard`: with PyTorch's guard Where(IsNaN(p), 0, p) after the softmax (the
+  row is 0);
+- `f16`: `guard` in float16 (tolerance 2e-3);
+- `axis2`: the softmax over axis 2 (not the keys): no attention node forms,
+  the outputs still match.
+Each is compiled for cpu and opencl with FLAGOS_FUSE_TRACE=1, which must report
+one attention node (none for axis2), then run on the cpu (the call declined:
+the three nodes' kernels) and, where `flagos devices` lists an OpenCL device
+(PoCL in CI), on opencl twice: with the call (FLAGOS_TRACE=1 must show
+"opencl attention" lines) and with FLAGOS_OPENCL_ATTENTION=0 (none). Exit 0
+when everything matched, 1 otherwise, 77 (skipped) without numpy, onnx or
+onnxruntime.
+"""
+import os
+import subprocess
+import sys
+
+try:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError as e:  # the references are test-only Python packages (scripts/setup.sh)
+    print("skipped: %s" % e)
+    sys.exit(77)
+
+S, H, D = 16, 2, 8
+E = H * D
+
+
+def model(kind):
+    f16 = kind == "f16"
+    dt, npdt = (TensorProto.FLOAT16, np.float16) if f16 else (TensorProto.FLOAT, np.float32)
+    guard = kind in ("guard", "f16")
+    inits = [numpy_helper.from_array(np.array([1, S, H, D], np.int64), "shp"),
+             numpy_helper.from_array(np.array([1, S, E], np.int64), "shp2"),
+             numpy_helper.from_array(np.array(D ** -0.25, npdt), "sc"),
+             numpy_helper.from_array(np.array(0, npdt), "zero"),
+             numpy_helper.from_array(np.array(-np.inf, npdt), "ninf")]
+    n = helper.make_node
+    nodes = [n("Reshape", [x, "shp"], [x + "r"]) for x in "qkv"]
+    nodes += [n("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]), n("Transpose", ["kr"], ["kt"], perm=[0, 2, 3, 1]),
+              n("Transpose", ["vr"], ["vt"], perm=[0, 2, 1, 3]), n("Mul", ["qt", "sc"], ["qs"]),
+              n("Mul", ["kt", "sc"], ["ks"]), n("MatMul", ["qs", "ks"], ["s"]),
+              n("Where", ["keep", "zero", "ninf"], ["mask"]), n("Add", ["s", "mask"], ["a"]),
+              n("Softmax", ["a"], ["p"], axis=2 if kind == "axis2" else -1)]
+    p = "p"
+    if guard:
+        nodes += [n("IsNaN", ["p"], ["isnan"]), n("Where", ["isnan", "zero", "p"], ["pg"])]
+        p = "pg"
+    nodes += [n("MatMul", [p, "vt"], ["c"]), n("Transpose", ["c"], ["ct"], perm=[0, 2, 1, 3]),
+              n("Reshape", ["ct", "shp2"], ["y"])]
+    ins = [helper.make_tensor_value_info(x, dt, [1, S, E]) for x in "qkv"]
+    ins.append(helper.make_tensor_value_info("keep", TensorProto.BOOL, [1, 1, S, S]))
+    outs = [helper.make_tensor_value_info("y", dt, [1, S, E]), helper.make_tensor_value_info("mask", dt, [1, 1, S, S])]
+    g = helper.make_graph(nodes, "attention_" + kind, ins, outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m)
+    return m, npdt
+
+
+def run(cmd, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run(cmd, env=e, capture_output=True, text=True)
+
+
+def main():
+    flagos, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    devs = run([flagos, "devices"]).stdout
+    has_opencl = "  opencl:0" in devs
+    failed = 0
+    rng = np.random.default_rng(7)
+    for kind in ("plain", "guard", "f16", "axis2"):
+        m, npdt = model(kind)
+        path = os.path.join(work, kind + ".onnx")
+        onnx.save(m, path)
+        feeds = {x: rng.standard_normal((1, S, E)).astype(npdt) for x in "qkv"}
+        keep = rng.random((1, 1, S, S)) > 0.3
+        keep[0, 0, 3, :] = False
+        feeds["keep"] = keep
+        args = []
+        for name, v in feeds.items():
+            f = os.path.join(work, "%s_%s.npy" % (kind, name))
+            np.save(f, v)
+            args += ["-i", "%s=%s" % (name, f)]
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        ref = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(["y"], feeds)[0].astype(np.float32)
+        bundle = os.path.join(work, kind + ".flagos")
+        c = run([flagos, "compile", path, "--target", "cpu,opencl", "-o", bundle], {"FLAGOS_FUSE_TRACE": "1"})
+        want = 0 if kind == "axis2" else 1
+        got = c.stderr.count("as one attention")
+        if c.returncode != 0 or got != want:
+            print("FAIL %s: compile exit %d, %d attention node(s), want %d\n%s" % (kind, c.returncode, got, want, c.stderr))
+            failed += 1
+            continue
+        runs = [("cpu", {}, 0)]
+        if has_opencl:
+            runs += [("opencl", {}, want), ("opencl", {"FLAGOS_OPENCL_ATTENTION": "0"}, 0)]
+        else:
+            print("skipped %s on opencl: no OpenCL device" % kind)
+        tol = 2e-3 if npdt == np.float16 else 1e-5
+        for dev, env, calls in runs:
+            out = os.path.join(work, "out_%s_%s_%d" % (kind, dev, len(env)))
+            env = dict(env, FLAGOS_TRACE="1")
+            r = run([flagos, "run", bundle, "--device", dev, "-o", out] + args, env)
+            label = "%s on %s%s" % (kind, dev, " " + " ".join("%s=%s" % kv for kv in env.items() if kv[0] != "FLAGOS_TRACE"))
+            if r.returncode != 0:
+                print("FAIL %s: exit %d\n%s" % (label, r.returncode, r.stderr[-2000:]))
+                failed += 1
+                continue
+            y = np.load(os.path.join(out, "y.npy")).astype(np.float32)
+            took = r.stderr.count("opencl attention:")
+            close = y.shape == ref.shape and np.allclose(y, ref, rtol=tol, atol=tol, equal_nan=True)
+            # the NaN row: NaN without the guard, as ONNX Runtime's; 0 with it
+            nan_rows = int(np.isnan(y).any(axis=-1).sum()) if close else -1
+            if not close or (took > 0) != (calls > 0) or nan_rows != int(np.isnan(ref).any(axis=-1).sum()):
+                print("FAIL %s: close %s, max diff %s, attention calls %d (want %s), NaN rows %d" %
+                      (label, close, np.nanmax(np.abs(y - ref)) if y.shape == ref.shape else y.shape, took,
+                       "some" if calls else "none", nan_rows))
+                failed += 1
+            else:
+                print("ok %s: max diff %.3g, attention calls %d, NaN rows %d" %
+                      (label, float(np.nanmax(np.abs(y - ref))), took, nan_rows))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
