@@ -21,8 +21,9 @@ False, so that row's softmax is NaN:
 Each is compiled for cpu and opencl with FLAGOS_FUSE_TRACE=1, which must report
 one attention node (none for axis2), then run on the cpu (the call declined:
 the three nodes' kernels) and, where `flagos devices` lists an OpenCL device
-(PoCL in CI), on opencl twice: with the call (FLAGOS_TRACE=1 must show
-"opencl attention" lines) and with FLAGOS_OPENCL_ATTENTION=0 (none). Exit 0
+(PoCL in CI), on opencl twice: with the call (FLAGOS_OPENCL_ATTENTION=1;
+FLAGOS_TRACE=1 must show "opencl attention" lines) and by default (the call
+declined: none). Exit 0
 when everything matched, 1 otherwise, 77 (skipped) without numpy, onnx or
 onnxruntime.
 """
@@ -113,7 +114,7 @@ def main():
             continue
         runs = [("cpu", {}, 0)]
         if has_opencl:
-            runs += [("opencl", {}, want), ("opencl", {"FLAGOS_OPENCL_ATTENTION": "0"}, 0)]
+            runs += [("opencl", {"FLAGOS_OPENCL_ATTENTION": "1"}, want), ("opencl", {}, 0)]
         else:
             print("skipped %s on opencl: no OpenCL device" % kind)
         tol = 2e-3 if npdt == np.float16 else 1e-5
