@@ -187,8 +187,8 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   for (int i = 0; i < A_NINTS; i++)
     if (x[i] < 0) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention int %d is negative", i);
   if (x[A_BATCH] == 0 || x[A_SQ] == 0 || x[A_DV] == 0) return NULL; /* an empty output */
-  if (x[A_SK] == 0 || x[A_H] == 0 || x[A_BATCH] > 65535)
-    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention without keys or past 65535 batches");
+  if (x[A_SK] == 0 || x[A_D] == 0 || x[A_H] == 0 || x[A_BATCH] > 65535)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention without keys or features, or past 65535 batches");
   /* the rows of a group and their scores in local memory */
   int64_t per_row = (x[A_SK] + x[A_D]) * 4;
   int rows = AT_MAX_ROWS;

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/fused.h"
+#include "ops/inlined_int.h"
 
 #define AR (c->arena)
 
@@ -140,6 +140,11 @@ static flagos_status_t lower_one(ops_ctx_t *c, const fir_graph_t *b, seq_t *s, i
   for (int k = 0; k < sc->n_steps; k++) {
     const ops_step_t *st = &sc->steps[k];
     kir_kernel_t *kk = st->kernel;
+    /* the kernel joins the node's symbol array: it must read none of its own */
+    scan_t scan = {.buf = -1};
+    ops_inl_scan_kernel(kk, &scan);
+    if (scan.syms)
+      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "kernel %s of '%s' reads runtime symbols", kk->name, bn->name);
     ops_bind_t *binds = fl_arena_alloc(AR, sizeof(*binds) * (size_t)(kk->n_bufs + 1));
     for (int j = 0; j < kk->n_bufs; j++) {
       ops_bind_t bd = st->binds[j];
@@ -189,11 +194,6 @@ static ops_bind_t call_bind(const gemm_view_t *g, int operand) {
 
 enum { G_BATCH, G_M, G_N, G_K, G_TA, G_TB, G_SA, G_SB, G_SY, G_LDB, G_LDA, G_LDY };
 
-/* The softmax node of the body: Softmax over the last axis, alone or with the
- * mask added inside (an InlinedProducer of Add -> Softmax), perhaps followed by
- * PyTorch's guard Where(IsNaN(p), 0, p) (an InlinedProducer of that with a
- * FusedElementwise). Sets *mask to the node input holding the mask (-1: none)
- * and *nan_guard. */
 static bool is_node(const fir_node_t *n, const char *domain, const char *op) {
   return strcmp(n->domain, domain) == 0 && strcmp(n->op_type, op) == 0;
 }
@@ -238,6 +238,11 @@ static bool nan_guard(const fir_graph_t *b, const fir_node_t *n, const fir_node_
   return scalar_zero(outer(b, n, outer(qb, q, where->inputs[1])));
 }
 
+/* Whether n (its inputs the fused node's values) is the softmax of scores:
+ * Softmax over the last axis, alone or with the mask added inside (an
+ * InlinedProducer of Add -> Softmax), perhaps followed by PyTorch's guard
+ * Where(IsNaN(p), 0, p) (an InlinedProducer of that with a FusedElementwise).
+ * Sets *mask to the value added (NULL: none) and *guard. */
 static bool softmax_form(const fir_node_t *n, const fir_value_t *scores, const fir_value_t **mask, bool *guard) {
   *mask = NULL;
   *guard = false;
@@ -366,15 +371,14 @@ static const char *attention_call(const ops_ctx_t *c, const fir_graph_t *b, cons
   return NULL;
 }
 
-/* The kernel of no points that carries the call, made the node's first step. */
+/* The kernel of no points that carries the call, made the node's first step
+ * (no stores: it only names the call's buffers). */
 static void call_kernel(ops_ctx_t *c, const call_args_t *a) {
   kir_kernel_t *kk = ops_kernel(c, "attention");
   int bufs[5] = {ops_buf_in(c, kk, a->q), ops_buf_in(c, kk, a->k), ops_buf_in(c, kk, a->v), ops_buf_out(c, kk, 0), 0};
   if (a->m >= 0) bufs[4] = ops_buf_in(c, kk, a->m);
-  kir_expr_t *ext = kir_i64(AR, 0), *var, *idx[OPS_MAX_RANK];
+  kir_expr_t *ext = kir_i64(AR, 0), *var;
   kir_set_space(kk, 1, &ext, &var);
-  for (int d = 0; d < c->out[0].rank; d++) idx[d] = d ? kir_i64(AR, 0) : var;
-  kir_store(kk, bufs[3], idx, kir_const(AR, c->out[0].dtype, 0.0), NULL);
   kir_expr_t *ints[A_NINTS];
   for (int i = 0; i < A_NINTS; i++) ints[i] = kir_i64(AR, a->ints[i]);
   kir_set_libcall(kk, "attention", a->m >= 0 ? 5 : 4, bufs, A_NINTS, ints, 2, a->alpha);

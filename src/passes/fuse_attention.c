@@ -60,14 +60,8 @@ static fir_node_t *build(fir_model_t *m, fir_node_t *const *t, fl_arena_t *a) {
   fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(t[0]->n_inputs + t[1]->n_inputs + t[2]->n_inputs + 1));
   int n_ins = triple_inputs(t, ins);
   const char *name = fl_arena_printf(m->arena, "%s_attention", t[1]->name[0] ? t[1]->name : "softmax");
-  fir_graph_t *body = fir_graph_create(m, g, name);
   fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
-  for (int k = 0; k < n_ins; k++) {
-    fir_value_t *v = ins[k];
-    bmap[v->id] = fir_value_create(body, fir_fresh_name(m, strlen(v->name) < 200 ? v->name : "attention"),
-                                   fir_type_clone(m, v->type));
-    fir_graph_add_input(body, bmap[v->id]);
-  }
+  fir_graph_t *body = pass_new_body(m, name, ins, n_ins, bmap);
   const fir_node_t *last = NULL;
   for (int i = 0; i < 3; i++) last = pass_move_node(m, body, t[i], bmap, a);
   fir_graph_add_output(body, last->outputs[0]);
@@ -80,12 +74,7 @@ static fir_node_t *build(fir_model_t *m, fir_node_t *const *t, fl_arena_t *a) {
     fprintf(stderr, "flagos fuse: no attention of '%s', '%s' and '%s': %s\n", t[0]->name, t[1]->name, t[2]->name,
             why_not);
   if (why_not) {
-    for (int i = 0; i < 3; i++)
-      for (int j = 0; j < t[i]->n_attrs; j++) {
-        if (t[i]->attrs[j].kind == FIR_ATTR_GRAPH && t[i]->attrs[j].g) t[i]->attrs[j].g->parent = g;
-        for (int k = 0; t[i]->attrs[j].kind == FIR_ATTR_GRAPHS && k < t[i]->attrs[j].n; k++)
-          t[i]->attrs[j].graphs[k]->parent = g;
-      }
+    for (int i = 0; i < 3; i++) pass_nest_subgraphs(t[i], g);
     return NULL;
   }
   fir_value_t *out = t[2]->outputs[0];

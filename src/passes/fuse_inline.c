@@ -112,11 +112,26 @@ fir_node_t *pass_move_node(fir_model_t *m, fir_graph_t *body, const fir_node_t *
   fir_node_t *bn = fir_node_create(body, n->op_type, n->domain, n->name, n->n_inputs, in, n->n_outputs, out);
   bn->n_attrs = n->n_attrs;
   bn->attrs = n->attrs;
-  for (int i = 0; i < n->n_attrs; i++) { /* a FusedElementwise's body now nests in this one */
-    if (n->attrs[i].kind == FIR_ATTR_GRAPH && n->attrs[i].g) n->attrs[i].g->parent = body;
-    for (int j = 0; n->attrs[i].kind == FIR_ATTR_GRAPHS && j < n->attrs[i].n; j++) n->attrs[i].graphs[j]->parent = body;
-  }
+  pass_nest_subgraphs(n, body); /* a FusedElementwise's body now nests in this one */
   return bn;
+}
+
+void pass_nest_subgraphs(const fir_node_t *n, fir_graph_t *parent) {
+  for (int i = 0; i < n->n_attrs; i++) {
+    if (n->attrs[i].kind == FIR_ATTR_GRAPH && n->attrs[i].g) n->attrs[i].g->parent = parent;
+    for (int j = 0; n->attrs[i].kind == FIR_ATTR_GRAPHS && j < n->attrs[i].n; j++) n->attrs[i].graphs[j]->parent = parent;
+  }
+}
+
+fir_graph_t *pass_new_body(fir_model_t *m, const char *name, fir_value_t *const *ins, int n_ins, fir_value_t **bmap) {
+  fir_graph_t *body = fir_graph_create(m, m->graph, name);
+  for (int k = 0; k < n_ins; k++) {
+    fir_value_t *v = ins[k];
+    bmap[v->id] = fir_value_create(body, fir_fresh_name(m, strlen(v->name) < 200 ? v->name : "fused"),
+                                   fir_type_clone(m, v->type));
+    fir_graph_add_input(body, bmap[v->id]);
+  }
+  return body;
 }
 
 static void build_pair(fir_model_t *m, const fir_node_t *p, const fir_node_t *c, fir_value_t **ins, int n_ins,
@@ -124,14 +139,8 @@ static void build_pair(fir_model_t *m, const fir_node_t *p, const fir_node_t *c,
   fir_graph_t *g = m->graph;
   const char *name = c->name[0] ? fl_arena_printf(m->arena, "%s_inlined", c->name)
                                 : fl_arena_printf(m->arena, "inlined_%s_%s", p->op_type, c->op_type);
-  fir_graph_t *body = fir_graph_create(m, g, name);
   fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
-  for (int k = 0; k < n_ins; k++) {
-    fir_value_t *v = ins[k];
-    bmap[v->id] = fir_value_create(body, fir_fresh_name(m, strlen(v->name) < 200 ? v->name : "inlined"),
-                                   fir_type_clone(m, v->type));
-    fir_graph_add_input(body, bmap[v->id]);
-  }
+  fir_graph_t *body = pass_new_body(m, name, ins, n_ins, bmap);
   const fir_node_t *bp = pass_move_node(m, body, p, bmap, a);
   const fir_node_t *bc = pass_move_node(m, body, c, bmap, a);
   for (int k = 0; k < bc->n_outputs; k++) fir_graph_add_output(body, bc->outputs[k]);

@@ -64,6 +64,11 @@ flagos_status_t pass_fuse_attention(fir_model_t *m, int *n_fused);
  * now nests in body. */
 fir_node_t *pass_move_node(fir_model_t *m, fir_graph_t *body, const fir_node_t *n, fir_value_t **bmap,
                            fl_arena_t *a);
+/* A fused node's body graph (nested in m's graph), an input for each of ins
+ * recorded in bmap (value id -> body value). */
+fir_graph_t *pass_new_body(fir_model_t *m, const char *name, fir_value_t *const *ins, int n_ins, fir_value_t **bmap);
+/* Makes the subgraphs of n's attributes nest in parent. */
+void pass_nest_subgraphs(const fir_node_t *n, fir_graph_t *parent);
 /* MatMul + bias fusion (fuse_bias.c): a MatMul read only by an Add of a
  * constant vector over its last dim becomes one MatMulBias node (domain
  * ai.flagos, src/ops/linalg.c) whose bias is the gemm call's epilogue where the
