@@ -4,16 +4,23 @@
  * launch costs the GPU about 4 us beyond its work (bench/gpu/results-h100-
  * 2026-11-23-s19.md), so two launches fewer a layer is what this is for.
  *
- * A work-group takes AT_ROWS query rows of one batch: it keeps the rows
- * (scaled) and their scores in local memory, computes the scores against every
- * key, the softmax of each row (max, sum of exponentials, division, in f32),
- * then the rows of the context. f16 buffers are read and written with
+ * A work-group of AT_WG work-items takes up to AT_MAX_ROWS query rows of one
+ * batch (AT_ROWS by default, fewer where local memory or the outputs a
+ * work-item holds ask for it). It keeps the rows and their scores in local
+ * memory; the keys, then the values, pass through a local tile of AT_KT rows,
+ * read from global memory once a group in coalesced loads. Scores: a work-item
+ * a key of the tile and up to RPT query rows, each key's features read once for
+ * all of them. Softmax of each row (max, sum of exponentials, division, in
+ * f32) by WG / rows work-items. Context: a work-item holds up to NOUT outputs
+ * across the values' tiles. Indices are 32-bit ints (the call is declined where
+ * a buffer has 2^31 elements or more). f16 buffers are read and written with
  * vload_half / vstore_half_rte (no cl_khr_fp16 needed); everything in between
  * is f32, where the node's kernels round the scores and the probabilities to
  * f16 on the way through memory.
  *
  * FLAGOS_OPENCL_ATTENTION=1 takes the calls; unset (or anything else) declines
- * them and the node's kernels run (env_off says why). */
+ * them and the node's kernels run (env_off says why). FLAGOS_OPENCL_ATTENTION_ROWS
+ * (1, 2, 4, 8, 16 or 32) sets the rows a group takes at most, for measuring. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,9 +28,14 @@
 
 #include "ocl_internal.h"
 
-#define AT_WG 128       /* work-items of a group */
-#define AT_MAX_ROWS 8   /* query rows of a group at most */
-#define AT_LOCAL 24576  /* bytes of local memory the rows and scores may take */
+#define AT_WG 256       /* work-items of a group */
+#define AT_KT 32        /* keys (values) of a tile; a divisor of AT_WG */
+#define AT_MAX_ROWS 32  /* query rows of a group at most: RPT = AT_MAX_ROWS / (AT_WG / AT_KT) a work-item */
+#define AT_ROWS 16      /* query rows of a group by default */
+#define AT_NOUT 8       /* outputs a work-item holds in the context: rows * Dv <= AT_WG * AT_NOUT */
+/* bytes of local memory the rows, scores and tile may take: OpenCL's least
+ * local memory (32 KiB) less the kernel's own arrays */
+#define AT_LOCAL (32768 - (AT_WG + 2 * AT_MAX_ROWS) * 4 - 256)
 
 /* the call's ints (docs/kernel-ir.md) */
 enum { A_BATCH, A_SQ, A_SK, A_D, A_DV, A_SQS, A_LDQ, A_TK, A_SKS, A_LDK, A_TV, A_SVS, A_LDV, A_SYS, A_LDY, A_H, A_MB,
@@ -33,71 +45,104 @@ static const char k_attention_src[] =
     "#define NAN_OR(x, y) (isnan(x) ? (x) : (y))\n"
     "__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))\n"
     "void NAME(__global const T *q, __global const T *k, __global const T *v, __global T *y, __global const T *m,\n"
-    "          long batch, long sq, long sk, long d, long dv, long sqs, long ldq, long tk, long sks, long ldk,\n"
-    "          long tv, long svs, long ldv, long sys, long ldy, long h, long mb, long mh, long mi, long mj,\n"
-    "          long guard, float alpha, float alpha2, int rows_per_group, int has_mask,\n"
-    "          __local float *qs, __local float *p) {\n"
+    "          int sq, int sk, int d, int dv, int sqs, int ldq, int tk, int sks, int ldk, int tv, int svs, int ldv,\n"
+    "          int sys, int ldy, int h, int mb, int mh, int mi, int mj, int guard, float alpha, float alpha2,\n"
+    "          int rpg, int has_mask, __local float *qs, __local float *p, __local float *t) {\n"
     "  __local float red[WG];\n"
     "  __local float stat[2 * MAX_ROWS];\n"
-    "  const long b = get_group_id(1), r0 = (long)get_group_id(0) * rows_per_group;\n"
-    "  const int tid = get_local_id(0);\n"
-    "  const int rows = (int)min((long)rows_per_group, sq - r0);\n"
+    "  const int b = get_group_id(1), r0 = get_group_id(0) * rpg, tid = get_local_id(0);\n"
+    "  const int rows = min(rpg, sq - r0);\n"
     "  q += b * sqs + r0 * ldq;\n"
     "  k += b * sks;\n"
     "  v += b * svs;\n"
     "  y += b * sys + r0 * ldy;\n"
-    "  const long mo = has_mask ? (b / h) * mb + (b % h) * mh + r0 * mi : 0;\n"
-    "  for (long e = tid; e < rows * d; e += WG) qs[e] = LD(q, (e / d) * ldq + e % d);\n"
-    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
-    /* scores: a work-item per (row, key), keys fastest */
-    "  for (long e = tid; e < rows * sk; e += WG) {\n"
-    "    const long i = e / sk, j = e % sk;\n"
-    "    const __local float *qi = qs + i * d;\n"
-    "    float acc = 0.0f;\n"
-    "    if (tk) { for (long c = 0; c < d; c++) acc += qi[c] * LD(k, j * ldk + c); }\n"
-    "    else { for (long c = 0; c < d; c++) acc += qi[c] * LD(k, c * ldk + j); }\n"
-    "    float s = alpha * acc;\n"
-    "    if (has_mask) s += LD(m, mo + i * mi + j * mj);\n"
-    "    p[e] = s;\n"
+    "  const int mo = has_mask ? (b / h) * mb + (b % h) * mh + r0 * mi : 0;\n"
+    /* the group's query rows; rows past the end are zeros */
+    "  for (int e = tid; e < rpg * d; e += WG) {\n"
+    "    const int i = e / d, c = e - i * d;\n"
+    "    qs[e] = i < rows ? LD(q, i * ldq + c) : 0.0f;\n"
+    "  }\n"
+    /* scores, KT keys at a time: the keys' tile in local memory (a row of D + 1 floats a key, so that a warp's
+     * keys fall in different banks), a work-item per key of the tile and RPT rows of the group */
+    "  const int dp = d + 1, jj = tid % KT, i0 = tid / KT;\n"
+    "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
+    "    const int kn = min(KT, sk - j0);\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (tk) for (int e = tid; e < kn * d; e += WG) { const int j = e / d, c = e - j * d; t[j * dp + c] = LD(k, (j0 + j) * ldk + c); }\n"
+    "    else for (int e = tid; e < kn * d; e += WG) { const int c = e / kn, j = e - c * kn; t[j * dp + c] = LD(k, c * ldk + j0 + j); }\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (jj < kn) {\n"
+    "      float acc[RPT];\n"
+    "      for (int n = 0; n < RPT; n++) acc[n] = 0.0f;\n"
+    "      const __local float *kt = t + jj * dp;\n"
+    "      for (int c = 0; c < d; c++) {\n"
+    "        const float kv = kt[c];\n"
+    "        for (int n = 0; n < RPT; n++)\n"
+    "          if (i0 + n * (WG / KT) < rpg) acc[n] += qs[(i0 + n * (WG / KT)) * d + c] * kv;\n"
+    "      }\n"
+    "      for (int n = 0; n < RPT; n++) {\n"
+    "        const int i = i0 + n * (WG / KT);\n"
+    "        if (i < rows) {\n"
+    "          float s = alpha * acc[n];\n"
+    "          if (has_mask) s += LD(m, mo + i * mi + (j0 + jj) * mj);\n"
+    "          p[i * sk + j0 + jj] = s;\n"
+    "        }\n"
+    "      }\n"
+    "    }\n"
     "  }\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
-    /* softmax: LANES work-items a row; a NaN anywhere in a row makes it NaN, as the node's kernels do */
-    "  const int lanes = WG / rows_per_group, i = tid / lanes, l = tid % lanes;\n"
-    "  __local float *pi = p + (long)i * sk;\n"
+    /* softmax: WG / rpg work-items a row; a NaN anywhere in a row makes it NaN, as the node's kernels do */
+    "  const int lanes = WG / rpg, i = tid / lanes, l = tid % lanes;\n"
+    "  __local float *pi = p + i * sk;\n"
     "  float mx = -INFINITY;\n"
-    "  if (i < rows) for (long j = l; j < sk; j += lanes) mx = NAN_OR(pi[j], NAN_OR(mx, fmax(mx, pi[j])));\n"
+    "  if (i < rows) for (int j = l; j < sk; j += lanes) mx = NAN_OR(pi[j], NAN_OR(mx, fmax(mx, pi[j])));\n"
     "  red[tid] = mx;\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
     "  if (l == 0 && i < rows) {\n"
-    "    for (int t = 1; t < lanes; t++) mx = NAN_OR(red[tid + t], NAN_OR(mx, fmax(mx, red[tid + t])));\n"
+    "    for (int u = 1; u < lanes; u++) mx = NAN_OR(red[tid + u], NAN_OR(mx, fmax(mx, red[tid + u])));\n"
     "    stat[i] = mx;\n"
     "  }\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
     "  float sum = 0.0f;\n"
     "  if (i < rows) {\n"
     "    mx = stat[i];\n"
-    "    for (long j = l; j < sk; j += lanes) { float x = exp(pi[j] - mx); pi[j] = x; sum += x; }\n"
+    "    for (int j = l; j < sk; j += lanes) { const float x = exp(pi[j] - mx); pi[j] = x; sum += x; }\n"
     "  }\n"
     "  red[tid] = sum;\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
     "  if (l == 0 && i < rows) {\n"
-    "    for (int t = 1; t < lanes; t++) sum += red[tid + t];\n"
+    "    for (int u = 1; u < lanes; u++) sum += red[tid + u];\n"
     "    stat[MAX_ROWS + i] = sum;\n"
     "  }\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
     "  if (i < rows) {\n"
     "    sum = stat[MAX_ROWS + i];\n"
-    "    for (long j = l; j < sk; j += lanes) { float x = pi[j] / sum; pi[j] = guard && isnan(x) ? 0.0f : x; }\n"
+    "    for (int j = l; j < sk; j += lanes) { const float x = pi[j] / sum; pi[j] = guard && isnan(x) ? 0.0f : x; }\n"
     "  }\n"
-    "  barrier(CLK_LOCAL_MEM_FENCE);\n"
-    /* the context: a work-item per (row, column), columns fastest */
-    "  for (long e = tid; e < rows * dv; e += WG) {\n"
-    "    const long i2 = e / dv, c = e % dv;\n"
-    "    const __local float *pr = p + i2 * sk;\n"
-    "    float acc = 0.0f;\n"
-    "    if (tv) { for (long j = 0; j < sk; j++) acc += pr[j] * LD(v, c * ldv + j); }\n"
-    "    else { for (long j = 0; j < sk; j++) acc += pr[j] * LD(v, j * ldv + c); }\n"
-    "    ST(y, i2 * ldy + c, alpha2 * acc);\n"
+    /* the context, KT keys at a time: the values' tile in local memory, a work-item per NOUT outputs (row,
+     * column) of the group, columns fastest */
+    "  float out[NOUT];\n"
+    "  for (int n = 0; n < NOUT; n++) out[n] = 0.0f;\n"
+    "  const int dvp = dv + 1;\n"
+    "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
+    "    const int kn = min(KT, sk - j0);\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (tv) for (int e = tid; e < kn * dv; e += WG) { const int c = e / kn, j = e - c * kn; t[j * dvp + c] = LD(v, c * ldv + j0 + j); }\n"
+    "    else for (int e = tid; e < kn * dv; e += WG) { const int j = e / dv, c = e - j * dv; t[j * dvp + c] = LD(v, (j0 + j) * ldv + c); }\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    for (int n = 0; n < NOUT; n++) {\n"
+    "      const int e = tid + n * WG, i2 = e / dv, c = e - i2 * dv;\n"
+    "      if (i2 < rows) {\n"
+    "        const __local float *pr = p + i2 * sk + j0;\n"
+    "        float acc = out[n];\n"
+    "        for (int j = 0; j < kn; j++) acc += pr[j] * t[j * dvp + c];\n"
+    "        out[n] = acc;\n"
+    "      }\n"
+    "    }\n"
+    "  }\n"
+    "  for (int n = 0; n < NOUT; n++) {\n"
+    "    const int e = tid + n * WG, i2 = e / dv, c = e - i2 * dv;\n"
+    "    if (i2 < rows) ST(y, i2 * ldy + c, alpha2 * out[n]);\n"
     "  }\n"
     "}\n";
 
@@ -121,8 +166,9 @@ static flagos_status_t attn_kernels(ocl_state_t *s, ocl_device_t *d) {
   if (d->attn && (d->attn->prog || d->attn->failed)) return NULL;
   if (!d->attn && !(d->attn = calloc(1, sizeof(*d->attn))))
     return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  char head[96];
-  int nh = snprintf(head, sizeof head, "#define WG %d\n#define MAX_ROWS %d\n", AT_WG, AT_MAX_ROWS);
+  char head[128];
+  int nh = snprintf(head, sizeof head, "#define WG %d\n#define KT %d\n#define MAX_ROWS %d\n#define RPT %d\n#define NOUT %d\n",
+                    AT_WG, AT_KT, AT_MAX_ROWS, AT_MAX_ROWS / (AT_WG / AT_KT), AT_NOUT);
   size_t nb = strlen(k_attention_src), n32 = strlen(k_f32_defs), n16 = strlen(k_f16_defs), nu = strlen(k_undefs);
   size_t len = (size_t)nh + n32 + nb + nu + n16 + nb;
   char *src = malloc(len + 1);
@@ -150,6 +196,9 @@ static flagos_status_t attn_kernels(ocl_state_t *s, ocl_device_t *d) {
     cl_int e;
     d->attn->k[i] = s->cl.clCreateKernel(d->attn->prog, names[i], &e);
     if (!d->attn->k[i]) return ocl_fail(s, e, "creating the attention kernel");
+    size_t wg = 0;
+    s->cl.clGetKernelWorkGroupInfo(d->attn->k[i], d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    if (wg < AT_WG) d->attn->failed = true; /* the device cannot run a group of AT_WG with this kernel */
   }
   return NULL;
 }
@@ -167,6 +216,14 @@ void ocl_attention_release(ocl_state_t *s, ocl_device_t *d) {
  * kernel took BERT-base f32 from 1.97 to 2.71 ms a run (about 60 us a call,
  * against the three kernels' 20; bench/gpu/results-h100-2026-11-24-s20.md), so
  * it stays opt-in until it is faster than what it replaces. */
+/* FLAGOS_OPENCL_ATTENTION_ROWS: the rows a group takes at most, a power of two up to AT_MAX_ROWS */
+static int rows_cap(void) {
+  const char *e = getenv("FLAGOS_OPENCL_ATTENTION_ROWS");
+  int r = e ? atoi(e) : AT_ROWS;
+  if (r < 1 || r > AT_MAX_ROWS || (r & (r - 1))) r = AT_ROWS;
+  return r;
+}
+
 static bool env_off(void) {
   const char *e = getenv("FLAGOS_OPENCL_ATTENTION");
   return !(e && strcmp(e, "1") == 0);
@@ -189,16 +246,22 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   if (x[A_BATCH] == 0 || x[A_SQ] == 0 || x[A_DV] == 0) return NULL; /* an empty output */
   if (x[A_SK] == 0 || x[A_D] == 0 || x[A_H] == 0 || x[A_BATCH] > 65535)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention without keys or features, or past 65535 batches");
-  /* the rows of a group and their scores in local memory */
-  int64_t per_row = (x[A_SK] + x[A_D]) * 4;
-  int rows = AT_MAX_ROWS;
-  while (rows > 1 && rows * per_row > AT_LOCAL) rows /= 2;
-  if (rows * per_row > AT_LOCAL)
+  for (int i = 0; i < A_NINTS; i++)
+    if (x[i] > INT32_MAX) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention int %d past 32 bits", i);
+  /* the rows of a group, their scores and a tile in local memory */
+  int64_t per_row = (x[A_SK] + x[A_D]) * 4, tile = AT_KT * ((x[A_D] > x[A_DV] ? x[A_D] : x[A_DV]) + 1) * 4;
+  int rows = rows_cap();
+  while (rows > 1 && (rows * per_row + tile > AT_LOCAL || rows * x[A_DV] > AT_WG * AT_NOUT)) rows /= 2;
+  if (rows * per_row + tile > AT_LOCAL || rows * x[A_DV] > AT_WG * AT_NOUT)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention's rows do not fit local memory");
   const ocl_buf_t *const *b = (const ocl_buf_t *const *)call->bufs;
   ocl_device_t *d;
   flagos_status_t err = ocl_device_ready(s, b[0]->dev, &d);
   if (err) return err;
+  size_t esz = dt == FLAGOS_FLOAT16 ? 2 : 4;
+  for (int i = 0; i < call->n_bufs; i++)
+    if (b[i]->size / esz > INT32_MAX)
+      return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention buffer %d has 2^31 elements or more", i);
   for (int i = 1; i < call->n_bufs; i++)
     if (b[i]->dev != b[0]->dev)
       return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention's buffers are on different devices");
@@ -215,8 +278,8 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   cl_int has_mask = call->n_bufs == 5, rpg = rows, e = CL_SUCCESS;
   cl_uint arg = 0;
   for (int i = 0; i < 5 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_mem), &mem[i]);
-  for (int i = 0; i < A_NINTS && e == CL_SUCCESS; i++) {
-    cl_long v = (cl_long)x[i];
+  for (int i = 1; i < A_NINTS && e == CL_SUCCESS; i++) { /* all but the batch, the grid's second axis */
+    cl_int v = (cl_int)x[i];
     e = s->cl.clSetKernelArg(k, arg++, sizeof v, &v);
   }
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof alpha, &alpha);
@@ -225,6 +288,7 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof has_mask, &has_mask);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * x[A_D]), NULL);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * x[A_SK]), NULL);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, (size_t)tile, NULL);
   size_t local[2] = {AT_WG, 1}, global[2] = {(size_t)((x[A_SQ] + rows - 1) / rows) * AT_WG, (size_t)x[A_BATCH]};
   if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, k, 2, NULL, global, local, 0, NULL, NULL);
   pthread_mutex_unlock(&g_attn_lock);

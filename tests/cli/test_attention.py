@@ -40,7 +40,7 @@ except ImportError as e:  # the references are test-only Python packages (script
     print("skipped: %s" % e)
     sys.exit(77)
 
-S, H, D = 16, 2, 8
+S, H, D = 40, 3, 24  # 40 keys: a full tile of 32 and a part; 40 rows: groups of 16, 16 and 8
 E = H * D
 
 
