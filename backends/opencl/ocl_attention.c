@@ -290,11 +290,25 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * x[A_SK]), NULL);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, (size_t)tile, NULL);
   size_t local[2] = {AT_WG, 1}, global[2] = {(size_t)((x[A_SQ] + rows - 1) / rows) * AT_WG, (size_t)x[A_BATCH]};
-  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, k, 2, NULL, global, local, 0, NULL, NULL);
+  /* traced on a profiling queue (FLAGOS_OPENCL_PROFILING=1): the kernel's time on the device, waited for */
+  bool timed = d->profiling && getenv("FLAGOS_TRACE") && q == d->queue;
+  cl_event ev = NULL;
+  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, k, 2, NULL, global, local, 0, NULL, timed ? &ev : NULL);
   pthread_mutex_unlock(&g_attn_lock);
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the attention kernel");
-  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld, %d rows a group on '%s'\n",
+  double us = -1;
+  if (ev) {
+    cl_ulong t0 = 0, t1 = 0;
+    if (s->cl.clWaitForEvents(1, &ev) == CL_SUCCESS &&
+        s->cl.clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL) == CL_SUCCESS &&
+        s->cl.clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL) == CL_SUCCESS)
+      us = (double)(t1 - t0) / 1e3;
+    s->cl.clReleaseEvent(ev);
+  }
+  char when[48] = "";
+  if (us >= 0) snprintf(when, sizeof when, ", %.1f us on the device", us);
+  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld, %d rows a group on '%s'%s\n",
                  dt == FLAGOS_FLOAT16 ? "f16" : "f32", (long long)x[A_BATCH], (long long)x[A_SQ], (long long)x[A_SK],
-                 (long long)x[A_D], (long long)x[A_DV], rows, d->name);
+                 (long long)x[A_D], (long long)x[A_DV], rows, d->name, when);
   return NULL;
 }
