@@ -32,10 +32,8 @@
 #define AT_KT 32        /* keys (values) of a tile; a divisor of AT_WG */
 #define AT_MAX_ROWS 32  /* query rows of a group at most: RPT = AT_MAX_ROWS / (AT_WG / AT_KT) a work-item */
 #define AT_ROWS 16      /* query rows of a group by default */
-#define AT_NOUT 8       /* outputs a work-item holds in the context: rows * Dv <= AT_WG * AT_NOUT */
-/* bytes of local memory the rows, scores and tile may take: OpenCL's least
- * local memory (32 KiB) less the kernel's own arrays */
-#define AT_LOCAL (32768 - (AT_WG + 2 * AT_MAX_ROWS) * 4 - 256)
+#define AT_NOUT 8       /* rows of the context a work-item holds: rows <= AT_NOUT * (AT_WG / Dv) */
+#define AT_LOCAL_MAX 49152 /* local memory a group takes at most (NVIDIA's limit without opting in to more) */
 
 /* the call's ints (docs/kernel-ir.md) */
 enum { A_BATCH, A_SQ, A_SK, A_D, A_DV, A_SQS, A_LDQ, A_TK, A_SKS, A_LDK, A_TV, A_SVS, A_LDV, A_SYS, A_LDY, A_H, A_MB,
@@ -47,45 +45,59 @@ static const char k_attention_src[] =
     "void NAME(__global const T *q, __global const T *k, __global const T *v, __global T *y, __global const T *m,\n"
     "          int sq, int sk, int d, int dv, int sqs, int ldq, int tk, int sks, int ldk, int tv, int svs, int ldv,\n"
     "          int sys, int ldy, int h, int mb, int mh, int mi, int mj, int guard, float alpha, float alpha2,\n"
-    "          int rpg, int has_mask, __local float *qs, __local float *p, __local float *t) {\n"
+    "          int rpg, int has_mask, __local float4 *qs4, __local float4 *p4, __local float4 *t4) {\n"
     "  __local float red[WG];\n"
     "  __local float stat[2 * MAX_ROWS];\n"
+    "  __local float *qs = (__local float *)qs4, *p = (__local float *)p4, *t = (__local float *)t4;\n"
     "  const int b = get_group_id(1), r0 = get_group_id(0) * rpg, tid = get_local_id(0);\n"
     "  const int rows = min(rpg, sq - r0);\n"
+    /* rows of the features and of the scores padded to fours (zeros), read as float4 */
+    "  const int dq = (d + 3) & ~3, skp = (sk + 3) & ~3, kp = dq + 4;\n"
     "  q += b * sqs + r0 * ldq;\n"
     "  k += b * sks;\n"
     "  v += b * svs;\n"
     "  y += b * sys + r0 * ldy;\n"
     "  const int mo = has_mask ? (b / h) * mb + (b % h) * mh + r0 * mi : 0;\n"
-    /* the group's query rows; rows past the end are zeros */
-    "  for (int e = tid; e < rpg * d; e += WG) {\n"
-    "    const int i = e / d, c = e - i * d;\n"
-    "    qs[e] = i < rows ? LD(q, i * ldq + c) : 0.0f;\n"
+    /* the group's query rows; rows past the end and the padding are zeros */
+    "  for (int e = tid; e < rpg * dq; e += WG) {\n"
+    "    const int i = e / dq, c = e - i * dq;\n"
+    "    qs[e] = i < rows && c < d ? LD(q, i * ldq + c) : 0.0f;\n"
     "  }\n"
-    /* scores, KT keys at a time: the keys' tile in local memory (a row of D + 1 floats a key, so that a warp's
-     * keys fall in different banks), a work-item per key of the tile and RPT rows of the group */
-    "  const int dp = d + 1, jj = tid % KT, i0 = tid / KT;\n"
+    /* scores, KT keys at a time through a local tile (a key a row of dq + 4 floats: a quarter-warp's float4 reads
+     * fall in different banks); a work-item a key of the tile and up to RPT query rows, four features a step */
+    "  const int jj = tid % KT, i0 = tid / KT;\n"
     "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
     "    const int kn = min(KT, sk - j0);\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (tk) for (int e = tid; e < kn * d; e += WG) { const int j = e / d, c = e - j * d; t[j * dp + c] = LD(k, (j0 + j) * ldk + c); }\n"
-    "    else for (int e = tid; e < kn * d; e += WG) { const int c = e / kn, j = e - c * kn; t[j * dp + c] = LD(k, c * ldk + j0 + j); }\n"
+    "    if (tk) for (int e = tid; e < kn * dq; e += WG) {\n"
+    "      const int j = e / dq, c = e - j * dq;\n"
+    "      t[j * kp + c] = c < d ? LD(k, (j0 + j) * ldk + c) : 0.0f;\n"
+    "    } else for (int e = tid; e < kn * dq; e += WG) {\n"
+    "      const int c = e / kn, j = e - c * kn;\n"
+    "      t[j * kp + c] = c < d ? LD(k, c * ldk + j0 + j) : 0.0f;\n"
+    "    }\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
     "    if (jj < kn) {\n"
     "      float acc[RPT];\n"
+    "\n#pragma unroll\n"
     "      for (int n = 0; n < RPT; n++) acc[n] = 0.0f;\n"
-    "      const __local float *kt = t + jj * dp;\n"
-    "      for (int c = 0; c < d; c++) {\n"
-    "        const float kv = kt[c];\n"
+    "      const __local float4 *kt = t4 + jj * (kp / 4);\n"
+    "      for (int c4 = 0; c4 < dq / 4; c4++) {\n"
+    "        const float4 kv = kt[c4];\n"
+    "\n#pragma unroll\n"
     "        for (int n = 0; n < RPT; n++)\n"
-    "          if (i0 + n * (WG / KT) < rpg) acc[n] += qs[(i0 + n * (WG / KT)) * d + c] * kv;\n"
+    "          if (i0 + n * (WG / KT) < rpg) {\n"
+    "            const float4 qv = qs4[(i0 + n * (WG / KT)) * (dq / 4) + c4];\n"
+    "            acc[n] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;\n"
+    "          }\n"
     "      }\n"
+    "\n#pragma unroll\n"
     "      for (int n = 0; n < RPT; n++) {\n"
     "        const int i = i0 + n * (WG / KT);\n"
     "        if (i < rows) {\n"
     "          float s = alpha * acc[n];\n"
     "          if (has_mask) s += LD(m, mo + i * mi + (j0 + jj) * mj);\n"
-    "          p[i * sk + j0 + jj] = s;\n"
+    "          p[i * skp + j0 + jj] = s;\n"
     "        }\n"
     "      }\n"
     "    }\n"
@@ -93,7 +105,7 @@ static const char k_attention_src[] =
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
     /* softmax: WG / rpg work-items a row; a NaN anywhere in a row makes it NaN, as the node's kernels do */
     "  const int lanes = WG / rpg, i = tid / lanes, l = tid % lanes;\n"
-    "  __local float *pi = p + i * sk;\n"
+    "  __local float *pi = p + i * skp;\n"
     "  float mx = -INFINITY;\n"
     "  if (i < rows) for (int j = l; j < sk; j += lanes) mx = NAN_OR(pi[j], NAN_OR(mx, fmax(mx, pi[j])));\n"
     "  red[tid] = mx;\n"
@@ -115,34 +127,45 @@ static const char k_attention_src[] =
     "    stat[MAX_ROWS + i] = sum;\n"
     "  }\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "  if (i < rows) {\n"
-    "    sum = stat[MAX_ROWS + i];\n"
-    "    for (int j = l; j < sk; j += lanes) { const float x = pi[j] / sum; pi[j] = guard && isnan(x) ? 0.0f : x; }\n"
-    "  }\n"
-    /* the context, KT keys at a time: the values' tile in local memory, a work-item per NOUT outputs (row,
-     * column) of the group, columns fastest */
-    "  float out[NOUT];\n"
-    "  for (int n = 0; n < NOUT; n++) out[n] = 0.0f;\n"
-    "  const int dvp = dv + 1;\n"
-    "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
-    "    const int kn = min(KT, sk - j0);\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (tv) for (int e = tid; e < kn * dv; e += WG) { const int c = e / kn, j = e - c * kn; t[j * dvp + c] = LD(v, c * ldv + j0 + j); }\n"
-    "    else for (int e = tid; e < kn * dv; e += WG) { const int j = e / dv, c = e - j * dv; t[j * dvp + c] = LD(v, (j0 + j) * ldv + c); }\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    for (int n = 0; n < NOUT; n++) {\n"
-    "      const int e = tid + n * WG, i2 = e / dv, c = e - i2 * dv;\n"
-    "      if (i2 < rows) {\n"
-    "        const __local float *pr = p + i2 * sk + j0;\n"
-    "        float acc = out[n];\n"
-    "        for (int j = 0; j < kn; j++) acc += pr[j] * t[j * dvp + c];\n"
-    "        out[n] = acc;\n"
-    "      }\n"
+    /* the probabilities; the padding past the keys, and rows past the end, zeros */
+    "  if (i < rpg) {\n"
+    "    sum = i < rows ? stat[MAX_ROWS + i] : 1.0f;\n"
+    "    for (int j = l; j < skp; j += lanes) {\n"
+    "      const float x = j < sk && i < rows ? pi[j] / sum : 0.0f;\n"
+    "      pi[j] = guard && isnan(x) ? 0.0f : x;\n"
     "    }\n"
     "  }\n"
-    "  for (int n = 0; n < NOUT; n++) {\n"
-    "    const int e = tid + n * WG, i2 = e / dv, c = e - i2 * dv;\n"
-    "    if (i2 < rows) ST(y, i2 * ldy + c, alpha2 * out[n]);\n"
+    /* the context, KT values at a time through a local tile (a value a row of dv floats, rows past the keys
+     * zeros): a work-item a column and up to NOUT rows (WG / dv apart), four keys a step */
+    "  const int rs = WG / dv, oc = tid % dv, or0 = tid / dv;\n"
+    "  float out[NOUT];\n"
+    "\n#pragma unroll\n"
+    "  for (int n = 0; n < NOUT; n++) out[n] = 0.0f;\n"
+    "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
+    "    const int kn = min(KT, sk - j0), kn4 = (kn + 3) & ~3;\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (tv) for (int e = tid; e < kn4 * dv; e += WG) {\n"
+    "      const int c = e / kn4, j = e - c * kn4;\n"
+    "      t[j * dv + c] = j < kn ? LD(v, c * ldv + j0 + j) : 0.0f;\n"
+    "    } else for (int e = tid; e < kn4 * dv; e += WG) {\n"
+    "      const int j = e / dv, c = e - j * dv;\n"
+    "      t[j * dv + c] = j < kn ? LD(v, (j0 + j) * ldv + c) : 0.0f;\n"
+    "    }\n"
+    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (or0 < rs) for (int j = 0; j < kn4; j += 4) {\n"
+    "      const float4 vv = (float4)(t[j * dv + oc], t[(j + 1) * dv + oc], t[(j + 2) * dv + oc], t[(j + 3) * dv + oc]);\n"
+    "\n#pragma unroll\n"
+    "      for (int n = 0; n < NOUT; n++)\n"
+    "        if (or0 + n * rs < rpg) {\n"
+    "          const float4 pv = p4[((or0 + n * rs) * skp + j0 + j) / 4];\n"
+    "          out[n] += pv.x * vv.x + pv.y * vv.y + pv.z * vv.z + pv.w * vv.w;\n"
+    "        }\n"
+    "    }\n"
+    "  }\n"
+    "  if (or0 < rs) {\n"
+    "\n#pragma unroll\n"
+    "    for (int n = 0; n < NOUT; n++)\n"
+    "      if (or0 + n * rs < rows) ST(y, (or0 + n * rs) * ldy + oc, alpha2 * out[n]);\n"
     "  }\n"
     "}\n";
 
@@ -158,6 +181,7 @@ struct ocl_attn_dev {
   cl_program prog;
   cl_kernel k[2]; /* f32, f16 */
   bool failed;    /* the program does not build here: calls are declined */
+  int64_t local_bytes; /* local memory the kernel's rows, scores and tile may take on the device */
 };
 
 static pthread_mutex_t g_attn_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -200,6 +224,11 @@ static flagos_status_t attn_kernels(ocl_state_t *s, ocl_device_t *d) {
     s->cl.clGetKernelWorkGroupInfo(d->attn->k[i], d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
     if (wg < AT_WG) d->attn->failed = true; /* the device cannot run a group of AT_WG with this kernel */
   }
+  /* the device's local memory (at most AT_LOCAL_MAX) less the kernel's own arrays */
+  cl_ulong lm = 0;
+  s->cl.clGetDeviceInfo(d->id, CL_DEVICE_LOCAL_MEM_SIZE, sizeof lm, &lm, NULL);
+  if (lm > AT_LOCAL_MAX) lm = AT_LOCAL_MAX;
+  d->attn->local_bytes = (int64_t)lm - (AT_WG + 2 * AT_MAX_ROWS) * 4 - 256;
   return NULL;
 }
 
@@ -248,12 +277,12 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention without keys or features, or past 65535 batches");
   for (int i = 0; i < A_NINTS; i++)
     if (x[i] > INT32_MAX) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention int %d past 32 bits", i);
-  /* the rows of a group, their scores and a tile in local memory */
-  int64_t per_row = (x[A_SK] + x[A_D]) * 4, tile = AT_KT * ((x[A_D] > x[A_DV] ? x[A_D] : x[A_DV]) + 1) * 4;
+  if (x[A_DV] > AT_WG)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention with more than %d value features", AT_WG);
+  /* the rows of a group and their scores in local memory (rows of four floats), and a tile of keys or values */
+  int64_t dq = (x[A_D] + 3) & ~3, skp = (x[A_SK] + 3) & ~3, per_row = (dq + skp) * 4;
+  int64_t tile = AT_KT * (dq + 4 > x[A_DV] ? dq + 4 : x[A_DV]) * 4, rs = AT_WG / x[A_DV];
   int rows = rows_cap();
-  while (rows > 1 && (rows * per_row + tile > AT_LOCAL || rows * x[A_DV] > AT_WG * AT_NOUT)) rows /= 2;
-  if (rows * per_row + tile > AT_LOCAL || rows * x[A_DV] > AT_WG * AT_NOUT)
-    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention's rows do not fit local memory");
   const ocl_buf_t *const *b = (const ocl_buf_t *const *)call->bufs;
   ocl_device_t *d;
   flagos_status_t err = ocl_device_ready(s, b[0]->dev, &d);
@@ -272,6 +301,12 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
     pthread_mutex_unlock(&g_attn_lock);
     return err ? err : OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: the attention kernel does not build here");
   }
+  int64_t budget = d->attn->local_bytes;
+  while (rows > 1 && (rows * per_row + tile > budget || rows > AT_NOUT * rs)) rows /= 2;
+  if (rows * per_row + tile > budget || rows > AT_NOUT * rs) {
+    pthread_mutex_unlock(&g_attn_lock);
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention's rows do not fit local memory");
+  }
   cl_kernel k = d->attn->k[dt == FLAGOS_FLOAT16];
   cl_mem mem[5] = {b[0]->mem, b[1]->mem, b[2]->mem, b[3]->mem, call->n_bufs == 5 ? b[4]->mem : b[0]->mem};
   float alpha = (float)call->floats[0], alpha2 = (float)call->floats[1];
@@ -286,8 +321,8 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof alpha2, &alpha2);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof rpg, &rpg);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof has_mask, &has_mask);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * x[A_D]), NULL);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * x[A_SK]), NULL);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * dq), NULL);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * skp), NULL);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, (size_t)tile, NULL);
   size_t local[2] = {AT_WG, 1}, global[2] = {(size_t)((x[A_SQ] + rows - 1) / rows) * AT_WG, (size_t)x[A_BATCH]};
   /* traced on a profiling queue (FLAGOS_OPENCL_PROFILING=1): the kernel's time on the device, waited for */
@@ -307,8 +342,8 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   }
   char when[48] = "";
   if (us >= 0) snprintf(when, sizeof when, ", %.1f us on the device", us);
-  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld, %d rows a group on '%s'%s\n",
+  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld%s%s, %d rows a group on '%s'%s\n",
                  dt == FLAGOS_FLOAT16 ? "f16" : "f32", (long long)x[A_BATCH], (long long)x[A_SQ], (long long)x[A_SK],
-                 (long long)x[A_D], (long long)x[A_DV], rows, d->name, when);
+                 (long long)x[A_D], (long long)x[A_DV], x[A_TK] ? " K^T" : "", x[A_TV] ? " V^T" : "", rows, d->name, when);
   return NULL;
 }

@@ -17,7 +17,12 @@ False, so that row's softmax is NaN:
   row is 0);
 - `f16`: `guard` in float16 (tolerance 2e-3);
 - `axis2`: the softmax over axis 2 (not the keys): no attention node forms,
-  the outputs still match.
+  the outputs still match;
+- `layouts`: keys given per head as (D, S), read as they lie, and values as
+  (D, S) behind a Transpose, read transposed (the others read keys transposed
+  and values as they lie).
+Sizes (38 rows and keys, 22 features, 3 heads) leave partial tiles, groups and
+float4 padding in the opencl kernel.
 Each is compiled for cpu and opencl with FLAGOS_FUSE_TRACE=1, which must report
 one attention node (none for axis2), then run on the cpu (the call declined:
 the three nodes' kernels) and, where `flagos devices` lists an OpenCL device
@@ -40,8 +45,12 @@ except ImportError as e:  # the references are test-only Python packages (script
     print("skipped: %s" % e)
     sys.exit(77)
 
-S, H, D = 40, 3, 24  # 40 keys: a full tile of 32 and a part; 40 rows: groups of 16, 16 and 8
+S, H, D = 38, 3, 22  # 38 keys: a full tile of 32 and a part, padded to fours; 38 rows: groups of 16, 16 and 6; 22 features, padded
 E = H * D
+
+
+def in_shape(kind, x):
+    return [1, H, D, S] if kind == "layouts" and x != "q" else [1, S, E]
 
 
 def model(kind):
@@ -54,10 +63,14 @@ def model(kind):
              numpy_helper.from_array(np.array(0, npdt), "zero"),
              numpy_helper.from_array(np.array(-np.inf, npdt), "ninf")]
     n = helper.make_node
-    nodes = [n("Reshape", [x, "shp"], [x + "r"]) for x in "qkv"]
-    nodes += [n("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]), n("Transpose", ["kr"], ["kt"], perm=[0, 2, 3, 1]),
-              n("Transpose", ["vr"], ["vt"], perm=[0, 2, 1, 3]), n("Mul", ["qt", "sc"], ["qs"]),
-              n("Mul", ["kt", "sc"], ["ks"]), n("MatMul", ["qs", "ks"], ["s"]),
+    if kind == "layouts":  # keys given as (D, S) per head (read untransposed), values as (D, S) (read transposed)
+        nodes = [n("Reshape", ["q", "shp"], ["qr"]), n("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]),
+                 n("Identity", ["k"], ["kt"]), n("Transpose", ["v"], ["vt"], perm=[0, 1, 3, 2])]
+    else:
+        nodes = [n("Reshape", [x, "shp"], [x + "r"]) for x in "qkv"]
+        nodes += [n("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]), n("Transpose", ["kr"], ["kt"], perm=[0, 2, 3, 1]),
+                  n("Transpose", ["vr"], ["vt"], perm=[0, 2, 1, 3])]
+    nodes += [n("Mul", ["qt", "sc"], ["qs"]), n("Mul", ["kt", "sc"], ["ks"]), n("MatMul", ["qs", "ks"], ["s"]),
               n("Where", ["keep", "zero", "ninf"], ["mask"]), n("Add", ["s", "mask"], ["a"]),
               n("Softmax", ["a"], ["p"], axis=2 if kind == "axis2" else -1)]
     p = "p"
@@ -66,7 +79,7 @@ def model(kind):
         p = "pg"
     nodes += [n("MatMul", [p, "vt"], ["c"]), n("Transpose", ["c"], ["ct"], perm=[0, 2, 1, 3]),
               n("Reshape", ["ct", "shp2"], ["y"])]
-    ins = [helper.make_tensor_value_info(x, dt, [1, S, E]) for x in "qkv"]
+    ins = [helper.make_tensor_value_info(x, dt, in_shape(kind, x)) for x in "qkv"]
     ins.append(helper.make_tensor_value_info("keep", TensorProto.BOOL, [1, 1, S, S]))
     outs = [helper.make_tensor_value_info("y", dt, [1, S, E]), helper.make_tensor_value_info("mask", dt, [1, 1, S, S])]
     g = helper.make_graph(nodes, "attention_" + kind, ins, outs, inits)
@@ -88,11 +101,11 @@ def main():
     has_opencl = "  opencl:0" in devs
     failed = 0
     rng = np.random.default_rng(7)
-    for kind in ("plain", "guard", "f16", "axis2"):
+    for kind in ("plain", "guard", "f16", "axis2", "layouts"):
         m, npdt = model(kind)
         path = os.path.join(work, kind + ".onnx")
         onnx.save(m, path)
-        feeds = {x: rng.standard_normal((1, S, E)).astype(npdt) for x in "qkv"}
+        feeds = {x: rng.standard_normal(in_shape(kind, x)).astype(npdt) for x in "qkv"}
         keep = rng.random((1, 1, S, S)) > 0.3
         keep[0, 0, 3, :] = False
         feeds["keep"] = keep
