@@ -21,7 +21,7 @@ False, so that row's softmax is NaN:
 - `layouts`: keys given per head as (D, S), read as they lie, and values as
   (D, S) behind a Transpose, read transposed (the others read keys transposed
   and values as they lie).
-Sizes (38 rows and keys, 22 features, 3 heads) leave partial tiles, groups and
+Sizes (70 rows and keys, 22 features, 3 heads) leave partial tiles, groups and
 float4 padding in the opencl kernel.
 Each is compiled for cpu and opencl with FLAGOS_FUSE_TRACE=1, which must report
 one attention node (none for axis2), then run on the cpu (the call declined:
@@ -45,7 +45,7 @@ except ImportError as e:  # the references are test-only Python packages (script
     print("skipped: %s" % e)
     sys.exit(77)
 
-S, H, D = 38, 3, 22  # 38 keys: a full tile of 32 and a part, padded to fours; 38 rows: groups of 16, 16 and 6; 22 features, padded
+S, H, D = 70, 3, 22  # see the docstring: partial tiles, groups and padding
 E = H * D
 
 
