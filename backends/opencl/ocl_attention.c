@@ -29,8 +29,7 @@
 #include "ocl_internal.h"
 
 #define AT_WG 256       /* work-items of a group */
-#define AT_KT 64        /* keys (values) of a tile; a divisor of AT_WG */
-#define AT_LU 16        /* elements a work-item loads a step (tile_in) */
+#define AT_KT 32        /* keys (values) of a tile; a divisor of AT_WG */
 #define AT_MAX_ROWS 32  /* query rows of a group at most: RPT = AT_MAX_ROWS / (AT_WG / AT_KT) a work-item */
 #define AT_ROWS 16      /* query rows of a group by default */
 #define AT_NOUT 8       /* rows of the context a work-item holds: rows <= AT_NOUT * (AT_WG / Dv) */
@@ -42,26 +41,6 @@ enum { A_BATCH, A_SQ, A_SK, A_D, A_DV, A_SQS, A_LDQ, A_TK, A_SKS, A_LDK, A_TV, A
 
 static const char k_attention_src[] =
     "#define NAN_OR(x, y) (isnan(x) ? (x) : (y))\n"
-    /* a strided block from global memory into local: element e of the block is (o, u) = (e / ni, e % ni), read
-     * from src[o * so + u], written to dst[o * dso + u * dsi], zero where o >= lo or u >= li. LU elements a
-     * work-item a step, their loads all issued before the first store waits */
-    "static void TILE_IN(__local float *dst, __global const T *src, int no, int ni, int so, int dso, int dsi,\n"
-    "                    int lo, int li, int tid) {\n"
-    "  const int total = no * ni;\n"
-    "  for (int e0 = 0; e0 < total; e0 += WG * LU) {\n"
-    "    float r[LU];\n"
-    "\n#pragma unroll\n"
-    "    for (int u = 0; u < LU; u++) {\n"
-    "      const int e = e0 + tid + u * WG, o = e / ni, i = e - o * ni;\n"
-    "      r[u] = e < total && o < lo && i < li ? LD(src, o * so + i) : 0.0f;\n"
-    "    }\n"
-    "\n#pragma unroll\n"
-    "    for (int u = 0; u < LU; u++) {\n"
-    "      const int e = e0 + tid + u * WG, o = e / ni, i = e - o * ni;\n"
-    "      if (e < total) dst[o * dso + i * dsi] = r[u];\n"
-    "    }\n"
-    "  }\n"
-    "}\n"
     "__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))\n"
     "void NAME(__global const T *q, __global const T *k, __global const T *v, __global T *y, __global const T *m,\n"
     "          int sq, int sk, int d, int dv, int sqs, int ldq, int tk, int sks, int ldk, int tv, int svs, int ldv,\n"
@@ -80,21 +59,23 @@ static const char k_attention_src[] =
     "  y += b * sys + r0 * ldy;\n"
     "  const int mo = has_mask ? (b / h) * mb + (b % h) * mh + r0 * mi : 0;\n"
     /* the group's query rows; rows past the end and the padding are zeros */
-    "  TILE_IN(qs, q, rpg, dq, ldq, dq, 1, rows, d, tid);\n"
+    "  for (int e = tid; e < rpg * dq; e += WG) {\n"
+    "    const int i = e / dq, c = e - i * dq;\n"
+    "    qs[e] = i < rows && c < d ? LD(q, i * ldq + c) : 0.0f;\n"
+    "  }\n"
     /* scores, KT keys at a time through a local tile (a key a row of dq + 4 floats: a quarter-warp's float4 reads
      * fall in different banks); a work-item a key of the tile and up to RPT query rows, four features a step */
     "  const int jj = tid % KT, i0 = tid / KT;\n"
     "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
     "    const int kn = min(KT, sk - j0);\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    float mk[RPT];\n"
-    "\n#pragma unroll\n"
-    "    for (int n = 0; n < RPT; n++) {\n"
-    "      const int i = i0 + n * (WG / KT);\n"
-    "      mk[n] = has_mask && i < rows && jj < kn ? LD(m, mo + i * mi + (j0 + jj) * mj) : 0.0f;\n"
+    "    if (tk) for (int e = tid; e < kn * dq; e += WG) {\n"
+    "      const int j = e / dq, c = e - j * dq;\n"
+    "      t[j * kp + c] = c < d ? LD(k, (j0 + j) * ldk + c) : 0.0f;\n"
+    "    } else for (int e = tid; e < kn * dq; e += WG) {\n"
+    "      const int c = e / kn, j = e - c * kn;\n"
+    "      t[j * kp + c] = c < d ? LD(k, c * ldk + j0 + j) : 0.0f;\n"
     "    }\n"
-    "    if (tk) TILE_IN(t, k + j0 * ldk, kn, dq, ldk, kp, 1, kn, d, tid);\n"
-    "    else TILE_IN(t, k + j0, dq, kn, ldk, 1, kp, d, kn, tid);\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
     "    if (jj < kn) {\n"
     "      float acc[RPT];\n"
@@ -115,7 +96,7 @@ static const char k_attention_src[] =
     "        const int i = i0 + n * (WG / KT);\n"
     "        if (i < rows) {\n"
     "          float s = alpha * acc[n];\n"
-    "          if (has_mask) s += mk[n];\n"
+    "          if (has_mask) s += LD(m, mo + i * mi + (j0 + jj) * mj);\n"
     "          p[i * skp + j0 + jj] = s;\n"
     "        }\n"
     "      }\n"
@@ -163,8 +144,13 @@ static const char k_attention_src[] =
     "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
     "    const int kn = min(KT, sk - j0), kn4 = (kn + 3) & ~3;\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (tv) TILE_IN(t, v + j0, dv, kn4, ldv, 1, dv, dv, kn, tid);\n"
-    "    else TILE_IN(t, v + j0 * ldv, kn4, dv, ldv, dv, 1, kn, dv, tid);\n"
+    "    if (tv) for (int e = tid; e < kn4 * dv; e += WG) {\n"
+    "      const int c = e / kn4, j = e - c * kn4;\n"
+    "      t[j * dv + c] = j < kn ? LD(v, c * ldv + j0 + j) : 0.0f;\n"
+    "    } else for (int e = tid; e < kn4 * dv; e += WG) {\n"
+    "      const int j = e / dv, c = e - j * dv;\n"
+    "      t[j * dv + c] = j < kn ? LD(v, (j0 + j) * ldv + c) : 0.0f;\n"
+    "    }\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
     "    if (or0 < rs) for (int j = 0; j < kn4; j += 4) {\n"
     "      const float4 vv = (float4)(t[j * dv + oc], t[(j + 1) * dv + oc], t[(j + 2) * dv + oc], t[(j + 3) * dv + oc]);\n"
@@ -184,11 +170,11 @@ static const char k_attention_src[] =
     "}\n";
 
 static const char k_f32_defs[] =
-    "#define T float\n#define NAME flagos_attention_f32\n#define TILE_IN flagos_attention_f32_tile\n#define LD(p, i) ((p)[i])\n#define ST(p, i, x) ((p)[i] = (x))\n";
+    "#define T float\n#define NAME flagos_attention_f32\n#define LD(p, i) ((p)[i])\n#define ST(p, i, x) ((p)[i] = (x))\n";
 static const char k_f16_defs[] =
-    "#define T half\n#define NAME flagos_attention_f16\n#define TILE_IN flagos_attention_f16_tile\n#define LD(p, i) vload_half((i), (p))\n"
+    "#define T half\n#define NAME flagos_attention_f16\n#define LD(p, i) vload_half((i), (p))\n"
     "#define ST(p, i, x) vstore_half_rte((x), (i), (p))\n";
-static const char k_undefs[] = "#undef T\n#undef NAME\n#undef TILE_IN\n#undef LD\n#undef ST\n#undef NAN_OR\n";
+static const char k_undefs[] = "#undef T\n#undef NAME\n#undef LD\n#undef ST\n#undef NAN_OR\n";
 
 /* Per device: the program and its two kernels, made at the first call (under the lock). */
 struct ocl_attn_dev {
@@ -205,8 +191,8 @@ static flagos_status_t attn_kernels(ocl_state_t *s, ocl_device_t *d) {
   if (!d->attn && !(d->attn = calloc(1, sizeof(*d->attn))))
     return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
   char head[128];
-  int nh = snprintf(head, sizeof head, "#define WG %d\n#define KT %d\n#define LU %d\n#define MAX_ROWS %d\n#define RPT %d\n#define NOUT %d\n",
-                    AT_WG, AT_KT, AT_LU, AT_MAX_ROWS, AT_MAX_ROWS / (AT_WG / AT_KT), AT_NOUT);
+  int nh = snprintf(head, sizeof head, "#define WG %d\n#define KT %d\n#define MAX_ROWS %d\n#define RPT %d\n#define NOUT %d\n",
+                    AT_WG, AT_KT, AT_MAX_ROWS, AT_MAX_ROWS / (AT_WG / AT_KT), AT_NOUT);
   size_t nb = strlen(k_attention_src), n32 = strlen(k_f32_defs), n16 = strlen(k_f16_defs), nu = strlen(k_undefs);
   size_t len = (size_t)nh + n32 + nb + nu + n16 + nb;
   char *src = malloc(len + 1);
@@ -256,9 +242,12 @@ void ocl_attention_release(ocl_state_t *s, ocl_device_t *d) {
 }
 
 /* Off unless FLAGOS_OPENCL_ATTENTION=1: on an H100 through NVIDIA's OpenCL this
- * kernel took BERT-base f32 from 1.97 to 2.71 ms a run (about 60 us a call,
- * against the three kernels' 20; bench/gpu/results-h100-2026-11-24-s20.md), so
- * it stays opt-in until it is faster than what it replaces. */
+ * kernel takes about 31 us a call (event time, BERT-base's 12 heads of 128 x 64)
+ * and BERT-base f32 from 1.81 to 1.94 ms a run, f16 from 1.26 to 1.34; the
+ * three kernels it replaces do their work in less, and the two launches it
+ * saves do not make up the difference (bench/gpu/results-h100-2026-11-24-s21.md,
+ * which has the kernel's phases measured apart). It stays opt-in until it is
+ * faster than what it replaces. */
 /* FLAGOS_OPENCL_ATTENTION_ROWS: the rows a group takes at most, a power of two up to AT_MAX_ROWS */
 static int rows_cap(void) {
   const char *e = getenv("FLAGOS_OPENCL_ATTENTION_ROWS");
