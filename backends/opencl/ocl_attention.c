@@ -185,6 +185,7 @@ struct ocl_attn_dev {
 };
 
 static pthread_mutex_t g_attn_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *const k_names[2] = {"flagos_attention_f32", "flagos_attention_f16"};
 
 static flagos_status_t attn_kernels(ocl_state_t *s, ocl_device_t *d) {
   if (d->attn && (d->attn->prog || d->attn->failed)) return NULL;
@@ -215,10 +216,9 @@ static flagos_status_t attn_kernels(ocl_state_t *s, ocl_device_t *d) {
     d->attn->failed = true;
     return NULL;
   }
-  static const char *const names[2] = {"flagos_attention_f32", "flagos_attention_f16"};
   for (int i = 0; i < 2; i++) {
     cl_int e;
-    d->attn->k[i] = s->cl.clCreateKernel(d->attn->prog, names[i], &e);
+    d->attn->k[i] = s->cl.clCreateKernel(d->attn->prog, k_names[i], &e);
     if (!d->attn->k[i]) return ocl_fail(s, e, "creating the attention kernel");
     size_t wg = 0;
     s->cl.clGetKernelWorkGroupInfo(d->attn->k[i], d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
@@ -261,8 +261,22 @@ static bool env_off(void) {
   return !(e && strcmp(e, "1") == 0);
 }
 
-flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *call) {
-  if (env_off()) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention calls off (FLAGOS_OPENCL_ATTENTION=1 turns them on)");
+/* A call checked and made ready to launch: its device, kernel (f32 or f16),
+ * arguments and grid. */
+typedef struct {
+  ocl_device_t *d;
+  int f16, rows;
+  cl_mem mem[5];
+  cl_int ints[A_NINTS - 1]; /* all but the batch, the grid's second axis */
+  float alpha, alpha2;
+  cl_int has_mask;
+  size_t local_bytes[3]; /* the rows, their scores, the tile */
+  size_t global[2];
+} attn_launch_t;
+
+/* Checks the call and fills *L; *empty where the output has no elements (nothing to queue). */
+static flagos_status_t attn_prepare(ocl_state_t *s, const flagos_libcall_t *call, attn_launch_t *L, bool *empty) {
+  *empty = false;
   if ((call->n_bufs != 4 && call->n_bufs != 5) || call->n_ints != A_NINTS || call->n_floats != 2)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention takes 4 or 5 buffers, %d ints, 2 floats",
                    A_NINTS);
@@ -275,63 +289,91 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   const int64_t *x = call->ints;
   for (int i = 0; i < A_NINTS; i++)
     if (x[i] < 0) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention int %d is negative", i);
-  if (x[A_BATCH] == 0 || x[A_SQ] == 0 || x[A_DV] == 0) return NULL; /* an empty output */
+  if (x[A_BATCH] == 0 || x[A_SQ] == 0 || x[A_DV] == 0) {
+    *empty = true;
+    return NULL;
+  }
   if (x[A_SK] == 0 || x[A_D] == 0 || x[A_H] == 0 || x[A_BATCH] > 65535)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention without keys or features, or past 65535 batches");
   for (int i = 0; i < A_NINTS; i++)
     if (x[i] > INT32_MAX) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention int %d past 32 bits", i);
   if (x[A_DV] > AT_WG)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention with more than %d value features", AT_WG);
+  const ocl_buf_t *const *b = (const ocl_buf_t *const *)call->bufs;
+  flagos_status_t err = ocl_device_ready(s, b[0]->dev, &L->d);
+  if (err) return err;
+  size_t esz = dt == FLAGOS_FLOAT16 ? 2 : 4;
+  for (int i = 0; i < call->n_bufs; i++) {
+    if (b[i]->dev != b[0]->dev)
+      return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention's buffers are on different devices");
+    if (b[i]->size / esz > INT32_MAX)
+      return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention buffer %d has 2^31 elements or more", i);
+  }
+  pthread_mutex_lock(&g_attn_lock);
+  err = attn_kernels(s, L->d);
+  bool failed = !err && L->d->attn->failed;
+  int64_t budget = err ? 0 : L->d->attn->local_bytes;
+  pthread_mutex_unlock(&g_attn_lock);
+  if (err) return err;
+  if (failed) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: the attention kernel does not build here");
   /* the rows of a group and their scores in local memory (rows of four floats), and a tile of keys or values */
   int64_t dq = (x[A_D] + 3) & ~3, skp = (x[A_SK] + 3) & ~3, per_row = (dq + skp) * 4;
   int64_t tile = AT_KT * (dq + 4 > x[A_DV] ? dq + 4 : x[A_DV]) * 4, rs = AT_WG / x[A_DV];
   int rows = rows_cap();
-  const ocl_buf_t *const *b = (const ocl_buf_t *const *)call->bufs;
-  ocl_device_t *d;
-  flagos_status_t err = ocl_device_ready(s, b[0]->dev, &d);
-  if (err) return err;
-  size_t esz = dt == FLAGOS_FLOAT16 ? 2 : 4;
-  for (int i = 0; i < call->n_bufs; i++)
-    if (b[i]->size / esz > INT32_MAX)
-      return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention buffer %d has 2^31 elements or more", i);
-  for (int i = 1; i < call->n_bufs; i++)
-    if (b[i]->dev != b[0]->dev)
-      return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention's buffers are on different devices");
-  cl_command_queue q = ocl_queue(s, st, b[0]->dev);
-  pthread_mutex_lock(&g_attn_lock);
-  err = attn_kernels(s, d);
-  if (err || d->attn->failed) {
-    pthread_mutex_unlock(&g_attn_lock);
-    return err ? err : OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: the attention kernel does not build here");
-  }
-  int64_t budget = d->attn->local_bytes;
   while (rows > 1 && (rows * per_row + tile > budget || rows > AT_NOUT * rs)) rows /= 2;
-  if (rows * per_row + tile > budget || rows > AT_NOUT * rs) {
-    pthread_mutex_unlock(&g_attn_lock);
+  if (rows * per_row + tile > budget || rows > AT_NOUT * rs)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention's rows do not fit local memory");
-  }
-  cl_kernel k = d->attn->k[dt == FLAGOS_FLOAT16];
-  cl_mem mem[5] = {b[0]->mem, b[1]->mem, b[2]->mem, b[3]->mem, call->n_bufs == 5 ? b[4]->mem : b[0]->mem};
-  float alpha = (float)call->floats[0], alpha2 = (float)call->floats[1];
-  cl_int has_mask = call->n_bufs == 5, rpg = rows, e = CL_SUCCESS;
+  L->f16 = dt == FLAGOS_FLOAT16;
+  L->rows = rows;
+  for (int i = 0; i < 5; i++) L->mem[i] = b[i < call->n_bufs ? i : 0]->mem; /* no mask: any buffer, unread */
+  for (int i = 1; i < A_NINTS; i++) L->ints[i - 1] = (cl_int)x[i];
+  L->alpha = (float)call->floats[0];
+  L->alpha2 = (float)call->floats[1];
+  L->has_mask = call->n_bufs == 5;
+  L->local_bytes[0] = sizeof(float) * (size_t)(rows * dq);
+  L->local_bytes[1] = sizeof(float) * (size_t)(rows * skp);
+  L->local_bytes[2] = (size_t)tile;
+  L->global[0] = (size_t)((x[A_SQ] + rows - 1) / rows) * AT_WG;
+  L->global[1] = (size_t)x[A_BATCH];
+  return NULL;
+}
+
+static cl_int attn_set_args(ocl_state_t *s, cl_kernel k, const attn_launch_t *L) {
+  cl_int e = CL_SUCCESS, rpg = L->rows;
   cl_uint arg = 0;
-  for (int i = 0; i < 5 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_mem), &mem[i]);
-  for (int i = 1; i < A_NINTS && e == CL_SUCCESS; i++) { /* all but the batch, the grid's second axis */
-    cl_int v = (cl_int)x[i];
-    e = s->cl.clSetKernelArg(k, arg++, sizeof v, &v);
-  }
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof alpha, &alpha);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof alpha2, &alpha2);
+  for (int i = 0; i < 5 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_mem), &L->mem[i]);
+  for (int i = 0; i < A_NINTS - 1 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_int), &L->ints[i]);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->alpha, &L->alpha);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->alpha2, &L->alpha2);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof rpg, &rpg);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof has_mask, &has_mask);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * dq), NULL);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof(float) * (size_t)(rows * skp), NULL);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, (size_t)tile, NULL);
-  size_t local[2] = {AT_WG, 1}, global[2] = {(size_t)((x[A_SQ] + rows - 1) / rows) * AT_WG, (size_t)x[A_BATCH]};
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->has_mask, &L->has_mask);
+  for (int i = 0; i < 3 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, L->local_bytes[i], NULL);
+  return e;
+}
+
+static void attn_trace(const flagos_libcall_t *call, const attn_launch_t *L, const char *tail) {
+  const int64_t *x = call->ints;
+  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld%s%s, %d rows a group on '%s'%s\n",
+                 L->f16 ? "f16" : "f32", (long long)x[A_BATCH], (long long)x[A_SQ], (long long)x[A_SK],
+                 (long long)x[A_D], (long long)x[A_DV], x[A_TK] ? " K^T" : "", x[A_TV] ? " V^T" : "", L->rows,
+                 L->d->name, tail);
+}
+
+flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *call) {
+  if (env_off()) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention calls off (FLAGOS_OPENCL_ATTENTION=1 turns them on)");
+  attn_launch_t L;
+  bool empty;
+  flagos_status_t err = attn_prepare(s, call, &L, &empty);
+  if (err || empty) return err;
+  cl_command_queue q = ocl_queue(s, st, ((const ocl_buf_t *)call->bufs[0])->dev);
   /* traced on a profiling queue (FLAGOS_OPENCL_PROFILING=1): the kernel's time on the device, waited for */
-  bool timed = d->profiling && getenv("FLAGOS_TRACE") && q == d->queue;
+  bool timed = L.d->profiling && getenv("FLAGOS_TRACE") && q == L.d->queue;
   cl_event ev = NULL;
-  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, k, 2, NULL, global, local, 0, NULL, timed ? &ev : NULL);
+  size_t local[2] = {AT_WG, 1};
+  pthread_mutex_lock(&g_attn_lock); /* the device's kernel object: its arguments are this call's until queued */
+  cl_kernel k = L.d->attn->k[L.f16];
+  cl_int e = attn_set_args(s, k, &L);
+  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, k, 2, NULL, L.global, local, 0, NULL, timed ? &ev : NULL);
   pthread_mutex_unlock(&g_attn_lock);
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the attention kernel");
   double us = -1;
@@ -345,8 +387,36 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   }
   char when[48] = "";
   if (us >= 0) snprintf(when, sizeof when, ", %.1f us on the device", us);
-  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld%s%s, %d rows a group on '%s'%s\n",
-                 dt == FLAGOS_FLOAT16 ? "f16" : "f32", (long long)x[A_BATCH], (long long)x[A_SQ], (long long)x[A_SK],
-                 (long long)x[A_D], (long long)x[A_DV], x[A_TK] ? " K^T" : "", x[A_TV] ? " V^T" : "", rows, d->name, when);
+  attn_trace(call, &L, when);
+  return NULL;
+}
+
+flagos_status_t ocl_attention_plan(ocl_state_t *s, cl_command_queue q, const flagos_libcall_t *call,
+                                   ocl_gemm_plan_t *plan) {
+  attn_launch_t L;
+  bool empty;
+  flagos_status_t err = attn_prepare(s, call, &L, &empty);
+  if (err || empty) return err;
+  cl_int e;
+  cl_kernel k = s->cl.clCreateKernel(L.d->attn->prog, k_names[L.f16], &e);
+  if (!k) return ocl_fail(s, e, "making the attention kernel's plan");
+  e = attn_set_args(s, k, &L);
+  if (e != CL_SUCCESS) {
+    s->cl.clReleaseKernel(k);
+    return ocl_fail(s, e, "making the attention kernel's plan");
+  }
+  plan->k[0] = k;
+  plan->dims[0] = 2;
+  plan->global[0][0] = L.global[0];
+  plan->global[0][1] = L.global[1];
+  plan->local[0][0] = AT_WG;
+  plan->local[0][1] = 1;
+  plan->n = 1;
+  plan->q = q;
+  for (int i = 0; i < call->n_bufs; i++) {
+    s->cl.clRetainMemObject(L.mem[i]);
+    plan->held[plan->n_held++] = L.mem[i];
+  }
+  attn_trace(call, &L, ", planned for replays");
   return NULL;
 }

@@ -46,7 +46,7 @@ typedef struct ocl_rec {
   cl_uint n_args;
   size_t global, local;
   flagos_libcall_t call; /* arrays owned (the casts below drop const to free them) */
-  int ours;              /* the call was our kernels': 1 a product (ga), 2 a convolution (ca) */
+  int ours;              /* the call was our kernels': 1 a product (ga), 2 a convolution (ca), 3 attention (call) */
   ocl_gemm_args_t ga;
   ocl_conv_args_t ca;
 } ocl_rec_t;
@@ -162,7 +162,7 @@ flagos_status_t ocl_record_call(ocl_state_t *s, ocl_capture_t *c, const flagos_l
                                 const ocl_gemm_args_t *ours, const ocl_conv_args_t *conv) {
   ocl_rec_t *r = rec_new(c);
   if (r) {
-    r->ours = ours ? 1 : conv ? 2 : 0;
+    r->ours = ours ? 1 : conv ? 2 : strcmp(call->name, "attention") == 0 ? 3 : 0;
     if (ours) r->ga = *ours;
     if (conv) r->ca = *conv;
     flagos_libcall_t *o = &r->call;
@@ -306,7 +306,7 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
   }
   for (int i = 0; i < g->n_seg; i++)
     if (!g->seg[i].call && make_own(s, g, &g->seg[i]) == CL_SUCCESS && use_cb) make_cb(s, d, g, &g->seg[i]);
-  /* The products and convolutions our kernels took become plans
+  /* The products, convolutions and attention our kernels took become plans
    * (FLAGOS_OPENCL_GEMM_PLANS=0: the call is made again at each replay),
    * made for the default queue whatever stream recorded them: the runtime
    * records on a stream of its own and replays on the default queue
@@ -320,10 +320,11 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
     const ocl_rec_t *r = &g->rec.r[sg->first];
     if (!sg->call || !r->ours) continue;
     ocl_gemm_plan_t *p = calloc(1, sizeof(*p));
-    bool taken = false;
+    bool taken = r->ours == 3; /* attention's plan is its kernel, or an error */
     flagos_status_t err = !p              ? OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory")
                           : r->ours == 1 ? ocl_gemm_run(s, d, cq, &r->ga, ocl_blas_trace, &taken, p)
-                                         : ocl_conv_run(s, d, cq, &r->ca, ocl_blas_trace, &taken, p);
+                          : r->ours == 2 ? ocl_conv_run(s, d, cq, &r->ca, ocl_blas_trace, &taken, p)
+                                         : ocl_attention_plan(s, cq, &r->call, p);
     if (err) {
       if (p) ocl_gemm_plan_release(s, p);
       free(p);

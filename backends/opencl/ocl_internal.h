@@ -290,8 +290,12 @@ flagos_status_t ocl_conv_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
                              ocl_trace_fn *trace, bool *taken, ocl_gemm_plan_t *plan);
 void ocl_conv_release(ocl_state_t *s, ocl_device_t *d);
 
-/* ocl_attention.c: the "attention" library call through our kernel (FLAGOS_ERR_UNSUPPORTED where it declines). */
+/* ocl_attention.c: the "attention" library call through our kernel (FLAGOS_ERR_UNSUPPORTED where it declines);
+ * ocl_attention_plan makes a call the capture took into a plan of one kernel for q's replays (nothing for an
+ * empty output). */
 flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *call);
+flagos_status_t ocl_attention_plan(ocl_state_t *s, cl_command_queue q, const flagos_libcall_t *call,
+                                   ocl_gemm_plan_t *plan);
 void ocl_attention_release(ocl_state_t *s, ocl_device_t *d);
 
 #endif
