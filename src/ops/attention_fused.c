@@ -153,9 +153,8 @@ static flagos_status_t lower_one(ops_ctx_t *c, const fir_graph_t *b, seq_t *s, i
       if (binds[j].index < 0)
         return ops_err(c, FLAGOS_ERR_INTERNAL, "buffer %d of kernel %s has no place in the fused node", j, kk->name);
     }
-    /* The node's own step, holding the body's kernel under a name unique in the node. */
-    kir_kernel_t *slot = ops_kernel(c, kk->name);
-    kk->name = slot->name;
+    /* The node's own step, holding the body's kernel (its name, under the sub-prefix, unique in the node). */
+    ops_kernel(c, NULL);
     kk->n_syms = c->n_syms;
     c->steps[c->n_steps - 1].kernel = kk;
     c->steps[c->n_steps - 1].binds = binds;
@@ -207,10 +206,7 @@ static bool last_axis_softmax(const fir_node_t *n) {
 
 static bool scalar_zero(const fir_value_t *v) {
   const fir_tensor_t *t = v ? v->init : NULL;
-  if (!t || t->numel != 1) return false;
-  if (t->dtype == FLAGOS_FLOAT32) return *(const float *)t->data == 0.0f;
-  if (t->dtype == FLAGOS_FLOAT16) return (*(const uint16_t *)t->data & 0x7fff) == 0;
-  return false;
+  return t && t->numel == 1 && fl_load_as_double(t->dtype, t->data, 0) == 0.0;
 }
 
 /* What a body value is in the node n whose body b holds it: the node's input

@@ -418,9 +418,9 @@ flagos_status_t rt_exec_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn
       continue;
     }
     int64_t work = 0;
-    kir_eval_int(sp->work, syms, c->n_syms, &work);
+    bool evaluated = kir_eval_int(sp->work, syms, c->n_syms, &work);
     /* no points, nothing to run (a kernel that only carries a library call the backend declined) */
-    if (work == 0) continue;
+    if (evaluated && work == 0) continue;
     flagos_launch_t la = {bufs, sp->n_binds, syms, c->n_syms, work};
     st = x->api->launch(x->bst, x->stream, x->kernels[sp->kid], &la);
   }

@@ -101,9 +101,7 @@ static void check_scale(void) {
 static void check_like(void) {
   fir_model_t *m = parse_passed(k_like);
   if (m) {
-    const fir_node_t *n = NULL;
-    for (int i = 0; i < m->graph->n_nodes; i++)
-      if (strcmp(m->graph->nodes[i]->op_type, "Cast") == 0) n = m->graph->nodes[i];
+    const fir_node_t *n = find_op(m, "Cast");
     CHECK(n && n->n_inputs == 1 && fir_attr_int(n, "to", 0) == FLAGOS_FLOAT32,
           "like: CastLike(x, f32) is Cast(x, to = float)");
     CHECK(count_op(m, "CastLike") == 0, "like: no CastLike left");
