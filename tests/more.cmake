@@ -110,3 +110,17 @@ add_test(NAME gemm_bench_opencl
           37x29x53:a 68x132x40:+ 3x36x20x44:bs+ 2x12x8x20:s)
 set_tests_properties(gemm_bench_opencl PROPERTIES LABELS "unit" SKIP_RETURN_CODE 77
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends;FLAGOS_OPENCL_GEMM=1;FLAGOS_OPENCL_BLAS=1;FLAGOS_CACHE_DIR=${CMAKE_BINARY_DIR}/gemm-bench-cache")
+
+# The attention benchmark's driver (bench/gpu/attn_bench.c) on the first OpenCL
+# device (PoCL in CI), the call forced on: every output against attention in
+# double on the host, for a padding mask with keys and values in both layouts,
+# a causal mask over 200 keys in tiles of 64 (FLAGOS_OPENCL_ATTENTION_TILE), a
+# sequence of 9 keys and 7 features, and f16 (skips without a device).
+add_test(NAME attn_bench_opencl
+  COMMAND $<TARGET_FILE:flagos_attn_bench> --backend opencl --iters 2 --warmup 1
+          3x70x70x22:mkv 2x33x200x64:c 2x17x9x7:c 12x128x128x64:m)
+add_test(NAME attn_bench_opencl_f16
+  COMMAND $<TARGET_FILE:flagos_attn_bench> --backend opencl --iters 2 --warmup 1 --dtype f16
+          3x70x70x22:m 2x33x200x64:c)
+set_tests_properties(attn_bench_opencl attn_bench_opencl_f16 PROPERTIES LABELS "unit" SKIP_RETURN_CODE 77
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends;FLAGOS_OPENCL_ATTENTION=1;FLAGOS_OPENCL_ATTENTION_TILE=64;FLAGOS_CACHE_DIR=${CMAKE_BINARY_DIR}/attn-bench-cache")

@@ -1,0 +1,318 @@
+/* flagos_attn_bench: times a backend plugin's "attention" library call
+ * (docs/kernel-ir.md) on the layouts a transformer's FusedAttention node
+ * passes it, called back to back as a model's run calls it, and checks every
+ * output against a double-precision attention on the host. It measures the
+ * opencl plugin's attention kernel (backends/opencl/ocl_attention.c) apart
+ * from a model, for its variants (FLAGOS_OPENCL_ATTENTION_ROWS, build options).
+ *
+ * usage: flagos_attn_bench [options] SHAPE...
+ *   SHAPE     HxSQxSKxD[:FLAGS]: H heads (the call's batch) of SQ query rows,
+ *             SK keys, D features (values too), laid out as a model's Split
+ *             leaves them: Q [SQ, H*D] (head h at column h*D), K the same
+ *             (transK), V [SK, H*D], Y [SQ, H*D]. FLAGS letters: m (a padding
+ *             mask [1,1,1,SK], the last SK/8 keys -1e4), c (a causal mask
+ *             [SQ,SK] of -inf), k (K stored [H*D, SK]: not transK), v (V stored
+ *             [H*D, SK]: transV)
+ *   --backend NAME   plugin libflagos_backend_NAME.so (default opencl) in
+ *                    $FLAGOS_PLUGIN_PATH, else in this build's backends folder
+ *   --device I       the plugin's device index (default 0)
+ *   --dtype f32|f16  (default f32)
+ *   --iters N        timed calls (default 200), --warmup N (default 20)
+ *   --label TEXT     written into each line (e.g. the variant asked for)
+ *
+ * One JSON object per shape on stdout: backend, device, dtype, shape, label,
+ * us (device time per call, by the plugin's events over the timed calls),
+ * host_us (host time per call queuing them), and max_err (the largest
+ * |y - exact| / (alpha2 * sum_j p_j |v_j| + 1e-30) over every output). Exit
+ * status: 0; 1 when a check fails (max_err above 1e-5 for f32, 4e-3 for f16)
+ * or a call fails; 2 for bad usage; 77 when the plugin, its device or its
+ * attention call is missing (FLAGOS_OPENCL_ATTENTION=1 turns the opencl one
+ * on). */
+#define _POSIX_C_SOURCE 200809L
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/base.h"
+#include "flagos/backend.h"
+#include "flagos/flagos.h"
+#include "runtime/host_strings.h"
+
+#ifndef FLAGOS_BINARY_DIR
+#define FLAGOS_BINARY_DIR "."
+#endif
+
+typedef struct {
+  int64_t H, SQ, SK, D;
+  int pad_mask, causal, k_cols, v_cols;
+  char text[96];
+} shape_t;
+
+static const flagos_backend_t *be;
+static void *bst;
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int usage(const char *why) {
+  if (why) fprintf(stderr, "flagos_attn_bench: %s\n", why);
+  fprintf(stderr,
+          "usage: flagos_attn_bench [--backend NAME] [--device I] [--dtype f32|f16] [--iters N] [--warmup N]\n"
+          "                         [--label TEXT] SHAPE...\n"
+          "  SHAPE: HxSQxSKxD[:FLAGS], FLAGS: m (padding mask), c (causal mask), k (K not transposed),\n"
+          "         v (V transposed)\n"
+          "  prints one JSON object per shape (device time per call, host time, checked error)\n");
+  return 2;
+}
+
+static bool parse_shape(const char *arg, shape_t *s) {
+  memset(s, 0, sizeof(*s));
+  snprintf(s->text, sizeof s->text, "%s", arg);
+  int64_t v[4];
+  int n = 0;
+  const char *p = arg;
+  while (n < 4) {
+    char *end;
+    long long x = strtoll(p, &end, 10);
+    if (end == p || x <= 0 || x > (1LL << 20)) return false;
+    v[n++] = x;
+    p = end;
+    if (*p != 'x') break;
+    p++;
+  }
+  if (n != 4) return false;
+  s->H = v[0], s->SQ = v[1], s->SK = v[2], s->D = v[3];
+  if (*p == ':')
+    for (p++; *p; p++) {
+      if (*p == 'm') s->pad_mask = 1;
+      else if (*p == 'c') s->causal = 1;
+      else if (*p == 'k') s->k_cols = 1;
+      else if (*p == 'v') s->v_cols = 1;
+      else return false;
+    }
+  else if (*p)
+    return false;
+  return !(s->pad_mask && s->causal);
+}
+
+/* Uniform in [-1, 1) from a 64-bit LCG (the same values on every run). */
+static double rnd(uint64_t *st) {
+  *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
+  return (double)(*st >> 11) / (double)(1ULL << 53) * 2.0 - 1.0;
+}
+
+static const char *code_msg(flagos_status_t st) { return st ? flagos_status_message(st) : "ok"; }
+
+/* The largest error of Y against attention in double on the inputs as stored. */
+static double check(flagos_dtype_t dt, const shape_t *s, const void *q, const void *k, const void *v, const void *m,
+                    const void *y, double alpha, double alpha2) {
+  int64_t H = s->H, SQ = s->SQ, SK = s->SK, D = s->D, W = H * D;
+  double *sc = malloc((size_t)SK * sizeof(double)), worst = 0;
+  if (!sc) return INFINITY;
+  for (int64_t b = 0; b < H; b++)
+    for (int64_t i = 0; i < SQ; i++) {
+      double mx = -INFINITY;
+      for (int64_t j = 0; j < SK; j++) {
+        double acc = 0;
+        for (int64_t c = 0; c < D; c++) {
+          size_t ki = (size_t)(s->k_cols ? (b * D + c) * SK + j : j * W + b * D + c);
+          acc += fl_load_as_double(dt, q, (size_t)(i * W + b * D + c)) * fl_load_as_double(dt, k, ki);
+        }
+        double mk = s->pad_mask ? fl_load_as_double(dt, m, (size_t)j) : s->causal ? fl_load_as_double(dt, m, (size_t)(i * SK + j)) : 0;
+        sc[j] = alpha * acc + mk;
+        if (sc[j] > mx) mx = sc[j];
+      }
+      double sum = 0;
+      for (int64_t j = 0; j < SK; j++) sum += (sc[j] = exp(sc[j] - mx));
+      for (int64_t c = 0; c < D; c++) {
+        double ref = 0, mag = 0;
+        for (int64_t j = 0; j < SK; j++) {
+          size_t vi = (size_t)(s->v_cols ? (b * D + c) * SK + j : j * W + b * D + c);
+          double pv = sc[j] / sum * fl_load_as_double(dt, v, vi);
+          ref += pv;
+          mag += fabs(pv);
+        }
+        double got = fl_load_as_double(dt, y, (size_t)(i * W + b * D + c));
+        double err = fabs(got - alpha2 * ref) / (fabs(alpha2) * mag + 1e-30);
+        if (!(err <= worst)) worst = isnan(err) ? INFINITY : err;
+      }
+    }
+  free(sc);
+  return worst;
+}
+
+/* Runs one shape; prints its line. 0 ok, 1 failed, 77 the call declined. */
+static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, int warmup, const char *label,
+                     const char *backend, const char *dev_name) {
+  size_t es = flagos_dtype_size(dt);
+  int64_t W = s->H * s->D;
+  size_t nq = (size_t)(s->SQ * W), nk = (size_t)(s->SK * W), nm = s->causal ? (size_t)(s->SQ * s->SK) : (size_t)s->SK;
+  void *hq = malloc(nq * es), *hk = malloc(nk * es), *hv = malloc(nk * es), *hy = malloc(nq * es), *hm = malloc(nm * es);
+  int rc = 1, has_mask = s->pad_mask || s->causal;
+  flagos_devptr_t bufs[5] = {0};
+  flagos_bevent_t e0 = NULL, e1 = NULL;
+  flagos_status_t st = NULL;
+  if (!hq || !hk || !hv || !hy || !hm) {
+    fprintf(stderr, "flagos_attn_bench: %s: out of host memory\n", s->text);
+    goto done;
+  }
+  uint64_t seed = 12345;
+  for (size_t i = 0; i < nq; i++) rt_hs_store_float(dt, hq, (int64_t)i, rnd(&seed));
+  for (size_t i = 0; i < nk; i++) rt_hs_store_float(dt, hk, (int64_t)i, rnd(&seed));
+  for (size_t i = 0; i < nk; i++) rt_hs_store_float(dt, hv, (int64_t)i, rnd(&seed));
+  for (size_t i = 0; i < nq; i++) rt_hs_store_float(dt, hy, (int64_t)i, NAN); /* a kernel must write every output */
+  for (size_t i = 0; i < nm; i++) {
+    int64_t r = s->causal ? (int64_t)i / s->SK : 0, j = s->causal ? (int64_t)i % s->SK : (int64_t)i;
+    double x = s->causal ? (j > r ? -INFINITY : 0.0) : (j >= s->SK - s->SK / 8 ? -1e4 : 0.0);
+    rt_hs_store_float(dt, hm, (int64_t)i, x);
+  }
+  size_t sizes[5] = {nq * es, nk * es, nk * es, nq * es, nm * es};
+  const void *host[5] = {hq, hk, hv, hy, hm};
+  int n_bufs = has_mask ? 5 : 4;
+  for (int i = 0; i < n_bufs && !st; i++) st = be->mem_alloc(bst, dev, sizes[i], &bufs[i]);
+  for (int i = 0; i < n_bufs && !st; i++) st = be->copy_h2d(bst, NULL, bufs[i], 0, host[i], sizes[i]);
+  if (!st) st = be->event_create(bst, dev, &e0);
+  if (!st) st = be->event_create(bst, dev, &e1);
+  if (st) {
+    fprintf(stderr, "flagos_attn_bench: %s: setting up: %s\n", s->text, code_msg(st));
+    goto done;
+  }
+  int32_t dts[5] = {dt, dt, dt, dt, dt};
+  int64_t ints[21] = {s->H,           s->SQ, s->SK, s->D, s->D, s->D,         W, !s->k_cols, s->k_cols ? s->D * s->SK : s->D,
+                      s->k_cols ? s->SK : W, s->v_cols, s->v_cols ? s->D * s->SK : s->D, s->v_cols ? s->SK : W,
+                      s->D,           W,     s->H,  0,    0,    s->causal ? s->SK : 0, 1, 1};
+  double alpha = 1.0 / sqrt((double)s->D), fl[2] = {alpha, 1.0};
+  flagos_libcall_t call = {"attention", bufs, dts, n_bufs, ints, 21, fl, 2};
+  st = be->library_call(bst, NULL, &call);
+  if (st && flagos_status_code(st) == FLAGOS_ERR_UNSUPPORTED) {
+    fprintf(stderr, "flagos_attn_bench: SKIP: %s declines %s: %s\n", backend, s->text, code_msg(st));
+    rc = 77;
+    goto done;
+  }
+  for (int i = 1; i < warmup && !st; i++) st = be->library_call(bst, NULL, &call);
+  if (!st) st = be->stream_sync(bst, NULL);
+  double host_s = 0;
+  if (!st) st = be->event_record(bst, e0, NULL);
+  if (!st) {
+    double t0 = now_s();
+    for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, &call);
+    host_s = now_s() - t0;
+  }
+  if (!st) st = be->event_record(bst, e1, NULL);
+  if (!st) st = be->event_sync(bst, e1);
+  double ms = 0;
+  if (!st) st = be->event_elapsed_ms(bst, e0, e1, &ms);
+  if (!st) st = be->copy_d2h(bst, NULL, hy, bufs[3], 0, nq * es);
+  if (st) {
+    fprintf(stderr, "flagos_attn_bench: %s on %s: %s\n", s->text, backend, code_msg(st));
+    goto done;
+  }
+  double max_err = check(dt, s, hq, hk, hv, hm, hy, alpha, 1.0);
+  double tol = dt == FLAGOS_FLOAT16 ? 4e-3 : 1e-5;
+  printf("{\"backend\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"label\": \"%s\", "
+         "\"us\": %.3f, \"host_us\": %.3f, \"max_err\": %.3g}\n",
+         backend, dev_name, dt == FLAGOS_FLOAT16 ? "f16" : "f32", s->text, label, ms * 1e3 / iters,
+         host_s * 1e6 / iters, isinf(max_err) ? 1e300 : max_err);
+  fflush(stdout);
+  if (!(max_err <= tol)) {
+    fprintf(stderr, "flagos_attn_bench: %s on %s: outputs off by %.3g (more than %.0e) of their magnitude\n", s->text,
+            backend, max_err, tol);
+    goto done;
+  }
+  rc = 0;
+done:
+  flagos_status_free(st);
+  if (e0) be->event_destroy(bst, e0);
+  if (e1) be->event_destroy(bst, e1);
+  for (int i = 0; i < 5; i++)
+    if (bufs[i]) be->mem_free(bst, dev, bufs[i]);
+  free(hq), free(hk), free(hv), free(hy), free(hm);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  const char *backend = "opencl", *label = "";
+  int dev = 0, iters = 200, warmup = 20, first = argc;
+  flagos_dtype_t dt = FLAGOS_FLOAT32;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(NULL);
+      return 0;
+    }
+    if (a[0] != '-' || a[1] != '-') {
+      first = i;
+      break;
+    }
+    if (!v) return usage("an option without its value");
+    i++;
+    if (!strcmp(a, "--backend")) backend = v;
+    else if (!strcmp(a, "--label")) label = v;
+    else if (!strcmp(a, "--device")) dev = atoi(v);
+    else if (!strcmp(a, "--iters")) iters = atoi(v);
+    else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+    else if (!strcmp(a, "--dtype")) {
+      if (!strcmp(v, "f32")) dt = FLAGOS_FLOAT32;
+      else if (!strcmp(v, "f16")) dt = FLAGOS_FLOAT16;
+      else return usage("--dtype takes f32 or f16");
+    } else
+      return usage("unknown option");
+  }
+  if (iters < 1 || warmup < 1 || dev < 0) return usage("--iters and --warmup must be at least 1, --device not negative");
+  if (first >= argc) return usage("no shape");
+  shape_t *shapes = calloc((size_t)(argc - first), sizeof(shape_t));
+  if (!shapes) return 1;
+  for (int i = first; i < argc; i++)
+    if (!parse_shape(argv[i], &shapes[i - first])) {
+      fprintf(stderr, "flagos_attn_bench: bad shape '%s'\n", argv[i]);
+      free(shapes);
+      return usage(NULL);
+    }
+  char so[1024];
+  const char *dir = getenv("FLAGOS_PLUGIN_PATH");
+  snprintf(so, sizeof so, "%s/libflagos_backend_%s.so", dir && *dir ? dir : FLAGOS_BINARY_DIR "/backends", backend);
+  void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+  flagos_backend_entry_fn entry = h ? (flagos_backend_entry_fn)(uintptr_t)dlsym(h, FLAGOS_BACKEND_ENTRY_SYMBOL) : NULL;
+  be = entry ? entry(FLAGOS_BACKEND_ABI_VERSION) : NULL;
+  if (!be || !be->library_call || !be->event_elapsed_ms) {
+    fprintf(stderr, "flagos_attn_bench: SKIP: no usable plugin %s (%s)\n", so, h ? "no library call or events" : dlerror());
+    free(shapes);
+    return 77;
+  }
+  char cache[512];
+  const char *cd = getenv("FLAGOS_CACHE_DIR");
+  snprintf(cache, sizeof cache, "%s", cd && *cd ? cd : "/tmp/flagos-attn-bench-cache");
+  flagos_host_t host = {FLAGOS_BACKEND_ABI_VERSION, flagos_status_new, cache};
+  flagos_status_t st = be->init(&host, &bst);
+  if (st || !bst || be->device_count(bst) <= dev) {
+    fprintf(stderr, "flagos_attn_bench: SKIP: %s has no device %d%s%s\n", backend, dev, st ? ": " : "",
+            st ? flagos_status_message(st) : "");
+    flagos_status_free(st);
+    if (bst) be->shutdown(bst);
+    free(shapes);
+    return 77;
+  }
+  flagos_device_info_t info;
+  memset(&info, 0, sizeof info);
+  flagos_status_free(be->device_info(bst, dev, &info));
+  char name[160];
+  size_t o = 0;
+  for (const char *p = info.name; *p && o + 1 < sizeof name; p++)
+    if (*p != '"' && *p != '\\') name[o++] = *p;
+  name[o] = 0;
+  int rc = 0;
+  for (int i = 0; i < argc - first; i++) {
+    int r = run_shape(dev, dt, &shapes[i], iters, warmup, label, backend, name);
+    if (r == 1 || (r == 77 && rc == 0)) rc = r;
+  }
+  be->shutdown(bst);
+  free(shapes);
+  return rc;
+}
