@@ -4,23 +4,29 @@
  * launch costs the GPU about 4 us beyond its work (bench/gpu/results-h100-
  * 2026-11-23-s19.md), so two launches fewer a layer is what this is for.
  *
- * A work-group of AT_WG work-items takes up to AT_MAX_ROWS query rows of one
- * batch (AT_ROWS by default, fewer where local memory or the outputs a
- * work-item holds ask for it). It keeps the rows and their scores in local
- * memory; the keys, then the values, pass through a local tile of AT_KT rows,
- * read from global memory once a group in coalesced loads. Scores: a work-item
- * a key of the tile and up to RPT query rows, each key's features read once for
- * all of them. Softmax of each row (max, sum of exponentials, division, in
- * f32) by WG / rows work-items. Context: a work-item holds up to NOUT outputs
- * across the values' tiles. Indices are 32-bit ints (the call is declined where
- * a buffer has 2^31 elements or more). f16 buffers are read and written with
- * vload_half / vstore_half_rte (no cl_khr_fp16 needed); everything in between
- * is f32, where the node's kernels round the scores and the probabilities to
- * f16 on the way through memory.
+ * The kernel is built for each shape it meets (dtype, D and Dv features, rows a
+ * group, keys a tile: attn_variant, at most AT_VARIANTS a device), so that every
+ * loop whose extent that fixes is unrolled: a tile's loads are all in flight
+ * together, and the products read local memory at constant offsets with no
+ * per-row tests (the form before it, with these sizes as arguments, took 27.5 us
+ * a call where this takes 11.6: bench/gpu/results-h100-2026-11-24-s22.md).
+ * A work-group of AT_WG work-items takes R query rows of one batch (16, else 8
+ * or 4 where local memory asks) and keeps them, and their rows of scores, in
+ * local memory; the keys, then the values, pass through a local tile of KT keys
+ * (all of them where they fit, a multiple of AT_KSTEP). Scores: a work-item R/4
+ * rows and KB keys a step, four features at a time (float4, fma). Softmax of
+ * each row by AT_WG / R work-items, the first MPF scores of each in registers,
+ * their mask terms read at the start so that those loads overlap the rest.
+ * Context: a work-item four columns of its rows, four keys a step. Indices are
+ * 32-bit ints (the call is declined where a buffer has 2^31 elements or more).
+ * f16 buffers are read and written with vload_half / vstore_half_rte (no
+ * cl_khr_fp16 needed); everything in between is f32, where the node's kernels
+ * round the scores and the probabilities to f16 on the way through memory.
  *
- * FLAGOS_OPENCL_ATTENTION=1 takes the calls; unset (or anything else) declines
- * them and the node's kernels run (env_off says why). FLAGOS_OPENCL_ATTENTION_ROWS
- * (1, 2, 4, 8, 16 or 32) sets the rows a group takes at most, for measuring. */
+ * FLAGOS_OPENCL_ATTENTION (attn_on) says where the calls are taken;
+ * FLAGOS_OPENCL_ATTENTION_ROWS (16, 8 or 4) and FLAGOS_OPENCL_ATTENTION_TILE (a
+ * multiple of AT_KSTEP) cap the rows a group and the keys a tile, for the tests
+ * and for measuring. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,249 +34,375 @@
 
 #include "ocl_internal.h"
 
-#define AT_WG 256       /* work-items of a group */
-#define AT_KT 32        /* keys (values) of a tile; a divisor of AT_WG */
-#define AT_MAX_ROWS 32  /* query rows of a group at most: RPT = AT_MAX_ROWS / (AT_WG / AT_KT) a work-item */
-#define AT_ROWS 16      /* query rows of a group by default */
-#define AT_NOUT 8       /* rows of the context a work-item holds: rows <= AT_NOUT * (AT_WG / Dv) */
+#define AT_WG 256          /* work-items of a group */
+#define AT_ROWS 16         /* query rows of a group by default (and at most); 8 or 4 where local memory asks */
+#define AT_KSTEP 64        /* a tile's keys are a multiple of this (the scores' keys side by side: AT_WG / 4) */
+#define AT_MPF 16          /* scores of a row a work-item keeps in registers through the softmax, at most */
+#define AT_VARIANTS 16     /* kernels built per device (one per dtype, features, rows and tile) */
 #define AT_LOCAL_MAX 49152 /* local memory a group takes at most (NVIDIA's limit without opting in to more) */
 
 /* the call's ints (docs/kernel-ir.md) */
 enum { A_BATCH, A_SQ, A_SK, A_D, A_DV, A_SQS, A_LDQ, A_TK, A_SKS, A_LDK, A_TV, A_SVS, A_LDV, A_SYS, A_LDY, A_H, A_MB,
        A_MH, A_MI, A_MJ, A_GUARD, A_NINTS };
 
+/* The kernel, built for one dtype (T, LD, ST), D and DV features, R rows a group, tiles of KT keys (a multiple of
+ * AT_KSTEP), KB keys a work-item a step and MPF registers of scores (the host's head defines them). Everything
+ * whose extent is known here is unrolled: the loads of a tile are all in flight together and the products read
+ * local memory at constant offsets, with no per-row tests. */
 static const char k_attention_src[] =
     "#define NAN_OR(x, y) (isnan(x) ? (x) : (y))\n"
+    "#define DQ ((D + 3) & ~3)\n"   /* features padded to fours: rows read as float4 */
+    "#define DVQ ((DV + 3) & ~3)\n"
+    "#define KP (DQ + 4)\n"         /* a key's row in the tile: a quarter-warp's float4 reads in different banks */
+    "#define RB (R / 4)\n"          /* scores: rows a work-item; 4 blocks of rows, WG / 4 keys side by side */
+    "#define KWP (WG / 4)\n"
+    "#define CB (DVQ / 4)\n"        /* context: a work-item 4 columns of ORW rows, OR rows side by side */
+    "#define OR (WG / CB)\n"
+    "#define ORW ((R + OR - 1) / OR)\n"
+    "#define LANES (WG / R)\n"      /* softmax: work-items a row */
+    "#define TSZ (KT * (KP > DVQ ? KP : DVQ))\n"
+    "#define FMA4(a, b, acc) fma((a).w, (b).w, fma((a).z, (b).z, fma((a).y, (b).y, fma((a).x, (b).x, (acc)))))\n"
     "__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))\n"
-    "void NAME(__global const T *q, __global const T *k, __global const T *v, __global T *y, __global const T *m,\n"
-    "          int sq, int sk, int d, int dv, int sqs, int ldq, int tk, int sks, int ldk, int tv, int svs, int ldv,\n"
-    "          int sys, int ldy, int h, int mb, int mh, int mi, int mj, int guard, float alpha, float alpha2,\n"
-    "          int rpg, int has_mask, __local float4 *qs4, __local float4 *p4, __local float4 *t4) {\n"
+    "void flagos_attention(__global const T *q, __global const T *k, __global const T *v, __global T *y,\n"
+    "                      __global const T *m, int sq, int sk, int sqs, int ldq, int tk, int sks, int ldk, int tv,\n"
+    "                      int svs, int ldv, int sys, int ldy, int h, int mb, int mh, int mi, int mj, int guard,\n"
+    "                      float alpha, float alpha2, int has_mask, __local float4 *p4) {\n"
+    "  __local float4 qs4[R * DQ / 4];\n"
+    "  __local float4 t4[TSZ / 4];\n"
     "  __local float red[WG];\n"
-    "  __local float stat[2 * MAX_ROWS];\n"
-    "  __local float *qs = (__local float *)qs4, *p = (__local float *)p4, *t = (__local float *)t4;\n"
-    "  const int b = get_group_id(1), r0 = get_group_id(0) * rpg, tid = get_local_id(0);\n"
-    "  const int rows = min(rpg, sq - r0);\n"
-    /* rows of the features and of the scores padded to fours (zeros), read as float4 */
-    "  const int dq = (d + 3) & ~3, skp = (sk + 3) & ~3, kp = dq + 4;\n"
+    "  __local float stat[2 * R];\n"
+    "  __local float *qs = (__local float *)qs4, *t = (__local float *)t4, *p = (__local float *)p4;\n"
+    "  const int b = get_group_id(1), r0 = get_group_id(0) * R, tid = get_local_id(0);\n"
+    "  const int rows = min(R, sq - r0), skp = (sk + 3) & ~3, skp4 = skp >> 2;\n"
     "  q += b * sqs + r0 * ldq;\n"
     "  k += b * sks;\n"
     "  v += b * svs;\n"
     "  y += b * sys + r0 * ldy;\n"
     "  const int mo = has_mask ? (b / h) * mb + (b % h) * mh + r0 * mi : 0;\n"
-    /* the group's query rows; rows past the end and the padding are zeros */
-    "  for (int e = tid; e < rpg * dq; e += WG) {\n"
-    "    const int i = e / dq, c = e - i * dq;\n"
-    "    qs[e] = i < rows && c < d ? LD(q, i * ldq + c) : 0.0f;\n"
+    /* the softmax's share of a work-item: row si, keys sl, sl + LANES, ...; the first MPF held in registers from
+     * here to the end of the softmax, their mask terms read first so that the loads overlap the rest */
+    "  const int si = tid / LANES, sl = tid % LANES;\n"
+    "  float x[MPF];\n"
+    "\n#pragma unroll\n"
+    "  for (int u = 0; u < MPF; u++) {\n"
+    "    const int j = sl + u * LANES;\n"
+    "    x[u] = has_mask && si < rows && j < sk ? LD(m, mo + si * mi + j * mj) : 0.0f;\n"
     "  }\n"
-    /* scores, KT keys at a time through a local tile (a key a row of dq + 4 floats: a quarter-warp's float4 reads
-     * fall in different banks); a work-item a key of the tile and up to RPT query rows, four features a step */
-    "  const int jj = tid % KT, i0 = tid / KT;\n"
+    /* the group's query rows; rows past the end and the padding zeros */
+    "\n#pragma unroll\n"
+    "  for (int u = 0; u < (R * DQ + WG - 1) / WG; u++) {\n"
+    "    const int e = tid + u * WG, i = e / DQ, c = e % DQ;\n"
+    "    if (e < R * DQ) qs[e] = i < rows && c < D ? LD(q, i * ldq + c) : 0.0f;\n"
+    "  }\n"
+    /* scores, KT keys at a time through the tile: a work-item RB rows and KB keys (KWP apart) a step */
+    "  const int jj = tid % KWP, rb = tid / KWP;\n"
     "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
     "    const int kn = min(KT, sk - j0);\n"
-    "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (tk) for (int e = tid; e < kn * dq; e += WG) {\n"
-    "      const int j = e / dq, c = e - j * dq;\n"
-    "      t[j * kp + c] = c < d ? LD(k, (j0 + j) * ldk + c) : 0.0f;\n"
-    "    } else for (int e = tid; e < kn * dq; e += WG) {\n"
-    "      const int c = e / kn, j = e - c * kn;\n"
-    "      t[j * kp + c] = c < d ? LD(k, c * ldk + j0 + j) : 0.0f;\n"
+    "    if (j0) barrier(CLK_LOCAL_MEM_FENCE);\n"
+    "    if (tk) {\n"
+    "\n#pragma unroll\n"
+    "      for (int u = 0; u < (KT * DQ + WG - 1) / WG; u++) {\n"
+    "        const int e = tid + u * WG, j = e / DQ, c = e % DQ;\n"
+    "        if (e < KT * DQ) t[j * KP + c] = j < kn && c < D ? LD(k, (j0 + j) * ldk + c) : 0.0f;\n"
+    "      }\n"
+    "    } else {\n"
+    "\n#pragma unroll\n"
+    "      for (int u = 0; u < (KT * DQ + WG - 1) / WG; u++) {\n"
+    "        const int e = tid + u * WG, c = e / KT, j = e % KT;\n"
+    "        if (e < KT * DQ) t[j * KP + c] = j < kn && c < D ? LD(k, c * ldk + j0 + j) : 0.0f;\n"
+    "      }\n"
     "    }\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (jj < kn) {\n"
-    "      float acc[RPT];\n"
     "\n#pragma unroll\n"
-    "      for (int n = 0; n < RPT; n++) acc[n] = 0.0f;\n"
-    "      const __local float4 *kt = t4 + jj * (kp / 4);\n"
-    "      for (int c4 = 0; c4 < dq / 4; c4++) {\n"
-    "        const float4 kv = kt[c4];\n"
+    "    for (int jb = 0; jb < KT; jb += KWP * KB) {\n"
+    "      float acc[RB][KB];\n"
     "\n#pragma unroll\n"
-    "        for (int n = 0; n < RPT; n++)\n"
-    "          if (i0 + n * (WG / KT) < rpg) {\n"
-    "            const float4 qv = qs4[(i0 + n * (WG / KT)) * (dq / 4) + c4];\n"
-    "            acc[n] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;\n"
-    "          }\n"
-    "      }\n"
+    "      for (int r = 0; r < RB; r++)\n"
     "\n#pragma unroll\n"
-    "      for (int n = 0; n < RPT; n++) {\n"
-    "        const int i = i0 + n * (WG / KT);\n"
-    "        if (i < rows) {\n"
-    "          float s = alpha * acc[n];\n"
-    "          if (has_mask) s += LD(m, mo + i * mi + (j0 + jj) * mj);\n"
-    "          p[i * skp + j0 + jj] = s;\n"
+    "        for (int kb = 0; kb < KB; kb++) acc[r][kb] = 0.0f;\n"
+    "\n#pragma unroll\n"
+    "      for (int c4 = 0; c4 < DQ / 4; c4++) {\n"
+    "        float4 kv[KB];\n"
+    "\n#pragma unroll\n"
+    "        for (int kb = 0; kb < KB; kb++) kv[kb] = t4[(jb + jj + kb * KWP) * (KP / 4) + c4];\n"
+    "\n#pragma unroll\n"
+    "        for (int r = 0; r < RB; r++) {\n"
+    "          const float4 qv = qs4[(rb * RB + r) * (DQ / 4) + c4];\n"
+    "\n#pragma unroll\n"
+    "          for (int kb = 0; kb < KB; kb++) acc[r][kb] = FMA4(qv, kv[kb], acc[r][kb]);\n"
     "        }\n"
     "      }\n"
+    "\n#pragma unroll\n"
+    "      for (int r = 0; r < RB; r++)\n"
+    "\n#pragma unroll\n"
+    "        for (int kb = 0; kb < KB; kb++) {\n"
+    "          const int i = rb * RB + r, j = jb + jj + kb * KWP;\n"
+    "          if (i < rows && j < kn) p[i * skp + j0 + j] = alpha * acc[r][kb];\n"
+    "        }\n"
     "    }\n"
     "  }\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
-    /* softmax: WG / rpg work-items a row; a NaN anywhere in a row makes it NaN, as the node's kernels do */
-    "  const int lanes = WG / rpg, i = tid / lanes, l = tid % lanes;\n"
-    "  __local float *pi = p + i * skp;\n"
+    /* softmax of row si by its lanes (a NaN anywhere in a row makes it NaN, as the node's kernels do); scores past
+     * a work-item's first MPF (rows longer than MPF * LANES keys) stay in local memory */
+    "  __local float *pi = p + si * skp;\n"
     "  float mx = -INFINITY;\n"
-    "  if (i < rows) for (int j = l; j < sk; j += lanes) mx = NAN_OR(pi[j], NAN_OR(mx, fmax(mx, pi[j])));\n"
+    "  if (si < rows) {\n"
+    "\n#pragma unroll\n"
+    "    for (int u = 0; u < MPF; u++) {\n"
+    "      const int j = sl + u * LANES;\n"
+    "      if (j < sk) {\n"
+    "        x[u] += pi[j];\n"
+    "        mx = NAN_OR(x[u], NAN_OR(mx, fmax(mx, x[u])));\n"
+    "      }\n"
+    "    }\n"
+    "    for (int j = sl + MPF * LANES; j < sk; j += LANES) {\n"
+    "      const float s = pi[j] + (has_mask ? LD(m, mo + si * mi + j * mj) : 0.0f);\n"
+    "      pi[j] = s;\n"
+    "      mx = NAN_OR(s, NAN_OR(mx, fmax(mx, s)));\n"
+    "    }\n"
+    "  }\n"
     "  red[tid] = mx;\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "  if (l == 0 && i < rows) {\n"
-    "    for (int u = 1; u < lanes; u++) mx = NAN_OR(red[tid + u], NAN_OR(mx, fmax(mx, red[tid + u])));\n"
-    "    stat[i] = mx;\n"
+    "  if (sl == 0 && si < rows) {\n"
+    "    for (int u = 1; u < LANES; u++) mx = NAN_OR(red[tid + u], NAN_OR(mx, fmax(mx, red[tid + u])));\n"
+    "    stat[si] = mx;\n"
     "  }\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
     "  float sum = 0.0f;\n"
-    "  if (i < rows) {\n"
-    "    mx = stat[i];\n"
-    "    for (int j = l; j < sk; j += lanes) { const float x = exp(pi[j] - mx); pi[j] = x; sum += x; }\n"
+    "  if (si < rows) {\n"
+    "    mx = stat[si];\n"
+    "\n#pragma unroll\n"
+    "    for (int u = 0; u < MPF; u++)\n"
+    "      if (sl + u * LANES < sk) {\n"
+    "        x[u] = exp(x[u] - mx);\n"
+    "        sum += x[u];\n"
+    "      }\n"
+    "    for (int j = sl + MPF * LANES; j < sk; j += LANES) {\n"
+    "      const float e = exp(pi[j] - mx);\n"
+    "      pi[j] = e;\n"
+    "      sum += e;\n"
+    "    }\n"
     "  }\n"
     "  red[tid] = sum;\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "  if (l == 0 && i < rows) {\n"
-    "    for (int u = 1; u < lanes; u++) sum += red[tid + u];\n"
-    "    stat[MAX_ROWS + i] = sum;\n"
+    "  if (sl == 0 && si < rows) {\n"
+    "    for (int u = 1; u < LANES; u++) sum += red[tid + u];\n"
+    "    stat[R + si] = sum;\n"
     "  }\n"
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
     /* the probabilities; the padding past the keys, and rows past the end, zeros */
-    "  if (i < rpg) {\n"
-    "    sum = i < rows ? stat[MAX_ROWS + i] : 1.0f;\n"
-    "    for (int j = l; j < skp; j += lanes) {\n"
-    "      const float x = j < sk && i < rows ? pi[j] / sum : 0.0f;\n"
-    "      pi[j] = guard && isnan(x) ? 0.0f : x;\n"
+    "  {\n"
+    "    const float rcp = si < rows ? 1.0f / stat[R + si] : 0.0f;\n"
+    "\n#pragma unroll\n"
+    "    for (int u = 0; u < MPF; u++) {\n"
+    "      const int j = sl + u * LANES;\n"
+    "      if (j < skp) {\n"
+    "        const float e = j < sk && si < rows ? x[u] * rcp : 0.0f;\n"
+    "        pi[j] = guard && isnan(e) ? 0.0f : e;\n"
+    "      }\n"
+    "    }\n"
+    "    for (int j = sl + MPF * LANES; j < skp; j += LANES) {\n"
+    "      const float e = j < sk && si < rows ? pi[j] * rcp : 0.0f;\n"
+    "      pi[j] = guard && isnan(e) ? 0.0f : e;\n"
     "    }\n"
     "  }\n"
-    /* the context, KT values at a time through a local tile (a value a row of dv floats, rows past the keys
-     * zeros): a work-item a column and up to NOUT rows (WG / dv apart), four keys a step */
-    "  const int rs = WG / dv, oc = tid % dv, or0 = tid / dv;\n"
-    "  float out[NOUT];\n"
+    /* the context, KT values at a time through the tile (a value a row of DVQ floats, rows past the keys zeros):
+     * a work-item 4 columns of ORW rows (OR apart), four keys a step */
+    "  const int cb = tid % CB, orr = tid / CB;\n"
+    "  float4 out[ORW];\n"
     "\n#pragma unroll\n"
-    "  for (int n = 0; n < NOUT; n++) out[n] = 0.0f;\n"
+    "  for (int o = 0; o < ORW; o++) out[o] = (float4)(0.0f);\n"
     "  for (int j0 = 0; j0 < sk; j0 += KT) {\n"
-    "    const int kn = min(KT, sk - j0), kn4 = (kn + 3) & ~3;\n"
+    "    const int kn = min(KT, sk - j0);\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (tv) for (int e = tid; e < kn4 * dv; e += WG) {\n"
-    "      const int c = e / kn4, j = e - c * kn4;\n"
-    "      t[j * dv + c] = j < kn ? LD(v, c * ldv + j0 + j) : 0.0f;\n"
-    "    } else for (int e = tid; e < kn4 * dv; e += WG) {\n"
-    "      const int j = e / dv, c = e - j * dv;\n"
-    "      t[j * dv + c] = j < kn ? LD(v, (j0 + j) * ldv + c) : 0.0f;\n"
+    "    if (tv) {\n"
+    "\n#pragma unroll\n"
+    "      for (int u = 0; u < (KT * DVQ + WG - 1) / WG; u++) {\n"
+    "        const int e = tid + u * WG, c = e / KT, j = e % KT;\n"
+    "        if (e < KT * DVQ) t[j * DVQ + c] = j < kn && c < DV ? LD(v, c * ldv + j0 + j) : 0.0f;\n"
+    "      }\n"
+    "    } else {\n"
+    "\n#pragma unroll\n"
+    "      for (int u = 0; u < (KT * DVQ + WG - 1) / WG; u++) {\n"
+    "        const int e = tid + u * WG, j = e / DVQ, c = e % DVQ;\n"
+    "        if (e < KT * DVQ) t[j * DVQ + c] = j < kn && c < DV ? LD(v, (j0 + j) * ldv + c) : 0.0f;\n"
+    "      }\n"
     "    }\n"
     "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-    "    if (or0 < rs) for (int j = 0; j < kn4; j += 4) {\n"
-    "      const float4 vv = (float4)(t[j * dv + oc], t[(j + 1) * dv + oc], t[(j + 2) * dv + oc], t[(j + 3) * dv + oc]);\n"
+    "    if (orr < OR) {\n"
     "\n#pragma unroll\n"
-    "      for (int n = 0; n < NOUT; n++)\n"
-    "        if (or0 + n * rs < rpg) {\n"
-    "          const float4 pv = p4[((or0 + n * rs) * skp + j0 + j) / 4];\n"
-    "          out[n] += pv.x * vv.x + pv.y * vv.y + pv.z * vv.z + pv.w * vv.w;\n"
-    "        }\n"
+    "      for (int j = 0; j < KT; j += 4) {\n"
+    "        if (j >= kn) break;\n"
+    "        const float4 v0 = t4[j * CB + cb], v1 = t4[(j + 1) * CB + cb], v2 = t4[(j + 2) * CB + cb],\n"
+    "                     v3 = t4[(j + 3) * CB + cb];\n"
+    "\n#pragma unroll\n"
+    "        for (int o = 0; o < ORW; o++)\n"
+    "          if (ORW * OR == R || orr + o * OR < R) {\n"
+    "            const float4 pv = p4[(orr + o * OR) * skp4 + ((j0 + j) >> 2)];\n"
+    "            out[o] = fma((float4)(pv.w), v3, fma((float4)(pv.z), v2, fma((float4)(pv.y), v1, fma((float4)(pv.x), v0, out[o]))));\n"
+    "          }\n"
+    "      }\n"
     "    }\n"
     "  }\n"
-    "  if (or0 < rs) {\n"
+    "  if (orr < OR) {\n"
     "\n#pragma unroll\n"
-    "    for (int n = 0; n < NOUT; n++)\n"
-    "      if (or0 + n * rs < rows) ST(y, (or0 + n * rs) * ldy + oc, alpha2 * out[n]);\n"
+    "    for (int o = 0; o < ORW; o++) {\n"
+    "      const int i = orr + o * OR, c = cb * 4;\n"
+    "      if (i < rows) {\n"
+    "        const float4 r = alpha2 * out[o];\n"
+    "        if (c < DV) ST(y, i * ldy + c, r.x);\n"
+    "        if (c + 1 < DV) ST(y, i * ldy + c + 1, r.y);\n"
+    "        if (c + 2 < DV) ST(y, i * ldy + c + 2, r.z);\n"
+    "        if (c + 3 < DV) ST(y, i * ldy + c + 3, r.w);\n"
+    "      }\n"
+    "    }\n"
     "  }\n"
     "}\n";
 
-static const char k_f32_defs[] =
-    "#define T float\n#define NAME flagos_attention_f32\n#define LD(p, i) ((p)[i])\n#define ST(p, i, x) ((p)[i] = (x))\n";
+static const char k_f32_defs[] = "#define T float\n#define LD(p, i) ((p)[i])\n#define ST(p, i, x) ((p)[i] = (x))\n";
 static const char k_f16_defs[] =
-    "#define T half\n#define NAME flagos_attention_f16\n#define LD(p, i) vload_half((i), (p))\n"
-    "#define ST(p, i, x) vstore_half_rte((x), (i), (p))\n";
-static const char k_undefs[] = "#undef T\n#undef NAME\n#undef LD\n#undef ST\n#undef NAN_OR\n";
+    "#define T half\n#define LD(p, i) vload_half((i), (p))\n#define ST(p, i, x) vstore_half_rte((x), (i), (p))\n";
 
-/* Per device: the program and its two kernels, made at the first call (under the lock). */
-struct ocl_attn_dev {
+/* A kernel built for one shape of the call (the head's defines). */
+typedef struct {
+  int f16, d, dv, rows, kt, kb, mpf;
+} attn_shape_t;
+
+typedef struct {
+  attn_shape_t sh;
   cl_program prog;
-  cl_kernel k[2]; /* f32, f16 */
-  bool failed;    /* the program does not build here: calls are declined */
-  int64_t local_bytes; /* local memory the kernel's rows, scores and tile may take on the device */
+  cl_kernel k;
+  bool failed;      /* does not build or run here: calls of this shape are declined */
+  size_t local_fix; /* the kernel's own local memory (its arrays), from the device */
+} attn_variant_t;
+
+/* Per device: the kernels built so far (under the lock), and the local memory a group may take. */
+struct ocl_attn_dev {
+  attn_variant_t v[AT_VARIANTS];
+  int n;
+  int64_t local_max;
 };
 
 static pthread_mutex_t g_attn_lock = PTHREAD_MUTEX_INITIALIZER;
-static const char *const k_names[2] = {"flagos_attention_f32", "flagos_attention_f16"};
 
-static flagos_status_t attn_kernels(ocl_state_t *s, ocl_device_t *d) {
-  if (d->attn && (d->attn->prog || d->attn->failed)) return NULL;
-  if (!d->attn && !(d->attn = calloc(1, sizeof(*d->attn))))
+static bool same_shape(const attn_shape_t *a, const attn_shape_t *b) {
+  return a->f16 == b->f16 && a->d == b->d && a->dv == b->dv && a->rows == b->rows && a->kt == b->kt &&
+         a->kb == b->kb && a->mpf == b->mpf;
+}
+
+/* The device's table, made at the first call. */
+static flagos_status_t attn_dev(ocl_state_t *s, ocl_device_t *d) {
+  if (d->attn) return NULL;
+  if (!(d->attn = calloc(1, sizeof(*d->attn))))
     return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  char head[128];
-  int nh = snprintf(head, sizeof head, "#define WG %d\n#define KT %d\n#define MAX_ROWS %d\n#define RPT %d\n#define NOUT %d\n",
-                    AT_WG, AT_KT, AT_MAX_ROWS, AT_MAX_ROWS / (AT_WG / AT_KT), AT_NOUT);
-  size_t nb = strlen(k_attention_src), n32 = strlen(k_f32_defs), n16 = strlen(k_f16_defs), nu = strlen(k_undefs);
-  size_t len = (size_t)nh + n32 + nb + nu + n16 + nb;
-  char *src = malloc(len + 1);
-  if (!src) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
-  char *w = src;
-  memcpy(w, head, (size_t)nh);
-  w += nh;
-  const char *parts[5] = {k_f32_defs, k_attention_src, k_undefs, k_f16_defs, k_attention_src};
-  size_t lens[5] = {n32, nb, nu, n16, nb};
-  for (int i = 0; i < 5; i++) {
-    memcpy(w, parts[i], lens[i]);
-    w += lens[i];
-  }
-  *w = 0;
-  bool refused = false;
-  flagos_status_t err = ocl_program_build_opt(s, d, src, len, &d->attn->prog, &refused);
-  free(src);
-  if (err) return err;
-  if (refused) {
-    d->attn->failed = true;
-    return NULL;
-  }
-  for (int i = 0; i < 2; i++) {
-    cl_int e;
-    d->attn->k[i] = s->cl.clCreateKernel(d->attn->prog, k_names[i], &e);
-    if (!d->attn->k[i]) return ocl_fail(s, e, "creating the attention kernel");
-    size_t wg = 0;
-    s->cl.clGetKernelWorkGroupInfo(d->attn->k[i], d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
-    if (wg < AT_WG) d->attn->failed = true; /* the device cannot run a group of AT_WG with this kernel */
-  }
-  /* the device's local memory (at most AT_LOCAL_MAX) less the kernel's own arrays */
   cl_ulong lm = 0;
   s->cl.clGetDeviceInfo(d->id, CL_DEVICE_LOCAL_MEM_SIZE, sizeof lm, &lm, NULL);
-  if (lm > AT_LOCAL_MAX) lm = AT_LOCAL_MAX;
-  d->attn->local_bytes = (int64_t)lm - (AT_WG + 2 * AT_MAX_ROWS) * 4 - 256;
+  d->attn->local_max = lm > AT_LOCAL_MAX ? AT_LOCAL_MAX : (int64_t)lm;
+  return NULL;
+}
+
+/* The kernel for shape *sh on device d, built at its first use; *out NULL where it cannot be had here. */
+static flagos_status_t attn_variant(ocl_state_t *s, ocl_device_t *d, const attn_shape_t *sh, attn_variant_t **out) {
+  *out = NULL;
+  ocl_attn_dev_t *a = d->attn;
+  for (int i = 0; i < a->n; i++)
+    if (same_shape(&a->v[i].sh, sh)) {
+      *out = a->v[i].failed ? NULL : &a->v[i];
+      return NULL;
+    }
+  if (a->n == AT_VARIANTS) return NULL; /* a model with this many shapes of attention: the node's kernels */
+  attn_variant_t *v = &a->v[a->n];
+  memset(v, 0, sizeof *v);
+  v->sh = *sh;
+  char head[256];
+  int nh = snprintf(head, sizeof head,
+                    "#define WG %d\n#define D %d\n#define DV %d\n#define R %d\n#define KT %d\n#define KB %d\n"
+                    "#define MPF %d\n",
+                    AT_WG, sh->d, sh->dv, sh->rows, sh->kt, sh->kb, sh->mpf);
+  const char *defs = sh->f16 ? k_f16_defs : k_f32_defs;
+  size_t nd = strlen(defs), nb = strlen(k_attention_src), len = (size_t)nh + nd + nb;
+  char *src = malloc(len + 1);
+  if (!src) return OCL_ERR(s, FLAGOS_ERR_OUT_OF_MEMORY, "opencl backend: out of memory");
+  memcpy(src, head, (size_t)nh);
+  memcpy(src + nh, defs, nd);
+  memcpy(src + nh + nd, k_attention_src, nb + 1);
+  bool refused = false;
+  flagos_status_t err = ocl_program_build_opt(s, d, src, len, &v->prog, &refused);
+  free(src);
+  if (err) return err;
+  a->n++;
+  if (refused) {
+    v->failed = true;
+    return NULL;
+  }
+  cl_int e;
+  v->k = s->cl.clCreateKernel(v->prog, "flagos_attention", &e);
+  if (!v->k) {
+    v->failed = true;
+    return ocl_fail(s, e, "creating the attention kernel");
+  }
+  size_t wg = 0;
+  cl_ulong lf = 0;
+  s->cl.clGetKernelWorkGroupInfo(v->k, d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+  s->cl.clGetKernelWorkGroupInfo(v->k, d->id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof lf, &lf, NULL);
+  v->local_fix = (size_t)lf;
+  if (wg < AT_WG) v->failed = true; /* the device cannot run a group of AT_WG with this kernel */
+  *out = v->failed ? NULL : v;
   return NULL;
 }
 
 void ocl_attention_release(ocl_state_t *s, ocl_device_t *d) {
   if (!d->attn) return;
-  for (int i = 0; i < 2; i++)
-    if (d->attn->k[i]) s->cl.clReleaseKernel(d->attn->k[i]);
-  if (d->attn->prog) s->cl.clReleaseProgram(d->attn->prog);
+  for (int i = 0; i < d->attn->n; i++) {
+    if (d->attn->v[i].k) s->cl.clReleaseKernel(d->attn->v[i].k);
+    if (d->attn->v[i].prog) s->cl.clReleaseProgram(d->attn->v[i].prog);
+  }
   free(d->attn);
   d->attn = NULL;
 }
 
-/* Off unless FLAGOS_OPENCL_ATTENTION=1: on an H100 through NVIDIA's OpenCL this
- * kernel takes about 31 us a call (event time, BERT-base's 12 heads of 128 x 64)
- * and BERT-base f32 from 1.81 to 1.94 ms a run, f16 from 1.26 to 1.34; the
- * three kernels it replaces do their work in less, and the two launches it
- * saves do not make up the difference (bench/gpu/results-h100-2026-11-24-s21.md,
- * which has the kernel's phases measured apart). It stays opt-in until it is
- * faster than what it replaces. */
-/* FLAGOS_OPENCL_ATTENTION_ROWS: the rows a group takes at most, a power of two up to AT_MAX_ROWS */
+/* FLAGOS_OPENCL_ATTENTION: 1 takes the calls on every device, 0 on none; unset, on GPUs and accelerators and not
+ * on CPU devices, where it was never measured (the cpu backend is the one for CPUs). On an H100 through NVIDIA's
+ * OpenCL this kernel takes BERT-base's 12 heads of 128 x 64 in 11.6 us a call (f32; 13.8 f16) against 27.5 for
+ * the form before it, and a run of BERT-base or GPT-2 at batch 1 is 0.07-0.09 ms faster than with the node's
+ * three kernels (bench/gpu/results-h100-2026-11-24-s22.md). */
+static bool attn_on(const ocl_device_t *d) {
+  const char *e = getenv("FLAGOS_OPENCL_ATTENTION");
+  if (e && *e) return strcmp(e, "0") != 0;
+  return !(d->type & CL_DEVICE_TYPE_CPU);
+}
+
+/* FLAGOS_OPENCL_ATTENTION_ROWS: the rows a group takes at most (16, 8 or 4) */
 static int rows_cap(void) {
   const char *e = getenv("FLAGOS_OPENCL_ATTENTION_ROWS");
   int r = e ? atoi(e) : AT_ROWS;
-  if (r < 1 || r > AT_MAX_ROWS || (r & (r - 1))) r = AT_ROWS;
-  return r;
+  return r == 4 || r == 8 || r == 16 ? r : AT_ROWS;
 }
 
-static bool env_off(void) {
-  const char *e = getenv("FLAGOS_OPENCL_ATTENTION");
-  return !(e && strcmp(e, "1") == 0);
+/* FLAGOS_OPENCL_ATTENTION_TILE: the keys of a tile at most (a multiple of AT_KSTEP; unset: all that fit), for the
+ * tests to take the tiled path on short sequences and for measuring */
+static int64_t tile_cap(void) {
+  const char *e = getenv("FLAGOS_OPENCL_ATTENTION_TILE");
+  int64_t t = e ? atoll(e) : 0;
+  return t >= AT_KSTEP && t % AT_KSTEP == 0 ? t : INT32_MAX;
 }
 
-/* A call checked and made ready to launch: its device, kernel (f32 or f16),
- * arguments and grid. */
+/* Local memory a group of sh takes, its scores' rows of skp floats included (before the kernel is built: the
+ * arrays as the source declares them). */
+static int64_t attn_local(const attn_shape_t *sh, int64_t skp) {
+  int64_t dq = (sh->d + 3) & ~3, dvq = (sh->dv + 3) & ~3, kp = dq + 4;
+  return 4 * (sh->rows * dq + sh->kt * (kp > dvq ? kp : dvq) + AT_WG + 2 * sh->rows + sh->rows * skp);
+}
+
+/* A call checked and made ready to launch: its device, kernel, arguments and grid. */
 typedef struct {
   ocl_device_t *d;
-  int f16, rows;
+  attn_variant_t *v;
   cl_mem mem[5];
-  cl_int ints[A_NINTS - 1]; /* all but the batch, the grid's second axis */
+  cl_int ints[18]; /* sq, sk, then strideQ .. nan_to_zero */
   float alpha, alpha2;
   cl_int has_mask;
-  size_t local_bytes[3]; /* the rows, their scores, the tile */
+  size_t p_bytes; /* the scores' rows in local memory */
   size_t global[2];
 } attn_launch_t;
 
@@ -297,11 +429,14 @@ static flagos_status_t attn_prepare(ocl_state_t *s, const flagos_libcall_t *call
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention without keys or features, or past 65535 batches");
   for (int i = 0; i < A_NINTS; i++)
     if (x[i] > INT32_MAX) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention int %d past 32 bits", i);
-  if (x[A_DV] > AT_WG)
-    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention with more than %d value features", AT_WG);
+  if (x[A_DV] > AT_WG || x[A_D] > AT_WG)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention with more than %d features", AT_WG);
   const ocl_buf_t *const *b = (const ocl_buf_t *const *)call->bufs;
   flagos_status_t err = ocl_device_ready(s, b[0]->dev, &L->d);
   if (err) return err;
+  if (!attn_on(L->d))
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention calls off on '%s' (FLAGOS_OPENCL_ATTENTION=1 "
+                   "takes them on every device)", L->d->name);
   size_t esz = dt == FLAGOS_FLOAT16 ? 2 : 4;
   for (int i = 0; i < call->n_bufs; i++) {
     if (b[i]->dev != b[0]->dev)
@@ -309,58 +444,68 @@ static flagos_status_t attn_prepare(ocl_state_t *s, const flagos_libcall_t *call
     if (b[i]->size / esz > INT32_MAX)
       return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention buffer %d has 2^31 elements or more", i);
   }
+  /* the shape: as many rows as fit (16, else 8, else 4) with a tile of all the keys, or at least 128 of them
+   * (64 with 4 rows); the scores' rows of the group stay in local memory whole */
+  int64_t skp = (x[A_SK] + 3) & ~3, all = (skp + AT_KSTEP - 1) / AT_KSTEP * AT_KSTEP, cap = tile_cap();
+  if (all > cap) all = cap;
   pthread_mutex_lock(&g_attn_lock);
-  err = attn_kernels(s, L->d);
-  bool failed = !err && L->d->attn->failed;
-  int64_t budget = err ? 0 : L->d->attn->local_bytes;
+  err = attn_dev(s, L->d);
+  int64_t budget = err ? 0 : L->d->attn->local_max;
+  attn_shape_t sh = {dt == FLAGOS_FLOAT16, (int)x[A_D], (int)x[A_DV], 0, 0, 0, 0};
+  for (int rows = rows_cap(); rows >= 4 && !err; rows /= 2) {
+    sh.rows = rows;
+    sh.kt = (int)all;
+    while (sh.kt > AT_KSTEP && attn_local(&sh, skp) > budget) sh.kt -= AT_KSTEP;
+    if (attn_local(&sh, skp) <= budget && (sh.kt == all || sh.kt >= 2 * AT_KSTEP || rows == 4)) break;
+    sh.kt = 0;
+  }
+  L->v = NULL;
+  if (!err && sh.kt) {
+    sh.kb = sh.kt % (2 * AT_KSTEP) == 0 ? 2 : 1;
+    int lanes = AT_WG / sh.rows, mpf = (sh.kt + lanes - 1) / lanes;
+    sh.mpf = mpf < AT_MPF ? mpf : AT_MPF;
+    err = attn_variant(s, L->d, &sh, &L->v);
+  }
   pthread_mutex_unlock(&g_attn_lock);
   if (err) return err;
-  if (failed) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: the attention kernel does not build here");
-  /* the rows of a group and their scores in local memory (rows of four floats), and a tile of keys or values */
-  int64_t dq = (x[A_D] + 3) & ~3, skp = (x[A_SK] + 3) & ~3, per_row = (dq + skp) * 4;
-  int64_t tile = AT_KT * (dq + 4 > x[A_DV] ? dq + 4 : x[A_DV]) * 4, rs = AT_WG / x[A_DV];
-  int rows = rows_cap();
-  while (rows > 1 && (rows * per_row + tile > budget || rows > AT_NOUT * rs)) rows /= 2;
-  if (rows * per_row + tile > budget || rows > AT_NOUT * rs)
-    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention's rows do not fit local memory");
-  L->f16 = dt == FLAGOS_FLOAT16;
-  L->rows = rows;
+  if (!sh.kt) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention's rows do not fit local memory");
+  L->p_bytes = sizeof(float) * (size_t)(sh.rows * skp);
+  if (!L->v || L->v->local_fix + L->p_bytes > (size_t)budget)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: the attention kernel does not build or fit here");
   for (int i = 0; i < 5; i++) L->mem[i] = b[i < call->n_bufs ? i : 0]->mem; /* no mask: any buffer, unread */
-  for (int i = 1; i < A_NINTS; i++) L->ints[i - 1] = (cl_int)x[i];
+  L->ints[0] = (cl_int)x[A_SQ];
+  L->ints[1] = (cl_int)x[A_SK];
+  for (int i = A_SQS; i < A_NINTS; i++) L->ints[2 + i - A_SQS] = (cl_int)x[i];
   L->alpha = (float)call->floats[0];
   L->alpha2 = (float)call->floats[1];
   L->has_mask = call->n_bufs == 5;
-  L->local_bytes[0] = sizeof(float) * (size_t)(rows * dq);
-  L->local_bytes[1] = sizeof(float) * (size_t)(rows * skp);
-  L->local_bytes[2] = (size_t)tile;
-  L->global[0] = (size_t)((x[A_SQ] + rows - 1) / rows) * AT_WG;
+  L->global[0] = (size_t)((x[A_SQ] + sh.rows - 1) / sh.rows) * AT_WG;
   L->global[1] = (size_t)x[A_BATCH];
   return NULL;
 }
 
 static cl_int attn_set_args(ocl_state_t *s, cl_kernel k, const attn_launch_t *L) {
-  cl_int e = CL_SUCCESS, rpg = L->rows;
+  cl_int e = CL_SUCCESS;
   cl_uint arg = 0;
   for (int i = 0; i < 5 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_mem), &L->mem[i]);
-  for (int i = 0; i < A_NINTS - 1 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_int), &L->ints[i]);
+  for (int i = 0; i < 18 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_int), &L->ints[i]);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->alpha, &L->alpha);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->alpha2, &L->alpha2);
-  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof rpg, &rpg);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->has_mask, &L->has_mask);
-  for (int i = 0; i < 3 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, L->local_bytes[i], NULL);
+  if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, L->p_bytes, NULL);
   return e;
 }
 
 static void attn_trace(const flagos_libcall_t *call, const attn_launch_t *L, const char *tail) {
   const int64_t *x = call->ints;
-  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld%s%s, %d rows a group on '%s'%s\n",
-                 L->f16 ? "f16" : "f32", (long long)x[A_BATCH], (long long)x[A_SQ], (long long)x[A_SK],
-                 (long long)x[A_D], (long long)x[A_DV], x[A_TK] ? " K^T" : "", x[A_TV] ? " V^T" : "", L->rows,
-                 L->d->name, tail);
+  ocl_blas_trace("flagos trace: opencl attention: %s batch %lld Sq %lld Sk %lld D %lld Dv %lld%s%s, %d rows a group, "
+                 "tiles of %d keys on '%s'%s\n",
+                 L->v->sh.f16 ? "f16" : "f32", (long long)x[A_BATCH], (long long)x[A_SQ], (long long)x[A_SK],
+                 (long long)x[A_D], (long long)x[A_DV], x[A_TK] ? " K^T" : "", x[A_TV] ? " V^T" : "", L->v->sh.rows,
+                 L->v->sh.kt, L->d->name, tail);
 }
 
 flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *call) {
-  if (env_off()) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention calls off (FLAGOS_OPENCL_ATTENTION=1 turns them on)");
   attn_launch_t L;
   bool empty;
   flagos_status_t err = attn_prepare(s, call, &L, &empty);
@@ -370,10 +515,9 @@ flagos_status_t ocl_attention_call(ocl_state_t *s, flagos_bstream_t st, const fl
   bool timed = L.d->profiling && getenv("FLAGOS_TRACE") && q == L.d->queue;
   cl_event ev = NULL;
   size_t local[2] = {AT_WG, 1};
-  pthread_mutex_lock(&g_attn_lock); /* the device's kernel object: its arguments are this call's until queued */
-  cl_kernel k = L.d->attn->k[L.f16];
-  cl_int e = attn_set_args(s, k, &L);
-  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, k, 2, NULL, L.global, local, 0, NULL, timed ? &ev : NULL);
+  pthread_mutex_lock(&g_attn_lock); /* the variant's kernel object: its arguments are this call's until queued */
+  cl_int e = attn_set_args(s, L.v->k, &L);
+  if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, L.v->k, 2, NULL, L.global, local, 0, NULL, timed ? &ev : NULL);
   pthread_mutex_unlock(&g_attn_lock);
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the attention kernel");
   double us = -1;
@@ -398,7 +542,7 @@ flagos_status_t ocl_attention_plan(ocl_state_t *s, cl_command_queue q, const fla
   flagos_status_t err = attn_prepare(s, call, &L, &empty);
   if (err || empty) return err;
   cl_int e;
-  cl_kernel k = s->cl.clCreateKernel(L.d->attn->prog, k_names[L.f16], &e);
+  cl_kernel k = s->cl.clCreateKernel(L.v->prog, "flagos_attention", &e);
   if (!k) return ocl_fail(s, e, "making the attention kernel's plan");
   e = attn_set_args(s, k, &L);
   if (e != CL_SUCCESS) {

@@ -22,13 +22,16 @@ False, so that row's softmax is NaN:
   (D, S) behind a Transpose, read transposed (the others read keys transposed
   and values as they lie).
 Sizes (70 rows and keys, 22 features, 3 heads) leave partial tiles, groups and
-float4 padding in the opencl kernel.
+float4 padding in the opencl kernel; tiles of 64 keys
+(FLAGOS_OPENCL_ATTENTION_TILE=64) make two tiles of 70 keys, one of them
+partial.
 Each is compiled for cpu and opencl with FLAGOS_FUSE_TRACE=1, which must report
 one attention node (none for axis2), then run on the cpu (the call declined:
 the three nodes' kernels) and, where `flagos devices` lists an OpenCL device
-(PoCL in CI), on opencl twice: with the call (FLAGOS_OPENCL_ATTENTION=1;
-FLAGOS_TRACE=1 must show "opencl attention" lines) and by default (the call
-declined: none). Exit 0
+(PoCL in CI), on opencl four times: with the call (FLAGOS_OPENCL_ATTENTION=1;
+FLAGOS_TRACE=1 must show "opencl attention" lines) in groups of 16 rows and
+one tile, in tiles of 64 keys, in groups of 4 rows, and with the call off
+(FLAGOS_OPENCL_ATTENTION=0: none). Exit 0
 when everything matched, 1 otherwise, 77 (skipped) without numpy, onnx or
 onnxruntime.
 """
@@ -127,12 +130,15 @@ def main():
             continue
         runs = [("cpu", {}, 0)]
         if has_opencl:
-            runs += [("opencl", {"FLAGOS_OPENCL_ATTENTION": "1"}, want), ("opencl", {}, 0)]
+            on = {"FLAGOS_OPENCL_ATTENTION": "1"}
+            runs += [("opencl", on, want), ("opencl", dict(on, FLAGOS_OPENCL_ATTENTION_TILE="64"), want),
+                     ("opencl", dict(on, FLAGOS_OPENCL_ATTENTION_ROWS="4"), want),
+                     ("opencl", {"FLAGOS_OPENCL_ATTENTION": "0"}, 0)]
         else:
             print("skipped %s on opencl: no OpenCL device" % kind)
         tol = 2e-3 if npdt == np.float16 else 1e-5
         for dev, env, calls in runs:
-            out = os.path.join(work, "out_%s_%s_%d" % (kind, dev, len(env)))
+            out = os.path.join(work, "out_%s_%s_%d" % (kind, dev, runs.index((dev, env, calls))))
             env = dict(env, FLAGOS_TRACE="1")
             r = run([flagos, "run", bundle, "--device", dev, "-o", out] + args, env)
             label = "%s on %s%s" % (kind, dev, " " + " ".join("%s=%s" % kv for kv in env.items() if kv[0] != "FLAGOS_TRACE"))
