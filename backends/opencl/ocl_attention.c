@@ -471,7 +471,10 @@ static flagos_status_t attn_prepare(ocl_state_t *s, const flagos_libcall_t *call
   if (!sh.kt) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention's rows do not fit local memory");
   L->p_bytes = sizeof(float) * (size_t)(sh.rows * skp);
   if (!L->v || L->v->local_fix + L->p_bytes > (size_t)budget)
-    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: the attention kernel does not build or fit here");
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED,
+                   "opencl backend: the attention kernel for this shape does not build or fit here (or %d shapes "
+                   "were built already)",
+                   AT_VARIANTS);
   for (int i = 0; i < 5; i++) L->mem[i] = b[i < call->n_bufs ? i : 0]->mem; /* no mask: any buffer, unread */
   L->ints[0] = (cl_int)x[A_SQ];
   L->ints[1] = (cl_int)x[A_SK];

@@ -29,22 +29,17 @@
  * attention call is missing (FLAGOS_OPENCL_ATTENTION=1 turns the opencl one
  * on). */
 #define _POSIX_C_SOURCE 200809L
-#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/base.h"
 #include "flagos/backend.h"
 #include "flagos/flagos.h"
 #include "runtime/host_strings.h"
-
-#ifndef FLAGOS_BINARY_DIR
-#define FLAGOS_BINARY_DIR "."
-#endif
+#include "bench_plugin.h"
 
 typedef struct {
   int64_t H, SQ, SK, D;
@@ -54,12 +49,6 @@ typedef struct {
 
 static const flagos_backend_t *be;
 static void *bst;
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int usage(const char *why) {
   if (why) fprintf(stderr, "flagos_attn_bench: %s\n", why);
@@ -100,12 +89,6 @@ static bool parse_shape(const char *arg, shape_t *s) {
   else if (*p)
     return false;
   return !(s->pad_mask && s->causal);
-}
-
-/* Uniform in [-1, 1) from a 64-bit LCG (the same values on every run). */
-static double rnd(uint64_t *st) {
-  *st = *st * 6364136223846793005ULL + 1442695040888963407ULL;
-  return (double)(*st >> 11) / (double)(1ULL << 53) * 2.0 - 1.0;
 }
 
 static const char *code_msg(flagos_status_t st) { return st ? flagos_status_message(st) : "ok"; }
@@ -164,9 +147,9 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
     goto done;
   }
   uint64_t seed = 12345;
-  for (size_t i = 0; i < nq; i++) rt_hs_store_float(dt, hq, (int64_t)i, rnd(&seed));
-  for (size_t i = 0; i < nk; i++) rt_hs_store_float(dt, hk, (int64_t)i, rnd(&seed));
-  for (size_t i = 0; i < nk; i++) rt_hs_store_float(dt, hv, (int64_t)i, rnd(&seed));
+  for (size_t i = 0; i < nq; i++) rt_hs_store_float(dt, hq, (int64_t)i, bench_rnd(&seed));
+  for (size_t i = 0; i < nk; i++) rt_hs_store_float(dt, hk, (int64_t)i, bench_rnd(&seed));
+  for (size_t i = 0; i < nk; i++) rt_hs_store_float(dt, hv, (int64_t)i, bench_rnd(&seed));
   for (size_t i = 0; i < nq; i++) rt_hs_store_float(dt, hy, (int64_t)i, NAN); /* a kernel must write every output */
   for (size_t i = 0; i < nm; i++) {
     int64_t r = s->causal ? (int64_t)i / s->SK : 0, j = s->causal ? (int64_t)i % s->SK : (int64_t)i;
@@ -201,9 +184,9 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   double host_s = 0;
   if (!st) st = be->event_record(bst, e0, NULL);
   if (!st) {
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, &call);
-    host_s = now_s() - t0;
+    host_s = bench_now_s() - t0;
   }
   if (!st) st = be->event_record(bst, e1, NULL);
   if (!st) st = be->event_sync(bst, e1);
@@ -275,39 +258,12 @@ int main(int argc, char **argv) {
       free(shapes);
       return usage(NULL);
     }
-  char so[1024];
-  const char *dir = getenv("FLAGOS_PLUGIN_PATH");
-  snprintf(so, sizeof so, "%s/libflagos_backend_%s.so", dir && *dir ? dir : FLAGOS_BINARY_DIR "/backends", backend);
-  void *h = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-  flagos_backend_entry_fn entry = h ? (flagos_backend_entry_fn)(uintptr_t)dlsym(h, FLAGOS_BACKEND_ENTRY_SYMBOL) : NULL;
-  be = entry ? entry(FLAGOS_BACKEND_ABI_VERSION) : NULL;
-  if (!be || !be->library_call || !be->event_elapsed_ms) {
-    fprintf(stderr, "flagos_attn_bench: SKIP: no usable plugin %s (%s)\n", so, h ? "no library call or events" : dlerror());
-    free(shapes);
-    return 77;
-  }
-  char cache[512];
-  const char *cd = getenv("FLAGOS_CACHE_DIR");
-  snprintf(cache, sizeof cache, "%s", cd && *cd ? cd : "/tmp/flagos-attn-bench-cache");
-  flagos_host_t host = {FLAGOS_BACKEND_ABI_VERSION, flagos_status_new, cache};
-  flagos_status_t st = be->init(&host, &bst);
-  if (st || !bst || be->device_count(bst) <= dev) {
-    fprintf(stderr, "flagos_attn_bench: SKIP: %s has no device %d%s%s\n", backend, dev, st ? ": " : "",
-            st ? flagos_status_message(st) : "");
-    flagos_status_free(st);
-    if (bst) be->shutdown(bst);
-    free(shapes);
-    return 77;
-  }
-  flagos_device_info_t info;
-  memset(&info, 0, sizeof info);
-  flagos_status_free(be->device_info(bst, dev, &info));
   char name[160];
-  size_t o = 0;
-  for (const char *p = info.name; *p && o + 1 < sizeof name; p++)
-    if (*p != '"' && *p != '\\') name[o++] = *p;
-  name[o] = 0;
-  int rc = 0;
+  int rc = bench_open_plugin("flagos_attn_bench", backend, dev, &be, &bst, name, sizeof name);
+  if (rc) {
+    free(shapes);
+    return rc;
+  }
   for (int i = 0; i < argc - first; i++) {
     int r = run_shape(dev, dt, &shapes[i], iters, warmup, label, backend, name);
     if (r == 1 || (r == 77 && rc == 0)) rc = r;

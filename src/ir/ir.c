@@ -197,6 +197,10 @@ fir_type_t *fir_type_clone(fir_model_t *m, const fir_type_t *t) {
   return c;
 }
 
+bool fir_node_is(const fir_node_t *n, const char *domain, const char *op) {
+  return strcmp(n->domain, domain) == 0 && strcmp(n->op_type, op) == 0;
+}
+
 bool fir_type_equal(const fir_type_t *a, const fir_type_t *b) {
   if (!a || !b) return a == b;
   if (a->kind != b->kind || a->dtype != b->dtype || a->rank != b->rank) return false;

@@ -58,6 +58,10 @@ typedef struct fir_tensor {
   int64_t ref;
 } fir_tensor_t;
 
+/* ---- nodes ---- */
+/* Whether n is operator op of domain ("" for ONNX's default one). */
+bool fir_node_is(const fir_node_t *n, const char *domain, const char *op);
+
 /* ---- attributes ---- */
 typedef enum fir_attr_kind {
   FIR_ATTR_UNDEFINED = 0,

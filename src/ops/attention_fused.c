@@ -193,12 +193,8 @@ static ops_bind_t call_bind(const gemm_view_t *g, int operand) {
 
 enum { G_BATCH, G_M, G_N, G_K, G_TA, G_TB, G_SA, G_SB, G_SY, G_LDB, G_LDA, G_LDY };
 
-static bool is_node(const fir_node_t *n, const char *domain, const char *op) {
-  return strcmp(n->domain, domain) == 0 && strcmp(n->op_type, op) == 0;
-}
-
 static bool last_axis_softmax(const fir_node_t *n) {
-  if (!is_node(n, "", "Softmax") || !n->inputs[0] || !n->inputs[0]->type) return false;
+  if (!fir_node_is(n, "", "Softmax") || !n->inputs[0] || !n->inputs[0]->type) return false;
   int r = n->inputs[0]->type->rank;
   int64_t axis = fir_attr_int(n, "axis", n->opset >= 13 ? -1 : 1);
   return r >= 2 && (axis == -1 || axis == r - 1);
@@ -220,13 +216,13 @@ static const fir_value_t *outer(const fir_graph_t *b, const fir_node_t *n, const
 /* A FusedElementwise q (a node of body b of node n) computing
  * Where(IsNaN(x), 0, x) of its input x. */
 static bool nan_guard(const fir_graph_t *b, const fir_node_t *n, const fir_node_t *q, const fir_value_t *x) {
-  const fir_graph_t *qb = is_node(q, OPS_FUSED_DOMAIN, OPS_FUSED_OP) ? ops_fused_body(q) : NULL;
+  const fir_graph_t *qb = fir_node_is(q, OPS_FUSED_DOMAIN, OPS_FUSED_OP) ? ops_fused_body(q) : NULL;
   if (!qb || qb->n_nodes != 2 || qb->n_outputs != 1 || qb->n_inputs != q->n_inputs) return false;
   const fir_node_t *isnan = qb->nodes[0], *where = qb->nodes[1];
   int kx = -1;
   for (int k = 0; k < q->n_inputs; k++)
     if (q->inputs[k] == x) kx = k;
-  if (kx < 0 || !is_node(isnan, "", "IsNaN") || !is_node(where, "", "Where") || where->n_inputs != 3 ||
+  if (kx < 0 || !fir_node_is(isnan, "", "IsNaN") || !fir_node_is(where, "", "Where") || where->n_inputs != 3 ||
       isnan->inputs[0] != qb->inputs[kx] || where->inputs[0] != isnan->outputs[0] ||
       where->inputs[2] != qb->inputs[kx] || where->outputs[0] != qb->outputs[0])
     return false;
@@ -243,11 +239,11 @@ static bool softmax_form(const fir_node_t *n, const fir_value_t *scores, const f
   *mask = NULL;
   *guard = false;
   if (n->inputs[0] == scores && last_axis_softmax(n)) return true;
-  const fir_graph_t *b = is_node(n, OPS_FUSED_DOMAIN, OPS_INLINE_OP) ? ops_fused_body(n) : NULL;
+  const fir_graph_t *b = fir_node_is(n, OPS_FUSED_DOMAIN, OPS_INLINE_OP) ? ops_fused_body(n) : NULL;
   if (!b || b->n_nodes != 2 || b->n_inputs != n->n_inputs || b->n_outputs != 1) return false;
   const fir_node_t *p = b->nodes[0], *q = b->nodes[1];
   if (b->outputs[0] != q->outputs[0] || p->n_outputs != 1) return false;
-  if (is_node(p, "", "Add") && p->n_inputs == 2 && last_axis_softmax(q) && q->inputs[0] == p->outputs[0]) {
+  if (fir_node_is(p, "", "Add") && p->n_inputs == 2 && last_axis_softmax(q) && q->inputs[0] == p->outputs[0]) {
     const fir_value_t *x = outer(b, n, p->inputs[0]), *y = outer(b, n, p->inputs[1]);
     if ((x == scores) == (y == scores)) return false;
     *mask = x == scores ? y : x;

@@ -26,7 +26,6 @@ static bool float_ok(flagos_dtype_t dt) {
   return dt == FLAGOS_FLOAT32 || dt == FLAGOS_FLOAT16 || dt == FLAGOS_BFLOAT16 || dt == FLAGOS_FLOAT64;
 }
 
-static bool is_op(const fir_node_t *n, const char *op) { return strcmp(n->op_type, op) == 0 && n->domain[0] == 0; }
 
 /* True when bias (an initializer) is a vector of the product p's last dim: [N]
  * or [1, ..., 1, N], of p's dtype and rank at most p's, so that the Add's
@@ -48,7 +47,7 @@ static bool bias_fits(const fir_value_t *bias, const fir_type_t *p) {
 static fir_node_t *absorbable(const fir_graph_t *g, const fir_value_t *x, const int *uses) {
   if (!x || x->graph != g || !x->producer || x->producer->graph != g || uses[x->id] != 1) return NULL;
   fir_node_t *mm = x->producer;
-  if (!is_op(mm, "MatMul") || mm->n_inputs != 2 || mm->n_outputs != 1 || !mm->inputs[0] || !mm->inputs[1])
+  if (!fir_node_is(mm, "", "MatMul") || mm->n_inputs != 2 || mm->n_outputs != 1 || !mm->inputs[0] || !mm->inputs[1])
     return NULL;
   const fir_type_t *ta = mm->inputs[0]->type, *tb = mm->inputs[1]->type, *tx = x->type;
   if (ta->kind != FIR_TYPE_TENSOR || tb->kind != FIR_TYPE_TENSOR || tx->kind != FIR_TYPE_TENSOR) return NULL;
@@ -81,7 +80,7 @@ flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused) {
   int fused = 0;
   for (int i = 0; i < n; i++) {
     fir_node_t *add = g->nodes[i];
-    if (!is_op(add, "Add") || add->n_inputs != 2 || add->n_outputs != 1 || !add->outputs[0]) continue;
+    if (!fir_node_is(add, "", "Add") || add->n_inputs != 2 || add->n_outputs != 1 || !add->outputs[0]) continue;
     for (int s = 0; s < 2; s++) {
       fir_value_t *x = add->inputs[s], *bias = add->inputs[1 - s];
       fir_node_t *mm = absorbable(g, x, uses);

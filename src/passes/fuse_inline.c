@@ -36,13 +36,9 @@
 #include "ops/fused.h"
 #include "passes/passes.h"
 
-static bool is_op(const fir_node_t *n, const char *domain, const char *op) {
-  return strcmp(n->domain, domain) == 0 && strcmp(n->op_type, op) == 0;
-}
-
 /* The inlined pair's nodes (producer, consumer), or NULL where n is no pair. */
 static const fir_node_t *pair_node(const fir_node_t *n, int i) {
-  const fir_graph_t *b = is_op(n, OPS_FUSED_DOMAIN, OPS_INLINE_OP) ? ops_fused_body(n) : NULL;
+  const fir_graph_t *b = fir_node_is(n, OPS_FUSED_DOMAIN, OPS_INLINE_OP) ? ops_fused_body(n) : NULL;
   return b && b->n_nodes == 2 ? b->nodes[i] : NULL;
 }
 
@@ -50,14 +46,14 @@ static const fir_node_t *pair_node(const fir_node_t *n, int i) {
 static bool is_product(const fir_node_t *n) {
   const fir_node_t *q = pair_node(n, 1);
   if (q) return is_product(q);
-  return is_op(n, "", "MatMul") || is_op(n, OPS_FUSED_DOMAIN, "MatMulBias");
+  return fir_node_is(n, "", "MatMul") || fir_node_is(n, OPS_FUSED_DOMAIN, "MatMulBias");
 }
 
 /* A Transpose, or an inlined Transpose scaled by a Mul or Div. */
 static bool is_transpose(const fir_node_t *n) {
   const fir_node_t *p = pair_node(n, 0), *q = pair_node(n, 1);
-  if (p) return is_op(p, "", "Transpose") && (is_op(q, "", "Mul") || is_op(q, "", "Div"));
-  return is_op(n, "", "Transpose");
+  if (p) return fir_node_is(p, "", "Transpose") && (fir_node_is(q, "", "Mul") || fir_node_is(q, "", "Div"));
+  return fir_node_is(n, "", "Transpose");
 }
 
 /* 1 for consumers that read each element of their input a few times at
