@@ -126,6 +126,7 @@ static cJSON *node_json(const lowered_t *l, int index) {
       cJSON *lf = cJSON_AddArrayToObject(lj, "floats");
       for (int i = 0; i < lc->n_floats; i++) cJSON_AddItemToArray(lf, cJSON_CreateNumber(lc->floats[i]));
       if (lc->ends_node) cJSON_AddBoolToObject(lj, "ends_node", true);
+      if (lc->skip && !lc->ends_node) cJSON_AddNumberToObject(lj, "skip", lc->skip);
     }
     cJSON_AddItemToArray(steps, sj);
   }

@@ -324,6 +324,7 @@ void kir_set_libcall(kir_kernel_t *k, const char *name, int n_bufs, const int *b
   lc->n_floats = n_floats;
   lc->floats = fl_arena_memdup(k->arena, floats, sizeof(double) * (size_t)(n_floats ? n_floats : 1));
   lc->ends_node = false;
+  lc->skip = 0;
   k->libcall = lc;
 }
 
@@ -461,6 +462,7 @@ void kir_print_kernel(fl_buf_t *b, const kir_kernel_t *k) {
     fl_buf_puts(b, " floats");
     for (int i = 0; i < lc->n_floats; i++) fl_buf_printf(b, " %.17g", lc->floats[i]);
     if (lc->ends_node) fl_buf_puts(b, " ends_node");
+    if (lc->skip) fl_buf_printf(b, " skip %d", lc->skip);
     fl_buf_putc(b, '\n');
   }
   fl_buf_puts(b, "}\n");

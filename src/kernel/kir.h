@@ -97,7 +97,11 @@ typedef struct kir_store {
  * the kernel's own (by index); ints are int64 expressions over symbols only.
  * With ends_node, the call computes the whole node's outputs (not just this
  * kernel's), so when a backend takes it the node's later kernels are skipped;
- * when it is declined, the body and the later kernels run as usual. */
+ * when it is declined, the body and the later kernels run as usual. With
+ * skip > 0 (and not ends_node), a taken call skips the node's next `skip`
+ * kernels only: the ones that compute what the call computed, the kernels
+ * after them running as usual (ProductActivation: the product's call taken,
+ * its activation's kernel still runs). */
 typedef struct kir_libcall {
   const char *name; /* "gemm", "conv" ... see docs/kernel-ir.md for each signature */
   int n_bufs;
@@ -107,6 +111,7 @@ typedef struct kir_libcall {
   int n_floats;
   double *floats;
   bool ends_node;
+  int skip; /* taken: the next `skip` kernels are not run (0: none; ends_node skips all) */
 } kir_libcall_t;
 
 typedef struct kir_kernel {

@@ -596,6 +596,7 @@ static flagos_status_t permuted_stores(ops_ctx_t *c, const pair_t *pr) {
     }
     kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, n_ints, ints, lc->n_floats, lc->floats);
     nk->libcall->ends_node = lc->ends_node;
+    nk->libcall->skip = lc->skip;
   }
   return NULL;
 }
@@ -699,6 +700,7 @@ static flagos_status_t inline_lower(ops_ctx_t *c, const fir_node_t *pn, const fi
       }
       kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, n_ints, ints, lc->n_floats, floats);
       nk->libcall->ends_node = lc->ends_node;
+      nk->libcall->skip = lc->skip;
     }
     if (keep) FL_TRY(keep_store(c, &w, ck));
   }

@@ -154,7 +154,7 @@ flagos_status_t ops_inl_pointwise_stores(ops_ctx_t *c, const pair_t *pr) {
       scan_t sc = {.buf = b};
       ops_inl_scan_kernel(k, &sc);
       /* a call that ends the node would skip the kernel that now stores the consumer's value */
-      bool called = k->libcall && k->libcall->ends_node;
+      bool called = k->libcall && (k->libcall->ends_node || k->libcall->skip);
       for (int i = 0; k->libcall && i < k->libcall->n_bufs; i++) called = called || k->libcall->bufs[i] == b;
       if (sc.loads_of || called || sc.syms)
         return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "the producer's kernel %s reads its output, hands it to a library "
@@ -210,6 +210,7 @@ flagos_status_t ops_inl_pointwise_stores(ops_ctx_t *c, const pair_t *pr) {
     for (int i = 0; i < lc->n_bufs; i++) bufs[i] = pmap[lc->bufs[i]];
     kir_set_libcall(nk, lc->name, lc->n_bufs, bufs, lc->n_ints, lc->ints, lc->n_floats, lc->floats);
     nk->libcall->ends_node = lc->ends_node;
+    nk->libcall->skip = lc->skip;
   }
   return NULL;
 }

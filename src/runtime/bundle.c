@@ -170,6 +170,11 @@ static flagos_status_t parse_node(flagos_bundle_t *b, fir_graph_t *g, const cJSO
       st->lc_floats = fl_arena_alloc(a, sizeof(double) * (size_t)(st->lc_n_floats + 1));
       for (int i = 0; i < st->lc_n_floats; i++) st->lc_floats[i] = cJSON_GetArrayItem(lf, i)->valuedouble;
       st->lc_ends_node = cJSON_IsTrue(cJSON_GetObjectItem(lc, "ends_node"));
+      const cJSON *sk = cJSON_GetObjectItem(lc, "skip");
+      if (sk && (!cJSON_IsNumber(sk) || sk->valuedouble < 0 || sk->valuedouble > 1e6 ||
+                 sk->valuedouble != (double)(int)sk->valuedouble))
+        return bad("library call skip count");
+      st->lc_skip = sk ? (int)sk->valuedouble : 0;
     }
   }
   return NULL;

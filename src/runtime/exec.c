@@ -230,11 +230,7 @@ static bool views_on(void) {
 
 /* Operators whose output is their first input's bytes under another shape. */
 static bool is_view_op(const fir_node_t *n) {
-  static const char *const ops[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"};
-  if (n->n_outputs != 1 || n->n_inputs < 1 || !n->inputs[0] || (n->domain && n->domain[0])) return false;
-  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-    if (strcmp(n->op_type, ops[i]) == 0) return true;
-  return false;
+  return n->n_outputs == 1 && n->n_inputs >= 1 && n->inputs[0] && fir_node_is_view(n);
 }
 
 /* A view node whose input this node is the last to read hands the input's
@@ -415,6 +411,7 @@ flagos_status_t rt_exec_kernels(rt_exec_t *x, rt_frame_t *f, const rt_node_t *rn
     if (st) continue;
     if (by_library) {
       if (sp->lc_ends_node) break;
+      k += sp->lc_skip;
       continue;
     }
     int64_t work = 0;

@@ -25,6 +25,7 @@ typedef struct rt_step {
   int lc_n_floats;
   double *lc_floats;
   bool lc_ends_node; /* the call computes the node's outputs: taken, the later steps are skipped */
+  int lc_skip;       /* taken, the next lc_skip steps are skipped (kir_libcall_t.skip) */
 } rt_step_t;
 
 typedef struct rt_node {
