@@ -201,6 +201,13 @@ bool fir_node_is(const fir_node_t *n, const char *domain, const char *op) {
   return strcmp(n->domain, domain) == 0 && strcmp(n->op_type, op) == 0;
 }
 
+bool fir_node_is_view(const fir_node_t *n) {
+  static const char *const ops[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0] && !n->domain[0]; i++)
+    if (strcmp(n->op_type, ops[i]) == 0) return true;
+  return false;
+}
+
 bool fir_type_equal(const fir_type_t *a, const fir_type_t *b) {
   if (!a || !b) return a == b;
   if (a->kind != b->kind || a->dtype != b->dtype || a->rank != b->rank) return false;

@@ -61,6 +61,9 @@ typedef struct fir_tensor {
 /* ---- nodes ---- */
 /* Whether n is operator op of domain ("" for ONNX's default one). */
 bool fir_node_is(const fir_node_t *n, const char *domain, const char *op);
+/* Whether n is a view: Reshape, Flatten, Squeeze, Unsqueeze or Identity of ONNX's
+ * domain (its output is its first input's bytes under another shape). */
+bool fir_node_is_view(const fir_node_t *n);
 
 /* ---- attributes ---- */
 typedef enum fir_attr_kind {

@@ -19,71 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/inlined_int.h"
+#include "ops/body_seq.h"
 
 #define AR (c->arena)
-
-/* The body's nodes' contexts: sub[i] for body node i; where[v] says where the
- * body value v (by id) lives in the node: an input (kind INPUT), the output
- * (OUTPUT) or a temporary (TEMP). */
-typedef struct seq {
-  int n;
-  ops_ctx_t **sub;
-  const ops_def_t **def;
-  ops_bind_t *where;
-} seq_t;
 
 static const fir_graph_t *body_of(const ops_ctx_t *c) {
   const fir_graph_t *b = ops_fused_body(c->node);
   return b && b->n_nodes == 3 && b->n_inputs == c->n_in && b->n_outputs == 1 && c->n_out == 1 ? b : NULL;
-}
-
-static int input_index(const fir_graph_t *b, const fir_value_t *v) {
-  for (int k = 0; k < b->n_inputs; k++)
-    if (b->inputs[k] == v) return k;
-  return -1;
-}
-
-/* The context of the body node that produces v and its output index. */
-static const ops_tensor_info_t *produced(const seq_t *s, const fir_graph_t *b, const fir_value_t *v, int upto) {
-  for (int i = 0; i < upto; i++)
-    for (int o = 0; o < b->nodes[i]->n_outputs; o++)
-      if (b->nodes[i]->outputs[o] == v) return &s->sub[i]->out[o];
-  return NULL;
-}
-
-static flagos_status_t seq_infer(ops_ctx_t *c, const fir_graph_t *b, seq_t *s) {
-  s->n = b->n_nodes;
-  s->sub = fl_arena_alloc(AR, sizeof(*s->sub) * (size_t)s->n);
-  s->def = fl_arena_alloc(AR, sizeof(*s->def) * (size_t)s->n);
-  for (int i = 0; i < s->n; i++) {
-    const fir_node_t *bn = b->nodes[i];
-    const ops_def_t *d = ops_find(bn->op_type, bn->domain);
-    if (!d || !d->lower || d->host || d->value_inputs)
-      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "%s '%s' cannot be part of a fused attention", bn->op_type, bn->name);
-    ops_tensor_info_t *in = fl_arena_alloc(AR, sizeof(*in) * (size_t)(bn->n_inputs + 1));
-    ops_tensor_info_t *out = fl_arena_alloc(AR, sizeof(*out) * (size_t)(bn->n_outputs + 1));
-    for (int j = 0; j < bn->n_inputs; j++) {
-      const fir_value_t *v = bn->inputs[j];
-      int k = v ? input_index(b, v) : -1;
-      const ops_tensor_info_t *t = v && k < 0 ? produced(s, b, v, i) : NULL;
-      if (!v) ops_info_from_value(&in[j], NULL);
-      else if (k >= 0) in[j] = c->in[k];
-      else if (t) in[j] = *t;
-      else
-        return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "'%s' reads '%s', which neither the node nor the body gives",
-                       bn->name, v->name);
-    }
-    ops_ctx_t *sc = fl_arena_alloc(AR, sizeof(*sc));
-    ops_ctx_init(sc, AR, bn, in, out, c->runtime);
-    flagos_status_t st = ops_ctx_infer(sc, d);
-    if (st) return flagos_status_wrap(st, "in the body of %s node '%s'", c->node->op_type, c->node->name);
-    if (!sc->is_static)
-      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "%s '%s' does not have static shapes", bn->op_type, bn->name);
-    s->sub[i] = sc;
-    s->def[i] = d;
-  }
-  return NULL;
 }
 
 static flagos_status_t infer_attention(ops_ctx_t *c) {
@@ -92,73 +34,12 @@ static flagos_status_t infer_attention(ops_ctx_t *c) {
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT,
                    "needs a graph attribute '%s' of three nodes with the node's inputs and its one output",
                    OPS_FUSED_BODY);
-  seq_t s;
-  FL_TRY(seq_infer(c, b, &s));
-  const ops_tensor_info_t *t = produced(&s, b, b->outputs[0], s.n);
+  ops_seq_t s;
+  FL_TRY(ops_seq_infer(c, b, &s));
+  const ops_tensor_info_t *t = ops_seq_produced(&s, b, b->outputs[0], s.n);
   if (!t || !t->present || t->kind != FIR_TYPE_TENSOR)
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's output is not a tensor its nodes produce");
   ops_set_out(c, 0, t->dtype, t->rank, t->dims);
-  return NULL;
-}
-
-/* Where the body's values live in the node: the inputs, the output, and a
- * temporary for each value one body node hands the next. */
-static flagos_status_t place_values(ops_ctx_t *c, const fir_graph_t *b, seq_t *s) {
-  s->where = fl_arena_alloc(AR, sizeof(*s->where) * (size_t)(b->n_values + 1));
-  for (int i = 0; i < b->n_values; i++) s->where[i].index = -1;
-  for (int k = 0; k < b->n_inputs; k++) s->where[b->inputs[k]->id] = (ops_bind_t){OPS_BIND_INPUT, k};
-  for (int i = 0; i < s->n; i++)
-    for (int o = 0; o < b->nodes[i]->n_outputs; o++) {
-      const fir_value_t *v = b->nodes[i]->outputs[o];
-      if (!v) continue;
-      if (v == b->outputs[0]) {
-        s->where[v->id] = (ops_bind_t){OPS_BIND_OUTPUT, 0};
-        continue;
-      }
-      const ops_tensor_info_t *t = &s->sub[i]->out[o];
-      kir_expr_t *dims[OPS_MAX_RANK];
-      for (int d = 0; d < t->rank; d++) dims[d] = kir_i64(AR, t->dims[d]);
-      s->where[v->id] = (ops_bind_t){OPS_BIND_TEMP, ops_temp(c, t->dtype, t->rank, dims)};
-    }
-  return NULL;
-}
-
-/* Body node i lowered, its kernels appended to c's steps with their buffers
- * bound to where the body's values live. */
-static flagos_status_t lower_one(ops_ctx_t *c, const fir_graph_t *b, seq_t *s, int i) {
-  ops_ctx_t *sc = s->sub[i];
-  const fir_node_t *bn = b->nodes[i];
-  sc->kernel_prefix = fl_arena_printf(AR, "%s_%d", c->kernel_prefix ? c->kernel_prefix : "k", i);
-  FL_TRY(s->def[i]->lower(sc));
-  int *tmap = fl_arena_alloc(AR, sizeof(int) * (size_t)(sc->n_temps + 1));
-  for (int t = 0; t < sc->n_temps; t++) {
-    int64_t ne;
-    if (!kir_eval_int(sc->temps[t].numel, NULL, 0, &ne))
-      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "a temporary of '%s' has no static size", bn->name);
-    tmap[t] = ops_temp(c, sc->temps[t].dtype, sc->temps[t].rank, sc->temps[t].dims);
-  }
-  for (int k = 0; k < sc->n_steps; k++) {
-    const ops_step_t *st = &sc->steps[k];
-    kir_kernel_t *kk = st->kernel;
-    /* the kernel joins the node's symbol array: it must read none of its own */
-    scan_t scan = {.buf = -1};
-    ops_inl_scan_kernel(kk, &scan);
-    if (scan.syms)
-      return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "kernel %s of '%s' reads runtime symbols", kk->name, bn->name);
-    ops_bind_t *binds = fl_arena_alloc(AR, sizeof(*binds) * (size_t)(kk->n_bufs + 1));
-    for (int j = 0; j < kk->n_bufs; j++) {
-      ops_bind_t bd = st->binds[j];
-      const fir_value_t *v = bd.kind == OPS_BIND_INPUT ? bn->inputs[bd.index] : bd.kind == OPS_BIND_OUTPUT ? bn->outputs[bd.index] : NULL;
-      binds[j] = bd.kind == OPS_BIND_TEMP ? (ops_bind_t){OPS_BIND_TEMP, tmap[bd.index]} : v ? s->where[v->id] : (ops_bind_t){OPS_BIND_TEMP, -1};
-      if (binds[j].index < 0)
-        return ops_err(c, FLAGOS_ERR_INTERNAL, "buffer %d of kernel %s has no place in the fused node", j, kk->name);
-    }
-    /* The node's own step, holding the body's kernel (its name, under the sub-prefix, unique in the node). */
-    ops_kernel(c, NULL);
-    kk->n_syms = c->n_syms;
-    c->steps[c->n_steps - 1].kernel = kk;
-    c->steps[c->n_steps - 1].binds = binds;
-  }
   return NULL;
 }
 
@@ -205,14 +86,6 @@ static bool scalar_zero(const fir_value_t *v) {
   return t && t->numel == 1 && fl_load_as_double(t->dtype, t->data, 0) == 0.0;
 }
 
-/* What a body value is in the node n whose body b holds it: the node's input
- * for a body input, else itself. */
-static const fir_value_t *outer(const fir_graph_t *b, const fir_node_t *n, const fir_value_t *v) {
-  for (int k = 0; k < b->n_inputs && k < n->n_inputs; k++)
-    if (b->inputs[k] == v) return n->inputs[k];
-  return v;
-}
-
 /* A FusedElementwise q (a node of body b of node n) computing
  * Where(IsNaN(x), 0, x) of its input x. */
 static bool nan_guard(const fir_graph_t *b, const fir_node_t *n, const fir_node_t *q, const fir_value_t *x) {
@@ -227,7 +100,7 @@ static bool nan_guard(const fir_graph_t *b, const fir_node_t *n, const fir_node_
       where->inputs[2] != qb->inputs[kx] || where->outputs[0] != qb->outputs[0])
     return false;
   /* the zero: a constant, inside or among the node's inputs */
-  return scalar_zero(outer(b, n, outer(qb, q, where->inputs[1])));
+  return scalar_zero(ops_seq_outer(b, n, ops_seq_outer(qb, q, where->inputs[1])));
 }
 
 /* Whether n (its inputs the fused node's values) is the softmax of scores:
@@ -244,7 +117,7 @@ static bool softmax_form(const fir_node_t *n, const fir_value_t *scores, const f
   const fir_node_t *p = b->nodes[0], *q = b->nodes[1];
   if (b->outputs[0] != q->outputs[0] || p->n_outputs != 1) return false;
   if (fir_node_is(p, "", "Add") && p->n_inputs == 2 && last_axis_softmax(q) && q->inputs[0] == p->outputs[0]) {
-    const fir_value_t *x = outer(b, n, p->inputs[0]), *y = outer(b, n, p->inputs[1]);
+    const fir_value_t *x = ops_seq_outer(b, n, p->inputs[0]), *y = ops_seq_outer(b, n, p->inputs[1]);
     if ((x == scores) == (y == scores)) return false;
     *mask = x == scores ? y : x;
     return (*mask)->graph != b;
@@ -253,7 +126,7 @@ static bool softmax_form(const fir_node_t *n, const fir_value_t *scores, const f
   if (!nan_guard(b, n, q, p->outputs[0]) || p->n_inputs > 8) return false;
   fir_node_t pn = *p;
   fir_value_t *ins[8];
-  for (int j = 0; j < p->n_inputs; j++) ins[j] = (fir_value_t *)outer(b, n, p->inputs[j]);
+  for (int j = 0; j < p->n_inputs; j++) ins[j] = (fir_value_t *)ops_seq_outer(b, n, p->inputs[j]);
   pn.inputs = ins;
   bool g;
   if (!softmax_form(&pn, scores, mask, &g) || g) return false;
@@ -289,7 +162,7 @@ static bool bind_is(ops_bind_t b, ops_bind_kind_t kind, int index) { return b.ki
 /* The call's arguments read off the lowered body (first[i]: body node i's
  * first step; first[3]: the steps' end): NULL, or why the body is not
  * attention as the call computes it. */
-static const char *attention_call(const ops_ctx_t *c, const fir_graph_t *b, const seq_t *s, const int *first,
+static const char *attention_call(const ops_ctx_t *c, const fir_graph_t *b, const ops_seq_t *s, const int *first,
                            call_args_t *a) {
   gemm_view_t g1, g2;
   if (first[1] - first[0] != 1 || first[3] - first[2] != 1 || !gemm_of(&c->steps[first[0]], &g1) ||
@@ -300,7 +173,7 @@ static const char *attention_call(const ops_ctx_t *c, const fir_graph_t *b, cons
   fir_node_t sn = *b->nodes[1];
   fir_value_t *sins[8];
   if (sn.n_inputs > 8) return "the middle node has more than 8 inputs";
-  for (int j = 0; j < sn.n_inputs; j++) sins[j] = (fir_value_t *)outer(b, c->node, sn.inputs[j]);
+  for (int j = 0; j < sn.n_inputs; j++) sins[j] = (fir_value_t *)ops_seq_outer(b, c->node, sn.inputs[j]);
   sn.inputs = sins;
   bool guard;
   if (!softmax_form(&sn, sv, &mask, &guard) || b->nodes[2]->outputs[0] != b->outputs[0]) return "the middle node is not a softmax over the last axis with an added mask";
@@ -389,13 +262,13 @@ static bool call_on(void) {
 static flagos_status_t lower_body(ops_ctx_t *c, const char **why_not) {
   const fir_graph_t *b = body_of(c);
   if (!b) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "needs a graph attribute '%s' of three nodes", OPS_FUSED_BODY);
-  seq_t s;
-  FL_TRY(seq_infer(c, b, &s));
-  FL_TRY(place_values(c, b, &s));
+  ops_seq_t s;
+  FL_TRY(ops_seq_infer(c, b, &s));
+  FL_TRY(ops_seq_place(c, b, &s));
   int first[4];
   for (int i = 0; i < 3; i++) {
     first[i] = c->n_steps;
-    FL_TRY(lower_one(c, b, &s, i));
+    FL_TRY(ops_seq_lower_one(c, b, &s, i));
   }
   first[3] = c->n_steps;
   call_args_t a;
@@ -410,21 +283,8 @@ static flagos_status_t lower_attention(ops_ctx_t *c) {
 }
 
 static double flops_attention(const ops_ctx_t *c) {
-  ops_ctx_t tmp = *c; /* seq_infer only reads the node and its inputs */
   const fir_graph_t *b = body_of(c);
-  seq_t s;
-  flagos_status_t st = b ? seq_infer(&tmp, b, &s) : NULL;
-  if (!b || st) {
-    flagos_status_free(st);
-    return -1;
-  }
-  double sum = 0;
-  for (int i = 0; i < s.n; i++) {
-    double f = ops_node_flops(s.def[i], s.sub[i]);
-    if (f < 0) return -1;
-    sum += f;
-  }
-  return sum;
+  return b ? ops_seq_flops(c, b) : -1;
 }
 
 const char *ops_attention_why_not(fl_arena_t *a, const fir_node_t *n) {

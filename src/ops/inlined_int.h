@@ -1,7 +1,7 @@
 /* What src/ops/inlined.c shares with src/ops/inlined_epilogue.c: the pair of
  * nodes being lowered as one, and the expression and kernel helpers of the
- * rewrite. Internal to those two files, and to src/ops/attention_fused.c,
- * which scans its body's kernels for symbols with ops_inl_scan_kernel. */
+ * rewrite. Internal to those two files, and to src/ops/body_seq.c,
+ * which scans a fused body's kernels for symbols with ops_inl_scan_kernel. */
 #ifndef FLAGOS_OPS_INLINED_INT_H
 #define FLAGOS_OPS_INLINED_INT_H
 

@@ -33,13 +33,8 @@ static void mark_read(fir_value_t *v, void *ctx) {
   if (v && v->graph == s->g) s->protected[v->id] = true;
 }
 
-static const char *const k_views[] = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"};
-
 static bool eligible(const cse_t *s, const fir_node_t *n) {
-  if (n->domain[0] || n->n_outputs < 1) return false;
-  bool view = false;
-  for (size_t i = 0; i < FL_ARRAY_LEN(k_views); i++) view = view || strcmp(n->op_type, k_views[i]) == 0;
-  if (!view) return false;
+  if (n->n_outputs < 1 || !fir_node_is_view(n)) return false;
   for (int a = 0; a < n->n_attrs; a++)
     if (n->attrs[a].kind == FIR_ATTR_GRAPH || n->attrs[a].kind == FIR_ATTR_GRAPHS) return false;
   for (int k = 0; k < n->n_outputs; k++)

@@ -21,13 +21,7 @@
 #include "ops/fused.h"
 #include "passes/passes.h"
 
-static bool fusable(const fir_node_t *n) {
-  for (int k = 0; k < n->n_inputs; k++)
-    if (n->inputs[k] && !pass_fusable_value(n->inputs[k])) return false;
-  for (int k = 0; k < n->n_outputs; k++)
-    if (!n->outputs[k] || !pass_fusable_value(n->outputs[k])) return false;
-  return n->n_outputs == 1;
-}
+static bool fusable(const fir_node_t *n) { return pass_node_fusable(n) && n->n_outputs == 1; }
 
 /* A Softmax, or an inlined pair whose consumer is one or whose producer is one
  * (the epilogue form); the trial lowering checks the rest. */
@@ -39,26 +33,12 @@ static bool softmax_like(const fir_node_t *n) {
   return b && b->n_nodes == 2 && (softmax_like(b->nodes[1]) || softmax_like(b->nodes[0]));
 }
 
-/* The inputs the fused node takes: the three nodes' inputs but the two values
- * they hand on, each once. */
-static int triple_inputs(fir_node_t *const *t, fir_value_t **ins) {
-  int n = 0;
-  for (int i = 0; i < 3; i++)
-    for (int k = 0; k < t[i]->n_inputs; k++) {
-      fir_value_t *v = t[i]->inputs[k];
-      bool seen = !v || v == t[0]->outputs[0] || v == t[1]->outputs[0];
-      for (int j = 0; j < n && !seen; j++) seen = ins[j] == v;
-      if (!seen) ins[n++] = v;
-    }
-  return n;
-}
-
 /* The fused node of triple t, in g where the trial lowering takes it, else
  * NULL (the triple's subgraphs nest in g again). */
 static fir_node_t *build(fir_model_t *m, fir_node_t *const *t, fl_arena_t *a) {
   fir_graph_t *g = m->graph;
   fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(t[0]->n_inputs + t[1]->n_inputs + t[2]->n_inputs + 1));
-  int n_ins = triple_inputs(t, ins);
+  int n_ins = pass_fused_inputs((const fir_node_t *const *)t, 3, ins);
   const char *name = fl_arena_printf(m->arena, "%s_attention", t[1]->name[0] ? t[1]->name : "softmax");
   fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
   fir_graph_t *body = pass_new_body(m, name, ins, n_ins, bmap);

@@ -72,7 +72,7 @@ static int consumer_op(fl_arena_t *a, const fir_node_t *n) {
   return ops_fused_can_fuse(a, n) ? 1 : 0;
 }
 
-static bool node_values_ok(const fir_node_t *n) {
+bool pass_node_fusable(const fir_node_t *n) {
   for (int k = 0; k < n->n_inputs; k++)
     if (n->inputs[k] && !pass_fusable_value(n->inputs[k])) return false;
   for (int k = 0; k < n->n_outputs; k++)
@@ -80,15 +80,13 @@ static bool node_values_ok(const fir_node_t *n) {
   return true;
 }
 
-/* The inputs the pair's node takes: the producer's, then the consumer's other
- * ones, each value once. */
-static int pair_inputs(const fir_node_t *p, const fir_node_t *c, fir_value_t **ins) {
+int pass_fused_inputs(const fir_node_t *const *nodes, int n_nodes, fir_value_t **ins) {
   int n = 0;
-  const fir_node_t *both[2] = {p, c};
-  for (int i = 0; i < 2; i++)
-    for (int k = 0; k < both[i]->n_inputs; k++) {
-      fir_value_t *v = both[i]->inputs[k];
-      bool seen = !v || v == p->outputs[0];
+  for (int i = 0; i < n_nodes; i++)
+    for (int k = 0; k < nodes[i]->n_inputs; k++) {
+      fir_value_t *v = nodes[i]->inputs[k];
+      bool seen = !v;
+      for (int j = 0; j < n_nodes && !seen; j++) seen = v->producer == nodes[j];
       for (int j = 0; j < n && !seen; j++) seen = ins[j] == v;
       if (!seen) ins[n++] = v;
     }
@@ -179,20 +177,21 @@ static int inline_round(fir_model_t *m) {
   int fused = 0;
   for (int i = 0; i < n; i++) {
     const fir_node_t *c = g->nodes[i];
-    if (dead[i] || !node_values_ok(c)) continue;
+    if (dead[i] || !pass_node_fusable(c)) continue;
     int kind = -1; /* consumer_op's answer, asked (a trial lowering) once a producer qualifies */
     for (int k = 0; k < c->n_inputs && kind; k++) {
       const fir_value_t *v = c->inputs[k];
       const fir_node_t *p = v && v->graph == g ? v->producer : NULL;
       if (!p || p->graph != g || p->id >= n || dead[p->id] || p->n_outputs != 1 || readers[v->id] < 1 ||
-          !node_values_ok(p))
+          !pass_node_fusable(p))
         continue;
       if (kind < 0) kind = consumer_op(a, c);
       bool keep = readers[v->id] > 1;
       if (!kind || (kind == 2 && !is_transpose(p)) || (kind == 3 && !is_product(p)) ||
           (keep && (!may_keep || kind != 1 || !others_free(p, c))))
         continue;
-      int n_ins = pair_inputs(p, c, ins);
+      const fir_node_t *both[2] = {p, c};
+      int n_ins = pass_fused_inputs(both, 2, ins);
       if (!ops_inline_can(a, p, c, (const fir_value_t *const *)ins, n_ins, keep)) continue;
       if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
       build_pair(m, p, c, ins, n_ins, keep, a);

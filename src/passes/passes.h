@@ -59,6 +59,20 @@ flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused);
  * computing what the call computes. Run after inline fusion; FLAGOS_FUSE=0 or
  * FLAGOS_FUSE_ATTENTION=0 turns it off, FLAGOS_FUSE_TRACE=1 prints each node. */
 flagos_status_t pass_fuse_attention(fir_model_t *m, int *n_fused);
+/* True when every input and output of n is a value fusion may touch
+ * (pass_fusable_value) and every output is present. */
+bool pass_node_fusable(const fir_node_t *n);
+/* The inputs a node fusing nodes[0..n_nodes) takes: theirs but the values
+ * one of them produces, each once, in order; returns their number. */
+int pass_fused_inputs(const fir_node_t *const *nodes, int n_nodes, fir_value_t **ins);
+/* Activation fusion (fuse_activation.c): a product (MatMul, MatMulBias, Gemm,
+ * Conv) read only by an activation of its output (GELU, erf or tanh form, or
+ * ReLU, found by evaluating the node) becomes one ProductActivation node
+ * (domain ai.flagos, src/ops/product_act.c) whose first kernel carries the
+ * product's library call with the activation. Run after attention fusion;
+ * FLAGOS_FUSE=0 or FLAGOS_FUSE_ACTIVATION=0 turns it off, FLAGOS_FUSE_TRACE=1
+ * prints each node. */
+flagos_status_t pass_fuse_activation(fir_model_t *m, int *n_fused);
 /* Moves a copy of node n into graph body: its inputs mapped by bmap (value id
  * -> body value), its outputs new body values recorded there; a subgraph of n
  * now nests in body. */
@@ -113,7 +127,7 @@ flagos_status_t pass_fusion_settle(fir_model_t *m, const char *op, const char *d
 /* The standard pipeline: --shape overrides, Constant nodes, inference with
  * constant folding (pass_fold_constants), DCE, common subexpressions,
  * Transpose chains, MatMul + bias fusion, sibling products, elementwise
- * fusion, inline fusion. */
+ * fusion, inline fusion, attention fusion, activation fusion. */
 flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec);
 
 #endif

@@ -1,0 +1,38 @@
+/* A fused node whose `body` graph holds whole nodes run one after the other,
+ * each by its own lowering (FusedAttention, src/ops/attention_fused.c;
+ * ProductActivation, src/ops/product_act.c): the body's nodes inferred from
+ * the node's inputs, the values they hand on placed in temporaries, their
+ * kernels appended to the node's steps with their buffers bound to where the
+ * body's values live. Static shapes only. */
+#ifndef FLAGOS_OPS_BODY_SEQ_H
+#define FLAGOS_OPS_BODY_SEQ_H
+
+#include "ops/fused.h"
+
+/* sub[i] is body node i's context; where[v] (by body value id) says where value
+ * v lives in the node: an input (OPS_BIND_INPUT), the output (OUTPUT) or a
+ * temporary (TEMP). */
+typedef struct ops_seq {
+  int n;
+  ops_ctx_t **sub;
+  const ops_def_t **def;
+  ops_bind_t *where;
+} ops_seq_t;
+
+/* Index of v among b's inputs, or -1. */
+int ops_seq_input_index(const fir_graph_t *b, const fir_value_t *v);
+/* The output of a body node before node `upto` that is v, or NULL. */
+const ops_tensor_info_t *ops_seq_produced(const ops_seq_t *s, const fir_graph_t *b, const fir_value_t *v, int upto);
+/* Infers b's nodes in order (each static, with a lowering that runs on the device). */
+flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s);
+/* Places b's values: inputs, the one output, a temporary for each value handed on. */
+flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s);
+/* Lowers body node i, its kernels appended to c's steps. */
+flagos_status_t ops_seq_lower_one(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int i);
+/* The body's flops (the sum of its nodes'), or -1 where unknown. */
+double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b);
+/* What a body value is in node n whose body b holds it: n's input for a body
+ * input, else itself. */
+const fir_value_t *ops_seq_outer(const fir_graph_t *b, const fir_node_t *n, const fir_value_t *v);
+
+#endif
