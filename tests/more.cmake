@@ -64,6 +64,15 @@ add_test(NAME attention_fusion
 set_tests_properties(attention_fusion PROPERTIES LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 
+# Activation fusion and the opencl gemm/conv calls with an activation against
+# NumPy: cpu, and opencl with the call taken, declined and off where present
+# (tests/cli/test_activation.py).
+add_test(NAME activation_fusion
+  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_activation.py $<TARGET_FILE:flagos_cli>
+          ${CMAKE_CURRENT_BINARY_DIR}/activation-fusion)
+set_tests_properties(activation_fusion PROPERTIES LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+
 # Real architectures exported from PyTorch at test time, compared with ONNX Runtime (tests/models/README.md).
 include(${CMAKE_CURRENT_LIST_DIR}/models/models.cmake)
 

@@ -18,6 +18,8 @@
 #include "../gemm_fold.h"
 
 static flagos_status_t gemm(cpu_state_t *s, const flagos_libcall_t *c) {
+  /* nor an activation (a thirteenth int): the host runs the activation's kernel after the product */
+  if (c->n_ints == 13) return CPU_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cpu backend: gemm with an activation is not provided");
   /* BLAS has no bias epilogue: the host runs the bias kernel, then the plain call. */
   bool ints_ok = c->n_ints >= 9 && c->n_ints <= 12;
   if (c->n_bufs == 4 && ints_ok && c->n_floats == 2)

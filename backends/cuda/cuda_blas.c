@@ -394,6 +394,9 @@ static flagos_status_t declined(cuda_state_t *s, flagos_status_t st) {
 }
 
 static flagos_status_t gemm(cuda_state_t *s, flagos_bstream_t stream, const flagos_libcall_t *c) {
+  /* an activation after the product (a thirteenth int, docs/kernel-ir.md): the host runs its kernel instead */
+  if (c->n_ints == 13)
+    return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: gemm with an activation is not provided"));
   if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints < 9 || c->n_ints > 12 || c->n_floats != 2 || !c->bufs ||
       !c->ints || !c->floats || !c->buf_dtypes)
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,

@@ -591,6 +591,8 @@ flagos_status_t cuda_dnn_conv(cuda_state_t *s, flagos_bstream_t stream, const fl
   if (!b->loaded) return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: conv: %s", b->why));
   if (s->n_devices == 0)
     return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: conv without a device (%s)", s->why_none));
+  if (c->n_ints == 17)
+    return declined(s, CUDA_ERR(s, FLAGOS_ERR_UNSUPPORTED, "cuda backend: conv with an activation is not provided"));
   if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints != 16 || !c->bufs || !c->ints || !c->buf_dtypes)
     return CUDA_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
                     "cuda backend: conv takes 3 or 4 buffers and 16 ints (got %d and %d)", c->n_bufs, c->n_ints);

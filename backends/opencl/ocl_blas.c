@@ -260,12 +260,17 @@ static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64
   return (uint64_t)bytes <= (uint64_t)size;
 }
 
+bool ocl_activation_on(void) {
+  const char *e = getenv("FLAGOS_OPENCL_ACTIVATION");
+  return !(e && strcmp(e, "0") == 0);
+}
+
 /* *took gets the product's arguments where our kernels took it (took->M < 0 otherwise). */
 static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_gemm_args_t *took) {
   took->M = -1;
-  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints < 9 || c->n_ints > 12 || c->n_floats != 2)
+  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints < 9 || c->n_ints > 13 || c->n_floats != 2)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
-                   "opencl backend: gemm takes 3 or 4 buffers, 9 to 12 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
+                   "opencl backend: gemm takes 3 or 4 buffers, 9 to 13 ints and 2 floats (got %d, %d, %d)", c->n_bufs,
                    c->n_ints, c->n_floats);
   const int64_t *v = c->ints;
   int64_t batch = v[0], M = v[1], N = v[2], K = v[3], sa = v[6], sb = v[7], sy = v[8];
@@ -273,6 +278,11 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   int64_t ld[3]; /* lda, ldb, ldy: the rows apart; 0: packed */
   char bad = flagos_gemm_row_strides(v, c->n_ints, M, N, K, ta, tb, ld);
   double alpha = c->floats[0], beta = c->floats[1];
+  int64_t act = c->n_ints == 13 ? c->ints[12] : 0;
+  if (act < 0 || act > 3)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm with activation %lld (0 to 3)", (long long)act);
+  if (act && !ocl_activation_on())
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with an activation is off (FLAGOS_OPENCL_ACTIVATION=0)");
   if (bad)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm with %c's rows %lld apart, shorter than a row",
                    bad, (long long)ld[bad == 'A' ? 0 : bad == 'B' ? 1 : 2]);
@@ -332,12 +342,14 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
     ocl_gemm_args_t ga = {.dtype = dt, .A = A->mem, .B = B->mem, .Y = Y->mem, .bias = bias ? bias->mem : NULL,
                           .batch = batch, .M = M, .N = N, .K = K, .sa = sa, .sb = sb, .sy = sy,
                           .ta = ta, .tb = tb, .alpha = alpha, .beta = beta, .lda = ld[0], .ldb = ld[1],
-                          .ldy = ld[2]};
+                          .ldy = ld[2], .act = (int)act};
     bool taken = false;
     flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, ocl_blas_trace, &taken, NULL);
     if (!err && taken) *took = ga;
     if (err || taken) return err;
   }
+  /* CLBlast has no activation: the host runs the node's kernels (the product's call without it, then the activation). */
+  if (act) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with an activation is left to the kernels");
   if (dt == FLAGOS_FLOAT16 && mode != 2)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: f16 gemm through CLBlast is opt-in (FLAGOS_OPENCL_BLAS=f16)");
   if (dt == FLAGOS_FLOAT16 && !ocl_has_word(d->extensions, "cl_khr_fp16"))

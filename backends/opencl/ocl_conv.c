@@ -107,7 +107,7 @@ static flagos_status_t run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q, 
   int64_t K = a->c * a->kh * a->kw, O = a->oh * a->ow, es = es_of(a->dtype);
   ocl_gemm_args_t ga = {.dtype = a->dtype, .A = a->W, .B = a->X, .Y = a->Y, .bias = a->bias, .batch = a->n,
                         .M = a->m, .N = O, .K = K, .sa = 0, .sb = K * O, .sy = a->m * O, .bias_rows = true,
-                        .alpha = 1, .beta = 0};
+                        .alpha = 1, .beta = 0, .act = a->act};
   /* f16 on tensor cores needs B's rows on 16 bytes: where OH*OW is not a
    * multiple of 8 (ResNet-50's 14x14 and 7x7 stages), the patch rows are
    * padded to one (a pointwise convolution then takes the im2col too: a copy,
@@ -207,12 +207,13 @@ flagos_status_t ocl_conv_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
    * compute Y (patches made here were made for nothing). A plan made so far
    * is the caller's to release. */
   if (!err && *taken && trace)
-    trace("flagos trace: opencl conv %s: %s N %lld C %lld %lldx%lld -> M %lld %lldx%lld, kernel %lldx%lld%s%s on "
+    trace("flagos trace: opencl conv %s: %s N %lld C %lld %lldx%lld -> M %lld %lldx%lld, kernel %lldx%lld%s%s%s on "
           "'%s'\n",
           plan ? "planned for replays" : "by flagos",
           a->dtype == FLAGOS_FLOAT64 ? "f64" : a->dtype == FLAGOS_FLOAT32 ? "f32" : "f16", (long long)a->n,
           (long long)a->c, (long long)a->h, (long long)a->w, (long long)a->m, (long long)a->oh, (long long)a->ow,
           (long long)a->kh, (long long)a->kw, a->bias ? ", bias" : "", pointwise(a) ? ", pointwise" : "",
+          a->act == 1 ? ", gelu" : a->act == 2 ? ", gelu-tanh" : a->act == 3 ? ", relu" : "",
           d->name);
   return err;
 }
@@ -227,9 +228,9 @@ static bool fits(size_t size, const int64_t *ext, int n, int64_t es) {
 
 flagos_status_t ocl_conv_call(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_conv_args_t *took) {
   took->n = -1;
-  if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints != 16)
-    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: conv takes 3 or 4 buffers and 16 ints (got %d, %d)",
-                   c->n_bufs, c->n_ints);
+  if ((c->n_bufs != 3 && c->n_bufs != 4) || (c->n_ints != 16 && c->n_ints != 17))
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "opencl backend: conv takes 3 or 4 buffers and 16 or 17 ints (got %d, %d)", c->n_bufs, c->n_ints);
   const ocl_buf_t *X = c->bufs[0], *Wt = c->bufs[1], *B = c->n_bufs == 4 ? c->bufs[2] : NULL,
                   *Y = c->bufs[c->n_bufs - 1];
   if (!X || !Wt || !Y || (c->n_bufs == 4 && !B))
@@ -242,7 +243,13 @@ flagos_status_t ocl_conv_call(ocl_state_t *s, flagos_bstream_t st, const flagos_
   const int64_t *v = c->ints;
   ocl_conv_args_t a = {.dtype = dt, .X = X->mem, .W = Wt->mem, .bias = B ? B->mem : NULL, .Y = Y->mem,
                        .n = v[0], .c = v[1], .h = v[2], .w = v[3], .m = v[4], .oh = v[5], .ow = v[6], .kh = v[7],
-                       .kw = v[8], .ph = v[9], .pw = v[10], .sh = v[11], .sw = v[12], .dh = v[13], .dw = v[14]};
+                       .kw = v[8], .ph = v[9], .pw = v[10], .sh = v[11], .sw = v[12], .dh = v[13], .dw = v[14],
+                       .act = c->n_ints == 17 ? (int)v[16] : 0};
+  if (c->n_ints == 17 && (v[16] < 0 || v[16] > 3))
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: conv with activation %lld (0 to 3)",
+                   (long long)v[16]);
+  if (a.act && !ocl_activation_on())
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: conv with an activation is off (FLAGOS_OPENCL_ACTIVATION=0)");
   if (!ocl_gemm_wanted(d, dt) || (dt == FLAGOS_FLOAT64 && !d->fp64))
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: conv on '%s' is left to the kernels", d->name);
   for (int i = 1; i < c->n_bufs; i++)

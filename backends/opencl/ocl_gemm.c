@@ -505,6 +505,9 @@ void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p) {
 }
 
 /* The kernel a trace line names after the tile (the tests count these). */
+/* the trace's words for an activation (ocl_gemm_args_t.act) */
+static const char *const k_act_label[4] = {"", " gelu", " gelu-tanh", " relu"};
+
 static const char *kernel_label(const gemm_variant_t *t, bool emulated) {
   if (t->vec) return " vec";
   if (!t->tc) return "";
@@ -604,7 +607,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   int flags = (a->bias ? 1 : 0) | ((f64 ? a->beta != 0 : beta32 != 0) ? 2 : 0) | (parts > 1 ? 4 : 0) | (yvec ? 8 : 0) |
               (a->bias && a->bias_rows ? 16 : 0) | (t->vec && !a_al ? 32 : 0) | (t->vec && !b_al ? 64 : 0) |
               (ldy % 2 == 0 && a->sy % 2 == 0 ? 128 : 0) | /* 128: Y's pairs of halves on 4 bytes */
-              (in_kernel ? 256 : 0);
+              (in_kernel ? 256 : 0) | (a->act << 9); /* 512, 1024: the activation */
   /* slices of whole K steps; the last ones may be short or empty */
   int kslice = parts > 1 ? (int)((cdiv(K, parts) + t->tk - 1) / t->tk * t->tk) : K;
   cl_long sa = a->sa, sb = a->sb, sy = parts > 1 ? (cl_long)mn : a->sy;
@@ -666,10 +669,11 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the gemm kernel");
   *taken = true;
   if (trace)
-    trace("flagos trace: opencl gemm %s: %s batch %lld M %lld N %lld K %lld%s%s%s, tile %d (%dx%d/%d%s), %d K "
+    trace("flagos trace: opencl gemm %s: %s batch %lld M %lld N %lld K %lld%s%s%s%s, tile %d (%dx%d/%d%s), %d K "
           "slice%s%s on '%s'%s\n",
           plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
-          a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", v, t->tm, t->tn, t->tk,
+          a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", k_act_label[a->act & 3], v, t->tm,
+          t->tn, t->tk,
           kernel_label(t, tcm == 2), parts, parts > 1 ? "s" : "", in_kernel ? " summed in the kernel" : "",
           d->name, tr >= 0 ? ", built for its transposes" : "");
   return NULL;

@@ -227,7 +227,11 @@ struct ocl_gemm_args {
                      gemm call's optional tenth int reads B through a transpose) */
   int64_t lda, ldy; /* A's and Y's likewise (0: packed; the call's eleventh and twelfth ints) */
   double alpha, beta;
+  int act; /* the activation after the bias (the call's thirteenth int): 0 none, 1 GELU, 2 GELU (tanh), 3 ReLU */
 };
+/* Whether our kernels take a gemm or conv call's activation (FLAGOS_OPENCL_ACTIVATION=0: no, for
+ * measurements and the tests of the runtime's skip: the product's own call, then the activation's kernel). */
+bool ocl_activation_on(void);
 /* Whether our kernels take gemm of dtype dt on d rather than CLBlast. */
 bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
 /* Queues the product on q (*taken true), or leaves it to CLBlast or the
@@ -281,6 +285,7 @@ struct ocl_conv_args {
   int32_t dtype;
   cl_mem X, W, bias, Y; /* bias NULL for none */
   int64_t n, c, h, w, m, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw;
+  int act; /* the activation after the bias (the call's seventeenth int), as ocl_gemm_args_t's */
 };
 /* The call: NULL and *took filled where our kernels took it (took->n < 0
  * otherwise); FLAGOS_ERR_UNSUPPORTED where they leave it to the node's kernels. */

@@ -19,6 +19,14 @@
  * "attention" library call; the attention fusion pass
  * (src/passes/fuse_attention.c) builds it. */
 #define OPS_ATTENTION_OP "FusedAttention"
+/* ProductActivation (src/ops/product_act.c): a product (MatMul, MatMulBias,
+ * Gemm, Conv) and the activation that alone reads its output as one node,
+ * whose first kernel carries the product's library call with the activation;
+ * the activation fusion pass (src/passes/fuse_activation.c) builds it. */
+#define OPS_PRODUCT_ACT_OP "ProductActivation"
+
+/* The activations a gemm or conv call applies (its last int, docs/kernel-ir.md). */
+enum { OPS_ACT_NONE, OPS_ACT_GELU, OPS_ACT_GELU_TANH, OPS_ACT_RELU };
 
 /* The `body` graph attribute of a fused node, or NULL. */
 const fir_graph_t *ops_fused_body(const fir_node_t *n);
@@ -46,5 +54,22 @@ bool ops_inline_can(fl_arena_t *a, const fir_node_t *pn, const fir_node_t *cn, c
  * is attention as the call computes it), else why not. a holds the trial's
  * allocations and the answer. */
 const char *ops_attention_why_not(fl_arena_t *a, const fir_node_t *n);
+
+/* A value's constant tensor, or NULL (how a caller resolves a node's inputs). */
+typedef const fir_tensor_t *(*ops_const_fn)(const fir_value_t *v, const void *ctx);
+
+/* Which activation (OPS_ACT_*) node q computes of its input x, its other
+ * inputs scalar constants (konst resolves them): q a pointwise node or a
+ * FusedElementwise of them, evaluated in double at points from -12 to 12 and
+ * compared with GELU (erf), GELU (tanh) and ReLU within the precision of dt.
+ * OPS_ACT_NONE where none matches or q is not such a node. */
+int ops_activation_of(const fir_node_t *q, const fir_value_t *x, ops_const_fn konst, const void *ctx,
+                      flagos_dtype_t dt);
+
+/* NULL when n, a ProductActivation node not yet in a graph (its values typed
+ * and static), lowers with its first kernel carrying the product's call with
+ * the activation, else why not. a holds the trial's allocations and the
+ * answer. */
+const char *ops_product_act_why_not(fl_arena_t *a, const fir_node_t *n);
 
 #endif

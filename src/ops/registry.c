@@ -9,7 +9,8 @@
   X(elementwise) X(logical) X(cast) X(reduce) X(shape) X(index) X(linalg) X(conv) X(pool)          \
   X(norm) X(activation) X(generator) X(quant) X(sequence) X(control) X(misc) X(random) X(signal)   \
   X(nn) X(image) X(string) X(ml) X(training) X(attention) X(rnn) X(sort) X(scatter) X(resize)      \
-  X(extra1) X(extra2) X(extra3) X(extra4) X(fused) X(inlined) X(attention_fused)
+  X(extra1) X(extra2) X(extra3) X(extra4) X(fused) X(inlined) X(attention_fused)        \
+  X(product_act)
 FAMILIES(FAMILY)
 #undef FAMILY
 
