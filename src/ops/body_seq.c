@@ -141,3 +141,20 @@ double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b) {
   }
   return sum;
 }
+
+const char *ops_seq_trial(fl_arena_t *a, const fir_node_t *n, ops_seq_lower_fn lower) {
+  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
+  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * 2);
+  for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
+  ops_ctx_t *c = fl_arena_alloc(a, sizeof(*c));
+  ops_ctx_init(c, a, n, in, out, false);
+  c->kernel_prefix = "trial";
+  const char *why_not = NULL;
+  flagos_status_t st = ops_ctx_infer(c, ops_find(n->op_type, n->domain));
+  if (!st) st = lower(c, &why_not);
+  if (st) {
+    why_not = fl_arena_strdup(a, flagos_status_message(st));
+    flagos_status_free(st);
+  }
+  return why_not;
+}

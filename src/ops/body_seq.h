@@ -29,6 +29,14 @@ flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s);
 flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s);
 /* Lowers body node i, its kernels appended to c's steps. */
 flagos_status_t ops_seq_lower_one(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int i);
+/* A fused node's lowering that also says why its first kernel carries no call
+ * (*why_not NULL: it does). */
+typedef flagos_status_t (*ops_seq_lower_fn)(ops_ctx_t *c, const char **why_not);
+/* A trial of node n (not yet in a graph, its values typed and static): inferred
+ * by its operator's rule, then lowered by `lower`; NULL when its first kernel
+ * carries the call, else why not (an error's message included). a holds the
+ * trial's allocations and the answer. */
+const char *ops_seq_trial(fl_arena_t *a, const fir_node_t *n, ops_seq_lower_fn lower);
 /* The body's flops (the sum of its nodes'), or -1 where unknown. */
 double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b);
 /* What a body value is in node n whose body b holds it: n's input for a body

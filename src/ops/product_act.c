@@ -306,23 +306,7 @@ static double flops_pa(const ops_ctx_t *c) {
   return b ? ops_seq_flops(c, b) : -1;
 }
 
-const char *ops_product_act_why_not(fl_arena_t *a, const fir_node_t *n) {
-  ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
-  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * 2);
-  for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
-  ops_ctx_t *c = fl_arena_alloc(a, sizeof(*c));
-  ops_ctx_init(c, a, n, in, out, false);
-  c->kernel_prefix = "trial";
-  if (!body_of(c)) return "no body of two nodes";
-  const char *why_not = NULL;
-  flagos_status_t st = ops_ctx_infer(c, ops_find(OPS_PRODUCT_ACT_OP, OPS_FUSED_DOMAIN));
-  if (!st) st = lower_body(c, &why_not);
-  if (st) {
-    why_not = fl_arena_strdup(a, flagos_status_message(st));
-    flagos_status_free(st);
-  }
-  return why_not;
-}
+const char *ops_product_act_why_not(fl_arena_t *a, const fir_node_t *n) { return ops_seq_trial(a, n, lower_body); }
 
 const ops_def_t ops_family_product_act[] = {
     {.op_type = OPS_PRODUCT_ACT_OP, .domain = OPS_FUSED_DOMAIN, .infer = infer_pa, .lower = lower_pa,
