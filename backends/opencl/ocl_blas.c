@@ -260,9 +260,17 @@ static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64
   return (uint64_t)bytes <= (uint64_t)size;
 }
 
-bool ocl_activation_on(void) {
+static bool g_activation_on;
+static void read_activation_env(void) {
   const char *e = getenv("FLAGOS_OPENCL_ACTIVATION");
-  return !(e && strcmp(e, "0") == 0);
+  g_activation_on = !(e && strcmp(e, "0") == 0);
+}
+
+/* read once: plain runs make every gemm and conv call again */
+bool ocl_activation_on(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, read_activation_env);
+  return g_activation_on;
 }
 
 /* *took gets the product's arguments where our kernels took it (took->M < 0 otherwise). */

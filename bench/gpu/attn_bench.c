@@ -65,29 +65,12 @@ static bool parse_shape(const char *arg, shape_t *s) {
   memset(s, 0, sizeof(*s));
   snprintf(s->text, sizeof s->text, "%s", arg);
   int64_t v[4];
-  int n = 0;
   const char *p = arg;
-  while (n < 4) {
-    char *end;
-    long long x = strtoll(p, &end, 10);
-    if (end == p || x <= 0 || x > (1LL << 20)) return false;
-    v[n++] = x;
-    p = end;
-    if (*p != 'x') break;
-    p++;
-  }
-  if (n != 4) return false;
+  if (bench_dims(&p, v, 4, 1LL << 20) != 4) return false;
   s->H = v[0], s->SQ = v[1], s->SK = v[2], s->D = v[3];
-  if (*p == ':')
-    for (p++; *p; p++) {
-      if (*p == 'm') s->pad_mask = 1;
-      else if (*p == 'c') s->causal = 1;
-      else if (*p == 'k') s->k_cols = 1;
-      else if (*p == 'v') s->v_cols = 1;
-      else return false;
-    }
-  else if (*p)
-    return false;
+  int on[4] = {0};
+  if (!bench_flags(p, "mckv", on)) return false;
+  s->pad_mask = on[0], s->causal = on[1], s->k_cols = on[2], s->v_cols = on[3];
   return !(s->pad_mask && s->causal);
 }
 
@@ -140,7 +123,7 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   void *hq = malloc(nq * es), *hk = malloc(nk * es), *hv = malloc(nk * es), *hy = malloc(nq * es), *hm = malloc(nm * es);
   int rc = 1, has_mask = s->pad_mask || s->causal;
   flagos_devptr_t bufs[5] = {0};
-  flagos_bevent_t e0 = NULL, e1 = NULL;
+  flagos_bevent_t ev[2] = {NULL, NULL};
   flagos_status_t st = NULL;
   if (!hq || !hk || !hv || !hy || !hm) {
     fprintf(stderr, "flagos_attn_bench: %s: out of host memory\n", s->text);
@@ -159,10 +142,7 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   size_t sizes[5] = {nq * es, nk * es, nk * es, nq * es, nm * es};
   const void *host[5] = {hq, hk, hv, hy, hm};
   int n_bufs = has_mask ? 5 : 4;
-  for (int i = 0; i < n_bufs && !st; i++) st = be->mem_alloc(bst, dev, sizes[i], &bufs[i]);
-  for (int i = 0; i < n_bufs && !st; i++) st = be->copy_h2d(bst, NULL, bufs[i], 0, host[i], sizes[i]);
-  if (!st) st = be->event_create(bst, dev, &e0);
-  if (!st) st = be->event_create(bst, dev, &e1);
+  st = bench_setup(be, bst, dev, n_bufs, sizes, host, bufs, ev);
   if (st) {
     fprintf(stderr, "flagos_attn_bench: %s: setting up: %s\n", s->text, code_msg(st));
     goto done;
@@ -179,19 +159,9 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
     rc = 77;
     goto done;
   }
-  for (int i = 1; i < warmup && !st; i++) st = be->library_call(bst, NULL, &call);
-  if (!st) st = be->stream_sync(bst, NULL);
-  double host_s = 0;
-  if (!st) st = be->event_record(bst, e0, NULL);
-  if (!st) {
-    double t0 = bench_now_s();
-    for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, &call);
-    host_s = bench_now_s() - t0;
-  }
-  if (!st) st = be->event_record(bst, e1, NULL);
-  if (!st) st = be->event_sync(bst, e1);
-  double ms = 0;
-  if (!st) st = be->event_elapsed_ms(bst, e0, e1, &ms);
+  /* the first call was the first of the warm-up */
+  double us = 0, host_us = 0;
+  if (!st) st = bench_time(be, bst, &call, warmup - 1, iters, ev, &us, &host_us);
   if (!st) st = be->copy_d2h(bst, NULL, hy, bufs[3], 0, nq * es);
   if (st) {
     fprintf(stderr, "flagos_attn_bench: %s on %s: %s\n", s->text, backend, code_msg(st));
@@ -201,8 +171,8 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   double tol = dt == FLAGOS_FLOAT16 ? 4e-3 : 1e-5;
   printf("{\"backend\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"label\": \"%s\", "
          "\"us\": %.3f, \"host_us\": %.3f, \"max_err\": %.3g}\n",
-         backend, dev_name, dt == FLAGOS_FLOAT16 ? "f16" : "f32", s->text, label, ms * 1e3 / iters,
-         host_s * 1e6 / iters, isinf(max_err) ? 1e300 : max_err);
+         backend, dev_name, dt == FLAGOS_FLOAT16 ? "f16" : "f32", s->text, label, us,
+         host_us, isinf(max_err) ? 1e300 : max_err);
   fflush(stdout);
   if (!(max_err <= tol)) {
     fprintf(stderr, "flagos_attn_bench: %s on %s: outputs off by %.3g (more than %.0e) of their magnitude\n", s->text,
@@ -212,44 +182,17 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   rc = 0;
 done:
   flagos_status_free(st);
-  if (e0) be->event_destroy(bst, e0);
-  if (e1) be->event_destroy(bst, e1);
-  for (int i = 0; i < 5; i++)
-    if (bufs[i]) be->mem_free(bst, dev, bufs[i]);
+  bench_teardown(be, bst, dev, 5, bufs, ev);
   free(hq), free(hk), free(hv), free(hy), free(hm);
   return rc;
 }
 
 int main(int argc, char **argv) {
-  const char *backend = "opencl", *label = "";
-  int dev = 0, iters = 200, warmup = 20, first = argc;
-  flagos_dtype_t dt = FLAGOS_FLOAT32;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(NULL);
-      return 0;
-    }
-    if (a[0] != '-' || a[1] != '-') {
-      first = i;
-      break;
-    }
-    if (!v) return usage("an option without its value");
-    i++;
-    if (!strcmp(a, "--backend")) backend = v;
-    else if (!strcmp(a, "--label")) label = v;
-    else if (!strcmp(a, "--device")) dev = atoi(v);
-    else if (!strcmp(a, "--iters")) iters = atoi(v);
-    else if (!strcmp(a, "--warmup")) warmup = atoi(v);
-    else if (!strcmp(a, "--dtype")) {
-      if (!strcmp(v, "f32")) dt = FLAGOS_FLOAT32;
-      else if (!strcmp(v, "f16")) dt = FLAGOS_FLOAT16;
-      else return usage("--dtype takes f32 or f16");
-    } else
-      return usage("unknown option");
-  }
-  if (iters < 1 || warmup < 1 || dev < 0) return usage("--iters and --warmup must be at least 1, --device not negative");
-  if (first >= argc) return usage("no shape");
+  bench_opts_t o = {.backend = "opencl", .label = "", .iters = 200, .warmup = 20, .dt = FLAGOS_FLOAT32};
+  int rc = bench_parse_args(argc, argv, &o, false, NULL, usage);
+  if (rc >= 0) return rc;
+  if (o.warmup < 1) return usage("--warmup must be at least 1 (the first call tells a declined shape)");
+  int first = o.first;
   shape_t *shapes = calloc((size_t)(argc - first), sizeof(shape_t));
   if (!shapes) return 1;
   for (int i = first; i < argc; i++)
@@ -259,13 +202,13 @@ int main(int argc, char **argv) {
       return usage(NULL);
     }
   char name[160];
-  int rc = bench_open_plugin("flagos_attn_bench", backend, dev, &be, &bst, name, sizeof name);
+  rc = bench_open_plugin("flagos_attn_bench", o.backend, o.dev, &be, &bst, name, sizeof name);
   if (rc) {
     free(shapes);
     return rc;
   }
   for (int i = 0; i < argc - first; i++) {
-    int r = run_shape(dev, dt, &shapes[i], iters, warmup, label, backend, name);
+    int r = run_shape(o.dev, o.dt, &shapes[i], o.iters, o.warmup, o.label, o.backend, name);
     if (r == 1 || (r == 77 && rc == 0)) rc = r;
   }
   be->shutdown(bst);

@@ -1,13 +1,16 @@
 /* What the benchmark drivers that call one plugin directly share
- * (gemm_bench.c, attn_bench.c): a clock, the inputs' random numbers, and
- * opening the plugin and its device as a model's run would. Header-only: each
- * driver is one executable. */
+ * (gemm_bench.c, attn_bench.c): their common options, the shapes' syntax, a
+ * clock, the inputs' random numbers, opening the plugin and its device as a
+ * model's run would, and timing a call back to back between two events.
+ * Header-only: each driver is one executable. */
 #ifndef FLAGOS_BENCH_PLUGIN_H
 #define FLAGOS_BENCH_PLUGIN_H
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -17,6 +20,81 @@
 #ifndef FLAGOS_BINARY_DIR
 #define FLAGOS_BINARY_DIR "."
 #endif
+
+/* The options every driver takes (their fields hold the defaults when parsed):
+ * --backend, --device, --dtype, --iters, --warmup, --label; the shapes are
+ * argv[first..]. */
+typedef struct bench_opts {
+  const char *backend, *label;
+  int dev, iters, warmup, first;
+  flagos_dtype_t dt;
+} bench_opts_t;
+
+/* Parses argv into o. `own` (NULL: none) takes a driver's other options of one
+ * value (false: unknown); f64: --dtype takes f64 besides f32 and f16. Returns
+ * -1 to go on, else the exit status: 0 after --help, 2 for bad usage (usage(why)
+ * has said why). */
+static int bench_parse_args(int argc, char **argv, bench_opts_t *o, bool f64, bool (*own)(const char *, const char *),
+                            int (*usage)(const char *)) {
+  o->first = argc;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(NULL);
+      return 0;
+    }
+    if (a[0] != '-' || a[1] != '-') {
+      o->first = i;
+      break;
+    }
+    if (!v) return usage("an option without its value");
+    i++;
+    if (!strcmp(a, "--backend")) o->backend = v;
+    else if (!strcmp(a, "--label")) o->label = v;
+    else if (!strcmp(a, "--device")) o->dev = atoi(v);
+    else if (!strcmp(a, "--iters")) o->iters = atoi(v);
+    else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
+    else if (!strcmp(a, "--dtype")) {
+      if (!strcmp(v, "f32")) o->dt = FLAGOS_FLOAT32;
+      else if (!strcmp(v, "f16")) o->dt = FLAGOS_FLOAT16;
+      else if (f64 && !strcmp(v, "f64")) o->dt = FLAGOS_FLOAT64;
+      else return usage(f64 ? "--dtype takes f32, f16 or f64" : "--dtype takes f32 or f16");
+    } else if (!own || !own(a, v))
+      return usage("unknown option");
+  }
+  if (o->iters < 1 || o->warmup < 0 || o->dev < 0) return usage("--iters must be at least 1, counts not negative");
+  if (o->first >= argc) return usage("no shape");
+  return -1;
+}
+
+/* A shape's extents: up to max positive integers of at most limit joined by
+ * 'x', read from *p (moved past them); their number, 0 for a bad one. */
+static int bench_dims(const char **p, int64_t *v, int max, int64_t limit) {
+  int n = 0;
+  while (n < max) {
+    char *end;
+    long long x = strtoll(*p, &end, 10);
+    if (end == *p || x <= 0 || x > limit) return 0;
+    v[n++] = x;
+    *p = end;
+    if (**p != 'x') break;
+    (*p)++;
+  }
+  return n;
+}
+
+/* A shape's flags: nothing, or ':' and letters of `letters`, on[i] set for
+ * letters[i]; false for anything else. */
+static bool bench_flags(const char *p, const char *letters, int *on) {
+  if (!*p) return true;
+  if (*p != ':') return false;
+  for (p++; *p; p++) {
+    const char *l = strchr(letters, *p);
+    if (!l) return false;
+    on[l - letters] = 1;
+  }
+  return true;
+}
 
 static double bench_now_s(void) {
   struct timespec t;
@@ -72,6 +150,46 @@ static int bench_open_plugin(const char *tool, const char *backend, int dev, con
     if (*p != '"' && *p != '\\') name[o++] = *p;
   name[o] = 0;
   return 0;
+}
+
+/* n device buffers of sizes[i] bytes holding host[i], and two events. */
+static flagos_status_t bench_setup(const flagos_backend_t *be, void *bst, int dev, int n, const size_t *sizes,
+                                   const void *const *host, flagos_devptr_t *bufs, flagos_bevent_t *ev) {
+  flagos_status_t st = NULL;
+  for (int i = 0; i < n && !st; i++) st = be->mem_alloc(bst, dev, sizes[i], &bufs[i]);
+  for (int i = 0; i < n && !st; i++) st = be->copy_h2d(bst, NULL, bufs[i], 0, host[i], sizes[i]);
+  if (!st) st = be->event_create(bst, dev, &ev[0]);
+  if (!st) st = be->event_create(bst, dev, &ev[1]);
+  return st;
+}
+
+/* Frees what bench_setup made (NULL entries skipped). */
+static void bench_teardown(const flagos_backend_t *be, void *bst, int dev, int n, flagos_devptr_t *bufs,
+                           flagos_bevent_t *ev) {
+  for (int i = 0; i < 2; i++)
+    if (ev[i]) be->event_destroy(bst, ev[i]);
+  for (int i = 0; i < n; i++)
+    if (bufs[i]) be->mem_free(bst, dev, bufs[i]);
+}
+
+/* `warmup` calls and a sync, then `iters` calls back to back between ev[0] and
+ * ev[1]: *us the device time a call (the plugin's events), *host_us the host
+ * time a call spent queuing them. */
+static flagos_status_t bench_time(const flagos_backend_t *be, void *bst, const flagos_libcall_t *call, int warmup,
+                                  int iters, flagos_bevent_t *ev, double *us, double *host_us) {
+  flagos_status_t st = NULL;
+  for (int i = 0; i < warmup && !st; i++) st = be->library_call(bst, NULL, call);
+  if (!st) st = be->stream_sync(bst, NULL);
+  if (!st) st = be->event_record(bst, ev[0], NULL);
+  double t0 = bench_now_s();
+  for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, call);
+  *host_us = (bench_now_s() - t0) * 1e6 / iters;
+  if (!st) st = be->event_record(bst, ev[1], NULL);
+  if (!st) st = be->event_sync(bst, ev[1]);
+  double ms = 0;
+  if (!st) st = be->event_elapsed_ms(bst, ev[0], ev[1], &ms);
+  *us = ms * 1e3 / iters;
+  return st;
 }
 
 #endif

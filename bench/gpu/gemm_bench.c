@@ -60,17 +60,8 @@ static bool parse_shape(const char *arg, shape_t *s) {
   memset(s, 0, sizeof(*s));
   snprintf(s->text, sizeof s->text, "%s", arg);
   int64_t v[4];
-  int n = 0;
   const char *p = arg;
-  while (n < 4) {
-    char *end;
-    long long x = strtoll(p, &end, 10);
-    if (end == p || x <= 0 || x > (1LL << 30)) return false;
-    v[n++] = x;
-    p = end;
-    if (*p != 'x') break;
-    p++;
-  }
+  int n = bench_dims(&p, v, 4, 1LL << 30);
   if (n == 3) {
     s->batch = 1, s->M = v[0], s->N = v[1], s->K = v[2];
   } else if (n == 4) {
@@ -78,16 +69,9 @@ static bool parse_shape(const char *arg, shape_t *s) {
   } else {
     return false;
   }
-  if (*p == ':')
-    for (p++; *p; p++) {
-      if (*p == 'a') s->ta = 1;
-      else if (*p == 'b') s->tb = 1;
-      else if (*p == '+') s->bias = 1;
-      else if (*p == 's') s->shared = 1;
-      else return false;
-    }
-  else if (*p)
-    return false;
+  int on[4] = {0};
+  if (!bench_flags(p, "ab+s", on)) return false;
+  s->ta = on[0], s->tb = on[1], s->bias = on[2], s->shared = on[3];
   return true;
 }
 
@@ -102,7 +86,7 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   void *ha = malloc(na * es), *hb = malloc(nb * es), *hy = malloc(ny * es), *hbias = malloc((size_t)s->N * es);
   int rc = 1;
   flagos_devptr_t bufs[4] = {0};
-  flagos_bevent_t e0 = NULL, e1 = NULL;
+  flagos_bevent_t ev[2] = {NULL, NULL};
   flagos_status_t st = NULL;
   if (!ha || !hb || !hy || !hbias) {
     fprintf(stderr, "flagos_gemm_bench: %s: out of host memory\n", s->text);
@@ -117,10 +101,7 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   size_t sizes[4] = {na * es, nb * es, ny * es, (size_t)s->N * es};
   const void *host[4] = {ha, hb, hy, hbias};
   int n_bufs = s->bias ? 4 : 3;
-  for (int i = 0; i < n_bufs && !st; i++) st = be->mem_alloc(bst, dev, sizes[i], &bufs[i]);
-  for (int i = 0; i < n_bufs && !st; i++) st = be->copy_h2d(bst, NULL, bufs[i], 0, host[i], sizes[i]);
-  if (!st) st = be->event_create(bst, dev, &e0);
-  if (!st) st = be->event_create(bst, dev, &e1);
+  st = bench_setup(be, bst, dev, n_bufs, sizes, host, bufs, ev);
   if (st) {
     fprintf(stderr, "flagos_gemm_bench: %s: setting up: %s\n", s->text, code_msg(st));
     goto done;
@@ -129,19 +110,8 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   int64_t ints[9] = {s->batch, s->M, s->N, s->K, s->ta, s->tb, sa, sb, sy};
   double fl[2] = {1.0, 0.0};
   flagos_libcall_t call = {"gemm", bufs, dts, n_bufs, ints, 9, fl, 2};
-  for (int i = 0; i < warmup && !st; i++) st = be->library_call(bst, NULL, &call);
-  if (!st) st = be->stream_sync(bst, NULL);
-  double host_s = 0;
-  if (!st) st = be->event_record(bst, e0, NULL);
-  if (!st) {
-    double t0 = bench_now_s();
-    for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, &call);
-    host_s = bench_now_s() - t0;
-  }
-  if (!st) st = be->event_record(bst, e1, NULL);
-  if (!st) st = be->event_sync(bst, e1);
-  double ms = 0;
-  if (!st) st = be->event_elapsed_ms(bst, e0, e1, &ms);
+  double us = 0, host_us = 0;
+  st = bench_time(be, bst, &call, warmup, iters, ev, &us, &host_us);
   if (!st) st = be->copy_d2h(bst, NULL, hy, bufs[2], 0, ny * es);
   if (st) {
     fprintf(stderr, "flagos_gemm_bench: %s on %s: %s\n", s->text, backend, code_msg(st));
@@ -175,11 +145,10 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   }
   double tol = dt == FLAGOS_FLOAT16 ? 2e-3 : 1e-5;
   double flops = 2.0 * (double)s->batch * (double)s->M * (double)s->N * (double)s->K;
-  double us = ms * 1e3 / iters;
   printf("{\"backend\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"label\": \"%s\", "
          "\"us\": %.3f, \"host_us\": %.3f, \"tflops\": %.3f, \"max_err\": %.3g}\n",
          backend, dev_name, dt == FLAGOS_FLOAT16 ? "f16" : dt == FLAGOS_FLOAT64 ? "f64" : "f32", s->text, label, us,
-         host_s * 1e6 / iters, flops / (us * 1e-6) / 1e12, isinf(max_err) ? 1e300 : max_err);
+         host_us, flops / (us * 1e-6) / 1e12, isinf(max_err) ? 1e300 : max_err);
   fflush(stdout);
   if (max_err > tol) {
     fprintf(stderr, "flagos_gemm_bench: %s on %s: outputs off by %.3g (more than %.0e) of their magnitude\n", s->text,
@@ -189,46 +158,25 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   rc = 0;
 done:
   flagos_status_free(st);
-  if (e0) be->event_destroy(bst, e0);
-  if (e1) be->event_destroy(bst, e1);
-  for (int i = 0; i < 4; i++)
-    if (bufs[i]) be->mem_free(bst, dev, bufs[i]);
+  bench_teardown(be, bst, dev, 4, bufs, ev);
   free(ha), free(hb), free(hy), free(hbias);
   return rc;
 }
 
+static int n_check = 256;
+
+static bool own_option(const char *opt, const char *val) {
+  if (strcmp(opt, "--check") != 0) return false;
+  n_check = atoi(val);
+  return true;
+}
+
 int main(int argc, char **argv) {
-  const char *backend = "opencl", *label = "";
-  int dev = 0, iters = 100, warmup = 10, n_check = 256, first = argc;
-  flagos_dtype_t dt = FLAGOS_FLOAT32;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(NULL);
-      return 0;
-    }
-    if (a[0] != '-' || a[1] != '-') {
-      first = i;
-      break;
-    }
-    if (!v) return usage("an option without its value");
-    i++;
-    if (!strcmp(a, "--backend")) backend = v;
-    else if (!strcmp(a, "--label")) label = v;
-    else if (!strcmp(a, "--device")) dev = atoi(v);
-    else if (!strcmp(a, "--iters")) iters = atoi(v);
-    else if (!strcmp(a, "--warmup")) warmup = atoi(v);
-    else if (!strcmp(a, "--check")) n_check = atoi(v);
-    else if (!strcmp(a, "--dtype")) {
-      if (!strcmp(v, "f32")) dt = FLAGOS_FLOAT32;
-      else if (!strcmp(v, "f16")) dt = FLAGOS_FLOAT16;
-      else if (!strcmp(v, "f64")) dt = FLAGOS_FLOAT64;
-      else return usage("--dtype takes f32, f16 or f64");
-    } else
-      return usage("unknown option");
-  }
-  if (iters < 1 || warmup < 0 || n_check < 0 || dev < 0) return usage("--iters must be at least 1, and counts not negative");
-  if (first >= argc) return usage("no shape");
+  bench_opts_t o = {.backend = "opencl", .label = "", .iters = 100, .warmup = 10, .dt = FLAGOS_FLOAT32};
+  int rc = bench_parse_args(argc, argv, &o, true, own_option, usage);
+  if (rc >= 0) return rc;
+  if (n_check < 0) return usage("--check must not be negative");
+  int first = o.first;
   shape_t *shapes = calloc((size_t)(argc - first), sizeof(shape_t));
   if (!shapes) return 1;
   for (int i = first; i < argc; i++)
@@ -238,14 +186,14 @@ int main(int argc, char **argv) {
       return usage(NULL);
     }
   char name[160];
-  int rc = bench_open_plugin("flagos_gemm_bench", backend, dev, &be, &bst, name, sizeof name);
+  rc = bench_open_plugin("flagos_gemm_bench", o.backend, o.dev, &be, &bst, name, sizeof name);
   if (rc) {
     free(shapes);
     return rc;
   }
   int failed = 0;
   for (int i = 0; i < argc - first; i++)
-    failed |= run_shape(dev, dt, &shapes[i], iters, warmup, n_check, label, backend, name);
+    failed |= run_shape(o.dev, o.dt, &shapes[i], o.iters, o.warmup, n_check, o.label, o.backend, name);
   be->shutdown(bst);
   free(shapes);
   return failed;

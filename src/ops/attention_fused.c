@@ -253,26 +253,14 @@ static void call_kernel(ops_ctx_t *c, const call_args_t *a) {
   c->steps[0] = call;
 }
 
-/* FLAGOS_ATTENTION_CALL=0 leaves the call out (the body's kernels alone), for measurements. */
-static bool call_on(void) {
-  const char *e = getenv("FLAGOS_ATTENTION_CALL");
-  return !(e && strcmp(e, "0") == 0);
-}
-
 static flagos_status_t lower_body(ops_ctx_t *c, const char **why_not) {
   const fir_graph_t *b = body_of(c);
   if (!b) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "needs a graph attribute '%s' of three nodes", OPS_FUSED_BODY);
   ops_seq_t s;
-  FL_TRY(ops_seq_infer(c, b, &s));
-  FL_TRY(ops_seq_place(c, b, &s));
   int first[4];
-  for (int i = 0; i < 3; i++) {
-    first[i] = c->n_steps;
-    FL_TRY(ops_seq_lower_one(c, b, &s, i));
-  }
-  first[3] = c->n_steps;
+  FL_TRY(ops_seq_lower_all(c, b, &s, first));
   call_args_t a;
-  *why_not = call_on() ? attention_call(c, b, &s, first, &a) : "FLAGOS_ATTENTION_CALL=0";
+  *why_not = ops_seq_call_on("FLAGOS_ATTENTION_CALL") ? attention_call(c, b, &s, first, &a) : "FLAGOS_ATTENTION_CALL=0";
   if (!*why_not) call_kernel(c, &a);
   return NULL;
 }

@@ -158,3 +158,19 @@ const char *ops_seq_trial(fl_arena_t *a, const fir_node_t *n, ops_seq_lower_fn l
   }
   return why_not;
 }
+
+flagos_status_t ops_seq_lower_all(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int *first) {
+  FL_TRY(ops_seq_infer(c, b, s));
+  FL_TRY(ops_seq_place(c, b, s));
+  for (int i = 0; i < b->n_nodes; i++) {
+    first[i] = c->n_steps;
+    FL_TRY(ops_seq_lower_one(c, b, s, i));
+  }
+  first[b->n_nodes] = c->n_steps;
+  return NULL;
+}
+
+bool ops_seq_call_on(const char *env) {
+  const char *e = getenv(env);
+  return !(e && strcmp(e, "0") == 0);
+}

@@ -37,6 +37,13 @@ typedef flagos_status_t (*ops_seq_lower_fn)(ops_ctx_t *c, const char **why_not);
  * carries the call, else why not (an error's message included). a holds the
  * trial's allocations and the answer. */
 const char *ops_seq_trial(fl_arena_t *a, const fir_node_t *n, ops_seq_lower_fn lower);
+/* All of b's nodes inferred, placed and lowered in order: first[i] is node i's
+ * first step, first[b->n_nodes] the steps' end (first has n_nodes + 1 slots). */
+flagos_status_t ops_seq_lower_all(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int *first);
+/* Whether a fused node's call is on: its switch `env` (FLAGOS_ATTENTION_CALL,
+ * FLAGOS_ACTIVATION_CALL) set to 0 leaves it out, the body's kernels alone (for
+ * measurements). */
+bool ops_seq_call_on(const char *env);
 /* The body's flops (the sum of its nodes'), or -1 where unknown. */
 double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b);
 /* What a body value is in node n whose body b holds it: n's input for a body

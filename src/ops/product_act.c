@@ -267,28 +267,16 @@ static const char *act_call(ops_ctx_t *c, int at, int end, ops_bind_t p, int act
   return NULL;
 }
 
-/* FLAGOS_ACTIVATION_CALL=0 leaves the call out (the body's kernels alone), for measurements. */
-static bool call_on(void) {
-  const char *e = getenv("FLAGOS_ACTIVATION_CALL");
-  return !(e && strcmp(e, "0") == 0);
-}
-
 static flagos_status_t lower_body(ops_ctx_t *c, const char **why_not) {
   const fir_graph_t *b = body_of(c);
   if (!b) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "needs a graph attribute '%s' of two nodes", OPS_FUSED_BODY);
   ops_seq_t s;
-  FL_TRY(ops_seq_infer(c, b, &s));
-  FL_TRY(ops_seq_place(c, b, &s));
   int first[3];
-  for (int i = 0; i < 2; i++) {
-    first[i] = c->n_steps;
-    FL_TRY(ops_seq_lower_one(c, b, &s, i));
-  }
-  first[2] = c->n_steps;
+  FL_TRY(ops_seq_lower_all(c, b, &s, first));
   const fir_value_t *pv = b->nodes[0]->outputs[0];
   outer_ctx_t oc = {b, c->node};
   int act = ops_activation_of(b->nodes[1], pv, outer_const, &oc, c->out[0].dtype);
-  if (!call_on()) *why_not = "FLAGOS_ACTIVATION_CALL=0";
+  if (!ops_seq_call_on("FLAGOS_ACTIVATION_CALL")) *why_not = "FLAGOS_ACTIVATION_CALL=0";
   else if (!act) *why_not = "the second node is not GELU (erf or tanh form) or ReLU of the product's output";
   else if (first[1] == first[0]) *why_not = "the product has no kernel";
   else if (c->out[0].dtype != s.sub[0]->out[0].dtype) *why_not = "the activation changes the dtype";

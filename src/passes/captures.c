@@ -6,9 +6,9 @@
 
 #include "passes/passes.h"
 
-bool pass_fusion_off(const fir_model_t *m) {
-  const char *env = getenv("FLAGOS_FUSE");
-  if (env && strcmp(env, "0") == 0) return true;
+bool pass_fusion_off(const fir_model_t *m, const char *env) {
+  const char *all = getenv("FLAGOS_FUSE"), *own = env ? getenv(env) : NULL;
+  if ((all && strcmp(all, "0") == 0) || (own && strcmp(own, "0") == 0)) return true;
   const fir_graph_t *g = m->graph;
   if (!g || g->n_nodes < 2) return true;
   /* Gradient differentiates the graph's nodes as written (src/ops/training_grad.c). */
@@ -52,6 +52,13 @@ void pass_count_readers(const fir_graph_t *g, int *count) {
     }
     fir_node_subgraph_reads(x, note_subgraph_read, &r);
   }
+}
+
+int *pass_round_readers(fir_graph_t *g, fl_arena_t *a) {
+  for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->id = i;
+  int *readers = fl_arena_alloc(a, sizeof(int) * (size_t)(g->n_values + 1));
+  pass_count_readers(g, readers);
+  return readers;
 }
 
 void pass_mark_graph_inputs(const fir_graph_t *g, bool *is_input) {

@@ -263,7 +263,7 @@ static void build_fused(fuse_t *f, int G, bool *used_outside, fir_value_t **bmap
 
 flagos_status_t pass_fuse_elementwise(fir_model_t *m, int *n_fused) {
   if (n_fused) *n_fused = 0;
-  if (pass_fusion_off(m)) return NULL;
+  if (pass_fusion_off(m, NULL)) return NULL;
   fir_graph_t *g = m->graph;
   fuse_t f = {.m = m, .g = g, .a = fl_arena_create(), .n = g->n_nodes};
   int n = f.n;

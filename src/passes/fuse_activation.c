@@ -106,14 +106,10 @@ static fir_node_t *build(fir_model_t *m, fir_node_t *p, const fir_node_t *r, fir
 
 flagos_status_t pass_fuse_activation(fir_model_t *m, int *n_fused) {
   if (n_fused) *n_fused = 0;
-  const char *env = getenv("FLAGOS_FUSE_ACTIVATION");
-  if (pass_fusion_off(m) || (env && strcmp(env, "0") == 0)) return NULL;
+  if (pass_fusion_off(m, "FLAGOS_FUSE_ACTIVATION")) return NULL;
   fir_graph_t *g = m->graph;
   fl_arena_t *a = fl_arena_create();
-  int n = g->n_nodes;
-  for (int i = 0; i < n; i++) g->nodes[i]->id = i;
-  int *readers = fl_arena_alloc(a, sizeof(int) * (size_t)(g->n_values + 1));
-  pass_count_readers(g, readers);
+  int n = g->n_nodes, *readers = pass_round_readers(g, a);
   bool *graph_input = fl_arena_alloc(a, sizeof(bool) * (size_t)(g->n_values + 1));
   pass_mark_graph_inputs(g, graph_input);
   walk_t w = {graph_input};
@@ -141,11 +137,11 @@ flagos_status_t pass_fuse_activation(fir_model_t *m, int *n_fused) {
       r = p;
       p = r->inputs[0]->producer;
     }
+    /* the activation keeps x's type; a view keeps the product's element count */
     int act = OPS_ACT_NONE;
     if (p && p->graph == g && p->id < n && !dead[p->id] && is_product(p) && fusable(p) &&
-        (r ? x->type->dtype == q->outputs[0]->type->dtype && fir_type_numel(x->type) == fir_type_numel(p->outputs[0]->type)
-           : true) &&
-        fir_type_equal(x->type, q->outputs[0]->type))
+        fir_type_equal(x->type, q->outputs[0]->type) &&
+        (!r || fir_type_numel(x->type) == fir_type_numel(p->outputs[0]->type)))
       act = ops_activation_of(q, x, graph_const, &w, x->type->dtype);
     if (!act || !build(m, p, r, q, act, a)) continue;
     if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);

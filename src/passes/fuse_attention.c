@@ -68,14 +68,10 @@ static fir_node_t *build(fir_model_t *m, fir_node_t *const *t, fl_arena_t *a) {
 
 flagos_status_t pass_fuse_attention(fir_model_t *m, int *n_fused) {
   if (n_fused) *n_fused = 0;
-  const char *env = getenv("FLAGOS_FUSE_ATTENTION");
-  if (pass_fusion_off(m) || (env && strcmp(env, "0") == 0)) return NULL;
+  if (pass_fusion_off(m, "FLAGOS_FUSE_ATTENTION")) return NULL;
   fir_graph_t *g = m->graph;
   fl_arena_t *a = fl_arena_create();
-  int n = g->n_nodes;
-  for (int i = 0; i < n; i++) g->nodes[i]->id = i;
-  int *readers = fl_arena_alloc(a, sizeof(int) * (size_t)(g->n_values + 1));
-  pass_count_readers(g, readers);
+  int n = g->n_nodes, *readers = pass_round_readers(g, a);
   /* the one node reading each value that one node alone reads */
   fir_node_t **reader = fl_arena_alloc(a, sizeof(*reader) * (size_t)(g->n_values + 1));
   for (int i = 0; i < n; i++)

@@ -57,7 +57,7 @@ static fir_node_t *absorbable(const fir_graph_t *g, const fir_value_t *x, const 
 
 flagos_status_t pass_fuse_matmul_bias(fir_model_t *m, int *n_fused) {
   if (n_fused) *n_fused = 0;
-  if (pass_fusion_off(m)) return NULL;
+  if (pass_fusion_off(m, NULL)) return NULL;
   fir_graph_t *g = m->graph;
   int n = g->n_nodes;
   int *uses = calloc((size_t)g->n_values + 1, sizeof(int));

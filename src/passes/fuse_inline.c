@@ -168,10 +168,7 @@ static int inline_round(fir_model_t *m) {
   const char *env = getenv("FLAGOS_FUSE_KEEP"); /* 0: no kept pairs, for measurements */
   bool may_keep = !env || strcmp(env, "0") != 0;
   fl_arena_t *a = fl_arena_create();
-  int n = g->n_nodes;
-  for (int i = 0; i < n; i++) g->nodes[i]->id = i;
-  int *readers = fl_arena_alloc(a, sizeof(int) * (size_t)(g->n_values + 1));
-  pass_count_readers(g, readers);
+  int n = g->n_nodes, *readers = pass_round_readers(g, a);
   bool *dead = fl_arena_alloc(a, sizeof(bool) * (size_t)(2 * n + 1)); /* the pairs are appended */
   fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(g->n_values + 1));
   int fused = 0;
@@ -207,7 +204,7 @@ static int inline_round(fir_model_t *m) {
 
 flagos_status_t pass_fuse_inline(fir_model_t *m, int *n_fused) {
   if (n_fused) *n_fused = 0;
-  if (pass_fusion_off(m)) return NULL;
+  if (pass_fusion_off(m, NULL)) return NULL;
   for (int fused; (fused = inline_round(m)) > 0;) {
     FL_TRY(pass_fusion_settle(m, OPS_INLINE_OP, OPS_FUSED_DOMAIN, "inline fusion"));
     if (n_fused) *n_fused += fused;

@@ -170,8 +170,7 @@ static void merge(merge_t *s, fir_node_t *const *grp, int n, fir_node_t **made) 
 
 flagos_status_t pass_merge_products(fir_model_t *m, int *n_merged) {
   if (n_merged) *n_merged = 0;
-  const char *env = getenv("FLAGOS_FUSE_MERGE");
-  if (pass_fusion_off(m) || (env && strcmp(env, "0") == 0)) return NULL;
+  if (pass_fusion_off(m, "FLAGOS_FUSE_MERGE")) return NULL;
   fir_graph_t *g = m->graph;
   merge_t s = {.m = m, .g = g};
   size_t nv = (size_t)g->n_values + 1, nn = (size_t)g->n_nodes + 1;

@@ -102,13 +102,17 @@ flagos_status_t pass_cse(fir_model_t *m, int *n_dropped);
  * FLAGOS_FUSE=0 or FLAGOS_FUSE_MERGE=0 turns it off, FLAGOS_FUSE_TRACE=1
  * prints each merge. *n_merged (may be NULL) receives the number of merges. */
 flagos_status_t pass_merge_products(fir_model_t *m, int *n_merged);
-/* True when the fusion passes leave m's graph as written: FLAGOS_FUSE=0, fewer
- * than two nodes, or a Gradient node (it differentiates the nodes as written). */
-bool pass_fusion_off(const fir_model_t *m);
+/* True when a fusion pass leaves m's graph as written: FLAGOS_FUSE=0, the
+ * pass's own switch `env` set to 0 (NULL: none), fewer than two nodes, or a
+ * Gradient node (it differentiates the nodes as written). */
+bool pass_fusion_off(const fir_model_t *m, const char *env);
 /* Readers of each value of g (count[value id], zeroed by the caller): a node
  * reading it (once however many of its inputs), a subgraph reading it or the
  * graph's output counts two, so that 1 means one node alone reads it. */
 void pass_count_readers(const fir_graph_t *g, int *count);
+/* What a fusion round starts from: g's nodes numbered by position (id), and
+ * the readers of each value (pass_count_readers) in an array of a. */
+int *pass_round_readers(fir_graph_t *g, fl_arena_t *a);
 /* Marks g's inputs in is_input[value id] (zeroed by the caller): an
  * initializer that is also a graph input is a default a caller may override,
  * never a constant. */

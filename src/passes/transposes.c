@@ -65,7 +65,7 @@ static bool link(const fir_node_t *n, int *rank, int *map) {
 
 flagos_status_t pass_fold_transpose_chains(fir_model_t *m, int *n_folded) {
   if (n_folded) *n_folded = 0;
-  if (pass_fusion_off(m)) return NULL;
+  if (pass_fusion_off(m, NULL)) return NULL;
   fir_graph_t *g = m->graph;
   fl_arena_t *a = fl_arena_create();
   int n = g->n_nodes;
