@@ -73,6 +73,15 @@ add_test(NAME activation_fusion
 set_tests_properties(activation_fusion PROPERTIES LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 
+# Norm fusion and the opencl gemm_norm call (a product, its residual Add and
+# LayerNormalization) against NumPy: cpu, and opencl with the call taken over
+# K slices and unsplit, declined and off where present (tests/cli/test_norm.py).
+add_test(NAME norm_fusion
+  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_norm.py $<TARGET_FILE:flagos_cli>
+          ${CMAKE_CURRENT_BINARY_DIR}/norm-fusion)
+set_tests_properties(norm_fusion PROPERTIES LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
+  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+
 # Real architectures exported from PyTorch at test time, compared with ONNX Runtime (tests/models/README.md).
 include(${CMAKE_CURRENT_LIST_DIR}/models/models.cmake)
 

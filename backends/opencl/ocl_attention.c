@@ -43,7 +43,8 @@
 
 /* the call's ints (docs/kernel-ir.md) */
 enum { A_BATCH, A_SQ, A_SK, A_D, A_DV, A_SQS, A_LDQ, A_TK, A_SKS, A_LDK, A_TV, A_SVS, A_LDV, A_SYS, A_LDY, A_H, A_MB,
-       A_MH, A_MI, A_MJ, A_GUARD, A_NINTS };
+       A_MH, A_MI, A_MJ, A_GUARD, A_NINTS, A_OFFQ = A_NINTS, A_OFFK, A_OFFV, A_NINTS_OFF };
+#define AT_KINTS (A_NINTS_OFF - A_SQS + 2) /* the kernel's int arguments: sq, sk, then strideQ .. offV */
 
 /* The kernel, built for one dtype (T, LD, ST), D and DV features, R rows a group, tiles of KT keys (a multiple of
  * AT_KSTEP), KB keys a work-item a step and MPF registers of scores (the host's head defines them). Everything
@@ -66,7 +67,7 @@ static const char k_attention_src[] =
     "void flagos_attention(__global const T *q, __global const T *k, __global const T *v, __global T *y,\n"
     "                      __global const T *m, int sq, int sk, int sqs, int ldq, int tk, int sks, int ldk, int tv,\n"
     "                      int svs, int ldv, int sys, int ldy, int h, int mb, int mh, int mi, int mj, int guard,\n"
-    "                      float alpha, float alpha2, int has_mask, __local float4 *p4) {\n"
+    "                      int oq, int ok, int ov, float alpha, float alpha2, int has_mask, __local float4 *p4) {\n"
     "  __local float4 qs4[R * DQ / 4];\n"
     "  __local float4 t4[TSZ / 4];\n"
     "  __local float red[WG];\n"
@@ -74,9 +75,9 @@ static const char k_attention_src[] =
     "  __local float *qs = (__local float *)qs4, *t = (__local float *)t4, *p = (__local float *)p4;\n"
     "  const int b = get_group_id(1), r0 = get_group_id(0) * R, tid = get_local_id(0);\n"
     "  const int rows = min(R, sq - r0), skp = (sk + 3) & ~3, skp4 = skp >> 2;\n"
-    "  q += b * sqs + r0 * ldq;\n"
-    "  k += b * sks;\n"
-    "  v += b * svs;\n"
+    "  q += oq + b * sqs + r0 * ldq;\n"
+    "  k += ok + b * sks;\n"
+    "  v += ov + b * svs;\n"
     "  y += b * sys + r0 * ldy;\n"
     "  const int mo = has_mask ? (b / h) * mb + (b % h) * mh + r0 * mi : 0;\n"
     /* the softmax's share of a work-item: row si, keys sl, sl + LANES, ...; the first MPF held in registers from
@@ -399,7 +400,7 @@ typedef struct {
   ocl_device_t *d;
   attn_variant_t *v;
   cl_mem mem[5];
-  cl_int ints[18]; /* sq, sk, then strideQ .. nan_to_zero */
+  cl_int ints[AT_KINTS]; /* sq, sk, then strideQ .. nan_to_zero, offQ, offK, offV */
   float alpha, alpha2;
   cl_int has_mask;
   size_t p_bytes; /* the scores' rows in local memory */
@@ -409,17 +410,19 @@ typedef struct {
 /* Checks the call and fills *L; *empty where the output has no elements (nothing to queue). */
 static flagos_status_t attn_prepare(ocl_state_t *s, const flagos_libcall_t *call, attn_launch_t *L, bool *empty) {
   *empty = false;
-  if ((call->n_bufs != 4 && call->n_bufs != 5) || call->n_ints != A_NINTS || call->n_floats != 2)
-    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention takes 4 or 5 buffers, %d ints, 2 floats",
-                   A_NINTS);
+  if ((call->n_bufs != 4 && call->n_bufs != 5) || (call->n_ints != A_NINTS && call->n_ints != A_NINTS_OFF) ||
+      call->n_floats != 2)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "opencl backend: attention takes 4 or 5 buffers, %d or %d ints, 2 floats", A_NINTS, A_NINTS_OFF);
   int32_t dt = call->buf_dtypes[0];
   for (int i = 0; i < call->n_bufs; i++)
     if (!call->bufs[i] || call->buf_dtypes[i] != dt)
       return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention's buffers must share one dtype");
   if (dt != FLAGOS_FLOAT32 && dt != FLAGOS_FLOAT16)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no attention for this dtype");
-  const int64_t *x = call->ints;
-  for (int i = 0; i < A_NINTS; i++)
+  int64_t x[A_NINTS_OFF] = {0}; /* the offsets 0 where the call has none */
+  memcpy(x, call->ints, sizeof(int64_t) * (size_t)call->n_ints);
+  for (int i = 0; i < A_NINTS_OFF; i++)
     if (x[i] < 0) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: attention int %d is negative", i);
   if (x[A_BATCH] == 0 || x[A_SQ] == 0 || x[A_DV] == 0) {
     *empty = true;
@@ -427,7 +430,7 @@ static flagos_status_t attn_prepare(ocl_state_t *s, const flagos_libcall_t *call
   }
   if (x[A_SK] == 0 || x[A_D] == 0 || x[A_H] == 0 || x[A_BATCH] > 65535)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention without keys or features, or past 65535 batches");
-  for (int i = 0; i < A_NINTS; i++)
+  for (int i = 0; i < A_NINTS_OFF; i++)
     if (x[i] > INT32_MAX) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention int %d past 32 bits", i);
   if (x[A_DV] > AT_WG || x[A_D] > AT_WG)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention with more than %d features", AT_WG);
@@ -444,6 +447,17 @@ static flagos_status_t attn_prepare(ocl_state_t *s, const flagos_libcall_t *call
     if (b[i]->size / esz > INT32_MAX)
       return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: attention buffer %d has 2^31 elements or more", i);
   }
+  /* the last element each operand's strides reach lies inside its buffer (all ints below 2^31: no overflow) */
+  int64_t nb = x[A_BATCH] - 1, last[4] = {
+      x[A_OFFQ] + nb * x[A_SQS] + (x[A_SQ] - 1) * x[A_LDQ] + x[A_D] - 1,
+      x[A_OFFK] + nb * x[A_SKS] + (x[A_TK] ? (x[A_SK] - 1) * x[A_LDK] + x[A_D] - 1 : (x[A_D] - 1) * x[A_LDK] + x[A_SK] - 1),
+      x[A_OFFV] + nb * x[A_SVS] + (x[A_TV] ? (x[A_DV] - 1) * x[A_LDV] + x[A_SK] - 1 : (x[A_SK] - 1) * x[A_LDV] + x[A_DV] - 1),
+      nb * x[A_SYS] + (x[A_SQ] - 1) * x[A_LDY] + x[A_DV] - 1};
+  for (int i = 0; i < 4; i++)
+    if ((size_t)last[i] >= b[i]->size / esz)
+      return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                     "opencl backend: attention's %s reach element %lld of a buffer of %zu", i == 0 ? "query" : i == 1 ? "keys" : i == 2 ? "values" : "output",
+                     (long long)last[i], b[i]->size / esz);
   /* the shape: as many rows as fit (16, else 8, else 4) with a tile of all the keys, or at least 128 of them
    * (64 with 4 rows); the scores' rows of the group stay in local memory whole */
   int64_t skp = (x[A_SK] + 3) & ~3, all = (skp + AT_KSTEP - 1) / AT_KSTEP * AT_KSTEP, cap = tile_cap();
@@ -478,7 +492,7 @@ static flagos_status_t attn_prepare(ocl_state_t *s, const flagos_libcall_t *call
   for (int i = 0; i < 5; i++) L->mem[i] = b[i < call->n_bufs ? i : 0]->mem; /* no mask: any buffer, unread */
   L->ints[0] = (cl_int)x[A_SQ];
   L->ints[1] = (cl_int)x[A_SK];
-  for (int i = A_SQS; i < A_NINTS; i++) L->ints[2 + i - A_SQS] = (cl_int)x[i];
+  for (int i = A_SQS; i < A_NINTS_OFF; i++) L->ints[2 + i - A_SQS] = (cl_int)x[i];
   L->alpha = (float)call->floats[0];
   L->alpha2 = (float)call->floats[1];
   L->has_mask = call->n_bufs == 5;
@@ -491,7 +505,7 @@ static cl_int attn_set_args(ocl_state_t *s, cl_kernel k, const attn_launch_t *L)
   cl_int e = CL_SUCCESS;
   cl_uint arg = 0;
   for (int i = 0; i < 5 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_mem), &L->mem[i]);
-  for (int i = 0; i < 18 && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_int), &L->ints[i]);
+  for (int i = 0; i < AT_KINTS && e == CL_SUCCESS; i++) e = s->cl.clSetKernelArg(k, arg++, sizeof(cl_int), &L->ints[i]);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->alpha, &L->alpha);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->alpha2, &L->alpha2);
   if (e == CL_SUCCESS) e = s->cl.clSetKernelArg(k, arg++, sizeof L->has_mask, &L->has_mask);

@@ -212,7 +212,8 @@ flagos_status_t ocl_device_ready(ocl_state_t *s, int device, ocl_device_t **out)
       st = ocl_fail(s, e, what);
     }
     if (!st) {
-      d->profiling = getenv("FLAGOS_OPENCL_PROFILING") && strcmp(getenv("FLAGOS_OPENCL_PROFILING"), "1") == 0;
+      d->profiling = (getenv("FLAGOS_OPENCL_PROFILING") && strcmp(getenv("FLAGOS_OPENCL_PROFILING"), "1") == 0) ||
+                     ocl_timeline_wanted();
       d->queue = s->cl.clCreateCommandQueue(d->ctx, d->id, d->profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &e);
       if (!d->queue) {
         snprintf(what, sizeof what, "cannot create a command queue for device '%s'", d->name);

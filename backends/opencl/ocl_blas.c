@@ -260,21 +260,37 @@ static bool fits(size_t size, int64_t batch, int64_t stride, int64_t rows, int64
   return (uint64_t)bytes <= (uint64_t)size;
 }
 
-static bool g_activation_on;
-static void read_activation_env(void) {
-  const char *e = getenv("FLAGOS_OPENCL_ACTIVATION");
+/* Switches read once (plain runs make every call again): FLAGOS_OPENCL_ACTIVATION and FLAGOS_OPENCL_NORM, on
+ * unless 0. */
+static bool g_activation_on, g_norm_on;
+static void read_switches(void) {
+  const char *e = getenv("FLAGOS_OPENCL_ACTIVATION"), *n = getenv("FLAGOS_OPENCL_NORM");
   g_activation_on = !(e && strcmp(e, "0") == 0);
+  g_norm_on = !(n && strcmp(n, "0") == 0);
 }
+static pthread_once_t g_switches_once = PTHREAD_ONCE_INIT;
 
-/* read once: plain runs make every gemm and conv call again */
 bool ocl_activation_on(void) {
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, read_activation_env);
+  pthread_once(&g_switches_once, read_switches);
   return g_activation_on;
 }
 
-/* *took gets the product's arguments where our kernels took it (took->M < 0 otherwise). */
-static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_gemm_args_t *took) {
+bool ocl_norm_on(void) {
+  pthread_once(&g_switches_once, read_switches);
+  return g_norm_on;
+}
+
+/* gemm_norm's buffers beyond the product's (docs/kernel-ir.md): the residual, scale, bias and output. */
+typedef struct norm_bufs {
+  const ocl_buf_t *R, *gamma, *beta, *Z;
+  double eps;
+} norm_bufs_t;
+
+/* *took gets the product's arguments where our kernels took it (took->M < 0
+ * otherwise); with norm, the product of a gemm_norm call, taken by our kernels or
+ * declined. */
+static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_gemm_args_t *took,
+                            const norm_bufs_t *norm) {
   took->M = -1;
   if ((c->n_bufs != 3 && c->n_bufs != 4) || c->n_ints < 9 || c->n_ints > 13 || c->n_floats != 2)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
@@ -346,16 +362,37 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   flagos_gemm_fold_batch(&batch, &M, K, N, ta, sa, sb, sy, ld[0], ld[2]);
   /* Our own kernels (ocl_gemm.c) where wanted (f16 needs no cl_khr_fp16 there);
    * CLBlast for what they leave. */
+  if (norm) {
+    const ocl_buf_t *nbuf[4] = {norm->R, norm->gamma, norm->beta, norm->Z};
+    for (int i = 0; i < 4; i++)
+      if (nbuf[i] && (nbuf[i]->dev != dev || !fits(nbuf[i]->size, 1, 0, 1, i == 1 || i == 2 ? N : M * N, 0, es)))
+        return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                       "opencl backend: gemm_norm's %s is on another device or smaller than the product's %s",
+                       i == 0 ? "residual" : i == 1 ? "scale" : i == 2 ? "bias" : "output", i == 1 || i == 2 ? "row" : "output");
+    if (!ours || !ocl_norm_on())
+      return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm_norm is left to the kernels (%s)",
+                     ours ? "FLAGOS_OPENCL_NORM=0" : "our gemm kernels are off here");
+  }
   if (ours) {
     ocl_gemm_args_t ga = {.dtype = dt, .A = A->mem, .B = B->mem, .Y = Y->mem, .bias = bias ? bias->mem : NULL,
                           .batch = batch, .M = M, .N = N, .K = K, .sa = sa, .sb = sb, .sy = sy,
                           .ta = ta, .tb = tb, .alpha = alpha, .beta = beta, .lda = ld[0], .ldb = ld[1],
                           .ldy = ld[2], .act = (int)act};
+    if (norm) {
+      ga.R = norm->R->mem;
+      ga.gamma = norm->gamma->mem;
+      ga.beta_ln = norm->beta ? norm->beta->mem : NULL;
+      ga.Z = norm->Z->mem;
+      ga.eps = norm->eps;
+    }
     bool taken = false;
     flagos_status_t err = ocl_gemm_run(s, d, ocl_queue(s, st, dev), &ga, ocl_blas_trace, &taken, NULL);
     if (!err && taken) *took = ga;
     if (err || taken) return err;
   }
+  if (norm)
+    return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED,
+                   "opencl backend: gemm_norm where the product is not summed over K slices is left to the kernels");
   /* CLBlast has no activation: the host runs the node's kernels (the product's call without it, then the activation). */
   if (act) return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: gemm with an activation is left to the kernels");
   if (dt == FLAGOS_FLOAT16 && mode != 2)
@@ -444,12 +481,40 @@ static flagos_status_t gemm(ocl_state_t *s, flagos_bstream_t st, const flagos_li
   return ocl_fail(s, r, "CLBlast gemm");
 }
 
+/* A gemm_norm call (docs/kernel-ir.md): bufs [A, B, Y, R, gamma, beta, Z] or
+ * with the product's bias last, ints the product's twelve then whether beta
+ * is there, floats alpha, beta and epsilon: the product through gemm() with
+ * the rest for its split sum. */
+static flagos_status_t gemm_norm(ocl_state_t *s, flagos_bstream_t st, const flagos_libcall_t *c, ocl_gemm_args_t *took) {
+  took->M = -1;
+  if ((c->n_bufs != 7 && c->n_bufs != 8) || c->n_ints != 13 || c->n_floats != 3)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT,
+                   "opencl backend: gemm_norm takes 7 or 8 buffers, 13 ints and 3 floats (got %d, %d, %d)", c->n_bufs,
+                   c->n_ints, c->n_floats);
+  for (int i = 0; i < c->n_bufs; i++)
+    if (!c->bufs[i]) return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm_norm with a NULL buffer");
+  for (int i = 3; i < 7; i++)
+    if (c->buf_dtypes[i] != c->buf_dtypes[0])
+      return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm_norm's buffers must share one dtype");
+  if (c->ints[12] != 0 && c->ints[12] != 1)
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm_norm's thirteenth int is 0 or 1");
+  if (!(c->floats[2] >= 0))
+    return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: gemm_norm with a negative or NaN epsilon");
+  flagos_devptr_t bufs[4] = {c->bufs[0], c->bufs[1], c->bufs[2], c->n_bufs == 8 ? c->bufs[7] : NULL};
+  int32_t dts[4] = {c->buf_dtypes[0], c->buf_dtypes[1], c->buf_dtypes[2], c->n_bufs == 8 ? c->buf_dtypes[7] : 0};
+  flagos_libcall_t g = {.name = "gemm", .bufs = bufs, .buf_dtypes = dts, .n_bufs = c->n_bufs == 8 ? 4 : 3,
+                        .ints = c->ints, .n_ints = 12, .floats = c->floats, .n_floats = 2};
+  norm_bufs_t nb = {c->bufs[3], c->bufs[4], c->ints[12] ? c->bufs[5] : NULL, c->bufs[6], c->floats[2]};
+  return gemm(s, st, &g, took, &nb);
+}
+
 flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_libcall_t *call) {
   ocl_state_t *s = state;
   if (!call || !call->name)
     return OCL_ERR(s, FLAGOS_ERR_INVALID_ARGUMENT, "opencl backend: library call without a name");
   bool is_conv = strcmp(call->name, "conv") == 0, is_attention = strcmp(call->name, "attention") == 0;
-  if (strcmp(call->name, "gemm") != 0 && !is_conv && !is_attention)
+  bool is_norm = strcmp(call->name, "gemm_norm") == 0;
+  if (strcmp(call->name, "gemm") != 0 && !is_conv && !is_attention && !is_norm)
     return OCL_ERR(s, FLAGOS_ERR_UNSUPPORTED, "opencl backend: no library call '%s'", call->name);
   /* Inside a capture the call runs once here as well (ocl_graph.c says why) and is recorded. */
   const ocl_buf_t *y = call->n_bufs > 0 ? call->bufs[call->n_bufs - 1] : NULL;
@@ -464,7 +529,8 @@ flagos_status_t ocl_library_call(void *state, flagos_bstream_t st, const flagos_
   ours.M = -1;
   flagos_status_t err = is_attention ? ocl_attention_call(s, st, call)
                         : is_conv    ? ocl_conv_call(s, st, call, &conv)
-                                     : gemm(s, st, call, &ours);
+                        : is_norm    ? gemm_norm(s, st, call, &ours)
+                                     : gemm(s, st, call, &ours, NULL);
   if (!err && cap) err = ocl_record_call(s, cap, call, ours.M >= 0 ? &ours : NULL, is_conv ? &conv : NULL);
   return err;
 }

@@ -44,6 +44,9 @@
  * front of the partial products): a product summed in its kernel has at most
  * this many tiles */
 #define GEMM_COUNTS 4096
+/* gemm_norm's sum kernel (ocl_gemm_src.c): a group of GEMM_NORM_WG a row, at most GEMM_NORM_MAX columns */
+#define GEMM_NORM_WG 256
+#define GEMM_NORM_MAX (8 * GEMM_NORM_WG)
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +111,7 @@ static size_t threads(const gemm_variant_t *t) {
 typedef struct {
   cl_program prog;
   cl_kernel gemm, sum;
+  cl_kernel norm; /* flagos_gemm_sum_norm, made at the program's first gemm_norm */
   bool failed; /* built, but the device cannot run it: not tried again */
   cl_int why;
 } gemm_prog_t;
@@ -484,12 +488,13 @@ static cl_kernel own_kernel(ocl_state_t *s, const gemm_prog_t *p, const char *na
   return k;
 }
 
-cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q) {
+cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q, ocl_timeline_t *t) {
   cl_int e = CL_SUCCESS;
   for (int l = 0; l < 2; l++)
     if (p->lock[l]) pthread_mutex_lock(p->lock[l]);
   for (int i = 0; i < p->n && e == CL_SUCCESS; i++)
-    e = s->cl.clEnqueueNDRangeKernel(q, p->k[i], p->dims[i], NULL, p->global[i], p->local[i], 0, NULL, NULL);
+    e = s->cl.clEnqueueNDRangeKernel(q, p->k[i], p->dims[i], NULL, p->global[i], p->local[i], 0, NULL,
+                                     t ? ocl_timeline_slot(t, p->k[i]) : NULL);
   for (int l = 1; l >= 0; l--)
     if (p->lock[l]) pthread_mutex_unlock(p->lock[l]);
   return e;
@@ -599,8 +604,29 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
     return err;
   }
   if (parts > 1 && !split_room(s, d, g, q, (size_t)parts * mn * es)) parts = 1;
+  /* gemm_norm: the slices' sum kernel adds the residual and normalises, a group a row of at most
+   * GEMM_NORM_MAX; unsplit (a stream's queue, a short K), it reads the product from Y instead: two
+   * launches, as the node's own kernels (the product, then the Add and LayerNormalization) */
+  bool norm = a->Z != NULL;
+  if (norm && (f64 || a->act || a->batch != 1 || a->N > GEMM_NORM_MAX || ldy != a->N ||
+               (d->max_wg && d->max_wg < GEMM_NORM_WG))) {
+    pthread_mutex_unlock(&g->lock);
+    if (trace)
+      trace("flagos trace: opencl gemm_norm declined: %s batch %lld M %lld N %lld K %lld%s on '%s'\n",
+            f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N,
+            (long long)a->K, a->act ? " with an activation" : "", d->name);
+    return NULL;
+  }
+  if (norm && !kp->norm) {
+    cl_int ne;
+    kp->norm = s->cl.clCreateKernel(kp->prog, "flagos_gemm_sum_norm", &ne);
+    if (!kp->norm) {
+      pthread_mutex_unlock(&g->lock);
+      return ocl_fail(s, ne, "making the gemm_norm kernel");
+    }
+  }
   /* the sum in the product's kernel: a count a tile */
-  bool in_kernel = parts > 1 && sum_in_kernel(d, parts, f16) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
+  bool in_kernel = parts > 1 && !norm && sum_in_kernel(d, parts, f16) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
   int M = (int)a->M, N = (int)a->N, K = (int)a->K;
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */
@@ -628,16 +654,31 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   const void *sv[9] = {&a->Y, &g->ws, &bias, &imn, &N, &pp, beta, &flags, &ildy};
   size_t ss[9] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4, 4};
   size_t sl = d->max_wg && d->max_wg < 256 ? d->max_wg : 256, sg = (mn + sl - 1) / sl * sl;
-  bool sum = parts > 1 && !in_kernel; /* a second kernel, flagos_gemm_sum */
+  bool sum = (parts > 1 && !in_kernel) || norm; /* a second kernel, flagos_gemm_sum (or _norm) */
+  /* flagos_gemm_sum_norm: the sum's arguments (no slices: the product read from Y, its bias added
+   * already), then R, gamma, beta, Z, eps and whether there is a beta */
+  float eps32 = (float)a->eps;
+  int has_bet = a->beta_ln != NULL, nparts = parts > 1 ? parts : 0, nflags = parts > 1 ? flags : 0;
+  cl_mem bet = a->beta_ln ? a->beta_ln : a->gamma;
+  const void *nv[15] = {&a->Y, &w, &bias, &imn, &N, &nparts, beta, &nflags, &ildy, &a->R, &a->gamma, &bet, &a->Z,
+                        &eps32, &has_bet};
+  size_t ns[15] = {sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4, 4, es, 4, 4, sizeof(cl_mem),
+                   sizeof(cl_mem), sizeof(cl_mem), sizeof(cl_mem), 4, 4};
+  if (norm) {
+    sl = GEMM_NORM_WG;
+    sg = (size_t)a->M * GEMM_NORM_WG;
+  }
   cl_int e = CL_SUCCESS;
   if (plan) {
     /* kernel objects of the plan's own, arguments set once, after what the
      * plan holds already; the buffers they name are retained (clSetKernelArg
      * does not), as a recorded launch's are */
     int i0 = plan->n;
-    if (i0 + 2 > OCL_PLAN_MAX || plan->n_held + 5 > OCL_PLAN_HELD) e = CL_OUT_OF_HOST_MEMORY;
+    if (i0 + 2 > OCL_PLAN_MAX || plan->n_held + 9 > OCL_PLAN_HELD) e = CL_OUT_OF_HOST_MEMORY;
     else plan->k[i0] = own_kernel(s, kp, "flagos_gemm", vals, sizes, 19, &e);
-    if (e == CL_SUCCESS && sum) plan->k[i0 + 1] = own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 9, &e);
+    if (e == CL_SUCCESS && sum)
+      plan->k[i0 + 1] = norm ? own_kernel(s, kp, "flagos_gemm_sum_norm", nv, ns, 15, &e)
+                             : own_kernel(s, kp, "flagos_gemm_sum", sv, ss, 9, &e);
     if (e != CL_SUCCESS) {
       pthread_mutex_unlock(&g->lock);
       return ocl_fail(s, e, "making the gemm kernel's plan");
@@ -652,8 +693,8 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       plan->local[i0 + 1][0] = sl;
     }
     if (parts > 1) plan->lock[1] = &g->lock; /* the split-K workspace, as calls hold it */
-    cl_mem held[5] = {a->A, a->B, a->Y, a->bias, parts > 1 ? g->ws : NULL};
-    for (int i = 0; i < 5; i++)
+    cl_mem held[9] = {a->A, a->B, a->Y, a->bias, parts > 1 ? g->ws : NULL, a->R, a->gamma, a->beta_ln, a->Z};
+    for (int i = 0; i < 9; i++)
       if (held[i]) {
         s->cl.clRetainMemObject(held[i]);
         plan->held[plan->n_held++] = held[i];
@@ -662,16 +703,17 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
   } else {
     e = set_args(s, kp->gemm, vals, sizes, 19);
     if (e == CL_SUCCESS) e = s->cl.clEnqueueNDRangeKernel(q, kp->gemm, 3, NULL, global, local, 0, NULL, NULL);
-    if (e == CL_SUCCESS && sum) e = set_args(s, kp->sum, sv, ss, 9);
-    if (e == CL_SUCCESS && sum) e = s->cl.clEnqueueNDRangeKernel(q, kp->sum, 1, NULL, &sg, &sl, 0, NULL, NULL);
+    cl_kernel sk = norm ? kp->norm : kp->sum;
+    if (e == CL_SUCCESS && sum) e = norm ? set_args(s, sk, nv, ns, 15) : set_args(s, sk, sv, ss, 9);
+    if (e == CL_SUCCESS && sum) e = s->cl.clEnqueueNDRangeKernel(q, sk, 1, NULL, &sg, &sl, 0, NULL, NULL);
   }
   pthread_mutex_unlock(&g->lock);
   if (e != CL_SUCCESS) return ocl_fail(s, e, "queuing the gemm kernel");
   *taken = true;
   if (trace)
-    trace("flagos trace: opencl gemm %s: %s batch %lld M %lld N %lld K %lld%s%s%s%s, tile %d (%dx%d/%d%s), %d K "
+    trace("flagos trace: opencl gemm%s %s: %s batch %lld M %lld N %lld K %lld%s%s%s%s, tile %d (%dx%d/%d%s), %d K "
           "slice%s%s on '%s'%s\n",
-          plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
+          norm ? "_norm" : "", plan ? "planned for replays" : "by flagos", f64 ? "f64" : f16 ? "f16" : "f32", (long long)a->batch, (long long)a->M, (long long)a->N, (long long)a->K,
           a->ta ? " transA" : "", a->tb ? " transB" : "", a->bias ? " bias" : "", k_act_label[a->act & 3], v, t->tm,
           t->tn, t->tk,
           kernel_label(t, tcm == 2), parts, parts > 1 ? "s" : "", in_kernel ? " summed in the kernel" : "",
@@ -687,6 +729,7 @@ void ocl_gemm_release(ocl_state_t *s, ocl_device_t *d) {
       for (int tr = 0; tr < 4; tr++) {
         gemm_prog_t *p = &g->p[f][v][tr];
         if (p->sum) s->cl.clReleaseKernel(p->sum);
+        if (p->norm) s->cl.clReleaseKernel(p->norm);
         if (p->gemm) s->cl.clReleaseKernel(p->gemm);
         if (p->prog) s->cl.clReleaseProgram(p->prog);
       }

@@ -73,6 +73,8 @@ struct flagos_bgraph_s {
   cl_command_queue q; /* the default queue: the command buffers and the plans were made for it */
   bool simultaneous;
   bool timed; /* FLAGOS_TRACE when recorded: each replay prints its host time */
+  bool timeline; /* FLAGOS_OPENCL_TIMELINE=1 when recorded: and its device's timeline */
+  ocl_timeline_t tl;
   ocl_seg_t *seg;
   int n_seg;
 };
@@ -299,6 +301,7 @@ flagos_status_t ocl_capture_end(void *state, int device, flagos_bstream_t st, fl
   pthread_mutex_unlock(&s->lock);
   g->simultaneous = d->cb.simultaneous;
   g->timed = getenv("FLAGOS_TRACE") != NULL;
+  g->timeline = ocl_timeline_wanted();
   for (int i = 0; i < g->rec.n; i++) {
     bool call = !g->rec.r[i].k;
     if (call || i == 0 || !g->rec.r[i - 1].k) g->seg[g->n_seg++] = (ocl_seg_t){i, 0, call, NULL, NULL, NULL, NULL};
@@ -387,11 +390,12 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
    * a gemm plan's launches, a library call, a launch by its buffer arguments */
   double t0 = g->timed ? now_us() : 0, by_kind[OCL_TRACE_KINDS] = {0};
   int n_kind[OCL_TRACE_KINDS] = {0};
+  ocl_timeline_t *tl = g->timeline && q == d->queue ? &g->tl : NULL;
   for (int i = 0; i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
     if (sg->plan && (q == sg->plan->q || ocl_gemm_plan_portable(sg->plan))) {
       double c0 = g->timed ? now_us() : 0;
-      cl_int e = ocl_gemm_plan_run(s, sg->plan, q);
+      cl_int e = ocl_gemm_plan_run(s, sg->plan, q, tl);
       if (e != CL_SUCCESS) return ocl_fail(s, e, "replaying a gemm");
       flush_some(s, q, &queued);
       if (g->timed) tally(by_kind, n_kind, sg->plan->n > 1 ? 1 : 0, c0);
@@ -420,7 +424,8 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
     for (int j = 0; j < sg->n && e == CL_SUCCESS; j++) {
       const ocl_rec_t *r = &g->rec.r[sg->first + j];
       double c0 = g->timed ? now_us() : 0;
-      e = sg->own ? s->cl.clEnqueueNDRangeKernel(q, sg->own[j], 1, NULL, &r->global, &r->local, 0, NULL, NULL)
+      e = sg->own ? s->cl.clEnqueueNDRangeKernel(q, sg->own[j], 1, NULL, &r->global, &r->local, 0, NULL,
+                                                 tl ? ocl_timeline_slot(tl, sg->own[j]) : NULL)
                   : ocl_kernel_run(s, r->k, r->args, r->n_args, r->global, r->local, q);
       flush_some(s, q, &queued);
       int nb = r->n_args < OCL_TRACE_KINDS - 4 ? (int)r->n_args : OCL_TRACE_KINDS - 4;
@@ -443,6 +448,7 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
       fprintf(stderr, "flagos trace: opencl:   %4d %s, %.2f us each\n", n_kind[k], what, by_kind[k] / n_kind[k]);
     }
   }
+  if (tl) ocl_timeline_report(s, tl);
   return NULL;
 }
 
@@ -459,6 +465,7 @@ void ocl_graph_destroy(void *state, flagos_bgraph_t g) {
     if (g->seg[i].last) s->cl.clReleaseEvent(g->seg[i].last);
   }
   free(g->seg);
+  ocl_timeline_free(&g->tl);
   rec_free(s, &g->rec);
   free(g);
 }

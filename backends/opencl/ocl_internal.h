@@ -160,6 +160,20 @@ flagos_status_t ocl_record_kernel(ocl_state_t *s, ocl_capture_t *c, flagos_bkern
 flagos_status_t ocl_record_call(ocl_state_t *s, ocl_capture_t *c, const flagos_libcall_t *call,
                                 const ocl_gemm_args_t *ours, const ocl_conv_args_t *conv);
 void ocl_cb_load(ocl_state_t *s, ocl_device_t *d);
+
+/* A replay's timeline on the device (ocl_timeline.c, FLAGOS_OPENCL_TIMELINE=1
+ * with FLAGOS_TRACE): an event a launch, in order, and the launch's kernel. */
+typedef struct ocl_timeline {
+  cl_event *ev;
+  cl_kernel *k;
+  int n, cap;
+} ocl_timeline_t;
+bool ocl_timeline_wanted(void);
+/* The event slot of the next launch of k (NULL where out of memory: the launch goes without). */
+cl_event *ocl_timeline_slot(ocl_timeline_t *t, cl_kernel k);
+/* Waits for the launches, prints where the device's time went, and empties t. */
+void ocl_timeline_report(ocl_state_t *s, ocl_timeline_t *t);
+void ocl_timeline_free(ocl_timeline_t *t);
 /* Drops a capture that never reached capture_end (its stream is destroyed). */
 void ocl_capture_discard(ocl_state_t *s, ocl_capture_t *c);
 flagos_status_t ocl_capture_begin(void *state, int device, flagos_bstream_t st);
@@ -228,10 +242,17 @@ struct ocl_gemm_args {
   int64_t lda, ldy; /* A's and Y's likewise (0: packed; the call's eleventh and twelfth ints) */
   double alpha, beta;
   int act; /* the activation after the bias (the call's thirteenth int): 0 none, 1 GELU, 2 GELU (tanh), 3 ReLU */
+  /* gemm_norm (docs/kernel-ir.md): Y = product + bias + R, Z its LayerNormalization by row (gamma, beta: N
+   * values; beta NULL: none); Z NULL for a plain gemm. Taken only where the product is summed over K slices
+   * in a second kernel, which then does it all: ocl_gemm_run leaves the others (*taken false) */
+  cl_mem R, gamma, beta_ln, Z;
+  double eps;
 };
 /* Whether our kernels take a gemm or conv call's activation (FLAGOS_OPENCL_ACTIVATION=0: no, for
  * measurements and the tests of the runtime's skip: the product's own call, then the activation's kernel). */
 bool ocl_activation_on(void);
+/* Whether our kernels take gemm_norm calls (FLAGOS_OPENCL_NORM=0: no, for measurements). */
+bool ocl_norm_on(void);
 /* Whether our kernels take gemm of dtype dt on d rather than CLBlast. */
 bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
 /* Queues the product on q (*taken true), or leaves it to CLBlast or the
@@ -243,7 +264,7 @@ bool ocl_gemm_wanted(const ocl_device_t *d, int32_t dt);
  * clEnqueueNDRangeKernel (two when split over K), without the call's checks,
  * choices and argument setting; the buffers it names are retained. */
 #define OCL_PLAN_MAX 3  /* kernels: a convolution's im2col, the product, the split-K sum */
-#define OCL_PLAN_HELD 7 /* buffers */
+#define OCL_PLAN_HELD 11 /* buffers */
 typedef struct ocl_gemm_plan {
   cl_kernel k[OCL_PLAN_MAX]; /* queued in order */
   cl_uint dims[OCL_PLAN_MAX];
@@ -267,7 +288,9 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
                              ocl_trace_fn *trace, bool *taken, ocl_gemm_plan_t *plan);
 /* Whether f16 products on d go to the tensor-core kernel (mma.sync, or emulated) where their rows allow. */
 bool ocl_gemm_tensor_cores(ocl_state_t *s, ocl_device_t *d);
-cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q);
+/* Queues the plan's kernels on q; with t (a replay's timeline, or NULL) each
+ * launch's event goes into it. */
+cl_int ocl_gemm_plan_run(ocl_state_t *s, const ocl_gemm_plan_t *p, cl_command_queue q, ocl_timeline_t *t);
 /* Whether a plan may be queued on any queue of its device: it uses no shared workspace (no lock). */
 bool ocl_gemm_plan_portable(const ocl_gemm_plan_t *p);
 void ocl_gemm_plan_release(ocl_state_t *s, ocl_gemm_plan_t *p);

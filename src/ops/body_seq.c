@@ -13,6 +13,12 @@ int ops_seq_input_index(const fir_graph_t *b, const fir_value_t *v) {
   return -1;
 }
 
+int ops_seq_output_index(const fir_graph_t *b, const fir_value_t *v) {
+  for (int k = 0; k < b->n_outputs; k++)
+    if (b->outputs[k] == v) return k;
+  return -1;
+}
+
 /* The context of the body node that produces v and its output index. */
 const ops_tensor_info_t *ops_seq_produced(const ops_seq_t *s, const fir_graph_t *b, const fir_value_t *v, int upto) {
   for (int i = 0; i < upto; i++)
@@ -28,7 +34,7 @@ flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) 
   for (int i = 0; i < s->n; i++) {
     const fir_node_t *bn = b->nodes[i];
     const ops_def_t *d = ops_find(bn->op_type, bn->domain);
-    if (!d || !d->lower || d->host || d->value_inputs)
+    if (!d || !d->lower || d->host)
       return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "%s '%s' cannot be part of a fused %s", bn->op_type, bn->name,
                      c->node->op_type);
     ops_tensor_info_t *in = fl_arena_alloc(AR, sizeof(*in) * (size_t)(bn->n_inputs + 1));
@@ -44,6 +50,11 @@ flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) 
         return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "'%s' reads '%s', which neither the node nor the body gives",
                        bn->name, v->name);
     }
+    /* the inputs whose values decide its shapes (a Reshape's shape, a Split's sizes) are constants */
+    for (int j = 0; j < bn->n_inputs && j < 64; j++)
+      if ((d->value_inputs >> j & 1) && in[j].present && !in[j].value)
+        return ops_err(c, FLAGOS_ERR_UNSUPPORTED, "%s '%s' in a fused %s needs input %d known at compile time",
+                       bn->op_type, bn->name, c->node->op_type, j);
     ops_ctx_t *sc = fl_arena_alloc(AR, sizeof(*sc));
     ops_ctx_init(sc, AR, bn, in, out, c->runtime);
     flagos_status_t st = ops_ctx_infer(sc, d);
@@ -56,18 +67,28 @@ flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) 
   return NULL;
 }
 
-/* Where the body's values live in the node: the inputs, the output, and a
+/* Where the body's values live in the node: the inputs, the outputs, and a
  * temporary for each value one body node hands the next. */
 flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) {
   s->where = fl_arena_alloc(AR, sizeof(*s->where) * (size_t)(b->n_values + 1));
   for (int i = 0; i < b->n_values; i++) s->where[i].index = -1;
   for (int k = 0; k < b->n_inputs; k++) s->where[b->inputs[k]->id] = (ops_bind_t){OPS_BIND_INPUT, k};
-  for (int i = 0; i < s->n; i++)
-    for (int o = 0; o < b->nodes[i]->n_outputs; o++) {
+  s->alias = fl_arena_alloc(AR, sizeof(bool) * (size_t)(s->n + 1));
+  for (int i = 0; i < s->n; i++) {
+    const fir_node_t *bn = b->nodes[i];
+    if (fir_node_is_view(bn) && bn->n_outputs == 1 && bn->outputs[0] && ops_seq_output_index(b, bn->outputs[0]) < 0 &&
+        bn->n_inputs >= 1 && bn->inputs[0] && s->where[bn->inputs[0]->id].index >= 0) {
+      s->alias[i] = true;
+      s->where[bn->outputs[0]->id] = s->where[bn->inputs[0]->id];
+      continue;
+    }
+    for (int o = 0; o < bn->n_outputs; o++) {
       const fir_value_t *v = b->nodes[i]->outputs[o];
       if (!v) continue;
-      if (v == b->outputs[0]) {
-        s->where[v->id] = (ops_bind_t){OPS_BIND_OUTPUT, 0};
+      int k = 0;
+      while (k < b->n_outputs && b->outputs[k] != v) k++;
+      if (k < b->n_outputs) {
+        s->where[v->id] = (ops_bind_t){OPS_BIND_OUTPUT, k};
         continue;
       }
       const ops_tensor_info_t *t = &s->sub[i]->out[o];
@@ -75,6 +96,7 @@ flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) 
       for (int d = 0; d < t->rank; d++) dims[d] = kir_i64(AR, t->dims[d]);
       s->where[v->id] = (ops_bind_t){OPS_BIND_TEMP, ops_temp(c, t->dtype, t->rank, dims)};
     }
+  }
   return NULL;
 }
 
@@ -83,6 +105,7 @@ flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) 
 flagos_status_t ops_seq_lower_one(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int i) {
   ops_ctx_t *sc = s->sub[i];
   const fir_node_t *bn = b->nodes[i];
+  if (s->alias && s->alias[i]) return NULL; /* a view: its output is its input's bytes */
   sc->kernel_prefix = fl_arena_printf(AR, "%s_%d", c->kernel_prefix ? c->kernel_prefix : "k", i);
   FL_TRY(s->def[i]->lower(sc));
   int *tmap = fl_arena_alloc(AR, sizeof(int) * (size_t)(sc->n_temps + 1));
@@ -144,7 +167,7 @@ double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b) {
 
 const char *ops_seq_trial(fl_arena_t *a, const fir_node_t *n, ops_seq_lower_fn lower) {
   ops_tensor_info_t *in = fl_arena_alloc(a, sizeof(*in) * (size_t)(n->n_inputs + 1));
-  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * 2);
+  ops_tensor_info_t *out = fl_arena_alloc(a, sizeof(*out) * (size_t)(n->n_outputs + 1));
   for (int k = 0; k < n->n_inputs; k++) ops_info_from_value(&in[k], n->inputs[k]);
   ops_ctx_t *c = fl_arena_alloc(a, sizeof(*c));
   ops_ctx_init(c, a, n, in, out, false);
@@ -168,6 +191,17 @@ flagos_status_t ops_seq_lower_all(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t 
   }
   first[b->n_nodes] = c->n_steps;
   return NULL;
+}
+
+void ops_seq_call_first(ops_ctx_t *c, kir_libcall_t *product_call, int at, int end) {
+  ops_step_t call = c->steps[c->n_steps - 1];
+  call.kernel->libcall->ends_node = true;
+  if (product_call && product_call->ends_node) {
+    product_call->ends_node = false;
+    product_call->skip = end - at - 1;
+  }
+  memmove(&c->steps[1], &c->steps[0], sizeof(call) * (size_t)(c->n_steps - 1));
+  c->steps[0] = call;
 }
 
 bool ops_seq_call_on(const char *env) {

@@ -10,22 +10,28 @@
 #include "ops/fused.h"
 
 /* sub[i] is body node i's context; where[v] (by body value id) says where value
- * v lives in the node: an input (OPS_BIND_INPUT), the output (OUTPUT) or a
- * temporary (TEMP). */
+ * v lives in the node: an input (OPS_BIND_INPUT), an output (OUTPUT: body
+ * output k is the node's output k) or a temporary (TEMP). A view (Reshape,
+ * Flatten, Squeeze, Unsqueeze, Identity) whose output is not the body's is an
+ * alias: its output lives where its
+ * input does, and it has no kernels (alias[i]). */
 typedef struct ops_seq {
   int n;
   ops_ctx_t **sub;
   const ops_def_t **def;
   ops_bind_t *where;
+  bool *alias;
 } ops_seq_t;
 
 /* Index of v among b's inputs, or -1. */
 int ops_seq_input_index(const fir_graph_t *b, const fir_value_t *v);
+/* Index of v among b's outputs, or -1. */
+int ops_seq_output_index(const fir_graph_t *b, const fir_value_t *v);
 /* The output of a body node before node `upto` that is v, or NULL. */
 const ops_tensor_info_t *ops_seq_produced(const ops_seq_t *s, const fir_graph_t *b, const fir_value_t *v, int upto);
 /* Infers b's nodes in order (each static, with a lowering that runs on the device). */
 flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s);
-/* Places b's values: inputs, the one output, a temporary for each value handed on. */
+/* Places b's values: inputs, outputs, a temporary for each value handed on. */
 flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s);
 /* Lowers body node i, its kernels appended to c's steps. */
 flagos_status_t ops_seq_lower_one(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int i);
@@ -44,6 +50,11 @@ flagos_status_t ops_seq_lower_all(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t 
  * FLAGOS_ACTIVATION_CALL) set to 0 leaves it out, the body's kernels alone (for
  * measurements). */
 bool ops_seq_call_on(const char *env);
+/* The step just added (a fused node's kernel of no points carrying its call)
+ * made the node's first, marked ends_node; with product_call (the call on a
+ * product's first kernel, its kernels first[0]..end) that call, where it ended
+ * the node, now skips only the product's later kernels. */
+void ops_seq_call_first(ops_ctx_t *c, kir_libcall_t *product_call, int at, int end);
 /* The body's flops (the sum of its nodes'), or -1 where unknown. */
 double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b);
 /* What a body value is in node n whose body b holds it: n's input for a body

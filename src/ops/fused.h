@@ -24,6 +24,11 @@
  * whose first kernel carries the product's library call with the activation;
  * the activation fusion pass (src/passes/fuse_activation.c) builds it. */
 #define OPS_PRODUCT_ACT_OP "ProductActivation"
+/* ProductNorm (src/ops/product_norm.c): a product (MatMul, MatMulBias, Gemm),
+ * the residual Add that reads its output and that sum's LayerNormalization as
+ * one node, whose first kernel carries the "gemm_norm" call; the norm fusion
+ * pass (src/passes/fuse_norm.c) builds it. */
+#define OPS_PRODUCT_NORM_OP "ProductNorm"
 
 /* The activations a gemm or conv call applies (its last int, docs/kernel-ir.md). */
 enum { OPS_ACT_NONE, OPS_ACT_GELU, OPS_ACT_GELU_TANH, OPS_ACT_RELU };
@@ -71,5 +76,10 @@ int ops_activation_of(const fir_node_t *q, const fir_value_t *x, ops_const_fn ko
  * the activation, else why not. a holds the trial's allocations and the
  * answer. */
 const char *ops_product_act_why_not(fl_arena_t *a, const fir_node_t *n);
+
+/* NULL when n, a ProductNorm node not yet in a graph (its values typed and
+ * static), lowers with its first kernel carrying the gemm_norm call, else why
+ * not. a holds the trial's allocations and the answer. */
+const char *ops_product_norm_why_not(fl_arena_t *a, const fir_node_t *n);
 
 #endif

@@ -255,15 +255,8 @@ static const char *act_call(ops_ctx_t *c, int at, int end, ops_bind_t p, int act
   kir_expr_t *ext = kir_i64(AR, 0), *var;
   kir_set_space(kk, 1, &ext, &var);
   kir_set_libcall(kk, lc->name, lc->n_bufs, bufs, n_ints, ints, lc->n_floats, lc->floats);
-  kk->libcall->ends_node = true;
   /* the product's own call, taken, now skips the product's later kernels only */
-  if (lc->ends_node) {
-    lc->ends_node = false;
-    lc->skip = end - at - 1;
-  }
-  ops_step_t call = c->steps[c->n_steps - 1];
-  memmove(&c->steps[1], &c->steps[0], sizeof(call) * (size_t)(c->n_steps - 1));
-  c->steps[0] = call;
+  ops_seq_call_first(c, lc, at, end);
   return NULL;
 }
 

@@ -10,7 +10,7 @@
   X(norm) X(activation) X(generator) X(quant) X(sequence) X(control) X(misc) X(random) X(signal)   \
   X(nn) X(image) X(string) X(ml) X(training) X(attention) X(rnn) X(sort) X(scatter) X(resize)      \
   X(extra1) X(extra2) X(extra3) X(extra4) X(fused) X(inlined) X(attention_fused)        \
-  X(product_act)
+  X(product_act) X(product_norm)
 FAMILIES(FAMILY)
 #undef FAMILY
 

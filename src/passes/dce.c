@@ -71,6 +71,7 @@ flagos_status_t pass_run_default(fir_model_t *m, const char *shape_spec) {
   FL_TRY(pass_fuse_inline(m, NULL));
   FL_TRY(pass_fuse_attention(m, NULL));
   FL_TRY(pass_fuse_activation(m, NULL));
+  FL_TRY(pass_fuse_norm(m, NULL));
   /* what CSE and the fusion passes left unread (a dropped view's shape constant) */
   FL_TRY(pass_dce(m));
   return NULL;

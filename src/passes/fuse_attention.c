@@ -13,7 +13,15 @@
  * carrying the call: the products are gemm calls in the layout the call takes,
  * the softmax is over the scores' last axis with the mask added inside and
  * perhaps Where(IsNaN(p), 0, p) after it (ops_attention_why_not decides, and
- * says why not under FLAGOS_FUSE_TRACE). */
+ * says why not under FLAGOS_FUSE_TRACE).
+ *
+ * Where the query, key and value the products read are the parts of one
+ * Split (each part read by the triple alone, directly or through one view
+ * that the triple alone reads: GPT-2's query/key/value product, and every
+ * one fuse_merge.c made), the Split and the views join the node too, so that
+ * the call reads the Split's input in place and the Split's launch goes
+ * (FLAGOS_FUSE_ATTENTION_SPLIT=0 leaves them out; a trial that does not take
+ * the call with them is made again without). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,17 +41,59 @@ static bool softmax_like(const fir_node_t *n) {
   return b && b->n_nodes == 2 && (softmax_like(b->nodes[1]) || softmax_like(b->nodes[0]));
 }
 
-/* The fused node of triple t, in g where the trial lowering takes it, else
- * NULL (the triple's subgraphs nest in g again). */
-static fir_node_t *build(fir_model_t *m, fir_node_t *const *t, fl_arena_t *a) {
+/* The Split whose parts the products of triple t read, each part read by
+ * them alone, directly or through one view they alone read, every part so:
+ * pre[0] the Split, then the views; returns their number (0: none such). */
+static int split_prefix(fir_node_t *const *t, const int *readers, const bool *dead, int n, fir_node_t **pre) {
+  const char *e = getenv("FLAGOS_FUSE_ATTENTION_SPLIT");
+  if (e && strcmp(e, "0") == 0) return 0;
+  fir_node_t *sp = NULL;
+  int n_pre = 1;
+  unsigned parts = 0; /* the Split's outputs seen, a bit each */
+  for (int i = 0; i < 3; i += 2)
+    for (int k = 0; k < t[i]->n_inputs; k++) {
+      fir_value_t *v = t[i]->inputs[k];
+      fir_node_t *p = v && v->graph == t[i]->graph && readers[v->id] == 1 ? v->producer : NULL;
+      if (!p || p->graph != t[i]->graph || p->id >= n || dead[p->id] || !pass_node_fusable(p)) continue;
+      fir_node_t *view = NULL;
+      if (fir_node_is_view(p) && p->n_outputs == 1 && p->n_inputs >= 1 && p->inputs[0] &&
+          readers[p->inputs[0]->id] == 1) {
+        view = p;
+        v = p->inputs[0];
+        p = v->producer;
+        if (!p || p->graph != t[i]->graph || p->id >= n || dead[p->id] || !pass_node_fusable(p)) continue;
+      }
+      int part = 0;
+      while (part < p->n_outputs && p->outputs[part] != v) part++;
+      if (!fir_node_is(p, "", "Split") || (sp && p != sp) || p->n_outputs > 8 || part == p->n_outputs ||
+          (parts >> part & 1))
+        continue;
+      sp = p;
+      parts |= 1u << part;
+      if (view) pre[n_pre++] = view;
+    }
+  if (!sp || parts != (1u << sp->n_outputs) - 1) return 0;
+  pre[0] = sp;
+  return n_pre;
+}
+
+/* The fused node of triple t (after the n_pre nodes of pre: a Split and its
+ * views), in g where the trial lowering takes it, else NULL (the nodes'
+ * subgraphs nest in g again). */
+static fir_node_t *build(fir_model_t *m, fir_node_t *const *t, fir_node_t *const *pre, int n_pre, fl_arena_t *a) {
   fir_graph_t *g = m->graph;
-  fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(t[0]->n_inputs + t[1]->n_inputs + t[2]->n_inputs + 1));
-  int n_ins = pass_fused_inputs((const fir_node_t *const *)t, 3, ins);
+  fir_node_t *all[12];
+  int n_all = 0, n_in_all = 0;
+  for (int i = 0; i < n_pre; i++) all[n_all++] = pre[i];
+  for (int i = 0; i < 3; i++) all[n_all++] = t[i];
+  for (int i = 0; i < n_all; i++) n_in_all += all[i]->n_inputs;
+  fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(n_in_all + 1));
+  int n_ins = pass_fused_inputs((const fir_node_t *const *)all, n_all, ins);
   const char *name = fl_arena_printf(m->arena, "%s_attention", t[1]->name[0] ? t[1]->name : "softmax");
   fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
   fir_graph_t *body = pass_new_body(m, name, ins, n_ins, bmap);
   const fir_node_t *last = NULL;
-  for (int i = 0; i < 3; i++) last = pass_move_node(m, body, t[i], bmap, a);
+  for (int i = 0; i < n_all; i++) last = pass_move_node(m, body, all[i], bmap, a);
   fir_graph_add_output(body, last->outputs[0]);
   fir_attr_t attr = {.name = OPS_FUSED_BODY, .kind = FIR_ATTR_GRAPH, .g = body};
   fir_node_t probe = {.name = name, .op_type = OPS_ATTENTION_OP, .domain = OPS_FUSED_DOMAIN, .opset = 1,
@@ -51,18 +101,19 @@ static fir_node_t *build(fir_model_t *m, fir_node_t *const *t, fl_arena_t *a) {
                       .n_attrs = 1, .attrs = &attr, .graph = g};
   const char *why_not = ops_attention_why_not(a, &probe);
   if (why_not && getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: no attention of '%s', '%s' and '%s': %s\n", t[0]->name, t[1]->name, t[2]->name,
-            why_not);
+    fprintf(stderr, "flagos fuse: no attention of '%s', '%s' and '%s'%s%s: %s\n", t[0]->name, t[1]->name, t[2]->name,
+            n_pre ? " with the Split " : "", n_pre ? pre[0]->name : "", why_not);
   if (why_not) {
-    for (int i = 0; i < 3; i++) pass_nest_subgraphs(t[i], g);
+    for (int i = 0; i < n_all; i++) pass_nest_subgraphs(all[i], g);
     return NULL;
   }
   fir_value_t *out = t[2]->outputs[0];
   fir_node_t *fn = fir_node_create(g, OPS_ATTENTION_OP, OPS_FUSED_DOMAIN, name, n_ins, ins, 1, &out);
   fir_node_add_attr(fn, OPS_FUSED_BODY, FIR_ATTR_GRAPH)->g = body;
   if (getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: '%s' = %s, %s and %s as one attention (%d inputs)\n", name, t[0]->op_type,
-            t[1]->op_type, t[2]->op_type, n_ins);
+    fprintf(stderr, "flagos fuse: '%s' = %s, %s and %s as one attention (%d inputs)%s%s%s\n", name, t[0]->op_type,
+            t[1]->op_type, t[2]->op_type, n_ins, n_pre ? ", reading the input of the Split '" : "",
+            n_pre ? pre[0]->name : "", n_pre ? "' in place" : "");
   return fn;
 }
 
@@ -90,10 +141,14 @@ flagos_status_t pass_fuse_attention(fir_model_t *m, int *n_fused) {
       const fir_value_t *v = s->inputs[k];
       fir_node_t *p = v && v->graph == g && readers[v->id] == 1 ? v->producer : NULL;
       if (!p || p->graph != g || p->id >= n || dead[p->id] || p == c || !fusable(p)) continue;
-      fir_node_t *t[3] = {p, s, c};
-      if (!build(m, t, a)) continue;
+      fir_node_t *t[3] = {p, s, c}, *pre[9];
+      int n_pre = split_prefix(t, readers, dead, n, pre);
+      bool ok = n_pre && build(m, t, pre, n_pre, a);
+      if (!ok) n_pre = 0, ok = build(m, t, pre, 0, a) != NULL;
+      if (!ok) continue;
       if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
       dead[p->id] = dead[s->id] = dead[c->id] = true;
+      for (int j = 0; j < n_pre; j++) dead[pre[j]->id] = true;
       fused++;
       break;
     }

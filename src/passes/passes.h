@@ -73,6 +73,13 @@ int pass_fused_inputs(const fir_node_t *const *nodes, int n_nodes, fir_value_t *
  * FLAGOS_FUSE=0 or FLAGOS_FUSE_ACTIVATION=0 turns it off, FLAGOS_FUSE_TRACE=1
  * prints each node. */
 flagos_status_t pass_fuse_activation(fir_model_t *m, int *n_fused);
+/* Norm fusion (fuse_norm.c): a product (MatMul, MatMulBias, Gemm) whose
+ * output, directly or through one view, only the inlined pair of a residual
+ * Add and its LayerNormalization reads becomes one ProductNorm node (domain
+ * ai.flagos, src/ops/product_norm.c) whose first kernel carries the gemm_norm
+ * call. Run after activation fusion; FLAGOS_FUSE=0 or FLAGOS_FUSE_NORM=0 turns
+ * it off, FLAGOS_FUSE_TRACE=1 prints each node. */
+flagos_status_t pass_fuse_norm(fir_model_t *m, int *n_fused);
 /* Moves a copy of node n into graph body: its inputs mapped by bmap (value id
  * -> body value), its outputs new body values recorded there; a subgraph of n
  * now nests in body. */

@@ -20,7 +20,13 @@ False, so that row's softmax is NaN:
   the outputs still match;
 - `layouts`: keys given per head as (D, S), read as they lie, and values as
   (D, S) behind a Transpose, read transposed (the others read keys transposed
-  and values as they lie).
+  and values as they lie);
+- `qkv`: query, key and value the three parts of one input [1, S, 3*H*D]
+  split along its last axis (GPT-2's merged product): the Split and its views
+  join the attention node (the trace must say it reads the Split's input in
+  place), the call reading its parts at offsets 0, H*D and 2*H*D, rows 3*H*D
+  apart; `qkv_f16` the same with the guard in float16; `qkv_shared` with the
+  key part also a graph output, so the Split stays a node of its own.
 Sizes (70 rows and keys, 22 features, 3 heads) leave partial tiles, groups and
 float4 padding in the opencl kernel; tiles of 64 keys
 (FLAGOS_OPENCL_ATTENTION_TILE=64) make two tiles of 70 keys, one of them
@@ -53,24 +59,32 @@ E = H * D
 
 
 def in_shape(kind, x):
+    if kind.startswith("qkv"):
+        return [1, S, 3 * E]
     return [1, H, D, S] if kind == "layouts" and x != "q" else [1, S, E]
 
 
+def inputs_of(kind):
+    return "x" if kind.startswith("qkv") else "qkv"
+
+
 def model(kind):
-    f16 = kind == "f16"
+    f16 = kind in ("f16", "qkv_f16")
     dt, npdt = (TensorProto.FLOAT16, np.float16) if f16 else (TensorProto.FLOAT, np.float32)
-    guard = kind in ("guard", "f16")
+    guard = kind in ("guard", "f16", "qkv_f16")
     inits = [numpy_helper.from_array(np.array([1, S, H, D], np.int64), "shp"),
              numpy_helper.from_array(np.array([1, S, E], np.int64), "shp2"),
              numpy_helper.from_array(np.array(D ** -0.25, npdt), "sc"),
              numpy_helper.from_array(np.array(0, npdt), "zero"),
-             numpy_helper.from_array(np.array(-np.inf, npdt), "ninf")]
+             numpy_helper.from_array(np.array(-np.inf, npdt), "ninf"),
+             numpy_helper.from_array(np.array([E, E, E], np.int64), "parts")]
     n = helper.make_node
+    nodes = [n("Split", ["x", "parts"], ["q", "k", "v"], axis=2)] if kind.startswith("qkv") else []
     if kind == "layouts":  # keys given as (D, S) per head (read untransposed), values as (D, S) (read transposed)
-        nodes = [n("Reshape", ["q", "shp"], ["qr"]), n("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]),
+        nodes += [n("Reshape", ["q", "shp"], ["qr"]), n("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]),
                  n("Identity", ["k"], ["kt"]), n("Transpose", ["v"], ["vt"], perm=[0, 1, 3, 2])]
     else:
-        nodes = [n("Reshape", [x, "shp"], [x + "r"]) for x in "qkv"]
+        nodes += [n("Reshape", [x, "shp"], [x + "r"]) for x in "qkv"]
         nodes += [n("Transpose", ["qr"], ["qt"], perm=[0, 2, 1, 3]), n("Transpose", ["kr"], ["kt"], perm=[0, 2, 3, 1]),
                   n("Transpose", ["vr"], ["vt"], perm=[0, 2, 1, 3])]
     nodes += [n("Mul", ["qt", "sc"], ["qs"]), n("Mul", ["kt", "sc"], ["ks"]), n("MatMul", ["qs", "ks"], ["s"]),
@@ -82,9 +96,11 @@ def model(kind):
         p = "pg"
     nodes += [n("MatMul", [p, "vt"], ["c"]), n("Transpose", ["c"], ["ct"], perm=[0, 2, 1, 3]),
               n("Reshape", ["ct", "shp2"], ["y"])]
-    ins = [helper.make_tensor_value_info(x, dt, in_shape(kind, x)) for x in "qkv"]
+    ins = [helper.make_tensor_value_info(x, dt, in_shape(kind, x)) for x in inputs_of(kind)]
     ins.append(helper.make_tensor_value_info("keep", TensorProto.BOOL, [1, 1, S, S]))
     outs = [helper.make_tensor_value_info("y", dt, [1, S, E]), helper.make_tensor_value_info("mask", dt, [1, 1, S, S])]
+    if kind == "qkv_shared":
+        outs.append(helper.make_tensor_value_info("k", dt, [1, S, E]))
     g = helper.make_graph(nodes, "attention_" + kind, ins, outs, inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(m)
@@ -104,11 +120,11 @@ def main():
     has_opencl = "  opencl:0" in devs
     failed = 0
     rng = np.random.default_rng(7)
-    for kind in ("plain", "guard", "f16", "axis2", "layouts"):
+    for kind in ("plain", "guard", "f16", "axis2", "layouts", "qkv", "qkv_f16", "qkv_shared"):
         m, npdt = model(kind)
         path = os.path.join(work, kind + ".onnx")
         onnx.save(m, path)
-        feeds = {x: rng.standard_normal(in_shape(kind, x)).astype(npdt) for x in "qkv"}
+        feeds = {x: rng.standard_normal(in_shape(kind, x)).astype(npdt) for x in inputs_of(kind)}
         keep = rng.random((1, 1, S, S)) > 0.3
         keep[0, 0, 3, :] = False
         feeds["keep"] = keep
@@ -124,8 +140,11 @@ def main():
         c = run([flagos, "compile", path, "--target", "cpu,opencl", "-o", bundle], {"FLAGOS_FUSE_TRACE": "1"})
         want = 0 if kind == "axis2" else 1
         got = c.stderr.count("as one attention")
-        if c.returncode != 0 or got != want:
-            print("FAIL %s: compile exit %d, %d attention node(s), want %d\n%s" % (kind, c.returncode, got, want, c.stderr))
+        in_place = c.stderr.count("in place")
+        want_in_place = 1 if kind in ("qkv", "qkv_f16") else 0
+        if c.returncode != 0 or got != want or in_place != want_in_place:
+            print("FAIL %s: compile exit %d, %d attention node(s), want %d; %d reading a Split's input in place, want %d\n%s"
+                  % (kind, c.returncode, got, want, in_place, want_in_place, c.stderr))
             failed += 1
             continue
         runs = [("cpu", {}, 0)]
