@@ -112,6 +112,7 @@ typedef struct {
   cl_program prog;
   cl_kernel gemm, sum;
   cl_kernel norm; /* flagos_gemm_sum_norm, made at the program's first gemm_norm */
+  bool norm_failed; /* the device cannot run it in groups of GEMM_NORM_WG */
   bool failed; /* built, but the device cannot run it: not tried again */
   cl_int why;
 } gemm_prog_t;
@@ -624,6 +625,16 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
       pthread_mutex_unlock(&g->lock);
       return ocl_fail(s, ne, "making the gemm_norm kernel");
     }
+    /* groups of GEMM_NORM_WG: a device that cannot run them declines every gemm_norm */
+    size_t nwg = 0;
+    if (s->cl.clGetKernelWorkGroupInfo(kp->norm, d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof nwg, &nwg, NULL) !=
+            CL_SUCCESS ||
+        nwg < GEMM_NORM_WG)
+      kp->norm_failed = true;
+  }
+  if (norm && kp->norm_failed) {
+    pthread_mutex_unlock(&g->lock);
+    return NULL;
   }
   /* the sum in the product's kernel: a count a tile */
   bool in_kernel = parts > 1 && !norm && sum_in_kernel(d, parts, f16) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;

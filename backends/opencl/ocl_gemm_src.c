@@ -451,8 +451,9 @@ const char ocl_gemm_sum[] =
     "  barrier(CLK_LOCAL_MEM_FENCE);\n"
     "  return r;\n"
     "}\n"
-    "__kernel __attribute__((reqd_work_group_size(GEMM_NORM_WG, 1, 1)))\n"
-    "void flagos_gemm_sum_norm(__global T *Y, __global const C *restrict W, __global const T *restrict bias,\n"
+    /* no reqd_work_group_size: the program holds every gemm kernel, and a device whose groups are smaller
+     * must still build it (the host declines gemm_norm there) */
+    "__kernel void flagos_gemm_sum_norm(__global T *Y, __global const C *restrict W, __global const T *restrict bias,\n"
     "                          int mn, int n, int parts, C beta, int flags, int ldy, __global const T *restrict R,\n"
     "                          __global const T *restrict gam, __global const T *restrict bet, __global T *Z,\n"
     "                          float eps, int has_bet) {\n"
