@@ -391,6 +391,7 @@ flagos_status_t ocl_graph_launch(void *state, flagos_bgraph_t g, flagos_bstream_
   double t0 = g->timed ? now_us() : 0, by_kind[OCL_TRACE_KINDS] = {0};
   int n_kind[OCL_TRACE_KINDS] = {0};
   ocl_timeline_t *tl = g->timeline && q == d->queue ? &g->tl : NULL;
+  if (tl) ocl_timeline_discard(s, tl); /* what a failed replay left */
   for (int i = 0; i < g->n_seg; i++) {
     ocl_seg_t *sg = &g->seg[i];
     if (sg->plan && (q == sg->plan->q || ocl_gemm_plan_portable(sg->plan))) {
@@ -465,6 +466,7 @@ void ocl_graph_destroy(void *state, flagos_bgraph_t g) {
     if (g->seg[i].last) s->cl.clReleaseEvent(g->seg[i].last);
   }
   free(g->seg);
+  ocl_timeline_discard(s, &g->tl);
   ocl_timeline_free(&g->tl);
   rec_free(s, &g->rec);
   free(g);

@@ -173,6 +173,8 @@ bool ocl_timeline_wanted(void);
 cl_event *ocl_timeline_slot(ocl_timeline_t *t, cl_kernel k);
 /* Waits for the launches, prints where the device's time went, and empties t. */
 void ocl_timeline_report(ocl_state_t *s, ocl_timeline_t *t);
+/* Releases the events a failed replay left, unreported. */
+void ocl_timeline_discard(ocl_state_t *s, ocl_timeline_t *t);
 void ocl_timeline_free(ocl_timeline_t *t);
 /* Drops a capture that never reached capture_end (its stream is destroyed). */
 void ocl_capture_discard(ocl_state_t *s, ocl_capture_t *c);

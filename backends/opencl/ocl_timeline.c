@@ -9,7 +9,8 @@
  * time, so the run's own figures are not those of a plain replay.
  *
  * Library calls made again at each replay (CLBlast) and command buffers are
- * not in it. */
+ * not in it. A graph replayed by two threads at once shares one timeline:
+ * trace one replay at a time. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,9 +102,17 @@ void ocl_timeline_report(ocl_state_t *s, ocl_timeline_t *t) {
       fprintf(stderr, "flagos trace: opencl timeline:   %-40s %4d launches, %8.1f us in them (%.2f each), %7.1f us of gaps before them\n",
               names[j].name, names[j].n, names[j].busy, names[j].busy / names[j].n, names[j].gap);
   }
-  for (int i = 0; i < n; i++) s->cl.clReleaseEvent(t->ev[i]);
+  /* every event made, those after a failed launch too (a replay that failed left them) */
+  for (int i = 0; i < t->n; i++)
+    if (t->ev[i]) s->cl.clReleaseEvent(t->ev[i]);
   free(t0);
   free(names);
+  t->n = 0;
+}
+
+void ocl_timeline_discard(ocl_state_t *s, ocl_timeline_t *t) {
+  for (int i = 0; i < t->n; i++)
+    if (t->ev[i]) s->cl.clReleaseEvent(t->ev[i]);
   t->n = 0;
 }
 

@@ -172,6 +172,7 @@ static bool bind_is(ops_bind_t b, ops_bind_kind_t kind, int index) { return b.ki
  * becomes as many of the input's rows; the others must stay inside a row.
  * False where the reads cross a row. */
 static bool split_remap(int64_t r, int64_t rin, int64_t *sb, int64_t nb, int64_t *ld, int64_t nx, int64_t ny) {
+  if (r <= 0) return false;
   int64_t in_row = ny - 1;
   int64_t *st[2] = {sb, ld}, ext[2] = {nb, nx};
   for (int i = 0; i < 2; i++) {
@@ -179,7 +180,7 @@ static bool split_remap(int64_t r, int64_t rin, int64_t *sb, int64_t nb, int64_t
     if (*st[i] % r == 0) *st[i] = *st[i] / r * rin;
     else in_row += (ext[i] - 1) * *st[i];
   }
-  return r > 0 && ny <= r && in_row < r;
+  return ny <= r && in_row < r;
 }
 
 /* Where the body starts with a Split (along the last axis, of a node input)

@@ -92,8 +92,7 @@ static const char *norm_call(ops_ctx_t *c, const fir_graph_t *b, const ops_seq_t
   /* LayerNormalization over the last axis, its scale and bias inputs of the node */
   const ops_tensor_info_t *y = &s->sub[0]->out[0], *r = &c->in[rw.index];
   int rank = y->rank;
-  int64_t axis = fir_attr_int(ln, "axis", -1);
-  if (rank < 1 || (axis != -1 && axis != rank - 1)) return "the LayerNormalization is not over the last axis";
+  if (rank < 1) return "the product's output is a scalar";
   const fir_value_t *gv = in_body(l, ln->inputs[1]), *bv = ln->n_inputs > 2 && ln->inputs[2] ? in_body(l, ln->inputs[2]) : NULL;
   if (!gv || s->where[gv->id].kind != OPS_BIND_INPUT || (bv && s->where[bv->id].kind != OPS_BIND_INPUT))
     return "the scale or bias of the LayerNormalization is not an input of the node";
@@ -127,6 +126,15 @@ static const char *norm_call(ops_ctx_t *c, const fir_graph_t *b, const ops_seq_t
     if (lo == add->outputs[0]) sk = k;
   }
   if (zk < 0 || (l->n_outputs == 2 && sk < 0) || c->out[zk].dtype != dt) return "the pair's outputs are not the norm and the sum";
+  /* the normalisation over the last axis of its own input (the sum: a view may have changed the rank) of N
+   * values, and the sum the product's size (no broadcasting Add) */
+  const ops_tensor_info_t *zt = &c->out[zk];
+  int64_t axis = fir_attr_int(ln, "axis", -1);
+  if (zt->rank < 1 || (axis != -1 && axis != zt->rank - 1) || zt->dims[zt->rank - 1] != N || zt->numel != M * N ||
+      (sk >= 0 && c->out[sk].numel != M * N))
+    return "the LayerNormalization is not over rows of the product (its last axis, no broadcasting)";
+  /* the call's Y is the sum, not the product: a product that reads its output (beta) does not fit */
+  if (lc->floats[1] != 0.0) return "the product's call reads its output (beta)";
   kir_kernel_t *kk = ops_kernel(c, "norm");
   int bufs[8];
   bufs[0] = ops_buf_in(c, kk, st->binds[lc->bufs[0]].index);

@@ -16,7 +16,11 @@ product with a bias, a residual Add of its output and the LayerNormalization
   without its bias input;
 - `f16`: `gpt2` in float16 (tolerance 5e-3 relative to the output's range);
 - `shared`: the product's output also a graph output: no fused node, the
-  outputs still match.
+  outputs still match;
+- `axis1`: `gpt2` with the LayerNormalization over axes 1 and 2 of the
+  [1, M, N] sum (axis=1, its scale and bias of N values broadcast): not rows
+  of the product (axis 1 is the product's last but not the sum's), no fused
+  node.
 N = 200 leaves a partial last group of the row kernel and rows that are not
 whole float4 runs. Each is compiled for cpu and opencl with
 FLAGOS_FUSE_TRACE=1, which must report one fused node (none for `shared`), and
@@ -50,8 +54,10 @@ def model(kind, rng):
     dt, npdt = (TensorProto.FLOAT16, np.float16) if f16 else (TensorProto.FLOAT, np.float32)
     w = (rng.standard_normal((K, N)) / np.sqrt(K)).astype(npdt)
     b = rng.standard_normal(N).astype(npdt)
-    gamma = (1 + 0.1 * rng.standard_normal(N)).astype(npdt)
-    beta = (0.1 * rng.standard_normal(N)).astype(npdt)
+    axis1 = kind == "axis1"
+    nshape = (N,)
+    gamma = (1 + 0.1 * rng.standard_normal(nshape)).astype(npdt)
+    beta = (0.1 * rng.standard_normal(nshape)).astype(npdt)
     inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b"),
              numpy_helper.from_array(gamma, "gamma"), numpy_helper.from_array(beta, "beta"),
              numpy_helper.from_array(np.array([1, M, N], np.int64), "shp")]
@@ -63,7 +69,7 @@ def model(kind, rng):
         outs = ["z"]
     else:
         nodes = [n("Gemm", ["x", "w", "b"], ["p"]), n("Reshape", ["p", "shp"], ["pb"]), n("Add", ["pb", "r"], ["s"]),
-                 n("LayerNormalization", ["s", "gamma", "beta"], ["z"], axis=-1, epsilon=EPS),
+                 n("LayerNormalization", ["s", "gamma", "beta"], ["z"], axis=1 if axis1 else -1, epsilon=EPS),
                  n("Mul", ["s", "z"], ["y"])]
         outs = ["y"] + (["p"] if kind == "shared" else [])
     xshape = [1, M, K] if bert else [M, K]
@@ -77,8 +83,9 @@ def model(kind, rng):
     # the reference in float64 from the same (rounded) values
     x, r = (feeds[k].astype(np.float64) for k in ("x", "r"))
     s = (x.reshape(M, K) @ w.astype(np.float64) + b.astype(np.float64)).reshape(1, M, N) + r
-    mu = s.mean(-1, keepdims=True)
-    var = ((s - mu) ** 2).mean(-1, keepdims=True)
+    axes = (1, 2) if axis1 else -1
+    mu = s.mean(axes, keepdims=True)
+    var = ((s - mu) ** 2).mean(axes, keepdims=True)
     z = (s - mu) / np.sqrt(var + EPS) * gamma.astype(np.float64) + (0 if bert else beta.astype(np.float64))
     ref = {"z": z, "y": s * z}
     if kind == "shared":
@@ -98,7 +105,7 @@ def main():
     has_opencl = "  opencl:0" in run([flagos, "devices"]).stdout
     failed = 0
     rng = np.random.default_rng(11)
-    for kind in ("gpt2", "bert", "f16", "shared"):
+    for kind in ("gpt2", "bert", "f16", "shared", "axis1"):
         m, npdt, feeds, ref = model(kind, rng)
         path = os.path.join(work, kind + ".onnx")
         onnx.save(m, path)
@@ -109,7 +116,7 @@ def main():
             args += ["-i", "%s=%s" % (name, f)]
         bundle = os.path.join(work, kind + ".flagos")
         c = run([flagos, "compile", path, "--target", "cpu,opencl", "-o", bundle], {"FLAGOS_FUSE_TRACE": "1"})
-        want = 0 if kind == "shared" else 1
+        want = 0 if kind in ("shared", "axis1") else 1
         got = c.stderr.count("residual Add and LayerNormalization as its epilogue")
         if c.returncode != 0 or got != want:
             print("FAIL %s: compile exit %d, %d fused node(s), want %d\n%s" % (kind, c.returncode, got, want, c.stderr))
