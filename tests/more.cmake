@@ -47,40 +47,34 @@ add_test(NAME cli_tune COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_tune_cli.sh 
 set_tests_properties(cli_tune PROPERTIES LABELS "unit" TIMEOUT 300 RUN_SERIAL TRUE
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
 
+# A test of tests/cli that runs the flagos binary: python3 SCRIPT FLAGOS WORK_DIR,
+# unit-labelled, 77 meaning skipped (no numpy, onnx or onnxruntime).
+function(flagos_cli_test name script work timeout)
+  add_test(NAME ${name}
+    COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/${script} $<TARGET_FILE:flagos_cli>
+            ${CMAKE_CURRENT_BINARY_DIR}/${work})
+  set_tests_properties(${name} PROPERTIES LABELS "unit" TIMEOUT ${timeout} SKIP_RETURN_CODE 77
+    ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+endfunction()
+
 # One bundle for cpu, cuda and opencl, run on each device kind present (cpu
 # always, opencl through PoCL in CI, cuda on a GPU machine) against ONNX Runtime;
 # the absent kinds are reported as skipped (tests/cli/test_three_chips.py).
-add_test(NAME three_chips
-  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_three_chips.py $<TARGET_FILE:flagos_cli>
-          ${CMAKE_CURRENT_BINARY_DIR}/three-chips)
-set_tests_properties(three_chips PROPERTIES LABELS "unit" TIMEOUT 900 SKIP_RETURN_CODE 77
-  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+flagos_cli_test(three_chips test_three_chips.py three-chips 900)
 
 # Attention fusion and the opencl "attention" call against ONNX Runtime: cpu,
 # and opencl with and without the call where present (tests/cli/test_attention.py).
-add_test(NAME attention_fusion
-  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_attention.py $<TARGET_FILE:flagos_cli>
-          ${CMAKE_CURRENT_BINARY_DIR}/attention-fusion)
-set_tests_properties(attention_fusion PROPERTIES LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
-  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+flagos_cli_test(attention_fusion test_attention.py attention-fusion 600)
 
 # Activation fusion and the opencl gemm/conv calls with an activation against
 # NumPy: cpu, and opencl with the call taken, declined and off where present
 # (tests/cli/test_activation.py).
-add_test(NAME activation_fusion
-  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_activation.py $<TARGET_FILE:flagos_cli>
-          ${CMAKE_CURRENT_BINARY_DIR}/activation-fusion)
-set_tests_properties(activation_fusion PROPERTIES LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
-  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+flagos_cli_test(activation_fusion test_activation.py activation-fusion 600)
 
 # Norm fusion and the opencl gemm_norm call (a product, its residual Add and
 # LayerNormalization) against NumPy: cpu, and opencl with the call taken over
 # K slices and unsplit, declined and off where present (tests/cli/test_norm.py).
-add_test(NAME norm_fusion
-  COMMAND python3 ${CMAKE_CURRENT_SOURCE_DIR}/cli/test_norm.py $<TARGET_FILE:flagos_cli>
-          ${CMAKE_CURRENT_BINARY_DIR}/norm-fusion)
-set_tests_properties(norm_fusion PROPERTIES LABELS "unit" TIMEOUT 600 SKIP_RETURN_CODE 77
-  ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends")
+flagos_cli_test(norm_fusion test_norm.py norm-fusion 600)
 
 # Real architectures exported from PyTorch at test time, compared with ONNX Runtime (tests/models/README.md).
 include(${CMAKE_CURRENT_LIST_DIR}/models/models.cmake)

@@ -40,13 +40,7 @@ static flagos_status_t infer_attention(ops_ctx_t *c) {
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT,
                    "needs a graph attribute '%s' of three nodes or more with the node's inputs and its one output",
                    OPS_FUSED_BODY);
-  ops_seq_t s;
-  FL_TRY(ops_seq_infer(c, b, &s));
-  const ops_tensor_info_t *t = ops_seq_produced(&s, b, b->outputs[0], s.n);
-  if (!t || !t->present || t->kind != FIR_TYPE_TENSOR)
-    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's output is not a tensor its nodes produce");
-  ops_set_out(c, 0, t->dtype, t->rank, t->dims);
-  return NULL;
+  return ops_seq_infer_outputs(c, b);
 }
 
 /* ---- the library call ---- */
@@ -354,15 +348,10 @@ static flagos_status_t lower_attention(ops_ctx_t *c) {
   return lower_body(c, &why_not);
 }
 
-static double flops_attention(const ops_ctx_t *c) {
-  const fir_graph_t *b = body_of(c);
-  return b ? ops_seq_flops(c, b) : -1;
-}
-
 const char *ops_attention_why_not(fl_arena_t *a, const fir_node_t *n) { return ops_seq_trial(a, n, lower_body); }
 
 const ops_def_t ops_family_attention_fused[] = {
     {.op_type = OPS_ATTENTION_OP, .domain = OPS_FUSED_DOMAIN, .infer = infer_attention, .lower = lower_attention,
-     .flops = flops_attention},
+     .flops = ops_seq_flops},
     {.op_type = NULL},
 };

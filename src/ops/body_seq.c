@@ -7,27 +7,28 @@
 
 #define AR (c->arena)
 
-int ops_seq_input_index(const fir_graph_t *b, const fir_value_t *v) {
+static int input_index(const fir_graph_t *b, const fir_value_t *v) {
   for (int k = 0; k < b->n_inputs; k++)
     if (b->inputs[k] == v) return k;
   return -1;
 }
 
-int ops_seq_output_index(const fir_graph_t *b, const fir_value_t *v) {
+static int output_index(const fir_graph_t *b, const fir_value_t *v) {
   for (int k = 0; k < b->n_outputs; k++)
     if (b->outputs[k] == v) return k;
   return -1;
 }
 
 /* The context of the body node that produces v and its output index. */
-const ops_tensor_info_t *ops_seq_produced(const ops_seq_t *s, const fir_graph_t *b, const fir_value_t *v, int upto) {
+static const ops_tensor_info_t *produced(const ops_seq_t *s, const fir_graph_t *b, const fir_value_t *v, int upto) {
   for (int i = 0; i < upto; i++)
     for (int o = 0; o < b->nodes[i]->n_outputs; o++)
       if (b->nodes[i]->outputs[o] == v) return &s->sub[i]->out[o];
   return NULL;
 }
 
-flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) {
+/* Infers b's nodes in order (each static, with a lowering that runs on the device). */
+static flagos_status_t seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) {
   s->n = b->n_nodes;
   s->sub = fl_arena_alloc(AR, sizeof(*s->sub) * (size_t)s->n);
   s->def = fl_arena_alloc(AR, sizeof(*s->def) * (size_t)s->n);
@@ -41,8 +42,8 @@ flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) 
     ops_tensor_info_t *out = fl_arena_alloc(AR, sizeof(*out) * (size_t)(bn->n_outputs + 1));
     for (int j = 0; j < bn->n_inputs; j++) {
       const fir_value_t *v = bn->inputs[j];
-      int k = v ? ops_seq_input_index(b, v) : -1;
-      const ops_tensor_info_t *t = v && k < 0 ? ops_seq_produced(s, b, v, i) : NULL;
+      int k = v ? input_index(b, v) : -1;
+      const ops_tensor_info_t *t = v && k < 0 ? produced(s, b, v, i) : NULL;
       if (!v) ops_info_from_value(&in[j], NULL);
       else if (k >= 0) in[j] = c->in[k];
       else if (t) in[j] = *t;
@@ -69,14 +70,14 @@ flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) 
 
 /* Where the body's values live in the node: the inputs, the outputs, and a
  * temporary for each value one body node hands the next. */
-flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) {
+static flagos_status_t seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) {
   s->where = fl_arena_alloc(AR, sizeof(*s->where) * (size_t)(b->n_values + 1));
   for (int i = 0; i < b->n_values; i++) s->where[i].index = -1;
   for (int k = 0; k < b->n_inputs; k++) s->where[b->inputs[k]->id] = (ops_bind_t){OPS_BIND_INPUT, k};
   s->alias = fl_arena_alloc(AR, sizeof(bool) * (size_t)(s->n + 1));
   for (int i = 0; i < s->n; i++) {
     const fir_node_t *bn = b->nodes[i];
-    if (fir_node_is_view(bn) && bn->n_outputs == 1 && bn->outputs[0] && ops_seq_output_index(b, bn->outputs[0]) < 0 &&
+    if (fir_node_is_view(bn) && bn->n_outputs == 1 && bn->outputs[0] && output_index(b, bn->outputs[0]) < 0 &&
         bn->n_inputs >= 1 && bn->inputs[0] && s->where[bn->inputs[0]->id].index >= 0) {
       s->alias[i] = true;
       s->where[bn->outputs[0]->id] = s->where[bn->inputs[0]->id];
@@ -102,10 +103,10 @@ flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s) 
 
 /* Body node i lowered, its kernels appended to c's steps with their buffers
  * bound to where the body's values live. */
-flagos_status_t ops_seq_lower_one(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int i) {
+static flagos_status_t seq_lower_one(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int i) {
   ops_ctx_t *sc = s->sub[i];
   const fir_node_t *bn = b->nodes[i];
-  if (s->alias && s->alias[i]) return NULL; /* a view: its output is its input's bytes */
+  if (s->alias[i]) return NULL; /* a view: its output is its input's bytes */
   sc->kernel_prefix = fl_arena_printf(AR, "%s_%d", c->kernel_prefix ? c->kernel_prefix : "k", i);
   FL_TRY(s->def[i]->lower(sc));
   int *tmap = fl_arena_alloc(AR, sizeof(int) * (size_t)(sc->n_temps + 1));
@@ -148,10 +149,12 @@ const fir_value_t *ops_seq_outer(const fir_graph_t *b, const fir_node_t *n, cons
   return v;
 }
 
-double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b) {
-  ops_ctx_t tmp = *c; /* ops_seq_infer only reads the node and its inputs */
+double ops_seq_flops(const ops_ctx_t *c) {
+  const fir_graph_t *b = ops_fused_body(c->node);
+  if (!b) return -1;
+  ops_ctx_t tmp = *c; /* seq_infer only reads the node and its inputs */
   ops_seq_t s;
-  flagos_status_t st = ops_seq_infer(&tmp, b, &s);
+  flagos_status_t st = seq_infer(&tmp, b, &s);
   if (st) {
     flagos_status_free(st);
     return -1;
@@ -163,6 +166,18 @@ double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b) {
     sum += f;
   }
   return sum;
+}
+
+flagos_status_t ops_seq_infer_outputs(ops_ctx_t *c, const fir_graph_t *b) {
+  ops_seq_t s;
+  FL_TRY(seq_infer(c, b, &s));
+  for (int k = 0; k < b->n_outputs; k++) {
+    const ops_tensor_info_t *t = produced(&s, b, b->outputs[k], s.n);
+    if (!t || !t->present || t->kind != FIR_TYPE_TENSOR)
+      return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's output %d is not a tensor its nodes produce", k);
+    ops_set_out(c, k, t->dtype, t->rank, t->dims);
+  }
+  return NULL;
 }
 
 const char *ops_seq_trial(fl_arena_t *a, const fir_node_t *n, ops_seq_lower_fn lower) {
@@ -183,11 +198,11 @@ const char *ops_seq_trial(fl_arena_t *a, const fir_node_t *n, ops_seq_lower_fn l
 }
 
 flagos_status_t ops_seq_lower_all(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int *first) {
-  FL_TRY(ops_seq_infer(c, b, s));
-  FL_TRY(ops_seq_place(c, b, s));
+  FL_TRY(seq_infer(c, b, s));
+  FL_TRY(seq_place(c, b, s));
   for (int i = 0; i < b->n_nodes; i++) {
     first[i] = c->n_steps;
-    FL_TRY(ops_seq_lower_one(c, b, s, i));
+    FL_TRY(seq_lower_one(c, b, s, i));
   }
   first[b->n_nodes] = c->n_steps;
   return NULL;

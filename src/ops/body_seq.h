@@ -23,18 +23,6 @@ typedef struct ops_seq {
   bool *alias;
 } ops_seq_t;
 
-/* Index of v among b's inputs, or -1. */
-int ops_seq_input_index(const fir_graph_t *b, const fir_value_t *v);
-/* Index of v among b's outputs, or -1. */
-int ops_seq_output_index(const fir_graph_t *b, const fir_value_t *v);
-/* The output of a body node before node `upto` that is v, or NULL. */
-const ops_tensor_info_t *ops_seq_produced(const ops_seq_t *s, const fir_graph_t *b, const fir_value_t *v, int upto);
-/* Infers b's nodes in order (each static, with a lowering that runs on the device). */
-flagos_status_t ops_seq_infer(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s);
-/* Places b's values: inputs, outputs, a temporary for each value handed on. */
-flagos_status_t ops_seq_place(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s);
-/* Lowers body node i, its kernels appended to c's steps. */
-flagos_status_t ops_seq_lower_one(ops_ctx_t *c, const fir_graph_t *b, ops_seq_t *s, int i);
 /* A fused node's lowering that also says why its first kernel carries no call
  * (*why_not NULL: it does). */
 typedef flagos_status_t (*ops_seq_lower_fn)(ops_ctx_t *c, const char **why_not);
@@ -55,8 +43,12 @@ bool ops_seq_call_on(const char *env);
  * product's first kernel, its kernels first[0]..end) that call, where it ended
  * the node, now skips only the product's later kernels. */
 void ops_seq_call_first(ops_ctx_t *c, kir_libcall_t *product_call, int at, int end);
-/* The body's flops (the sum of its nodes'), or -1 where unknown. */
-double ops_seq_flops(const ops_ctx_t *c, const fir_graph_t *b);
+/* A fused node's flops (ops_def_t.flops): the sum of its body's nodes', or -1
+ * where unknown or the node has no body. */
+double ops_seq_flops(const ops_ctx_t *c);
+/* Infers b's nodes and sets the node's outputs from the body's (body output k
+ * is the node's output k): a fused node's infer, once its body is checked. */
+flagos_status_t ops_seq_infer_outputs(ops_ctx_t *c, const fir_graph_t *b);
 /* What a body value is in node n whose body b holds it: n's input for a body
  * input, else itself. */
 const fir_value_t *ops_seq_outer(const fir_graph_t *b, const fir_node_t *n, const fir_value_t *v);

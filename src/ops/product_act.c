@@ -3,7 +3,9 @@
  * or tanh form, ReLU), as one node (src/passes/fuse_activation.c builds it;
  * docs/fusion.md describes it).
  *
- * The `body` graph holds the two nodes. The lowering is:
+ * The `body` graph holds the two nodes, or three with the view between them
+ * (PyTorch's exporters reshape a Gemm's 2-D output back: an alias in the body,
+ * body_seq.c). The lowering is:
  * - first, where the product's first kernel carries a library call (gemm or
  *   conv, docs/kernel-ir.md), a kernel of no points carrying the same call
  *   with the activation as its last int, writing the node's output (ends_node):
@@ -184,27 +186,25 @@ int ops_activation_of(const fir_node_t *q, const fir_value_t *x, ops_const_fn ko
 
 /* ---- the node ---- */
 
+/* The body: the product, perhaps a view of its output, then the activation
+ * giving the node's one output. */
 static const fir_graph_t *body_of(const ops_ctx_t *c) {
   const fir_graph_t *b = ops_fused_body(c->node);
-  return b && b->n_nodes == 2 && b->n_inputs == c->n_in && b->n_outputs == 1 && c->n_out == 1 &&
-                 b->outputs[0] == b->nodes[1]->outputs[0] && b->nodes[0]->n_outputs == 1
-             ? b
-             : NULL;
+  if (!b || (b->n_nodes != 2 && b->n_nodes != 3) || b->n_inputs != c->n_in || b->n_outputs != 1 || c->n_out != 1 ||
+      b->outputs[0] != b->nodes[b->n_nodes - 1]->outputs[0] || b->nodes[0]->n_outputs != 1)
+    return NULL;
+  const fir_node_t *r = b->n_nodes == 3 ? b->nodes[1] : NULL;
+  return !r || (fir_node_is_view(r) && r->n_outputs == 1 && r->inputs[0] == b->nodes[0]->outputs[0]) ? b : NULL;
 }
 
 static flagos_status_t infer_pa(ops_ctx_t *c) {
   const fir_graph_t *b = body_of(c);
   if (!b)
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT,
-                   "needs a graph attribute '%s' of two nodes, the second giving the node's one output",
+                   "needs a graph attribute '%s' of two nodes (three with a view between), the last giving the "
+                   "node's one output",
                    OPS_FUSED_BODY);
-  ops_seq_t s;
-  FL_TRY(ops_seq_infer(c, b, &s));
-  const ops_tensor_info_t *t = ops_seq_produced(&s, b, b->outputs[0], s.n);
-  if (!t || !t->present || t->kind != FIR_TYPE_TENSOR)
-    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's output is not a tensor its nodes produce");
-  ops_set_out(c, 0, t->dtype, t->rank, t->dims);
-  return NULL;
+  return ops_seq_infer_outputs(c, b);
 }
 
 /* A body value's constant: the node's input it is, if that is an initializer. */
@@ -262,15 +262,18 @@ static const char *act_call(ops_ctx_t *c, int at, int end, ops_bind_t p, int act
 
 static flagos_status_t lower_body(ops_ctx_t *c, const char **why_not) {
   const fir_graph_t *b = body_of(c);
-  if (!b) return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "needs a graph attribute '%s' of two nodes", OPS_FUSED_BODY);
+  if (!b)
+    return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "needs a graph attribute '%s' of two or three nodes", OPS_FUSED_BODY);
   ops_seq_t s;
-  int first[3];
+  int first[4];
   FL_TRY(ops_seq_lower_all(c, b, &s, first));
-  const fir_value_t *pv = b->nodes[0]->outputs[0];
+  /* the activation reads the product's output, or the view of it (an alias: no kernel, the same bytes) */
+  const fir_value_t *pv = b->nodes[0]->outputs[0], *x = b->n_nodes == 3 ? b->nodes[1]->outputs[0] : pv;
   outer_ctx_t oc = {b, c->node};
-  int act = ops_activation_of(b->nodes[1], pv, outer_const, &oc, c->out[0].dtype);
+  int act = ops_activation_of(b->nodes[b->n_nodes - 1], x, outer_const, &oc, c->out[0].dtype);
   if (!ops_seq_call_on("FLAGOS_ACTIVATION_CALL")) *why_not = "FLAGOS_ACTIVATION_CALL=0";
-  else if (!act) *why_not = "the second node is not GELU (erf or tanh form) or ReLU of the product's output";
+  else if (b->n_nodes == 3 && !s.alias[1]) *why_not = "the node between the product and the activation is not a view";
+  else if (!act) *why_not = "the last node is not GELU (erf or tanh form) or ReLU of the product's output";
   else if (first[1] == first[0]) *why_not = "the product has no kernel";
   else if (c->out[0].dtype != s.sub[0]->out[0].dtype) *why_not = "the activation changes the dtype";
   else *why_not = act_call(c, first[0], first[1], s.where[pv->id], act);
@@ -282,15 +285,10 @@ static flagos_status_t lower_pa(ops_ctx_t *c) {
   return lower_body(c, &why_not);
 }
 
-static double flops_pa(const ops_ctx_t *c) {
-  const fir_graph_t *b = body_of(c);
-  return b ? ops_seq_flops(c, b) : -1;
-}
-
 const char *ops_product_act_why_not(fl_arena_t *a, const fir_node_t *n) { return ops_seq_trial(a, n, lower_body); }
 
 const ops_def_t ops_family_product_act[] = {
     {.op_type = OPS_PRODUCT_ACT_OP, .domain = OPS_FUSED_DOMAIN, .infer = infer_pa, .lower = lower_pa,
-     .flops = flops_pa},
+     .flops = ops_seq_flops},
     {.op_type = NULL},
 };

@@ -47,15 +47,7 @@ static flagos_status_t infer_pn(ops_ctx_t *c) {
     return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT,
                    "needs a graph attribute '%s' of two or three nodes, the last giving the node's outputs",
                    OPS_FUSED_BODY);
-  ops_seq_t s;
-  FL_TRY(ops_seq_infer(c, b, &s));
-  for (int k = 0; k < b->n_outputs; k++) {
-    const ops_tensor_info_t *t = ops_seq_produced(&s, b, b->outputs[k], s.n);
-    if (!t || !t->present || t->kind != FIR_TYPE_TENSOR)
-      return ops_err(c, FLAGOS_ERR_INVALID_ARGUMENT, "the body's output %d is not a tensor its nodes produce", k);
-    ops_set_out(c, k, t->dtype, t->rank, t->dims);
-  }
-  return NULL;
+  return ops_seq_infer_outputs(c, b);
 }
 
 /* The pair's Add and LayerNormalization (body nodes of l), or false. */
@@ -180,15 +172,10 @@ static flagos_status_t lower_pn(ops_ctx_t *c) {
   return lower_body(c, &why_not);
 }
 
-static double flops_pn(const ops_ctx_t *c) {
-  const fir_graph_t *b = body_of(c);
-  return b ? ops_seq_flops(c, b) : -1;
-}
-
 const char *ops_product_norm_why_not(fl_arena_t *a, const fir_node_t *n) { return ops_seq_trial(a, n, lower_body); }
 
 const ops_def_t ops_family_product_norm[] = {
     {.op_type = OPS_PRODUCT_NORM_OP, .domain = OPS_FUSED_DOMAIN, .infer = infer_pn, .lower = lower_pn,
-     .flops = flops_pn},
+     .flops = ops_seq_flops},
     {.op_type = NULL},
 };

@@ -37,70 +37,18 @@ static const fir_tensor_t *graph_const(const fir_value_t *v, const void *ctx) {
   return v && v->init && !w->graph_input[v->id] ? v->init : NULL;
 }
 
-/* The activation as one ONNX node of the body, for a pair with a view between
- * (the pass moves the view after the fused node): Gelu (erf or tanh) or Relu
- * of the product's output `in`, giving `out`. */
-static void canonical_act(fir_model_t *m, fir_graph_t *body, int act, fir_value_t *in, fir_value_t *out) {
-  fir_node_t *an = fir_node_create(body, act == OPS_ACT_RELU ? "Relu" : "Gelu", "", fir_fresh_name(m, "act"), 1, &in,
-                                   1, &out);
-  an->opset = act == OPS_ACT_RELU ? 14 : 20;
-  if (act == OPS_ACT_GELU_TANH) {
-    fir_attr_t *at = fir_node_add_attr(an, "approximate", FIR_ATTR_STRING);
-    at->s = "tanh";
-    at->s_len = 4;
+/* The fused node of p, the view r between them if any (q reads r's output, r
+ * the product's) and q, in g where the trial lowering takes it, else NULL. */
+static fir_node_t *build(fir_model_t *m, fir_node_t *p, fir_node_t *r, fir_node_t *q, fl_arena_t *a) {
+  fir_node_t *nodes[3] = {p, r ? r : q, q};
+  const char *name = fl_arena_printf(m->arena, "%s_act", p->name[0] ? p->name : p->op_type), *why_not;
+  fir_node_t *fn = pass_fuse_nodes(m, OPS_PRODUCT_ACT_OP, name, nodes, r ? 3 : 2, ops_product_act_why_not, a, &why_not);
+  if (getenv("FLAGOS_FUSE_TRACE")) {
+    if (!fn) fprintf(stderr, "flagos fuse: no activation epilogue for '%s' and '%s': %s\n", p->name, q->name, why_not);
+    else
+      fprintf(stderr, "flagos fuse: '%s' = %s with %s as its epilogue%s (%d inputs)\n", name, p->op_type, q->op_type,
+              r ? ", through a view" : "", fn->n_inputs);
   }
-}
-
-/* The fused node of p and q in g where the trial lowering takes it, else
- * NULL. With a view r between them (q reads r's output, r the product's), the
- * body is p and the activation as one ONNX node (act), and r is made again
- * after the fused node, its output q's: an activation commutes with a view. */
-static fir_node_t *build(fir_model_t *m, fir_node_t *p, const fir_node_t *r, fir_node_t *q, int act, fl_arena_t *a) {
-  fir_graph_t *g = m->graph;
-  fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(p->n_inputs + q->n_inputs + 1));
-  const fir_node_t *both[2] = {p, q};
-  int n_ins = pass_fused_inputs(both, r ? 1 : 2, ins);
-  const char *name = fl_arena_printf(m->arena, "%s_act", p->name[0] ? p->name : p->op_type);
-  fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
-  fir_graph_t *body = pass_new_body(m, name, ins, n_ins, bmap);
-  const fir_node_t *bp = pass_move_node(m, body, p, bmap, a);
-  fir_value_t *out = q->outputs[0];
-  if (r) {
-    const fir_type_t *pt = p->outputs[0]->type;
-    fir_value_t *bout = fir_value_create(body, fir_fresh_name(m, "act"), fir_type_clone(m, pt));
-    canonical_act(m, body, act, bp->outputs[0], bout);
-    fir_graph_add_output(body, bout);
-    out = fir_value_create(g, fir_fresh_name(m, name), fir_type_clone(m, pt));
-  } else {
-    fir_graph_add_output(body, pass_move_node(m, body, q, bmap, a)->outputs[0]);
-  }
-  fir_attr_t attr = {.name = OPS_FUSED_BODY, .kind = FIR_ATTR_GRAPH, .g = body};
-  fir_node_t probe = {.name = name, .op_type = OPS_PRODUCT_ACT_OP, .domain = OPS_FUSED_DOMAIN, .opset = 1,
-                      .n_inputs = n_ins, .inputs = ins, .n_outputs = 1, .outputs = &out,
-                      .n_attrs = 1, .attrs = &attr, .graph = g};
-  const char *why_not = ops_product_act_why_not(a, &probe);
-  if (why_not && getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: no activation epilogue for '%s' and '%s': %s\n", p->name, q->name, why_not);
-  if (why_not) {
-    pass_nest_subgraphs(p, g);
-    pass_nest_subgraphs(q, g);
-    return NULL;
-  }
-  fir_node_t *fn = fir_node_create(g, OPS_PRODUCT_ACT_OP, OPS_FUSED_DOMAIN, name, n_ins, ins, 1, &out);
-  fir_node_add_attr(fn, OPS_FUSED_BODY, FIR_ATTR_GRAPH)->g = body;
-  if (r) {
-    /* the view again, now of the fused node's output, giving q's output */
-    fir_value_t **rin = fl_arena_alloc(a, sizeof(*rin) * (size_t)(r->n_inputs + 1));
-    memcpy(rin, r->inputs, sizeof(*rin) * (size_t)r->n_inputs);
-    rin[0] = out;
-    fir_node_t *rn = fir_node_create(g, r->op_type, r->domain, fir_fresh_name(m, r->name[0] ? r->name : "view"),
-                                     r->n_inputs, rin, 1, &q->outputs[0]);
-    rn->n_attrs = r->n_attrs;
-    rn->attrs = r->attrs;
-  }
-  if (getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: '%s' = %s with %s as its epilogue%s (%d inputs)\n", name, p->op_type, q->op_type,
-            r ? ", the view after it" : "", n_ins);
   return fn;
 }
 
@@ -113,8 +61,7 @@ flagos_status_t pass_fuse_activation(fir_model_t *m, int *n_fused) {
   bool *graph_input = fl_arena_alloc(a, sizeof(bool) * (size_t)(g->n_values + 1));
   pass_mark_graph_inputs(g, graph_input);
   walk_t w = {graph_input};
-  /* the fused nodes are appended, and a view after each that had one */
-  bool *dead = fl_arena_alloc(a, sizeof(bool) * (size_t)(3 * n + 1));
+  bool *dead = fl_arena_alloc(a, sizeof(bool) * (size_t)(2 * n + 1)); /* the fused nodes are appended */
   int fused = 0;
   for (int i = 0; i < n; i++) {
     fir_node_t *q = g->nodes[i];
@@ -143,8 +90,7 @@ flagos_status_t pass_fuse_activation(fir_model_t *m, int *n_fused) {
         fir_type_equal(x->type, q->outputs[0]->type) &&
         (!r || fir_type_numel(x->type) == fir_type_numel(p->outputs[0]->type)))
       act = ops_activation_of(q, x, graph_const, &w, x->type->dtype);
-    if (!act || !build(m, p, r, q, act, a)) continue;
-    if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
+    if (!act || !build(m, p, r, q, a)) continue;
     dead[p->id] = dead[q->id] = true;
     if (r) dead[r->id] = true;
     fused++;

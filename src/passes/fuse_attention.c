@@ -45,8 +45,6 @@ static bool softmax_like(const fir_node_t *n) {
  * them alone, directly or through one view they alone read, every part so:
  * pre[0] the Split, then the views; returns their number (0: none such). */
 static int split_prefix(fir_node_t *const *t, const int *readers, const bool *dead, int n, fir_node_t **pre) {
-  const char *e = getenv("FLAGOS_FUSE_ATTENTION_SPLIT");
-  if (e && strcmp(e, "0") == 0) return 0;
   fir_node_t *sp = NULL;
   int n_pre = 1;
   unsigned parts = 0; /* the Split's outputs seen, a bit each */
@@ -78,42 +76,23 @@ static int split_prefix(fir_node_t *const *t, const int *readers, const bool *de
 }
 
 /* The fused node of triple t (after the n_pre nodes of pre: a Split and its
- * views), in g where the trial lowering takes it, else NULL (the nodes'
- * subgraphs nest in g again). */
+ * views), in g where the trial lowering takes it, else NULL. */
 static fir_node_t *build(fir_model_t *m, fir_node_t *const *t, fir_node_t *const *pre, int n_pre, fl_arena_t *a) {
-  fir_graph_t *g = m->graph;
   fir_node_t *all[12];
-  int n_all = 0, n_in_all = 0;
+  int n_all = 0;
   for (int i = 0; i < n_pre; i++) all[n_all++] = pre[i];
   for (int i = 0; i < 3; i++) all[n_all++] = t[i];
-  for (int i = 0; i < n_all; i++) n_in_all += all[i]->n_inputs;
-  fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(n_in_all + 1));
-  int n_ins = pass_fused_inputs((const fir_node_t *const *)all, n_all, ins);
-  const char *name = fl_arena_printf(m->arena, "%s_attention", t[1]->name[0] ? t[1]->name : "softmax");
-  fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
-  fir_graph_t *body = pass_new_body(m, name, ins, n_ins, bmap);
-  const fir_node_t *last = NULL;
-  for (int i = 0; i < n_all; i++) last = pass_move_node(m, body, all[i], bmap, a);
-  fir_graph_add_output(body, last->outputs[0]);
-  fir_attr_t attr = {.name = OPS_FUSED_BODY, .kind = FIR_ATTR_GRAPH, .g = body};
-  fir_node_t probe = {.name = name, .op_type = OPS_ATTENTION_OP, .domain = OPS_FUSED_DOMAIN, .opset = 1,
-                      .n_inputs = n_ins, .inputs = ins, .n_outputs = 1, .outputs = t[2]->outputs,
-                      .n_attrs = 1, .attrs = &attr, .graph = g};
-  const char *why_not = ops_attention_why_not(a, &probe);
-  if (why_not && getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: no attention of '%s', '%s' and '%s'%s%s: %s\n", t[0]->name, t[1]->name, t[2]->name,
-            n_pre ? " with the Split " : "", n_pre ? pre[0]->name : "", why_not);
-  if (why_not) {
-    for (int i = 0; i < n_all; i++) pass_nest_subgraphs(all[i], g);
-    return NULL;
+  const char *name = fl_arena_printf(m->arena, "%s_attention", t[1]->name[0] ? t[1]->name : "softmax"), *why_not;
+  fir_node_t *fn = pass_fuse_nodes(m, OPS_ATTENTION_OP, name, all, n_all, ops_attention_why_not, a, &why_not);
+  if (getenv("FLAGOS_FUSE_TRACE")) {
+    if (!fn)
+      fprintf(stderr, "flagos fuse: no attention of '%s', '%s' and '%s'%s%s: %s\n", t[0]->name, t[1]->name,
+              t[2]->name, n_pre ? " with the Split " : "", n_pre ? pre[0]->name : "", why_not);
+    else
+      fprintf(stderr, "flagos fuse: '%s' = %s, %s and %s as one attention (%d inputs)%s%s%s\n", name, t[0]->op_type,
+              t[1]->op_type, t[2]->op_type, fn->n_inputs, n_pre ? ", reading the input of the Split '" : "",
+              n_pre ? pre[0]->name : "", n_pre ? "' in place" : "");
   }
-  fir_value_t *out = t[2]->outputs[0];
-  fir_node_t *fn = fir_node_create(g, OPS_ATTENTION_OP, OPS_FUSED_DOMAIN, name, n_ins, ins, 1, &out);
-  fir_node_add_attr(fn, OPS_FUSED_BODY, FIR_ATTR_GRAPH)->g = body;
-  if (getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: '%s' = %s, %s and %s as one attention (%d inputs)%s%s%s\n", name, t[0]->op_type,
-            t[1]->op_type, t[2]->op_type, n_ins, n_pre ? ", reading the input of the Split '" : "",
-            n_pre ? pre[0]->name : "", n_pre ? "' in place" : "");
   return fn;
 }
 
@@ -123,6 +102,8 @@ flagos_status_t pass_fuse_attention(fir_model_t *m, int *n_fused) {
   fir_graph_t *g = m->graph;
   fl_arena_t *a = fl_arena_create();
   int n = g->n_nodes, *readers = pass_round_readers(g, a);
+  const char *se = getenv("FLAGOS_FUSE_ATTENTION_SPLIT");
+  bool with_split = !(se && strcmp(se, "0") == 0);
   /* the one node reading each value that one node alone reads */
   fir_node_t **reader = fl_arena_alloc(a, sizeof(*reader) * (size_t)(g->n_values + 1));
   for (int i = 0; i < n; i++)
@@ -142,11 +123,10 @@ flagos_status_t pass_fuse_attention(fir_model_t *m, int *n_fused) {
       fir_node_t *p = v && v->graph == g && readers[v->id] == 1 ? v->producer : NULL;
       if (!p || p->graph != g || p->id >= n || dead[p->id] || p == c || !fusable(p)) continue;
       fir_node_t *t[3] = {p, s, c}, *pre[9];
-      int n_pre = split_prefix(t, readers, dead, n, pre);
+      int n_pre = with_split ? split_prefix(t, readers, dead, n, pre) : 0;
       bool ok = n_pre && build(m, t, pre, n_pre, a);
       if (!ok) n_pre = 0, ok = build(m, t, pre, 0, a) != NULL;
       if (!ok) continue;
-      if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
       dead[p->id] = dead[s->id] = dead[c->id] = true;
       for (int j = 0; j < n_pre; j++) dead[pre[j]->id] = true;
       fused++;

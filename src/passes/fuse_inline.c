@@ -128,6 +128,34 @@ fir_graph_t *pass_new_body(fir_model_t *m, const char *name, fir_value_t *const 
   return body;
 }
 
+fir_node_t *pass_fuse_nodes(fir_model_t *m, const char *op, const char *name, fir_node_t *const *nodes, int n_nodes,
+                            pass_why_not_fn why_not, fl_arena_t *a, const char **why) {
+  fir_graph_t *g = m->graph;
+  int n_in_all = 0;
+  for (int i = 0; i < n_nodes; i++) n_in_all += nodes[i]->n_inputs;
+  fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(n_in_all + 1));
+  int n_ins = pass_fused_inputs((const fir_node_t *const *)nodes, n_nodes, ins);
+  fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
+  fir_graph_t *body = pass_new_body(m, name, ins, n_ins, bmap);
+  const fir_node_t *last = NULL;
+  for (int i = 0; i < n_nodes; i++) last = pass_move_node(m, body, nodes[i], bmap, a);
+  for (int k = 0; k < last->n_outputs; k++) fir_graph_add_output(body, last->outputs[k]);
+  const fir_node_t *tail = nodes[n_nodes - 1];
+  fir_attr_t attr = {.name = OPS_FUSED_BODY, .kind = FIR_ATTR_GRAPH, .g = body};
+  fir_node_t probe = {.name = name, .op_type = op, .domain = OPS_FUSED_DOMAIN, .opset = 1, .n_inputs = n_ins,
+                      .inputs = ins, .n_outputs = tail->n_outputs, .outputs = tail->outputs, .n_attrs = 1,
+                      .attrs = &attr, .graph = g};
+  *why = why_not(a, &probe);
+  if (*why) {
+    for (int i = 0; i < n_nodes; i++) pass_nest_subgraphs(nodes[i], g);
+    return NULL;
+  }
+  fir_node_t *fn = fir_node_create(g, op, OPS_FUSED_DOMAIN, name, n_ins, ins, tail->n_outputs, tail->outputs);
+  fir_node_add_attr(fn, OPS_FUSED_BODY, FIR_ATTR_GRAPH)->g = body;
+  if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
+  return fn;
+}
+
 static void build_pair(fir_model_t *m, const fir_node_t *p, const fir_node_t *c, fir_value_t **ins, int n_ins,
                        bool keep, fl_arena_t *a) {
   fir_graph_t *g = m->graph;

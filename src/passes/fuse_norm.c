@@ -36,36 +36,15 @@ static bool add_norm(const fir_node_t *n) {
 /* The fused node of product p, view r (or NULL) and pair q in g where the
  * trial lowering takes it, else NULL. */
 static fir_node_t *build(fir_model_t *m, fir_node_t *p, fir_node_t *r, fir_node_t *q, fl_arena_t *a) {
-  fir_graph_t *g = m->graph;
-  fir_node_t *all[3];
-  int n_all = 0;
-  all[n_all++] = p;
-  if (r) all[n_all++] = r;
-  all[n_all++] = q;
-  fir_value_t **ins = fl_arena_alloc(a, sizeof(*ins) * (size_t)(p->n_inputs + (r ? r->n_inputs : 0) + q->n_inputs + 1));
-  int n_ins = pass_fused_inputs((const fir_node_t *const *)all, n_all, ins);
-  const char *name = fl_arena_printf(m->arena, "%s_norm", p->name[0] ? p->name : p->op_type);
-  fir_value_t **bmap = fl_arena_alloc(a, sizeof(*bmap) * (size_t)(g->n_values + 1));
-  fir_graph_t *body = pass_new_body(m, name, ins, n_ins, bmap);
-  const fir_node_t *last = NULL;
-  for (int i = 0; i < n_all; i++) last = pass_move_node(m, body, all[i], bmap, a);
-  for (int k = 0; k < last->n_outputs; k++) fir_graph_add_output(body, last->outputs[k]);
-  fir_attr_t attr = {.name = OPS_FUSED_BODY, .kind = FIR_ATTR_GRAPH, .g = body};
-  fir_node_t probe = {.name = name, .op_type = OPS_PRODUCT_NORM_OP, .domain = OPS_FUSED_DOMAIN, .opset = 1,
-                      .n_inputs = n_ins, .inputs = ins, .n_outputs = q->n_outputs, .outputs = q->outputs,
-                      .n_attrs = 1, .attrs = &attr, .graph = g};
-  const char *why_not = ops_product_norm_why_not(a, &probe);
-  if (why_not && getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: no norm epilogue for '%s' and '%s': %s\n", p->name, q->name, why_not);
-  if (why_not) {
-    for (int i = 0; i < n_all; i++) pass_nest_subgraphs(all[i], g);
-    return NULL;
+  fir_node_t *nodes[3] = {p, r ? r : q, q};
+  const char *name = fl_arena_printf(m->arena, "%s_norm", p->name[0] ? p->name : p->op_type), *why_not;
+  fir_node_t *fn = pass_fuse_nodes(m, OPS_PRODUCT_NORM_OP, name, nodes, r ? 3 : 2, ops_product_norm_why_not, a, &why_not);
+  if (getenv("FLAGOS_FUSE_TRACE")) {
+    if (!fn) fprintf(stderr, "flagos fuse: no norm epilogue for '%s' and '%s': %s\n", p->name, q->name, why_not);
+    else
+      fprintf(stderr, "flagos fuse: '%s' = %s%s with a residual Add and LayerNormalization as its epilogue (%d inputs)\n",
+              name, p->op_type, r ? " through a view" : "", fn->n_inputs);
   }
-  fir_node_t *fn = fir_node_create(g, OPS_PRODUCT_NORM_OP, OPS_FUSED_DOMAIN, name, n_ins, ins, q->n_outputs, q->outputs);
-  fir_node_add_attr(fn, OPS_FUSED_BODY, FIR_ATTR_GRAPH)->g = body;
-  if (getenv("FLAGOS_FUSE_TRACE"))
-    fprintf(stderr, "flagos fuse: '%s' = %s%s with a residual Add and LayerNormalization as its epilogue (%d inputs)\n",
-            name, p->op_type, r ? " through a view" : "", n_ins);
   return fn;
 }
 
@@ -91,7 +70,6 @@ flagos_status_t pass_fuse_norm(fir_model_t *m, int *n_fused) {
       if (!p || p->graph != g || p->id >= n || dead[p->id] || !is_product(p) || p->n_outputs != 1 ||
           !pass_node_fusable(p) || !build(m, p, r, q, a))
         continue;
-      if (fir_model_opset(m, OPS_FUSED_DOMAIN) < 0) fir_model_set_opset(m, OPS_FUSED_DOMAIN, 1);
       dead[p->id] = dead[q->id] = true;
       if (r) dead[r->id] = true;
       fused++;

@@ -88,6 +88,17 @@ fir_node_t *pass_move_node(fir_model_t *m, fir_graph_t *body, const fir_node_t *
 /* A fused node's body graph (nested in m's graph), an input for each of ins
  * recorded in bmap (value id -> body value). */
 fir_graph_t *pass_new_body(fir_model_t *m, const char *name, fir_value_t *const *ins, int n_ins, fir_value_t **bmap);
+/* A trial lowering of a fused node not yet in a graph: NULL where it takes
+ * the node, else why not (ops_attention_why_not, ops_product_act_why_not...). */
+typedef const char *(*pass_why_not_fn)(fl_arena_t *a, const fir_node_t *n);
+/* The fused node `op` (domain ai.flagos) named `name` over nodes[0..n_nodes)
+ * of m's graph, copied in order into its body (the body's outputs the last
+ * node's; the node's inputs theirs but the values one of them produces, its
+ * outputs the last node's), added to the graph where why_not takes it, with
+ * the domain's opset; else NULL with *why set, the nodes' subgraphs nesting in
+ * the graph again. The nodes themselves stay: the caller removes them. */
+fir_node_t *pass_fuse_nodes(fir_model_t *m, const char *op, const char *name, fir_node_t *const *nodes, int n_nodes,
+                            pass_why_not_fn why_not, fl_arena_t *a, const char **why);
 /* Makes the subgraphs of n's attributes nest in parent. */
 void pass_nest_subgraphs(const fir_node_t *n, fir_graph_t *parent);
 /* MatMul + bias fusion (fuse_bias.c): a MatMul read only by an Add of a

@@ -36,8 +36,10 @@ otherwise, 77 (skipped) without numpy or onnx.
 """
 import math
 import os
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fusion_cli import has_opencl, input_args, run  # noqa: E402
 
 try:
     import numpy as np
@@ -147,11 +149,6 @@ def model(kind, rng):
     return m, feeds, ref, npdt, want
 
 
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, env=e, capture_output=True, text=True)
-
 
 def act_calls(stderr):
     """Lines of FLAGOS_TRACE where our gemm or conv kernels ran a call with an activation."""
@@ -162,18 +159,14 @@ def act_calls(stderr):
 def main():
     flagos, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
-    has_opencl = "  opencl:0" in run([flagos, "devices"]).stdout
+    opencl = has_opencl(flagos)
     failed = 0
     rng = np.random.default_rng(11)
     for kind in ("gelu_erf", "gelu_tanh", "gelu_f16", "gelu_view", "relu_conv", "relu_pw", "split", "silu", "shared"):
         m, feeds, ref, npdt, want = model(kind, rng)
         path = os.path.join(work, kind + ".onnx")
         onnx.save(m, path)
-        args = []
-        for name, v in feeds.items():
-            f = os.path.join(work, "%s_%s.npy" % (kind, name))
-            np.save(f, v)
-            args += ["-i", "%s=%s" % (name, f)]
+        args = input_args(work, kind, feeds)
         bundle = os.path.join(work, kind + ".flagos")
         c = run([flagos, "compile", path, "--target", "cpu,opencl", "-o", bundle], {"FLAGOS_FUSE_TRACE": "1"})
         got = c.stderr.count("as its epilogue")
@@ -183,7 +176,7 @@ def main():
             failed += 1
             continue
         runs = [("cpu", {}, 0)]
-        if has_opencl:
+        if opencl:
             ours = {"FLAGOS_OPENCL_GEMM": "1", "FLAGOS_OPENCL_BLAS": "1"}
             if kind == "split":
                 runs += [("opencl", dict(ours, FLAGOS_OPENCL_SPLITK="4", FLAGOS_OPENCL_SPLIT_SUM="0"), want),

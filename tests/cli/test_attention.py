@@ -42,8 +42,10 @@ when everything matched, 1 otherwise, 77 (skipped) without numpy, onnx or
 onnxruntime.
 """
 import os
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fusion_cli import has_opencl, input_args, run  # noqa: E402
 
 try:
     import numpy as np
@@ -107,17 +109,11 @@ def model(kind):
     return m, npdt
 
 
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, env=e, capture_output=True, text=True)
-
 
 def main():
     flagos, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
-    devs = run([flagos, "devices"]).stdout
-    has_opencl = "  opencl:0" in devs
+    opencl = has_opencl(flagos)
     failed = 0
     rng = np.random.default_rng(7)
     for kind in ("plain", "guard", "f16", "axis2", "layouts", "qkv", "qkv_f16", "qkv_shared"):
@@ -128,11 +124,7 @@ def main():
         keep = rng.random((1, 1, S, S)) > 0.3
         keep[0, 0, 3, :] = False
         feeds["keep"] = keep
-        args = []
-        for name, v in feeds.items():
-            f = os.path.join(work, "%s_%s.npy" % (kind, name))
-            np.save(f, v)
-            args += ["-i", "%s=%s" % (name, f)]
+        args = input_args(work, kind, feeds)
         so = ort.SessionOptions()
         so.log_severity_level = 3
         ref = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"]).run(["y"], feeds)[0].astype(np.float32)
@@ -148,7 +140,7 @@ def main():
             failed += 1
             continue
         runs = [("cpu", {}, 0)]
-        if has_opencl:
+        if opencl:
             on = {"FLAGOS_OPENCL_ATTENTION": "1"}
             runs += [("opencl", on, want), ("opencl", dict(on, FLAGOS_OPENCL_ATTENTION_TILE="64"), want),
                      ("opencl", dict(on, FLAGOS_OPENCL_ATTENTION_ROWS="4"), want),

@@ -34,8 +34,10 @@ Exit 0 when everything matched, 1 otherwise, 77 (skipped) without numpy or
 onnx.
 """
 import os
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fusion_cli import has_opencl, input_args, run  # noqa: E402
 
 try:
     import numpy as np
@@ -93,27 +95,18 @@ def model(kind, rng):
     return m, npdt, feeds, {o: ref[o] for o in outs}
 
 
-def run(cmd, env=None):
-    e = dict(os.environ)
-    e.update(env or {})
-    return subprocess.run(cmd, env=e, capture_output=True, text=True)
-
 
 def main():
     flagos, work = sys.argv[1], sys.argv[2]
     os.makedirs(work, exist_ok=True)
-    has_opencl = "  opencl:0" in run([flagos, "devices"]).stdout
+    opencl = has_opencl(flagos)
     failed = 0
     rng = np.random.default_rng(11)
     for kind in ("gpt2", "bert", "f16", "shared", "axis1"):
         m, npdt, feeds, ref = model(kind, rng)
         path = os.path.join(work, kind + ".onnx")
         onnx.save(m, path)
-        args = []
-        for name, v in feeds.items():
-            f = os.path.join(work, "%s_%s.npy" % (kind, name))
-            np.save(f, v)
-            args += ["-i", "%s=%s" % (name, f)]
+        args = input_args(work, kind, feeds)
         bundle = os.path.join(work, kind + ".flagos")
         c = run([flagos, "compile", path, "--target", "cpu,opencl", "-o", bundle], {"FLAGOS_FUSE_TRACE": "1"})
         want = 0 if kind in ("shared", "axis1") else 1
@@ -123,7 +116,7 @@ def main():
             failed += 1
             continue
         runs = [("cpu", {}, 0)]
-        if has_opencl:
+        if opencl:
             ours = {"FLAGOS_OPENCL_GEMM": "1", "FLAGOS_OPENCL_BLAS": "1"}
             runs += [("opencl", dict(ours, FLAGOS_OPENCL_SPLITK="4"), want),
                      ("opencl", dict(ours, FLAGOS_OPENCL_SPLITK="1"), want),
