@@ -116,10 +116,12 @@ endif()
 # The GEMM benchmark's driver (bench/gpu/gemm_bench.c) on the first OpenCL
 # device (PoCL in CI), our kernels forced on: it must run and its host check of
 # the outputs must pass for the general and the vector kernel, a transpose, a
-# batch with a shared operand and the bias epilogue (skips without a device).
+# batch with a shared operand, the bias epilogue and the gemm_norm call (its
+# normalised rows checked too), queued behind a small gate (skips without a
+# device).
 add_test(NAME gemm_bench_opencl
-  COMMAND $<TARGET_FILE:flagos_gemm_bench> --backend opencl --iters 2 --warmup 1
-          37x29x53:a 68x132x40:+ 3x36x20x44:bs+ 2x12x8x20:s)
+  COMMAND $<TARGET_FILE:flagos_gemm_bench> --backend opencl --iters 2 --warmup 1 --gate 64
+          37x29x53:a 68x132x40:+ 3x36x20x44:bs+ 2x12x8x20:s 68x132x40:n+ 37x64x40:abn)
 set_tests_properties(gemm_bench_opencl PROPERTIES LABELS "unit" SKIP_RETURN_CODE 77
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends;FLAGOS_OPENCL_GEMM=1;FLAGOS_OPENCL_BLAS=1;FLAGOS_CACHE_DIR=${CMAKE_BINARY_DIR}/gemm-bench-cache")
 
@@ -129,10 +131,10 @@ set_tests_properties(gemm_bench_opencl PROPERTIES LABELS "unit" SKIP_RETURN_CODE
 # a causal mask over 200 keys in tiles of 64 (FLAGOS_OPENCL_ATTENTION_TILE), a
 # sequence of 9 keys and 7 features, and f16 (skips without a device).
 add_test(NAME attn_bench_opencl
-  COMMAND $<TARGET_FILE:flagos_attn_bench> --backend opencl --iters 2 --warmup 1
+  COMMAND $<TARGET_FILE:flagos_attn_bench> --backend opencl --iters 2 --warmup 1 --gate 0
           3x70x70x22:mkv 2x33x200x64:c 2x17x9x7:c 12x128x128x64:m)
 add_test(NAME attn_bench_opencl_f16
-  COMMAND $<TARGET_FILE:flagos_attn_bench> --backend opencl --iters 2 --warmup 1 --dtype f16
+  COMMAND $<TARGET_FILE:flagos_attn_bench> --backend opencl --iters 2 --warmup 1 --gate 0 --dtype f16
           3x70x70x22:m 2x33x200x64:c)
 set_tests_properties(attn_bench_opencl attn_bench_opencl_f16 PROPERTIES LABELS "unit" SKIP_RETURN_CODE 77
   ENVIRONMENT "FLAGOS_PLUGIN_PATH=${CMAKE_BINARY_DIR}/backends;FLAGOS_OPENCL_ATTENTION=1;FLAGOS_OPENCL_ATTENTION_TILE=64;FLAGOS_CACHE_DIR=${CMAKE_BINARY_DIR}/attn-bench-cache")

@@ -19,10 +19,16 @@
  *   --dtype f32|f16  (default f32)
  *   --iters N        timed calls (default 200), --warmup N (default 20)
  *   --label TEXT     written into each line (e.g. the variant asked for)
+ *   --gate N         queue the timed calls behind f32 products of N cubed
+ *                    (default 2048; 0: none), so that the host has queued
+ *                    them all before the device starts them: the figure is
+ *                    then the device's time a call, back to back as in a
+ *                    replay, not the host's queuing
  *
  * One JSON object per shape on stdout: backend, device, dtype, shape, label,
  * us (device time per call, by the plugin's events over the timed calls),
- * host_us (host time per call queuing them), and max_err (the largest
+ * host_us (host time per call queuing them), gated (whether the gate outlasted
+ * the host's queuing; false: us may be the host's pace), and max_err (the largest
  * |y - exact| / (alpha2 * sum_j p_j |v_j| + 1e-30) over every output). Exit
  * status: 0; 1 when a check fails (max_err above 1e-5 for f32, 4e-3 for f16)
  * or a call fails; 2 for bad usage; 77 when the plugin, its device or its
@@ -54,9 +60,10 @@ static int usage(const char *why) {
   if (why) fprintf(stderr, "flagos_attn_bench: %s\n", why);
   fprintf(stderr,
           "usage: flagos_attn_bench [--backend NAME] [--device I] [--dtype f32|f16] [--iters N] [--warmup N]\n"
-          "                         [--label TEXT] SHAPE...\n"
+          "                         [--label TEXT] [--gate N] SHAPE...\n"
           "  SHAPE: HxSQxSKxD[:FLAGS], FLAGS: m (padding mask), c (causal mask), k (K not transposed),\n"
           "         v (V transposed)\n"
+          "  --gate N: queue the timed calls behind f32 products of N cubed (default 2048, 0: none)\n"
           "  prints one JSON object per shape (device time per call, host time, checked error)\n");
   return 2;
 }
@@ -115,7 +122,8 @@ static double check(flagos_dtype_t dt, const shape_t *s, const void *q, const vo
 }
 
 /* Runs one shape; prints its line. 0 ok, 1 failed, 77 the call declined. */
-static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, int warmup, const char *label,
+static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, int warmup, const bench_gate_t *gate,
+                     const char *label,
                      const char *backend, const char *dev_name) {
   size_t es = flagos_dtype_size(dt);
   int64_t W = s->H * s->D;
@@ -161,7 +169,8 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   }
   /* the first call was the first of the warm-up */
   double us = 0, host_us = 0;
-  if (!st) st = bench_time(be, bst, &call, warmup - 1, iters, ev, &us, &host_us);
+  bool gated = false;
+  if (!st) st = bench_time(be, bst, &call, warmup - 1, iters, ev, gate, &us, &host_us, &gated);
   if (!st) st = be->copy_d2h(bst, NULL, hy, bufs[3], 0, nq * es);
   if (st) {
     fprintf(stderr, "flagos_attn_bench: %s on %s: %s\n", s->text, backend, code_msg(st));
@@ -170,9 +179,9 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   double max_err = check(dt, s, hq, hk, hv, hm, hy, alpha, 1.0);
   double tol = dt == FLAGOS_FLOAT16 ? 4e-3 : 1e-5;
   printf("{\"backend\": \"%s\", \"device\": \"%s\", \"dtype\": \"%s\", \"shape\": \"%s\", \"label\": \"%s\", "
-         "\"us\": %.3f, \"host_us\": %.3f, \"max_err\": %.3g}\n",
+         "\"us\": %.3f, \"host_us\": %.3f, \"gated\": %s, \"max_err\": %.3g}\n",
          backend, dev_name, dt == FLAGOS_FLOAT16 ? "f16" : "f32", s->text, label, us,
-         host_us, isinf(max_err) ? 1e300 : max_err);
+         host_us, gated ? "true" : "false", isinf(max_err) ? 1e300 : max_err);
   fflush(stdout);
   if (!(max_err <= tol)) {
     fprintf(stderr, "flagos_attn_bench: %s on %s: outputs off by %.3g (more than %.0e) of their magnitude\n", s->text,
@@ -188,7 +197,7 @@ done:
 }
 
 int main(int argc, char **argv) {
-  bench_opts_t o = {.backend = "opencl", .label = "", .iters = 200, .warmup = 20, .dt = FLAGOS_FLOAT32};
+  bench_opts_t o = {.backend = "opencl", .label = "", .iters = 200, .warmup = 20, .gate = BENCH_GATE_N, .dt = FLAGOS_FLOAT32};
   int rc = bench_parse_args(argc, argv, &o, false, NULL, usage);
   if (rc >= 0) return rc;
   if (o.warmup < 1) return usage("--warmup must be at least 1 (the first call tells a declined shape)");
@@ -207,10 +216,18 @@ int main(int argc, char **argv) {
     free(shapes);
     return rc;
   }
-  for (int i = 0; i < argc - first; i++) {
-    int r = run_shape(o.dev, o.dt, &shapes[i], o.iters, o.warmup, o.label, o.backend, name);
+  bench_gate_t gate;
+  flagos_status_t gst = bench_gate_open(be, bst, o.dev, o.gate, &gate);
+  if (gst) {
+    fprintf(stderr, "flagos_attn_bench: the gate: %s\n", code_msg(gst));
+    flagos_status_free(gst);
+    rc = 1;
+  }
+  for (int i = 0; i < argc - first && rc != 1; i++) {
+    int r = run_shape(o.dev, o.dt, &shapes[i], o.iters, o.warmup, &gate, o.label, o.backend, name);
     if (r == 1 || (r == 77 && rc == 0)) rc = r;
   }
+  bench_gate_close(be, bst, o.dev, &gate);
   be->shutdown(bst);
   free(shapes);
   return rc;

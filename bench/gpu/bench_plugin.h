@@ -22,11 +22,12 @@
 #endif
 
 /* The options every driver takes (their fields hold the defaults when parsed):
- * --backend, --device, --dtype, --iters, --warmup, --label; the shapes are
- * argv[first..]. */
+ * --backend, --device, --dtype, --iters, --warmup, --label, --gate; the
+ * shapes are argv[first..]. */
 typedef struct bench_opts {
   const char *backend, *label;
   int dev, iters, warmup, first;
+  int gate; /* --gate N: the gate's size (bench_time; 0 none) */
   flagos_dtype_t dt;
 } bench_opts_t;
 
@@ -54,6 +55,7 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o, bool f64, bo
     else if (!strcmp(a, "--device")) o->dev = atoi(v);
     else if (!strcmp(a, "--iters")) o->iters = atoi(v);
     else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
+    else if (!strcmp(a, "--gate")) o->gate = atoi(v);
     else if (!strcmp(a, "--dtype")) {
       if (!strcmp(v, "f32")) o->dt = FLAGOS_FLOAT32;
       else if (!strcmp(v, "f16")) o->dt = FLAGOS_FLOAT16;
@@ -62,7 +64,8 @@ static int bench_parse_args(int argc, char **argv, bench_opts_t *o, bool f64, bo
     } else if (!own || !own(a, v))
       return usage("unknown option");
   }
-  if (o->iters < 1 || o->warmup < 0 || o->dev < 0) return usage("--iters must be at least 1, counts not negative");
+  if (o->iters < 1 || o->warmup < 0 || o->dev < 0 || o->gate < 0 || o->gate > 8192)
+    return usage("--iters must be at least 1, counts not negative, --gate at most 8192");
   if (o->first >= argc) return usage("no shape");
   return -1;
 }
@@ -172,23 +175,106 @@ static void bench_teardown(const flagos_backend_t *be, void *bst, int dev, int n
     if (bufs[i]) be->mem_free(bst, dev, bufs[i]);
 }
 
+/* The gate: products big enough to keep the device busy while the host
+ * queues the timed calls behind them (f32, n cubed, through the plugin's own
+ * gemm call), so that the calls run back to back on the device as a replay
+ * runs them, and the time between the events is the device's alone, not the
+ * host's queuing (slower than the device for products of a few
+ * microseconds). */
+#define BENCH_GATE_N 2048
+typedef struct {
+  flagos_devptr_t bufs[3];
+  int32_t dts[3];
+  int64_t ints[9];
+  double fl[2];
+  flagos_libcall_t call;
+  flagos_bevent_t ev; /* NULL: no gate */
+} bench_gate_t;
+
+static void bench_gate_close(const flagos_backend_t *be, void *bst, int dev, bench_gate_t *g) {
+  if (g->ev) be->event_destroy(bst, g->ev);
+  for (int i = 0; i < 3; i++)
+    if (g->bufs[i]) be->mem_free(bst, dev, g->bufs[i]);
+  memset(g, 0, sizeof *g);
+}
+
+/* A gate of n cubed (0: none). A plugin that declines the product (or has no
+ * gemm call) times ungated, said on stderr; an error setting it up is returned. */
+static flagos_status_t bench_gate_open(const flagos_backend_t *be, void *bst, int dev, int64_t n, bench_gate_t *g) {
+  memset(g, 0, sizeof *g);
+  if (n <= 0) return NULL;
+  size_t bytes = (size_t)(n * n) * sizeof(float);
+  void *zeros = calloc(1, bytes);
+  if (!zeros) return NULL;
+  flagos_status_t st = NULL;
+  for (int i = 0; i < 3 && !st; i++) st = be->mem_alloc(bst, dev, bytes, &g->bufs[i]);
+  for (int i = 0; i < 3 && !st; i++) st = be->copy_h2d(bst, NULL, g->bufs[i], 0, zeros, bytes);
+  free(zeros);
+  if (!st) st = be->event_create(bst, dev, &g->ev);
+  for (int i = 0; i < 3; i++) g->dts[i] = FLAGOS_FLOAT32;
+  int64_t ints[9] = {1, n, n, n, 0, 0, n * n, n * n, n * n};
+  memcpy(g->ints, ints, sizeof ints);
+  g->fl[0] = 1.0, g->fl[1] = 0.0;
+  g->call = (flagos_libcall_t){"gemm", g->bufs, g->dts, 3, g->ints, 9, g->fl, 2};
+  if (st) {
+    bench_gate_close(be, bst, dev, g);
+    return st;
+  }
+  flagos_status_t cs = be->library_call(bst, NULL, &g->call);
+  if (!cs) cs = be->stream_sync(bst, NULL);
+  if (cs) {
+    fprintf(stderr, "flagos bench: no gate (the %lldx%lldx%lld f32 gemm call: %s): times may be the host's pace\n",
+            (long long)n, (long long)n, (long long)n, flagos_status_message(cs));
+    flagos_status_free(cs);
+    bench_gate_close(be, bst, dev, g);
+  }
+  return NULL;
+}
+
 /* `warmup` calls and a sync, then `iters` calls back to back between ev[0] and
  * ev[1]: *us the device time a call (the plugin's events), *host_us the host
- * time a call spent queuing them. */
+ * time a call spent queuing them. With a gate (NULL or closed: none), gate
+ * products first, as many as twice the host's expected queuing (ev[0] after
+ * them), and *gated says whether they outlasted it: the host had queued the
+ * last timed call before the device left the gate, by an event before it. */
 static flagos_status_t bench_time(const flagos_backend_t *be, void *bst, const flagos_libcall_t *call, int warmup,
-                                  int iters, flagos_bevent_t *ev, double *us, double *host_us) {
+                                  int iters, flagos_bevent_t *ev, const bench_gate_t *gate, double *us,
+                                  double *host_us, bool *gated) {
   flagos_status_t st = NULL;
+  *gated = false;
+  double tw = bench_now_s();
   for (int i = 0; i < warmup && !st; i++) st = be->library_call(bst, NULL, call);
+  double warm_us = warmup ? (bench_now_s() - tw) * 1e6 / warmup : 50.0;
   if (!st) st = be->stream_sync(bst, NULL);
-  if (!st) st = be->event_record(bst, ev[0], NULL);
+  int n_gate = 0;
+  if (!st && gate && gate->ev) {
+    double ms = 0;
+    st = be->event_record(bst, gate->ev, NULL);
+    if (!st) st = be->library_call(bst, NULL, &gate->call);
+    if (!st) st = be->event_record(bst, ev[0], NULL);
+    if (!st) st = be->event_sync(bst, ev[0]);
+    if (!st) st = be->event_elapsed_ms(bst, gate->ev, ev[0], &ms);
+    double gate_us = ms * 1e3 > 1.0 ? ms * 1e3 : 1.0, need = 2.0 * ((double)iters * warm_us + 200.0) / gate_us;
+    n_gate = need > 2000 ? 2000 : (int)need + 1;
+  }
   double t0 = bench_now_s();
+  if (!st && n_gate) st = be->event_record(bst, gate->ev, NULL);
+  for (int i = 0; i < n_gate && !st; i++) st = be->library_call(bst, NULL, &gate->call);
+  if (!st) st = be->event_record(bst, ev[0], NULL);
+  double t1 = bench_now_s();
   for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, call);
-  *host_us = (bench_now_s() - t0) * 1e6 / iters;
+  double t2 = bench_now_s();
+  *host_us = (t2 - t1) * 1e6 / iters;
   if (!st) st = be->event_record(bst, ev[1], NULL);
   if (!st) st = be->event_sync(bst, ev[1]);
   double ms = 0;
   if (!st) st = be->event_elapsed_ms(bst, ev[0], ev[1], &ms);
   *us = ms * 1e3 / iters;
+  if (!st && n_gate) {
+    double gms = 0;
+    st = be->event_elapsed_ms(bst, gate->ev, ev[0], &gms);
+    *gated = !st && gms * 1e-3 > t2 - t0;
+  }
   return st;
 }
 

@@ -2,8 +2,10 @@
 """Markdown tables from flagos_gemm_bench's JSON lines (scripts/gpu/gemm.sh):
 per dtype, one row a product, µs a call for cuBLASLt (the cuda plugin), the
 opencl rule's choice and every other opencl column, then the rule's time over
-cuBLASLt's and the best opencl column's. Errors above the bench's tolerance
-were reported by the bench itself.
+cuBLASLt's and the best opencl column's. A time marked * was not gated (the
+host's queuing outlasted the gate: it may be the host's pace, not the
+device's). Errors above the bench's tolerance were reported by the bench
+itself.
 
 usage: gemm_report.py GEMM.jsonl"""
 import json
@@ -36,10 +38,10 @@ def main():
                 r = t.get((s, l))
                 if not r:
                     cells.append("—")
-                elif l in ("cuBLASLt", "rule"):
-                    cells.append(f"{r['us']:.1f} ({r['tflops']:.1f})")
                 else:
-                    cells.append(f"{r['us']:.1f}")
+                    mark = "*" if r.get("gated") is False else ""
+                    extra = f" ({r['tflops']:.1f})" if l in ("cuBLASLt", "rule") else ""
+                    cells.append(f"{r['us']:.1f}{mark}{extra}")
             cu, rule = t.get((s, "cuBLASLt")), t.get((s, "rule"))
             best = min((t[(s, l)] for l in ocl if (s, l) in t), key=lambda r: r["us"], default=None)
             ratio = f"{rule['us'] / cu['us']:.2f}×" if cu and rule else "—"

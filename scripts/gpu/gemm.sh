@@ -6,7 +6,11 @@
 # product and configuration) and $OUT/gemm.md (bench/gpu/gemm_report.py).
 #
 # Environment:
-#   GEMM_SETS    which shape sets (default bert1,bert32,gpt2_1,resnet1,resnet64,square)
+#   GEMM_SETS    which shape sets (default bert1,bert32,gpt2_1,resnet1,resnet64,square;
+#                layer1: a GPT-2 block's four products at batch 1; floor: a
+#                group's worth of work, a call's fixed cost; slope: K, N, M and
+#                transB varied around 128x3072x768; norm1: GPT-2's and BERT's
+#                products with the residual and LayerNormalization, gemm_norm)
 #   GEMM_DTYPES  f32,f16 (default)
 #   GEMM_TILES   opencl tile variants to force one by one besides the rule's
 #                choice (FLAGOS_OPENCL_GEMM_TILE; "all": every one; default none)
@@ -33,11 +37,16 @@ export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}}
 # lowerings call gemm: BERT's and GPT-2's linear layers with their bias,
 # attention's batched products (Q K^T with B transposed), GPT-2's logits
 # against the tied embedding (B transposed, N 50257), ResNet-50's
-# convolutions as im2col products (the weights shared by the images).
+# convolutions as im2col products (the weights shared by the images). Times
+# are the device's: each call queued behind flagos_gemm_bench's gate.
 declare -A sets=(
   [bert1]="128x768x768:+ 128x3072x768:+ 128x768x3072:+ 12x128x128x64:b 12x128x64x128"
   [bert32]="4096x768x768:+ 4096x3072x768:+ 4096x768x3072:+ 384x128x128x64:b 384x128x64x128"
   [gpt2_1]="128x2304x768:+ 128x50257x768:b"
+  [layer1]="128x2304x768:+ 128x768x768:+ 128x3072x768:+ 128x768x3072:+"
+  [floor]="128x64x64:+ 64x64x16"
+  [norm1]="128x768x768:n+ 128x768x3072:n+"
+  [slope]="128x3072x64:+ 128x3072x256:+ 128x3072x1536:+ 128x1536x768:+ 128x6144x768:+ 32x3072x768:+ 64x3072x768:+ 128x3072x768:b+ 128x768x768:b+"
   [resnet1]="64x12544x147:s 64x3136x576:s 256x3136x64:s 128x784x1152:s 256x196x2304:s 512x49x4608:s 2048x49x512:s"
   [resnet64]="64x64x12544x147:s 64x64x3136x576:s 64x256x3136x64:s 64x128x784x1152:s 64x256x196x2304:s 64x512x49x4608:s"
   [square]="2048x2048x2048 4096x4096x4096"
@@ -49,7 +58,7 @@ for s in $(echo "${GEMM_SETS:-bert1,bert32,gpt2_1,resnet1,resnet64,square}" | tr
 done
 tiles=${GEMM_TILES:-}
 # every entry of ocl_gemm.c's k_variants
-[ "$tiles" = all ] && tiles=$(seq 0 15 | tr '\n' ' ')
+[ "$tiles" = all ] && tiles=$(seq 0 17 | tr '\n' ' ')
 jl=$out/gemm.jsonl
 : >"$jl"
 b=("$build/flagos_gemm_bench" --iters "${GEMM_ITERS:-100}")
