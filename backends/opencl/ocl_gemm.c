@@ -27,10 +27,10 @@
  * Few output tiles (BERT at batch 1 has M = 128) leave most of a large GPU
  * idle: then the product is split over K, slices on the grid's third
  * dimension writing alpha * partial products to a per-device workspace. A
- * second kernel sums them, or (sum_in_kernel: f16 products of a few slices on
- * NVIDIA) the group that completes a tile, as an atomic count says
+ * second kernel sums them, or (sum_in_kernel, where FLAGOS_OPENCL_SPLIT_SUM=1
+ * asks) the group that completes a tile, as an atomic count says
  * (ocl_gemm_pre's GEMM_SPLIT_END, behind PTX's device-wide fence): one launch,
- * where a launch costs 4.5-8 us of host time. Either way the slices
+ * which saves host time but costs the device more. Either way the slices
  * are summed in order with beta * Y and the bias: the result does not depend
  * on timing, nor on which way was taken.
  *
@@ -84,6 +84,7 @@ static const gemm_variant_t k_variants[] = {
     {128, 64, 32, 0, 0, .tc = true, .wm = 64, .wn = 32},  /* 15: 128; GEMM_TLARGE */
     {128, 128, 32, 0, 0, .tc = true, .wg = true},         /* 16: 256; GEMM_WHUGE */
     {64, 128, 32, 0, 0, .tc = true, .wg = true},          /* 17: 128; GEMM_WWIDE */
+    {32, 32, 64, 0, 0, .tc = true, .wm = 16, .wn = 16},   /* 18: 128; GEMM_TSQUARE */
 };
 #define GEMM_NV ((int)(sizeof k_variants / sizeof k_variants[0]))
 #define GEMM_LARGE 0
@@ -101,6 +102,7 @@ static const gemm_variant_t k_variants[] = {
 #define GEMM_TSMALL 14
 #define GEMM_WHUGE 16
 #define GEMM_WWIDE 17
+#define GEMM_TSQUARE 18
 
 /* Work-items of a variant's group. */
 static size_t threads(const gemm_variant_t *t) {
@@ -160,10 +162,24 @@ static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
  * (at least GEMM_SPLIT_K, GEMM_SPLIT_K_TC on tensor cores) are split over K
  * until there are about 2.5 groups per compute unit (slices of at least
  * GEMM_MIN_SLICE, at most GEMM_MAX_SPLIT of them). On tensor cores a K of 768
- * is not worth splitting: 128x768x768 with a bias took 11.1 us unsplit against
- * 17.1 in 4 slices, 128x3072x768 10.6 against 25.5, 128x2304x768 10.7
- * against 23.8 (cuBLASLt 10.6, 10.9, 9.8), while 128x768x3072 took 25.9 unsplit
- * against 16.2 in 16 slices (sixteenth session). */
+ * is not worth splitting, and from GEMM_SPLIT_K_TC they are split until there
+ * is half a group a compute unit.
+ *
+ * On tensor cores, batch-1 products with a short K whose 32x32 tiles (K steps
+ * of 64, GEMM_TSQUARE) give at most a group a compute unit take them, else
+ * those whose 32x64 tiles give at most 1.5: few rows and columns, where the
+ * 64x64 tile leaves most of the GPU idle.
+ * Measured on an H100 with the device's time a call (flagos_gemm_bench's gate,
+ * twenty-fifth session; bench/gpu/results-h100-2026-11-24-s25.md), µs:
+ * 128x768x768 with a bias 6.2 against 11.2 for 64x64 (cuBLASLt 4.8), and 10.4
+ * against 16.8 as gemm_norm; 128x768x3072 as gemm_norm 15.2 in 4 slices of
+ * 64x64 against 19.0 in 16 and 16.9 unsplit in 32x32 tiles; 128x2304x768 and
+ * 128x3072x768 (288 and 384 such tiles) took 12.0-13.0 against 11.8-12.0 for
+ * 64x64, 11.2-11.9 in 32x64 tiles; 64x3072x768 8.5 in 32x64 against 11.6.
+ * From GEMM_SPLIT_K_TC they take 64x64 with or without a bias: 128x768x3072
+ * as gemm_norm 15.0 in 4 slices against 16.7 in 2 of 32x64 (12.8 against 14.1
+ * as a product). FLAGOS_OPENCL_TC_SQUARE=0 leaves these choices out of the
+ * rule. */
 #define GEMM_SPLIT_K 512
 #define GEMM_SPLIT_K_TC 2048
 #define GEMM_MIN_SLICE 128
@@ -212,7 +228,13 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, int wg, bool
       if (gm * gn * batch >= cu && 4 * M * N >= 3 * gm * t->tm * gn * t->tn) v = big[kind][i];
     }
   }
-  if (v < 0 && tc) v = bias || batch > 1 ? GEMM_TMID : GEMM_TSMALL;
+  const char *few = getenv("FLAGOS_OPENCL_TC_SQUARE");
+  bool few_rule = tc && batch == 1 && (!few || strcmp(few, "0") != 0);
+  if (v < 0 && few_rule && K < GEMM_SPLIT_K_TC) {
+    if (cdiv(M, 32) * cdiv(N, 32) <= cu) v = GEMM_TSQUARE;
+    else if (2 * cdiv(M, 32) * cdiv(N, 64) <= 3 * cu) v = GEMM_TSMALL;
+  }
+  if (v < 0 && tc) v = bias || batch > 1 || (few_rule && K >= GEMM_SPLIT_K_TC) ? GEMM_TMID : GEMM_TSMALL;
   if (v < 0 && vec) v = bias || batch > 1 ? GEMM_VMID : GEMM_VSMALL;
   if (v < 0) v = bias || batch > 1 ? GEMM_SMALL_K32 : GEMM_SMALL;
   const char *env = getenv("FLAGOS_OPENCL_SPLITK");
@@ -224,7 +246,9 @@ static int pick(const ocl_device_t *d, bool f64, bool vec, bool tc, int wg, bool
   }
   if (!(d->type & CL_DEVICE_TYPE_GPU) || K < (k_variants[v].tc ? GEMM_SPLIT_K_TC : GEMM_SPLIT_K)) return v;
   int64_t groups = cdiv(M, k_variants[v].tm) * cdiv(N, k_variants[v].tn);
-  for (int f = 2; f <= GEMM_MAX_SPLIT && 2 * groups * *parts < 5 * cu; f *= 2) {
+  /* groups a compute unit, times two: 5 (2.5), on tensor cores 1 (a half) */
+  int64_t fill = k_variants[v].tc ? 1 : 5;
+  for (int f = 2; f <= GEMM_MAX_SPLIT && 2 * groups * *parts < fill * cu; f *= 2) {
     if (K / f < GEMM_MIN_SLICE) break;
     *parts = f;
   }
@@ -309,21 +333,19 @@ static bool fixed_trans(const ocl_device_t *d, int kind, const gemm_variant_t *t
 static bool ptx_fence(const ocl_device_t *d) { return strstr(d->vendor, "NVIDIA") != NULL; }
 
 /* Whether a product split into `parts` slices has them summed by its own
- * kernel (flags & 256) rather than by flagos_gemm_sum. By default: f16
- * products of at most GEMM_SUM_MAX slices where the fence is PTX's. On an H100
- * (sixteenth session, bench/gpu/results-h100-2026-11-23-s16.md) that took
- * BERT f16 at batch 1 from 2.75-3.02 ms to 1.96-1.98, GPT-2 f16 from 1.75-2.24
- * to 1.47-1.48 and ResNet-50 f16 from 1.40-1.43 to 1.25-1.26, while every f32
- * model got slower (BERT 2.00-2.03 ms to 2.23-2.25), and summing 8 or 16
- * slices in the kernel was slower than the second kernel for all six.
- * FLAGOS_OPENCL_SPLIT_SUM=1 sums in the kernel on every device and dtype
- * (tests), 0 never; FLAGOS_OPENCL_SPLIT_SUM_MAX=N sets the most slices. */
-#define GEMM_SUM_MAX 4
-static bool sum_in_kernel(const ocl_device_t *d, int parts, bool f16) {
+ * kernel (flags & 256) rather than by flagos_gemm_sum. Only when asked
+ * (FLAGOS_OPENCL_SPLIT_SUM=1, on every device and dtype; the tests): it saves
+ * a launch's host time, which is what the sixteenth session measured (models
+ * whose replays the host then paced), but on the device the sum costs more
+ * than the second kernel: 128x768x3072 in 4 slices of 64x64 took 22.8 µs
+ * against 12.8 with flagos_gemm_sum, 128x768x768 in 2 slices 15.3 against
+ * 9.5, and with PTX's fence.acq_rel or one fence a group instead of one a
+ * work-item the same (twenty-fifth session, by flagos_gemm_bench's gate).
+ * FLAGOS_OPENCL_SPLIT_SUM_MAX=N limits it to products of at most N slices. */
+static bool sum_in_kernel(int parts) {
   const char *e = getenv("FLAGOS_OPENCL_SPLIT_SUM"), *mx = getenv("FLAGOS_OPENCL_SPLIT_SUM_MAX");
-  if (parts > (mx && *mx ? atoi(mx) : e && *e ? parts : GEMM_SUM_MAX)) return false;
-  if (e && *e) return strcmp(e, "0") != 0 && strcmp(e, "off") != 0;
-  return f16 && ptx_fence(d);
+  if (!e || !*e || !strcmp(e, "0") || !strcmp(e, "off")) return false;
+  return !(mx && *mx) || parts <= atoi(mx);
 }
 
 /* Builds variant v into p. A source that does not build is an error (the log
@@ -637,7 +659,7 @@ flagos_status_t ocl_gemm_run(ocl_state_t *s, ocl_device_t *d, cl_command_queue q
     return NULL;
   }
   /* the sum in the product's kernel: a count a tile */
-  bool in_kernel = parts > 1 && !norm && sum_in_kernel(d, parts, f16) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
+  bool in_kernel = parts > 1 && !norm && sum_in_kernel(parts) && cdiv(a->M, t->tm) * cdiv(a->N, t->tn) <= GEMM_COUNTS;
   int M = (int)a->M, N = (int)a->N, K = (int)a->K;
   float beta32 = (float)a->beta;
   /* beta 0 (as the kernel sees it) must not read Y, whose contents may be NaN */

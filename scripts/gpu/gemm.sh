@@ -10,7 +10,9 @@
 #                layer1: a GPT-2 block's four products at batch 1; floor: a
 #                group's worth of work, a call's fixed cost; slope: K, N, M and
 #                transB varied around 128x3072x768; norm1: GPT-2's and BERT's
-#                products with the residual and LayerNormalization, gemm_norm)
+#                products with the residual and LayerNormalization, gemm_norm;
+#                resnet1p: ResNet-50's batch-1 products as ocl_conv.c pads the
+#                14x14 and 7x7 stages' patch rows to 8 halves)
 #   GEMM_DTYPES  f32,f16 (default)
 #   GEMM_TILES   opencl tile variants to force one by one besides the rule's
 #                choice (FLAGOS_OPENCL_GEMM_TILE; "all": every one; default none)
@@ -46,6 +48,7 @@ declare -A sets=(
   [layer1]="128x2304x768:+ 128x768x768:+ 128x3072x768:+ 128x768x3072:+"
   [floor]="128x64x64:+ 64x64x16"
   [norm1]="128x768x768:n+ 128x768x3072:n+"
+  [resnet1p]="64x3136x576 128x784x1152 256x200x2304 512x56x4608 2048x56x512 1024x200x256"
   [slope]="128x3072x64:+ 128x3072x256:+ 128x3072x1536:+ 128x1536x768:+ 128x6144x768:+ 32x3072x768:+ 64x3072x768:+ 128x3072x768:b+ 128x768x768:b+"
   [resnet1]="64x12544x147:s 64x3136x576:s 256x3136x64:s 128x784x1152:s 256x196x2304:s 512x49x4608:s 2048x49x512:s"
   [resnet64]="64x64x12544x147:s 64x64x3136x576:s 64x256x3136x64:s 64x128x784x1152:s 64x256x196x2304:s 64x512x49x4608:s"

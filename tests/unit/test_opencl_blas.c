@@ -329,10 +329,11 @@ static void test_ours(const char *blas_log) {
    * only): f16 with every leading dimension and batch stride a multiple of 8,
    * both ways of filling its tiles (rows along K copied, along M or N paired),
    * a K tail, N odd; each must run as its own variant ("mma emulated)"; tiles
-   * 16 and 17 the warpgroup kernel's wgmma, "wgmma emulated)") */
+   * 16 and 17 the warpgroup kernel's wgmma, "wgmma emulated)"; 18 the 32x32
+   * tile with K steps of 64, one 16x16 block a warp) */
   setenv("FLAGOS_OPENCL_TENSOR", "emulate", 1);
   int tc_before = count_lines(blas_log, "mma emulated)"), ntc = 0, wg_em = count_lines(blas_log, " wgmma emulated)");
-  for (int v = 11; v <= 17; v++) {
+  for (int v = 11; v <= 18; v++) {
     char tile[8], what[64];
     snprintf(tile, sizeof tile, "%d", v);
     setenv("FLAGOS_OPENCL_GEMM_TILE", tile, 1);
@@ -366,7 +367,7 @@ static void test_ours(const char *blas_log) {
    * NVIDIA GPU of compute capability 8.0 or later: scripts/gpu/run.sh's unit
    * stage), the other kernels elsewhere; results checked either way */
   int real_before = count_lines(blas_log, " mma)"), wg_before = count_lines(blas_log, " wgmma)");
-  for (int v = 11; v <= 17; v++) {
+  for (int v = 11; v <= 18; v++) {
     char tile[8], what[64];
     snprintf(tile, sizeof tile, "%d", v);
     setenv("FLAGOS_OPENCL_GEMM_TILE", tile, 1);
@@ -385,9 +386,9 @@ static void test_ours(const char *blas_log) {
   unsetenv("FLAGOS_OPENCL_GEMM_TILE");
   int real = count_lines(blas_log, " mma)") - real_before, wgr = count_lines(blas_log, " wgmma)") - wg_before;
   /* tiles 16 and 17 on wgmma where the device has it (compute capability 9.0), else on mma.sync */
-  CHECK((real == 0 && wgr == 0) || (real == 20 && wgr == 8) || (real == 28 && wgr == 0),
-        "ours: %d and %d of 28 products through the device's mma.sync and wgmma", real, wgr);
-  printf("test_opencl_blas: %d and %d of 28 f16 products ran on the device's tensor cores (mma.sync, wgmma)\n", real, wgr);
+  CHECK((real == 0 && wgr == 0) || (real == 24 && wgr == 8) || (real == 32 && wgr == 0),
+        "ours: %d and %d of 32 products through the device's mma.sync and wgmma", real, wgr);
+  printf("test_opencl_blas: %d and %d of 32 f16 products ran on the device's tensor cores (mma.sync, wgmma)\n", real, wgr);
   /* programs built for their transposes (TRANS: the default for the vector
    * kernel on GPUs and the tensor-core one on the device), forced on this
    * device: the vector kernel and the emulated tensor-core one in each pair */
