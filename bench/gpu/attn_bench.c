@@ -217,12 +217,7 @@ int main(int argc, char **argv) {
     return rc;
   }
   bench_gate_t gate;
-  flagos_status_t gst = bench_gate_open(be, bst, o.dev, o.gate, &gate);
-  if (gst) {
-    fprintf(stderr, "flagos_attn_bench: the gate: %s\n", code_msg(gst));
-    flagos_status_free(gst);
-    rc = 1;
-  }
+  if (!bench_gate_open("flagos_attn_bench", be, bst, o.dev, o.gate, &gate)) rc = 1;
   for (int i = 0; i < argc - first && rc != 1; i++) {
     int r = run_shape(o.dev, o.dt, &shapes[i], o.iters, o.warmup, &gate, o.label, o.backend, name);
     if (r == 1 || (r == 77 && rc == 0)) rc = r;

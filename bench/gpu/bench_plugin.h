@@ -199,13 +199,15 @@ static void bench_gate_close(const flagos_backend_t *be, void *bst, int dev, ben
 }
 
 /* A gate of n cubed (0: none). A plugin that declines the product (or has no
- * gemm call) times ungated, said on stderr; an error setting it up is returned. */
-static flagos_status_t bench_gate_open(const flagos_backend_t *be, void *bst, int dev, int64_t n, bench_gate_t *g) {
+ * gemm call) times ungated, said on stderr; an error setting it up is said
+ * there as TOOL's and gives false. */
+static bool bench_gate_open(const char *tool, const flagos_backend_t *be, void *bst, int dev, int64_t n,
+                            bench_gate_t *g) {
   memset(g, 0, sizeof *g);
-  if (n <= 0) return NULL;
+  if (n <= 0) return true;
   size_t bytes = (size_t)(n * n) * sizeof(float);
   void *zeros = calloc(1, bytes);
-  if (!zeros) return NULL;
+  if (!zeros) return true;
   flagos_status_t st = NULL;
   for (int i = 0; i < 3 && !st; i++) st = be->mem_alloc(bst, dev, bytes, &g->bufs[i]);
   for (int i = 0; i < 3 && !st; i++) st = be->copy_h2d(bst, NULL, g->bufs[i], 0, zeros, bytes);
@@ -217,18 +219,20 @@ static flagos_status_t bench_gate_open(const flagos_backend_t *be, void *bst, in
   g->fl[0] = 1.0, g->fl[1] = 0.0;
   g->call = (flagos_libcall_t){"gemm", g->bufs, g->dts, 3, g->ints, 9, g->fl, 2};
   if (st) {
+    fprintf(stderr, "%s: the gate: %s\n", tool, flagos_status_message(st));
+    flagos_status_free(st);
     bench_gate_close(be, bst, dev, g);
-    return st;
+    return false;
   }
   flagos_status_t cs = be->library_call(bst, NULL, &g->call);
   if (!cs) cs = be->stream_sync(bst, NULL);
   if (cs) {
-    fprintf(stderr, "flagos bench: no gate (the %lldx%lldx%lld f32 gemm call: %s): times may be the host's pace\n",
+    fprintf(stderr, "%s: no gate (the %lldx%lldx%lld f32 gemm call: %s): times may be the host's pace\n", tool,
             (long long)n, (long long)n, (long long)n, flagos_status_message(cs));
     flagos_status_free(cs);
     bench_gate_close(be, bst, dev, g);
   }
-  return NULL;
+  return true;
 }
 
 /* `warmup` calls and a sync, then `iters` calls back to back between ev[0] and
@@ -242,9 +246,13 @@ static flagos_status_t bench_time(const flagos_backend_t *be, void *bst, const f
                                   double *host_us, bool *gated) {
   flagos_status_t st = NULL;
   *gated = false;
-  double tw = bench_now_s();
-  for (int i = 0; i < warmup && !st; i++) st = be->library_call(bst, NULL, call);
-  double warm_us = warmup ? (bench_now_s() - tw) * 1e6 / warmup : 50.0;
+  /* the host's time a call, from the warm-ups after the first (which may build kernels) */
+  double tw = 0, warm_us = 50.0;
+  for (int i = 0; i < warmup && !st; i++) {
+    if (i == 1) tw = bench_now_s();
+    st = be->library_call(bst, NULL, call);
+  }
+  if (warmup > 1) warm_us = (bench_now_s() - tw) * 1e6 / (warmup - 1);
   if (!st) st = be->stream_sync(bst, NULL);
   int n_gate = 0;
   if (!st && gate && gate->ev) {

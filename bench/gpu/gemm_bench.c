@@ -248,12 +248,7 @@ int main(int argc, char **argv) {
   }
   int failed = 0;
   bench_gate_t gate;
-  flagos_status_t gst = bench_gate_open(be, bst, o.dev, o.gate, &gate);
-  if (gst) {
-    fprintf(stderr, "flagos_gemm_bench: the gate: %s\n", code_msg(gst));
-    flagos_status_free(gst);
-    failed = 1;
-  }
+  if (!bench_gate_open("flagos_gemm_bench", be, bst, o.dev, o.gate, &gate)) failed = 1;
   for (int i = 0; i < argc - first && !failed; i++)
     failed |= run_shape(o.dev, o.dt, &shapes[i], o.iters, o.warmup, n_check, o.label, o.backend, name, &gate);
   bench_gate_close(be, bst, o.dev, &gate);

@@ -61,7 +61,7 @@ for s in $(echo "${GEMM_SETS:-bert1,bert32,gpt2_1,resnet1,resnet64,square}" | tr
 done
 tiles=${GEMM_TILES:-}
 # every entry of ocl_gemm.c's k_variants
-[ "$tiles" = all ] && tiles=$(seq 0 17 | tr '\n' ' ')
+[ "$tiles" = all ] && tiles=$(seq 0 18 | tr '\n' ' ')
 jl=$out/gemm.jsonl
 : >"$jl"
 b=("$build/flagos_gemm_bench" --iters "${GEMM_ITERS:-100}")

@@ -1,6 +1,7 @@
 """What the fusion tests of tests/cli (test_activation.py, test_attention.py,
-test_norm.py) share: running flagos, whether it lists an OpenCL device, and
-saving a model's inputs as the -i arguments of `flagos run`."""
+test_norm.py) share: running flagos, running a bundle traced on a device,
+whether flagos lists an OpenCL device, and saving a model's inputs as the -i
+arguments of `flagos run`."""
 import os
 import subprocess
 
@@ -10,6 +11,17 @@ def run(cmd, env=None):
     e = dict(os.environ)
     e.update(env or {})
     return subprocess.run(cmd, env=e, capture_output=True, text=True)
+
+
+def run_bundle(flagos, bundle, kind, dev, env, out, args):
+    """`flagos run BUNDLE --device DEV -o OUT ARGS` with FLAGOS_TRACE=1 and env; the
+    run and its label ("KIND on DEV NAME=VALUE ..."). A run that failed is printed
+    as FAIL with the end of its stderr; the caller counts it."""
+    r = run([flagos, "run", bundle, "--device", dev, "-o", out] + args, dict(env, FLAGOS_TRACE="1"))
+    label = "%s on %s%s" % (kind, dev, "".join(" %s=%s" % kv for kv in env.items()))
+    if r.returncode != 0:
+        print("FAIL %s: exit %d\n%s" % (label, r.returncode, r.stderr[-2000:]))
+    return r, label
 
 
 def has_opencl(flagos):

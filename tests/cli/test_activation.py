@@ -39,7 +39,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fusion_cli import has_opencl, input_args, run  # noqa: E402
+from fusion_cli import has_opencl, input_args, run, run_bundle  # noqa: E402
 
 try:
     import numpy as np
@@ -193,10 +193,8 @@ def main():
         tol = 4e-3 if npdt == np.float16 else 2e-5
         for i, (dev, env, calls) in enumerate(runs):
             out = os.path.join(work, "out_%s_%s_%d" % (kind, dev, i))
-            r = run([flagos, "run", bundle, "--device", dev, "-o", out] + args, dict(env, FLAGOS_TRACE="1"))
-            label = "%s on %s%s" % (kind, dev, "".join(" %s=%s" % kv for kv in env.items()))
+            r, label = run_bundle(flagos, bundle, kind, dev, env, out, args)
             if r.returncode != 0:
-                print("FAIL %s: exit %d\n%s" % (label, r.returncode, r.stderr[-2000:]))
                 failed += 1
                 continue
             y = np.load(os.path.join(out, "y.npy")).astype(np.float64)
