@@ -9,9 +9,11 @@
  * scripts/gpu/ptx_probe.sh).
  *
  * Usage: ocl_residency_probe [PLATFORM]  (a platform whose name holds PLATFORM,
- * default NVIDIA; its first GPU). Prints one line a configuration:
- * local bytes, work-items, groups launched, the most resident on one
- * multiprocessor, the multiprocessors used, the span in microseconds.
+ * default NVIDIA; its first GPU). Prints one line a configuration: local
+ * bytes, work-items, groups launched (2048 work-items' worth a compute unit,
+ * the most an H100's multiprocessor holds), the most resident on one
+ * multiprocessor, the multiprocessors used, the span in microseconds (20 a
+ * wave).
  * Build and run: scripts/gpu/launch_probe.sh. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
@@ -81,6 +83,7 @@ int main(int argc, char **argv) {
   cl_platform_id ps[16];
   cl_uint np = 0;
   check(clGetPlatformIDs(16, ps, &np), "platforms");
+  if (np > 16) np = 16;
   cl_device_id dev = NULL;
   for (cl_uint i = 0; i < np && !dev; i++) {
     char name[256] = "";
@@ -101,11 +104,12 @@ int main(int argc, char **argv) {
   check(e, "context");
   cl_command_queue q = clCreateCommandQueue(ctx, dev, 0, &e);
   check(e, "queue");
-  const int groups = 4 * (int)cus;
-  cl_mem rec = clCreateBuffer(ctx, CL_MEM_READ_WRITE, (size_t)groups * 5 * 4, NULL, &e);
+  /* as many groups as a multiprocessor's 2048 work-items could hold, so that the count is the device's limit */
+  const int most_groups = (2048 / 128) * (int)cus;
+  cl_mem rec = clCreateBuffer(ctx, CL_MEM_READ_WRITE, (size_t)most_groups * 5 * 4, NULL, &e);
   check(e, "buffer");
-  unsigned *h = malloc((size_t)groups * 5 * 4);
-  span_t *per = malloc(sizeof(span_t) * (size_t)groups);
+  unsigned *h = malloc((size_t)most_groups * 5 * 4);
+  span_t *per = malloc(sizeof(span_t) * (size_t)most_groups);
   int *count = malloc(sizeof(int) * MAX_SM);
   const int smems[] = {0, 1024, 8192, 20480, 41984, 49152};
   const size_t wis[] = {128, 256, 512};
@@ -128,6 +132,7 @@ int main(int argc, char **argv) {
     check(clSetKernelArg(k, 1, sizeof ns, &ns), "arg");
     check(clSetKernelArg(k, 2, sizeof kk, &kk), "arg");
     for (size_t wi = 0; wi < sizeof wis / sizeof wis[0]; wi++) {
+      const int groups = (int)(2048 / wis[wi]) * (int)cus;
       size_t local = wis[wi], global = local * (size_t)groups;
       for (int rep = 0; rep < 2; rep++) /* the first launch warms up */
         check(clEnqueueNDRangeKernel(q, k, 1, NULL, &global, &local, 0, NULL, NULL), "launch");

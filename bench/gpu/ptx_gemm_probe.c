@@ -10,22 +10,29 @@
  * %envreg0-8, which CUDA does not set: scripts/gpu/ptx_probe.sh rewrites them
  * as zeros and %nctaid.
  *
- * Usage: ptx_gemm_probe FILE.ptx M N K TM TN THREADS [FLAGS [TRANS [CARVEOUT [PARTS]]]]
- *   FLAGS the kernel's flags (default 129: bias, paired stores); TRANS bit 0 A
- *   transposed, bit 1 B transposed; CARVEOUT the preferred shared-memory
- *   carveout in percent (-1: the driver's choice, the default); PARTS > 1
- *   splits K into that many slices of whole steps of 64 (flags & 4 set: the
- *   partial products into the workspace; with flags & 256 the last slice of a
- *   tile sums them in the kernel).
- * Prints the kernel's registers, local memory and resident groups a
- * multiprocessor, the device's microseconds a call over a graph of 200
- * launches (the median of 5 replays), and the largest relative error of 97
- * outputs against the host.
+ * Usage: ptx_gemm_probe FILE.ptx M N K TM TN THREADS [FLAGS [TRANS [CARVEOUT [PARTS [TK]]]]]
+ *   THREADS the work-items of a group (the PTX's .reqntid); FLAGS the kernel's
+ *   flags among 1 (bias), 128 (paired stores: cleared where N is odd, as the
+ *   plugin does) and 256 (below), default 129; TRANS bit 0 A transposed, bit 1
+ *   B transposed, which must be the transposes the program was built for (the
+ *   f16 tensor-core programs fix them; scripts/gpu/ptx_probe.sh builds them
+ *   untransposed: 0); CARVEOUT the preferred shared-memory carveout in percent
+ *   (-1: the driver's choice, the default); PARTS > 1 splits K into that many
+ *   slices of whole K steps of TK (default 64; flags & 4 set: the partial
+ *   products into the workspace; with flags & 256 the last slice of a tile
+ *   sums them in the kernel).
+ * Prints one JSON line: the kernel's registers, local memory and resident
+ * groups a multiprocessor, the device's microseconds a call over a graph of
+ * 200 launches (the median of 5 replays), and the largest relative error of
+ * 97 outputs against the host (null where the outputs are not written: the
+ * partial products only). Exits 1 where that error passes 2e-3.
  *
  * Build (scripts/gpu/ptx_probe.sh does): cc -O2 ptx_gemm_probe.c
  *   -I/usr/local/cuda/include -L/usr/local/cuda/lib64/stubs -lcuda */
 #include <cuda.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +69,7 @@ static char *read_text(const char *path) {
 
 static float half_to_float(unsigned short h) {
   int e = (h >> 10) & 31, m = h & 1023;
-  float v = e ? ldexpf((float)(m | 1024), e - 25) : ldexpf((float)m, -24);
+  float v = e == 31 ? (m ? NAN : INFINITY) : e ? ldexpf((float)(m | 1024), e - 25) : ldexpf((float)m, -24);
   return h & 0x8000 ? -v : v;
 }
 
@@ -72,19 +79,34 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 8 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    fprintf(argc < 8 ? stderr : stdout,
-            "usage: ptx_gemm_probe FILE.ptx M N K TM TN THREADS [FLAGS [TRANS [CARVEOUT]]]\n"
-            "  times the PTX's flagos_gemm kernel (an unsplit f16 product) through CUDA\n");
-    return argc < 8;
+  bool help = argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+  if (help || argc < 8 || argc > 13) {
+    fprintf(help ? stdout : stderr,
+            "usage: ptx_gemm_probe FILE.ptx M N K TM TN THREADS [FLAGS [TRANS [CARVEOUT [PARTS [TK]]]]]\n"
+            "  times the PTX's flagos_gemm kernel (an f16 product) through CUDA and checks 97 outputs\n"
+            "  FLAGS of 1 (bias), 128 (paired stores), 256 (slices summed in the kernel); default 129\n");
+    return !help;
   }
-  int M = atoi(argv[2]), N = atoi(argv[3]), K = atoi(argv[4]), tm = atoi(argv[5]), tn = atoi(argv[6]);
-  int nt = atoi(argv[7]), flags = argc > 8 ? atoi(argv[8]) : 129, trans = argc > 9 ? atoi(argv[9]) : 0;
-  int carve = argc > 10 ? atoi(argv[10]) : -1, parts = argc > 11 ? atoi(argv[11]) : 1;
-  if (M < 1 || N < 1 || K < 1 || tm < 1 || tn < 1 || nt < 32 || parts < 1 || parts > 64) {
-    fprintf(stderr, "ptx_gemm_probe: M, N, K, TM, TN >= 1, THREADS >= 32, PARTS 1 to 64\n");
+  int v[12];
+  const int dflt[12] = {0, 0, 0, 0, 0, 0, 0, 129, 0, -1, 1, 64};
+  for (int i = 1; i < 12; i++) {
+    char *end = NULL;
+    long x = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : dflt[i];
+    if (i + 1 < argc && (*end || end == argv[i + 1] || x < INT32_MIN || x > INT32_MAX)) {
+      fprintf(stderr, "ptx_gemm_probe: argument %d ('%s') is not an integer\n", i + 1, argv[i + 1]);
+      return 1;
+    }
+    v[i] = (int)x;
+  }
+  int M = v[1], N = v[2], K = v[3], tm = v[4], tn = v[5], nt = v[6], flags = v[7], trans = v[8], carve = v[9];
+  int parts = v[10], tk = v[11];
+  if (M < 1 || N < 1 || K < 1 || tm < 1 || tn < 1 || nt < 32 || nt > 1024 || parts < 1 || parts > 64 ||
+      trans < 0 || trans > 3 || carve < -1 || carve > 100 || tk < 16 || (flags & ~(1 | 128 | 256))) {
+    fprintf(stderr, "ptx_gemm_probe: M, N, K, TM, TN >= 1, THREADS 32 to 1024, TRANS 0 to 3, CARVEOUT -1 to 100, "
+                    "PARTS 1 to 64, TK >= 16, FLAGS of 1, 128 and 256 only\n");
     return 1;
   }
+  if (N & 1) flags &= ~128; /* paired stores need rows on 4 bytes (ocl_gemm.c: ldy and sy even) */
   unsigned gx = (unsigned)((N + tn - 1) / tn), gy = (unsigned)((M + tm - 1) / tm);
   if (parts > 1) {
     flags |= 4;
@@ -134,7 +156,7 @@ int main(int argc, char **argv) {
   check(cuMemsetD8(W, 0, nw), "W");
   long long sa = (long long)na, sb = (long long)nb, sy = (long long)ny;
   float alpha = 1, beta = 0;
-  int kslice = parts > 1 ? ((K + parts - 1) / parts + 63) / 64 * 64 : K, lda = trans & 1 ? M : K, ldb = trans & 2 ? K : N, ldy = N;
+  int kslice = parts > 1 ? ((K + parts - 1) / parts + tk - 1) / tk * tk : K, lda = trans & 1 ? M : K, ldb = trans & 2 ? K : N, ldy = N;
   void *args[] = {&A, &B, &Y, &W, &bias, &M, &N, &K, &trans, &sa, &sb, &sy, &alpha, &beta,
                   &kslice, &flags, &ldb, &lda, &ldy};
   CUstream st;
@@ -146,7 +168,7 @@ int main(int argc, char **argv) {
   check(cuStreamBeginCapture(st, CU_STREAM_CAPTURE_MODE_GLOBAL), "capture");
   for (int i = 0; i < LAUNCHES; i++) check(cuLaunchKernel(f, gx, gy, (unsigned)parts, (unsigned)nt, 1, 1, 0, st, args, NULL), "launch");
   check(cuStreamEndCapture(st, &g), "capture end");
-  check(cuGraphInstantiate(&ge, g, 0), "instantiate");
+  check(cuGraphInstantiateWithFlags(&ge, g, 0), "instantiate");
   CUevent e0, e1;
   cuEventCreate(&e0, 0);
   cuEventCreate(&e1, 0);
@@ -167,7 +189,8 @@ int main(int argc, char **argv) {
   unsigned short *y = malloc(2 * ny);
   check(cuMemcpyDtoH(y, Y, 2 * ny), "Y");
   double worst = 0;
-  for (int i = 0; i < 97; i++) {
+  const bool written = !(flags & 4) || (flags & 256); /* partial products only: Y is not written */
+  for (int i = 0; written && i < 97; i++) {
     int m = (int)((i * 7919u) % (unsigned)M), n = (int)((i * 104729u) % (unsigned)N);
     double ref = flags & 1 ? half_to_float(h[n]) : 0;
     for (int k = 0; k < K; k++) {
@@ -177,9 +200,16 @@ int main(int argc, char **argv) {
     double err = fabs(half_to_float(y[m * N + n]) - ref) / (fabs(ref) + 1e-3);
     if (err > worst || err != err) worst = err != err ? INFINITY : err;
   }
+  char errs[32] = "null";
+  if (written) snprintf(errs, sizeof errs, isfinite(worst) ? "%.2g" : "1e300", worst);
   printf("{\"M\": %d, \"N\": %d, \"K\": %d, \"tile\": \"%dx%d\", \"threads\": %d, \"groups\": %u, \"regs\": %d, "
          "\"smem\": %d, \"resident\": %d, \"carveout\": %d, \"parts\": %d, \"flags\": %d, \"us\": %.2f, "
-         "\"us_min\": %.2f, \"max_rel_err\": %.2g}\n",
-         M, N, K, tm, tn, nt, gx * gy * (unsigned)parts, regs, smem, groups, carve, parts, flags, us[REPLAYS / 2], us[0], worst);
+         "\"us_min\": %.2f, \"max_rel_err\": %s}\n",
+         M, N, K, tm, tn, nt, gx * gy * (unsigned)parts, regs, smem, groups, carve, parts, flags, us[REPLAYS / 2], us[0], errs);
+  if (written && !(worst <= 2e-3)) {
+    fprintf(stderr, "ptx_gemm_probe: outputs differ from the host's by %g (relative): the launch ran the wrong work\n",
+            worst);
+    return 1;
+  }
   return 0;
 }

@@ -3,13 +3,14 @@
 # (bench/gpu/ptx_gemm_probe.c): for each tile variant of PROBE_TILES, the
 # program that NVIDIA's OpenCL compiler built for it (taken from a kernel cache
 # of its own) is timed on each product of PROBE_SHAPES through NVIDIA's OpenCL
-# (flagos_gemm_bench, gated, the tile forced) and through CUDA (a graph of
-# back-to-back launches; the driver's shared-memory carveout and 20%: one
-# group a multiprocessor; with PROBE_SPLIT=P also split over K in P slices,
-# the slices summed by the next kernel (not run) or in the product's kernel), and
-# with PROBE_NCU=1 profiled by Nsight Compute on the first product (and
-# cuBLASLt's kernel on it). Writes $OUT/probe.jsonl, $OUT/opencl.jsonl and
-# $OUT/ncu-*.txt.
+# (flagos_gemm_bench, gated, the tile forced) and through CUDA: a graph of
+# back-to-back launches, with the driver's shared-memory carveout and with 20%
+# (room for one group of these tiles; each line's "resident" says), and with
+# PROBE_SPLIT=P also split over K in P slices (the partial products only, and
+# summed by the last slice in the product's kernel). With PROBE_NCU=1 Nsight
+# Compute profiles the first product (and cuBLASLt's kernel on it). Writes
+# $OUT/probe.jsonl, $OUT/opencl.jsonl, $OUT/ncu-*.txt; a probe's failure (its
+# outputs wrong: the launch ran the wrong work) goes to $OUT/probe-errors.txt.
 #
 # Environment:
 #   PROBE_SHAPES  f16 products MxNxK (default "128x2304x768 128x768x768")
@@ -31,13 +32,17 @@ export FLAGOS_PLUGIN_PATH=$build/backends
 cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
 export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}}
 work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 probe=$work/ptx_gemm_probe
 cc -O2 -Wall -Wextra -Werror "$repo/bench/gpu/ptx_gemm_probe.c" -I/usr/local/cuda/include \
-  -L/usr/local/cuda/lib64/stubs -lcuda -lm -o "$probe" 2>"$out/probe-cc.txt" || { say "probe: build failed"; exit 1; }
+  -L/usr/local/cuda/lib64/stubs -lcuda -lm -o "$probe" 2>"$out/probe-cc.txt" || { say "probe: build failed (probe-cc.txt)"; exit 1; }
+if [ "${PROBE_NCU:-0}" = 1 ] && ! command -v ncu >/dev/null; then
+  say "PROBE_NCU=1 but no ncu on this machine: no profiles"
+fi
 gb=$build/flagos_gemm_bench
-# ocl_gemm.c's k_variants: TM TN and work-items of the tensor-core tiles
-declare -A geom=([11]="128 128 256" [12]="64 128 128" [13]="64 64 128" [14]="32 64 128" [15]="128 64 128"
-                 [18]="32 32 128")
+# ocl_gemm.c's k_variants: TM TN, work-items and TK of the tensor-core tiles
+declare -A geom=([11]="128 128 256 32" [12]="64 128 128 32" [13]="64 64 128 32" [14]="32 64 128 64"
+                 [15]="128 64 128 32" [18]="32 32 128 64")
 # Nsight Compute's full set on one kernel: the details page and, from the raw
 # metrics, the warps' stall reasons (cycles a warp spent stalled per issued
 # instruction, by reason) and the bytes moved, into $out/ncu-NAME.txt
@@ -56,13 +61,20 @@ ncu_report() {
     python3 - "$work/$name-sass.csv" >"$out/ncu-$name-sass.txt" 2>&1 <<'PY'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
-head = next(i for i, r in enumerate(rows) if "Source" in r)
+head = next((i for i, r in enumerate(rows) if "Source" in r), None)
+samp = None if head is None else next(
+    (i for i, c in enumerate(rows[head]) if c.startswith("Warp Stall Sampling (All")), None)
+if samp is None:
+    sys.exit("no Source and Warp Stall Sampling columns in ncu's source page (%s)" % sys.argv[1])
 cols = rows[head]
 src = cols.index("Source")
-samp = next(i for i, c in enumerate(cols) if c.startswith("Warp Stall Sampling (All"))
 addr = cols.index("Address") if "Address" in cols else 0
 body = [r for r in rows[head + 1:] if len(r) == len(cols)]
-num = lambda r: float(r[samp] or 0)
+def num(r):
+    try:
+        return float(r[samp].replace(",", "") or 0)
+    except ValueError:
+        return 0.0
 total = sum(num(r) for r in body)
 print("%d instructions, %d stall samples" % (len(body), total))
 for r in sorted(body, key=num, reverse=True)[:60]:
@@ -73,11 +85,12 @@ for r in body:
 PY
 }
 read -r -a shapes <<<"${PROBE_SHAPES:-128x2304x768 128x768x768}"
+[ "${#shapes[@]}" -gt 0 ] || { say "PROBE_SHAPES names no product"; exit 2; }
 : >"$out/probe.jsonl"
 : >"$out/opencl.jsonl"
 for t in ${PROBE_TILES:-13 14 18}; do
   [ -n "${geom[$t]:-}" ] || { say "tile $t: not a tensor-core variant (${!geom[*]})"; continue; }
-  read -r tm tn nt <<<"${geom[$t]}"
+  read -r tm tn nt tk <<<"${geom[$t]}"
   cache=$work/cache-$t
   FLAGOS_CACHE_DIR=$cache FLAGOS_OPENCL_GEMM_TILE=$t "$gb" --backend opencl --dtype f16 --gate 0 --iters 5 \
     "${shapes[0]}:+" >/dev/null 2>>"$out/probe-errors.txt"
@@ -86,7 +99,12 @@ for t in ${PROBE_TILES:-13 14 18}; do
     # NVIDIA's OpenCL passes the launch's offsets in %envreg0-5 (zeros here) and
     # its group counts in %envreg6-8; CUDA sets neither
     tail -c +17 "$f" | tr -d '\000' |
-      sed -E 's/%envreg[0-5];/0;/; s/%envreg6;/%nctaid.x;/; s/%envreg7;/%nctaid.y;/; s/%envreg8;/%nctaid.z;/' >"$work/x.ptx"
+      sed -E 's/%envreg[0-5]\b/0/g; s/%envreg6\b/%nctaid.x/g; s/%envreg7\b/%nctaid.y/g; s/%envreg8\b/%nctaid.z/g' \
+        >"$work/x.ptx"
+    if grep -q '%envreg' "$work/x.ptx"; then
+      say "tile $t: the PTX reads launch registers this script does not know ($(grep -o '%envreg[0-9]*' "$work/x.ptx" | sort -u | tr '\n' ' '))"
+      continue 2
+    fi
     grep -q '\.entry flagos_gemm(' "$work/x.ptx" && { ptx=$work/t$t.ptx; mv "$work/x.ptx" "$ptx"; break; }
   done
   [ -n "$ptx" ] || { say "tile $t: no program with flagos_gemm in $cache"; continue; }
@@ -96,20 +114,19 @@ for t in ${PROBE_TILES:-13 14 18}; do
     FLAGOS_CACHE_DIR=$cache FLAGOS_OPENCL_GEMM_TILE=$t "$gb" --backend opencl --dtype f16 --iters 200 \
       --label "tile $t" "$s:+" >>"$out/opencl.jsonl" 2>>"$out/probe-errors.txt"
     for run in "129 0 -1 1" "129 0 20 1" ${PROBE_SPLIT:+"129 0 -1 $PROBE_SPLIT" "385 0 -1 $PROBE_SPLIT"}; do
-      "$probe" "$ptx" "$m" "$n" "$k" "$tm" "$tn" "$nt" $run | sed "s/^{/{\"variant\": $t, /" |
-        tee -a "$out/probe.jsonl"
+      "$probe" "$ptx" "$m" "$n" "$k" "$tm" "$tn" "$nt" $run "$tk" 2>>"$out/probe-errors.txt" |
+        sed "s/^{/{\"variant\": $t, /" | tee -a "$out/probe.jsonl"
     done
   done
   if [ "${PROBE_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
     IFS=x read -r m n k <<<"${shapes[0]}"
     ncu_report "t$t-${shapes[0]}" -k flagos_gemm -c 1 "$probe" "$ptx" "$m" "$n" "$k" "$tm" "$tn" "$nt"
     [ -n "${PROBE_SPLIT:-}" ] && ncu_report "t$t-${shapes[0]}-split$PROBE_SPLIT-in-kernel" -k flagos_gemm -c 1 \
-      "$probe" "$ptx" "$m" "$n" "$k" "$tm" "$tn" "$nt" 385 0 -1 "$PROBE_SPLIT"
+      "$probe" "$ptx" "$m" "$n" "$k" "$tm" "$tn" "$nt" 385 0 -1 "$PROBE_SPLIT" "$tk"
   fi
 done
 if [ "${PROBE_NCU:-0}" = 1 ] && command -v ncu >/dev/null; then
   ncu_report "cublaslt-${shapes[0]}" -k 'regex:gemm|xmma|cutlass|sm90|nvjet' --launch-skip 3 -c 1 \
     "$gb" --backend cuda --dtype f16 --gate 0 --iters 10 --check 0 "${shapes[0]}:+"
 fi
-rm -rf "$work"
 say "done in $(elapsed)s"
