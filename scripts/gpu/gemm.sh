@@ -24,16 +24,10 @@ set -uo pipefail
 . "$(dirname "$0")/start.sh"
 . "$repo/scripts/gpu/prefix.sh"
 build=${FLAGOS_GPU_BUILD:-$repo/build-gpu-bench}
-if ! gpu_build "$build" "$out/gemm-build.log" flagos_backend_cuda flagos_backend_opencl flagos_gemm_bench; then
-  say "BUILD FAILED (gemm-build.log)"
-  tail -30 "$out/gemm-build.log"
-  exit 1
-fi
+gpu_build "$build" "$out/gemm-build.log" flagos_backend_cuda flagos_backend_opencl flagos_gemm_bench || exit 1
 say "built in $(elapsed)s"
 gpu_opencl_icd || exit 1
 export FLAGOS_PLUGIN_PATH=$build/backends FLAGOS_CACHE_DIR=${FLAGOS_CACHE_DIR:-/tmp/flagos-gemm-cache}
-cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}}
 
 # The models' products at sequence 128 (bench/gpu/models.py), as FlagOS's
 # lowerings call gemm: BERT's and GPT-2's linear layers with their bias,

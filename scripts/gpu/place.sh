@@ -18,12 +18,8 @@ set -uo pipefail
 build=$repo/build-gpu-place
 work=${PLACE_WORK:-/tmp/flagos-place}
 mkdir -p "$work"
-if ! gpu_build "$build" "$work/build.log" flagos_cli flagos_backend_cpu flagos_backend_cuda; then
-  say "BUILD FAILED"; tail -30 "$work/build.log"; exit 1
-fi
+gpu_build "$build" "$work/build.log" flagos_cli flagos_backend_cpu flagos_backend_cuda || exit 1
 export FLAGOS_PLUGIN_PATH=$build/backends FLAGOS_CACHE_DIR=$work/cache
-cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}}
 fl=$build/flagos
 tune=()
 [ "${PLACE_TUNE:-1}" = 1 ] && tune=(--tune)

@@ -13,7 +13,10 @@
 #
 # Functions it defines for later steps:
 #   gpu_build DIR LOG TARGET.. configures DIR (RelWithDebInfo, warnings not fatal)
-#                              and builds the targets; output appended to LOG
+#                              and builds the targets; output appended to LOG; on
+#                              a failure says so with LOG's tail and returns 1
+# and it exports FLAGOS_CUDA_ARCHS, this GPU's architecture only (faster NVRTC
+# compiles), unless the caller set it.
 #   gpu_opencl_icd             points the OpenCL ICD loader at NVIDIA's platform
 #                              (exports OCL_ICD_VENDORS, FLAGOS_OPENCL_LIBRARY)
 
@@ -101,7 +104,10 @@ gpu_build() {
   local dir=$1 log=$2
   shift 2
   cmake -S "$repo" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLAGOS_WERROR=OFF "${cmake_args[@]}" >>"$log" 2>&1 &&
-    ninja -C "$dir" -j "$(nproc)" "$@" >>"$log" 2>&1
+    ninja -C "$dir" -j "$(nproc)" "$@" >>"$log" 2>&1 && return 0
+  say "BUILD FAILED ($(basename "$log"))"
+  tail -30 "$log"
+  return 1
 }
 
 # NVIDIA's OpenCL platform is libnvidia-opencl.so.1 from the driver; the ICD
@@ -130,4 +136,6 @@ gpu_opencl_icd() {
 
 gpu_env_report "$out/env.txt"
 say "GPU: $(nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+gpu_cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${gpu_cc:-90}}
 gpu_prefix

@@ -17,12 +17,8 @@ work=${PROFILE_WORK:-/tmp/flagos-profile}
 mkdir -p "$work"
 targets=(flagos_cli flagos_backend_cpu flagos_backend_cuda)
 [ "${PROFILE_OPENCL:-0}" = 1 ] && targets+=(flagos_backend_opencl)
-if ! gpu_build "$build" "$work/build.log" "${targets[@]}"; then
-  say "BUILD FAILED"; tail -30 "$work/build.log"; exit 1
-fi
+gpu_build "$build" "$work/build.log" "${targets[@]}" || exit 1
 export FLAGOS_PLUGIN_PATH=$build/backends FLAGOS_CACHE_DIR=$work/cache
-cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}}
 [ "${PROFILE_OPENCL:-0}" = 1 ] && gpu_opencl_icd
 say "built in $(elapsed)s"
 

@@ -22,15 +22,9 @@ set -uo pipefail
 . "$(dirname "$0")/start.sh"
 . "$repo/scripts/gpu/prefix.sh"
 build=${FLAGOS_GPU_BUILD:-$repo/build-gpu-bench}
-if ! gpu_build "$build" "$out/probe-build.log" flagos_backend_cuda flagos_backend_opencl flagos_gemm_bench; then
-  say "BUILD FAILED (probe-build.log)"
-  tail -30 "$out/probe-build.log"
-  exit 1
-fi
+gpu_build "$build" "$out/probe-build.log" flagos_backend_cuda flagos_backend_opencl flagos_gemm_bench || exit 1
 gpu_opencl_icd || exit 1
 export FLAGOS_PLUGIN_PATH=$build/backends
-cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 probe=$work/ptx_gemm_probe
@@ -40,9 +34,6 @@ if [ "${PROBE_NCU:-0}" = 1 ] && ! command -v ncu >/dev/null; then
   say "PROBE_NCU=1 but no ncu on this machine: no profiles"
 fi
 gb=$build/flagos_gemm_bench
-# ocl_gemm.c's k_variants: TM TN, work-items and TK of the tensor-core tiles
-declare -A geom=([11]="128 128 256 32" [12]="64 128 128 32" [13]="64 64 128 32" [14]="32 64 128 64"
-                 [15]="128 64 128 32" [18]="32 32 128 64")
 # Nsight Compute's full set on one kernel: the details page and, from the raw
 # metrics, the warps' stall reasons (cycles a warp spent stalled per issued
 # instruction, by reason) and the bytes moved, into $out/ncu-NAME.txt
@@ -89,11 +80,13 @@ read -r -a shapes <<<"${PROBE_SHAPES:-128x2304x768 128x768x768}"
 : >"$out/probe.jsonl"
 : >"$out/opencl.jsonl"
 for t in ${PROBE_TILES:-13 14 18}; do
-  [ -n "${geom[$t]:-}" ] || { say "tile $t: not a tensor-core variant (${!geom[*]})"; continue; }
-  read -r tm tn nt tk <<<"${geom[$t]}"
   cache=$work/cache-$t
-  FLAGOS_CACHE_DIR=$cache FLAGOS_OPENCL_GEMM_TILE=$t "$gb" --backend opencl --dtype f16 --gate 0 --iters 5 \
-    "${shapes[0]}:+" >/dev/null 2>>"$out/probe-errors.txt"
+  # the variant's tile as the plugin's trace gives it ("tile 18 (32x32/64 mma)"): TM, TN, TK
+  geo=$(FLAGOS_TRACE=1 FLAGOS_CACHE_DIR=$cache FLAGOS_OPENCL_GEMM_TILE=$t "$gb" --backend opencl --dtype f16 \
+    --gate 0 --iters 5 "${shapes[0]}:+" 2>&1 >/dev/null | sed -n "s/.*, tile $t (\([0-9]*\)x\([0-9]*\)\/\([0-9]*\) mma[^)]*).*/\1 \2 \3/p" |
+    head -1)
+  [ -n "$geo" ] || { say "tile $t: not a tensor-core (mma) variant the plugin took for ${shapes[0]}"; continue; }
+  read -r tm tn tk <<<"$geo"
   ptx=""
   for f in "$cache"/opencl/*.bin; do
     # NVIDIA's OpenCL passes the launch's offsets in %envreg0-5 (zeros here) and
@@ -108,6 +101,7 @@ for t in ${PROBE_TILES:-13 14 18}; do
     grep -q '\.entry flagos_gemm(' "$work/x.ptx" && { ptx=$work/t$t.ptx; mv "$work/x.ptx" "$ptx"; break; }
   done
   [ -n "$ptx" ] || { say "tile $t: no program with flagos_gemm in $cache"; continue; }
+  nt=$(sed -n 's/^\.reqntid \([0-9]*\).*/\1/p' "$ptx" | head -1) # the work-items of its groups
   cp "$ptx" "$out/t$t.ptx"
   for s in "${shapes[@]}"; do
     IFS=x read -r m n k <<<"$s"

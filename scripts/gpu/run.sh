@@ -54,8 +54,6 @@ say "devices: $(tr '\n' ' ' <"$out/devices.txt")"
 
 stages=,${FLAGOS_GPU_STAGES:-cuda,opencl,unit},
 has_stage() { case $stages in *,$1,*) return 0 ;; esac; return 1; }
-cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
-export FLAGOS_CUDA_ARCHS=${FLAGOS_CUDA_ARCHS:-sm_${cc:-90}} # this machine's architecture only: faster compiles
 export FLAGOS_CACHE_DIR=/tmp/flagos-cache
 filter=()
 [ -n "${FLAGOS_GPU_FILTER:-}" ] && filter=(--filter "$FLAGOS_GPU_FILTER")
