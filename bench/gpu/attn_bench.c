@@ -170,7 +170,7 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   /* the first call was the first of the warm-up */
   double us = 0, host_us = 0;
   bool gated = false;
-  if (!st) st = bench_time(be, bst, &call, warmup - 1, iters, ev, gate, &us, &host_us, &gated);
+  if (!st) st = bench_time(be, bst, &call, 1, warmup - 1, iters, ev, gate, &us, &host_us, &gated);
   if (!st) st = be->copy_d2h(bst, NULL, hy, bufs[3], 0, nq * es);
   if (st) {
     fprintf(stderr, "flagos_attn_bench: %s on %s: %s\n", s->text, backend, code_msg(st));

@@ -236,13 +236,15 @@ static bool bench_gate_open(const char *tool, const flagos_backend_t *be, void *
 }
 
 /* `warmup` calls and a sync, then `iters` calls back to back between ev[0] and
- * ev[1]: *us the device time a call (the plugin's events), *host_us the host
- * time a call spent queuing them. With a gate (NULL or closed: none), gate
+ * ev[1] (call i is calls[i % ncalls]: the same product on other buffers, so
+ * that its operands are not in the device's cache): *us the device time a
+ * call (the plugin's events), *host_us the host time a call spent queuing
+ * them. With a gate (NULL or closed: none), gate
  * products first, as many as twice the host's expected queuing (ev[0] after
  * them), and *gated says whether they outlasted it: the host had queued the
  * last timed call before the device left the gate, by an event before it. */
-static flagos_status_t bench_time(const flagos_backend_t *be, void *bst, const flagos_libcall_t *call, int warmup,
-                                  int iters, flagos_bevent_t *ev, const bench_gate_t *gate, double *us,
+static flagos_status_t bench_time(const flagos_backend_t *be, void *bst, const flagos_libcall_t *calls, int ncalls,
+                                  int warmup, int iters, flagos_bevent_t *ev, const bench_gate_t *gate, double *us,
                                   double *host_us, bool *gated) {
   flagos_status_t st = NULL;
   *gated = false;
@@ -250,7 +252,7 @@ static flagos_status_t bench_time(const flagos_backend_t *be, void *bst, const f
   double tw = 0, warm_us = 50.0;
   for (int i = 0; i < warmup && !st; i++) {
     if (i == 1) tw = bench_now_s();
-    st = be->library_call(bst, NULL, call);
+    st = be->library_call(bst, NULL, &calls[i % ncalls]);
   }
   if (warmup > 1) warm_us = (bench_now_s() - tw) * 1e6 / (warmup - 1);
   if (!st) st = be->stream_sync(bst, NULL);
@@ -270,7 +272,7 @@ static flagos_status_t bench_time(const flagos_backend_t *be, void *bst, const f
   for (int i = 0; i < n_gate && !st; i++) st = be->library_call(bst, NULL, &gate->call);
   if (!st) st = be->event_record(bst, ev[0], NULL);
   double t1 = bench_now_s();
-  for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, call);
+  for (int i = 0; i < iters && !st; i++) st = be->library_call(bst, NULL, &calls[i % ncalls]);
   double t2 = bench_now_s();
   *host_us = (t2 - t1) * 1e6 / iters;
   if (!st) st = be->event_record(bst, ev[1], NULL);

@@ -18,6 +18,10 @@
  *   --dtype f32|f16|f64   (default f32)
  *   --iters N        timed calls (default 100), --warmup N (default 10)
  *   --check N        outputs of each product checked (default 256; 0: none)
+ *   --cold N         N copies of B (and the bias) on the device, the calls
+ *                    taking them in turn (default 1), so that B comes from
+ *                    memory rather than the cache as a model's weights do
+ *                    (N times B's size past the device's last-level cache)
  *   --label TEXT     written into each line (e.g. the variant asked for)
  *   --gate N         queue the timed calls behind f32 products of N cubed
  *                    (default 2048; 0: none), so that the host has queued
@@ -59,10 +63,11 @@ static int usage(const char *why) {
   if (why) fprintf(stderr, "flagos_gemm_bench: %s\n", why);
   fprintf(stderr,
           "usage: flagos_gemm_bench [--backend NAME] [--device I] [--dtype f32|f16|f64] [--iters N] [--warmup N]\n"
-          "                         [--check N] [--label TEXT] [--gate N] SHAPE...\n"
+          "                         [--check N] [--cold N] [--label TEXT] [--gate N] SHAPE...\n"
           "  SHAPE: [BATCHx]MxNxK[:FLAGS], FLAGS: a (A transposed), b (B transposed), + (bias), s (A shared),\n"
           "         n (the gemm_norm call: a residual added, rows normalised; batch 1)\n"
           "  --gate N: queue the timed calls behind f32 products of N cubed (default 2048, 0: none)\n"
+          "  --cold N: N copies of B and the bias, taken in turn (default 1: B stays in the cache)\n"
           "  prints one JSON object per shape (device time per call, host time, TFLOP/s, checked error)\n");
   return 2;
 }
@@ -89,7 +94,7 @@ static bool parse_shape(const char *arg, shape_t *s) {
 static const char *code_msg(flagos_status_t st) { return st ? flagos_status_message(st) : "ok"; }
 
 /* Runs one shape; prints its line. 0 ok, 1 failed. */
-static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, int warmup, int n_check,
+static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, int warmup, int n_check, int cold,
                      const char *label, const char *backend, const char *dev_name, const bench_gate_t *gate) {
   size_t es = flagos_dtype_size(dt);
   int64_t sa = s->shared ? 0 : s->M * s->K, sb = s->K * s->N, sy = s->M * s->N;
@@ -102,7 +107,11 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   flagos_devptr_t bufs[8] = {0};
   flagos_bevent_t ev[2] = {NULL, NULL};
   flagos_status_t st = NULL;
-  if (!ha || !hb || !hy || !hbias || !hr || !hg || !hbeta || !hz) {
+  /* --cold: the calls' buffers, B and the bias (bias_at) another copy in each */
+  const int bias_at = s->norm ? 7 : 3;
+  flagos_devptr_t(*cbufs)[8] = calloc((size_t)cold, sizeof *cbufs);
+  flagos_libcall_t *calls = calloc((size_t)cold, sizeof *calls);
+  if (!ha || !hb || !hy || !hbias || !hr || !hg || !hbeta || !hz || !cbufs || !calls) {
     fprintf(stderr, "flagos_gemm_bench: %s: out of host memory\n", s->text);
     goto done;
   }
@@ -131,10 +140,21 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
   int64_t ints[13] = {s->batch, s->M, s->N, s->K, s->ta, s->tb, sa, sb, sy,
                       s->tb ? s->K : s->N, s->ta ? s->M : s->K, s->N, 1};
   double fl[3] = {1.0, 0.0, 1e-5};
-  flagos_libcall_t call = {s->norm ? "gemm_norm" : "gemm", bufs, dts, n_bufs, ints, s->norm ? 13 : 9, fl, s->norm ? 3 : 2};
+  for (int c = 0; c < cold && !st; c++) {
+    memcpy(cbufs[c], bufs, sizeof bufs);
+    if (c) {
+      cbufs[c][1] = cbufs[c][bias_at] = 0;
+      st = be->mem_alloc(bst, dev, sizes[1], &cbufs[c][1]);
+      if (!st) st = be->copy_h2d(bst, NULL, cbufs[c][1], 0, hb, sizes[1]);
+      if (!st && s->bias) st = be->mem_alloc(bst, dev, sizes[bias_at], &cbufs[c][bias_at]);
+      if (!st && s->bias) st = be->copy_h2d(bst, NULL, cbufs[c][bias_at], 0, hbias, sizes[bias_at]);
+    }
+    calls[c] = (flagos_libcall_t){s->norm ? "gemm_norm" : "gemm", cbufs[c], dts, n_bufs, ints, s->norm ? 13 : 9, fl,
+                                  s->norm ? 3 : 2};
+  }
   double us = 0, host_us = 0;
   bool gated = false;
-  st = bench_time(be, bst, &call, warmup, iters, ev, gate, &us, &host_us, &gated);
+  if (!st) st = bench_time(be, bst, calls, cold, warmup, iters, ev, gate, &us, &host_us, &gated);
   if (!st) st = be->copy_d2h(bst, NULL, hy, bufs[2], 0, ny * es);
   if (!st && s->norm) st = be->copy_d2h(bst, NULL, hz, bufs[6], 0, ny * es);
   if (st) {
@@ -214,15 +234,21 @@ static int run_shape(int dev, flagos_dtype_t dt, const shape_t *s, int iters, in
 done:
   flagos_status_free(st);
   bench_teardown(be, bst, dev, 8, bufs, ev);
+  for (int c = 1; cbufs && c < cold; c++) {
+    if (cbufs[c][1]) be->mem_free(bst, dev, cbufs[c][1]);
+    if (s->bias && cbufs[c][bias_at]) be->mem_free(bst, dev, cbufs[c][bias_at]);
+  }
+  free(cbufs), free(calls);
   free(ha), free(hb), free(hy), free(hbias), free(hr), free(hg), free(hbeta), free(hz);
   return rc;
 }
 
-static int n_check = 256;
+static int n_check = 256, n_cold = 1;
 
 static bool own_option(const char *opt, const char *val) {
-  if (strcmp(opt, "--check") != 0) return false;
-  n_check = atoi(val);
+  if (!strcmp(opt, "--check")) n_check = atoi(val);
+  else if (!strcmp(opt, "--cold")) n_cold = atoi(val);
+  else return false;
   return true;
 }
 
@@ -231,6 +257,7 @@ int main(int argc, char **argv) {
   int rc = bench_parse_args(argc, argv, &o, true, own_option, usage);
   if (rc >= 0) return rc;
   if (n_check < 0) return usage("--check must not be negative");
+  if (n_cold < 1 || n_cold > 256) return usage("--cold takes 1 to 256 copies");
   int first = o.first;
   shape_t *shapes = calloc((size_t)(argc - first), sizeof(shape_t));
   if (!shapes) return 1;
@@ -250,7 +277,7 @@ int main(int argc, char **argv) {
   bench_gate_t gate;
   if (!bench_gate_open("flagos_gemm_bench", be, bst, o.dev, o.gate, &gate)) failed = 1;
   for (int i = 0; i < argc - first && !failed; i++)
-    failed |= run_shape(o.dev, o.dt, &shapes[i], o.iters, o.warmup, n_check, o.label, o.backend, name, &gate);
+    failed |= run_shape(o.dev, o.dt, &shapes[i], o.iters, o.warmup, n_check, n_cold, o.label, o.backend, name, &gate);
   bench_gate_close(be, bst, o.dev, &gate);
   be->shutdown(bst);
   free(shapes);

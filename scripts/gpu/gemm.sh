@@ -19,6 +19,9 @@
 #   GEMM_EXTRA   more `NAME=VALUE ...` environments for extra opencl columns,
 #                separated by ';' (e.g. "FLAGOS_OPENCL_SPLITK=1")
 #   GEMM_ITERS   timed calls a product (default 100)
+#   GEMM_COLD    copies of each product's B and bias taken in turn (default 1;
+#                24 puts a 128x2304x768 product's weights past an H100's 50 MB
+#                of L2, as a model's weights are: flagos_gemm_bench --cold)
 #   FLAGOS_GPU_BUILD  the build folder (default build-gpu-bench)
 set -uo pipefail
 . "$(dirname "$0")/start.sh"
@@ -58,7 +61,7 @@ tiles=${GEMM_TILES:-}
 [ "$tiles" = all ] && tiles=$(seq 0 18 | tr '\n' ' ')
 jl=$out/gemm.jsonl
 : >"$jl"
-b=("$build/flagos_gemm_bench" --iters "${GEMM_ITERS:-100}")
+b=("$build/flagos_gemm_bench" --iters "${GEMM_ITERS:-100}" --cold "${GEMM_COLD:-1}")
 for dt in $(echo "${GEMM_DTYPES:-f32,f16}" | tr ',' ' '); do
   "${b[@]}" --backend cuda --dtype "$dt" --label cuBLASLt "${shapes[@]}" >>"$jl" 2>>"$out/gemm-errors.txt"
   "${b[@]}" --backend opencl --dtype "$dt" --label rule "${shapes[@]}" >>"$jl" 2>>"$out/gemm-errors.txt"
