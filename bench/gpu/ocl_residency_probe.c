@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ocl_probe.h"
+
 enum { SPIN_NS = 20000, MAX_SM = 1024 };
 
 static const char *src =
@@ -75,30 +77,14 @@ static int most_overlapping(span_t *s, int n) {
 
 int main(int argc, char **argv) {
   const char *want = argc > 1 ? argv[1] : "NVIDIA";
-  if (!strcmp(want, "--help") || !strcmp(want, "-h")) {
-    printf("usage: ocl_residency_probe [PLATFORM]\n  work-groups resident on a multiprocessor at once, by local "
-           "memory and work-items\n");
+  if (probe_help(want, "usage: ocl_residency_probe [PLATFORM]\n  work-groups resident on a multiprocessor at once, "
+                       "by local memory and work-items\n"))
     return 0;
-  }
-  cl_platform_id ps[16];
-  cl_uint np = 0;
-  check(clGetPlatformIDs(16, ps, &np), "platforms");
-  if (np > 16) np = 16;
-  cl_device_id dev = NULL;
-  for (cl_uint i = 0; i < np && !dev; i++) {
-    char name[256] = "";
-    clGetPlatformInfo(ps[i], CL_PLATFORM_NAME, sizeof name, name, NULL);
-    if (strstr(name, want) && clGetDeviceIDs(ps[i], CL_DEVICE_TYPE_GPU, 1, &dev, NULL) != CL_SUCCESS) dev = NULL;
-  }
-  if (!dev) {
-    fprintf(stderr, "ocl_residency_probe: no GPU on a platform named like '%s'\n", want);
-    return 1;
-  }
-  cl_uint cus = 0;
-  cl_ulong lmem = 0;
-  clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus, NULL);
-  clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof lmem, &lmem, NULL);
-  printf("compute units %u, local memory a group %llu bytes\n", cus, (unsigned long long)lmem);
+  cl_device_id dev = probe_device("ocl_residency_probe", want, CL_DEVICE_TYPE_GPU);
+  if (!dev) return 1;
+  cl_uint cus;
+  cl_ulong lmem;
+  probe_limits(dev, &cus, &lmem);
   cl_int e;
   cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
   check(e, "context");
