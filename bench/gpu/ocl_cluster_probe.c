@@ -40,9 +40,6 @@ static const char *src =
     "  if (lid == 0) ranks[gid] = rank | nrank << 8;\n"
     "}\n";
 
-static cl_device_id dev;
-static cl_context ctx;
-
 static unsigned char *binary_of(cl_program p, size_t *n) {
   *n = 0;
   if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof *n, n, NULL) != CL_SUCCESS || !*n) return NULL;
@@ -86,12 +83,12 @@ int main(int argc, char **argv) {
   if (probe_help(want, "usage: ocl_cluster_probe [PLATFORM]\n  thread-block clusters through OpenCL: a peer's local "
                        "memory read by mapa\n"))
     return 0;
-  dev = probe_device("ocl_cluster_probe", want, CL_DEVICE_TYPE_GPU);
+  cl_device_id dev = probe_device("ocl_cluster_probe", want, CL_DEVICE_TYPE_GPU);
   if (!dev) return 1;
   cl_int e;
-  ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
+  cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
   if (!ctx) {
-    fprintf(stderr, "ocl_cluster_probe: context: error %d\n", e);
+    printf("context: error %d\n", e);
     return 1;
   }
   cl_program p = clCreateProgramWithSource(ctx, 1, &src, NULL, &e);
@@ -124,11 +121,11 @@ int main(int argc, char **argv) {
     size_t n2 = ptx2 ? strlen(ptx2) + 1 : 0;
     /* a context and queue of its own: a refused launch may leave them unusable */
     cl_int bst = CL_SUCCESS;
-    cl_context c2 = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
-    cl_command_queue q2 = c2 ? clCreateCommandQueue(c2, dev, CL_QUEUE_PROFILING_ENABLE, &e) : NULL;
+    char what[32];
+    snprintf(what, sizeof what, "cluster %d: ", cl);
+    cl_context c2;
+    cl_command_queue q2 = probe_queue(what, dev, CL_QUEUE_PROFILING_ENABLE, &c2);
     if (!q2) {
-      printf("cluster %d: context or queue: error %d\n", cl, e);
-      if (c2) clReleaseContext(c2);
       free(ptx2);
       continue;
     }
@@ -183,5 +180,8 @@ int main(int argc, char **argv) {
     clReleaseContext(c2);
     free(ptx2);
   }
+  free(ptx);
+  clReleaseProgram(p);
+  clReleaseContext(ctx);
   return 0;
 }

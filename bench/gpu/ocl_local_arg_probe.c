@@ -58,10 +58,9 @@ int main(int argc, char **argv) {
   cl_ulong lmem;
   probe_limits(dev, &cus, &lmem);
   cl_int e;
-  cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
-  if (fail(e, "context")) return 1;
-  cl_command_queue q = clCreateCommandQueue(ctx, dev, CL_QUEUE_PROFILING_ENABLE, &e);
-  if (fail(e, "queue")) return 1;
+  cl_context ctx;
+  cl_command_queue q = probe_queue("", dev, CL_QUEUE_PROFILING_ENABLE, &ctx);
+  if (!q) return 1;
   cl_program p = clCreateProgramWithSource(ctx, 1, &src, NULL, &e);
   if (fail(e, "program") || fail(clBuildProgram(p, 1, &dev, "", NULL, NULL), "build")) return 1;
   cl_kernel k = clCreateKernel(p, "fill", &e);

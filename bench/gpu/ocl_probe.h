@@ -1,7 +1,7 @@
 /* What the OpenCL probes of this folder share (ocl_residency_probe.c,
  * ocl_local_arg_probe.c, ocl_cluster_probe.c): `--help`, and the device a
  * probe runs on, the first of TYPE on the first platform whose name holds
- * WANT, and its limits. Include after CL/cl.h. */
+ * WANT, its limits, and a context and queue on it. Include after CL/cl.h. */
 #ifndef FLAGOS_BENCH_OCL_PROBE_H
 #define FLAGOS_BENCH_OCL_PROBE_H
 
@@ -43,6 +43,21 @@ static inline void probe_limits(cl_device_id dev, cl_uint *cus, cl_ulong *lmem) 
   clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof *cus, cus, NULL);
   clGetDeviceInfo(dev, CL_DEVICE_LOCAL_MEM_SIZE, sizeof *lmem, lmem, NULL);
   printf("compute units %u, CL_DEVICE_LOCAL_MEM_SIZE %llu bytes\n", *cus, (unsigned long long)*lmem);
+}
+
+/* a context on DEV (*ctx) and a queue on it with PROPS; NULL where either
+ * fails, the error on stdout after WHAT (the context released) */
+static inline cl_command_queue probe_queue(const char *what, cl_device_id dev, cl_command_queue_properties props,
+                                           cl_context *ctx) {
+  cl_int e = CL_SUCCESS;
+  *ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
+  cl_command_queue q = *ctx ? clCreateCommandQueue(*ctx, dev, props, &e) : NULL;
+  if (!q) {
+    printf("%scontext or queue: error %d\n", what, e);
+    if (*ctx) clReleaseContext(*ctx);
+    *ctx = NULL;
+  }
+  return q;
 }
 
 #endif

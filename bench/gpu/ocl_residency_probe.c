@@ -86,10 +86,9 @@ int main(int argc, char **argv) {
   cl_ulong lmem;
   probe_limits(dev, &cus, &lmem);
   cl_int e;
-  cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &e);
-  check(e, "context");
-  cl_command_queue q = clCreateCommandQueue(ctx, dev, 0, &e);
-  check(e, "queue");
+  cl_context ctx;
+  cl_command_queue q = probe_queue("", dev, 0, &ctx);
+  if (!q) return 1;
   /* as many groups as a multiprocessor's 2048 work-items could hold, so that the count is the device's limit */
   const int most_groups = (2048 / 128) * (int)cus;
   cl_mem rec = clCreateBuffer(ctx, CL_MEM_READ_WRITE, (size_t)most_groups * 5 * 4, NULL, &e);

@@ -15,15 +15,16 @@ set -uo pipefail
 gpu_opencl_icd
 root=$repo/.debs/root
 lib=$root/usr/lib/x86_64-linux-gnu
-cc -O2 -Wall -Wextra -Werror -I"$root/usr/include" "$repo/bench/gpu/ocl_launch_probe.c" -o /tmp/ocl_launch_probe \
-  -L"$lib" -l:libOpenCL.so.1 -lpthread -Wl,-rpath,"$lib" || { say "probe: build failed"; exit 1; }
-/tmp/ocl_launch_probe | tee "$out/launch-probe.txt"
-cc -O2 -Wall -Wextra -Werror -I"$root/usr/include" "$repo/bench/gpu/ocl_residency_probe.c" -o /tmp/ocl_residency_probe \
-  -L"$lib" -l:libOpenCL.so.1 -Wl,-rpath,"$lib" || { say "residency probe: build failed"; exit 1; }
-/tmp/ocl_residency_probe "${PLATFORM:-NVIDIA}" | tee "$out/residency-probe.txt"
-cc -O2 -Wall -Wextra -Werror -I"$root/usr/include" "$repo/bench/gpu/ocl_local_arg_probe.c" -o /tmp/ocl_local_arg_probe \
-  -L"$lib" -l:libOpenCL.so.1 -Wl,-rpath,"$lib" || { say "local argument probe: build failed"; exit 1; }
-/tmp/ocl_local_arg_probe "${PLATFORM:-NVIDIA}" | tee "$out/local-arg-probe.txt"
-cc -O2 -Wall -Wextra -Werror -I"$root/usr/include" "$repo/bench/gpu/ocl_cluster_probe.c" -o /tmp/ocl_cluster_probe \
-  -L"$lib" -l:libOpenCL.so.1 -Wl,-rpath,"$lib" || { say "cluster probe: build failed"; exit 1; }
-/tmp/ocl_cluster_probe "${PLATFORM:-NVIDIA}" | tee "$out/cluster-probe.txt"
+# builds bench/gpu/NAME.c warning-free against the carried loader and runs it
+# with ARGS, its output into $OUT/FILE
+probe() {
+  local name=$1 file=$2
+  shift 2
+  cc -O2 -Wall -Wextra -Werror -I"$root/usr/include" "$repo/bench/gpu/$name.c" -o "/tmp/$name" \
+    -L"$lib" -l:libOpenCL.so.1 -lpthread -Wl,-rpath,"$lib" || { say "$name: build failed"; exit 1; }
+  "/tmp/$name" "$@" | tee "$out/$file"
+}
+probe ocl_launch_probe launch-probe.txt
+probe ocl_residency_probe residency-probe.txt "${PLATFORM:-NVIDIA}"
+probe ocl_local_arg_probe local-arg-probe.txt "${PLATFORM:-NVIDIA}"
+probe ocl_cluster_probe cluster-probe.txt "${PLATFORM:-NVIDIA}"
